@@ -1,0 +1,201 @@
+"""Bulk reads and writes for the order store: DataFrames in, driver-level batches out.
+
+Row-by-row ORM costs 2-30x a driver batch (PLATFORM-NOTES), so every batch write goes through here:
+SQLite gets one ``executemany`` on the raw sqlite3 connection; PostgreSQL gets ``COPY`` (into the table, or into
+a staging table followed by ``INSERT … SELECT … ON CONFLICT`` when conflicts must be handled). Both run inside
+the caller's transaction, so a batch lands whole or not at all.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+
+import pandas as pd
+from sqlalchemy import Boolean, Connection, Date, Table, text
+from sqlalchemy.sql import Executable
+
+from yidi.types import UTCDateTime
+
+_stage_counter = itertools.count()
+
+
+def _column_values(series: pd.Series, column_type, dialect: str) -> list:
+    """One column as a list of driver-ready values (None for missing)."""
+    if isinstance(column_type, UTCDateTime):
+        stamps = pd.to_datetime(series, utc=True, format="mixed")
+        if dialect == "sqlite":
+            # SQLAlchemy's SQLite DATETIME storage format, naive UTC.
+            values = stamps.dt.tz_localize(None).dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+        else:
+            values = stamps.astype(object)
+    elif isinstance(column_type, Date):
+        values = pd.to_datetime(series, format="mixed").dt.date.astype(object)
+        if dialect == "sqlite":
+            values = values.map(lambda d: d.isoformat() if isinstance(d, date) else None)
+    elif isinstance(column_type, Boolean) and dialect == "sqlite":
+        values = series.astype("boolean").astype("Int64")
+    else:
+        values = series
+    if values.dtype.kind in "iub" and not values.hasnans:
+        return values.tolist()
+    obj = values.astype(object)
+    return obj.where(pd.notna(obj), None).tolist()
+
+
+def frame_rows(table: Table, df: pd.DataFrame, dialect: str) -> tuple[list[str], list[tuple]]:
+    """Column names and row tuples ready for the driver (built column-wise: fast with Arrow strings)."""
+    unknown = [c for c in df.columns if c not in table.c]
+    if unknown:
+        raise KeyError(f"{table.name} has no columns {unknown}")
+    columns = list(df.columns)
+    value_lists = [_column_values(df[c], table.c[c].type, dialect) for c in columns]
+    return columns, list(zip(*value_lists, strict=True))
+
+
+def _quote(conn: Connection, name: str) -> str:
+    return conn.dialect.identifier_preparer.quote(name)
+
+
+def _conflict_clause(conn, table, columns, on_conflict, update_columns) -> str:
+    if on_conflict is None:
+        return ""
+    target = ", ".join(_quote(conn, c) for c in on_conflict)
+    if not update_columns:
+        return f" ON CONFLICT ({target}) DO NOTHING"
+    sets = ", ".join(f"{_quote(conn, c)} = excluded.{_quote(conn, c)}" for c in update_columns)
+    distinct = "IS NOT" if conn.dialect.name == "sqlite" else "IS DISTINCT FROM"
+    # Skip rows whose values did not change: no write, no bumped updated_at, honest counts.
+    changed = " OR ".join(
+        f"{_quote(conn, table.name)}.{_quote(conn, c)} {distinct} excluded.{_quote(conn, c)}" for c in update_columns
+    )
+    return f" ON CONFLICT ({target}) DO UPDATE SET {sets} WHERE {changed}"
+
+
+def insert_rows(
+    conn: Connection,
+    table: Table,
+    df: pd.DataFrame,
+    *,
+    on_conflict: Sequence[str] | None = None,
+    update_columns: Sequence[str] | None = None,
+) -> int:
+    """Insert a DataFrame into ``table`` in one driver batch; returns rows inserted or updated.
+
+    ``on_conflict`` names the unique key: conflicting rows are skipped, or updated in ``update_columns`` when
+    their values differ.
+    """
+    if df.empty:
+        return 0
+    dialect = conn.dialect.name
+    columns, rows = frame_rows(table, df, dialect)
+    column_list = ", ".join(_quote(conn, c) for c in columns)
+    conflict = _conflict_clause(conn, table, columns, on_conflict, update_columns)
+    raw = conn.connection.driver_connection
+    if dialect == "sqlite":
+        placeholders = ", ".join("?" for _ in columns)
+        sql = f"INSERT INTO {_quote(conn, table.name)} ({column_list}) VALUES ({placeholders}){conflict}"
+        cursor = raw.cursor()
+        try:
+            cursor.executemany(sql, rows)
+            return cursor.rowcount
+        finally:
+            cursor.close()
+    if dialect == "postgresql":
+        with raw.cursor() as cursor:
+            if not conflict:
+                with cursor.copy(f"COPY {_quote(conn, table.name)} ({column_list}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                return len(rows)
+            stage = _create_stage(conn, table, columns)
+            with cursor.copy(f"COPY {stage} ({column_list}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cursor.execute(
+                f"INSERT INTO {_quote(conn, table.name)} ({column_list}) "
+                f"SELECT {column_list} FROM {stage}{conflict}"
+            )
+            count = cursor.rowcount
+            cursor.execute(f"DROP TABLE {stage}")
+            return count
+    # Any other database: SQLAlchemy Core executemany (correct, slower).
+    stmt = text(
+        f"INSERT INTO {_quote(conn, table.name)} ({column_list}) VALUES ({', '.join(':' + c for c in columns)})"
+    )
+    conn.execute(stmt, [dict(zip(columns, row, strict=True)) for row in rows])
+    return len(rows)
+
+
+def _create_stage(conn: Connection, table: Table, columns: Sequence[str]) -> str:
+    """A temporary table with the given columns of ``table`` (same types), empty."""
+    name = f"yidi_stage_{table.name}_{next(_stage_counter)}"
+    column_list = ", ".join(_quote(conn, c) for c in columns)
+    conn.exec_driver_sql(
+        f"CREATE TEMPORARY TABLE {name} AS SELECT {column_list} FROM {_quote(conn, table.name)} WHERE 1 = 0"
+    )
+    return name
+
+
+def stage_frame(conn: Connection, table: Table, df: pd.DataFrame) -> str:
+    """Load ``df`` (columns of ``table``) into a new temporary table and return its name; caller drops it."""
+    columns = list(df.columns)
+    stage = _create_stage(conn, table, columns)
+    dialect = conn.dialect.name
+    _, rows = frame_rows(table, df, dialect)
+    column_list = ", ".join(_quote(conn, c) for c in columns)
+    raw = conn.connection.driver_connection
+    if dialect == "postgresql":
+        with raw.cursor() as cursor, cursor.copy(f"COPY {stage} ({column_list}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+    else:
+        cursor = raw.cursor()
+        try:
+            cursor.executemany(
+                f"INSERT INTO {stage} ({column_list}) VALUES ({', '.join('?' for _ in columns)})", rows
+            )
+        finally:
+            cursor.close()
+    return stage
+
+
+def upsert_returning_ids(
+    conn: Connection,
+    table: Table,
+    df: pd.DataFrame,
+    key_columns: Sequence[str],
+    update_columns: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Insert-or-update by ``key_columns`` and return ``key_columns + ['id']`` for every input row's key."""
+    insert_rows(conn, table, df, on_conflict=key_columns, update_columns=update_columns)
+    return ids_for_keys(conn, table, df[list(key_columns)])
+
+
+def ids_for_keys(conn: Connection, table: Table, keys: pd.DataFrame) -> pd.DataFrame:
+    """``keys`` plus the matching ``id`` column (rows without a match are dropped)."""
+    if keys.empty:
+        return keys.assign(id=pd.Series(dtype="int64"))
+    key_columns = list(keys.columns)
+    stage = stage_frame(conn, table, keys.drop_duplicates())
+    on = " AND ".join(f"t.{_quote(conn, c)} = s.{_quote(conn, c)}" for c in key_columns)
+    select = ", ".join(f"t.{_quote(conn, c)}" for c in key_columns)
+    result = conn.exec_driver_sql(
+        f"SELECT {select}, t.id FROM {_quote(conn, table.name)} t JOIN {stage} s ON {on}"
+    )
+    frame = pd.DataFrame(result.fetchall(), columns=[*key_columns, "id"])
+    conn.exec_driver_sql(f"DROP TABLE {stage}")
+    return frame
+
+
+def read_frame(conn: Connection, statement: Executable | str, params: dict | None = None) -> pd.DataFrame:
+    """Run a query and return a DataFrame (typed values: aware datetimes, dates, ints)."""
+    if isinstance(statement, str):
+        statement = text(statement)
+    result = conn.execute(statement, params or {})
+    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,75 @@
+"""Working days on the Chinese official calendar (holidays and make-up working days), via ``chinesecalendar``.
+
+Deadlines such as the manual review limit (V6) count working days. A date beyond the years the library knows is
+an error (``CalendarOutOfRange``), never a guess: upgrade ``chinesecalendar`` when the State Council publishes the
+next year's arrangement.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import chinese_calendar
+
+BUSINESS_TZ = ZoneInfo("Asia/Shanghai")
+
+
+class CalendarOutOfRange(ValueError):
+    """The official holiday arrangement for this date is not known to the installed calendar."""
+
+
+def _day(value: date | datetime) -> date:
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(BUSINESS_TZ)
+        return value.date()
+    return value
+
+
+def is_working_day(value: date | datetime) -> bool:
+    day = _day(value)
+    try:
+        return chinese_calendar.is_workday(day)
+    except NotImplementedError as exc:
+        raise CalendarOutOfRange(
+            f"{day.isoformat()}: the installed chinesecalendar {chinese_calendar.__version__} does not know the "
+            "official holidays of that year; upgrade it"
+        ) from exc
+
+
+def add_working_days(start: date | datetime, n: int) -> date | datetime:
+    """``start`` moved forward by ``n`` working days (backwards for negative n).
+
+    A datetime keeps its time of day (in Asia/Shanghai), so "2 working days from Friday 15:00" is Tuesday 15:00
+    in a normal week. Starting on a non-working day counts from the next working day's start of business.
+    """
+    if n == 0:
+        return start
+    step = 1 if n > 0 else -1
+    day = _day(start)
+    remaining = abs(n)
+    while remaining:
+        day += timedelta(days=step)
+        if is_working_day(day):
+            remaining -= 1
+    if isinstance(start, datetime):
+        local = start.astimezone(BUSINESS_TZ) if start.tzinfo else start
+        moved = datetime.combine(day, local.time(), tzinfo=local.tzinfo)
+        return moved.astimezone(start.tzinfo) if start.tzinfo else moved
+    return day
+
+
+def working_days_between(start: date | datetime, end: date | datetime) -> int:
+    """Working days after ``start`` up to and including ``end`` (negative when end is earlier)."""
+    a, b = _day(start), _day(end)
+    sign = 1
+    if b < a:
+        a, b, sign = b, a, -1
+    count = 0
+    day = a
+    while day < b:
+        day += timedelta(days=1)
+        if is_working_day(day):
+            count += 1
+    return sign * count
