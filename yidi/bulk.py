@@ -68,7 +68,8 @@ def _conflict_clause(conn, table, columns, on_conflict, update_columns) -> str:
     distinct = "IS NOT" if conn.dialect.name == "sqlite" else "IS DISTINCT FROM"
     # Skip rows whose values did not change: no write, no bumped updated_at, honest counts.
     changed = " OR ".join(
-        f"{_quote(conn, table.name)}.{_quote(conn, c)} {distinct} excluded.{_quote(conn, c)}" for c in update_columns
+        f"{_quote(conn, table.name)}.{_quote(conn, c)} {distinct} excluded.{_quote(conn, c)}"
+        for c in update_columns
     )
     return f" ON CONFLICT ({target}) DO UPDATE SET {sets} WHERE {changed}"
 

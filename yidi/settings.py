@@ -36,13 +36,19 @@ class GeneralPolicy(Section):
 
 
 class ReviewPolicy(Section):
-    deadline_working_days: int = Field(2, ge=1, le=30, description="Manual review deadline (V6) in working days")
-    reminder_hours_before: int = Field(4, ge=0, description="Remind reviewers this many hours before the deadline")
+    deadline_working_days: int = Field(
+        2, ge=1, le=30, description="Manual review deadline (V6) in working days"
+    )
+    reminder_hours_before: int = Field(
+        4, ge=0, description="Remind reviewers this many hours before the deadline"
+    )
     escalation_contact: str = Field("ops-lead@example.com", description="Who hears about overdue reviews")
 
 
 class OrdersPolicy(Section):
-    large_order_threshold_yuan: Decimal = Field(Decimal("50000"), gt=0, description="Large orders get a credit check")
+    large_order_threshold_yuan: Decimal = Field(
+        Decimal("50000"), gt=0, description="Large orders get a credit check"
+    )
 
 
 class PaymentPolicy(Section):
@@ -63,7 +69,9 @@ class PaymentPolicy(Section):
 
 
 class PricingPolicy(Section):
-    tolerance_pct: float = Field(5.0, ge=0, le=100, description="Allowed deviation of unit price from list price")
+    tolerance_pct: float = Field(
+        5.0, ge=0, le=100, description="Allowed deviation of unit price from list price"
+    )
 
 
 class PurchaseLimit(Section):

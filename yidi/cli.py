@@ -1,0 +1,228 @@
+"""The ``yidi`` command line: every command has ``--help``; ``--json`` where scripts read the output.
+
+Exit codes: 0 done; 1 the thing asked for does not exist or was refused; 3 the policy file is invalid;
+4 the database cannot be reached or is not initialised.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table as RichTable
+
+import yidi  # noqa: F401  (Prefect offline defaults)
+from yidi.settings import SettingsError
+
+app = typer.Typer(
+    help="yidi: remote-order operations (異地訂單) for Chongqing enterprises.", no_args_is_help=True
+)
+config_app = typer.Typer(help="Inspect the policy file.", no_args_is_help=True)
+order_app = typer.Typer(help="Look at orders.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(order_app, name="order")
+
+console = Console()
+EXIT_NOT_FOUND, EXIT_CONFIG, EXIT_DATABASE = 1, 3, 4
+
+
+def fail(message: str, code: int = EXIT_NOT_FOUND) -> typer.Exit:
+    Console(stderr=True).print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)
+
+
+def emit_json(payload) -> None:
+    sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2, default=str) + "\n")
+
+
+def engine_or_exit():
+    from sqlalchemy.exc import OperationalError
+
+    from yidi.db import get_engine
+
+    engine = get_engine()
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1 FROM orders WHERE 1 = 0")
+    except OperationalError as exc:
+        raise fail(f"the order store is not ready ({exc.orig}); run `yidi init`", EXIT_DATABASE) from None
+    except Exception as exc:  # noqa: BLE001 - ProgrammingError on PostgreSQL when tables are missing
+        raise fail(f"the order store is not ready ({exc}); run `yidi init`", EXIT_DATABASE) from None
+    return engine
+
+
+@app.command()
+def init(json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
+    """Create or upgrade the order store's schema (all migrations)."""
+    from yidi.db import database_url, init_db
+
+    heads = init_db()
+    if json_out:
+        emit_json({"database": _safe_url(database_url()), "heads": heads})
+    else:
+        console.print(f"order store ready at {_safe_url(database_url())} (migrations: {', '.join(heads)})")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@config_app.command("show")
+def config_show(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Print the effective settings (defaults overridden by the policy file)."""
+    from yidi.settings import get_settings, policy_file_path
+
+    try:
+        settings = get_settings()
+        source = policy_file_path()
+    except SettingsError as exc:
+        raise fail(str(exc), EXIT_CONFIG) from None
+    data = settings.model_dump(mode="json")
+    if json_out:
+        emit_json(data)
+        return
+    console.print(
+        f"# effective policy: defaults + {source or 'no policy file'}", highlight=False, markup=False
+    )
+    for section, values in data.items():
+        console.print(f"\n[{section}]", highlight=False, markup=False)
+        for key, value in values.items():
+            console.print(f"{key} = {json.dumps(value, ensure_ascii=False)}", highlight=False, markup=False)
+
+
+class ReferenceKind(StrEnum):
+    catalog = "catalog"
+    customers = "customers"
+
+
+@app.command()
+def load(
+    kind: Annotated[ReferenceKind, typer.Argument(help="What the file holds")],
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="csv or xlsx, UTF-8 or GBK")],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Load reference data (catalog or customers) from a staff spreadsheet; re-loading is safe."""
+    from yidi.reference import ReferenceFileError, load_reference_file
+    from yidi.textfiles import UnreadableText
+
+    engine = engine_or_exit()
+    try:
+        with engine.begin() as conn:
+            changed = load_reference_file(conn, kind.value, path)
+    except (ReferenceFileError, UnreadableText) as exc:
+        raise fail(f"{path}: {exc}") from None
+    if json_out:
+        emit_json({"kind": kind.value, "file": str(path), "inserted_or_changed": changed})
+    else:
+        console.print(f"{kind.value}: {changed} row(s) inserted or changed from {path}")
+
+
+@order_app.command("show")
+def order_show(
+    ref: Annotated[str, typer.Argument(help="Order id, order number (YD…) or CHANNEL:CHANNEL_ORDER_ID")],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Print an order with its lines, shipments and full timeline."""
+    from yidi.orders_view import OrderNotFound, order_view
+
+    engine = engine_or_exit()
+    with engine.connect() as conn:
+        try:
+            view = order_view(conn, ref)
+        except OrderNotFound as exc:
+            raise fail(str(exc)) from None
+    if json_out:
+        emit_json(view)
+        return
+    order = view["order"]
+    console.print(
+        f"[bold]{order['order_no']}[/bold]  {order['channel']}:{order['channel_order_id']}  "
+        f"state [cyan]{order['state']}[/cyan]  payment {order['payment_state']}  region {order['region']}"
+    )
+    console.print(
+        f"customer {order['customer_name']}  {order['customer_phone']}  ship to {order['ship_province'] or ''}"
+        f"{order['ship_city'] or ''}{order['ship_district'] or ''}{order['ship_detail'] or ''}",
+        highlight=False,
+    )
+    console.print(f"total ¥{order['order_total']}  payment method {order['payment_method']}", highlight=False)
+    _print_rows(
+        "lines", view["lines"], ["line_no", "item_code", "item_name", "quantity", "unit_price", "line_total"]
+    )
+    if view["shipments"]:
+        _print_rows(
+            "shipments",
+            view["shipments"],
+            ["shipment_no", "carrier", "waybill_no", "status", "expected_delivery_date", "delivered_at"],
+        )
+    _print_rows(
+        "timeline", view["timeline"], ["occurred_at", "actor", "kind", "from_state", "to_state", "reason"]
+    )
+
+
+def _print_rows(title: str, rows: list[dict], columns: list[str]) -> None:
+    table = RichTable(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    console.print(table)
+
+
+class ExportFormat(StrEnum):
+    csv = "csv"
+    xlsx = "xlsx"
+    json = "json"
+
+
+@app.command()
+def export(
+    table: Annotated[str, typer.Argument(help="Table name, e.g. orders, order_lines, order_events")],
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f")] = ExportFormat.csv,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File (default: TABLE.FORMAT)")
+    ] = None,
+) -> None:
+    """Export a table for staff (full, unmasked values; csv is UTF-8 with BOM so Excel reads Chinese)."""
+    from yidi.export import UnknownTable, export_table
+
+    engine = engine_or_exit()
+    output = output or Path(f"{table}.{fmt.value}")
+    try:
+        with engine.connect() as conn:
+            rows = export_table(conn, table, fmt.value, output)
+    except UnknownTable as exc:
+        raise fail(str(exc)) from None
+    console.print(f"{rows} row(s) of {table} written to {output}")
+
+
+@app.command()
+def demo(
+    orders: Annotated[int, typer.Option(help="How many orders the stand-in channels serve")] = 3000,
+    fresh: Annotated[bool, typer.Option(help="Start from an empty demo home")] = True,
+) -> None:
+    """Run the whole order lifecycle against the local stand-ins and print a summary."""
+    from flows.demo import run_demo
+
+    run_demo(orders=orders, fresh=fresh, console=console)
+
+
+# --- area commands: each area registers its commands here (one line each) ---
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    try:
+        app()
+    except SettingsError as exc:
+        Console(stderr=True).print(f"[red]invalid policy:[/red] {exc}")
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,47 @@
+"""Staff exports of any store table (full values: exports are for staff, not for logs or artifacts)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy import Connection, select
+
+from yidi.schema import metadata
+
+
+class UnknownTable(LookupError):
+    pass
+
+
+def export_table(conn: Connection, table_name: str, fmt: str, output: Path, chunk_rows: int = 50_000) -> int:
+    """Write ``table_name`` to ``output`` as csv (UTF-8 with BOM, for Excel), xlsx or json lines; returns rows."""
+    import yidi.schema_all  # noqa: F401  (every area's tables on the shared metadata)
+
+    table = metadata.tables.get(table_name)
+    if table is None:
+        raise UnknownTable(f"no table {table_name!r}; tables: {', '.join(sorted(metadata.tables))}")
+    result = conn.execution_options(stream_results=True).execute(select(table).order_by(*table.primary_key))
+    columns = list(result.keys())
+    output.parent.mkdir(parents=True, exist_ok=True)
+    total = 0
+    frames = []
+    with output.open("w", encoding="utf-8-sig" if fmt == "csv" else "utf-8", newline="") as handle:
+        while rows := result.fetchmany(chunk_rows):
+            frame = pd.DataFrame(rows, columns=columns)
+            total += len(frame)
+            if fmt == "csv":
+                frame.to_csv(handle, index=False, header=total == len(frame))
+            elif fmt == "json":
+                frame.to_json(handle, orient="records", lines=True, force_ascii=False, date_format="iso")
+            else:
+                frames.append(frame)
+    if fmt == "xlsx":
+        frame = pd.concat(frames) if frames else pd.DataFrame(columns=columns)
+        for column in frame.columns:
+            if isinstance(frame[column].dtype, pd.DatetimeTZDtype):
+                frame[column] = frame[column].dt.tz_localize(
+                    None
+                )  # Excel has no time zones: UTC, stated below
+        frame.to_excel(output, index=False, sheet_name=table_name[:31])
+    return total
