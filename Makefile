@@ -1,0 +1,46 @@
+# yidi: the two commands a newcomer needs are `make demo` and `make test`; both set up .venv themselves.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+BENCH  ?=
+export YIDI_HOME ?= $(CURDIR)/.yidi
+
+.PHONY: help venv test lint demo up down bench clean
+
+help:
+	@echo "make demo   run the whole order lifecycle on SQLite + a local Prefect server against the stand-ins"
+	@echo "make test   ruff + the test suite (PostgreSQL cases need 127.0.0.1:5432 or are skipped)"
+	@echo "make up     local Prefect server + process worker + every deployment in prefect.yaml"
+	@echo "make down   stop what make up (or make demo) started"
+	@echo "make bench  benchmarks beside their baselines (BENCH=name for one, BENCH_N=rows to scale down)"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: venv
+	$(BIN)/ruff check .
+
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+demo: venv
+	$(BIN)/yidi demo
+
+up: venv
+	$(BIN)/python -m yidi.local_prefect up
+
+down: venv
+	$(BIN)/python -m yidi.local_prefect down
+
+bench: venv
+	$(BIN)/python -m bench $(BENCH)
+
+clean:
+	rm -rf $(VENV) .yidi .pytest_cache .ruff_cache

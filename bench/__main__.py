@@ -1,0 +1,195 @@
+"""`python -m bench [NAME ...]`: run benchmarks beside their baselines and write bench/results/NAME.json.
+
+A benchmark module defines ``NAME``, ``DEFAULT_N``, ``BASELINE`` (what the baseline is), ``TARGET`` (the limit on
+ours / baseline), ``prepare(n, workdir, case)`` -> ctx, ``ours(ctx)`` and ``baseline(ctx)``; optionally ``CASES``
+(several data shapes, e.g. failure rates: the result gets ``ratio_<case>`` and ``ratio`` is the worst) and
+``extra(ctx)`` -> dict of further figures. ``prepare`` may raise ``bench.Skip`` (e.g. no PostgreSQL).
+
+Each run of ours and of the baseline happens in a forked child (alternating, ``BENCH_RUNS`` pairs, default 3), so
+neither warms the other's caches in-process and each child's peak memory is its own. Environment: ``BENCH_N``
+scales every benchmark's row count; ``BENCH_RUNS`` sets the pairs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import multiprocessing
+import os
+import pkgutil
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+import bench
+
+RESULTS = Path(__file__).with_name("results")
+
+
+class Skip(Exception):  # noqa: N818 - reads as `raise Skip("why")`
+    """This benchmark (or case) cannot run here; the reason is printed and recorded."""
+
+
+bench.Skip = Skip  # so modules can `from bench import Skip` without importing __main__
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _child(fn, ctx, conn) -> None:
+    try:
+        start_rss = _rss_mb()
+        started = time.perf_counter()
+        fn(ctx)
+        elapsed = time.perf_counter() - started
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        conn.send(("ok", elapsed, peak, max(peak - start_rss, 0.0)))
+    except BaseException:  # noqa: BLE001 - report any failure to the parent
+        conn.send(("error", traceback.format_exc(), 0, 0))
+    finally:
+        conn.close()
+
+
+def timed_in_child(fn, ctx) -> tuple[float, float, float]:
+    """Run ``fn(ctx)`` in a forked child; returns (seconds, peak RSS MB, peak growth MB)."""
+    fork = multiprocessing.get_context("fork")
+    parent_end, child_end = fork.Pipe(duplex=False)
+    proc = fork.Process(target=_child, args=(fn, ctx, child_end))
+    proc.start()
+    child_end.close()
+    status, value, peak, growth = parent_end.recv()
+    proc.join()
+    if status != "ok":
+        raise RuntimeError(f"benchmark child failed:\n{value}")
+    return value, peak, growth
+
+
+def run_case(module, n: int, case: str | None, runs: int, workdir: Path) -> dict:
+    ctx = module.prepare(n, workdir, case) if case is not None else module.prepare(n, workdir, None)
+    ours_s, base_s, ratios, ours_peak, base_peak, ours_growth = [], [], [], [], [], []
+    for _ in range(runs):
+        t_ours, p_ours, g_ours = timed_in_child(module.ours, ctx)
+        t_base, p_base, _ = timed_in_child(module.baseline, ctx)
+        ours_s.append(t_ours)
+        base_s.append(t_base)
+        ratios.append(t_ours / t_base)
+        ours_peak.append(p_ours)
+        base_peak.append(p_base)
+        ours_growth.append(g_ours)
+    result = {
+        "ours_s": round(statistics.median(ours_s), 4),
+        "baseline_s": round(statistics.median(base_s), 4),
+        "ratio": round(statistics.median(ratios), 3),
+        "peak_mb": round(max(ours_peak), 1),
+        "peak_growth_mb": round(max(ours_growth), 1),
+        "baseline_peak_mb": round(max(base_peak), 1),
+        "runs": runs,
+    }
+    if hasattr(module, "extra"):
+        result.update(module.extra(ctx))
+    return result
+
+
+def run_benchmark(module, runs: int, scale: int | None) -> dict:
+    n = scale or module.DEFAULT_N
+    result: dict = {"name": module.NAME, "n": n, "baseline": module.BASELINE, "target": module.TARGET}
+    cases = getattr(module, "CASES", None)
+    with tempfile.TemporaryDirectory(prefix=f"bench-{module.NAME}-") as tmp:
+        if not cases:
+            result.update(run_case(module, n, None, runs, Path(tmp)))
+        else:
+            worst = None
+            for case in cases:
+                case_dir = Path(tmp) / case
+                case_dir.mkdir()
+                try:
+                    figures = run_case(module, n, case, runs, case_dir)
+                except Skip as why:
+                    result[f"skipped_{case}"] = str(why)
+                    continue
+                result[case] = figures
+                result[f"ratio_{case}"] = figures["ratio"]
+                if worst is None or figures["ratio"] > worst["ratio"]:
+                    worst = figures
+            if worst is None:
+                raise Skip("; ".join(str(v) for k, v in result.items() if k.startswith("skipped_")))
+            for key in (
+                "ours_s",
+                "baseline_s",
+                "ratio",
+                "peak_mb",
+                "peak_growth_mb",
+                "baseline_peak_mb",
+                "runs",
+            ):
+                result[key] = worst[key]
+    result["within_target"] = result["ratio"] <= module.TARGET
+    return result
+
+
+def discover() -> dict[str, object]:
+    modules = {}
+    for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"bench.{info.name}")
+        if hasattr(module, "NAME"):
+            modules[module.NAME] = module
+    return modules
+
+
+def main(argv: list[str]) -> int:
+    console = Console(width=max(Console().width, 150))
+    available = discover()
+    wanted = [w for arg in argv for w in arg.split(",") if w] or sorted(available)
+    unknown = [w for w in wanted if w not in available]
+    if unknown:
+        console.print(f"[red]unknown benchmark(s) {unknown}[/red]; available: {', '.join(sorted(available))}")
+        return 2
+    runs = int(os.environ.get("BENCH_RUNS", "3"))
+    scale = int(os.environ["BENCH_N"]) if os.environ.get("BENCH_N") else None
+    RESULTS.mkdir(exist_ok=True)
+    table = Table(title="yidi benchmarks (medians; ratio = ours / baseline, lower is better)")
+    for column in ("benchmark", "n", "ours s", "baseline s", "ratio", "target", "peak MB", "baseline"):
+        table.add_column(column)
+    failed = False
+    for name in wanted:
+        module = available[name]
+        console.print(f"running {name} …")
+        try:
+            result = run_benchmark(module, runs, scale)
+        except Skip as why:
+            console.print(f"[yellow]{name} skipped:[/yellow] {why}")
+            continue
+        except Exception:  # noqa: BLE001 - one broken benchmark must not hide the others
+            console.print(f"[red]{name} failed[/red]\n{traceback.format_exc()}")
+            failed = True
+            continue
+        (RESULTS / f"{name}.json").write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n")
+        mark = "[green]ok[/green]" if result["within_target"] else "[red]over[/red]"
+        table.add_row(
+            name,
+            f"{result['n']:,}",
+            f"{result['ours_s']:.3f}",
+            f"{result['baseline_s']:.3f}",
+            f"{result['ratio']:.2f} {mark}",
+            f"≤ {module.TARGET}",
+            f"{result['peak_mb']:.0f}",
+            module.BASELINE,
+        )
+    console.print(table)
+    console.print(f"results in {RESULTS}/")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

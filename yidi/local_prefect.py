@@ -1,0 +1,167 @@
+"""The local Prefect stack behind `make up` / `make down`: server on 127.0.0.1:4200, a process worker, deployments.
+
+Processes are started detached with pid files under ``$YIDI_HOME/run`` so `make down` stops exactly what
+`make up` started (and nothing else). The server keeps its own SQLite database under ``$YIDI_HOME/prefect``.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+import yidi  # noqa: F401  (offline defaults in the environment handed to children)
+from yidi.settings import yidi_home
+
+HOST, PORT = "127.0.0.1", 4200
+API_URL = f"http://{HOST}:{PORT}/api"
+UI_URL = f"http://{HOST}:{PORT}"
+WORK_POOL = "yidi-local"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_dir() -> Path:
+    path = yidi_home() / "run"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def prefect_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("PREFECT_HOME", str(yidi_home() / "prefect"))
+    env["PREFECT_API_URL"] = API_URL
+    env.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    env.setdefault("YIDI_HOME", str(yidi_home()))
+    return env
+
+
+def api_healthy(url: str = API_URL, timeout: float = 1.0) -> bool:
+    try:
+        return requests.get(f"{url}/health", timeout=timeout).ok
+    except requests.RequestException:
+        return False
+
+
+def use_local_server_if_running() -> bool:
+    """Point this process at the local server when it is up (else flows run on a temporary server)."""
+    if os.environ.get("PREFECT_API_URL"):
+        return True
+    if api_healthy():
+        os.environ["PREFECT_API_URL"] = API_URL
+        return True
+    return False
+
+
+def _prefect_bin() -> str:
+    return str(Path(sys.executable).with_name("prefect"))
+
+
+def _start(name: str, args: list[str]) -> int:
+    log = (run_dir() / f"{name}.log").open("ab")
+    proc = subprocess.Popen(
+        args, env=prefect_env(), cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    (run_dir() / f"{name}.pid").write_text(str(proc.pid))
+    return proc.pid
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+def start_server(timeout: float = 90) -> bool:
+    """Start the server unless one answers already; returns True when this call started it."""
+    if api_healthy():
+        return False
+    pid = _start("server", [_prefect_bin(), "server", "start", "--host", HOST, "--port", str(PORT)])
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if api_healthy():
+            return True
+        if not _alive(pid):
+            raise RuntimeError(f"prefect server exited; see {run_dir() / 'server.log'}")
+        time.sleep(0.5)
+    raise RuntimeError(f"prefect server not healthy after {timeout:.0f}s; see {run_dir() / 'server.log'}")
+
+
+def _prefect(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [_prefect_bin(), *args], env=prefect_env(), cwd=REPO_ROOT, check=check, capture_output=True, text=True
+    )
+
+
+def global_limits() -> dict[str, tuple[int, float]]:
+    """Global concurrency / rate limits the flows use: name -> (limit, slot decay per second)."""
+    from yidi.settings import get_settings
+
+    limits: dict[str, tuple[int, float]] = {}
+    tracking = get_settings().tracking
+    for name, spec in getattr(tracking, "global_limits", {}).items():
+        limits[name] = (int(spec["limit"]), float(spec.get("slot_decay_per_second", 0)))
+    return limits
+
+
+def ensure_global_limits() -> None:
+    for name, (limit, decay) in global_limits().items():
+        existing = _prefect("gcl", "inspect", name, check=False)
+        if existing.returncode == 0:
+            _prefect("gcl", "update", name, "--limit", str(limit), check=False)
+        else:
+            _prefect("gcl", "create", name, "--limit", str(limit), "--slot-decay-per-second", str(decay))
+
+
+def up() -> None:
+    started = start_server()
+    print(f"prefect server {'started' if started else 'already running'}: {UI_URL}")
+    _prefect("work-pool", "create", WORK_POOL, "--type", "process", "--overwrite")
+    ensure_global_limits()
+    deployed = _prefect("--no-prompt", "deploy", "--all", check=False)
+    if deployed.returncode != 0:
+        print(deployed.stdout[-4000:], deployed.stderr[-4000:], sep="\n")
+        raise SystemExit("deploying prefect.yaml failed")
+    worker_pid = _read_pid("worker")
+    if worker_pid is None or not _alive(worker_pid):
+        _start("worker", [_prefect_bin(), "worker", "start", "--pool", WORK_POOL])
+    print(f"work pool {WORK_POOL} with a process worker; deployments from prefect.yaml are scheduled")
+    print(f"open the UI: {UI_URL}  (deployments: {UI_URL}/deployments)")
+
+
+def _read_pid(name: str) -> int | None:
+    path = run_dir() / f"{name}.pid"
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def down() -> None:
+    """Stop the worker and server this project started (process groups from the pid files)."""
+    for name in ("worker", "server"):
+        pid = _read_pid(name)
+        if pid is None:
+            continue
+        if _alive(pid):
+            try:
+                os.killpg(pid, signal.SIGTERM)
+            except OSError:
+                os.kill(pid, signal.SIGTERM)
+            deadline = time.monotonic() + 20
+            while _alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if _alive(pid):
+                os.killpg(pid, signal.SIGKILL)
+            print(f"stopped {name} (pid {pid})")
+        (run_dir() / f"{name}.pid").unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    {"up": up, "down": down}[sys.argv[1]]()
