@@ -37,6 +37,7 @@ def prefect_env() -> dict[str, str]:
     env["PREFECT_API_URL"] = API_URL
     env.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     env.setdefault("YIDI_HOME", str(yidi_home()))
+    env["YIDI_REPO"] = str(REPO_ROOT)  # prefect.yaml's pull step runs flows from this checkout
     return env
 
 

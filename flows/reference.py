@@ -1,0 +1,23 @@
+"""Reference data flow: load the catalog and customers from staff spreadsheets (on demand)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow
+
+from tasks.reference import load_catalog, load_customers
+from yidi.db import init_db
+
+
+@flow(name="load-reference-data", log_prints=True)
+def load_reference_data(catalog_file: str | None = None, customers_file: str | None = None) -> dict[str, int]:
+    """Upsert the catalog and/or customers from csv/xlsx files (UTF-8 or GBK, Chinese or English headers)."""
+    init_db()
+    loaded = {}
+    if catalog_file:
+        loaded["catalog"] = load_catalog(Path(catalog_file))
+    if customers_file:
+        loaded["customers"] = load_customers(Path(customers_file))
+    print(f"reference data loaded: {loaded}")
+    return loaded
