@@ -49,7 +49,9 @@ def make_orders(conn, states: list[str]) -> list[int]:
         }
     )
     insert_rows(conn, orders, frame)
-    ids = read_frame(conn, select(orders.c.id, orders.c.order_no).where(orders.c.order_no.in_(frame["order_no"])))
+    ids = read_frame(
+        conn, select(orders.c.id, orders.c.order_no).where(orders.c.order_no.in_(frame["order_no"]))
+    )
     return ids.set_index("order_no").loc[frame["order_no"], "id"].tolist()
 
 
@@ -111,7 +113,9 @@ def test_events_record_who_when_what_why_and_are_append_only(engine):
         transition_orders(conn, ids[:1], OrderState.APPROVED, reason="looks fine", actor="user:li")
         record_events(
             conn,
-            pd.DataFrame({"order_id": [ids[0]], "kind": ["change"], "reason": ["address"], "details": [{"a": 1}]}),
+            pd.DataFrame(
+                {"order_id": [ids[0]], "kind": ["change"], "reason": ["address"], "details": [{"a": 1}]}
+            ),
             actor="system",
         )
     with engine.connect() as conn:

@@ -9,11 +9,13 @@ the caller's transaction, so a batch lands whole or not at all.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 
 import pandas as pd
 from sqlalchemy import Boolean, Connection, Date, Table, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
 
 from yidi.types import UTCDateTime
@@ -52,6 +54,16 @@ def frame_rows(table: Table, df: pd.DataFrame, dialect: str) -> tuple[list[str],
     columns = list(df.columns)
     value_lists = [_column_values(df[c], table.c[c].type, dialect) for c in columns]
     return columns, list(zip(*value_lists, strict=True))
+
+
+@contextmanager
+def driver_errors(conn: Connection, statement: str) -> Iterator[None]:
+    """Raise driver errors as SQLAlchemy's (IntegrityError, OperationalError…), as Core calls would."""
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    try:
+        yield
+    except dbapi_error as exc:
+        raise DBAPIError.instance(statement, None, exc, dbapi_error) from exc
 
 
 def _quote(conn: Connection, name: str) -> str:
@@ -99,12 +111,13 @@ def insert_rows(
         sql = f"INSERT INTO {_quote(conn, table.name)} ({column_list}) VALUES ({placeholders}){conflict}"
         cursor = raw.cursor()
         try:
-            cursor.executemany(sql, rows)
+            with driver_errors(conn, sql):
+                cursor.executemany(sql, rows)
             return cursor.rowcount
         finally:
             cursor.close()
     if dialect == "postgresql":
-        with raw.cursor() as cursor:
+        with raw.cursor() as cursor, driver_errors(conn, f"COPY/INSERT {table.name}"):
             if not conflict:
                 with cursor.copy(f"COPY {_quote(conn, table.name)} ({column_list}) FROM STDIN") as copy:
                     for row in rows:
@@ -148,7 +161,11 @@ def stage_frame(conn: Connection, table: Table, df: pd.DataFrame) -> str:
     column_list = ", ".join(_quote(conn, c) for c in columns)
     raw = conn.connection.driver_connection
     if dialect == "postgresql":
-        with raw.cursor() as cursor, cursor.copy(f"COPY {stage} ({column_list}) FROM STDIN") as copy:
+        with (
+            raw.cursor() as cursor,
+            driver_errors(conn, f"COPY {stage}"),
+            cursor.copy(f"COPY {stage} ({column_list}) FROM STDIN") as copy,
+        ):
             for row in rows:
                 copy.write_row(row)
     else:

@@ -147,7 +147,7 @@ def order_show(
         f"state [cyan]{order['state']}[/cyan]  payment {order['payment_state']}  region {order['region']}"
     )
     console.print(
-        f"customer {order['customer_name']}  {order['customer_phone']}  ship to {order['ship_province'] or ''}"
+        f"customer {order['customer_name'] or ''}  {order['customer_phone'] or ''}  ship to {order['ship_province'] or ''}"
         f"{order['ship_city'] or ''}{order['ship_district'] or ''}{order['ship_detail'] or ''}",
         highlight=False,
     )

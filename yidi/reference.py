@@ -159,7 +159,7 @@ def _mapped(values: pd.Series, words: dict[str, str], column: str, source: str, 
 def prepare_catalog(frame: pd.DataFrame, source: str = "catalog") -> pd.DataFrame:
     frame = canonical_columns(frame, CATALOG_HEADERS, source).reset_index(drop=True)
     _require(frame, ["code", "name", "list_price"], source)
-    frame = frame.reindex(columns=list(CATALOG_HEADERS))  # optional columns absent -> NA
+    frame = frame.reindex(columns=list(CATALOG_HEADERS)).astype("string")  # absent optional columns -> NA
     out = frame[["code", "name", "spec", "model", "preferred_supplier"]].copy()
     out["kind"] = _mapped(frame["kind"], KIND_WORDS, "kind", source, "product")
     out["unit"] = frame["unit"].fillna("件")
@@ -177,7 +177,7 @@ def prepare_catalog(frame: pd.DataFrame, source: str = "catalog") -> pd.DataFram
 def prepare_customers(frame: pd.DataFrame, source: str = "customers") -> pd.DataFrame:
     frame = canonical_columns(frame, CUSTOMER_HEADERS, source).reset_index(drop=True)
     _require(frame, ["code", "name"], source)
-    frame = frame.reindex(columns=list(CUSTOMER_HEADERS))
+    frame = frame.reindex(columns=list(CUSTOMER_HEADERS)).astype("string")
     out = frame[
         ["code", "name", "phone", "email", "province", "city", "district", "address", "credit_rating"]
     ]

@@ -1,0 +1,145 @@
+"""The order store on both databases: bulk writes, upserts, money and time round-trips, migrations."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta, timezone
+
+import pandas as pd
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from yidi.bulk import ids_for_keys, insert_rows, read_frame, upsert_returning_ids
+from yidi.db import current_heads, init_db
+from yidi.outbox import enqueue
+from yidi.schema import catalog_items, notification_outbox, orders, shipments
+
+
+def order_frame(n: int, start: int = 0) -> pd.DataFrame:
+    ids = range(start, start + n)
+    return pd.DataFrame(
+        {
+            "order_no": [f"YD{i:08d}" for i in ids],
+            "channel": "website",
+            "channel_order_id": [str(i) for i in ids],
+            "customer_name": ["王伟'); DROP TABLE orders;--" if i % 2 else "李娜" for i in ids],
+            "order_total_fen": [1999_99 + i for i in ids],
+            "order_time": [datetime(2026, 11, 2, 9, 30, tzinfo=timezone(timedelta(hours=8))) for _ in ids],
+            "promised_date": [date(2026, 11, 10)] * n,
+        }
+    )
+
+
+def test_bulk_insert_round_trips_money_times_and_hostile_text(engine):
+    with engine.begin() as conn:
+        assert insert_rows(conn, orders, order_frame(2500)) == 2500
+    with engine.connect() as conn:
+        stored = read_frame(conn, select(orders).order_by(orders.c.id))
+    assert len(stored) == 2500
+    assert stored["order_total_fen"].iloc[3] == 1999_99 + 3  # exact integer fen
+    first_time = stored["order_time"].iloc[0]
+    assert first_time == datetime(2026, 11, 2, 1, 30, tzinfo=UTC) and first_time.tzinfo is not None
+    assert stored["promised_date"].iloc[0] == date(2026, 11, 10)
+    assert stored["customer_name"].iloc[1] == "王伟'); DROP TABLE orders;--"
+    assert (stored["state"] == "received").all()  # server default
+
+
+def test_conflicts_are_skipped_or_updated_only_when_changed(engine):
+    frame = order_frame(10)
+    with engine.begin() as conn:
+        insert_rows(conn, orders, frame)
+        assert insert_rows(conn, orders, frame, on_conflict=["channel", "channel_order_id"]) == 0
+        changed = frame.copy()
+        changed.loc[2, "order_total_fen"] = 1
+        updated = insert_rows(
+            conn,
+            orders,
+            changed,
+            on_conflict=["channel", "channel_order_id"],
+            update_columns=["order_total_fen"],
+        )
+        assert updated == 1
+        total = conn.execute(
+            select(orders.c.order_total_fen).where(orders.c.channel_order_id == "2")
+        ).scalar()
+        assert total == 1
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        insert_rows(conn, orders, frame)  # no conflict handling: the unique key refuses duplicates
+
+
+def test_a_failed_batch_leaves_nothing_behind(engine):
+    frame = pd.concat([order_frame(5), order_frame(1, start=2)])  # duplicate key inside the batch
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        insert_rows(conn, orders, frame)
+    with engine.connect() as conn:
+        assert read_frame(conn, select(orders.c.id)).empty
+
+
+def test_upsert_returning_ids_maps_every_key(engine):
+    items = pd.DataFrame(
+        {"code": ["A", "B", "C"], "name": ["甲", "乙", "丙"], "list_price_fen": [100, 200, 300]}
+    )
+    with engine.begin() as conn:
+        first = upsert_returning_ids(conn, catalog_items, items, ["code"], update_columns=["name"])
+        again = upsert_returning_ids(
+            conn, catalog_items, items.assign(name="新"), ["code"], update_columns=["name"]
+        )
+        assert sorted(first["code"]) == ["A", "B", "C"]
+        assert first.set_index("code")["id"].to_dict() == again.set_index("code")["id"].to_dict()
+        names = read_frame(conn, select(catalog_items.c.name))["name"].tolist()
+        assert names == ["新", "新", "新"]
+        assert ids_for_keys(conn, catalog_items, pd.DataFrame({"code": ["Z"]})).empty
+
+
+def test_naive_datetimes_are_refused(engine):
+    frame = order_frame(1).assign(order_time=[datetime(2026, 11, 2, 9, 30)])
+    with pytest.raises(Exception, match="naive|timezone|tz"), engine.begin() as conn:
+        conn.execute(orders.insert(), frame.to_dict("records"))
+
+
+def test_outbox_queues_each_notice_once(engine):
+    notices = pd.DataFrame(
+        {
+            "order_id": [1, 1],
+            "medium": ["sms", "email"],
+            "recipient": ["13812348000", "a@example.com"],
+            "template": ["order_rejected", "order_rejected"],
+            "context": [{"reasons": ["电话无效"]}, {"reasons": ["电话无效"]}],
+            "dedupe_key": ["rej:1:sms", "rej:1:email"],
+        }
+    )
+    with engine.begin() as conn:
+        assert enqueue(conn, notices) == 2
+        assert enqueue(conn, notices) == 0  # rerun: nothing new
+        assert (
+            enqueue(conn, notices.assign(recipient=None, dedupe_key=["x", "y"])) == 0
+        )  # no recipient: not queued
+        stored = read_frame(conn, select(notification_outbox))
+    assert stored["status"].tolist() == ["pending", "pending"]
+    assert "电话无效" in stored["context"].iloc[0]
+    with pytest.raises(ValueError, match="media"), engine.begin() as conn:
+        enqueue(conn, notices.assign(medium="fax"))
+
+
+def test_init_is_idempotent_and_reports_heads(engine):
+    before = current_heads(engine)
+    assert "0001_foundation" in before or any(h.startswith("000") for h in before)
+    assert init_db(engine) == before
+
+
+def test_shipment_idempotency_key_is_unique(engine):
+    with engine.begin() as conn:
+        insert_rows(conn, orders, order_frame(1))
+        order_id = conn.execute(select(orders.c.id)).scalar()
+        row = pd.DataFrame(
+            {
+                "shipment_no": ["S1"],
+                "order_id": [order_id],
+                "carrier": ["shunfeng"],
+                "idempotency_key": ["k1"],
+            }
+        )
+        insert_rows(conn, shipments, row)
+        assert (
+            insert_rows(conn, shipments, row.assign(shipment_no="S2"), on_conflict=["idempotency_key"]) == 0
+        )
