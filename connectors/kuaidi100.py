@@ -81,7 +81,9 @@ class Credentials:
     ) -> Credentials:
         missing = [name for name in (customer_env, key_env) if not os.environ.get(name)]
         if missing:
-            raise MissingCredentials(f"set the environment variable(s) {', '.join(missing)} (Kuaidi100 account)")
+            raise MissingCredentials(
+                f"set the environment variable(s) {', '.join(missing)} (Kuaidi100 account)"
+            )
         return cls(os.environ[customer_env], os.environ[key_env], os.environ.get(salt_env, ""))
 
     def __repr__(self) -> str:  # never print secrets, even by accident
@@ -153,7 +155,9 @@ TRANSIENT_KINDS = frozenset({ErrorKind.RATE_LIMITED, ErrorKind.UNAVAILABLE})
 
 
 class Kuaidi100Error(Exception):
-    def __init__(self, kind: ErrorKind, message: str, return_code: str | None = None, http_status: int | None = None):
+    def __init__(
+        self, kind: ErrorKind, message: str, return_code: str | None = None, http_status: int | None = None
+    ):
         self.kind = ErrorKind(kind)
         self.return_code = return_code
         self.http_status = http_status
@@ -204,8 +208,10 @@ def parse_result(payload: dict, *, com_old: str | None = None, com_new: str | No
     """A query answer (or a push's ``lastResult``) -> ``TrackingResult``; error answers raise ``Kuaidi100Error``."""
     if not isinstance(payload, dict):
         raise Kuaidi100Error(ErrorKind.MALFORMED, f"expected a JSON object, got {type(payload).__name__}")
-    if payload.get("result") is False or payload.get("result") == "false" or (
-        payload.get("returnCode") and "data" not in payload
+    if (
+        payload.get("result") is False
+        or payload.get("result") == "false"
+        or (payload.get("returnCode") and "data" not in payload)
     ):
         code = _text(payload.get("returnCode"))
         message = _text(payload.get("message")) or "error without message"
@@ -378,7 +384,13 @@ class Kuaidi100Client:
     # -- query --
 
     def query_param(
-        self, com: str, num: str, phone: str | None = None, *, origin: str | None = None, to: str | None = None
+        self,
+        com: str,
+        num: str,
+        phone: str | None = None,
+        *,
+        origin: str | None = None,
+        to: str | None = None,
     ) -> str:
         param = {"com": com, "num": num}
         if phone:
@@ -425,7 +437,8 @@ class Kuaidi100Client:
         payload = self._post(self.subscribe_url, {"schema": "json", "param": dumps(param)})
         code = _text(payload.get("returnCode"))
         message = _text(payload.get("message"))
-        accepted = payload.get("result") in (True, "true") or code in {"200", "501"}  # 501: already subscribed
+        # 501 "重复订阅": already subscribed, which is what we wanted.
+        accepted = payload.get("result") in (True, "true") or code in {"200", "501"}
         if not accepted:
             kind = classify_error(code, message)
             if code == "500" or kind in TRANSIENT_KINDS:

@@ -196,7 +196,9 @@ class CarrierState:
         self.seed = seed
         self.auto_register = auto_register
         self.scenario_weights = scenario_weights or {"normal": 1.0}
-        self.bucket = TokenBucket(rate_per_second, burst or max(1.0, rate_per_second / 10)) if rate_per_second else None
+        self.bucket = (
+            TokenBucket(rate_per_second, burst or max(1.0, rate_per_second / 10)) if rate_per_second else None
+        )
         self.rate_per_second = rate_per_second
         self.lock = threading.Lock()
         self.waybills: dict[str, Registration] = {}
@@ -262,7 +264,9 @@ class CarrierState:
         with self.lock:
             self.failures.extend([mode] * n)
 
-    def down(self, for_: timedelta | None = None, *, until: datetime | None = None, mode: str = "http503") -> None:
+    def down(
+        self, for_: timedelta | None = None, *, until: datetime | None = None, mode: str = "http503"
+    ) -> None:
         self.down_until = until or (self.clock.now() + (for_ or timedelta(hours=1)))
         self.down_mode = mode
 
@@ -271,7 +275,9 @@ class CarrierState:
     def visible(self, reg: Registration, now: datetime) -> list[RouteEvent]:
         return [e for e in reg.route if e.at <= now]
 
-    def result_payload(self, reg: Registration, com_asked: str, events: list[RouteEvent], *, desc=True) -> dict:
+    def result_payload(
+        self, reg: Registration, com_asked: str, events: list[RouteEvent], *, desc=True
+    ) -> dict:
         newest = events[-1]
         rows = [
             {
@@ -318,7 +324,11 @@ class CarrierState:
         customer, sign, param = form.get("customer"), form.get("sign"), form.get("param")
         if not customer or not sign or not param:
             self.outcomes["incomplete"] += 1
-            return 200, {"result": False, "returnCode": "400", "message": "提交的数据不完整，或者贵公司没授权"}
+            return 200, {
+                "result": False,
+                "returnCode": "400",
+                "message": "提交的数据不完整，或者贵公司没授权",
+            }
         if customer != self.customer or sign.upper() != _md5_upper(param + self.key + self.customer):
             self.outcomes["bad_sign"] += 1
             return 200, {"result": False, "returnCode": "503", "message": "验证签名失败"}
@@ -333,11 +343,17 @@ class CarrierState:
             if last is not None and now - last < self.min_interval:
                 self.outcomes["too_frequent"] += 1
                 minutes = int(self.min_interval.total_seconds() // 60)
-                return 200, {"result": False, "returnCode": "500", "message": f"查询过于频繁，请{minutes}分钟后再查"}
+                return 200, {
+                    "result": False,
+                    "returnCode": "500",
+                    "message": f"查询过于频繁，请{minutes}分钟后再查",
+                }
             self.last_query[num] = now
             reg = self.waybills.get(num)
         if reg is None and self.auto_register:
-            reg = self.register(com, num, shipped_at=now - timedelta(hours=1), scenario=self._auto_scenario(num))
+            reg = self.register(
+                com, num, shipped_at=now - timedelta(hours=1), scenario=self._auto_scenario(num)
+            )
         if reg is None or (com != reg.com and com not in reg.previous_coms):
             self.outcomes["unknown"] += 1
             return 200, NO_RESULT
@@ -359,7 +375,11 @@ class CarrierState:
             com, num = str(param["company"]), str(param["number"])
             callback = str(param["parameters"]["callbackurl"])
         except (ValueError, KeyError, TypeError):
-            return {"result": False, "returnCode": "700", "message": "订阅方的订阅数据存在错误（如不支持的快递公司、单号为空等）"}
+            return {
+                "result": False,
+                "returnCode": "700",
+                "message": "订阅方的订阅数据存在错误（如不支持的快递公司、单号为空等）",
+            }
         if form.get("schema") != "json":
             return {"result": False, "returnCode": "700", "message": "schema 必须为 json"}
         if param.get("key") != self.key:
@@ -559,7 +579,9 @@ class Kuaidi100Standin:
         self.state = state
         self.server = _Server((host, port), _Handler)
         self.server.state = state
-        self.thread = threading.Thread(target=self.server.serve_forever, name="kuaidi100-standin", daemon=True)
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, name="kuaidi100-standin", daemon=True
+        )
         self.thread.start()
 
     @property

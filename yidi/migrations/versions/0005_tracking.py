@@ -114,7 +114,9 @@ def upgrade() -> None:
         sa.Column("settled_at", TS, nullable=True),
         sa.Column("updated_at", TS, nullable=True),
         sa.ForeignKeyConstraint(
-            ["incident_id"], ["tracking_incidents.id"], name=op.f("fk_liability_claims_incident_id_tracking_incidents")
+            ["incident_id"],
+            ["tracking_incidents.id"],
+            name=op.f("fk_liability_claims_incident_id_tracking_incidents"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_liability_claims")),
         sa.UniqueConstraint("incident_id", name=op.f("uq_liability_claims_incident_id")),
