@@ -1,5 +1,5 @@
 """Fulfilment tables (issue 5): warehouses, the stock ledger and its balances, allocations, production and
-purchase requests, suppliers and their price lists, customer short-item decisions, stocktakes, shipment plans.
+purchase requests, suppliers and their price lists, customer short-item decisions, stocktakes, shipment requests.
 
 Stock is a ledger: every change is one ``stock_movements`` row with signed deltas of the four quantities
 (on hand, reserved, damaged, quarantined). ``stock_levels`` holds their running sums per warehouse and item,
@@ -137,7 +137,7 @@ allocations = Table(
     Column("warehouse", String(32), nullable=False),
     Column("quantity", Float, nullable=False),
     Column("status", String(12), nullable=False, server_default="reserved"),  # reserved, shipped, released
-    Column("shipment_id", BigInteger),
+    Column("shipment_request_id", BigInteger),  # shipment_requests.id once planned into a shipment
     Column("run_id", BigInteger),
     _created(),
     Column("updated_at", UTCDateTime),
@@ -295,17 +295,43 @@ stocktake_lines = Table(
     Index("ix_stocktake_lines_stocktake", "stocktake_id"),
 )
 
-shipment_plans = Table(
-    "shipment_plans",
+shipment_requests = Table(
+    "shipment_requests",
     metadata,
-    Column("shipment_id", ForeignKey("shipments.id"), primary_key=True),
-    Column("run_id", BigInteger),
+    # A planned shipment: carrier chosen, waiting for (or holding) the carrier's waybill. The ``shipments`` row
+    # (what tracking polls) is written only once the waybill exists, so tracking never sees a shipment without one.
+    Column("id", Id, primary_key=True),
+    Column("shipment_no", String(40), nullable=False, unique=True),
+    Column("idempotency_key", String(100), nullable=False, unique=True),
+    Column("order_id", ForeignKey("orders.id"), nullable=False),
+    Column("warehouse", String(32), nullable=False),
+    Column("carrier", String(32), nullable=False),
+    Column("service", String(64)),
+    Column("weight_kg", Float),
+    Column("chargeable_weight_kg", Float),
+    Column("volume_m3", Float),
+    Column("declared_value_fen", BigInteger, nullable=False, server_default="0"),
+    Column("insured", Boolean, nullable=False, server_default="0"),
+    Column("insurance_fee_fen", BigInteger, nullable=False, server_default="0"),
+    Column("cod_amount_fen", BigInteger, nullable=False, server_default="0"),
+    Column("cod_fee_fen", BigInteger, nullable=False, server_default="0"),
+    Column("freight_fen", BigInteger, nullable=False, server_default="0"),
+    Column("expected_delivery_date", Date),
+    Column("eta_estimated", Boolean, nullable=False, server_default="0"),  # past the holiday calendar
     Column("choice_reason", Text),
     Column("alternatives", Text),  # JSON: every carrier priced, with eligibility and rank
     Column("insurance_reason", Text),
-    Column("eta_estimated", Boolean, nullable=False, server_default="0"),  # past the holiday calendar
+    # pending (no waybill yet), created (waybill issued, shipments row written), rejected (needs a person),
+    # cancelled
+    Column("status", String(12), nullable=False, server_default="pending"),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("last_error", Text),
+    Column("waybill_no", String(64)),
+    Column("shipment_id", BigInteger),  # shipments.id once created
+    Column("run_id", BigInteger),
     Column("document_path", String(500)),
+    _created(),
     Column("updated_at", UTCDateTime),
+    Index("ix_shipment_requests_status", "status"),
+    Index("ix_shipment_requests_order_id", "order_id"),
 )

@@ -1,5 +1,5 @@
-"""fulfilment: warehouses, stock ledger and balances, allocations, production and purchase requests, suppliers,
-customer short-item decisions, stocktakes, shipment plans
+"""fulfilment: warehouses, stock ledger and balances, allocations, backorders, production and purchase requests,
+suppliers and price lists, customer short-item decisions, stocktakes, shipment requests
 
 Revision ID: 0004_fulfilment
 Revises: 0001_foundation
@@ -257,6 +257,52 @@ def upgrade() -> None:
     op.create_index("ix_purchase_requests_po", "purchase_requests", ["po_no"], unique=False)
     op.create_index("ix_purchase_requests_status", "purchase_requests", ["status"], unique=False)
     op.create_table(
+        "shipment_requests",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("shipment_no", sa.String(length=40), nullable=False),
+        sa.Column("idempotency_key", sa.String(length=100), nullable=False),
+        sa.Column("order_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("warehouse", sa.String(length=32), nullable=False),
+        sa.Column("carrier", sa.String(length=32), nullable=False),
+        sa.Column("service", sa.String(length=64), nullable=True),
+        sa.Column("weight_kg", sa.Float(), nullable=True),
+        sa.Column("chargeable_weight_kg", sa.Float(), nullable=True),
+        sa.Column("volume_m3", sa.Float(), nullable=True),
+        sa.Column("declared_value_fen", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("insured", sa.Boolean(), server_default="0", nullable=False),
+        sa.Column("insurance_fee_fen", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("cod_amount_fen", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("cod_fee_fen", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("freight_fen", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("expected_delivery_date", sa.Date(), nullable=True),
+        sa.Column("eta_estimated", sa.Boolean(), server_default="0", nullable=False),
+        sa.Column("choice_reason", sa.Text(), nullable=True),
+        sa.Column("alternatives", sa.Text(), nullable=True),
+        sa.Column("insurance_reason", sa.Text(), nullable=True),
+        sa.Column("status", sa.String(length=12), server_default="pending", nullable=False),
+        sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column("waybill_no", sa.String(length=64), nullable=True),
+        sa.Column("shipment_id", sa.BigInteger(), nullable=True),
+        sa.Column("run_id", sa.BigInteger(), nullable=True),
+        sa.Column("document_path", sa.String(length=500), nullable=True),
+        sa.Column(
+            "created_at",
+            sa.DateTime(timezone=True),
+            server_default=sa.text("(CURRENT_TIMESTAMP)"),
+            nullable=False,
+        ),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["order_id"], ["orders.id"], name=op.f("fk_shipment_requests_order_id_orders")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_shipment_requests")),
+        sa.UniqueConstraint("idempotency_key", name=op.f("uq_shipment_requests_idempotency_key")),
+        sa.UniqueConstraint("shipment_no", name=op.f("uq_shipment_requests_shipment_no")),
+    )
+    op.create_index("ix_shipment_requests_order_id", "shipment_requests", ["order_id"], unique=False)
+    op.create_index("ix_shipment_requests_status", "shipment_requests", ["status"], unique=False)
+    op.create_table(
         "allocations",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("order_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -265,7 +311,7 @@ def upgrade() -> None:
         sa.Column("warehouse", sa.String(length=32), nullable=False),
         sa.Column("quantity", sa.Float(), nullable=False),
         sa.Column("status", sa.String(length=12), server_default="reserved", nullable=False),
-        sa.Column("shipment_id", sa.BigInteger(), nullable=True),
+        sa.Column("shipment_request_id", sa.BigInteger(), nullable=True),
         sa.Column("run_id", sa.BigInteger(), nullable=True),
         sa.Column(
             "created_at",
@@ -307,29 +353,12 @@ def upgrade() -> None:
         sa.UniqueConstraint("order_line_id", name=op.f("uq_backorders_order_line_id")),
     )
     op.create_index("ix_backorders_status", "backorders", ["status"], unique=False)
-    op.create_table(
-        "shipment_plans",
-        sa.Column("shipment_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("run_id", sa.BigInteger(), nullable=True),
-        sa.Column("choice_reason", sa.Text(), nullable=True),
-        sa.Column("alternatives", sa.Text(), nullable=True),
-        sa.Column("insurance_reason", sa.Text(), nullable=True),
-        sa.Column("eta_estimated", sa.Boolean(), server_default="0", nullable=False),
-        sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
-        sa.Column("last_error", sa.Text(), nullable=True),
-        sa.Column("document_path", sa.String(length=500), nullable=True),
-        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["shipment_id"], ["shipments.id"], name=op.f("fk_shipment_plans_shipment_id_shipments")
-        ),
-        sa.PrimaryKeyConstraint("shipment_id", name=op.f("pk_shipment_plans")),
-    )
 
 
 def downgrade() -> None:
-    op.drop_table("shipment_plans")
     op.drop_table("backorders")
     op.drop_table("allocations")
+    op.drop_table("shipment_requests")
     op.drop_table("purchase_requests")
     op.drop_table("production_requests")
     op.drop_table("customer_decisions")
