@@ -16,6 +16,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+# The settlement section is a schema of its own (bank templates, dunning ladder): yidi/settlement_policy.py.
+from yidi.settlement_policy import SettlementPolicy
+
 DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
 
 
@@ -247,10 +250,6 @@ class FulfilmentPolicy(Section):
 
 
 class TrackingPolicy(Section):
-    pass
-
-
-class SettlementPolicy(Section):
     pass
 
 

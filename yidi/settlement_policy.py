@@ -1,0 +1,283 @@
+"""The settlement section of the policy file (``[settlement]``): accounts, fee contracts, tolerances, bank
+statement templates, payment terms, ageing and dunning.
+
+Kept in its own module because bank templates are a small schema of their own; ``yidi.settings`` uses
+``SettlementPolicy`` as its ``settlement`` section. Defaults with a comment per key are in ``yidi/defaults.toml``.
+Money here is in yuan (``Decimal``); code converts to fen.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Strict(BaseModel):
+    # A typo in a policy file must fail loudly, not silently keep a default (same rule as yidi.settings).
+    model_config = ConfigDict(extra="forbid")
+
+
+def _as_list(value):
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else value
+
+
+class BankColumnMap(_Strict):
+    """Which column of a bank's export holds each field. Each entry lists candidate header names; the first one
+    present in the file is used (banks rename columns between versions: 交易日期 / 记账日期)."""
+
+    date: list[str] = Field(description="Transaction date (may also carry the time)")
+    time: list[str] = Field([], description="Transaction time when the bank puts it in its own column")
+    txn_id: list[str] = Field([], description="The bank's own serial number (流水号/凭证号), when it has one")
+    debit: list[str] = Field([], description="Money out (借方发生额), two-column convention")
+    credit: list[str] = Field([], description="Money in (贷方发生额), two-column convention")
+    amount: list[str] = Field([], description="One amount column (交易金额), with a direction flag or signed")
+    direction: list[str] = Field([], description="The debit/credit flag column (借贷标志)")
+    balance: list[str] = Field([], description="Balance after the transaction (余额)")
+    counterparty_name: list[str] = Field([], description="对方户名")
+    counterparty_account: list[str] = Field([], description="对方账号")
+    counterparty_bank: list[str] = Field([], description="对方开户行")
+    memo: list[str] = Field([], description="摘要/用途/附言: every one present is joined into the memo")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _listify(cls, value):
+        return _as_list(value)
+
+
+class BankTemplate(_Strict):
+    """One bank's corporate e-banking export layout (configured, not coded)."""
+
+    bank_name: str = Field(description="The bank's name, shown in reports")
+    encoding: str = Field(
+        "gb18030", description="Text encoding of csv/txt exports when not UTF-8 (BOM/valid UTF-8 win)"
+    )
+    delimiter: str = Field(",", description="Field separator of csv/txt exports")
+    header_row: int | None = Field(
+        None,
+        ge=0,
+        description="0-based row of the column names; omitted = find the first row with the columns",
+    )
+    columns: BankColumnMap
+    amount_convention: Literal["debit_credit_columns", "signed_amount_with_flag", "signed_amount"] = Field(
+        description="Two columns (借方/贷方), one amount with a 借贷标志, or one signed amount (negative = out)"
+    )
+    credit_flags: list[str] = Field(
+        ["贷", "C", "CR", "收入", "收"], description="Flag values meaning money in"
+    )
+    debit_flags: list[str] = Field(
+        ["借", "D", "DR", "支出", "付"], description="Flag values meaning money out"
+    )
+    date_formats: list[str] = Field(
+        ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d", "%Y%m%d", "%Y/%m/%d"],
+        description="strptime formats of the date column",
+    )
+    time_formats: list[str] = Field(["%H:%M:%S", "%H%M%S"], description="strptime formats of the time column")
+    account_pattern: str = Field(
+        r"(?:账号|帐号)[^0-9]{0,6}([0-9][0-9 ]{5,40}[0-9])",
+        description="Regex (one group) finding our account number in the lines before the header",
+    )
+    footer_markers: list[str] = Field(
+        ["合计", "总计", "笔数"], description="A row starting with one of these ends the data (totals follow)"
+    )
+    debit_total_pattern: str | None = Field(
+        None, description="Regex (one group) for the debit total after the data"
+    )
+    credit_total_pattern: str | None = Field(None, description="Regex (one group) for the credit total")
+    count_pattern: str | None = Field(None, description="Regex (one group) for the number of transactions")
+
+    @field_validator("account_pattern", "debit_total_pattern", "credit_total_pattern", "count_pattern")
+    @classmethod
+    def _one_group_regex(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            compiled = re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        if compiled.groups != 1:
+            raise ValueError("the pattern must have exactly one capturing group")
+        return value
+
+    @field_validator("date_formats", "time_formats")
+    @classmethod
+    def _formats(cls, value: list[str]) -> list[str]:
+        for fmt in value:
+            if "%" not in fmt:
+                raise ValueError(f"{fmt!r} is not a strptime format")
+            datetime.now().strftime(fmt)
+        return value
+
+    @model_validator(mode="after")
+    def _convention_columns(self) -> BankTemplate:
+        c = self.columns
+        if self.amount_convention == "debit_credit_columns" and not (c.debit and c.credit):
+            raise ValueError("debit_credit_columns needs columns.debit and columns.credit")
+        if self.amount_convention == "signed_amount_with_flag" and not (c.amount and c.direction):
+            raise ValueError("signed_amount_with_flag needs columns.amount and columns.direction")
+        if self.amount_convention == "signed_amount" and not c.amount:
+            raise ValueError("signed_amount needs columns.amount")
+        return self
+
+
+class MerchantAccounts(_Strict):
+    """Our own accounts: a file for any other account is refused as a whole."""
+
+    alipay: list[str] = Field([], description="Alipay merchant account ids as printed in the bill header")
+    wechatpay: list[str] = Field([], description="WeChat Pay merchant numbers (商户号)")
+    bank: dict[str, list[str]] = Field({}, description="Per bank template key: our account numbers")
+    cod: dict[str, list[str]] = Field(
+        {}, description="Per carrier code: our COD/monthly account numbers (月结卡号)"
+    )
+
+    def for_source(self, source: str) -> list[str]:
+        kind, _, name = source.partition(":")
+        if kind in ("alipay", "wechatpay"):
+            return list(getattr(self, kind))
+        if kind in ("bank", "cod"):
+            return list(getattr(self, kind).get(name, []))
+        return []
+
+
+class FeeContract(_Strict):
+    rate: float = Field(ge=0, lt=0.2, description="Contract fee rate (0.006 = 0.6%)")
+    min_yuan: Decimal = Field(Decimal("0"), ge=0, description="Minimum fee per transaction")
+
+
+class DunningStep(_Strict):
+    name: str = Field(description="Step name shown in the dunning list")
+    days_overdue: int = Field(ge=0, description="Taken when the oldest overdue amount is this many days late")
+    customer_template: str | None = Field(
+        None, description="Notice to the customer (yidi/templates/<name>.zh.txt)"
+    )
+    customer_media: list[Literal["email", "sms"]] = Field([], description="How the customer is told")
+    escalate_to: str | None = Field(None, description="Internal e-mail address told at this step")
+    escalation_template: str = Field("settlement_escalation", description="Template of the internal notice")
+
+
+CASE_CLASSES = (
+    "unpaid_past_terms",
+    "short_paid",
+    "overpaid",
+    "duplicate_payment",
+    "payment_without_order",
+    "refund_without_return",
+    "fee_mismatch",
+    "cod_not_remitted",
+)
+
+
+class SettlementPolicy(_Strict):
+    accounts: MerchantAccounts = MerchantAccounts()
+    fees: dict[str, FeeContract] = Field(
+        {}, description="Contract fee per source ('alipay', 'wechatpay', 'cod:<carrier>')"
+    )
+    fee_tolerance_fen: int = Field(1, ge=0, description="A charged fee may differ from the contract by this")
+    amount_tolerance_yuan: Decimal = Field(
+        Decimal("1.00"), ge=0, description="Absolute tolerance when comparing paid and due amounts"
+    )
+    amount_tolerance_pct: float = Field(
+        0.0,
+        ge=0,
+        le=10,
+        description="Relative tolerance (% of the amount due); the larger of the two applies",
+    )
+    memo_reference_pattern: str = Field(
+        r"[A-Za-z0-9][A-Za-z0-9\-]{5,39}",
+        description="Tokens in a bank memo that may be order or invoice numbers (looked up, not trusted)",
+    )
+    match_days_before_order: int = Field(
+        3, ge=0, description="A transfer may precede its order by this many days"
+    )
+    match_days_after_due: int = Field(30, ge=0, description="…and follow its due date by this many days")
+    name_min_score: float = Field(
+        85, ge=0, le=100, description="Payer name vs customer name, rapidfuzz WRatio"
+    )
+    auto_match_min_score: float = Field(
+        80, ge=0, le=100, description="Amount+name+date matches below are left"
+    )
+    ambiguity_margin: float = Field(
+        3,
+        ge=0,
+        description="A fuzzy match must beat the runner-up by this many points, else it is left to a person",
+    )
+    unmatched_grace_hours: int = Field(
+        24,
+        ge=0,
+        description="An unmatched payment becomes a case after this long (its order may still arrive)",
+    )
+    unpaid_grace_days: int = Field(0, ge=0, description="Days after the due date before 'unpaid past terms'")
+    prepaid_due_days: int = Field(
+        1, ge=0, description="Prepaid orders are due this many days after the order"
+    )
+    cod_remittance_working_days: int = Field(
+        7, ge=1, description="Carrier remits COD within this many working days of delivery"
+    )
+    installment_interval_days: int = Field(30, ge=1, description="Days between instalment due dates")
+    ageing_bucket_days: list[int] = Field(
+        [30, 60, 90], description="Upper bounds of the overdue buckets (current, 1–30, 31–60, 61–90, over 90)"
+    )
+    dunning_steps: list[DunningStep] = Field([], description="Escalation ladder, by days overdue")
+    case_owners: dict[str, str] = Field(
+        {"default": "finance@example.com"},
+        description="Owner of new cases per class ('default' for the rest)",
+    )
+    inbox_dir: str = Field(
+        "settlement/inbox", description="Where bills are dropped (under YIDI_HOME unless absolute)"
+    )
+    report_dir: str = Field(
+        "reports/settlement", description="Where xlsx reports are written (under YIDI_HOME)"
+    )
+    analysis_weeks: int = Field(
+        8, ge=1, le=104, description="Weeks covered by the weekly settlement analysis"
+    )
+    bank_templates: dict[str, BankTemplate] = Field(
+        {}, description="Bank statement layouts by key (icbc, cmb…)"
+    )
+
+    @field_validator("memo_reference_pattern")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+    @field_validator("ageing_bucket_days")
+    @classmethod
+    def _increasing(cls, value: list[int]) -> list[int]:
+        if not value or any(b <= a for a, b in zip(value, value[1:], strict=False)) or value[0] < 1:
+            raise ValueError("must be positive and strictly increasing, e.g. [30, 60, 90]")
+        return value
+
+    @field_validator("dunning_steps")
+    @classmethod
+    def _ordered_steps(cls, value: list[DunningStep]) -> list[DunningStep]:
+        days = [s.days_overdue for s in value]
+        if days != sorted(set(days)):
+            raise ValueError("steps must have strictly increasing days_overdue")
+        return value
+
+    @field_validator("case_owners")
+    @classmethod
+    def _known_classes(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = set(value) - set(CASE_CLASSES) - {"default"}
+        if unknown:
+            raise ValueError(f"unknown case classes {sorted(unknown)}; known: {', '.join(CASE_CLASSES)}")
+        return value
+
+    def tolerance_fen(self, due_fen):
+        """Allowed difference for an amount due (scalar or array): max(absolute, relative)."""
+        absolute = int(self.amount_tolerance_yuan * 100)
+        relative = np.floor(np.abs(due_fen) * (self.amount_tolerance_pct / 100))
+        return np.maximum(absolute, relative).astype("int64")
+
+    def owner_for(self, case_class: str) -> str:
+        return self.case_owners.get(case_class) or self.case_owners.get("default", "finance@example.com")
