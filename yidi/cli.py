@@ -190,13 +190,16 @@ def export(
     ] = None,
 ) -> None:
     """Export a table for staff (full, unmasked values; csv is UTF-8 with BOM so Excel reads Chinese)."""
-    from yidi.export import UnknownTable, export_table
+    from rich.progress import Progress
+
+    from yidi.export import UnknownTable, count_rows, export_table
 
     engine = engine_or_exit()
     output = output or Path(f"{table}.{fmt.value}")
     try:
-        with engine.connect() as conn:
-            rows = export_table(conn, table, fmt.value, output)
+        with engine.connect() as conn, Progress(console=Console(stderr=True), transient=True) as bar:
+            job = bar.add_task(f"exporting {table}", total=count_rows(conn, table))
+            rows = export_table(conn, table, fmt.value, output, progress=lambda n: bar.advance(job, n))
     except UnknownTable as exc:
         raise fail(str(exc)) from None
     console.print(f"{rows} row(s) of {table} written to {output}")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
 from yidi.schema import metadata
 
@@ -14,8 +15,25 @@ class UnknownTable(LookupError):
     pass
 
 
-def export_table(conn: Connection, table_name: str, fmt: str, output: Path, chunk_rows: int = 50_000) -> int:
-    """Write ``table_name`` to ``output`` as csv (UTF-8 with BOM, for Excel), xlsx or json lines; returns rows."""
+def count_rows(conn: Connection, table_name: str) -> int:
+    import yidi.schema_all  # noqa: F401
+
+    table = metadata.tables.get(table_name)
+    return conn.execute(select(func.count()).select_from(table)).scalar() if table is not None else 0
+
+
+def export_table(
+    conn: Connection,
+    table_name: str,
+    fmt: str,
+    output: Path,
+    chunk_rows: int = 50_000,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Write ``table_name`` to ``output`` as csv (UTF-8 with BOM, for Excel), xlsx or json lines; returns rows.
+
+    ``progress`` is called with the number of rows written after each chunk.
+    """
     import yidi.schema_all  # noqa: F401  (every area's tables on the shared metadata)
 
     table = metadata.tables.get(table_name)
@@ -30,6 +48,8 @@ def export_table(conn: Connection, table_name: str, fmt: str, output: Path, chun
         while rows := result.fetchmany(chunk_rows):
             frame = pd.DataFrame(rows, columns=columns)
             total += len(frame)
+            if progress:
+                progress(len(frame))
             if fmt == "csv":
                 frame.to_csv(handle, index=False, header=total == len(frame))
             elif fmt == "json":
