@@ -25,10 +25,8 @@ import email.policy
 import hashlib
 import imaplib
 import io
-import json
 import os
 import re
-import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -143,7 +141,7 @@ class ImapSource:
         try:
             cls = imaplib.IMAP4_SSL if use_ssl else imaplib.IMAP4
             self.conn = cls(host, port, timeout=timeout)
-        except (OSError, socket.timeout) as exc:
+        except OSError as exc:
             raise TransientChannelError(f"IMAP server {host}:{port} unreachable: {exc}") from None
         try:
             self.conn.login(user, password)
@@ -441,7 +439,7 @@ def _sent_at(envelope: dict) -> datetime | None:
 def parse_body_records(records: pd.DataFrame, received_at: datetime | None = None) -> Parsed:
     received_at = received_at or datetime.now(UTC)
     parts = []
-    for idx, content in enumerate(records["content"].tolist()):
+    for content in records["content"].tolist():
         envelope, body = split_body_content(content)
         parts.append((make_records([content], "", content_type=BODY_TYPE), parse_body(envelope, body, 0,
                                                                                       received_at)))
@@ -540,7 +538,3 @@ class EmailConnector(Connector):
                 parsed = parse_body(envelope, body, 0, datetime.now(UTC))
             parts.append((one, parsed))
         return _merge(parts)[1] if parts else Parsed.empty()
-
-
-def envelope_json(envelope: dict) -> str:
-    return json.dumps(envelope, ensure_ascii=False)
