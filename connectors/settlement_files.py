@@ -1,0 +1,337 @@
+"""What every payment-file parser shares: the canonical payments frame, the file-level error, money and time
+parsing.
+
+Every parser (Alipay, WeChat Pay, bank statements, carrier COD remittances) returns one DataFrame with
+``PAYMENT_COLUMNS``:
+
+- ``source``: 'alipay' | 'wechatpay' | 'bank:<template key>' | 'cod:<carrier code>'
+- ``file_hash`` (sha256 of the file's bytes), ``line_no`` (1-based line/row of the file)
+- ``provider_txn_id``: the provider's id for the transaction (trade no, refund no, bank serial), may be NA
+- ``line_key``: the line's identity within its source, stable across re-exports of the same transactions
+  (a refund's key differs from its trade's; a bank line without a serial gets a content hash + occurrence)
+- ``original_txn_id``: for refunds, the provider id of the payment refunded
+- ``merchant_order_no``, ``kind`` ('payment' | 'refund' | 'credit' | 'debit' | 'cod')
+- ``amount_fen``: signed integer fen, money in positive (refunds and bank debits negative)
+- ``fee_fen``: the provider's fee, positive = charged to us, negative = fee given back (refunds)
+- ``txn_time`` (aware UTC), ``payer_name``, ``payer_account``, ``memo``, ``waybill_no``
+- ``account``: our merchant/bank/carrier account the file belongs to
+
+A file is taken whole or not at all: totals that disagree with the rows, a truncated file, an unreadable
+encoding, another merchant's account or an unparsable row raise ``PaymentFileError`` naming the file and the
+problem.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import io
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from datetime import date, datetime, time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+BUSINESS_TZ = "Asia/Shanghai"
+
+PAYMENT_COLUMNS = [
+    "source",
+    "file_hash",
+    "line_no",
+    "provider_txn_id",
+    "line_key",
+    "original_txn_id",
+    "merchant_order_no",
+    "kind",
+    "amount_fen",
+    "fee_fen",
+    "txn_time",
+    "payer_name",
+    "payer_account",
+    "memo",
+    "waybill_no",
+    "account",
+]
+STRING_COLUMNS = [
+    "source",
+    "file_hash",
+    "provider_txn_id",
+    "line_key",
+    "original_txn_id",
+    "merchant_order_no",
+    "kind",
+    "payer_name",
+    "payer_account",
+    "memo",
+    "waybill_no",
+    "account",
+]
+KINDS = frozenset({"payment", "refund", "credit", "debit", "cod"})
+
+
+class PaymentFileError(ValueError):
+    """A payment file refused as a whole. ``reason`` is a short code, the message names the file and problem.
+
+    Reasons: 'encoding', 'format', 'truncated', 'totals_mismatch', 'other_account', 'duplicate_line', 'bad_value'.
+    """
+
+    def __init__(self, file: str, reason: str, problem: str):
+        self.file = file
+        self.reason = reason
+        self.problem = problem
+        super().__init__(f"{file}: rejected ({reason}): {problem}")
+
+
+class BadValues(ValueError):
+    """Raised by the column parsers; parsers turn it into a PaymentFileError with the file name."""
+
+
+def file_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_source(source: str | Path | bytes, name: str | None = None) -> tuple[bytes, str]:
+    """Bytes and a display name for a path or raw bytes."""
+    if isinstance(source, bytes | bytearray):
+        return bytes(source), name or "<bytes>"
+    path = Path(source)
+    return path.read_bytes(), name or path.name
+
+
+def decode_text(data: bytes, fallback: str, *, file: str) -> tuple[str, str]:
+    """Decode a text export strictly: BOM decides, else valid UTF-8, else ``fallback`` (GBK family by default).
+
+    UTF-16 (which some tools produce on "save as Unicode text") and undecodable bytes are refused; whether the
+    decoded text is the expected format (mojibake from a wrong code page) is checked by the caller's header
+    test.
+    """
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in data[:4096]:
+        raise PaymentFileError(file, "encoding", "the file is UTF-16/binary, expected a text export")
+    if data.startswith(codecs.BOM_UTF8):
+        return data[len(codecs.BOM_UTF8) :].decode("utf-8", errors="strict"), "utf-8-sig"
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    encoding = "gb18030" if fallback.lower().replace("-", "") in ("gbk", "gb2312", "gb18030") else fallback
+    try:
+        return data.decode(encoding), encoding
+    except (UnicodeDecodeError, LookupError) as exc:
+        where = f" (bad byte at offset {exc.start})" if isinstance(exc, UnicodeDecodeError) else ""
+        raise PaymentFileError(file, "encoding", f"neither UTF-8 nor {fallback}{where}") from None
+
+
+def is_workbook(data: bytes, file: str) -> bool:
+    return data[:4] == b"PK\x03\x04" or file.lower().endswith((".xlsx", ".xlsm"))
+
+
+def cell_text(value) -> str:
+    """A workbook cell as the text a csv export would show."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S") if value.time() != time(0) else value.strftime("%Y-%m-%d")
+    if isinstance(value, date):
+        return value.strftime("%Y-%m-%d")
+    if isinstance(value, time):
+        return value.strftime("%H:%M:%S")
+    if isinstance(value, float):
+        text = repr(value)  # shortest exact form (1234.5), never a rounded guess
+        return text[:-2] if text.endswith(".0") else text
+    return str(value)
+
+
+def read_cells(data: bytes, file: str, *, encoding: str = "gb18030", delimiter: str = ",") -> list[list[str]]:
+    """A csv/txt/xlsx export as rows of cell strings (xlsx: first sheet; text: strict decoding)."""
+    if is_workbook(data, file):
+        from openpyxl import load_workbook
+
+        try:
+            book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+            sheet = book.worksheets[0]
+            rows = [[cell_text(v) for v in row] for row in sheet.iter_rows(values_only=True)]
+            book.close()
+        except Exception as exc:  # noqa: BLE001 - openpyxl/zipfile raise many types for a damaged file
+            raise PaymentFileError(
+                file, "truncated", f"not a readable xlsx workbook (cut off or damaged: {type(exc).__name__})"
+            ) from None
+        return rows
+    text, _ = decode_text(data, encoding, file=file)
+    return [list(row) for row in csv.reader(io.StringIO(text), delimiter=delimiter)]
+
+
+def normalise_text(value: str) -> str:
+    """Full-width digits/letters/punctuation to ASCII (NFKC), trimmed."""
+    return unicodedata.normalize("NFKC", value).strip()
+
+
+def normalise_headers(columns: Iterable) -> list[str]:
+    """Header names compared in NFKC: 订单金额（元） and 订单金额(元) are the same column."""
+    return [normalise_text(str(c)).lstrip("`").strip() for c in columns]
+
+
+def pick_column(frame: pd.DataFrame, candidates: Sequence[str]) -> str | None:
+    """The first candidate header present (compared in NFKC)."""
+    wanted = [normalise_text(c) for c in candidates]
+    for name in wanted:
+        if name in frame.columns:
+            return name
+    return None
+
+
+def require_columns(frame: pd.DataFrame, names: Sequence[str], *, file: str, what: str) -> None:
+    missing = [n for n in (normalise_text(x) for x in names) if n not in frame.columns]
+    if missing:
+        raise PaymentFileError(
+            file,
+            "format",
+            f"{what}: missing columns {missing} (a different export or a wrong encoding: found "
+            f"{list(frame.columns)[:8]}…)",
+        )
+
+
+_MONEY_JUNK = re.compile(r"[\s,¥$`'\"]|RMB|CNY|元")
+
+
+def clean_money_text(values: pd.Series) -> pd.Series:
+    """Money text as plain ``-123.45``: full-width digits, thousands separators, currency signs and
+    accounting parentheses handled."""
+    text = values.astype("string").fillna("").str.normalize("NFKC")
+    text = text.str.replace(_MONEY_JUNK.pattern, "", regex=True)
+    in_parens = text.str.startswith("(") & text.str.endswith(")")
+    text = text.where(~in_parens, "-" + text.str.slice(1, -1))
+    return text.str.replace(r"^\+", "", regex=True)
+
+
+def money_units(values: pd.Series, *, decimals: int = 2, blank_as_zero: bool = False, what: str = "amount"):
+    """Money text to integers in units of 10^-decimals yuan (exact, vectorised). Raises ``BadValues``."""
+    text = clean_money_text(values)
+    if blank_as_zero:
+        text = text.mask(text == "", "0")
+    ok = text.str.fullmatch(rf"-?(\d+(\.\d{{0,{decimals}}})?|\.\d{{1,{decimals}}})").fillna(False)
+    if not bool(ok.all()):
+        bad = values[~ok.to_numpy()]
+        shown = ", ".join(f"row {i + 1}: {v!r}" for i, v in list(bad.items())[:5])
+        raise BadValues(f"{what} not a money amount with at most {decimals} decimals ({shown})")
+    negative = text.str.startswith("-").to_numpy()
+    body = text.str.lstrip("-")
+    parts = body.str.partition(".")
+    whole = parts[0].mask(parts[0] == "", "0").astype("int64").to_numpy()
+    fraction = parts[2].str.pad(decimals, side="right", fillchar="0").mask(parts[2] == "", "0" * decimals)
+    fraction = fraction.astype("int64").to_numpy() if decimals else np.zeros(len(text), dtype="int64")
+    units = whole * (10**decimals) + fraction
+    return np.where(negative, -units, units).astype("int64")
+
+
+def money_fen(values: pd.Series, **kwargs) -> np.ndarray:
+    return money_units(values, decimals=2, **kwargs)
+
+
+def round_units_to_fen(units: np.ndarray, decimals: int) -> np.ndarray:
+    """Units of 10^-decimals yuan to fen, rounding half away from zero (as the providers print fees)."""
+    if decimals <= 2:
+        return units * (10 ** (2 - decimals))
+    step = 10 ** (decimals - 2)
+    magnitude = (np.abs(units) + step // 2) // step
+    return np.sign(units) * magnitude
+
+
+def parse_local_times(
+    values: pd.Series, formats: Sequence[str], *, what: str = "time", tz: str = BUSINESS_TZ
+) -> pd.Series:
+    """Local (Asia/Shanghai) time text in any of ``formats`` to aware UTC timestamps. Raises ``BadValues``."""
+    text = values.astype("string").str.normalize("NFKC").str.strip()
+    result = pd.Series(pd.NaT, index=values.index, dtype="datetime64[us]")
+    remaining = text.notna() & (text != "")
+    for fmt in formats:
+        if not remaining.any():
+            break
+        parsed = pd.to_datetime(text[remaining], format=fmt, errors="coerce")
+        hit = parsed.notna()
+        result.loc[parsed.index[hit]] = parsed[hit].astype("datetime64[us]")
+        remaining.loc[parsed.index[hit]] = False
+    if remaining.any() or result.isna().any():
+        bad = text[result.isna()]
+        shown = ", ".join(f"row {i + 1}: {v!r}" for i, v in list(bad.items())[:5])
+        raise BadValues(f"{what} not in the expected formats {list(formats)} ({shown})")
+    return result.dt.tz_localize(tz, ambiguous="raise", nonexistent="raise").dt.tz_convert("UTC")
+
+
+def check_account(found: str | None, accounts: Sequence[str] | None, *, file: str, source: str) -> str:
+    """The file's account must be one of ours; digits and letters compared, spacing ignored."""
+    if not found:
+        raise PaymentFileError(file, "format", "no account number found in the file header")
+    if accounts is None:
+        return found
+    key = re.sub(r"[^0-9A-Za-z]", "", normalise_text(found))
+    ours = {re.sub(r"[^0-9A-Za-z]", "", normalise_text(a)) for a in accounts}
+    if key not in ours:
+        raise PaymentFileError(
+            file,
+            "other_account",
+            f"the file is for account {found}, which is not one of ours for {source} "
+            f"(configured: {', '.join(sorted(accounts)) or 'none'}; see [settlement.accounts])",
+        )
+    return found
+
+
+def check_total(file: str, what: str, stated: int, computed: int, unit: str = "fen") -> None:
+    if int(stated) != int(computed):
+        raise PaymentFileError(
+            file, "totals_mismatch", f"{what}: the file states {stated} {unit}, its rows add up to {computed}"
+        )
+
+
+def check_unique_lines(frame: pd.DataFrame, *, file: str) -> None:
+    """A provider id is unique by definition: the same id twice in one file means a corrupt export."""
+    repeated = frame[frame.duplicated("line_key", keep=False)]
+    if not repeated.empty:
+        key = repeated["line_key"].iloc[0]
+        lines = repeated.loc[repeated["line_key"] == key, "line_no"].tolist()
+        raise PaymentFileError(
+            file,
+            "duplicate_line",
+            f"transaction {key} appears {len(lines)} times (lines {lines[:5]}); "
+            f"{repeated['line_key'].nunique()} ids repeated in all",
+        )
+
+
+def fen_text(fen: int) -> str:
+    sign = "-" if fen < 0 else ""
+    return f"{sign}{abs(int(fen)) // 100}.{abs(int(fen)) % 100:02d}"
+
+
+def canonical_frame(columns: dict, n: int) -> pd.DataFrame:
+    """The canonical payments frame from column arrays (missing columns NA), typed and in order."""
+    frame = pd.DataFrame(index=pd.RangeIndex(n))
+    for name in PAYMENT_COLUMNS:
+        value = columns.get(name)
+        if name in ("amount_fen", "fee_fen", "line_no"):
+            frame[name] = np.zeros(n, dtype="int64") if value is None else np.asarray(value, dtype="int64")
+        elif name == "txn_time":
+            frame[name] = pd.Series(value).reset_index(drop=True) if value is not None else pd.NaT
+        else:
+            series = pd.Series(value if value is not None else [pd.NA] * n, dtype="string")
+            series = series.reset_index(drop=True).str.strip()
+            frame[name] = series.mask(series == "", pd.NA)
+    bad_kinds = set(frame["kind"].dropna().unique()) - KINDS
+    if bad_kinds:  # pragma: no cover - a parser bug, not bad input
+        raise ValueError(f"unknown kinds {bad_kinds}")
+    return frame
+
+
+def empty_payments() -> pd.DataFrame:
+    return canonical_frame({}, 0)
+
+
+def occurrence_keys(parts: pd.DataFrame) -> pd.Series:
+    """Identity for lines with no provider id: a hash of their content plus the occurrence number, so two
+    identical transfers on one day stay two lines and a re-export of the same statement maps to the same keys."""
+    joined = parts.astype("string").fillna("").agg("|".join, axis=1)
+    digests = joined.map(lambda s: hashlib.sha1(s.encode("utf-8")).hexdigest()[:20])
+    occurrence = digests.groupby(digests).cumcount() + 1
+    return digests + "#" + occurrence.astype("string")
