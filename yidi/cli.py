@@ -217,6 +217,7 @@ def demo(
 
 
 # --- area commands: each area registers its commands here (one line each) ---
+import yidi.cli_track  # noqa: E402, F401  (track, callbacks, incidents, incident-resolve)
 
 
 def main() -> None:  # pragma: no cover - console entry point
