@@ -12,7 +12,7 @@ import tomllib
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -106,8 +106,73 @@ class NotificationsPolicy(Section):
     sms_gateway_url: str = "http://127.0.0.1:8026/sms/send"
 
 
+class TaobaoChannel(Section):
+    enabled: bool = Field(False, description="Pull orders from the platform's TOP gateway")
+    url: str = Field("http://127.0.0.1:8701/router/rest", description="TOP gateway URL (…/router/rest)")
+    app_key_env: str = Field("YIDI_TAOBAO_APP_KEY", description="Env var holding the app key")
+    app_secret_env: str = Field("YIDI_TAOBAO_APP_SECRET", description="Env var holding the app secret")
+    session_env: str = Field("YIDI_TAOBAO_SESSION", description="Env var holding the seller session key")
+    sign_method: Literal["md5", "hmac", "hmac-sha256"] = Field("md5", description="TOP signing method")
+    window_minutes: int = Field(30, ge=1, le=1440, description="Modification-time window per query (≤ 1 day)")
+    overlap_minutes: int = Field(5, ge=0, le=1440, description="Each run re-reads this much before the cursor")
+    page_size: int = Field(100, ge=1, le=100, description="Trades per page (TOP maximum 100)")
+    initial_lookback_hours: int = Field(72, ge=1, description="First run (no cursor) starts this far back")
+    lag_seconds: int = Field(60, ge=0, description="Windows end this long before now (platform index lag)")
+    timeout_seconds: float = Field(20.0, gt=0, description="HTTP timeout per call")
+    attempts: int = Field(4, ge=1, le=10, description="Tries per call on transient errors (5xx, throttling)")
+    backoff_seconds: float = Field(0.5, ge=0, description="First retry wait; doubled per attempt")
+
+
+class WooCommerceChannel(Section):
+    enabled: bool = Field(False, description="Pull orders from the company website (WooCommerce REST v3)")
+    url: str = Field("http://127.0.0.1:8702", description="Site root; /wp-json/wc/v3/orders is appended")
+    consumer_key_env: str = Field("YIDI_WC_CONSUMER_KEY", description="Env var holding the ck_… key")
+    consumer_secret_env: str = Field("YIDI_WC_CONSUMER_SECRET", description="Env var holding the cs_… secret")
+    auth: Literal["basic", "query"] = Field("basic", description="HTTP Basic (HTTPS sites) or query parameters")
+    per_page: int = Field(100, ge=1, le=100, description="Orders per page (WooCommerce maximum 100)")
+    overlap_minutes: int = Field(10, ge=0, le=1440, description="Each run re-reads this much before the cursor")
+    initial_lookback_hours: int = Field(72, ge=1, description="First run (no cursor) starts this far back")
+    timeout_seconds: float = Field(20.0, gt=0, description="HTTP timeout per call")
+    attempts: int = Field(4, ge=1, le=10, description="Tries per call on transient errors")
+    backoff_seconds: float = Field(0.5, ge=0, description="First retry wait; doubled per attempt")
+    payment_methods: dict[str, str] = Field(
+        default_factory=lambda: {"bacs": "bank_transfer", "cheque": "bank_transfer", "cod": "cod",
+                                 "alipay": "alipay", "wechatpay": "wechatpay", "wxpay": "wechatpay"},
+        description="WooCommerce payment gateway id -> our payment method",
+    )
+
+
+class EmailChannel(Section):
+    enabled: bool = Field(False, description="Read order emails")
+    source: Literal["maildir", "imap"] = Field("maildir", description="Where the mail is")
+    maildir: str = Field("inbox/mail", description="Maildir folder (relative to YIDI_HOME)")
+    host: str = Field("127.0.0.1", description="IMAP server")
+    port: int = Field(143, ge=1, le=65535, description="IMAP port (993 with ssl)")
+    ssl: bool = Field(False, description="IMAP over TLS")
+    mailbox: str = Field("INBOX", description="IMAP mailbox")
+    user_env: str = Field("YIDI_MAIL_USER", description="Env var holding the IMAP user")
+    password_env: str = Field("YIDI_MAIL_PASSWORD", description="Env var holding the IMAP password")
+    imap_processed_flag: str = Field("\\Seen", description="Flag set on processed messages (or a keyword)")
+    maildir_processed_flag: str = Field("S", min_length=1, max_length=1, description="Maildir info flag letter")
+    max_message_mb: float = Field(30.0, gt=0, description="Larger messages are quarantined, not downloaded")
+    batch_records: int = Field(2000, ge=1, description="Records per committed batch")
+
+
+class SpreadsheetChannel(Section):
+    enabled: bool = Field(True, description="Read phone/fax order templates dropped into the inbox folder")
+    inbox_dir: str = Field("inbox/orders", description="Inbox folder (relative to YIDI_HOME)")
+    default_channel: Literal["phone", "fax"] = Field("phone", description="Channel when the 渠道 column is empty")
+    chunk_rows: int = Field(50_000, ge=100, description="Rows per committed batch (bounds memory)")
+    settle_seconds: float = Field(2.0, ge=0, description="Files younger than this may still be being written")
+
+
 class IntakePolicy(Section):
-    pass
+    task_retries: int = Field(3, ge=0, le=10, description="Prefect retries of a channel task (transient errors)")
+    retry_delay_seconds: float = Field(10.0, ge=0, description="First channel retry delay; grows exponentially")
+    taobao: TaobaoChannel = TaobaoChannel()
+    woocommerce: WooCommerceChannel = WooCommerceChannel()
+    email: EmailChannel = EmailChannel()
+    spreadsheet: SpreadsheetChannel = SpreadsheetChannel()
 
 
 # --- fulfilment (issue 5): warehouses, rate cards, insurance, sourcing, stocktakes ---------------------------
