@@ -46,11 +46,42 @@ class ReviewPolicy(Section):
         4, ge=0, description="Remind reviewers this many hours before the deadline"
     )
     escalation_contact: str = Field("ops-lead@example.com", description="Who hears about overdue reviews")
+    reviewer_contacts: list[str] = Field(
+        ["reviewers@example.com"], description="Who gets deadline reminders (email addresses or mobile numbers)"
+    )
+    severity: dict[str, Literal["reject", "needs_review", "note"]] = Field(
+        {}, description="Severity per reason code (V5); codes not listed keep the default in expectations/"
+    )
+    chunk_size: int = Field(50_000, ge=100, description="Orders per automated-review task")
+    ui_batch_size: int = Field(10, ge=1, le=100, description="Orders shown per review form in the Prefect UI")
+    pause_timeout_hours: float = Field(8, gt=0, description="A review form waits this long for a decision")
+    name_placeholders: list[str] = Field(
+        ["测试", "test", "xxx", "未知", "匿名", "无名", "客户", "null", "none", "n/a"],
+        description="Names that are placeholders, not a person or company",
+    )
+    min_address_detail_chars: int = Field(4, ge=1, description="Shorter street/house details are incomplete")
+    name_similarity_min: float = Field(
+        80, ge=0, le=100, description="Line item name vs catalog name: lower similarity is a mismatch (0-100)"
+    )
+    build_data_docs: bool = Field(True, description="Render Great Expectations Data Docs after each review run")
 
 
 class OrdersPolicy(Section):
     large_order_threshold_yuan: Decimal = Field(
         Decimal("50000"), gt=0, description="Large orders get a credit check"
+    )
+    fractional_units: list[str] = Field(
+        ["米", "千克", "公斤", "克", "吨", "升", "小时", "m", "kg", "g", "t", "l", "h"],
+        description="Units sold in fractions; every other unit needs a whole-number quantity",
+    )
+    credit_open_states: list[str] = Field(
+        ["pending_review", "approved", "allocated", "backordered", "in_production", "in_procurement",
+         "shipped", "in_transit", "exception"],
+        description="Unpaid orders in these states count towards a customer's credit exposure",
+    )  # fmt: skip
+    receivable_states: list[str] = Field(
+        ["delivered", "after_sales", "returned"],
+        description="Unpaid orders in these states are receivables (until the settlement ledger supplies them)",
     )
 
 
@@ -74,6 +105,9 @@ class PaymentPolicy(Section):
 class PricingPolicy(Section):
     tolerance_pct: float = Field(
         5.0, ge=0, le=100, description="Allowed deviation of unit price from list price"
+    )
+    rounding_tolerance_fen: int = Field(
+        1, ge=0, description="Line and order totals may differ from their parts by this much (rounding)"
     )
 
 
@@ -104,6 +138,25 @@ class NotificationsPolicy(Section):
     smtp_port: int = Field(8025, ge=1, le=65535)
     mail_from: str = "orders@example.com"
     sms_gateway_url: str = "http://127.0.0.1:8026/sms/send"
+    smtp_starttls: bool = Field(False, description="Upgrade the SMTP connection with STARTTLS")
+    smtp_timeout_seconds: float = Field(10.0, gt=0)
+    smtp_user_env: str = Field("YIDI_SMTP_USER", description="Env var with the SMTP login (none: no login)")
+    smtp_password_env: str = Field("YIDI_SMTP_PASSWORD", description="Env var with the SMTP password")
+    sms_token_env: str = Field("YIDI_SMS_TOKEN", description="Env var with the SMS gateway bearer token")
+    sms_sign: str = Field("重庆示例实业", description="SMS signature shown as 【sign】 (registered with the gateway)")
+    sms_timeout_seconds: float = Field(10.0, gt=0)
+    customer_media: list[Literal["sms", "email"]] = Field(
+        ["sms", "email"], description="Customer notices go out on each medium the order has a contact for"
+    )
+    notify_on_approval: bool = Field(True, description="Tell the customer when a reviewer approves the order")
+    service_contact: str = Field("023-6000 0000", description="Where customers reach us (printed in notices)")
+    send_batch_size: int = Field(200, ge=1, le=10_000, description="Outbox rows claimed per sending pass")
+    max_attempts: int = Field(8, ge=1, le=100, description="Give up (status failed, no retry) after this many")
+    retry_base_seconds: float = Field(60, ge=0, description="First retry delay; doubles per attempt")
+    retry_max_seconds: float = Field(3600, ge=0, description="Longest delay between retries")
+    claim_lease_seconds: float = Field(
+        600, gt=0, description="A claimed row not marked within this time is retried (crashed sender)"
+    )
 
 
 class TaobaoChannel(Section):
