@@ -45,6 +45,7 @@ def _answer(handler: BaseHTTPRequestHandler, status: int, body: dict) -> None:
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
+    disable_nagle_algorithm = True
 
     def log_message(self, *args) -> None:  # access logs would print waybills per request; we log outcomes
         pass
@@ -147,7 +148,7 @@ class CallbackServer:
 
     def start(self) -> CallbackServer:
         self._thread = threading.Thread(
-            target=self.server.serve_forever, name="kuaidi100-callbacks", daemon=True
+            target=self.server.serve_forever, args=(0.05,), name="kuaidi100-callbacks", daemon=True
         )
         self._thread.start()
         return self
