@@ -218,6 +218,7 @@ def demo(
 
 # --- area commands: each area registers its commands here (one line each) ---
 import yidi.cli_track  # noqa: E402, F401  (track, callbacks, incidents, incident-resolve)
+import yidi.cli_intake  # noqa: E402, F401  (ingest, quarantine list|show|replay|discard)
 
 
 def main() -> None:  # pragma: no cover - console entry point

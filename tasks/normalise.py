@@ -1,0 +1,323 @@
+"""Normalisation of parsed channel orders into the canonical order store rows (plain functions, vectorised).
+
+- Contact phone normalised (``yidi.phone.normalise_phones``); the raw text is kept when it is not a phone number,
+  so review sees what the customer wrote.
+- Delivery address split and classified remote / local / unknown (``yidi.address.classify_addresses``). The
+  channel's structured fields are preferred; free text is parsed otherwise. Addresses with province, city and
+  district are classified once per distinct combination (the street part cannot change the answer), except the
+  Chongqing districts whose towns moved in the 2025 reform, whose street part decides the district.
+- Lines: SKU or service code, kind from the catalog when the code is known, line totals.
+- Totals: the channel's figures when it sends them, else computed (goods = Σ line totals; order = goods −
+  discount + freight).
+- ``content_hash``: a digest of the order as the channel states it (before phone/address normalisation, so a
+  better classifier never makes an unchanged order look changed). Equal hash = nothing to do on re-read.
+- Records that cannot be stored as they are (no lines, text longer than the store keeps, NUL characters) become
+  problems with a reason, never truncated silently.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import String
+
+from connectors.base import Parsed, empty_problems
+from yidi.schema import order_lines, orders
+
+# Canonical fields that define an order's content (what the hash covers), in a fixed order.
+HASH_ORDER_FIELDS = [
+    "channel", "channel_order_id", "customer_name", "customer_phone", "customer_email", "ship_country",
+    "ship_province", "ship_city", "ship_district", "ship_detail", "ship_full_address", "ship_postcode",
+    "payment_method", "installments", "currency", "goods_total_fen", "discount_fen", "freight_fen",
+    "order_total_fen", "source_status", "source_cancelled", "order_time", "buyer_note", "source_extra",
+]  # fmt: skip
+HASH_LINE_FIELDS = ["line_no", "item_code", "item_kind", "item_name", "spec", "model", "quantity",
+                    "unit_price_fen", "discount_fen", "line_total_fen"]
+
+# Columns written to ``orders`` by intake (state, order_no, ids and times are set by ingest).
+ORDER_STORE_COLUMNS = [
+    "channel", "channel_order_id", "customer_name", "customer_phone", "customer_email", "ship_province",
+    "ship_city", "ship_district", "ship_detail", "ship_admin_code", "ship_postcode", "region", "region_note",
+    "payment_method", "installments", "currency", "goods_total_fen", "discount_fen", "freight_fen",
+    "order_total_fen", "source_status", "order_time", "source_modified_at", "buyer_note", "content_hash",
+]  # fmt: skip
+LINE_STORE_COLUMNS = ["line_no", "item_code", "item_kind", "item_name", "spec", "model", "quantity",
+                      "unit_price_fen", "discount_fen", "line_total_fen"]
+
+
+@dataclass
+class Normalised:
+    orders: pd.DataFrame  # ORDER_STORE_COLUMNS + record_idx, source_cancelled, source_extra, phone_kind
+    lines: pd.DataFrame  # LINE_STORE_COLUMNS + record_idx
+    problems: pd.DataFrame  # record_idx, reason
+
+
+def order_number(channel: pd.Series, channel_order_id: pd.Series) -> list[str]:
+    """Our order number: ``YD`` + 72 bits of a digest of the natural key (stable, collision odds ~1e-10 at 1M)."""
+    keys = (channel.astype("str") + "\x1f" + channel_order_id.astype("str")).tolist()
+    blake = hashlib.blake2b
+    b32 = base64.b32encode
+    return ["YD" + b32(blake(k.encode("utf-8", "surrogatepass"), digest_size=9).digest()).decode()[:15]
+            for k in keys]
+
+
+def _text_key(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
+    """One string per row from ``columns`` (NA -> empty, unit separators between)."""
+    parts = []
+    for column in columns:
+        series = frame[column]
+        if pd.api.types.is_datetime64_any_dtype(series):
+            text = series.dt.strftime("%Y-%m-%dT%H:%M:%S")
+        elif pd.api.types.is_bool_dtype(series):
+            text = series.astype("boolean").map({True: "1", False: "0"})
+        elif pd.api.types.is_float_dtype(series):
+            text = series.astype("Float64").map(lambda v: format(v, ".10g"), na_action="ignore")
+        else:
+            text = series.astype("str")
+        parts.append(text.fillna("").astype("str"))
+    if not parts:
+        return pd.Series("", index=frame.index)
+    out = parts[0]
+    for part in parts[1:]:
+        out = out + "\x1f" + part
+    return out
+
+
+def content_hashes(parsed_orders: pd.DataFrame, parsed_lines: pd.DataFrame) -> pd.Series:
+    """Digest of each order's canonical content (fields + lines), aligned with ``parsed_orders``."""
+    order_text = _text_key(parsed_orders, HASH_ORDER_FIELDS).tolist()
+    if len(parsed_lines):
+        lines = parsed_lines.sort_values(["record_idx", "line_no"], kind="stable")
+        line_text = _text_key(lines, HASH_LINE_FIELDS).tolist()
+        owners = lines["record_idx"].astype("int64").to_numpy()
+        targets = parsed_orders["record_idx"].astype("int64").to_numpy()
+        starts = np.searchsorted(owners, targets, side="left")
+        ends = np.searchsorted(owners, targets, side="right")
+        joined = ["\x1e".join(line_text[a:b]) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
+    else:
+        joined = [""] * len(order_text)
+    sha = hashlib.sha256
+    digests = [sha(f"{o}\x1d{ls}".encode("utf-8", "surrogatepass")).hexdigest()
+               for o, ls in zip(order_text, joined, strict=True)]
+    return pd.Series(digests, index=parsed_orders.index, dtype="str")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Phones and addresses (other modules do the hard part; we call them once per distinct value).
+
+
+def _normalise_phones(raw: pd.Series) -> pd.DataFrame:
+    try:
+        from yidi.phone import normalise_phones
+    except ImportError:  # pragma: no cover - until yidi.phone lands: digits only, kind unknown
+        digits = raw.astype("str").str.replace(r"[^\d]", "", regex=True)
+        return pd.DataFrame({"phone": digits.where(digits.str.len() >= 7), "phone_kind": "unknown"},
+                            index=raw.index)
+    return normalise_phones(raw)
+
+
+def normalise_phone_column(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(phone to store, phone kind). Distinct values are normalised once."""
+    codes, uniques = pd.factorize(raw.astype("str"), use_na_sentinel=True)
+    if len(uniques) == 0:
+        return raw.astype("str"), pd.Series(pd.NA, index=raw.index, dtype="str")
+    result = _normalise_phones(pd.Series(uniques, dtype="str"))
+    phone = result["phone"].astype("str").to_numpy()
+    kind = result["phone_kind"].astype("str").to_numpy()
+    safe = np.where(codes < 0, 0, codes)
+    stored = pd.Series(phone[safe], index=raw.index, dtype="str")
+    kinds = pd.Series(kind[safe], index=raw.index, dtype="str")
+    missing = codes < 0
+    stored[missing] = pd.NA
+    kinds[missing] = pd.NA
+    # Not recognisable as a phone: keep what the customer wrote (review flags it), never drop it.
+    stored = stored.fillna(raw.astype("str").str.strip())
+    return stored, kinds
+
+
+@lru_cache(maxsize=1)
+def detail_sensitive_districts() -> frozenset[str]:
+    """Districts whose towns changed district in the 2025 Chongqing reform: their street part matters."""
+    try:
+        from yidi.address import DATA_DIR
+
+        with (DATA_DIR / "chongqing_2025_towns.csv").open(encoding="utf-8") as handle:
+            names = {row["written_district"] for row in csv.DictReader(handle)}
+    except (ImportError, OSError, KeyError):
+        names = set()
+    return frozenset(names | {"渝北区", "北碚区", "江北区", "两江新区"})
+
+
+def classify(frame: pd.DataFrame) -> pd.DataFrame:
+    """``classify_addresses`` on canonical ship_* columns, once per distinct structured address."""
+    from yidi.address import classify_addresses
+
+    province, city, district = frame["ship_province"], frame["ship_city"], frame["ship_district"]
+    detail, full = frame["ship_detail"], frame["ship_full_address"]
+    country = frame["ship_country"].astype("str")
+    # No structure at all: the detail is the whole address, parse it as free text.
+    no_structure = province.isna() & city.isna() & district.isna()
+    full = full.where(full.notna() | ~no_structure, detail)
+    detail = detail.where(~(no_structure & frame["ship_full_address"].isna()))
+    structured = (
+        province.notna() & city.notna() & district.notna() & full.isna()
+        & (country.isna() | (country.str.upper() == "CN"))
+        & ~district.isin(detail_sensitive_districts())
+    )
+    out = pd.DataFrame(index=frame.index, columns=["province", "city", "district", "detail", "admin_code",
+                                                   "region", "region_note"], dtype="str")
+    idx_structured = np.flatnonzero(structured.to_numpy())
+    idx_rest = np.flatnonzero(~structured.to_numpy())
+    if len(idx_structured):
+        keys = pd.DataFrame({"province": province.iloc[idx_structured].to_numpy(),
+                             "city": city.iloc[idx_structured].to_numpy(),
+                             "district": district.iloc[idx_structured].to_numpy()}, dtype="str")
+        result = classify_addresses(keys)
+        result["detail"] = detail.iloc[idx_structured].to_numpy()
+        out.iloc[idx_structured] = result[out.columns].to_numpy()
+    if len(idx_rest):
+        inputs = pd.DataFrame({
+            "province": province.iloc[idx_rest].to_numpy(),
+            "city": city.iloc[idx_rest].to_numpy(),
+            "district": district.iloc[idx_rest].to_numpy(),
+            "detail": detail.iloc[idx_rest].to_numpy(),
+            "full_address": full.iloc[idx_rest].to_numpy(),
+            "country": country.iloc[idx_rest].to_numpy(),
+        }, dtype="str")
+        result = classify_addresses(inputs)
+        out.iloc[idx_rest] = result[out.columns].to_numpy()
+    return out.astype("str")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Limits of the store: refuse, with a reason, what does not fit.
+
+
+def _limits(table) -> dict[str, int]:
+    return {c.name: c.type.length for c in table.columns if isinstance(c.type, String) and c.type.length}
+
+
+ORDER_TEXT_LIMITS = {k: v for k, v in _limits(orders).items() if k in ORDER_STORE_COLUMNS}
+LINE_TEXT_LIMITS = {k: v for k, v in _limits(order_lines).items() if k in LINE_STORE_COLUMNS}
+LABELS = {
+    "channel_order_id": "order number", "customer_name": "customer name", "customer_phone": "phone",
+    "customer_email": "email", "ship_province": "province", "ship_city": "city", "ship_district": "district",
+    "ship_detail": "address", "ship_postcode": "postcode", "payment_method": "payment method",
+    "source_status": "status", "item_code": "item code", "item_name": "item name", "spec": "specification",
+    "model": "model", "currency": "currency",
+}  # fmt: skip
+
+
+def _length_problems(frame: pd.DataFrame, limits: dict[str, int], what: str) -> list[tuple[int, str]]:
+    found = []
+    for column, limit in limits.items():
+        if column not in frame:
+            continue
+        lengths = frame[column].astype("str").str.len()
+        for i in np.flatnonzero((lengths > limit).to_numpy(dtype=bool, na_value=False)):
+            label = LABELS.get(column, column)
+            found.append((int(frame["record_idx"].iloc[i]), f"{what}{label} is {int(lengths.iloc[i]):,} characters; "
+                          f"the order store keeps at most {limit}: shorten it and replay"))
+    return found
+
+
+def _nul_problems(frame: pd.DataFrame, what: str) -> list[tuple[int, str]]:
+    found = []
+    for column in frame.columns:
+        if frame[column].dtype != "str" and not pd.api.types.is_string_dtype(frame[column]):
+            continue
+        has_nul = frame[column].str.contains("\x00", regex=False).to_numpy(dtype=bool, na_value=False)
+        for i in np.flatnonzero(has_nul):
+            found.append((int(frame["record_idx"].iloc[i]), f"{what}{LABELS.get(column, column)} contains a NUL "
+                          "character (binary data?); remove it and replay"))
+    return found
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def normalise(parsed: Parsed, *, catalog_kinds: dict[str, str] | None = None) -> Normalised:
+    """Canonical store rows for the parsed orders; records with problems are left out (and listed)."""
+    problems: list[tuple[int, str]] = []
+    p_orders = parsed.orders.reset_index(drop=True)
+    p_lines = parsed.lines.reset_index(drop=True)
+    bad = set(parsed.problems["record_idx"].astype("int64").tolist()) if len(parsed.problems) else set()
+    if bad:
+        p_orders = p_orders[~p_orders["record_idx"].astype("int64").isin(bad)].reset_index(drop=True)
+        p_lines = p_lines[~p_lines["record_idx"].astype("int64").isin(bad)].reset_index(drop=True)
+
+    ids = p_orders["channel_order_id"].astype("str").str.strip()
+    for i in np.flatnonzero(ids.isna().to_numpy() | (ids == "").to_numpy(dtype=bool, na_value=True)):
+        problems.append((int(p_orders["record_idx"].iloc[i]), "the channel's order number is missing"))
+    with_lines = set(p_lines["record_idx"].astype("int64").tolist())
+    for rid in p_orders["record_idx"].astype("int64").tolist():
+        if rid not in with_lines:
+            problems.append((rid, "the order has no lines (no product or service)"))
+    problems += _length_problems(p_orders, ORDER_TEXT_LIMITS, "")
+    problems += _length_problems(p_lines, LINE_TEXT_LIMITS, "a line's ")
+    problems += _nul_problems(p_orders, "")
+    problems += _nul_problems(p_lines, "a line's ")
+    if problems:
+        drop = {rid for rid, _ in problems}
+        p_orders = p_orders[~p_orders["record_idx"].astype("int64").isin(drop)].reset_index(drop=True)
+        p_lines = p_lines[~p_lines["record_idx"].astype("int64").isin(drop)].reset_index(drop=True)
+
+    hashes = content_hashes(p_orders, p_lines)
+
+    # Lines: kind from the catalog when the code is known; totals computed when the channel gave none.
+    lines = p_lines.copy()
+    if catalog_kinds:
+        known = lines["item_code"].map(catalog_kinds)
+        lines["item_kind"] = known.where(known.notna(), lines["item_kind"])
+    lines["item_kind"] = lines["item_kind"].fillna("product").astype("str")
+    gross = (lines["quantity"].astype("Float64") * lines["unit_price_fen"].astype("Float64")).round().astype("Int64")
+    lines["discount_fen"] = lines["discount_fen"].fillna(0).astype("Int64")
+    lines["line_total_fen"] = lines["line_total_fen"].fillna(gross - lines["discount_fen"]).astype("Int64")
+    lines["quantity"] = lines["quantity"].astype("float64")
+
+    # Totals.
+    goods = lines.groupby(lines["record_idx"].astype("int64"))["line_total_fen"].sum()
+    out = p_orders.copy()
+    computed_goods = out["record_idx"].astype("int64").map(goods).astype("Int64")
+    out["goods_total_fen"] = out["goods_total_fen"].fillna(computed_goods).astype("Int64")
+    out["discount_fen"] = out["discount_fen"].fillna(0).astype("Int64")
+    out["freight_fen"] = out["freight_fen"].fillna(0).astype("Int64")
+    computed_total = out["goods_total_fen"] - out["discount_fen"] + out["freight_fen"]
+    out["order_total_fen"] = out["order_total_fen"].fillna(computed_total).astype("Int64")
+    out["installments"] = out["installments"].fillna(1).astype("Int64")
+    out["currency"] = out["currency"].fillna("CNY").astype("str")
+    out["content_hash"] = hashes.to_numpy()
+
+    # Contact phone and address.
+    out["customer_phone"], out["phone_kind"] = normalise_phone_column(out["customer_phone"])
+    if len(out):
+        where = classify(out)
+        out["ship_province"] = where["province"].to_numpy()
+        out["ship_city"] = where["city"].to_numpy()
+        out["ship_district"] = where["district"].to_numpy()
+        out["ship_detail"] = where["detail"].to_numpy()
+        out["ship_admin_code"] = where["admin_code"].to_numpy()
+        out["region"] = where["region"].fillna("unknown").to_numpy()
+        out["region_note"] = where["region_note"].to_numpy()
+    else:
+        for column in ("ship_admin_code", "region", "region_note"):
+            out[column] = pd.Series(dtype="str")
+    for column in ("ship_province", "ship_city", "ship_district", "ship_detail", "ship_admin_code", "region",
+                   "region_note"):
+        out[column] = out[column].astype("str")
+    # The classifier's note can be long (candidate lists); the column keeps 200 characters.
+    out["region_note"] = out["region_note"].str.slice(0, 200)
+
+    keep = [*ORDER_STORE_COLUMNS, "record_idx", "source_cancelled", "source_extra", "phone_kind"]
+    return Normalised(
+        out[keep].reset_index(drop=True),
+        lines[[*LINE_STORE_COLUMNS, "record_idx"]].reset_index(drop=True),
+        pd.DataFrame(problems, columns=["record_idx", "reason"]).astype({"record_idx": "int64", "reason": "str"})
+        if problems else empty_problems(),
+    )
