@@ -35,7 +35,8 @@ def _column_values(series: pd.Series, column_type, dialect: str) -> list:
     elif isinstance(column_type, Date):
         values = pd.to_datetime(series, format="mixed").dt.date.astype(object)
         if dialect == "sqlite":
-            values = values.map(lambda d: d.isoformat() if isinstance(d, date) else None)
+            # NaT is a date instance too: it must become NULL, not the text 'NaT'.
+            values = values.map(lambda d: d.isoformat() if isinstance(d, date) and d is not pd.NaT else None)
     elif isinstance(column_type, Boolean) and dialect == "sqlite":
         values = series.astype("boolean").astype("Int64")
     else:
