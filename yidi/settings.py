@@ -333,6 +333,9 @@ class FulfilmentPolicy(Section):
     supplier_api_url: str = Field("http://127.0.0.1:8032", description="Supplier purchase-order gateway")
     supplier_api_timeout_seconds: float = Field(10.0, gt=0)
     supplier_api_attempts: int = Field(4, ge=1, le=10)
+    notice_media: list[str] = Field(
+        default_factory=lambda: ["sms", "email"], description="P2/T2: how customers hear about shipments and delays"
+    )
 
     @model_validator(mode="after")
     def _known_destinations(self):
