@@ -202,6 +202,7 @@ class _Entry:
     kind: str  # "full" | "short" | "old"
     surface: str
     note: str = ""  # for old names: "pre-2025 name 渝北区 → 两江新区"
+    alias: str = ""  # for old names: the old official name (江北区 also when 江北 was written)
 
 
 class _Gazetteer:
@@ -220,13 +221,13 @@ class _Gazetteer:
 
         entries: dict[str, list[_Entry]] = {}
 
-        def add(surface: str, code: str, kind: str, note: str = "") -> None:
+        def add(surface: str, code: str, kind: str, note: str = "", alias: str = "") -> None:
             if len(surface) < 2:
                 return
             bucket = entries.setdefault(surface, [])
             if any(e.code == code and e.level == self.level[code] for e in bucket):
                 return
-            bucket.append(_Entry(code, self.level[code], kind, surface, note))
+            bucket.append(_Entry(code, self.level[code], kind, surface, note, alias))
 
         for code, name in self.name.items():
             add(name, code, "full")
@@ -242,10 +243,10 @@ class _Gazetteer:
             for row in csv.DictReader(fh):
                 code, old = row["code"], row["alias"]
                 note = f"pre-{row['year']} name {old} → {self.name[code]}"
-                add(old, code, "old", note)
+                add(old, code, "old", note, old)
                 for short in self._short_forms(old, self.level[code]):
                     if short not in self.name.values():
-                        add(short, code, "old", note)
+                        add(short, code, "old", note, old)
 
         self.entries = {surface: tuple(bucket) for surface, bucket in entries.items()}
         self.only_short = frozenset(s for s, b in self.entries.items() if all(e.kind == "short" for e in b))
@@ -322,7 +323,7 @@ class _Gazetteer:
         parent = self.parent.get(code, "")
         prefix = self.name[parent] if parent else ""
         if entry.kind == "old":
-            return f"{prefix}{entry.surface} (now {self.name[code]})"
+            return f"{prefix}{entry.alias} (now {self.name[code]})"
         return prefix + self.name[code]
 
 
@@ -660,10 +661,17 @@ def _finish(g: _Gazetteer, st: _State, *, empty: bool) -> tuple:
         kind = {1: "province", 2: "city", 3: "district"}[st.ambiguous[0].level]
         provinces = {g.province_of(c) for c in candidates}
         listing = " / ".join(sorted({g.display(e) for e in st.ambiguous}))
-        if st.province is None and len(provinces) == 1:
-            st.province = provinces.pop()
         where = f"in {g.name[st.deepest]}" if st.deepest else "without province/city"
-        outside = "" if any(c[:2] == "50" for c in candidates) or st.province else ", all outside Chongqing"
+        if st.deepest:
+            outside = ""
+        elif len(provinces) == 1:
+            # Deducible, but the spec wants names the customer left ambiguous reviewed, not completed.
+            only = provinces.pop()
+            outside = f" (all in {g.name[only]}{'' if only == CHONGQING else ', outside Chongqing'})"
+        elif CHONGQING in provinces:
+            outside = ""
+        else:
+            outside = " (all outside Chongqing)"
         notes.insert(0, f"ambiguous {kind} {surface} {where}: {listing}{outside}")
     if st.foreign is not None:
         region = "remote"
@@ -717,6 +725,7 @@ def classify_addresses(df: pd.DataFrame) -> pd.DataFrame:
     texts = pc.if_else(use_detail, cols["detail"], cols["full_address"]).to_pylist()
 
     known = [f.known for f in fields]
+    town_sensitive = [f.written is not None for f in fields]
     memo: dict[tuple[int, str | None], int] = {}
     results: list[tuple] = []
     ends: list[int] = []
@@ -724,7 +733,7 @@ def classify_addresses(df: pd.DataFrame) -> pd.DataFrame:
     details: list[str | None] = [None] * n
     key_of = _text_key
     for i, (fid, text) in enumerate(zip(field_codes.tolist(), texts, strict=True)):
-        key = (fid, key_of(text, known[fid]) if text else None)
+        key = (fid, key_of(text, known[fid], town_sensitive[fid]) if text else None)
         slot = memo.get(key)
         if slot is None:
             result, end = _classify_text(fields[fid], key[1])
@@ -770,11 +779,10 @@ def _distinct_rows(columns: list[pa.Array], n: int) -> tuple[np.ndarray, np.ndar
 
 
 _STREET_NEXT_2_FIRST = frozenset(s[0] for s in _STREET_NEXT_2)
-_TOWN_INITIALS = frozenset("大统兴茨蔡水复童施")
 _JUNK_START = frozenset(" \t,，、/\\|-_·.。:：;；()（）[]【】<>《》\"'`~中收送配邮寄详联快地CcPp")
 
 
-def _text_key(text: str, fields_known: bool) -> str:
+def _text_key(text: str, fields_known: bool, town_sensitive: bool = False) -> str:
     """The part of ``text`` that decides its classification: the leading admin names plus the few characters
     after them that the classifier looks at (street guard, 市场/区域, the 2025 towns). Mirrors ``_scan``'s
     longest-match walk without its context rules, so it can only cut later than the classifier stops."""
@@ -813,12 +821,10 @@ def _text_key(text: str, fields_known: bool) -> str:
             return text  # nothing at the start: the classifier may search further, read Latin or a country
         last = ""
     nxt = text[pos : pos + 1]
-    if not nxt:
-        return text
+    if not nxt or town_sensitive or "渝北" in text[:pos] or "北碚" in text[:pos]:
+        return text  # 渝北/北碚 addresses: the town decides the district (2025 reform), keep them whole
     need = guarded + 2 if guarded else 0
-    if nxt in _TOWN_INITIALS and ("渝北" in text[:pos] or "北碚" in text[:pos] or fields_known):
-        need = max(need, 5)
-    elif last in g.has_short and (nxt in _STREET_NEXT_1 or nxt in _STREET_NEXT_2_FIRST):
+    if last in g.has_short and (nxt in _STREET_NEXT_1 or nxt in _STREET_NEXT_2_FIRST):
         need = max(need, 2)
     elif last and last[-1] in "市区" and nxt in _WORD_NEXT_2:
         need = max(need, 1)
