@@ -466,7 +466,9 @@ def apply_outcomes(
                 update(shipments).where(shipments.c.id.in_(chunk)).values(last_polled_at=now, updated_at=now)
             )
         if state_rows:
-            state = pd.DataFrame(state_rows)
+            state = pd.DataFrame(state_rows).astype(
+                {"carrier_state": "Int64", "consecutive_failures": "int64"}
+            )
             insert_rows(
                 conn, tracking_shipment_state, state, on_conflict=["shipment_id"],
                 update_columns=[c for c in state.columns if c != "shipment_id"],

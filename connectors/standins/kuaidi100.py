@@ -357,7 +357,7 @@ class CarrierState:
         if reg is None or (com != reg.com and com not in reg.previous_coms):
             self.outcomes["unknown"] += 1
             return 200, NO_RESULT
-        if reg.com in PHONE_CHECKED and reg.phone:
+        if com in PHONE_CHECKED and reg.phone:  # the queried carrier's rule applies
             given = str(query.get("phone") or "")
             if given[-4:] != reg.phone[-4:]:
                 self.outcomes["phone_mismatch"] += 1
