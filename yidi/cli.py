@@ -100,6 +100,8 @@ def config_show(json_out: Annotated[bool, typer.Option("--json")] = False) -> No
 class ReferenceKind(StrEnum):
     catalog = "catalog"
     customers = "customers"
+    stock = "stock"  # goods receipts (fulfilment: yidi/cli_fulfil.py)
+    supplier_prices = "supplier-prices"  # supplier price lists (fulfilment)
 
 
 @app.command()
@@ -112,6 +114,11 @@ def load(
     from yidi.reference import ReferenceFileError, load_reference_file
     from yidi.textfiles import UnreadableText
 
+    if kind in (ReferenceKind.stock, ReferenceKind.supplier_prices):
+        from yidi.cli_fulfil import load_fulfilment_file
+
+        console.print(load_fulfilment_file(kind.value, path), highlight=False)
+        return
     engine = engine_or_exit()
     try:
         with engine.begin() as conn:
@@ -217,8 +224,9 @@ def demo(
 
 
 # --- area commands: each area registers its commands here (one line each) ---
-import yidi.cli_track  # noqa: E402, F401  (track, callbacks, incidents, incident-resolve)
+import yidi.cli_fulfil  # noqa: E402, F401  (stocktake, fulfil run|stock|decide|produce|qc|receive|report)
 import yidi.cli_intake  # noqa: E402, F401  (ingest, quarantine list|show|replay|discard)
+import yidi.cli_track  # noqa: E402, F401  (track, callbacks, incidents, incident-resolve)
 
 
 def main() -> None:  # pragma: no cover - console entry point
