@@ -77,6 +77,7 @@ payment_lines = Table(
     Index("ix_payment_lines_match_status", "match_status"),
     Index("ix_payment_lines_txn_time", "txn_time"),
     Index("ix_payment_lines_original", "source", "original_txn_id"),
+    Index("ix_payment_lines_waybill", "waybill_no"),
 )
 
 payment_matches = Table(

@@ -224,6 +224,17 @@ class SettlementPolicy(_Strict):
         [30, 60, 90], description="Upper bounds of the overdue buckets (current, 1–30, 31–60, 61–90, over 90)"
     )
     dunning_steps: list[DunningStep] = Field([], description="Escalation ladder, by days overdue")
+    finance_contact: str = Field(
+        "finance@example.com，023-6000 0000", description="Shown to customers in payment notices"
+    )
+    ignore_counterparties: list[str] = Field(
+        ["支付宝（中国）网络技术有限公司", "财付通支付科技有限公司"],
+        description="Bank lines from/to these are provider settlements or our own transfers, not order payments",
+    )
+    ignore_memo_words: list[str] = Field(
+        ["提现", "结息", "利息", "账户管理费"],
+        description="Bank lines whose memo holds one of these are not order payments (withdrawals, interest)",
+    )
     case_owners: dict[str, str] = Field(
         {"default": "finance@example.com"},
         description="Owner of new cases per class ('default' for the rest)",

@@ -121,6 +121,7 @@ def upgrade() -> None:
     )
     op.create_index("ix_payment_lines_match_status", "payment_lines", ["match_status"], unique=False)
     op.create_index("ix_payment_lines_original", "payment_lines", ["source", "original_txn_id"], unique=False)
+    op.create_index("ix_payment_lines_waybill", "payment_lines", ["waybill_no"], unique=False)
     op.create_index("ix_payment_lines_txn_time", "payment_lines", ["txn_time"], unique=False)
     op.create_table(
         "settlement_case_events",
@@ -194,6 +195,7 @@ def downgrade() -> None:
     op.drop_table("settlement_case_events")
     op.drop_index("ix_payment_lines_txn_time", table_name="payment_lines")
     op.drop_index("ix_payment_lines_original", table_name="payment_lines")
+    op.drop_index("ix_payment_lines_waybill", table_name="payment_lines")
     op.drop_index("ix_payment_lines_match_status", table_name="payment_lines")
     op.drop_table("payment_lines")
     op.drop_table("statement_files")

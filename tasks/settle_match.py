@@ -1,0 +1,492 @@
+"""Matching payment lines to orders (pure functions over DataFrames; no database, no Prefect).
+
+Rules, tried in this order on the lines still unmatched; each match records the rule and a score (0-100):
+
+1. ``ignored``: bank lines that are not order payments (provider settlements, withdrawals, interest; policy
+   ``ignore_counterparties`` / ``ignore_memo_words``), and bank debits that name no order.
+2. ``cod_waybill`` (100): a carrier COD line by (carrier, waybill) against ``shipments``.
+3. ``merchant_order_no`` (100) / ``channel_order_id`` (98): the provider's merchant order number.
+4. ``refund_original`` (100): a refund by the provider id of the payment it refunds.
+5. ``memo_order_no`` / ``memo_invoice_no`` (95; 85 when the amounts disagree): order or invoice numbers found
+   in the memo (tokens looked up, never trusted by shape). Several orders in one memo, or an invoice covering
+   several orders, is a many-to-one payment: each order gets its outstanding amount in memo order, the last one
+   the rest.
+6. ``amount_name_date`` (fuzzy): bank credits by amount (within tolerance of an order's outstanding amount or
+   next instalment), payer name (rapidfuzz WRatio against the customer name) and date window; accepted when the
+   name reaches ``name_min_score``, the combined score ``auto_match_min_score`` and the best candidate beats the
+   runner-up by ``ambiguity_margin``; one line per order per run.
+7. ``amount_name_date_multi``: one transfer paying all of a customer's open orders in the window (sum of
+   outstanding within tolerance), same name rule.
+
+Lines matched by nothing stay unmatched and are tried again next run (a payment may arrive before its order).
+One-to-many (instalments, partial payments) needs nothing special: every line is matched on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pandas as pd
+from rapidfuzz import fuzz
+from rapidfuzz.process import cpdist
+
+from yidi.settlement_policy import SettlementPolicy
+
+MATCH_COLUMNS = ["payment_line_id", "order_id", "amount_fen", "rule", "score"]
+LINE_COLUMNS = [
+    "id", "source", "kind", "amount_fen", "txn_time", "merchant_order_no", "provider_txn_id", "original_txn_id",
+    "payer_name", "memo", "waybill_no",
+]  # fmt: skip
+ORDER_COLUMNS = [
+    "id", "order_no", "channel_order_id", "customer_id", "customer_name", "order_total_fen", "outstanding_fen",
+    "next_due_fen", "order_time", "due_time", "state",
+]  # fmt: skip
+# Orders no payment is expected for: fuzzy matching never proposes them.
+CLOSED_FOR_PAYMENT = frozenset({"cancelled", "rejected", "auto_rejected", "returned", "closed"})
+
+
+@dataclass
+class MatchResult:
+    matches: pd.DataFrame  # MATCH_COLUMNS
+    ignored: pd.DataFrame  # payment_line_id, reason
+
+    def summary(self) -> dict:
+        by_rule = (
+            self.matches.groupby("rule")["payment_line_id"].nunique().to_dict() if len(self.matches) else {}
+        )
+        return {
+            "matched_lines": int(self.matches["payment_line_id"].nunique()) if len(self.matches) else 0,
+            "ignored_lines": len(self.ignored),
+            "by_rule": {k: int(v) for k, v in by_rule.items()},
+        }
+
+
+def empty_matches() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "payment_line_id": pd.Series(dtype="int64"),
+            "order_id": pd.Series(dtype="int64"),
+            "amount_fen": pd.Series(dtype="int64"),
+            "rule": pd.Series(dtype="string"),
+            "score": pd.Series(dtype="float64"),
+        }
+    )
+
+
+def _single(frame: pd.DataFrame, rule: str, score: float) -> pd.DataFrame:
+    """Whole-line matches: ``frame`` has line ``id``, ``order_id`` and ``amount_fen``."""
+    return pd.DataFrame(
+        {
+            "payment_line_id": frame["id"].to_numpy(dtype="int64"),
+            "order_id": frame["order_id"].to_numpy(dtype="int64"),
+            "amount_fen": frame["amount_fen"].to_numpy(dtype="int64"),
+            "rule": rule,
+            "score": float(score),
+        }
+    )
+
+
+def _unique_key_map(keys: pd.Series, order_ids: pd.Series) -> pd.DataFrame:
+    """key -> order_id for keys naming exactly one order (a channel id shared by two channels is no proof)."""
+    frame = pd.DataFrame({"key": keys.to_numpy(), "order_id": order_ids.to_numpy()}).dropna()
+    frame = frame.drop_duplicates()
+    return frame[~frame["key"].duplicated(keep=False)]
+
+
+def _ignore_mask(lines: pd.DataFrame, policy: SettlementPolicy) -> pd.Series:
+    is_bank = lines["source"].str.startswith("bank:")
+    mask = pd.Series(False, index=lines.index)
+    if policy.ignore_counterparties:
+        mask |= lines["payer_name"].isin(policy.ignore_counterparties).fillna(False)
+    if policy.ignore_memo_words:
+        pattern = "|".join(map(_escape, policy.ignore_memo_words))
+        mask |= lines["memo"].str.contains(pattern, regex=True).fillna(False)
+    return (mask & is_bank).astype(bool)
+
+
+def _escape(word: str) -> str:
+    import re
+
+    return re.escape(word)
+
+
+def memo_tokens(lines: pd.DataFrame, pattern: str) -> pd.DataFrame:
+    """(line id, token upper-cased, position) for every reference-looking token in the memos."""
+    memos = lines.loc[lines["memo"].notna(), ["id", "memo"]]
+    if memos.empty:
+        return pd.DataFrame({"id": pd.Series(dtype="int64"), "key": pd.Series(dtype="string"), "pos": []})
+    found = memos["memo"].str.upper().str.findall(pattern)
+    exploded = pd.DataFrame({"id": memos["id"].to_numpy(), "key": found.to_numpy()}).explode("key")
+    exploded = exploded.dropna(subset=["key"])
+    exploded["key"] = exploded["key"].astype("string").str.upper()
+    exploded["pos"] = exploded.groupby("id").cumcount()
+    return exploded.drop_duplicates(["id", "key"])
+
+
+def _allocate(groups: pd.DataFrame, amounts: pd.Series, outstanding: pd.Series, tolerance) -> pd.DataFrame:
+    """Many-to-one: each order its outstanding (in memo order), the last one whatever is left.
+
+    ``groups``: line ``id``, ``order_id``, ``pos`` (several rows per line). Returns id, order_id, amount_fen,
+    exact (whether the orders' outstanding amounts add up to the line within tolerance).
+    """
+    groups = groups.sort_values(["id", "pos"], kind="stable")
+    rows = []
+    for line_id, part in groups.groupby("id", sort=False):
+        remaining = int(amounts[line_id])
+        order_ids = part["order_id"].tolist()
+        owed = [max(int(outstanding.get(o, 0)), 0) for o in order_ids]
+        exact = abs(sum(owed) - remaining) <= int(tolerance(max(sum(owed), 1)))
+        if remaining <= 0 or sum(owed) == 0:
+            rows.append((line_id, order_ids[0], remaining, exact))
+            continue
+        for i, (order_id, due) in enumerate(zip(order_ids, owed, strict=True)):
+            last = i == len(order_ids) - 1
+            share = remaining if last else min(due, remaining)
+            if share != 0 or last:
+                rows.append((line_id, order_id, share, exact))
+            remaining -= share
+    return pd.DataFrame(rows, columns=["id", "order_id", "amount_fen", "exact"])
+
+
+def match_lines(
+    lines: pd.DataFrame,
+    orders: pd.DataFrame,
+    policy: SettlementPolicy,
+    *,
+    shipments: pd.DataFrame | None = None,
+    invoices: pd.DataFrame | None = None,
+    originals: pd.DataFrame | None = None,
+) -> MatchResult:
+    """Match unmatched payment ``lines`` (LINE_COLUMNS) to ``orders`` (ORDER_COLUMNS).
+
+    ``shipments``: carrier, waybill_no, order_id. ``invoices``: invoice_no, order_id (receivables).
+    ``originals``: source, provider_txn_id, order_id of payment lines matched earlier (for refunds).
+    """
+    lines = lines.reset_index(drop=True)
+    open_mask = pd.Series(True, index=lines.index)
+    results: list[pd.DataFrame] = []
+    ignored_parts: list[pd.DataFrame] = []
+    by_id = lines.set_index("id")
+
+    def take(matched_ids) -> None:
+        open_mask.loc[lines["id"].isin(pd.Index(matched_ids))] = False
+
+    # 1. not order payments at all
+    skip = _ignore_mask(lines, policy)
+    if skip.any():
+        ignored_parts.append(
+            pd.DataFrame({"payment_line_id": lines.loc[skip, "id"], "reason": "not an order payment"})
+        )
+        open_mask &= ~skip
+
+    # 2. COD by carrier + waybill
+    if shipments is not None and len(shipments):
+        cod = lines[open_mask & (lines["kind"] == "cod") & lines["waybill_no"].notna()]
+        if len(cod):
+            ships = (
+                shipments[["carrier", "waybill_no", "order_id"]]
+                .dropna()
+                .drop_duplicates(["carrier", "waybill_no"])
+            )
+            hit = cod.assign(carrier=cod["source"].str.removeprefix("cod:")).merge(
+                ships, on=["carrier", "waybill_no"]
+            )
+            results.append(_single(hit, "cod_waybill", 100))
+            take(hit["id"])
+
+    # 3. merchant order number: our order number, else the channel's order id
+    order_no_map = _unique_key_map(orders["order_no"], orders["id"])
+    channel_map = _unique_key_map(orders["channel_order_id"], orders["id"])
+    for rule, key_map, score in (
+        ("merchant_order_no", order_no_map, 100),
+        ("channel_order_id", channel_map, 98),
+    ):
+        candidates = lines.loc[
+            open_mask & lines["merchant_order_no"].notna(), ["id", "merchant_order_no", "amount_fen"]
+        ]
+        if candidates.empty:
+            break
+        hit = candidates.merge(key_map, left_on="merchant_order_no", right_on="key")
+        results.append(_single(hit, rule, score))
+        take(hit["id"])
+
+    # 4. refunds by the payment they refund (matched earlier, or in this very run)
+    refunds = lines[open_mask & lines["original_txn_id"].notna()]
+    if len(refunds):
+        known = [originals[["source", "provider_txn_id", "order_id"]]] if originals is not None else []
+        matched_now = pd.concat(results) if results else empty_matches()
+        if len(matched_now):
+            now = by_id.loc[matched_now["payment_line_id"].to_numpy(), ["source"]].reset_index()
+            now["order_id"] = matched_now["order_id"].to_numpy()
+            provider_ids = lines.set_index("id").get("provider_txn_id")
+            if provider_ids is not None:
+                now["provider_txn_id"] = provider_ids.reindex(now["id"]).to_numpy()
+                known.append(now[["source", "provider_txn_id", "order_id"]])
+        if known:
+            originals_map = pd.concat(known).dropna().drop_duplicates(["source", "provider_txn_id"])
+            hit = refunds.merge(
+                originals_map, left_on=["source", "original_txn_id"], right_on=["source", "provider_txn_id"]
+            )
+            results.append(_single(hit, "refund_original", 100))
+            take(hit["id"])
+
+    # 5. order / invoice numbers in the memo (bank lines mostly)
+    memo_lines = lines[open_mask & lines["memo"].notna()]
+    if len(memo_lines):
+        tokens = memo_tokens(memo_lines, policy.memo_reference_pattern)
+        keys = [order_no_map.assign(rule="memo_order_no"), channel_map.assign(rule="memo_order_no")]
+        if invoices is not None and len(invoices):
+            inv = invoices[["invoice_no", "order_id"]].dropna().drop_duplicates()
+            keys.append(
+                pd.DataFrame(
+                    {"key": inv["invoice_no"], "order_id": inv["order_id"], "rule": "memo_invoice_no"}
+                )
+            )
+        key_table = pd.concat(keys, ignore_index=True)
+        key_table["key"] = key_table["key"].astype("string").str.upper()
+        hit = tokens.merge(key_table, on="key").sort_values(["id", "pos"], kind="stable")
+        hit = hit.drop_duplicates(["id", "order_id"])
+        if len(hit):
+            outstanding = orders.set_index("id")["outstanding_fen"]
+            rule_of = hit.groupby("id")["rule"].first()
+            counts = hit.groupby("id")["order_id"].transform("size")
+            single = hit[counts == 1].merge(lines[["id", "amount_fen"]], on="id")
+            if len(single):
+                due = outstanding.reindex(single["order_id"]).fillna(0).to_numpy()
+                tol = policy.tolerance_fen(due)
+                exact = np.abs(single["amount_fen"].to_numpy() - due) <= tol
+                part = _single(single, "memo_order_no", 95)
+                part["rule"] = rule_of.reindex(single["id"]).to_numpy()
+                part["score"] = np.where(exact, 95.0, 85.0)
+                results.append(part)
+            multi = hit[counts > 1]
+            if len(multi):
+                amounts = lines.set_index("id")["amount_fen"]
+                allocated = _allocate(
+                    multi[["id", "order_id", "pos"]], amounts, outstanding, policy.tolerance_fen
+                )
+                part = pd.DataFrame(
+                    {
+                        "payment_line_id": allocated["id"].astype("int64"),
+                        "order_id": allocated["order_id"].astype("int64"),
+                        "amount_fen": allocated["amount_fen"].astype("int64"),
+                        "rule": rule_of.reindex(allocated["id"]).to_numpy(),
+                        "score": np.where(allocated["exact"], 95.0, 85.0),
+                    }
+                )
+                results.append(part)
+            take(hit["id"])
+
+    # bank debits naming no order are our own outgoing payments, not customer money
+    outgoing = open_mask & (lines["kind"] == "debit")
+    if outgoing.any():
+        ignored_parts.append(
+            pd.DataFrame(
+                {"payment_line_id": lines.loc[outgoing, "id"], "reason": "outgoing payment, no order named"}
+            )
+        )
+        open_mask &= ~outgoing
+
+    # 6./7. amount + payer name + date window
+    fuzzy_lines = lines[
+        open_mask & (lines["kind"] == "credit") & lines["payer_name"].notna() & (lines["amount_fen"] > 0)
+    ]
+    if len(fuzzy_lines) and len(orders):
+        single = fuzzy_single(fuzzy_lines, orders, policy)
+        results.append(single)
+        rest = fuzzy_lines[~fuzzy_lines["id"].isin(single["payment_line_id"])]
+        if len(rest):
+            results.append(fuzzy_multi(rest, orders, policy))
+
+    matches = (
+        pd.concat([r for r in results if len(r)], ignore_index=True)
+        if any(len(r) for r in results)
+        else empty_matches()
+    )
+    matches = matches.astype(
+        {"payment_line_id": "int64", "order_id": "int64", "amount_fen": "int64", "score": "float64"}
+    )
+    matches["rule"] = matches["rule"].astype("string")
+    ignored = (
+        pd.concat(ignored_parts, ignore_index=True)
+        if ignored_parts
+        else pd.DataFrame({"payment_line_id": pd.Series(dtype="int64"), "reason": pd.Series(dtype="string")})
+    )
+    return MatchResult(matches=matches, ignored=ignored)
+
+
+def _fuzzy_orders(orders: pd.DataFrame, policy: SettlementPolicy) -> pd.DataFrame:
+    """Open orders as fuzzy targets: one row per amount a payment could carry (outstanding, next instalment)."""
+    open_orders = orders[
+        (orders["outstanding_fen"] > 0)
+        & ~orders["state"].isin(CLOSED_FOR_PAYMENT)
+        & orders["customer_name"].notna()
+    ]
+    if open_orders.empty:
+        return open_orders.assign(target_fen=pd.Series(dtype="int64"))
+    order_time = pd.to_datetime(open_orders["order_time"], utc=True)
+    due_time = pd.to_datetime(open_orders["due_time"], utc=True).fillna(order_time)
+    base = pd.DataFrame(
+        {
+            "order_id": open_orders["id"].to_numpy(),
+            "customer_id": open_orders["customer_id"].to_numpy(),
+            "customer_name": open_orders["customer_name"].to_numpy(),
+            "outstanding_fen": open_orders["outstanding_fen"].to_numpy(),
+            "window_start": (order_time - pd.Timedelta(days=policy.match_days_before_order)).to_numpy(),
+            "window_end": (
+                np.maximum(due_time, order_time) + pd.Timedelta(days=policy.match_days_after_due)
+            ).to_numpy(),
+            "anchor": order_time.to_numpy(),
+        }
+    )
+    targets = [base.assign(target_fen=base["outstanding_fen"])]
+    next_due = open_orders["next_due_fen"].to_numpy()
+    differs = (next_due > 0) & (next_due != open_orders["outstanding_fen"].to_numpy())
+    if differs.any():
+        targets.append(base[differs].assign(target_fen=next_due[differs]))
+    frame = pd.concat(targets, ignore_index=True)
+    frame["tol_fen"] = policy.tolerance_fen(frame["target_fen"].to_numpy())
+    frame["window_start"] = pd.to_datetime(frame["window_start"], utc=True)
+    frame["window_end"] = pd.to_datetime(frame["window_end"], utc=True)
+    frame["anchor"] = pd.to_datetime(frame["anchor"], utc=True)
+    return frame
+
+
+def _candidate_pairs(lines: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
+    """(line, target) pairs within amount tolerance and date window: a DuckDB range join."""
+    con = duckdb.connect()
+    try:
+        con.register("l", lines[["id", "amount_fen", "txn_time", "payer_name"]])
+        con.register("t", targets)
+        return con.execute(
+            """
+            SELECT l.id, t.order_id, t.customer_id, l.amount_fen, t.target_fen, t.tol_fen, l.txn_time, t.anchor,
+                   l.payer_name, t.customer_name, t.outstanding_fen
+            FROM l JOIN t
+              ON l.amount_fen BETWEEN t.target_fen - t.tol_fen AND t.target_fen + t.tol_fen
+             AND l.txn_time BETWEEN t.window_start AND t.window_end
+            """
+        ).df()
+    finally:
+        con.close()
+
+
+_NAME_NOISE = r"[\s\W_]+|(股份)?有限(责任)?公司$|公司$"
+
+
+def normalise_names(names: pd.Series) -> list[str]:
+    """Names compared without spacing, punctuation, full-width forms or the company-form suffix
+    (重庆两江机电 pays for 重庆两江机电有限公司)."""
+    text = names.astype("string").fillna("").str.normalize("NFKC").str.replace(_NAME_NOISE, "", regex=True)
+    return text.tolist()
+
+
+def _scores(pairs: pd.DataFrame) -> np.ndarray:
+    name = cpdist(
+        normalise_names(pairs["payer_name"]),
+        normalise_names(pairs["customer_name"]),
+        scorer=fuzz.WRatio,
+        workers=-1,
+    )
+    pairs["name_score"] = name
+    diff = np.abs(pairs["amount_fen"].to_numpy() - pairs["target_fen"].to_numpy())
+    amount_score = 100.0 * (1.0 - diff / (pairs["tol_fen"].to_numpy() + 1.0))
+    days = np.abs(
+        (pd.to_datetime(pairs["txn_time"], utc=True) - pd.to_datetime(pairs["anchor"], utc=True)).dt.days
+    )
+    date_score = np.clip(100.0 - 2.0 * days.to_numpy(), 0.0, 100.0)
+    return 0.6 * name + 0.25 * amount_score + 0.15 * date_score
+
+
+def _accept(pairs: pd.DataFrame, policy: SettlementPolicy, key: str) -> pd.DataFrame:
+    """Per line: the best candidate if good enough and clearly better than the runner-up; one line per ``key``."""
+    pairs = pairs[pairs["name_score"] >= policy.name_min_score]
+    if pairs.empty:
+        return pairs
+    pairs = pairs.sort_values(["id", "score"], ascending=[True, False], kind="stable")
+    pairs = pairs.drop_duplicates(["id", key])
+    rank = pairs.groupby("id").cumcount()
+    best = pairs[rank == 0].set_index("id")
+    second = pairs[rank == 1].set_index("id")["score"].reindex(best.index).fillna(-np.inf)
+    ok = (best["score"] >= policy.auto_match_min_score) & (best["score"] - second >= policy.ambiguity_margin)
+    best = best[ok].reset_index()
+    # two payments proposing the same order: the better one wins, the other waits for a person or the next run
+    return best.sort_values("score", ascending=False, kind="stable").drop_duplicates(key)
+
+
+def fuzzy_single(lines: pd.DataFrame, orders: pd.DataFrame, policy: SettlementPolicy) -> pd.DataFrame:
+    targets = _fuzzy_orders(orders, policy)
+    if targets.empty:
+        return empty_matches()
+    pairs = _candidate_pairs(lines, targets)
+    if pairs.empty:
+        return empty_matches()
+    pairs["score"] = _scores(pairs)
+    best = _accept(pairs, policy, "order_id")
+    return pd.DataFrame(
+        {
+            "payment_line_id": best["id"].astype("int64"),
+            "order_id": best["order_id"].astype("int64"),
+            "amount_fen": best["amount_fen"].astype("int64"),
+            "rule": "amount_name_date",
+            "score": best["score"].round(1).astype("float64"),
+        }
+    )
+
+
+def fuzzy_multi(lines: pd.DataFrame, orders: pd.DataFrame, policy: SettlementPolicy) -> pd.DataFrame:
+    """One transfer for all of a customer's open orders (no references): sum of outstanding within tolerance."""
+    targets = _fuzzy_orders(orders, policy)
+    targets = targets[targets["target_fen"] == targets["outstanding_fen"]]
+    if targets.empty:
+        return empty_matches()
+    party = targets["customer_id"].astype("Int64").astype("string").fillna("name:" + targets["customer_name"])
+    targets = targets.assign(party=party)
+    grouped = targets.groupby("party").agg(
+        customer_name=("customer_name", "first"),
+        target_fen=("outstanding_fen", "sum"),
+        orders=("order_id", "size"),
+        window_start=("window_start", "max"),
+        window_end=("window_end", "min"),
+        anchor=("anchor", "max"),
+    )
+    grouped = grouped[
+        (grouped["orders"] >= 2) & (grouped["window_start"] <= grouped["window_end"])
+    ].reset_index()
+    if grouped.empty:
+        return empty_matches()
+    grouped["tol_fen"] = policy.tolerance_fen(grouped["target_fen"].to_numpy())
+    grouped = grouped.rename(columns={"party": "order_id"}).assign(
+        customer_id=0, outstanding_fen=grouped["target_fen"]
+    )
+    pairs = _candidate_pairs(lines, grouped)
+    if pairs.empty:
+        return empty_matches()
+    pairs["score"] = _scores(pairs)
+    best = _accept(pairs, policy, "order_id").rename(columns={"order_id": "party"})
+    if best.empty:
+        return empty_matches()
+    members = targets[["party", "order_id", "outstanding_fen"]].merge(
+        best[["id", "party", "score", "amount_fen"]], on="party"
+    )
+    members = members.sort_values(["id", "order_id"], kind="stable")
+    members["pos"] = members.groupby("id").cumcount()
+    outstanding = targets.drop_duplicates("order_id").set_index("order_id")["outstanding_fen"]
+    allocated = _allocate(
+        members[["id", "order_id", "pos"]],
+        best.set_index("id")["amount_fen"],
+        outstanding,
+        policy.tolerance_fen,
+    )
+    score = best.set_index("id")["score"].round(1)
+    return pd.DataFrame(
+        {
+            "payment_line_id": allocated["id"].astype("int64"),
+            "order_id": allocated["order_id"].astype("int64"),
+            "amount_fen": allocated["amount_fen"].astype("int64"),
+            "rule": "amount_name_date_multi",
+            "score": score.reindex(allocated["id"]).to_numpy(dtype="float64"),
+        }
+    )
