@@ -127,9 +127,12 @@ def keywords_of(policy: TrackingPolicy) -> Keywords:
 
 def make_pacer(policy: TrackingPolicy, *, shared_limit: bool) -> RatePacer:
     """The request pacer; ``shared_limit`` also draws from the Prefect global rate limit (inside flow runs)."""
+    limit = policy.global_limits[policy.rate_limit_name]["limit"]
     return RatePacer(
         policy.requests_per_second,
         limit_name=policy.rate_limit_name if shared_limit else None,
+        # A quarter second's worth per Prefect round trip, never more than the limit holds.
+        chunk=max(1, min(int(policy.requests_per_second / 4), int(limit))),
         pace_fraction=policy.pace_fraction,
     )
 

@@ -1,0 +1,133 @@
+"""The poll-carriers flow and `yidi track` on the session's real Prefect server, with the shared rate limit."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from connectors.pacing import RatePacer
+from connectors.standins.kuaidi100 import SimClock, start
+from tasks.track_demo import make_shipped_orders, standin_registrations
+from yidi.db import get_engine, init_db
+from yidi.schema import orders
+from yidi.settings import get_settings
+
+pytestmark = pytest.mark.prefect
+T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
+
+
+def ensure_limit(name: str, limit: int, decay: float) -> None:
+    """What `make up` does (yidi.local_prefect.ensure_global_limits), through the API."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+            client.update_global_concurrency_limit(
+                name, GlobalConcurrencyLimitUpdate(limit=limit, slot_decay_per_second=decay)
+            )
+        except ObjectNotFound:
+            client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name=name, limit=limit, slot_decay_per_second=decay)
+            )
+
+
+@pytest.fixture
+def tracking_env(prefect_server, tmp_path, monkeypatch):
+    policy_file = tmp_path / "yidi.toml"
+    policy_file.write_text(
+        "[tracking]\nrequests_per_second = 400.0\nretry_backoff_seconds = 0.01\nrate_limited_backoff_seconds = 0.01\n"
+        'rate_limit_name = "kuaidi100-query-test"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("YIDI_CONFIG", str(policy_file))
+    monkeypatch.setenv("YIDI_KUAIDI100_CUSTOMER", "standin-customer")
+    monkeypatch.setenv("YIDI_KUAIDI100_KEY", "standin-key")
+    get_settings.cache_clear()
+    policy = get_settings().tracking
+    for name, spec in policy.global_limits.items():
+        ensure_limit(name, int(spec["limit"]), float(spec["slot_decay_per_second"]))
+    init_db()
+    clock = SimClock(T0)
+    with start(clock=clock) as carrier:
+        yield get_engine(), carrier, clock
+
+
+def test_poll_carriers_flow_reports_statuses_and_exceptions(tracking_env):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.track import poll_carriers
+
+    engine, carrier, clock = tracking_env
+    with engine.begin() as conn:
+        ships = make_shipped_orders(conn, 40, shipped_at=T0)
+        scenarios = {
+            num: ("damaged" if i % 10 == 0 else "normal") for i, num in enumerate(ships["waybill_no"])
+        }
+        carrier.register_many(standin_registrations(conn, scenarios=scenarios))
+    clock.advance(hours=60)
+    carrier.fail_next(1, "http503")  # a transient error inside the run: retried, nobody notices
+    state = poll_carriers(as_of=clock.now(), query_url=carrier.query_url, return_state=True)
+    assert state.is_completed()
+    summary = state.result()
+    assert summary["due"] == 40 and summary["outcomes"] == {"ok": 40}
+    assert summary["exceptions"] == {"damaged": 4}
+    assert sum(summary["statuses"].values()) == 40
+    with engine.connect() as conn:
+        states = set(conn.execute(select(orders.c.state)).scalars())
+    assert states <= {"in_transit", "delivered", "exception"} and "exception" in states
+    with get_client(sync_client=True) as client:
+        report = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["poll-carriers"]))
+        )
+        table = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["tracking-exceptions"]))
+        )
+    assert report and "canonical status" in report[0].data
+    rows = table[0].data if isinstance(table[0].data, list) else json.loads(table[0].data)
+    assert len(rows) == 4 and all(r["type"] == "damaged" for r in rows)
+    assert not any("13" in str(r.get("evidence", ""))[:3] for r in rows)
+
+
+def test_pacer_draws_from_the_prefect_rate_limit(tracking_env):
+    ensure_limit("pacer-test", 5, 50.0)
+    pacer = RatePacer(1000, limit_name="pacer-test", chunk=5)
+    started = time.perf_counter()
+    for _ in range(30):
+        pacer.acquire()
+    elapsed = time.perf_counter() - started
+    # 30 slots from a limit of 5 refilling at 50/s need at least (30 - 5) / 50 = 0.5 s; the local pace alone 0.03 s.
+    assert elapsed >= 0.45
+    assert pacer.limit_acquisitions == 6
+
+
+def test_yidi_track_one_waybill(tracking_env):
+    from yidi.cli import app
+
+    engine, carrier, clock = tracking_env
+    with engine.begin() as conn:
+        ships = make_shipped_orders(conn, 3, shipped_at=T0, carriers=["yunda"])
+        carrier.register_many(standin_registrations(conn))
+    clock.advance(hours=20)
+    runner = CliRunner()
+    num = ships["waybill_no"][1]
+    args = ["track", "--waybill", num, "--as-of", (clock.now()).isoformat(), "--query-url", carrier.query_url]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["due"] == 1
+    again = runner.invoke(app, args)  # inside the minimum interval: nothing queried, stored status shown
+    assert again.exit_code == 0, again.output
+    assert "polled 0 due" in again.output and num in again.output and "in_transit" in again.output
+    assert carrier.stats()["requests"] == 1
+    missing = runner.invoke(app, ["track", "--waybill", "NOPE"])
+    assert missing.exit_code == 1
+    listed = runner.invoke(app, ["incidents", "--status", "all", "--json"])
+    assert listed.exit_code == 0 and json.loads(listed.output) == []
