@@ -228,7 +228,15 @@ def _length_problems(frame: pd.DataFrame, limits: dict[str, int], what: str) -> 
 
 
 def _nul_problems(frame: pd.DataFrame, what: str) -> list[tuple[int, str]]:
-    found = []
+    found: list[tuple[int, str]] = []
+    text_columns = [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c])]
+    if not text_columns or not len(frame):
+        return found
+    joined = frame[text_columns[0]].fillna("").astype("str")
+    for column in text_columns[1:]:
+        joined = joined + frame[column].fillna("").astype("str")
+    if not joined.str.contains("\x00", regex=False).any():  # the usual case: one scan, nothing to report
+        return found
     for column in frame.columns:
         if frame[column].dtype != "str" and not pd.api.types.is_string_dtype(frame[column]):
             continue

@@ -87,8 +87,11 @@ def _error(code: int, msg: str, sub_code: str | None = None, sub_msg: str | None
     return json.dumps({"error_response": body}, ensure_ascii=False).encode()
 
 
-THROTTLE_BODY = _error(7, "App Call Limited", "accesscontrol.limited-by-app-access-count",
-                       "This ban will last for 1 more seconds")
+
+
+def throttle_body(seconds: int) -> bytes:
+    return _error(7, "App Call Limited", "accesscontrol.limited-by-app-access-count",
+                  f"This ban will last for {seconds} more seconds")
 
 
 class _Handler(QuietHandler):
@@ -109,7 +112,7 @@ class _Handler(QuietHandler):
             self.send_body(404, b'{"error":"not found"}')
             return
         fault = standin.faults.take(params)
-        if fault and fault.kind != "duplicate" and self.apply_fault(fault, THROTTLE_BODY):
+        if fault and fault.kind != "duplicate" and self.apply_fault(fault, throttle_body(standin.ban_seconds)):
             return
         status, body = standin.answer(params, duplicate=bool(fault and fault.kind == "duplicate"))
         self.send_body(status, body)
@@ -130,6 +133,7 @@ class TaobaoStandin(StandinServer):
         for trade in trades or []:
             self.trades[int(trade["tid"])] = trade
         self.calls: list[dict] = []  # API parameters of every accepted call (for tests)
+        self.ban_seconds = 1  # what a throttling answer says the ban lasts
 
     @property
     def url(self) -> str:  # the gateway URL
