@@ -641,7 +641,7 @@ def classify_one(
     detail_raw, full_raw = _normalise(detail), _normalise(full_address)
     text = detail_raw if (fields.structured and detail_raw) or not full_raw else full_raw
     result, end = _classify_text(fields, text or None)
-    rest = text[end:].strip() or None if text else None
+    rest = (text[end:] or None) if text else None
     return (*result[:3], rest, *result[3:])
 
 
@@ -726,23 +726,26 @@ def classify_addresses(df: pd.DataFrame) -> pd.DataFrame:
 
     known = [f.known for f in fields]
     town_sensitive = [f.written is not None for f in fields]
-    memo: dict[tuple[int, str | None], int] = {}
+    key_of = _make_text_key()
+    single = len(fields) == 1
+    if single:  # the common case (free text only, or one platform's constant fields): plain string keys
+        kn, ts = known[0], town_sensitive[0]
+        keys: list = [key_of(t, kn, ts) if t else None for t in texts]
+    else:
+        keys = [
+            (f, key_of(t, known[f], town_sensitive[f]) if t else None)
+            for f, t in zip(field_codes.tolist(), texts, strict=True)
+        ]
+    slot_of: dict = {}
+    row_result = [slot_of.setdefault(k, len(slot_of)) for k in keys]
     results: list[tuple] = []
     ends: list[int] = []
-    row_result = np.empty(n, dtype=np.int64)
-    details: list[str | None] = [None] * n
-    key_of = _text_key
-    for i, (fid, text) in enumerate(zip(field_codes.tolist(), texts, strict=True)):
-        key = (fid, key_of(text, known[fid], town_sensitive[fid]) if text else None)
-        slot = memo.get(key)
-        if slot is None:
-            result, end = _classify_text(fields[fid], key[1])
-            slot = memo[key] = len(results)
-            results.append(result)
-            ends.append(end)
-        row_result[i] = slot
-        if text:
-            details[i] = text[ends[slot]:].strip() or None
+    for key in slot_of:  # insertion order is slot order
+        fid, text_key = (0, key) if single else key
+        result, end_ = _classify_text(fields[fid], text_key)
+        results.append(result)
+        ends.append(end_)
+    details = [(t[ends[slot]:] or None) if t else None for t, slot in zip(texts, row_result, strict=True)]
 
     take = pa.array(row_result)
     out = {}
@@ -783,49 +786,73 @@ _JUNK_START = frozenset(" \t,，、/\\|-_·.。:：;；()（）[]【】<>《》\
 
 
 def _text_key(text: str, fields_known: bool, town_sensitive: bool = False) -> str:
-    """The part of ``text`` that decides its classification: the leading admin names plus the few characters
-    after them that the classifier looks at (street guard, 市场/区域, the 2025 towns). Mirrors ``_scan``'s
-    longest-match walk without its context rules, so it can only cut later than the classifier stops."""
+    """The part of ``text`` that decides its classification (see ``_make_text_key``)."""
+    return _make_text_key()(text, fields_known, town_sensitive)
+
+
+@lru_cache(maxsize=1)
+def _make_text_key():
+    """Build the per-row key function with everything it touches bound to locals (it runs once per row)."""
     g = gazetteer()
-    by_prefix = g.by_prefix
+    by_prefix_get = g.by_prefix.get
     only_short = g.only_short
-    n = len(text)
-    pos = 0
-    if text[0] in _JUNK_START:
-        m = _LEADING_JUNK.match(text)
-        pos = m.end() if m else 0
-    start = pos
-    last = ""
-    guarded = 0  # length of a street-like short name right after the admin part (kept in the key)
-    while pos < n:
-        candidates = by_prefix.get(text[pos : pos + 2])
-        if not candidates:
-            break
-        for surface in candidates:
-            if text.startswith(surface, pos):
-                end = pos + len(surface)
-                nxt = text[end : end + 1]
-                if surface in only_short and nxt and (nxt in _STREET_NEXT_1 or text[end : end + 2] in _STREET_NEXT_2):
-                    guarded = max(guarded, len(surface))
-                    continue  # a street name (长寿路): the classifier rejects it the same way
-                last = surface
-                pos = end
-                break
-        else:
-            break
-        guarded = 0
-        while pos < n and text[pos] in _SEPARATORS:
-            pos += 1
-    if pos == start:
-        if not fields_known:
-            return text  # nothing at the start: the classifier may search further, read Latin or a country
+    has_short = g.has_short
+    separators = _SEPARATORS
+    street_1 = _STREET_NEXT_1
+    street_2 = _STREET_NEXT_2
+    street_2_first = _STREET_NEXT_2_FIRST
+    word_next = _WORD_NEXT_2
+    junk_start = _JUNK_START
+    junk_match = _LEADING_JUNK.match
+
+    def text_key(text: str, fields_known: bool, town_sensitive: bool = False) -> str:
+        """The leading admin names of ``text`` plus the few characters after them that the classifier looks
+        at (street guard, 市场/区域). Mirrors ``_scan``'s longest-match walk without its context rules, so it
+        can only cut later than the classifier stops; the classification of the key equals that of the text."""
+        n = len(text)
+        pos = 0
+        if text[0] in junk_start:
+            m = junk_match(text)
+            pos = m.end() if m else 0
+        start = pos
         last = ""
-    nxt = text[pos : pos + 1]
-    if not nxt or town_sensitive or "渝北" in text[:pos] or "北碚" in text[:pos]:
-        return text  # 渝北/北碚 addresses: the town decides the district (2025 reform), keep them whole
-    need = guarded + 2 if guarded else 0
-    if last in g.has_short and (nxt in _STREET_NEXT_1 or nxt in _STREET_NEXT_2_FIRST):
-        need = max(need, 2)
-    elif last and last[-1] in "市区" and nxt in _WORD_NEXT_2:
-        need = max(need, 1)
-    return text[: pos + need]
+        guarded = 0  # a street-like short name right after the admin part, with its guard characters
+        while pos < n:
+            candidates = by_prefix_get(text[pos : pos + 2])
+            if not candidates:
+                break
+            for surface in candidates:
+                if text.startswith(surface, pos):
+                    end = pos + len(surface)
+                    nxt = text[end : end + 1]
+                    if surface in only_short and nxt and (nxt in street_1 or text[end : end + 2] in street_2):
+                        guarded = max(guarded, len(surface) + (1 if nxt in street_1 else 2))
+                        continue  # a street name (长寿路): the classifier rejects it the same way
+                    last = surface
+                    pos = end
+                    break
+            else:
+                break
+            guarded = 0
+            while pos < n and text[pos] in separators:
+                pos += 1
+        if pos == start:
+            if not fields_known:
+                return text  # nothing at the start: the classifier may search further, read Latin or a country
+            last = ""
+        nxt = text[pos : pos + 1]
+        if not nxt or town_sensitive or "渝北" in text[:pos] or "北碚" in text[:pos]:
+            return text  # 渝北/北碚 addresses: the town decides the district (2025 reform), keep them whole
+        # Look ahead only as far as the classifier would: the last name's own street guard (1–2 characters)
+        # or 市场/区域 (1). A street-like short name there is then kept whole with its guard characters,
+        # otherwise the classifier would see a bare name and read it; with no lookahead it sees neither.
+        need = 0
+        if last in has_short and (nxt in street_1 or nxt in street_2_first):
+            need = 1 if nxt in street_1 else 2
+        elif last and last[-1] in "市区" and nxt in word_next:
+            need = 1
+        if need and guarded:
+            need = max(need, guarded)
+        return text[: pos + need]
+
+    return text_key
