@@ -32,7 +32,8 @@ EPS = 1e-9
 class AllocationPlan:
     allocations: pd.DataFrame  # order_id, order_line_id, item_code, warehouse, quantity
     outcomes: pd.DataFrame  # order_id, outcome (full | partial | short), could_ship_partially, rank
-    short_lines: pd.DataFrame  # order_id, order_line_id, item_code, short_qty
+    short_lines: pd.DataFrame  # order_id, order_line_id, item_code, short_qty (in ranking order)
+    free_after: dict  # item_code -> free quantity left over all warehouses after the plan
 
 
 def priority_order(orders: pd.DataFrame) -> np.ndarray:
@@ -210,7 +211,8 @@ def plan_allocation(
         }
     )
     has_lines = np.diff(np.asarray(bounds)) > 0
-    return AllocationPlan(allocations, outcomes[has_lines].reset_index(drop=True), short_lines)
+    free_after = {code: max(totals[i], 0.0) for code, i in items.items()}
+    return AllocationPlan(allocations, outcomes[has_lines].reset_index(drop=True), short_lines, free_after)
 
 
 def plan_shipments(

@@ -428,7 +428,7 @@ def _allocate_once(
     today = _today(now)
     transit = fastest_transit(table)
     new_production, new_purchase, ready = _raise_requests(
-        conn, short_lines, outcomes, info, cand, lines, today, calendar, transit, policy, run_id, now, actor
+        conn, short_lines, plan.free_after, info, cand, lines, today, calendar, transit, policy, run_id, now, actor
     )
     result.production_requests, result.purchase_requests = new_production, new_purchase
 
@@ -465,7 +465,7 @@ def _allocate_once(
         movers = [
             o for o, kinds in waiting.items()
             if state_of[o] in (S.APPROVED, S.BACKORDERED)
-            and (kind in kinds if target == S.IN_PRODUCTION else kinds == {"purchase"})
+            and (kind in kinds if target == S.IN_PRODUCTION else ("purchase" in kinds and "production" not in kinds))
         ]  # fmt: skip
         _transition(
             conn, sorted(movers), target,
@@ -578,7 +578,7 @@ def _update_backorders(conn, lines, allocs, short_lines, now) -> None:
         conn.execute(stmt, {"ids": list(chunk)})
 
 
-def _raise_requests(conn, short_lines, outcomes, info, cand, lines, today, calendar, transit, policy, run_id, now, actor):
+def _raise_requests(conn, short_lines, free_after, info, cand, lines, today, calendar, transit, policy, run_id, now, actor):
     """Production (make-to-order) and purchase (bought-in, and stocked items to replenish) requests for short
     quantities not yet covered by an open request. Returns (#production, #purchase, ready) where ``ready`` is
     indexed by order id: the latest ready date of its short lines (NaT when some line has no source) and the
@@ -591,7 +591,16 @@ def _raise_requests(conn, short_lines, outcomes, info, cand, lines, today, calen
                                                             kinds=("kind", lambda k: set(k)))  # fmt: skip
     sl = short_lines.copy()
     sl["already"] = requested["qty"].reindex(sl["order_line_id"]).fillna(0.0).to_numpy()
-    sl["to_request"] = (sl["short_qty"] - sl["already"]).clip(lower=0)
+    # Stock still free after the plan (left by orders that may not ship partially) covers short lines first,
+    # in ranking order: only what neither stock nor an open request covers is requested.
+    free = dict(free_after)
+    cover = []
+    for code, need in zip(sl["item_code"].tolist(), (sl["short_qty"] - sl["already"]).clip(lower=0).tolist(), strict=True):
+        take = min(free.get(code, 0.0), need)
+        free[code] = free.get(code, 0.0) - take
+        cover.append(take)
+    sl["from_stock"] = cover
+    sl["to_request"] = (sl["short_qty"] - sl["already"] - sl["from_stock"]).clip(lower=0)
     sl["sourcing"] = items["sourcing"].reindex(sl["item_code"]).fillna("stock").to_numpy(dtype=object)
     sl["lead"] = items["lead_time_days"].reindex(sl["item_code"]).fillna(0).astype(int).to_numpy()
     sl["preferred_supplier"] = items["preferred_supplier"].reindex(sl["item_code"]).to_numpy(dtype=object)
@@ -610,6 +619,8 @@ def _raise_requests(conn, short_lines, outcomes, info, cand, lines, today, calen
             for kind in kinds:
                 ready_rows.append((oid, ready_date, kind))
 
+    in_stock = sl[(sl["from_stock"] > QTY_EPSILON) & (sl["to_request"] <= QTY_EPSILON)]
+    ready_rows.extend(zip(in_stock["order_id"].tolist(), [today] * len(in_stock), ["stock"] * len(in_stock), strict=True))
     need = sl[sl["to_request"] > QTY_EPSILON]
     made = need[need["sourcing"] == "make_to_order"]
     n_production = 0
