@@ -147,6 +147,47 @@ def unreadable_record(path: Path, reason: str, kept_at: Path | None) -> tuple[pd
     return records, Parsed(empty_orders(), empty_lines(), problem_rows([(0, full_reason)]))
 
 
+def _concat(a: RowChunk, b: RowChunk) -> RowChunk:
+    return RowChunk(a.header_line, a.headers, pd.concat([a.frame, b.frame], ignore_index=True), a.lines + b.lines,
+                    np.concatenate([a.row_numbers, b.row_numbers]), a.bad_rows + b.bad_rows)
+
+
+def _slice(chunk: RowChunk, start: int, end: int | None, bad_rows: list) -> RowChunk:
+    return RowChunk(chunk.header_line, chunk.headers, chunk.frame.iloc[start:end].reset_index(drop=True),
+                    chunk.lines[start:end], chunk.row_numbers[start:end], bad_rows)
+
+
+def order_aligned(chunks: Iterator[RowChunk]) -> Iterator[RowChunk]:
+    """Chunks cut between orders: the rows of the last order of a chunk move on to the next chunk, so an order
+    whose (adjacent) rows straddle a chunk boundary is read whole."""
+    carry: RowChunk | None = None
+    for chunk in chunks:
+        if carry is not None:
+            chunk = _concat(carry, chunk)
+            carry = None
+        column = map_headers(chunk.headers).get("order_id")
+        if column is None or not len(chunk.frame):
+            yield chunk
+            continue
+        ids = chunk.frame[column].to_numpy(dtype=object, na_value=None)
+        last = ids[-1]
+        start = len(ids) - 1
+        while start > 0 and ids[start - 1] == last:
+            start -= 1
+        if last is not None and start > 0 and last in set(ids[:start]):
+            yield chunk  # the order also has rows earlier in this chunk: it is grouped here, keep it whole
+            continue
+        if last is None or start == 0:  # one order fills the chunk (or no id): nothing to hold back
+            carry = chunk if start == 0 and last is not None else None
+            if carry is None:
+                yield chunk
+            continue
+        yield _slice(chunk, 0, start, chunk.bad_rows)
+        carry = _slice(chunk, start, None, [])
+    if carry is not None:
+        yield carry
+
+
 def template_batches(
     path: Path,
     *,
@@ -158,7 +199,7 @@ def template_batches(
     """(records, parsed, label) per chunk of a template file. Raises UnreadableFile."""
     received_at = received_at or datetime.now(UTC)
     seen = np.array([], dtype=np.uint64)
-    for chunk in table_chunks(path, chunk_rows):
+    for chunk in order_aligned(table_chunks(path, chunk_rows)):
         result: TemplateResult = build_template_records(
             chunk, source_ref=source_ref, default_channel=default_channel, received_at=received_at,
             seen_before=seen,

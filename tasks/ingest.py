@@ -264,9 +264,8 @@ def _upsert_orders(conn: Connection, incoming: pd.DataFrame, lines: pd.DataFrame
     incoming = incoming.copy()
     incoming["raw_record_id"] = landed["record_id"].to_numpy()[incoming["record_idx"].astype("int64").to_numpy()]
     # Several versions of one order in the batch: the latest (by source modified time, then arrival) wins.
-    incoming["_modified"] = incoming["source_modified_at"].fillna(pd.Timestamp.min.tz_localize("UTC"))
     incoming["_pos"] = np.arange(len(incoming))
-    incoming = incoming.sort_values(["_modified", "_pos"], kind="stable")
+    incoming = incoming.sort_values(["source_modified_at", "_pos"], kind="stable", na_position="first")
     latest_mask = ~incoming.duplicated(["channel", "channel_order_id"], keep="last")
     superseded = incoming[~latest_mask]
     incoming = incoming[latest_mask].sort_values("_pos").reset_index(drop=True)

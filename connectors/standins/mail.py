@@ -75,6 +75,26 @@ def raw_attachment_email(data: bytes, filename: str, *, subtype: str = "csv") ->
     return message
 
 
+def large_attachment_message(size_bytes: int, filename: str = "huge.csv") -> bytes:
+    """A message with a csv attachment of ``size_bytes`` (MIME built directly: the email package is slow at 50 MB)."""
+    import base64
+
+    row = b"0123456789,abcdef,\xe8\xae\xa2\xe5\x8d\x95\n"
+    data = row * (size_bytes // len(row) + 1)
+    body = base64.encodebytes(data[:size_bytes])
+    boundary = b"==yidi-standin-boundary=="
+    return b"".join([
+        b"From: purchasing@customer.example.com\r\nTo: orders@example.com\r\nSubject: big order file\r\n",
+        b"Message-ID: <large@customer.example.com>\r\nMIME-Version: 1.0\r\n",
+        b'Content-Type: multipart/mixed; boundary="' + boundary + b'"\r\n\r\n',
+        b"--" + boundary + b"\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nsee attachment\r\n",
+        b"--" + boundary + b"\r\nContent-Type: text/csv\r\nContent-Transfer-Encoding: base64\r\n",
+        b'Content-Disposition: attachment; filename="' + filename.encode() + b'"\r\n\r\n',
+        body.replace(b"\n", b"\r\n"),
+        b"--" + boundary + b"--\r\n",
+    ])
+
+
 def write_maildir(folder: Path, messages: list[EmailMessage | bytes]) -> list[Path]:
     """Deliver messages into ``folder/new`` the Maildir way (write in tmp/, rename into new/)."""
     for sub in ("tmp", "new", "cur"):
