@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ class RatePacer:
         self._lock = threading.Lock()
         self._next_at = 0.0
         self._reservoir = 0
+        self._window_max = max(1, int(self.rate * pace_fraction))
+        self._recent: deque[float] = deque()  # send times in the trailing second
         self.sent = 0
         self.limit_acquisitions = 0
 
@@ -56,6 +59,11 @@ class RatePacer:
             self._reservoir -= 1
             now = time.monotonic()
             slot = max(self._next_at, now)
+            # Never more than the allowed count in any trailing second, whatever the spacing did.
+            while len(self._recent) >= self._window_max:
+                slot = max(slot, self._recent[0] + 1.0)
+                self._recent.popleft()
+            self._recent.append(slot)
             self._next_at = slot + self.interval
             self.sent += 1
         wait = slot - time.monotonic()

@@ -31,7 +31,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -198,6 +199,9 @@ def due_shipments(
             orders.c.ship_district,
             func.coalesce(ts.c.consecutive_failures, 0).label("consecutive_failures"),
             ts.c.no_result_since,
+            ts.c.last_outcome,
+            ts.c.carrier_state,
+            ts.c.events_digest,
         )
         .join(orders, orders.c.id == shipments.c.order_id)
         .outerjoin(ts, ts.c.shipment_id == shipments.c.id)
@@ -313,9 +317,20 @@ def poll_frame(
 # --- applying --------------------------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=200_000)
 def context_hash(context: str) -> str:
     normalised = re.sub(r"\s+", "", context or "")
     return hashlib.sha1(normalised.encode("utf-8")).hexdigest()
+
+
+def events_digest(keys: Iterable[tuple[datetime, str]]) -> str:
+    """One hash for a set of checkpoint keys (time, text hash): equal digests, same checkpoints."""
+    parts = sorted(f"{when.astimezone(UTC).isoformat()}|{digest}" for when, digest in keys)
+    return hashlib.sha1("\n".join(parts).encode("utf-8")).hexdigest()
+
+
+def result_digest(result: TrackingResult) -> str:
+    return events_digest((cp.time, context_hash(cp.context)) for cp in result.checkpoints)
 
 
 def result_events(
@@ -454,14 +469,16 @@ def apply_outcomes(
                 {"shipment_no": ship.get("shipment_no"), "waybill_no": ship["waybill_no"],
                  "outcome": outcome.outcome, "error": outcome.error[:200]}
             )  # fmt: skip
-        if source == "poll" and outcome.outcome != "skipped":
+        if source == "poll" and outcome.outcome != "skipped" and _state_changes(outcome, ship):
             state_rows.append(_state_row(outcome, ship, now))
         result = outcome.result
         if result is None:
             continue
-        event_rows += result_events(result, ship, keywords, source=source, now=now, batch=batch)
         if result.com_new and result.com_new != ship["carrier"]:
             changes.append({"ship": ship, "old": ship["carrier"], "new": result.com_new})
+        if ship.get("events_digest") and ship["events_digest"] == result_digest(result):
+            continue  # the carrier's history is exactly what we stored: nothing to classify or insert
+        event_rows += result_events(result, ship, keywords, source=source, now=now, batch=batch)
     if source == "poll":
         answered = [o.shipment_id for o in outcomes if o.outcome not in ("failed", "skipped")]
         for chunk in _chunks(answered):
@@ -523,6 +540,17 @@ def apply_outcomes(
     return summary
 
 
+def _state_changes(outcome: PollOutcome, ship: dict) -> bool:
+    """Whether this answer changes the shipment's polling state (a routine good answer does not)."""
+    if outcome.outcome != "ok" or ship.get("last_outcome") != "ok":
+        return True
+    if int(ship.get("consecutive_failures") or 0) or isinstance(ship.get("no_result_since"), datetime):
+        return True
+    previous = ship.get("carrier_state")
+    previous = None if previous is None or previous != previous else int(previous)
+    return outcome.result is not None and outcome.result.state != previous
+
+
 def _state_row(outcome: PollOutcome, ship: dict, now: datetime) -> dict:
     ok = outcome.outcome == "ok"
     failures = 0 if outcome.outcome != "failed" else int(ship.get("consecutive_failures") or 0) + 1
@@ -571,8 +599,14 @@ def _refresh_shipments(conn: Connection, shipment_ids: Sequence[int], now: datet
     merged = latest.merge(before, on="shipment_id")
     rows = [
         {"sid": int(sid), "st": st, "at": at, "delivered": at if st == T.DELIVERED else None}
-        for sid, st, at in zip(merged["shipment_id"], merged["status"], merged["occurred_at"], strict=True)
+        for sid, st, at in zip(
+            merged["shipment_id"].tolist(),
+            merged["status"].tolist(),
+            merged["occurred_at"].tolist(),
+            strict=True,
+        )
     ]
+    _store_digests(conn, shipment_ids, now)
     if rows:
         conn.execute(
             update(shipments)
@@ -588,6 +622,28 @@ def _refresh_shipments(conn: Connection, shipment_ids: Sequence[int], now: datet
         )  # fmt: skip
     changed = merged[merged["status"] != merged["old_status"]]
     return changed[["shipment_id", "old_status", "status"]]
+
+
+def _store_digests(conn: Connection, shipment_ids: Sequence[int], now: datetime) -> None:
+    keys: dict[int, list] = {}
+    for chunk in _chunks([int(i) for i in shipment_ids]):
+        rows = conn.execute(
+            select(tracking_events.c.shipment_id, tracking_events.c.occurred_at, tracking_events.c.context_hash)
+            .where(tracking_events.c.shipment_id.in_(chunk))
+        )  # fmt: skip
+        for sid, when, digest in rows:
+            keys.setdefault(int(sid), []).append((when, digest))
+    frame = pd.DataFrame(
+        {
+            "shipment_id": list(keys),
+            "events_digest": [events_digest(k) for k in keys.values()],
+            "updated_at": now,
+        }
+    )
+    insert_rows(
+        conn, tracking_shipment_state, frame, on_conflict=["shipment_id"],
+        update_columns=["events_digest", "updated_at"],
+    )  # fmt: skip
 
 
 def _apply_carrier_changes(conn: Connection, changes: list[dict], now: datetime, actor: str) -> None:

@@ -64,6 +64,8 @@ tracking_shipment_state = Table(
     Column("no_result_since", UTCDateTime),
     Column("carrier_state", Integer),
     Column("ischeck", Boolean, nullable=False, server_default="0"),
+    # Digest of the stored checkpoints' keys: a carrier answer with the same digest holds nothing new.
+    Column("events_digest", String(40)),
     Column("subscription_status", String(16)),
     Column("subscribed_at", UTCDateTime),
     Column("last_push_at", UTCDateTime),

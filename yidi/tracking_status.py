@@ -29,6 +29,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 
 
 class TrackingStatus(StrEnum):
@@ -249,6 +250,7 @@ def from_code(code: int | None) -> tuple[TrackingStatus, Reason | None] | None:
     return None
 
 
+@lru_cache(maxsize=100_000)  # carriers repeat their phrases; a cycle classifies the same texts many times
 def classify_checkpoint(
     context: str,
     *,

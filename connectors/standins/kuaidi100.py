@@ -90,6 +90,12 @@ class RouteEvent:
     code: str
     area: str
 
+    @property
+    def row(self) -> dict:
+        stamp = self.at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
+        return {"time": stamp, "ftime": stamp, "context": self.context, "areaCode": None, "areaName": self.area,
+                "status": STATE_TEXT.get(self.state, "在途"), "statusCode": self.code}  # fmt: skip
+
 
 @dataclass
 class Registration:
@@ -210,6 +216,7 @@ class CarrierState:
         self.outcomes: Counter[str] = Counter()
         self.arrivals: list[float] = []  # monotonic times of every query request
         self.pushes: list[dict] = []
+        self._rows: dict[RouteEvent, dict] = {}  # formatted checkpoints, built once
 
     # -- registration --
 
@@ -279,18 +286,7 @@ class CarrierState:
         self, reg: Registration, com_asked: str, events: list[RouteEvent], *, desc=True
     ) -> dict:
         newest = events[-1]
-        rows = [
-            {
-                "time": e.at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S"),
-                "ftime": e.at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S"),
-                "context": e.context,
-                "areaCode": None,
-                "areaName": e.area,
-                "status": STATE_TEXT.get(e.state, "在途"),
-                "statusCode": e.code,
-            }
-            for e in events
-        ]
+        rows = [self._rows.get(e) or self._rows.setdefault(e, e.row) for e in events]
         if desc:
             rows.reverse()
         payload = {

@@ -53,6 +53,7 @@ def upgrade() -> None:
         sa.Column("no_result_since", TS, nullable=True),
         sa.Column("carrier_state", sa.Integer(), nullable=True),
         sa.Column("ischeck", sa.Boolean(), server_default="0", nullable=False),
+        sa.Column("events_digest", sa.String(length=40), nullable=True),
         sa.Column("subscription_status", sa.String(length=16), nullable=True),
         sa.Column("subscribed_at", TS, nullable=True),
         sa.Column("last_push_at", TS, nullable=True),
