@@ -293,7 +293,7 @@ def _order_payments(conn: Connection, id_table: str | None = None) -> pd.DataFra
 
 ORDER_SELECT = (
     "SELECT o.id, o.order_no, o.channel_order_id, o.customer_id, o.customer_name, o.order_total_fen, "
-    "o.order_time, o.state, o.payment_state, o.installments FROM orders o"
+    "o.order_time, o.state, o.payment_state, o.installments, o.payment_method FROM orders o"
 )
 
 
@@ -382,7 +382,13 @@ def candidate_orders(
     else:
         frame["next_due_fen"] = pd.NA
         frame["due_date"] = None
-    frame["next_due_fen"] = frame["next_due_fen"].fillna(frame["outstanding_fen"]).astype("int64")
+    # an instalment order without its ledger rows yet: the next instalment is its equal share (remainder first)
+    n = frame["installments"].fillna(1).clip(lower=1).astype("int64")
+    share = stated["due_fen"] // n + np.where(stated["net_fen"] <= 0, stated["due_fen"] % n, 0)
+    fallback = np.minimum(frame["outstanding_fen"], share)
+    frame["next_due_fen"] = (
+        frame["next_due_fen"].fillna(pd.Series(fallback, index=frame.index)).astype("int64")
+    )
     due = pd.to_datetime(frame["due_date"]).dt.tz_localize(BUSINESS_TZ)
     frame["due_time"] = due.dt.tz_convert("UTC")
     frame["order_time"] = pd.to_datetime(frame["order_time"], utc=True)
@@ -662,9 +668,11 @@ def current_conditions(
     paid = payment_states(order_payment_frame(conn), policy)
     ledger = read_frame(
         conn,
+        # COD money is owed by the carrier once delivered: that is a cod_not_remitted case, not the customer's debt
         """SELECT r.order_id, r.due_date, r.amount_fen, r.status, o.order_no, o.customer_id, o.state,
                   o.order_total_fen, o.installments
-           FROM receivables r JOIN orders o ON o.id = r.order_id WHERE r.status <> 'void'""",
+           FROM receivables r JOIN orders o ON o.id = r.order_id
+           WHERE r.status <> 'void' AND r.payment_terms <> 'cod'""",
     )
     if len(ledger):
         due_dates = pd.to_datetime(ledger["due_date"])
@@ -944,7 +952,8 @@ def overdue_receivables(conn: Connection, today: date) -> pd.DataFrame:
                       COALESCE(c.name, o.customer_name) AS customer_name,
                       COALESCE(c.email, o.customer_email) AS email, COALESCE(c.phone, o.customer_phone) AS phone
                FROM receivables r JOIN orders o ON o.id = r.order_id LEFT JOIN customers c ON c.id = r.customer_id
-               WHERE r.status = 'open' AND r.outstanding_fen > 0 AND r.due_date < :today"""
+               WHERE r.status = 'open' AND r.outstanding_fen > 0 AND r.due_date < :today
+                 AND r.payment_terms <> 'cod'"""
         ).bindparams(bindparam("today", type_=receivables.c.due_date.type)),
         {"today": today},
     )

@@ -41,7 +41,7 @@ LINE_COLUMNS = [
 ]  # fmt: skip
 ORDER_COLUMNS = [
     "id", "order_no", "channel_order_id", "customer_id", "customer_name", "order_total_fen", "outstanding_fen",
-    "next_due_fen", "order_time", "due_time", "state",
+    "next_due_fen", "order_time", "due_time", "state", "payment_method",
 ]  # fmt: skip
 # Orders no payment is expected for: fuzzy matching never proposes them.
 CLOSED_FOR_PAYMENT = frozenset({"cancelled", "rejected", "auto_rejected", "returned", "closed"})
@@ -323,6 +323,7 @@ def _fuzzy_orders(orders: pd.DataFrame, policy: SettlementPolicy) -> pd.DataFram
         (orders["outstanding_fen"] > 0)
         & ~orders["state"].isin(CLOSED_FOR_PAYMENT)
         & orders["customer_name"].notna()
+        & orders["payment_method"].fillna("bank_transfer").isin(policy.fuzzy_payment_methods)
     ]
     if open_orders.empty:
         return open_orders.assign(target_fen=pd.Series(dtype="int64"))

@@ -199,6 +199,11 @@ class SettlementPolicy(_Strict):
     name_min_score: float = Field(
         85, ge=0, le=100, description="Payer name vs customer name, rapidfuzz WRatio"
     )
+    fuzzy_payment_methods: list[str] = Field(
+        ["bank_transfer", "installment"],
+        description="Orders paid by these methods may be matched by amount and payer name (COD and online "
+        "payments arrive through their own files)",
+    )
     auto_match_min_score: float = Field(
         80, ge=0, le=100, description="Amount+name+date matches below are left"
     )
