@@ -181,8 +181,9 @@ _STREET_NEXT_2 = frozenset(
      "广场", "小区", "花园", "大厦", "机场", "中学", "小学", "大学", "医院", "宾馆", "酒店", "饭店", "商场",
      "新村", "东街", "西街", "南街", "北街", "正街", "支路", "横街", "家园", "名苑", "公寓"}
 )
-# A full name followed by these is part of another word (朝阳市场, 西湖区域).
-_WORD_NEXT_2 = frozenset({"场", "民", "政", "域", "委", "长"})
+# A full name ending in 市/区 followed by these is part of another word (朝阳市场, 西湖区域). Not 民/长/政:
+# 渝中区民族路, 江北区长安街, 渝中区政府 are real addresses in that district.
+_WORD_NEXT_2 = frozenset({"场", "域"})
 
 _SEPARATORS = frozenset(" \t\r\n,，、/\\|-_·.。:：;；()（）[]【】<>《》\"'`~")
 _LEADING_JUNK = re.compile(
@@ -710,6 +711,8 @@ def classify_addresses(df: pd.DataFrame) -> pd.DataFrame:
     million cheap cuts and only as many full classifications as there are distinct admin prefixes.
     """
     n = len(df)
+    if n == 0:
+        return pd.DataFrame({c: pd.Series([], dtype="str", index=df.index) for c in OUTPUT_COLUMNS}, index=df.index)
     cols = {c: _clean_column(df[c]) if c in df.columns else pa.nulls(n, pa.large_string())
             for c in (*INPUT_COLUMNS, "country")}
     field_cols = [cols[c] for c in ("province", "city", "district", "country")]
