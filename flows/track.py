@@ -13,6 +13,7 @@ outcome, never the batch's.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -123,15 +124,24 @@ def poll_carriers(
     max_shipments: int | None = None,
     query_url: str | None = None,
     subscribe_url: str | None = None,
+    callback_url: str | None = None,
+    requests_per_second: float | None = None,
 ) -> dict:
     """Poll Kuaidi100 for every due active shipment (or one waybill), store, act, report.
 
     ``as_of`` replaces "now" (replays, simulated carriers); ``query_url``/``subscribe_url`` override the policy
-    file (stand-ins).
+    file (stand-ins); ``callback_url`` subscribes new shipments to pushes at that URL; ``requests_per_second``
+    overrides R for this run (the Prefect limit must allow it).
     """
     logger = get_run_logger()
     started = time.perf_counter()
     policy = get_settings().tracking
+    overrides: dict = {}
+    if callback_url:
+        overrides.update(push_enabled=True, callback_public_url=callback_url)
+    if requests_per_second:
+        overrides.update(requests_per_second=float(requests_per_second))
+    policy = policy.model_copy(update=overrides) if overrides else policy
     now = _aware(as_of)
     engine = get_engine()
     client = make_client(
@@ -185,6 +195,94 @@ def _artifacts(engine: Engine, summary: dict) -> None:
             table=table,
             description="Exceptions found in this run (personal data masked)",
         )
+
+
+def ensure_rate_limit(name: str, rate: float) -> None:
+    """Create or update the Prefect global rate limit (what `make up` does): a second of burst, decaying at R/s."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
+    from prefect.exceptions import ObjectNotFound
+
+    limit = max(1, round(rate))
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(name)
+            client.update_global_concurrency_limit(
+                name, GlobalConcurrencyLimitUpdate(limit=limit, slot_decay_per_second=float(rate))
+            )
+        except ObjectNotFound:
+            client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name=name, limit=limit, slot_decay_per_second=float(rate))
+            )
+
+
+@flow(name="tracking-demo")
+def tracking_demo(
+    cycles: int = 8,
+    hours_per_cycle: float = 12.0,
+    requests_per_second: float = 200.0,
+    push_share: float = 0.2,
+    seed: int = 7,
+) -> dict:
+    """The demo's carrier stage: the stand-in carrier learns the store's shipments (most travel normally; some are
+    delayed, go silent, get damaged or lost, are refused or returned), simulated time advances ``hours_per_cycle``
+    per step, pushes arrive for a share of subscribed waybills, and ``poll-carriers`` runs each step.
+    """
+    from connectors.standins.kuaidi100 import SimClock, start
+    from tasks.track_demo import DEMO_SCENARIO_WEIGHTS, standin_registrations
+    from yidi.tracking_callbacks import CallbackServer
+
+    logger = get_run_logger()
+    policy = get_settings().tracking
+    # Demo account for the stand-in; a real deployment sets these in its environment.
+    for env, value in ((policy.customer_env, "demo-customer"), (policy.key_env, "demo-key"),
+                       (policy.salt_env, "demo-salt")):  # fmt: skip
+        os.environ.setdefault(env, value)
+    customer, key, salt = (
+        os.environ[policy.customer_env],
+        os.environ[policy.key_env],
+        os.environ[policy.salt_env],
+    )
+    engine = get_engine()
+    with engine.connect() as conn:
+        registrations = standin_registrations(conn, scenario_weights=DEMO_SCENARIO_WEIGHTS, seed=seed)
+    if not registrations:
+        logger.warning("no shipments with waybills: nothing to track")
+        return {"shipments": 0}
+    first = min(datetime.fromisoformat(r["shipped_at"]) for r in registrations)
+    ensure_rate_limit(policy.rate_limit_name, requests_per_second)
+    clock = SimClock(first)
+    pushed_share = max(0, min(len(registrations), round(len(registrations) * push_share)))
+    cycles_run = []
+    with (
+        start(customer=customer, key=key, clock=clock, seed=seed) as carrier,
+        CallbackServer(engine, policy, salt, port=0, clock=clock.now) as receiver,
+    ):
+        carrier.register_many(registrations)
+        subscribe = [r["num"] for r in registrations[:pushed_share]]
+        paced = policy.model_copy(update={"requests_per_second": requests_per_second})
+        with make_client(
+            paced, pacer=make_pacer(paced, shared_limit=False), query_url=carrier.query_url,
+            subscribe_url=carrier.subscribe_url,
+        ) as client:  # fmt: skip
+            for num in subscribe:
+                com = next(r["com"] for r in registrations if r["num"] == num)
+                client.subscribe(com, num, receiver.url)
+        for step in range(cycles):
+            clock.advance(hours=hours_per_cycle)
+            pushes = carrier.push_updates()
+            summary = poll_carriers(
+                as_of=clock.now(), query_url=carrier.query_url, subscribe_url=carrier.subscribe_url,
+                requests_per_second=requests_per_second,
+            )  # fmt: skip
+            cycles_run.append(
+                {"step": step + 1, "as_of": summary["as_of"], "pushes": len(pushes), "due": summary["due"],
+                 "outcomes": summary["outcomes"], "exceptions": summary["exceptions"]}
+            )  # fmt: skip
+            logger.info("step %d: %d pushes, polled %d, exceptions %s", step + 1, len(pushes), summary["due"],
+                        summary["exceptions"])  # fmt: skip
+        receiver_counts = dict(receiver.counts)
+    return {"shipments": len(registrations), "cycles": cycles_run, "receiver": receiver_counts}
 
 
 logging.getLogger("urllib3").setLevel(logging.WARNING)

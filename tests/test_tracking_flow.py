@@ -23,16 +23,19 @@ T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 
 def ensure_limit(name: str, limit: int, decay: float) -> None:
     """What `make up` does (yidi.local_prefect.ensure_global_limits), through the API."""
+    from flows.track import ensure_rate_limit
+
+    ensure_rate_limit(name, decay) if limit == round(decay) else _ensure_exact(name, limit, decay)
+
+
+def _ensure_exact(name: str, limit: int, decay: float) -> None:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from prefect.exceptions import ObjectNotFound
 
     with get_client(sync_client=True) as client:
         try:
             client.read_global_concurrency_limit_by_name(name)
-            client.update_global_concurrency_limit(
-                name, GlobalConcurrencyLimitUpdate(limit=limit, slot_decay_per_second=decay)
-            )
         except ObjectNotFound:
             client.create_global_concurrency_limit(
                 GlobalConcurrencyLimitCreate(name=name, limit=limit, slot_decay_per_second=decay)
@@ -131,3 +134,22 @@ def test_yidi_track_one_waybill(tracking_env):
     assert missing.exit_code == 1
     listed = runner.invoke(app, ["incidents", "--status", "all", "--json"])
     assert listed.exit_code == 0 and json.loads(listed.output) == []
+
+
+def test_tracking_demo_moves_shipments_and_opens_incidents(tracking_env):
+    from flows.track import tracking_demo
+    from yidi.schema_tracking import tracking_incidents, tracking_push_receipts
+
+    engine, _, _ = tracking_env
+    with engine.begin() as conn:
+        make_shipped_orders(conn, 40, shipped_at=T0, expected_delivery_date=datetime(2026, 3, 4).date())
+    result = tracking_demo(cycles=3, hours_per_cycle=36, requests_per_second=400, push_share=0.25)
+    assert result["shipments"] == 40 and len(result["cycles"]) == 3
+    assert result["receiver"].get("landed", 0) > 0
+    with engine.connect() as conn:
+        states = set(conn.execute(select(orders.c.state)).scalars())
+        kinds = set(conn.execute(select(tracking_incidents.c.incident_type)).scalars())
+        receipts = conn.execute(select(tracking_push_receipts.c.status)).scalars().all()
+    assert {"delivered", "exception"} <= states
+    assert kinds & {"damaged", "lost", "delay", "refused"}
+    assert receipts and set(receipts) == {"applied"}
