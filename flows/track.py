@@ -16,7 +16,6 @@ import logging
 import os
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -53,16 +52,22 @@ from yidi.settings import TrackingPolicy, get_settings
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
-@dataclass
 class PollRuntime:
-    """What the run's tasks share (threads of one process): engine, client with its pacer, breaker."""
+    """What the run's tasks share (threads of one process): engine, client with its pacer, breaker.
 
-    engine: Engine
-    client: Kuaidi100Client
-    policy: TrackingPolicy
-    breaker: CircuitBreaker
-    actor: str
-    answers: dict[int, list[PollOutcome]] = field(default_factory=dict)
+    A plain class, not a dataclass: Prefect walks dataclass task arguments looking for futures, and this one
+    holds a batch's carrier answers while it is being stored.
+    """
+
+    def __init__(self, engine: Engine, client: Kuaidi100Client, policy: TrackingPolicy, breaker, actor: str):
+        self.engine, self.client, self.policy, self.breaker, self.actor = (
+            engine,
+            client,
+            policy,
+            breaker,
+            actor,
+        )
+        self.answers: dict[int, list[PollOutcome]] = {}
 
 
 def _store_failed(_task, _task_run, state) -> bool:
