@@ -395,7 +395,8 @@ def load_stock_file(
             "batch_no": frame["batch_no"].where(frame["batch_no"].astype("string").str.len() > 0, None),
             "kind": "receipt",
             "on_hand_delta": quantity.astype(float),
-            "reason": ("goods receipt from " + path.name + frame["note"].fillna("").map(lambda n: f": {n}" if n else "")),
+            "reason": [f"goods receipt from {path.name}" + (f": {n}" if isinstance(n, str) and n else "")
+                       for n in frame["note"].tolist()],
             "reference": reference,
         }
     )
@@ -415,7 +416,7 @@ def quarantine_expired_batches(conn: Connection, today: date, *, actor: str | No
     due = balances[
         balances["batch_no"].notna()
         & expiry.notna()
-        & (expiry.dt.date < today)
+        & (expiry < pd.Timestamp(today))
         & balances["expired_handled_at"].isna()
     ]
     if due.empty:

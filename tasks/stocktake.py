@@ -110,7 +110,11 @@ def validate_rows(conn: Connection, frame: pd.DataFrame) -> pd.DataFrame:
     flag(frame["damaged"] > frame["counted"] + QTY_EPSILON, "more damaged than counted")
 
     key = frame["warehouse"].fillna("") + "\x1f" + frame["item_code"].fillna("") + "\x1f" + frame["batch_no"].fillna("")
-    values = frame["counted"].astype(str) + "/" + frame["damaged"].astype(str)
+    values = pd.Series(
+        [f"{c}/{d}" for c, d in zip(frame["counted"].astype("Float64").fillna(-1.0).tolist(),
+                                     frame["damaged"].astype("Float64").fillna(-1.0).tolist(), strict=True)],
+        index=frame.index,
+    )  # fmt: skip
     good = reason.isna()
     dup = key.duplicated(keep=False) & good
     for _, group in frame[dup].groupby(key[dup], sort=False):
@@ -149,6 +153,11 @@ def import_stocktake(
     if missing:
         raise StockFileError(f"{path}: missing column(s) {missing}")
     number = f"ST-{now.astimezone(BUSINESS_TZ):%Y%m%d-%H%M%S}-{hashlib.sha256(data).hexdigest()[:6]}"
+    same = conn.execute(
+        select(func.count()).select_from(stocktakes).where(stocktakes.c.stocktake_no.like(f"{number}%"))
+    ).scalar_one()
+    if same:  # the same file imported again within the second: still its own record
+        number = f"{number}-{same + 1}"
     rows = validate_rows(conn, raw)
     good = rows[rows["reason"].isna()].copy()
 
@@ -250,7 +259,9 @@ def _release_what_the_count_does_not_cover(conn, movements, levels, number, acto
     """Reservations beyond the counted stock are released (newest first) before the books are corrected."""
     if movements.empty:
         return []
-    deltas = movements.groupby(["warehouse", "item_code"])[["on_hand_delta", "damaged_delta"]].sum(min_count=1).fillna(0.0)
+    frame = movements.reindex(columns=[*movements.columns.difference(["on_hand_delta", "damaged_delta"]),
+                                       "on_hand_delta", "damaged_delta"])  # fmt: skip
+    deltas = frame.groupby(["warehouse", "item_code"])[["on_hand_delta", "damaged_delta"]].sum().fillna(0.0)
     a = allocations.c
     released_orders: set[int] = set()
     release_moves, release_ids, cancel_requests = [], [], set()
@@ -331,11 +342,11 @@ def stock_report(
     balances = batch_balances(conn)
     expiry = pd.to_datetime(balances["expiry_date"], errors="coerce")
     with_stock = balances["on_hand"] > QTY_EPSILON
-    expired = balances[with_stock & expiry.notna() & (expiry.dt.date < today)][
+    expired = balances[with_stock & expiry.notna() & (expiry < pd.Timestamp(today))][
         ["warehouse", "item_code", "batch_no", "expiry_date", "on_hand"]
     ]
     soon_limit = today + timedelta(days=policy.expiry_warning_days)
-    expiring = balances[with_stock & expiry.notna() & (expiry.dt.date >= today) & (expiry.dt.date <= soon_limit)][
+    expiring = balances[with_stock & (expiry >= pd.Timestamp(today)) & (expiry <= pd.Timestamp(soon_limit))][
         ["warehouse", "item_code", "batch_no", "expiry_date", "on_hand"]
     ]
     damaged = position[position["damaged"] > QTY_EPSILON][["warehouse", "item_code", "on_hand", "damaged"]]

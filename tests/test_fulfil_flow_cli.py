@@ -1,0 +1,85 @@
+"""The fulfil-orders and stocktake flows on the session's Prefect server against the stand-ins, and the CLI:
+``yidi load stock``, ``yidi stocktake`` (bad rows refused with reasons), ``yidi fulfil stock|decide``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fulfil_data import NOW, add_orders, add_stock, seed_reference
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from connectors.standins import carrier_shipping, supplier
+from yidi.bulk import read_frame
+from yidi.db import get_engine, init_db
+from yidi.schema import orders, shipments
+from yidi.schema_fulfilment import stock_batches, stock_movements
+
+
+@pytest.mark.prefect
+def test_fulfill_orders_flow_runs_against_the_standins(prefect_server, tmp_path):
+    from prefect.client.orchestration import get_client
+
+    from flows.fulfill import fulfill_orders, stocktake
+
+    init_db()
+    engine = get_engine()
+    with engine.begin() as conn:
+        seed_reference(conn)
+        add_stock(conn, [("CQ-XY", "A-STOCK", 10)])
+        add_orders(conn, [{"lines": [("A-STOCK", 1)]} for _ in range(5)] + [{"lines": [("A-STOCK", 1)], "province": "台湾"}])
+    with carrier_shipping.start() as carrier, supplier.start() as sup:
+        carrier.fail_next("lost")
+        state = fulfill_orders(carrier_api_url=carrier.url, supplier_api_url=sup.url, as_of=NOW, return_state=True)
+    assert state.is_completed()
+    summary = state.result()
+    assert summary["allocation"]["allocated"] == 5 and summary["allocation"]["exceptions"] == 1
+    assert summary["waybills"]["created"] == 5 and summary["waybills"]["replayed"] == 1
+    with engine.connect() as conn:
+        assert read_frame(conn, select(orders.c.state))["state"].value_counts().to_dict() == {"shipped": 5, "approved": 1}
+        assert len(read_frame(conn, select(shipments))) == 5
+    count = tmp_path / "count.csv"
+    count.write_text("warehouse,item_code,counted_qty\nCQ-XY,A-STOCK,4\nCQ-XY,GHOST,1\n", encoding="utf-8")
+    st = stocktake(str(count), return_state=True)
+    assert st.is_completed() and st.result()["rejected"] == 1
+    with get_client(sync_client=True) as client:
+        keys = {a.key for a in client.read_artifacts()}
+    assert {"fulfilment-summary", "fulfilment-shipments", "fulfilment-exceptions", "stocktake-summary"} <= keys
+
+
+def test_cli_loads_stock_once_and_imports_a_stocktake(tmp_path):
+    from yidi.cli import app
+
+    init_db()
+    with get_engine().begin() as conn:
+        seed_reference(conn)
+    runner = CliRunner()
+    receipts = tmp_path / "入库单.csv"
+    receipts.write_text("仓库,商品编码,数量,批次号,有效期至\nCQ-XY,B-STOCK,20,HG2611,2027-05-31\nCQ-LJ,A-STOCK,3,,\n",
+                        encoding="gbk")  # fmt: skip
+    first = runner.invoke(app, ["load", "stock", str(receipts)])
+    assert first.exit_code == 0, first.output
+    assert "2 receipt row(s), 23 units" in first.output
+    again = runner.invoke(app, ["load", "stock", str(receipts)])
+    assert again.exit_code == 1 and "loaded already" in again.output
+    bad = tmp_path / "bad.csv"
+    bad.write_text("warehouse,item_code,quantity\nCQ-XY,NOPE,1\nCQ-XY,A-STOCK,-1\n", encoding="utf-8")
+    refused = runner.invoke(app, ["load", "stock", str(bad)])
+    assert refused.exit_code == 1 and "quantity must be a positive number in row(s) 3" in refused.output
+    with get_engine().connect() as conn:
+        assert len(read_frame(conn, select(stock_movements))) == 2  # the refused file changed nothing
+        batch = read_frame(conn, select(stock_batches)).iloc[0]
+        assert batch["batch_no"] == "HG2611" and str(batch["expiry_date"]) == "2027-05-31"
+    count = tmp_path / "盘点.csv"
+    count.write_text("仓库,商品编码,批次号,实盘数量,损坏数量\nCQ-XY,B-STOCK,HG2611,18,2\nCQ-LJ,A-STOCK,,-1,\n"
+                     "CQ-LJ,A-STOCK,,3,\n", encoding="gbk")  # fmt: skip
+    result = runner.invoke(app, ["stocktake", str(count), "--json"])
+    assert result.exit_code == 1  # some rows refused
+    summary = json.loads(result.output[: result.output.rindex("}") + 1])
+    assert (summary["applied"], summary["rejected"]) == (1, 2)
+    assert "conflicting counts" in result.output or "negative count" in result.output
+    stock = runner.invoke(app, ["fulfil", "stock", "--json"])
+    rows = {(r["warehouse"], r["item_code"]): r for r in json.loads(stock.output)}
+    assert rows[("CQ-XY", "B-STOCK")]["on_hand"] == 18 and rows[("CQ-XY", "B-STOCK")]["damaged"] == 2
+    assert rows[("CQ-XY", "B-STOCK")]["available"] == 16
