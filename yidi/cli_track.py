@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
@@ -122,7 +123,12 @@ def callbacks(
     engine = engine_or_exit()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = CallbackServer(engine, policy, salt, host=host, port=port)
-    console.print(f"Kuaidi100 push receiver on {server.url} (Ctrl-C stops)", highlight=False)
+    console.print(f"Kuaidi100 push receiver on {server.url} (Ctrl-C or SIGTERM stops)", highlight=False)
+
+    def _stop(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)  # service managers stop with SIGTERM: finish the request, close
     try:
         server.serve_forever()
     except KeyboardInterrupt:
