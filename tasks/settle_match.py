@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import duckdb
 import numpy as np
 import pandas as pd
 from rapidfuzz import fuzz
@@ -90,7 +89,10 @@ def _single(frame: pd.DataFrame, rule: str, score: float) -> pd.DataFrame:
 
 def _unique_key_map(keys: pd.Series, order_ids: pd.Series) -> pd.DataFrame:
     """key -> order_id for keys naming exactly one order (a channel id shared by two channels is no proof)."""
-    frame = pd.DataFrame({"key": keys.to_numpy(), "order_id": order_ids.to_numpy()}).dropna()
+    frame = pd.DataFrame({"key": keys.reset_index(drop=True), "order_id": order_ids.reset_index(drop=True)})
+    frame = frame[frame["key"].notna()]
+    if frame["key"].is_unique:  # order numbers always are: skip the duplicate hunt
+        return frame
     frame = frame.drop_duplicates()
     return frame[~frame["key"].duplicated(keep=False)]
 
@@ -126,28 +128,31 @@ def memo_tokens(lines: pd.DataFrame, pattern: str) -> pd.DataFrame:
 
 
 def _allocate(groups: pd.DataFrame, amounts: pd.Series, outstanding: pd.Series, tolerance) -> pd.DataFrame:
-    """Many-to-one: each order its outstanding (in memo order), the last one whatever is left.
+    """Many-to-one: each order its outstanding (in memo order), the last one whatever is left (vectorised).
 
     ``groups``: line ``id``, ``order_id``, ``pos`` (several rows per line). Returns id, order_id, amount_fen,
-    exact (whether the orders' outstanding amounts add up to the line within tolerance).
+    exact (whether the orders' outstanding amounts add up to the line within tolerance). A refund, or a line for
+    orders that owe nothing, goes whole to the first order named.
     """
-    groups = groups.sort_values(["id", "pos"], kind="stable")
-    rows = []
-    for line_id, part in groups.groupby("id", sort=False):
-        remaining = int(amounts[line_id])
-        order_ids = part["order_id"].tolist()
-        owed = [max(int(outstanding.get(o, 0)), 0) for o in order_ids]
-        exact = abs(sum(owed) - remaining) <= int(tolerance(max(sum(owed), 1)))
-        if remaining <= 0 or sum(owed) == 0:
-            rows.append((line_id, order_ids[0], remaining, exact))
-            continue
-        for i, (order_id, due) in enumerate(zip(order_ids, owed, strict=True)):
-            last = i == len(order_ids) - 1
-            share = remaining if last else min(due, remaining)
-            if share != 0 or last:
-                rows.append((line_id, order_id, share, exact))
-            remaining -= share
-    return pd.DataFrame(rows, columns=["id", "order_id", "amount_fen", "exact"])
+    g = groups.sort_values(["id", "pos"], kind="stable").reset_index(drop=True)
+    amount = amounts.reindex(g["id"]).to_numpy(dtype="int64")
+    owed = np.maximum(outstanding.reindex(g["order_id"]).fillna(0).to_numpy(dtype="int64"), 0)
+    by_line = g.groupby("id", sort=False)
+    owed_series = pd.Series(owed, index=g.index)
+    owed_before = (owed_series.groupby(g["id"]).cumsum() - owed_series).to_numpy()
+    owed_total = owed_series.groupby(g["id"]).transform("sum").to_numpy()
+    first = (by_line.cumcount() == 0).to_numpy()
+    last = (by_line.cumcount(ascending=False) == 0).to_numpy()
+    share = np.clip(amount - owed_before, 0, owed)
+    share_series = pd.Series(np.where(last, 0, share), index=g.index)
+    shared_before_last = share_series.groupby(g["id"]).transform("sum").to_numpy()
+    share = np.where(last, amount - shared_before_last, share)
+    whole = (amount <= 0) | (owed_total == 0)
+    share = np.where(whole, np.where(first, amount, 0), share)
+    exact = np.abs(owed_total - amount) <= tolerance(np.maximum(owed_total, 1))
+    out = pd.DataFrame({"id": g["id"].to_numpy(), "order_id": g["order_id"].to_numpy(), "amount_fen": share,
+                        "exact": exact})  # fmt: skip
+    return out[(out["amount_fen"] != 0) | (first & whole)].reset_index(drop=True)
 
 
 def match_lines(
@@ -294,11 +299,12 @@ def match_lines(
         open_mask & (lines["kind"] == "credit") & lines["payer_name"].notna() & (lines["amount_fen"] > 0)
     ]
     if len(fuzzy_lines) and len(orders):
-        single = fuzzy_single(fuzzy_lines, orders, policy)
+        targets = _fuzzy_orders(orders, policy)
+        single = fuzzy_single(fuzzy_lines, targets, policy)
         results.append(single)
         rest = fuzzy_lines[~fuzzy_lines["id"].isin(single["payment_line_id"])]
         if len(rest):
-            results.append(fuzzy_multi(rest, orders, policy))
+            results.append(fuzzy_multi(rest, targets, policy))
 
     matches = (
         pd.concat([r for r in results if len(r)], ignore_index=True)
@@ -329,19 +335,19 @@ def _fuzzy_orders(orders: pd.DataFrame, policy: SettlementPolicy) -> pd.DataFram
         return open_orders.assign(target_fen=pd.Series(dtype="int64"))
     order_time = pd.to_datetime(open_orders["order_time"], utc=True)
     due_time = pd.to_datetime(open_orders["due_time"], utc=True).fillna(order_time)
+    later = due_time.where(due_time > order_time, order_time)
+    # Series, not .to_numpy(): aware timestamps and Arrow strings would become slow Python objects
     base = pd.DataFrame(
         {
-            "order_id": open_orders["id"].to_numpy(),
-            "customer_id": open_orders["customer_id"].to_numpy(),
-            "customer_name": open_orders["customer_name"].to_numpy(),
-            "outstanding_fen": open_orders["outstanding_fen"].to_numpy(),
-            "window_start": (order_time - pd.Timedelta(days=policy.match_days_before_order)).to_numpy(),
-            "window_end": (
-                np.maximum(due_time, order_time) + pd.Timedelta(days=policy.match_days_after_due)
-            ).to_numpy(),
-            "anchor": order_time.to_numpy(),
+            "order_id": open_orders["id"],
+            "customer_id": open_orders["customer_id"],
+            "customer_name": open_orders["customer_name"],
+            "outstanding_fen": open_orders["outstanding_fen"],
+            "window_start": order_time - pd.Timedelta(days=policy.match_days_before_order),
+            "window_end": later + pd.Timedelta(days=policy.match_days_after_due),
+            "anchor": order_time,
         }
-    )
+    ).reset_index(drop=True)
     targets = [base.assign(target_fen=base["outstanding_fen"])]
     next_due = open_orders["next_due_fen"].to_numpy()
     differs = (next_due > 0) & (next_due != open_orders["outstanding_fen"].to_numpy())
@@ -349,29 +355,28 @@ def _fuzzy_orders(orders: pd.DataFrame, policy: SettlementPolicy) -> pd.DataFram
         targets.append(base[differs].assign(target_fen=next_due[differs]))
     frame = pd.concat(targets, ignore_index=True)
     frame["tol_fen"] = policy.tolerance_fen(frame["target_fen"].to_numpy())
-    frame["window_start"] = pd.to_datetime(frame["window_start"], utc=True)
-    frame["window_end"] = pd.to_datetime(frame["window_end"], utc=True)
-    frame["anchor"] = pd.to_datetime(frame["anchor"], utc=True)
     return frame
 
 
 def _candidate_pairs(lines: pd.DataFrame, targets: pd.DataFrame) -> pd.DataFrame:
-    """(line, target) pairs within amount tolerance and date window: a DuckDB range join."""
-    con = duckdb.connect()
-    try:
-        con.register("l", lines[["id", "amount_fen", "txn_time", "payer_name"]])
-        con.register("t", targets)
-        return con.execute(
-            """
-            SELECT l.id, t.order_id, t.customer_id, l.amount_fen, t.target_fen, t.tol_fen, l.txn_time, t.anchor,
-                   l.payer_name, t.customer_name, t.outstanding_fen
-            FROM l JOIN t
-              ON l.amount_fen BETWEEN t.target_fen - t.tol_fen AND t.target_fen + t.tol_fen
-             AND l.txn_time BETWEEN t.window_start AND t.window_end
-            """
-        ).df()
-    finally:
-        con.close()
+    """(line, target) pairs within amount tolerance and date window.
+
+    An equi-join on amount buckets as wide as the largest tolerance (each line looks in its bucket and the two
+    next to it), then the exact tolerance and window filters: a hash join instead of a range join.
+    """
+    width = int(targets["tol_fen"].max()) + 1
+    probe = lines[["id", "amount_fen", "txn_time", "payer_name"]]
+    bucket = probe["amount_fen"].to_numpy() // width
+    probes = pd.concat([probe.assign(bucket=bucket + k) for k in (-1, 0, 1)], ignore_index=True)
+    pairs = probes.merge(targets.assign(bucket=targets["target_fen"].to_numpy() // width), on="bucket")
+    keep = (
+        ((pairs["amount_fen"] - pairs["target_fen"]).abs() <= pairs["tol_fen"])
+        & (pairs["txn_time"] >= pairs["window_start"])
+        & (pairs["txn_time"] <= pairs["window_end"])
+    )
+    columns = ["id", "order_id", "customer_id", "amount_fen", "target_fen", "tol_fen", "txn_time", "anchor",
+               "payer_name", "customer_name", "outstanding_fen"]  # fmt: skip
+    return pairs.loc[keep.to_numpy(), columns].reset_index(drop=True)
 
 
 _NAME_NOISE = r"[\s\W_]+|(股份)?有限(责任)?公司$|公司$"
@@ -379,9 +384,10 @@ _NAME_NOISE = r"[\s\W_]+|(股份)?有限(责任)?公司$|公司$"
 
 def normalise_names(names: pd.Series) -> list[str]:
     """Names compared without spacing, punctuation, full-width forms or the company-form suffix
-    (重庆两江机电 pays for 重庆两江机电有限公司)."""
-    text = names.astype("string").fillna("").str.normalize("NFKC").str.replace(_NAME_NOISE, "", regex=True)
-    return text.tolist()
+    (重庆两江机电 pays for 重庆两江机电有限公司). Each distinct name is normalised once."""
+    codes, uniques = pd.factorize(names.astype("string").fillna(""))
+    clean = pd.Series(uniques, dtype="string").str.normalize("NFKC").str.replace(_NAME_NOISE, "", regex=True)
+    return np.asarray(clean.tolist(), dtype=object)[codes].tolist()
 
 
 def _scores(pairs: pd.DataFrame) -> np.ndarray:
@@ -417,8 +423,8 @@ def _accept(pairs: pd.DataFrame, policy: SettlementPolicy, key: str) -> pd.DataF
     return best.sort_values("score", ascending=False, kind="stable").drop_duplicates(key)
 
 
-def fuzzy_single(lines: pd.DataFrame, orders: pd.DataFrame, policy: SettlementPolicy) -> pd.DataFrame:
-    targets = _fuzzy_orders(orders, policy)
+def fuzzy_single(lines: pd.DataFrame, targets: pd.DataFrame, policy: SettlementPolicy) -> pd.DataFrame:
+    """One line, one order: ``targets`` from ``_fuzzy_orders``."""
     if targets.empty:
         return empty_matches()
     pairs = _candidate_pairs(lines, targets)
@@ -437,9 +443,8 @@ def fuzzy_single(lines: pd.DataFrame, orders: pd.DataFrame, policy: SettlementPo
     )
 
 
-def fuzzy_multi(lines: pd.DataFrame, orders: pd.DataFrame, policy: SettlementPolicy) -> pd.DataFrame:
+def fuzzy_multi(lines: pd.DataFrame, targets: pd.DataFrame, policy: SettlementPolicy) -> pd.DataFrame:
     """One transfer for all of a customer's open orders (no references): sum of outstanding within tolerance."""
-    targets = _fuzzy_orders(orders, policy)
     targets = targets[targets["target_fen"] == targets["outstanding_fen"]]
     if targets.empty:
         return empty_matches()
