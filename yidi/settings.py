@@ -174,6 +174,7 @@ class TaobaoChannel(Section):
     timeout_seconds: float = Field(20.0, gt=0, description="HTTP timeout per call")
     attempts: int = Field(4, ge=1, le=10, description="Tries per call on transient errors (5xx, throttling)")
     backoff_seconds: float = Field(0.5, ge=0, description="First retry wait; doubled per attempt")
+    batch_records: int = Field(1000, ge=1, description="Pages are committed together up to this many records")
 
 
 class WooCommerceChannel(Section):
@@ -188,6 +189,7 @@ class WooCommerceChannel(Section):
     timeout_seconds: float = Field(20.0, gt=0, description="HTTP timeout per call")
     attempts: int = Field(4, ge=1, le=10, description="Tries per call on transient errors")
     backoff_seconds: float = Field(0.5, ge=0, description="First retry wait; doubled per attempt")
+    batch_records: int = Field(1000, ge=1, description="Pages are committed together up to this many records")
     payment_methods: dict[str, str] = Field(
         default_factory=lambda: {"bacs": "bank_transfer", "cheque": "bank_transfer", "cod": "cod",
                                  "alipay": "alipay", "wechatpay": "wechatpay", "wxpay": "wechatpay"},
