@@ -438,7 +438,7 @@ def _scan(g: _Gazetteer, st: _State, text: str, pos: int, *, anywhere: bool = Fa
     pos = _skip_separators(text, pos)
     if anywhere and st.depth == 0:
         # Nothing at the start: look for the first *full* name further on ("xx公司 重庆市渝北区 …").
-        for i in range(pos + 1, len(text) - 1):
+        for i in range(pos + 1, min(len(text), pos + 200) - 1):  # addresses are short; bound the search
             hit = _match_at(g, text, i, st, free=True)
             if hit and any(e.kind != "short" for e in hit[1]) and not _looks_like_street(text, i + len(hit[0])):
                 pos = i
