@@ -38,6 +38,9 @@ import numpy as np
 import pandas as pd
 
 from connectors.base import (
+    LINE_COLUMNS,
+    ORDER_COLUMNS,
+    BadValue,
     Batch,
     ChannelError,
     Connector,
@@ -46,22 +49,27 @@ from connectors.base import (
     empty_lines,
     empty_orders,
     empty_problems,
+    frame_from_rows,
     make_records,
+    parse_local_time,
+    parse_quantity,
     problem_rows,
+    yuan_to_fen,
 )
 from connectors.spreadsheet_orders import read_xlsx_chunks
 from connectors.template import (
-    CONTENT_TYPE as TEMPLATE_TYPE,
-)
-from connectors.template import (
+    CHANNEL_VALUES,
+    PAYMENT_VALUES,
     UnreadableFile,
     attach_order_ids,
     build_template_records,
     detect_encoding,
     iter_csv_chunks,
     map_headers,
-    parse_rows,
     parse_template_records,
+)
+from connectors.template import (
+    CONTENT_TYPE as TEMPLATE_TYPE,
 )
 
 BODY_TYPE = "text/plain; order-email"
@@ -280,10 +288,25 @@ class MessageResult:
     parsed: Parsed
 
 
-def _merge(parts: list[tuple[pd.DataFrame, Parsed]]) -> tuple[pd.DataFrame, Parsed]:
+def _merge(parts: list) -> tuple[pd.DataFrame, Parsed]:
+    """One records frame and one parse for a batch: body parts first (built from rows at once), then tables."""
+    bodies = [p for p in parts if isinstance(p, BodyPart)]
+    tables = [p for p in parts if not isinstance(p, BodyPart)]
     records, orders, lines, problems = [], [], [], []
-    offset = 0
-    for recs, parsed in parts:
+    if bodies:
+        body_orders, body_lines, body_problems = [], [], []
+        for i, part in enumerate(bodies):
+            body_orders += [{**row, "record_idx": i} for row in part.orders]
+            body_lines += [{**row, "record_idx": i} for row in part.lines]
+            body_problems += [(i, reason) for _, reason in part.problems]
+        keys = [part.orders[0]["channel_order_id"] if part.orders else None for part in bodies]
+        records.append(make_records([p.content for p in bodies], [p.ref for p in bodies], content_type=BODY_TYPE,
+                                    source_keys=keys))
+        orders.append(frame_from_rows(body_orders, ORDER_COLUMNS))
+        lines.append(frame_from_rows(body_lines, LINE_COLUMNS))
+        problems.append(problem_rows(body_problems))
+    offset = len(bodies)
+    for recs, parsed in tables:
         for frame, bucket in ((parsed.orders, orders), (parsed.lines, lines), (parsed.problems, problems)):
             if len(frame):
                 shifted = frame.copy()
@@ -292,7 +315,7 @@ def _merge(parts: list[tuple[pd.DataFrame, Parsed]]) -> tuple[pd.DataFrame, Pars
         records.append(recs)
         offset += len(recs)
     return (
-        pd.concat(records, ignore_index=True) if records else make_records([], "", content_type=BODY_TYPE),
+        pd.concat(records, ignore_index=True) if records else make_records([], [], content_type=BODY_TYPE),
         Parsed(
             pd.concat(orders, ignore_index=True) if orders else empty_orders(),
             pd.concat(lines, ignore_index=True) if lines else empty_lines(),
@@ -362,12 +385,8 @@ def process_message(raw: bytes, ref: str, *, archive_dir: Path | None, chunk_row
         return parts
     body = _body_text(message)
     content = body_content(envelope, body)
-    records = make_records([content], ref, content_type=BODY_TYPE,
-                           source_keys=[None])
-    parsed = parse_body_records(records, received_at=received_at)
-    if len(parsed.orders):
-        records["source_key"] = parsed.orders["channel_order_id"].astype("str").to_numpy()[:1]
-    return [(records, parsed)]
+    orders, lines, problems = parse_body_rows(envelope, body, 0, received_at)
+    return [BodyPart(content, ref, orders, lines, problems)]
 
 
 def _fill_sender(orders: pd.DataFrame, sender: str) -> None:
@@ -375,7 +394,25 @@ def _fill_sender(orders: pd.DataFrame, sender: str) -> None:
         orders["customer_email"] = orders["customer_email"].fillna(sender)
 
 
+@dataclass
+class BodyPart:
+    """One message's body order as plain rows (frames are built once per batch: cheaper than per message)."""
+
+    content: str
+    ref: str
+    orders: list[dict]
+    lines: list[dict]
+    problems: list[tuple[int, str]]
+
+
 def parse_body(envelope: dict, body: str, idx: int, received_at: datetime) -> Parsed:
+    orders, lines, problems = parse_body_rows(envelope, body, idx, received_at)
+    return Parsed(frame_from_rows(orders, ORDER_COLUMNS), frame_from_rows(lines, LINE_COLUMNS),
+                  problem_rows(problems))
+
+
+def parse_body_rows(envelope: dict, body: str, idx: int, received_at: datetime
+                    ) -> tuple[list[dict], list[dict], list[tuple[int, str]]]:
     fields: dict[str, str] = {}
     items: list[str] = []
     for raw in body.splitlines():
@@ -390,43 +427,78 @@ def parse_body(envelope: dict, body: str, idx: int, received_at: datetime) -> Pa
             items.append(value.strip())
             continue
         mapped = map_headers([key.strip()])
-        if mapped:
+        if mapped and value.strip():
             field_name = next(iter(mapped))
             fields.setdefault(field_name, value.strip())
     if not items and not fields:
-        return Parsed(empty_orders(), empty_lines(), problem_rows([(idx, (
+        return [], [], [(idx, (
             "no order found: the message has no csv/xlsx attachment and no 'key: value' order lines in its body; "
             "forward it with the order template attached, or edit this record into 'key: value' lines and replay"
-        ))]))
+        ))]
     if not items:
-        return Parsed(empty_orders(), empty_lines(), problem_rows([(idx, (
+        return [], [], [(idx, (
             "the order email has no item lines; add lines like '商品: SKU-0002 摩托车头盔 x 2 @ 189.00' and replay"
-        ))]))
-    rows, problems = [], []
+        ))]
+    lines, problems = [], []
     for n, text in enumerate(items, start=1):
         match = _ITEM.match(text)
         if not match:
             problems.append((idx, f"item line {n} {text!r} should look like 'SKU-0002 摩托车头盔 x 2 @ 189.00' "
                                   "(code, name, x quantity, @ unit price)"))
             continue
-        rows.append({**fields, "item_code": match["code"], "item_name": match["name"] or None,
-                     "quantity": match["qty"], "unit_price": match["price"]})
+        try:
+            lines.append({
+                "record_idx": idx,
+                "line_no": n,
+                "item_code": match["code"],
+                "item_name": match["name"] or None,
+                "quantity": parse_quantity(match["qty"], f"item line {n} quantity"),
+                "unit_price_fen": yuan_to_fen(match["price"], f"item line {n} unit price"),
+            })
+        except BadValue as exc:
+            problems.append((idx, str(exc)))
+    channel_text = (fields.get("channel") or "").strip().lower()
+    channel = CHANNEL_VALUES.get(channel_text, "email") if channel_text else "email"
+    if channel_text and channel_text not in CHANNEL_VALUES:
+        problems.append((idx, f"渠道 {fields['channel']!r} is not one of 电话/传真/邮件 (phone/fax/email)"))
+    try:
+        order_time = parse_local_time(fields.get("order_time"), "下单时间 (order time)")
+        freight = yuan_to_fen(fields.get("freight"), "运费 (freight)") or 0
+        discount = yuan_to_fen(fields.get("order_discount"), "订单优惠 (order discount)") or 0
+        installments = int(fields.get("installments") or 1)
+    except BadValue as exc:
+        problems.append((idx, str(exc)))
+    except ValueError:
+        problems.append((idx, f"分期数 {fields.get('installments')!r} is not a whole number"))
     if problems:
-        return Parsed(empty_orders(), empty_lines(), problem_rows(problems))
-    if "customer_email" not in fields and envelope.get("from"):
-        for row in rows:
-            row["customer_email"] = envelope["from"]
-    columns = sorted({k for row in rows for k in row})
-    frame = pd.DataFrame(rows, columns=columns, dtype="str")
-    mapping = {c: c for c in columns}
-    parsed = parse_rows(frame, mapping, record_idx=np.full(len(frame), idx), row_numbers=np.arange(1, len(rows) + 1),
-                        default_channel="email", received_at=_sent_at(envelope) or received_at)
+        return [], [], problems
+    method = (fields.get("payment_method") or "").strip()
     order_id = fields.get("order_id") or "MSG-" + hashlib.sha256(
         (envelope.get("message_id") or body).encode()).hexdigest()[:20]
-    parsed.orders["channel_order_id"] = order_id
-    parsed.orders["channel_order_id"] = parsed.orders["channel_order_id"].astype("str")
-    parsed.problems["reason"] = parsed.problems["reason"].str.replace(r"^row (\d+):", r"item line \1:", regex=True)
-    return parsed
+    order = {
+        "record_idx": idx,
+        "channel": channel,
+        "channel_order_id": order_id,
+        "customer_name": fields.get("customer_name"),
+        "customer_phone": fields.get("customer_phone"),
+        "customer_email": fields.get("customer_email") or envelope.get("from") or None,
+        "ship_country": "CN",
+        "ship_province": fields.get("province"),
+        "ship_city": fields.get("city"),
+        "ship_district": fields.get("district"),
+        "ship_detail": fields.get("detail"),
+        "ship_full_address": fields.get("full_address"),
+        "ship_postcode": fields.get("postcode"),
+        "payment_method": PAYMENT_VALUES.get(method.lower().replace(" ", ""), method.lower() or None),
+        "installments": installments,
+        "currency": "CNY",
+        "freight_fen": freight,
+        "discount_fen": discount,
+        "order_time": order_time or _sent_at(envelope) or received_at,
+        "buyer_note": fields.get("note"),
+        "source_cancelled": False,
+    }
+    return [order], lines, []
 
 
 def _sent_at(envelope: dict) -> datetime | None:
@@ -439,10 +511,9 @@ def _sent_at(envelope: dict) -> datetime | None:
 def parse_body_records(records: pd.DataFrame, received_at: datetime | None = None) -> Parsed:
     received_at = received_at or datetime.now(UTC)
     parts = []
-    for content in records["content"].tolist():
+    for content, ref in zip(records["content"].tolist(), records["source_ref"].tolist(), strict=True):
         envelope, body = split_body_content(content)
-        parts.append((make_records([content], "", content_type=BODY_TYPE), parse_body(envelope, body, 0,
-                                                                                      received_at)))
+        parts.append(BodyPart(content, ref, *parse_body_rows(envelope, body, 0, received_at)))
     return _merge(parts)[1]
 
 
@@ -486,7 +557,7 @@ class EmailConnector(Connector):
         limit = int(float(self.options.get("max_message_mb", 30)) * 2**20)
         batch_records = int(self.options.get("batch_records", 2_000))
         try:
-            pending: list[tuple[pd.DataFrame, Parsed]] = []
+            pending: list = []
             marks: list[Callable[[], None]] = []
             for item in source.items():
                 if item.size > limit:
@@ -501,7 +572,7 @@ class EmailConnector(Connector):
                 else:
                     pending.extend(self._message_parts(item.load(), item.ref, item.size))
                 marks.append(item.mark)
-                if sum(len(r) for r, _ in pending) >= batch_records:
+                if sum(1 if isinstance(p, BodyPart) else len(p[0]) for p in pending) >= batch_records:
                     yield self._batch(pending, marks)
                     pending, marks = [], []
             if pending:
@@ -509,10 +580,10 @@ class EmailConnector(Connector):
         finally:
             source.close()
 
-    def _message_parts(self, raw: bytes, ref: str, size: int) -> list[tuple[pd.DataFrame, Parsed]]:
+    def _message_parts(self, raw: bytes, ref: str, size: int) -> list:
         parts = process_message(raw, ref, archive_dir=self._archive_dir(),
                                 chunk_rows=int(self.options.get("chunk_rows", 50_000)))
-        return [p for p in parts if len(p[0])] or [_rejected(
+        return [p for p in parts if isinstance(p, BodyPart) or len(p[0])] or [_rejected(
             raw[:4000].decode("utf-8", "replace"), ref, "the message produced no records (empty attachment?)")]
 
     def _batch(self, parts, marks) -> Batch:

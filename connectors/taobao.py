@@ -206,7 +206,8 @@ def _secret(options: dict, key: str, required: bool = True) -> str | None:
 
 class TaobaoConnector(Connector):
     """Options: url, app_key_env, app_secret_env, session_env, sign_method, window_minutes, overlap_minutes,
-    page_size, initial_lookback_hours, lag_seconds, fields, timeout_seconds, attempts, backoff_seconds."""
+    page_size, initial_lookback_hours, lag_seconds, fields, timeout_seconds, attempts, backoff_seconds,
+    batch_records (pages are committed together up to about this many records)."""
 
     order_channel = "taobao"
 
@@ -255,13 +256,20 @@ class TaobaoConnector(Connector):
         if pages <= 1:
             yield Batch(self._records(first, label, 1), cursor=cursor, label=f"window {label}")
             return
+        # Pages accumulate into batches of about batch_records (fewer, larger transactions); the cursor rides on
+        # the batch that ends with page 1.
+        batch_records = int(self.options.get("batch_records", 1000))
+        pending, first_page = [], pages
         for page_no in range(pages, 0, -1):
             body = client.call(METHOD, page_no=page_no, **common)
-            yield Batch(
-                self._records(body, label, page_no),
-                cursor=cursor if page_no == 1 else None,
-                label=f"window {label} page {page_no}/{pages}",
-            )
+            pending.append(self._records(body, label, page_no))
+            if page_no == 1 or sum(len(p) for p in pending) >= batch_records:
+                yield Batch(
+                    pd.concat(pending, ignore_index=True),
+                    cursor=cursor if page_no == 1 else None,
+                    label=f"window {label} pages {first_page}-{page_no} of {pages}",
+                )
+                pending, first_page = [], page_no - 1
 
     def _records(self, body: dict, label: str, page_no: int) -> pd.DataFrame:
         trades = ((body.get("trades") or {}).get("trade")) or []

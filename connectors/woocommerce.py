@@ -73,7 +73,8 @@ def _secret(options: dict, key: str) -> str:
 
 class WooCommerceConnector(Connector):
     """Options: url (site root), consumer_key_env, consumer_secret_env, auth ("basic"|"query"), per_page,
-    overlap_minutes, initial_lookback_hours, timeout_seconds, attempts, backoff_seconds, payment_methods."""
+    overlap_minutes, initial_lookback_hours, timeout_seconds, attempts, backoff_seconds, payment_methods,
+    batch_records (pages are committed together up to about this many records)."""
 
     order_channel = "website"
 
@@ -103,6 +104,7 @@ class WooCommerceConnector(Connector):
         latest = json.loads(cursor)["modified_after"] if cursor else None
         query: dict | None = {**params, "page": 1}
         pending: Batch | None = None
+        batch_records = int(o.get("batch_records", 1000))
         try:
             while url:
                 response = self._get(session, url, query)
@@ -119,9 +121,15 @@ class WooCommerceConnector(Connector):
                     stamp = order.get("date_modified_gmt") if isinstance(order, dict) else None
                     if stamp and (latest is None or _gmt(stamp) > datetime.fromisoformat(latest)):
                         latest = _gmt(stamp).isoformat()
-                if pending is not None:
+                records = self._records(orders, page)
+                if pending is not None and len(pending.records) + len(records) > batch_records:
                     yield pending
-                pending = Batch(self._records(orders, page), label=f"page {page}/{total_pages}")
+                    pending = None
+                if pending is None:
+                    pending = Batch(records, label=f"page {page}/{total_pages}")
+                else:
+                    pending.records = pd.concat([pending.records, records], ignore_index=True)
+                    pending.label = f"{pending.label.split('/')[0]}-{page}/{total_pages}"
                 next_url = response.links.get("next", {}).get("url")
                 if next_url:
                     url, query = next_url, None  # the Link URL carries every parameter (but not the auth)

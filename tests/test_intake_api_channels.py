@@ -125,7 +125,7 @@ def test_taobao_page_failing_mid_way_then_throttled_is_retried_and_nothing_is_lo
 def test_taobao_page_failing_for_good_keeps_the_cursor_and_a_rerun_completes(sqlite_engine, top):
     top.faults.add("http500", times=-1, match={"page_no": 2})
     with pytest.raises(TransientChannelError, match="HTTP 500"):
-        run_channel(sqlite_engine, taobao_connector(top.url, page_size=25, attempts=2))
+        run_channel(sqlite_engine, taobao_connector(top.url, page_size=25, attempts=2, batch_records=1))
     stored = count(sqlite_engine, orders)
     assert 0 < stored < N  # pages after page 2 (read first) are committed ...
     cursor = cursor_of(sqlite_engine, "taobao")  # ... but the window's cursor did not advance past the gap
@@ -201,7 +201,8 @@ KILL_SCRIPT = textwrap.dedent("""
     from intake_support import taobao_connector
     from tasks.ingest import run_channel
     from yidi.db import make_engine
-    run_channel(make_engine({db!r}), taobao_connector({url!r}, page_size=20, timeout_seconds=30))
+    run_channel(make_engine({db!r}), taobao_connector({url!r}, page_size=20, timeout_seconds=30,
+                                                     batch_records=1))
 """)
 
 

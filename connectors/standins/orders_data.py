@@ -52,51 +52,54 @@ def demo_neutral_orders(n: int, *, seed: int = 11, start: datetime | None = None
     freight = rng.choice([0, 0, 800, 1200, 2000], size=n)
     discount = rng.choice([0, 0, 0, 500, 1000], size=n)
     notes = rng.choice(["", "", "", "请尽快发货", "周末送货", "开增值税专用发票"], size=n)
+    minutes = rng.integers(1, 30, size=n)
+    columns = {c: rows[c].tolist() for c in ("order_ref", "customer_name", "phone", "email", "province", "city",
+                                             "district", "detail", "payment_method", "item_code", "item_name",
+                                             "spec", "model", "quantity", "unit_price")}
     orders: list[dict] = []
-    for ref, group in rows.groupby("order_ref", sort=True):
+    by_ref: dict[str, dict] = {}
+    for j, ref in enumerate(columns["order_ref"]):  # rows are grouped by order, lines in order
+        line = {
+            "code": columns["item_code"][j],
+            "name": columns["item_name"][j],
+            "spec": columns["spec"][j],
+            "model": columns["model"][j],
+            "qty": int(columns["quantity"][j]),
+            "price_fen": _fen(columns["unit_price"][j]),
+        }
+        if ref in by_ref:
+            by_ref[ref]["lines"].append(line)
+            continue
         i = int(ref) - 1
-        head = group.iloc[0]
         order_time = start + timedelta(seconds=int(offsets[i]))
-        province, city, district, detail, country = (
-            head["province"], head["city"], head["district"], head["detail"], "CN"
-        )
+        where = (columns["province"][j], columns["city"][j], columns["district"][j], columns["detail"][j], "CN")
         if variants[i]:
-            province, city, district, detail, country = ADDRESS_VARIANTS[variant_pick[i]]
-        lines = [
-            {
-                "code": r.item_code,
-                "name": r.item_name,
-                "spec": r.spec,
-                "model": r.model,
-                "qty": int(r.quantity),
-                "price_fen": _fen(r.unit_price),
-            }
-            for r in group.itertuples()
-        ]
-        goods = sum(line["qty"] * line["price_fen"] for line in lines)
-        orders.append(
-            {
-                "ref": ref,
-                "order_time": order_time,
-                "modified": order_time + timedelta(minutes=int(rng.integers(1, 30))),
-                "customer_name": head["customer_name"],
-                "phone": head["phone"],
-                "email": head["email"],
-                "province": province,
-                "city": city,
-                "district": district,
-                "detail": detail,
-                "country": country,
-                "postcode": "",
-                "payment_method": head["payment_method"],
-                "lines": lines,
-                "goods_fen": goods,
-                "freight_fen": int(freight[i]),
-                "discount_fen": int(min(discount[i], goods // 2)),
-                "note": str(notes[i]),
-                "status": "paid",
-            }
-        )
+            where = ADDRESS_VARIANTS[variant_pick[i]]
+        order = {
+            "ref": ref,
+            "order_time": order_time,
+            "modified": order_time + timedelta(minutes=int(minutes[i])),
+            "customer_name": columns["customer_name"][j],
+            "phone": columns["phone"][j],
+            "email": columns["email"][j],
+            "province": where[0],
+            "city": where[1],
+            "district": where[2],
+            "detail": where[3],
+            "country": where[4],
+            "postcode": "",
+            "payment_method": columns["payment_method"][j],
+            "lines": [line],
+            "freight_fen": int(freight[i]),
+            "discount_fen": int(discount[i]),
+            "note": str(notes[i]),
+            "status": "paid",
+        }
+        by_ref[ref] = order
+        orders.append(order)
+    for order in orders:
+        order["goods_fen"] = sum(line["qty"] * line["price_fen"] for line in order["lines"])
+        order["discount_fen"] = min(order["discount_fen"], order["goods_fen"] // 2)
     return orders
 
 
