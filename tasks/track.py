@@ -52,7 +52,7 @@ from connectors.kuaidi100 import (
 from connectors.pacing import RatePacer
 from yidi.bulk import ids_for_keys, insert_rows, read_frame, utc_now
 from yidi.lifecycle import OrderState, current_actor, record_events, transition_orders
-from yidi.masking import mask_phone
+from yidi.masking import mask_name, mask_phone
 from yidi.outbox import enqueue
 from yidi.schema import orders, shipments
 from yidi.schema_tracking import (
@@ -1507,11 +1507,18 @@ def subscribe_shipments(
 # --- reporting -------------------------------------------------------------------------------------------------
 
 _PHONE_IN_TEXT = re.compile(r"(?<!\d)(1\d{10}|0\d{2,3}-?\d{7,8})(?!\d)")
+_SIGNER_IN_TEXT = re.compile(r"((?:签收人|收件人|收货人)\s*[:：]\s*)([^\s,，。;；【】()（）:：]{1,6})")
+_NOT_A_NAME = ("本人", "寄件人", "家人", "同事", "前台", "门卫", "快递柜", "驿站", "代收点")
+
+
+def _mask_signer(match: re.Match) -> str:
+    name = match.group(2)
+    return match.group(0) if name.startswith(_NOT_A_NAME) else match.group(1) + mask_name(name)
 
 
 def mask_text(text: str | None) -> str:
-    """Phone numbers inside carrier text masked (couriers' and recipients' numbers appear in checkpoints)."""
-    return _PHONE_IN_TEXT.sub(lambda m: mask_phone(m.group(0)), text or "")
+    """Phones and signers' names inside carrier text masked (checkpoints carry both)."""
+    return _SIGNER_IN_TEXT.sub(_mask_signer, _PHONE_IN_TEXT.sub(lambda m: mask_phone(m.group(0)), text or ""))
 
 
 def exceptions_table(conn: Connection, incident_ids: Sequence[int]) -> list[dict]:

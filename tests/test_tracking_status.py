@@ -87,3 +87,14 @@ def test_keywords_come_from_the_policy_file(tmp_path):
     keywords = Keywords.from_mapping(load_settings(policy).tracking.keywords.model_dump())
     assert text_reason("快件被压坏", keywords) is R.DAMAGED
     assert text_reason("快件破损", keywords) is None  # the manager replaced the list
+
+
+def test_carrier_text_is_masked_for_artifacts():
+    from tasks.track import mask_text
+
+    assert (
+        mask_text("快件已签收，签收人：张三丰，派件员电话：13912345678")
+        == "快件已签收，签收人：张**，派件员电话：139****5678"
+    )
+    assert mask_text("快件已签收，签收人：本人签收") == "快件已签收，签收人：本人签收"
+    assert mask_text("收件人拒收") == "收件人拒收"
