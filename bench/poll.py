@@ -30,7 +30,7 @@ def _policy():
     from yidi.settings import get_settings
 
     return get_settings().tracking.model_copy(
-        update={"requests_per_second": RATE, "http_workers": 24, "parallel_batches": 3, "batch_size": 1000}
+        update={"requests_per_second": RATE, "http_workers": 8, "parallel_batches": 3, "batch_size": 1000}
     )
 
 

@@ -98,3 +98,22 @@ def test_carrier_text_is_masked_for_artifacts():
     )
     assert mask_text("快件已签收，签收人：本人签收") == "快件已签收，签收人：本人签收"
     assert mask_text("收件人拒收") == "收件人拒收"
+
+
+def test_tracking_defaults_file_matches_the_model():
+    from yidi.settings import TrackingPolicy
+
+    assert load_settings().tracking == TrackingPolicy()
+    limits = TrackingPolicy().global_limits
+    assert limits == {"kuaidi100-query": {"limit": 10, "slot_decay_per_second": 10.0}}
+
+
+def test_bad_tracking_policy_names_the_key(tmp_path):
+    from yidi.settings import SettingsError
+
+    policy = tmp_path / "yidi.toml"
+    policy.write_text('[tracking]\nmin_poll_interval_minutes = 5\n[tracking.incident_owners]\nbroken = "x"\n')
+    with pytest.raises(SettingsError) as err:
+        load_settings(policy)
+    assert "tracking.min_poll_interval_minutes" in str(err.value)
+    assert "tracking.incident_owners" in str(err.value)
