@@ -281,3 +281,12 @@ def test_standin_down_for_a_simulated_hour(carrier):
         carrier.clock.advance(minutes=2)
         assert client.query("yuantong", "YT1").state == 3
     assert requests.get(f"{carrier.url}/_standin/stats", timeout=5).json()["outcomes"]["ok"] == 1
+
+
+def test_clock_can_follow_real_time_at_a_speed_up():
+    clock = SimClock(T0, speed=3600)
+    time.sleep(0.2)
+    elapsed = (clock.now() - T0).total_seconds()
+    assert 600 <= elapsed <= 3600  # 0.2 real seconds ~ 12 simulated minutes (slow machines: more)
+    clock.advance(hours=1)
+    assert (clock.now() - T0).total_seconds() >= 3600 + elapsed

@@ -58,25 +58,31 @@ def _dumps(value) -> str:
 
 
 class SimClock:
-    """Simulated time (aware UTC). Thread-safe."""
+    """Simulated time (aware UTC), thread-safe. Still unless ``speed`` is given: then it runs at ``speed`` x real
+    time (60: a real minute is a simulated hour), and ``advance``/``set`` still jump it."""
 
-    def __init__(self, start: datetime | None = None):
+    def __init__(self, start: datetime | None = None, speed: float | None = None):
         self._now = (start or datetime.now(UTC)).astimezone(UTC)
+        self._since = time.monotonic()
+        self.speed = speed
         self._lock = threading.Lock()
 
     def now(self) -> datetime:
         with self._lock:
-            return self._now
+            if not self.speed:
+                return self._now
+            return self._now + timedelta(seconds=(time.monotonic() - self._since) * self.speed)
 
     def advance(self, delta: timedelta | None = None, **kwargs) -> datetime:
         with self._lock:
             self._now += delta or timedelta(**kwargs)
-            return self._now
+        return self.now()
 
     def set(self, when: datetime) -> datetime:
         with self._lock:
             self._now = when.astimezone(UTC)
-            return self._now
+            self._since = time.monotonic()
+        return self.now()
 
 
 # --- routes -------------------------------------------------------------------------------------------------
@@ -700,8 +706,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--min-interval-minutes", type=float, default=30)
     parser.add_argument("--auto-register", action="store_true")
     parser.add_argument("--start", default=None, help="simulated start time (ISO 8601)")
+    parser.add_argument(
+        "--speed", type=float, default=None, help="simulated seconds per real second (clock runs)"
+    )
+    parser.add_argument("--serve-forever", action="store_true", help="keep serving after the parent exits")
     args = parser.parse_args(argv)
-    clock = SimClock(datetime.fromisoformat(args.start) if args.start else None)
+    clock = SimClock(datetime.fromisoformat(args.start) if args.start else None, speed=args.speed)
     carrier = start(
         customer=args.customer, key=args.key, clock=clock, min_interval_minutes=args.min_interval_minutes,
         rate_per_second=args.rate_per_second, burst=args.burst, auto_register=args.auto_register, port=args.port,
@@ -709,7 +719,7 @@ def main(argv: list[str] | None = None) -> None:
     print(carrier.url, flush=True)
     parent = os.getppid()
     try:
-        while os.getppid() == parent:  # an orphaned stand-in stops by itself
+        while args.serve_forever or os.getppid() == parent:  # an orphaned stand-in stops by itself
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
