@@ -175,11 +175,10 @@ def parse_bank_statement(
         _check_footer(file, template, footer_text, signed)
 
     memo_parts = [s for s in (column([c]) for c in cols.memo) if s is not None]
-    memo = (
-        pd.concat(memo_parts, axis=1).fillna("").agg(lambda r: " ".join(p for p in r if p), axis=1)
-        if memo_parts
-        else pd.Series([pd.NA] * len(frame), dtype="string")
-    )
+    memo = pd.Series([""] * len(frame), dtype="string")
+    for part in memo_parts:
+        memo = memo.str.cat(part.fillna(""), sep=" ")
+    memo = memo.str.replace(r"\s+", " ", regex=True).str.strip()
     txn_id = column(cols.txn_id)
     payer_name = column(cols.counterparty_name)
     payer_account = column(cols.counterparty_account)

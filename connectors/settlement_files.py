@@ -207,8 +207,40 @@ def clean_money_text(values: pd.Series) -> pd.Series:
     return text.str.replace(r"^\+", "", regex=True)
 
 
+SMALL_COLUMN = 2000  # below this many values, plain Python beats the per-call cost of vectorised string ops
+
+
+def _money_scalar(value, decimals: int, blank_as_zero: bool) -> int | None:
+    """One money text to units (None when it is not money); the same rules as the vectorised path."""
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
+        value = ""
+    text = _MONEY_JUNK.sub("", unicodedata.normalize("NFKC", str(value)))
+    if text.startswith("(") and text.endswith(")"):
+        text = "-" + text[1:-1]
+    text = text.removeprefix("+")
+    if text == "" and blank_as_zero:
+        return 0
+    match = _MONEY_SHAPE[decimals].fullmatch(text)
+    if match is None:
+        return None
+    negative = text.startswith("-")
+    whole, _, fraction = text.lstrip("-").partition(".")
+    units = int(whole or "0") * 10**decimals + int((fraction or "").ljust(decimals, "0") or "0")
+    return -units if negative else units
+
+
+_MONEY_SHAPE = {d: re.compile(rf"-?(\d+(\.\d{{0,{d}}})?|\.\d{{1,{d}}})") for d in range(1, 7)}
+
+
 def money_units(values: pd.Series, *, decimals: int = 2, blank_as_zero: bool = False, what: str = "amount"):
     """Money text to integers in units of 10^-decimals yuan (exact, vectorised). Raises ``BadValues``."""
+    if len(values) < SMALL_COLUMN:
+        parsed = [_money_scalar(v, decimals, blank_as_zero) for v in values.tolist()]
+        if any(p is None for p in parsed):
+            bad = [(i, v) for i, (v, p) in enumerate(zip(values.tolist(), parsed, strict=True)) if p is None]
+            shown = ", ".join(f"row {i + 1}: {v!r}" for i, v in bad[:5])
+            raise BadValues(f"{what} not a money amount with at most {decimals} decimals ({shown})")
+        return np.asarray(parsed, dtype="int64")
     text = clean_money_text(values)
     if blank_as_zero:
         text = text.mask(text == "", "0")
@@ -331,7 +363,10 @@ def empty_payments() -> pd.DataFrame:
 def occurrence_keys(parts: pd.DataFrame) -> pd.Series:
     """Identity for lines with no provider id: a hash of their content plus the occurrence number, so two
     identical transfers on one day stay two lines and a re-export of the same statement maps to the same keys."""
-    joined = parts.astype("string").fillna("").agg("|".join, axis=1)
+    text = parts.astype("string").fillna("")
+    joined = text.iloc[:, 0]
+    for column in text.columns[1:]:
+        joined = joined.str.cat(text[column], sep="|")
     digests = joined.map(lambda s: hashlib.sha1(s.encode("utf-8")).hexdigest()[:20])
     occurrence = digests.groupby(digests).cumcount() + 1
     return digests + "#" + occurrence.astype("string")

@@ -272,3 +272,41 @@ def settlement_analysis(weeks: int | None = None) -> dict:
     )
     create_markdown_artifact(markdown, key="settlement-analysis", description=label)
     return {"weeks": len(trends), "workbook": str(workbook), "trends": _records(shown)}
+
+
+@flow(name="settlement-demo", log_prints=True)
+def settlement_demo(seed: int = 7) -> dict:
+    """`make demo`: the stand-ins deliver the bills, statements and COD remittances for the orders in the store
+    (with the usual troubles mixed in) into the settlement inbox; then the reconciliation and the weekly analysis
+    run as subflows."""
+    from sqlalchemy import select
+
+    from connectors.standins.payment_files import demo_payments, write_demo_files
+    from tasks.settle import inbox_dir
+    from yidi.bulk import read_frame
+    from yidi.schema import orders, shipments
+
+    with get_engine().connect() as conn:
+        order_frame = read_frame(
+            conn,
+            select(
+                orders.c.id, orders.c.order_no, orders.c.channel_order_id, orders.c.customer_name,
+                orders.c.payment_method, orders.c.order_total_fen, orders.c.order_time, orders.c.state,
+                orders.c.installments,
+            ),
+        )  # fmt: skip
+        shipment_frame = read_frame(
+            conn,
+            select(shipments.c.order_id, shipments.c.carrier, shipments.c.waybill_no, shipments.c.cod_amount_fen,
+                   shipments.c.delivered_at).where(shipments.c.waybill_no.is_not(None)),
+        )  # fmt: skip
+    frames = demo_payments(order_frame, shipment_frame, seed=seed)
+    written = write_demo_files(frames, inbox_dir())
+    print(f"stand-ins delivered {len(written)} payment files into {inbox_dir()}")
+    days = pd.concat([pd.to_datetime(f["txn_time"], utc=True) for f in frames.values() if len(f)])
+    local = days.dt.tz_convert("Asia/Shanghai").dt.date
+    period = f"{local.min()}..{local.max()}" if len(local) else None
+    reconciliation = reconcile_settlements(period=period)
+    analysis = settlement_analysis()
+    return {"files": len(written), "period": period, "report": reconciliation["report"],
+            "analysis_workbook": analysis["workbook"]}  # fmt: skip

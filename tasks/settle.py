@@ -509,26 +509,30 @@ def refresh_payment_states(
     touched = set(changed["order_id"].tolist()) | set(new_matches["order_id"].tolist())
     if touched:
         events = frame[frame["order_id"].isin(touched)]
-        matched_here = new_matches.groupby("order_id")
+        lines_by_order: dict[int, list[dict]] = {}
+        if len(new_matches):
+            for order_id, line_id, amount, rule, score in zip(
+                new_matches["order_id"].tolist(), new_matches["payment_line_id"].tolist(),
+                new_matches["amount_fen"].tolist(), new_matches["rule"].tolist(), new_matches["score"].tolist(),
+                strict=True,
+            ):  # fmt: skip
+                lines_by_order.setdefault(int(order_id), []).append(
+                    {
+                        "payment_line_id": int(line_id),
+                        "amount_fen": int(amount),
+                        "rule": str(rule),
+                        "score": float(score),
+                    }
+                )
         details, reasons = [], []
-        for row in events.itertuples(index=False):
-            new_lines = (
-                matched_here.get_group(row.order_id)[
-                    ["payment_line_id", "amount_fen", "rule", "score"]
-                ].to_dict("records")
-                if row.order_id in matched_here.groups
-                else []
-            )
-            moved = row.new_payment_state != row.payment_state
-            reasons.append(
-                f"payment state {row.payment_state} → {row.new_payment_state}" if moved
-                else f"payment matched ({row.new_payment_state})"
-            )  # fmt: skip
+        columns = ["order_id", "payment_state", "new_payment_state", "paid_fen", "refunded_fen", "due_fen"]
+        for order_id, old, new, paid, refunded, due in zip(
+            *(events[c].tolist() for c in columns), strict=True
+        ):
+            reasons.append(f"payment state {old} → {new}" if new != old else f"payment matched ({new})")
             details.append(
-                {"from": row.payment_state, "to": row.new_payment_state, "paid_fen": int(row.paid_fen),
-                 "refunded_fen": int(row.refunded_fen), "due_fen": int(row.due_fen),
-                 "new_lines": [{k: (float(v) if k == "score" else int(v) if k != "rule" else v) for k, v in d.items()}
-                               for d in new_lines]}
+                {"from": old, "to": new, "paid_fen": int(paid), "refunded_fen": int(refunded), "due_fen": int(due),
+                 "new_lines": lines_by_order.get(int(order_id), [])}
             )  # fmt: skip
         record_events(
             conn,

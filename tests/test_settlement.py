@@ -302,33 +302,34 @@ def test_same_bill_twice_and_a_reexport_add_nothing(sqlite_engine, tmp_path):
         assert conn.execute(select(func.count()).select_from(payment_matches)).scalar() == 1
 
 
-@pytest.mark.parametrize(
-    ("faults", "reason"),
-    [
-        (Faults(truncate=True), "truncated"),
-        (Faults(encoding="mojibake"), "encoding"),
-        (Faults(other_account="20889999999999990156"), "other_account"),
-        (Faults(wrong_totals=True), "totals_mismatch"),
-    ],
-)
-def test_a_bad_file_is_rejected_whole_and_recorded(sqlite_engine, tmp_path, faults, reason):
+def test_bad_files_are_rejected_whole_and_recorded(sqlite_engine, tmp_path):
     build_store(sqlite_engine)
-    bad = write_alipay_bill(pd.DataFrame([pay("YD2026110001", 10000)]), tmp_path / "inbox" / "alipay" / "bad.zip",
-                            faults=faults)  # fmt: skip
+    faults = {
+        "truncated": Faults(truncate=True),
+        "encoding": Faults(encoding="mojibake"),
+        "other_account": Faults(other_account="20889999999999990156"),
+        "totals_mismatch": Faults(wrong_totals=True),
+    }
+    bad = [
+        write_alipay_bill(pd.DataFrame([pay("YD2026110001", 10000)]), tmp_path / "inbox" / "alipay" / f"{name}.zip",
+                          faults=fault)
+        for name, fault in faults.items()
+    ]  # fmt: skip
     good = write_wechatpay_bill(pd.DataFrame([pay("YD2026110002", 20000)]), tmp_path / "wx.csv")
-    result = reconcile(sqlite_engine, files=[bad, good], now=NOW, actor="test")
-    rejected, accepted = result["files"]
-    assert (
-        rejected["status"] == "rejected" and rejected["reason"] == reason and "bad.zip" in rejected["error"]
-    )
+    result = reconcile(sqlite_engine, files=[*bad, good], now=NOW, actor="test")
+    *rejected, accepted = result["files"]
+    for name, outcome in zip(faults, rejected, strict=True):
+        assert outcome["status"] == "rejected" and outcome["reason"] == name, outcome
+        assert f"{name}.zip" in outcome["error"]
     assert accepted["status"] == "ingested"  # the other file is reconciled regardless
     with sqlite_engine.connect() as conn:
-        files = read_frame(
-            conn, select(statement_files.c.file_name, statement_files.c.status, statement_files.c.reason)
-        )
+        files = read_frame(conn, select(statement_files.c.file_name, statement_files.c.status))
         lines = read_frame(conn, select(payment_lines.c.source))
-    assert files.set_index("file_name").loc["bad.zip", "status"] == "rejected"
-    assert lines["source"].tolist() == ["wechatpay"]  # nothing of the refused file
+    assert files.set_index("file_name")["status"].to_dict() == {
+        "truncated.zip": "rejected", "encoding.zip": "rejected", "other_account.zip": "rejected",
+        "totals_mismatch.zip": "rejected", "wx.csv": "ingested",
+    }  # fmt: skip
+    assert lines["source"].tolist() == ["wechatpay"]  # nothing of the refused files
     assert order_state(sqlite_engine, "YD2026110002") == ("approved", "paid")
 
 
@@ -560,3 +561,110 @@ def test_cli_reconcile_file(prefect_server, tmp_path):
     assert out.exit_code == 1 and "period" in out.output
     out = runner.invoke(app, ["cases", "list", "--status", "all", "--json"])
     assert out.exit_code == 0
+
+
+# ----------------------------------------------------------------------------------------------- pure matching
+
+
+def _orders_frame(rows):
+    frame = pd.DataFrame(
+        rows,
+        columns=["id", "order_no", "channel_order_id", "customer_id", "customer_name", "order_total_fen"],
+    )
+    return frame.assign(
+        outstanding_fen=frame["order_total_fen"], next_due_fen=frame["order_total_fen"], order_time=NOW - 2 * DAY,
+        due_time=NOW - DAY, state="approved", payment_method="bank_transfer",
+    )  # fmt: skip
+
+
+def _lines_frame(rows):
+    frame = pd.DataFrame(
+        rows, columns=["id", "source", "kind", "amount_fen", "merchant_order_no", "payer_name", "memo"]
+    )
+    for column in ("provider_txn_id", "original_txn_id", "waybill_no"):
+        frame[column] = None
+    return frame.assign(txn_time=NOW - DAY).astype(
+        {c: "string" for c in ("merchant_order_no", "payer_name", "memo")}
+    )
+
+
+def test_matching_rules_many_to_one_ambiguity_and_collisions():
+    from tasks.settle_match import match_lines
+    from yidi.settings import load_settings
+
+    policy = load_settings().settlement
+    orders_ = _orders_frame(
+        [
+            (1, "YD2026000001", "T-1", 1, "张伟", 30000),
+            (2, "YD2026000002", "T-2", 1, "张伟", 50000),
+            (3, "YD2026000003", "DUP-1", 2, "李娜", 80000),
+            (4, "YD2026000004", "DUP-1", 3, "王芳", 80000),  # a channel id two channels share
+            (5, "YD2026000005", "T-5", 4, "刘洋", 66600),
+            (6, "YD2026000006", "T-6", 5, "刘洋", 66600),  # same name and amount: ambiguous
+        ]
+    )
+    lines = _lines_frame(
+        [
+            (
+                11,
+                "bank:icbc",
+                "credit",
+                90000,
+                None,
+                "张伟",
+                "付 YD2026000001、yd2026000002 货款",
+            ),  # overpays two
+            (12, "alipay", "payment", 80000, "DUP-1", None, None),  # ambiguous channel id: no match
+            (13, "bank:icbc", "credit", 66600, None, "刘洋", "货款"),  # two equally good candidates: left
+            (14, "bank:icbc", "debit", -2000, None, "某物流", "运费"),  # outgoing, names no order
+        ]
+    )
+    result = match_lines(lines, orders_, policy)
+    m = result.matches.sort_values(["payment_line_id", "order_id"])
+    assert m[m["payment_line_id"] == 11][["order_id", "amount_fen"]].values.tolist() == [
+        [1, 30000],
+        [2, 60000],
+    ]
+    assert set(m["rule"]) == {"memo_order_no"} and (m["score"] == 85).all()  # 90000 ≠ 30000 + 50000
+    assert 12 not in set(m["payment_line_id"]) and 13 not in set(m["payment_line_id"])
+    assert result.ignored["payment_line_id"].tolist() == [14]
+
+
+def test_demo_payment_files_parse_and_cover_the_troubles(tmp_path):
+    from connectors.standins.payment_files import demo_payments, write_demo_files
+    from tasks.settle import detect_source, parse_payment_file
+    from yidi.settings import load_settings
+
+    settings = load_settings()
+    orders_ = pd.DataFrame(
+        {
+            "id": range(1, 201),
+            "order_no": [f"YD2026{i:06d}" for i in range(1, 201)],
+            "channel_order_id": [f"T{i:08d}" for i in range(1, 201)],
+            "customer_name": [["张伟", "重庆两江机电有限公司", "李娜"][i % 3] for i in range(200)],
+            "payment_method": [
+                ["alipay", "wechatpay", "bank_transfer", "cod", "installment"][i % 5] for i in range(200)
+            ],
+            "order_total_fen": [10000 + 137 * i for i in range(200)],
+            "order_time": [NOW - pd.Timedelta(hours=3 * i) for i in range(200)],
+            "state": ["delivered"] * 190 + ["cancelled"] * 10,
+            "installments": [3 if i % 5 == 4 else 1 for i in range(200)],
+        }
+    )
+    cod = orders_[orders_["payment_method"] == "cod"]
+    ships = pd.DataFrame(
+        {"order_id": cod["id"], "carrier": "shunfeng", "waybill_no": "SF" + cod["id"].astype(str),
+         "cod_amount_fen": cod["order_total_fen"], "delivered_at": cod["order_time"] + pd.Timedelta(days=2)}
+    )  # fmt: skip
+    frames = demo_payments(orders_, ships, seed=3)
+    assert {"alipay", "wechatpay", "bank:icbc", "cod:shunfeng"} <= set(frames)
+    files = write_demo_files(frames, tmp_path / "inbox")
+    parsed = []
+    for path in files:
+        data = path.read_bytes()
+        source = detect_source(data, path.name, settings.settlement)
+        assert source == ("bank:" + path.parent.name[5:] if path.parent.name.startswith("bank-") else source)
+        parsed.append(parse_payment_file(data, path.name, source, settings))
+    lines = pd.concat(parsed)
+    assert set(lines["kind"]) >= {"payment", "refund", "credit", "debit", "cod"}
+    assert len(lines) == sum(len(f) for f in frames.values())

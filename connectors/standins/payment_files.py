@@ -56,6 +56,11 @@ class Faults:
     full_width: bool = False  # １２３４．５６
 
 
+def _s(value) -> str:
+    """Text of a cell, '' for None/NaN/NA."""
+    return "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
+
+
 def _digits(*parts, n: int) -> str:
     digest = hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
     return str(int(digest, 16))[:n].rjust(n, "0")
@@ -187,11 +192,11 @@ def write_alipay_bill(
         local = _local(row.txn_time)
         amount = int(row.amount_fen)
         refund_batch = f"RF{_digits('alipay-refund', trade_no[i], i, n=14)}" if is_refund[i] else ""
-        item = getattr(row, "item_name", None) or "商品货款"
+        item = _s(getattr(row, "item_name", None)) or "商品货款"
         rows.append(
             [
                 trade_no[i] + "\t",
-                (row.merchant_order_no or "") + "\t",
+                (_s(row.merchant_order_no)) + "\t",
                 "退款" if is_refund[i] else "交易",
                 item,
                 (local - timedelta(minutes=1)).strftime("%Y-%m-%d %H:%M:%S"),
@@ -200,7 +205,7 @@ def write_alipay_bill(
                 "",
                 "",
                 "",
-                row.payer_account or "",
+                _s(row.payer_account),
                 yuan_text(amount, faults),
                 yuan_text(amount, faults),
                 "0.00",
@@ -214,7 +219,7 @@ def write_alipay_bill(
                 refund_batch + ("\t" if refund_batch else ""),
                 yuan_text(-int(fees[i]), faults),
                 "0.00",
-                row.memo or "",
+                _s(row.memo),
             ]
         )
     rows = _repeat(rows, faults)
@@ -310,8 +315,8 @@ def write_wechatpay_bill(
             "特约商户号": "0",
             "设备号": "",
             "微信订单号": trade,
-            "商户订单号": row.merchant_order_no or "",
-            "用户标识": row.payer_account or f"oUpF8u{_digits('openid', row.merchant_order_no, n=22)}",
+            "商户订单号": _s(row.merchant_order_no),
+            "用户标识": _s(row.payer_account) or f"oUpF8u{_digits('openid', row.merchant_order_no, n=22)}",
             "交易类型": "NATIVE",
             "交易状态": "REFUND" if is_refund[i] else "SUCCESS",
             "付款银行": "OTHERS",
@@ -324,8 +329,8 @@ def write_wechatpay_bill(
             "充值券退款金额": "0.00",
             "退款类型": "ORIGINAL" if is_refund[i] else "",
             "退款状态": "SUCCESS" if is_refund[i] else "",
-            "商品名称": getattr(row, "item_name", None) or "商品货款",
-            "商户数据包": row.memo or "",
+            "商品名称": _s(getattr(row, "item_name", None)) or "商品货款",
+            "商户数据包": _s(row.memo),
             "手续费": yuan_text(int(fees[i]), faults, decimals=5),
             "费率": f"{fee_rate * 100:.2f}%",
             "订单金额": "0.00" if is_refund[i] else yuan_text(amount, faults),
@@ -456,10 +461,12 @@ def write_bank_statement(
     for i, row in enumerate(frame.itertuples(index=False)):
         local = _local(row.txn_time)
         amount = int(amounts[i])
-        serial = row.provider_txn_id or f"{_digits(template_key, row.memo, row.payer_name, amount, i, n=16)}"
-        memo = row.memo or ""
-        who = row.payer_name or ""
-        acct = row.payer_account or ""
+        serial = (
+            _s(row.provider_txn_id) or f"{_digits(template_key, row.memo, row.payer_name, amount, i, n=16)}"
+        )
+        memo = _s(row.memo)
+        who = _s(row.payer_name)
+        acct = _s(row.payer_account)
         out = amount < 0
         money = yuan_text(abs(amount), faults)
         if template_key == "icbc":
@@ -584,9 +591,9 @@ def write_cod_remittance(
             _local(signed).strftime("%Y-%m-%d") if signed is not None and not pd.isna(signed) else ""
         )
         rows.append(
-            [row.waybill_no, row.merchant_order_no or "", row.payer_name or "", yuan_text(int(collected[i]), faults),
+            [row.waybill_no, _s(row.merchant_order_no), _s(row.payer_name), yuan_text(int(collected[i]), faults),
              yuan_text(int(fees[i]), faults), yuan_text(int(collected[i] - fees[i]), faults), signed_text,
-             f"{remit_date:%Y-%m-%d}", row.memo or ""]
+             f"{remit_date:%Y-%m-%d}", _s(row.memo)]
         )  # fmt: skip
     rows = _repeat(rows, faults)
     n_extra = min(faults.repeated_lines, len(frame))
@@ -627,3 +634,125 @@ def write_cod_remittance(
 def utc(*args) -> datetime:
     """Shorthand for tests and demo data: a Beijing wall-clock time as aware UTC."""
     return datetime(*args, tzinfo=BUSINESS_TZ).astimezone(UTC)
+
+
+# --------------------------------------------------------------------------------------------------- demo day
+
+
+def demo_payments(orders: pd.DataFrame, shipments: pd.DataFrame, *, seed: int = 7) -> dict[str, pd.DataFrame]:
+    """What the money side would deliver for these orders: per source, the payment lines, with the usual
+    troubles mixed in (short and double payments, transfers naming several orders or none, refunds with and
+    without a return, a fee off contract, strangers' transfers, COD not yet remitted).
+
+    ``orders``: id, order_no, channel_order_id, customer_name, payment_method, order_total_fen, order_time,
+    state, installments. ``shipments``: order_id, carrier, waybill_no, cod_amount_fen, delivered_at.
+    Returns {'alipay': …, 'wechatpay': …, 'bank:icbc': …, 'bank:cmb': …, 'cod:<carrier>': …}.
+    """
+    rng = np.random.default_rng(seed)
+    orders = orders.reset_index(drop=True)
+    placed = pd.to_datetime(orders["order_time"], utc=True)
+    accepted = ~orders["state"].isin(["rejected", "auto_rejected", "received", "pending_review"])
+    out: dict[str, list[dict]] = {}
+
+    def add(source: str, **row) -> None:
+        out.setdefault(source, []).append(row)
+
+    for i, order in orders.iterrows():
+        method, total, when = order["payment_method"], int(order["order_total_fen"]), placed[i]
+        roll = rng.random()
+        if method in ("alipay", "wechatpay"):
+            if roll < 0.03:
+                continue  # abandoned at the cashier: never paid
+            add(method, merchant_order_no=order["order_no"], kind="payment", amount_fen=total,
+                txn_time=when + pd.Timedelta(minutes=int(rng.integers(1, 30))), payer_name=None, memo=None)  # fmt: skip
+            if roll > 0.99:  # paid twice (two devices, an impatient buyer)
+                add(method, merchant_order_no=order["order_no"], kind="payment", amount_fen=total,
+                    txn_time=when + pd.Timedelta(minutes=40), payer_name=None, memo=None)  # fmt: skip
+            if order["state"] in ("cancelled", "rejected", "auto_rejected"):
+                add(method, merchant_order_no=order["order_no"], kind="refund", amount_fen=-total,
+                    txn_time=when + pd.Timedelta(hours=30), payer_name=None, memo="订单取消退款")  # fmt: skip
+            elif 0.975 < roll <= 0.98:  # goodwill refund nobody recorded as after-sales
+                add(method, merchant_order_no=order["order_no"], kind="refund", amount_fen=-(total // 10),
+                    txn_time=when + pd.Timedelta(hours=50), payer_name=None, memo="补偿")  # fmt: skip
+        elif method in ("bank_transfer", "installment") and accepted[i]:
+            n = max(int(order.get("installments") or 1), 1) if method == "installment" else 1
+            amount = total // n + total % n
+            bank = "bank:icbc" if rng.random() < 0.7 else "bank:cmb"
+            paid_at = when + pd.Timedelta(hours=int(rng.integers(2, 72)))
+            if roll < 0.06:
+                continue  # not paid yet
+            if roll < 0.10:
+                amount = int(amount * 0.9)  # short-paid
+            memo = (
+                f"货款 {order['order_no']}" if roll < 0.70
+                else f"订单{order['channel_order_id']}" if roll < 0.78
+                else "货款"
+            )  # fmt: skip
+            add(bank, merchant_order_no=None, kind="credit", amount_fen=amount, txn_time=paid_at,
+                payer_name=order["customer_name"], memo=memo, payer_account=f"62{_digits('acct', order['customer_name'], n=14)}")  # fmt: skip
+    # strangers, provider withdrawals and our own outgoing payments
+    start = placed.min() if len(placed) else pd.Timestamp.now(tz="UTC")
+    for k, (name, amount) in enumerate([("陈某某", 88800), ("个体户王记", 1250000), ("未知单位", 30000)]):
+        add("bank:icbc", merchant_order_no=None, kind="credit", amount_fen=amount,
+            txn_time=start + pd.Timedelta(hours=5 + 20 * k), payer_name=name, memo="转账", payer_account="6228000000")  # fmt: skip
+    add("bank:icbc", merchant_order_no=None, kind="credit", amount_fen=1_234_567, txn_time=start + pd.Timedelta(hours=30),
+        payer_name="支付宝（中国）网络技术有限公司", memo="支付宝提现", payer_account="1202020000")  # fmt: skip
+    add("bank:icbc", merchant_order_no=None, kind="debit", amount_fen=-350_000, txn_time=start + pd.Timedelta(hours=33),
+        payer_name="重庆顺达物流有限公司", memo="运费结算", payer_account="3100000000")  # fmt: skip
+    frames = {source: pd.DataFrame(rows) for source, rows in out.items()}
+    if "alipay" in frames and len(frames["alipay"]):  # one fee charged above the contract rate
+        fees = contract_fee(frames["alipay"]["amount_fen"], 0.006)
+        fees[0] = fees[0] + 100
+        frames["alipay"]["fee_fen"] = fees
+    cod = shipments[(shipments["cod_amount_fen"] > 0) & shipments["delivered_at"].notna()]
+    cod = cod.merge(orders[["id", "order_no", "customer_name"]], left_on="order_id", right_on="id")
+    remitted = cod[rng.random(len(cod)) < 0.8]
+    for carrier, part in remitted.groupby("carrier"):
+        delivered = pd.to_datetime(part["delivered_at"], utc=True)
+        frames[f"cod:{carrier}"] = pd.DataFrame(
+            {"waybill_no": part["waybill_no"].to_numpy(), "merchant_order_no": part["order_no"].to_numpy(),
+             "payer_name": [n[0] + "**" if isinstance(n, str) and n else "" for n in part["customer_name"]],
+             "amount_fen": part["cod_amount_fen"].to_numpy(), "signed_at": delivered.to_numpy(),
+             "txn_time": (delivered + pd.Timedelta(days=3)).to_numpy(), "kind": "cod"}
+        )  # fmt: skip
+    return frames
+
+
+def _cod_contract(carrier: str) -> tuple[float, int]:
+    """The carrier charges what its rate card in the policy file says (so the demo has no false fee cases)."""
+    from yidi.settings import get_settings
+
+    card = get_settings().fulfilment.rate_cards.get(carrier)
+    return (card.cod_fee_pct / 100, int(card.cod_min_yuan * 100)) if card else (0.01, 0)
+
+
+def write_demo_files(frames: dict[str, pd.DataFrame], inbox: str | Path) -> list[Path]:
+    """One file per source and day (as the providers deliver them) into the inbox layout the flow reads."""
+    inbox = Path(inbox)
+    written = []
+    for source, frame in frames.items():
+        if frame.empty:
+            continue
+        days = pd.to_datetime(frame["txn_time"], utc=True).dt.tz_convert(BUSINESS_TZ).dt.date
+        for day, part in frame.groupby(days):
+            kind, _, key = source.partition(":")
+            if kind == "alipay":
+                written.append(
+                    write_alipay_bill(part, inbox / "alipay" / f"alipay-{day:%Y%m%d}.zip", day=day)
+                )
+            elif kind == "wechatpay":
+                written.append(
+                    write_wechatpay_bill(part, inbox / "wechatpay" / f"wechatpay-{day:%Y%m%d}.csv")
+                )
+            elif kind == "bank":
+                name = bank_file_name(key, DEFAULT_ACCOUNTS[source], day)
+                written.append(
+                    write_bank_statement(part, inbox / f"bank-{key}" / name, template_key=key, day=day)
+                )
+            elif kind == "cod":
+                rate, minimum = _cod_contract(key)
+                written.append(
+                    write_cod_remittance(part, inbox / f"cod-{key}" / f"cod-{key}-{day:%Y%m%d}.csv", carrier=key,
+                                         remit_date=day, fee_rate=rate, fee_min_fen=minimum)
+                )  # fmt: skip
+    return written
