@@ -27,9 +27,10 @@ FIRST_POLL = T0 + timedelta(hours=8)  # every parcel scanned and moving, none de
 
 
 def _policy():
-    from yidi.settings import get_settings
+    from yidi.settings import TrackingPolicy
 
-    return get_settings().tracking.model_copy(
+    # The model's defaults are the shipped defaults (tests/test_tracking_status.py checks they match).
+    return TrackingPolicy().model_copy(
         update={"requests_per_second": RATE, "http_workers": 8, "parallel_batches": 3, "batch_size": 1000}
     )
 

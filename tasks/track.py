@@ -540,11 +540,16 @@ def apply_outcomes(
     return summary
 
 
+def _time(value) -> datetime | None:
+    """A stored time, or None (read frames give NaT for NULL, and NaT is a datetime)."""
+    return value if isinstance(value, datetime) and not pd.isna(value) else None
+
+
 def _state_changes(outcome: PollOutcome, ship: dict) -> bool:
     """Whether this answer changes the shipment's polling state (a routine good answer does not)."""
     if outcome.outcome != "ok" or ship.get("last_outcome") != "ok":
         return True
-    if int(ship.get("consecutive_failures") or 0) or isinstance(ship.get("no_result_since"), datetime):
+    if int(ship.get("consecutive_failures") or 0) or _time(ship.get("no_result_since")) is not None:
         return True
     previous = ship.get("carrier_state")
     previous = None if previous is None or previous != previous else int(previous)
@@ -557,10 +562,10 @@ def _state_row(outcome: PollOutcome, ship: dict, now: datetime) -> dict:
     no_result_since = None
     if outcome.outcome == "no_result":
         previous = ship.get("no_result_since")
-        no_result_since = previous if isinstance(previous, datetime) else now
+        no_result_since = _time(previous) or now
     elif not ok:
         previous = ship.get("no_result_since")
-        no_result_since = previous if isinstance(previous, datetime) else None
+        no_result_since = _time(previous)
     result = outcome.result
     return {
         "shipment_id": outcome.shipment_id,
