@@ -135,6 +135,8 @@ def test_fast_path_equals_one_by_one_on_synthetic_addresses():
         ({"full_address": "秀山县中和街道"}, "local", "重庆市", "秀山土家族苗族自治县", "500241", None),
         ({"full_address": "万州区高笋塘"}, "local", "重庆市", "万州区", "500101", None),
         ({"full_address": "开县汉丰街道"}, "local", "重庆市", "开州区", "500154", "pre-2016 name 开县"),
+        ({"full_address": "四川省重庆市万州区高笋塘"}, "local", "重庆市", "万州区", "500101", "part of 四川 until 1997"),
+        ({"full_address": "渝中区民族路188号"}, "local", "重庆市", "渝中区", "500103", None),
         ({"full_address": "长寿路100号"}, "unknown", None, None, None, "no recognisable"),
         ({"full_address": "上海市普陀区长寿路100号"}, "remote", "上海市", "普陀区", "310107", None),
         ({"full_address": "山东省青岛市市南区重庆南路1号"}, "remote", "山东省", "市南区", "370202", None),

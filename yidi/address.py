@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
 CHONGQING = "500000"
+SICHUAN = "510000"
 MUNICIPALITIES = frozenset({"110000", "120000", "310000", "500000"})
 CROSS_BORDER = frozenset({"810000", "820000", "710000"})
 
@@ -449,6 +450,13 @@ def _scan(g: _Gazetteer, st: _State, text: str, pos: int, *, anywhere: bool = Fa
         if pos >= len(text) - 1 or st.depth == 3:
             break
         hit = _match_at(g, text, pos, st, free=st.depth == 0)
+        if hit is None and st.province == SICHUAN and st.depth == 1:
+            # Chongqing was part of 四川 until 1997; "四川省重庆市…" / "四川万县…" still appear.
+            hit = _match_at(g, text, pos, _State(), free=True)
+            if hit is None or not all(e.code.startswith("50") for e in hit[1]):
+                break
+            st.province = None
+            st.notes.append("四川 written for 重庆 (part of 四川 until 1997)")
         if hit is None:
             break
         surface, entries = hit
