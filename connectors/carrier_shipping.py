@@ -32,6 +32,7 @@ Answers:
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -69,7 +70,16 @@ class CarrierShippingClient:
         self.base_url = base_url.rstrip("/")
         self.token = token if token is not None else os.environ.get(TOKEN_ENV)
         self.timeout, self.attempts, self.backoff_seconds = timeout, attempts, backoff_seconds
-        self.session = requests.Session()
+        self._local = threading.local()  # one connection pool per thread: calls may run in a thread pool
+        self._sessions: list[requests.Session] = []
+
+    @property
+    def session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            self._sessions.append(session)
+        return session
 
     def create_waybill(self, request: dict, idempotency_key: str) -> Waybill:
         """Create (or get back) the waybill for this shipment; raises CarrierRejected / CarrierUnavailable."""
@@ -98,7 +108,8 @@ class CarrierShippingClient:
         )
 
     def close(self) -> None:
-        self.session.close()
+        for session in self._sessions:
+            session.close()
 
     def __enter__(self) -> CarrierShippingClient:
         return self

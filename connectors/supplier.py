@@ -24,6 +24,7 @@ Answers: ``201`` ``{"po_no", "supplier_order_id", "status": "accepted", "lines":
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 
 import requests
@@ -60,7 +61,16 @@ class SupplierClient:
         self.base_url = base_url.rstrip("/")
         self.token = token if token is not None else os.environ.get(TOKEN_ENV)
         self.timeout, self.attempts, self.backoff_seconds = timeout, attempts, backoff_seconds
-        self.session = requests.Session()
+        self._local = threading.local()  # one connection pool per thread: calls may run in a thread pool
+        self._sessions: list[requests.Session] = []
+
+    @property
+    def session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            self._sessions.append(session)
+        return session
 
     def send_purchase_order(self, purchase_order: dict) -> PurchaseOrderAck:
         result = post_idempotent(
@@ -84,7 +94,8 @@ class SupplierClient:
         )
 
     def close(self) -> None:
-        self.session.close()
+        for session in self._sessions:
+            session.close()
 
     def __enter__(self) -> SupplierClient:
         return self

@@ -309,49 +309,64 @@ def choose_suppliers(
     arrival = pd.to_datetime(options["arrival_date"], errors="coerce")
     deadline = pd.to_datetime(options["latest_arrival"], errors="coerce")
     options["meets_date"] = priced & (deadline.isna() | (arrival <= deadline))
-    results = []
-    for need_id, group in options.groupby("need_id", sort=False):
-        group = group[group["supplier_code"].notna()]
-        if group.empty:
-            results.append({"need_id": need_id, "supplier_code": None, "reason": "no supplier price list for this item",
-                            "alternatives": []})  # fmt: skip
-            continue
-        alternatives = [
-            {"supplier": s, "landed_cost_fen": int(c), "expected_date": str(pd.Timestamp(d).date()), "meets_date": bool(m)}
-            for s, c, d, m in zip(group["supplier_code"], group["landed_cost_fen"], group["arrival_date"],
-                                  group["meets_date"], strict=True)
-        ]  # fmt: skip
-        meeting = group[group["meets_date"]]
-        if not meeting.empty:
-            cheapest = meeting.sort_values(["landed_cost_fen", "arrival_date", "supplier_code"]).iloc[0]
-            preferred = meeting[meeting["supplier_code"] == meeting["preferred_supplier"]]
-            winner, reason = cheapest, f"lowest landed cost meeting the date: ¥{cheapest['landed_cost_fen'] / 100:.2f}"
-            if not preferred.empty and preferred.iloc[0]["supplier_code"] != cheapest["supplier_code"]:
-                pref = preferred.iloc[0]
-                limit = cheapest["landed_cost_fen"] * (1 + premium_pct / 100.0)
-                if pref["landed_cost_fen"] <= limit:
+    options = options[priced].copy()
+    options["arrival_ns"] = pd.to_datetime(options["arrival_date"]).to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    any_meets = options.groupby("need_id")["meets_date"].transform("any").to_numpy()
+    meets = options["meets_date"].to_numpy()
+    landed = options["landed_cost_fen"].to_numpy()
+    arrival_ns = options["arrival_ns"].to_numpy()
+    # Meeting the date first, then cheapest (then earliest); when none meets: earliest, then cheapest.
+    options["k1"] = np.where(any_meets, ~meets, False)
+    options["k2"] = np.where(any_meets, landed, arrival_ns)
+    options["k3"] = np.where(any_meets, arrival_ns, landed)
+    options = options.sort_values(["need_id", "k1", "k2", "k3", "supplier_code"], kind="stable")
+    best = options.drop_duplicates("need_id")
+    preferred = options[options["meets_date"] & (options["supplier_code"] == options["preferred_supplier"])]
+    preferred = preferred.drop_duplicates("need_id").set_index("need_id")
+    alternatives: dict = {}
+    for need, supplier, cost, day, ok in zip(options["need_id"].tolist(), options["supplier_code"].tolist(),
+                                             options["landed_cost_fen"].tolist(), options["arrival_date"].tolist(),
+                                             options["meets_date"].tolist(), strict=True):  # fmt: skip
+        alternatives.setdefault(need, []).append(
+            {"supplier": supplier, "landed_cost_fen": int(cost), "expected_date": str(pd.Timestamp(day).date()),
+             "meets_date": bool(ok)}
+        )  # fmt: skip
+    chosen, reasons = [], []
+    for row in best.itertuples(index=False):
+        winner, reason = row, None
+        if row.meets_date:
+            reason = f"lowest landed cost meeting the date: ¥{row.landed_cost_fen / 100:.2f}"
+            if row.need_id in preferred.index:
+                pref = preferred.loc[row.need_id]
+                if pref["supplier_code"] == row.supplier_code:
+                    reason = "preferred supplier, " + reason
+                elif pref["landed_cost_fen"] <= row.landed_cost_fen * (1 + premium_pct / 100.0):
                     winner = pref
                     reason = (
                         f"preferred supplier within {premium_pct:g}% of the cheapest "
-                        f"(¥{pref['landed_cost_fen'] / 100:.2f} vs ¥{cheapest['landed_cost_fen'] / 100:.2f})"
+                        f"(¥{pref['landed_cost_fen'] / 100:.2f} vs ¥{row.landed_cost_fen / 100:.2f})"
                     )
-            elif not preferred.empty:
-                reason = f"preferred supplier, lowest landed cost meeting the date: ¥{cheapest['landed_cost_fen'] / 100:.2f}"
         else:
-            winner = group.sort_values(["arrival_date", "landed_cost_fen", "supplier_code"]).iloc[0]
-            reason = f"no supplier meets the date; earliest arrival {pd.Timestamp(winner['arrival_date']).date()}"
-        results.append(
+            reason = f"no supplier meets the date; earliest arrival {pd.Timestamp(row.arrival_date).date()}"
+        get = winner.__getitem__ if isinstance(winner, pd.Series) else lambda k, w=winner: getattr(w, k)
+        chosen.append(
             {
-                "need_id": need_id,
-                "supplier_code": winner["supplier_code"],
-                "order_qty": float(winner["order_qty"]),
-                "unit_price_fen": int(winner["unit_price_fen"]),
-                "freight_fen": int(winner["freight_per_order_fen"]),
-                "landed_cost_fen": int(winner["landed_cost_fen"]),
-                "expected_date": pd.Timestamp(winner["arrival_date"]).date(),
-                "meets_date": bool(winner["meets_date"]),
+                "need_id": row.need_id,
+                "supplier_code": get("supplier_code"),
+                "order_qty": float(get("order_qty")),
+                "unit_price_fen": int(get("unit_price_fen")),
+                "freight_fen": int(get("freight_per_order_fen")),
+                "landed_cost_fen": int(get("landed_cost_fen")),
+                "expected_date": pd.Timestamp(get("arrival_date")).date(),
+                "meets_date": bool(get("meets_date")),
                 "reason": reason,
-                "alternatives": alternatives,
+                "alternatives": alternatives.get(row.need_id, []),
             }
         )
-    return pd.DataFrame(results).reindex(columns=columns)
+        reasons.append(reason)
+    found = {c["need_id"] for c in chosen}
+    for need in needs["need_id"].tolist():
+        if need not in found:
+            chosen.append({"need_id": need, "supplier_code": None, "reason": "no supplier price list for this item",
+                           "alternatives": []})  # fmt: skip
+    return pd.DataFrame(chosen).reindex(columns=columns).sort_values("need_id").reset_index(drop=True)

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -58,14 +59,18 @@ class DispatchCalendar:
 
     def add(self, start: date, n: int) -> tuple[date, bool]:
         """``start`` + ``n`` working days, and whether the Mon-Fri estimate had to be used."""
+        return _add_working_days(start, int(n), self.fallback_weekdays)
+
+    @staticmethod
+    def _uncached_add(start: date, n: int, fallback_weekdays: bool) -> tuple[date, bool]:
         try:
             return add_working_days(start, n), False
         except CalendarOutOfRange:
-            if not self.fallback_weekdays:
+            if not fallback_weekdays:
                 raise
-        day, remaining = start, n
+        day, remaining, step = start, abs(n), (1 if n >= 0 else -1)
         while remaining > 0:
-            day += timedelta(days=1)
+            day += timedelta(days=step)
             try:
                 working = is_working_day(day)
             except CalendarOutOfRange:
@@ -91,6 +96,12 @@ class DispatchCalendar:
             return today
         day, _ = self.add(today, 1)
         return day
+
+
+@lru_cache(maxsize=4096)
+def _add_working_days(start: date, n: int, fallback_weekdays: bool) -> tuple[date, bool]:
+    # A run asks for the same few (day, lead time) pairs thousands of times; the calendar walk is day by day.
+    return DispatchCalendar._uncached_add(start, n, fallback_weekdays)
 
 
 # --- rate cards as tables ----------------------------------------------------------------------------------

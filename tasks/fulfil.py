@@ -30,6 +30,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 
@@ -759,19 +760,22 @@ def _offer_decisions(conn, short, ready, info, outcomes, cand, lines, transit, c
     if not short:
         return 0
     decided = set(cand.decisions["order_id"].tolist())
-    could = outcomes.set_index("order_id")["could_ship_partially"]
+    could = dict(zip(outcomes["order_id"].tolist(), outcomes["could_ship_partially"].tolist(), strict=True))
+    promised_of = dict(zip(info.index.tolist(), info["promised_date"].tolist(), strict=True))
+    province_of = dict(zip(info.index.tolist(), info["ship_province"].tolist(), strict=True))
+    ready_of = dict(zip(ready.index.tolist(), ready["ready"].tolist(), strict=True)) if len(ready) else {}
     rows, notices = [], []
     reply_due = datetime.combine(
         calendar.add(_today(now), policy.decision_reply_working_days)[0], datetime.min.time(), tzinfo=BUSINESS_TZ
     ).replace(hour=18)
-    names = cand.items.set_index("item_code")["name"]
+    names = dict(zip(cand.items["item_code"].tolist(), cand.items["name"].tolist(), strict=True))
     short_items = lines[lines["order_id"].isin(short)].groupby("order_id")["item_code"].apply(list).to_dict()
     for oid in short:
-        promised = info.loc[oid, "promised_date"]
+        promised = promised_of.get(oid)
         if oid in decided or _is_missing(promised):
             continue
-        ready_date = ready.loc[oid, "ready"] if oid in ready.index else None
-        province = province_short_name(info.loc[oid, "ship_province"])
+        ready_date = ready_of.get(oid)
+        province = province_short_name(province_of.get(oid))
         earliest = None
         if not _is_missing(ready_date) and province in transit:
             earliest = calendar.add(ready_date, transit[province])[0]
@@ -1006,27 +1010,25 @@ def create_waybills(
         return result
     goods_by_request = {k: _records(g) for k, g in goods.groupby("shipment_request_id")} if len(goods) else {}
     created_rows: list[dict] = []
-    for chunk in _chunks(_records(pending), chunk_size):
-        answers, failures = [], []
-        for row in chunk:
-            body = waybill_request_body(row, goods_by_request.get(row["id"], []))
-            try:
-                waybill = client.create_waybill(body, row["idempotency_key"])
-            except CarrierRejected as exc:
-                failures.append((row, f"rejected by carrier: {exc}", True, client.attempts))
-            except CarrierUnavailable as exc:
-                failures.append((row, f"carrier unavailable: {exc}", False, client.attempts))
-            else:
-                answers.append((row, waybill))
-        with engine.begin() as conn:
-            recorded = _record_waybills(conn, answers, goods_by_request, settings, now or utc_now(), actor)
-            _record_failures(conn, failures, actor)
-        created_rows.extend(recorded)
-        result.created += len(recorded)
-        result.replayed += sum(1 for _, w in answers if w.replayed)
-        result.failed += sum(1 for f in failures if not f[2])
-        result.rejected += sum(1 for f in failures if f[2])
-        result.problems.extend({"shipment_no": r["shipment_no"], "order_no": r["order_no"], "error": e} for r, e, _, _ in failures)
+
+    def call(row: dict):
+        body = waybill_request_body(row, goods_by_request.get(row["id"], []))
+        try:
+            return row, client.create_waybill(body, row["idempotency_key"]), None, False
+        except CarrierRejected as exc:
+            return row, None, f"rejected by carrier: {exc}", True
+        except CarrierUnavailable as exc:
+            return row, None, f"carrier unavailable: {exc}", False
+
+    workers = max(1, settings.fulfilment.carrier_api_concurrency)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="waybills") as pool:
+        chunks = [list(c) for c in _chunks(_records(pending), chunk_size)]
+        for chunk in chunks:
+            outcomes = list(pool.map(call, chunk))
+            answers = [(row, waybill) for row, waybill, _, _ in outcomes if waybill is not None]
+            failures = [(row, error, rejected, client.attempts) for row, waybill, error, rejected in outcomes
+                        if waybill is None]  # fmt: skip
+            created_rows.extend(_record_chunk(engine, answers, failures, goods_by_request, settings, now, actor, result))
     result.shipments = [
         {k: r[k] for k in ("shipment_no", "order_no", "carrier", "waybill_no", "expected_delivery_date", "warehouse")}
         for r in created_rows
@@ -1035,6 +1037,19 @@ def create_waybills(
         docs, picks = _write_documents(engine, created_rows, goods_by_request, settings, now or utc_now())
         result.documents, result.pick_lists = docs, picks
     return result
+
+
+def _record_chunk(engine, answers, failures, goods_by_request, settings, now, actor, result) -> list[dict]:
+    """One transaction per chunk of answers: shipments, stock issues, states, notices (or the failures)."""
+    with engine.begin() as conn:
+        recorded = _record_waybills(conn, answers, goods_by_request, settings, now or utc_now(), actor)
+        _record_failures(conn, failures, actor)
+    result.created += len(recorded)
+    result.replayed += sum(1 for _, w in answers if w.replayed)
+    result.failed += sum(1 for f in failures if not f[2])
+    result.rejected += sum(1 for f in failures if f[2])
+    result.problems.extend({"shipment_no": r["shipment_no"], "order_no": r["order_no"], "error": e} for r, e, _, _ in failures)
+    return recorded
 
 
 def _record_waybills(conn, answers, goods_by_request, settings, now, actor) -> list[dict]:

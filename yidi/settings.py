@@ -332,6 +332,7 @@ class FulfilmentPolicy(Section):
     carrier_api_url: str = Field("http://127.0.0.1:8031", description="Carrier e-waybill gateway (token: env)")
     carrier_api_timeout_seconds: float = Field(10.0, gt=0)
     carrier_api_attempts: int = Field(4, ge=1, le=10, description="Tries per shipment per run (same idempotency key)")
+    carrier_api_concurrency: int = Field(4, ge=1, le=32, description="Waybill requests in flight at once")
     supplier_api_url: str = Field("http://127.0.0.1:8032", description="Supplier purchase-order gateway")
     supplier_api_timeout_seconds: float = Field(10.0, gt=0)
     supplier_api_attempts: int = Field(4, ge=1, le=10)
