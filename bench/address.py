@@ -119,6 +119,18 @@ def labelled_accuracy() -> tuple[float, int]:
     return float((region_ok & province_ok).mean()), len(rows)
 
 
+def baseline_accuracy() -> float:
+    """The same measure for the baseline parser (region from its province; it has no 'unknown' reasoning)."""
+    import cpca_new
+
+    frame = pd.read_csv(LABELLED, dtype=str, keep_default_na=False)
+    strings = (frame["province"] + frame["city"] + frame["district"] + frame["detail"] + frame["full_address"]).tolist()
+    province = cpca_new.transform(strings)["省"].fillna("").to_numpy()
+    region = np.where(province == "", "unknown", np.where(province == "重庆市", "local", "remote"))
+    ok = (region == frame["expected_region"].to_numpy()) & (province == frame["expected_province"].to_numpy())
+    return float(ok.mean())
+
+
 def extra(ctx) -> dict:
     from yidi.address import classify_addresses
 
@@ -126,4 +138,5 @@ def extra(ctx) -> dict:
     classify_addresses(ctx["frame"])
     seconds = time.perf_counter() - started
     accuracy, labelled = labelled_accuracy()
-    return {"per_s": round(len(ctx["frame"]) / seconds), "accuracy": round(accuracy, 4), "labelled_n": labelled}
+    return {"per_s": round(len(ctx["frame"]) / seconds), "accuracy": round(accuracy, 4), "labelled_n": labelled,
+            "baseline_accuracy": round(baseline_accuracy(), 4)}
