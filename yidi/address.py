@@ -193,7 +193,6 @@ _LEADING_JUNK = re.compile(
     re.IGNORECASE,
 )
 _HAS_CJK = re.compile(r"[\u3400-\u9fff]")
-_LATIN_WORDS = re.compile(r"[a-z][a-z'.]*(?:\s+[a-z][a-z'.]*)*")
 _EMPTY_WORDS = frozenset({"无", "不详", "未知", "同上", "空", "null", "none", "nan", "n/a", "na", "-", "--", "0"})
 
 
@@ -406,7 +405,7 @@ def _match_at(g: _Gazetteer, text: str, pos: int, st: _State, *, free: bool) -> 
     return None
 
 
-def _apply(g: _Gazetteer, st: _State, entries: list[_Entry], *, from_field: str | None = None) -> bool:
+def _apply(g: _Gazetteer, st: _State, entries: list[_Entry]) -> bool:
     """Take a matched name into the state. Returns False when the name stays ambiguous."""
     deepest = st.deepest
     fresh = [e for e in entries if not (deepest and (e.code == deepest or e.code in g.chain[deepest]))]
