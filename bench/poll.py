@@ -31,7 +31,7 @@ def _policy():
 
     # The model's defaults are the shipped defaults (tests/test_tracking_status.py checks they match).
     return TrackingPolicy().model_copy(
-        update={"requests_per_second": RATE, "http_workers": 8, "parallel_batches": 3, "batch_size": 1000}
+        update={"requests_per_second": RATE, "http_workers": 6, "parallel_batches": 3, "batch_size": 1000}
     )
 
 
