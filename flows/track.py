@@ -23,6 +23,7 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
@@ -160,17 +161,20 @@ def poll_carriers(
         total.merge(apply_pushes_task(runtime, now))
         if policy.push_enabled:
             logger.info("subscriptions: %s", subscribe_task(runtime, now))
-        with engine.begin() as conn:
-            due = due_shipments(conn, now, policy, waybill=waybill, limit=max_shipments)
-        batches = split_batches(due, policy.batch_size)
-        logger.info("%d due shipment(s) in %d batch(es)", len(due), len(batches))
-        in_flight: deque = deque()
-        for index, batch in enumerate(batches):
-            if len(in_flight) >= policy.parallel_batches:
+        # One cycle at a time across processes: a manual `yidi track` during the scheduled run would otherwise
+        # query the same waybills twice inside the carrier's interval (Kuaidi100 locks that).
+        with concurrency(policy.cycle_lock_name, occupy=1, strict=False):
+            with engine.begin() as conn:
+                due = due_shipments(conn, now, policy, waybill=waybill, limit=max_shipments)
+            batches = split_batches(due, policy.batch_size)
+            logger.info("%d due shipment(s) in %d batch(es)", len(due), len(batches))
+            in_flight: deque = deque()
+            for index, batch in enumerate(batches):
+                if len(in_flight) >= policy.parallel_batches:
+                    total.merge(in_flight.popleft().result())
+                in_flight.append(track_batch.submit(runtime, index, batch, now))
+            while in_flight:
                 total.merge(in_flight.popleft().result())
-            in_flight.append(track_batch.submit(runtime, index, batch, now))
-        while in_flight:
-            total.merge(in_flight.popleft().result())
         timed = time_exceptions_task(runtime, now)
     finally:
         client.close()
@@ -202,13 +206,15 @@ def _artifacts(engine: Engine, summary: dict) -> None:
         )
 
 
-def ensure_rate_limit(name: str, rate: float) -> None:
-    """Create or update the Prefect global rate limit (what `make up` does): a second of burst, decaying at R/s."""
+def ensure_rate_limit(name: str, rate: float, *, decay: float | None = None) -> None:
+    """Create or update a Prefect global limit (what `make up` does): by default a rate limit with a second of
+    burst decaying at ``rate`` per second; ``decay=0`` makes it a plain concurrency limit of ``rate`` slots."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
     from prefect.exceptions import ObjectNotFound
 
     limit = max(1, round(rate))
+    rate = float(rate if decay is None else decay)
     with get_client(sync_client=True) as client:
         try:
             client.read_global_concurrency_limit_by_name(name)
@@ -256,6 +262,7 @@ def tracking_demo(
         return {"shipments": 0}
     first = min(datetime.fromisoformat(r["shipped_at"]) for r in registrations)
     ensure_rate_limit(policy.rate_limit_name, requests_per_second)
+    ensure_rate_limit(policy.cycle_lock_name, 1, decay=0.0)
     clock = SimClock(first)
     pushed_share = max(0, min(len(registrations), round(len(registrations) * push_share)))
     cycles_run = []

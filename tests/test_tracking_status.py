@@ -105,7 +105,10 @@ def test_tracking_defaults_file_matches_the_model():
 
     assert load_settings().tracking == TrackingPolicy()
     limits = TrackingPolicy().global_limits
-    assert limits == {"kuaidi100-query": {"limit": 10, "slot_decay_per_second": 10.0}}
+    assert limits == {
+        "kuaidi100-query": {"limit": 10, "slot_decay_per_second": 10.0},
+        "kuaidi100-query-cycle": {"limit": 1, "slot_decay_per_second": 0.0},
+    }
 
 
 def test_bad_tracking_policy_names_the_key(tmp_path):

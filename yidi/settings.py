@@ -479,10 +479,18 @@ class TrackingPolicy(Section):
         return self.callback_public_url or f"http://{self.callback_host}:{self.callback_port}{self.callback_path}"
 
     @property
+    def cycle_lock_name(self) -> str:
+        return f"{self.rate_limit_name}-cycle"
+
+    @property
     def global_limits(self) -> dict[str, dict[str, float]]:
-        """The Prefect rate limit `make up` creates: a second's worth of burst, decaying at R per second."""
+        """The Prefect limits `make up` creates: the request rate (a second's worth of burst, decaying at R per
+        second) and one polling cycle at a time (two would query the same waybills inside the interval)."""
         rate = self.requests_per_second
-        return {self.rate_limit_name: {"limit": max(1, round(rate)), "slot_decay_per_second": rate}}
+        return {
+            self.rate_limit_name: {"limit": max(1, round(rate)), "slot_decay_per_second": rate},
+            self.cycle_lock_name: {"limit": 1, "slot_decay_per_second": 0.0},
+        }
 
 
 class RiskPolicy(Section):
