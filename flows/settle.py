@@ -57,9 +57,15 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 
 
 @task(name="ingest-payment-file", cache_policy=NO_CACHE)
-def ingest_file_task(path: str, source: str | None, now: datetime, actor: str) -> dict:
+def ingest_file_task(path: str, source: str | None, now: datetime, actor: str, retry_rejected: bool) -> dict:
     result = ingest_payment_file(
-        get_engine(), path, source=source, settings=get_settings(), actor=actor, now=now
+        get_engine(),
+        path,
+        source=source,
+        settings=get_settings(),
+        actor=actor,
+        now=now,
+        retry_rejected=retry_rejected,
     )
     logger = get_run_logger()
     if result["status"] == "rejected":
@@ -128,6 +134,7 @@ def report_task(period: str | None, now: datetime, run: dict) -> dict:
         "period": label, "match_rate": match_rate, "files_ingested": sum(f["status"] == "ingested" for f in files),
         "files_duplicate": sum(f["status"] == "duplicate" for f in files),
         "files_rejected": sum(f["status"] == "rejected" for f in files),
+        "files_rejected_before": sum(f["status"] == "rejected_before" for f in files),
         "new_lines": sum(int(f.get("new_lines") or 0) for f in files),
         "matched_lines": run["matching"]["matched_lines"], "by_rule": run["matching"]["by_rule"],
         "payment_state_changes": run["matching"]["payment_states"]["changed"],
@@ -148,7 +155,12 @@ def report_task(period: str | None, now: datetime, run: dict) -> dict:
         f"- match rate: **{rate_text}**; new lines {summary['new_lines']}, matched {summary['matched_lines']} "
         f"({', '.join(f'{k} {v}' for k, v in summary['by_rule'].items()) or 'none'})",
         f"- files: {summary['files_ingested']} ingested, {summary['files_duplicate']} already known, "
-        f"**{summary['files_rejected']} rejected**",
+        f"**{summary['files_rejected']} rejected**"
+        + (
+            f" ({summary['files_rejected_before']} more refused earlier, still in the inbox)"
+            if summary["files_rejected_before"]
+            else ""
+        ),
         *[f"  - `{f['file']}`: {f['error']}" for f in rejected],
         f"- payment states changed: {summary['payment_state_changes']}; orders settled: {summary['settled']}",
         f"- cases: {run['cases']['opened']} opened, {run['cases']['auto_resolved']} cleared, "
@@ -215,7 +227,8 @@ def reconcile_settlements(
         files = [path]
     else:
         files = inbox_files(settings, source)
-    ingested = [ingest_file_task(str(f), source, now, actor) for f in files]
+    # a file named explicitly is always parsed again; an inbox file refused before is only listed
+    ingested = [ingest_file_task(str(f), source, now, actor, bool(file_path)) for f in files]
     matching = match_task(now, actor)
     settled = settle_task(actor)
     receivables = receivables_task(now)

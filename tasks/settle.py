@@ -93,21 +93,25 @@ def source_from_folder(path: Path) -> str | None:
 
 
 def inbox_files(settings: Settings | None = None, source: str | None = None) -> list[Path]:
+    """Files in the settlement inbox, optionally only those of ``source`` ('bank' selects every bank)."""
+    settings = settings or get_settings()
     root = inbox_dir(settings)
     if not root.is_dir():
         return []
     files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
-    if source:
-        files = [p for p in files if _source_selected(source_from_folder(p), source, p)]
-    return files
-
-
-def _source_selected(folder_source: str | None, wanted: str, path: Path) -> bool:
-    if folder_source is None:
-        return True  # decided after detection
-    return (
-        folder_source == wanted or folder_source.startswith(wanted + ":") or wanted.startswith(folder_source)
-    )
+    if not source:
+        return files
+    chosen = []
+    for path in files:
+        found = source_from_folder(path)
+        if found is None:  # outside the per-source folders: the content decides
+            try:
+                found = detect_source(path.read_bytes(), path.name, settings.settlement)
+            except PaymentFileError:
+                continue  # not recognisable: an unfiltered run reports it
+        if found == source or found.startswith(source + ":"):
+            chosen.append(path)
+    return chosen
 
 
 def detect_source(data: bytes, name: str, policy: SettlementPolicy) -> str:
@@ -179,10 +183,14 @@ def ingest_payment_file(
     settings: Settings | None = None,
     actor: str | None = None,
     now: datetime | None = None,
+    retry_rejected: bool = True,
 ) -> dict:
     """Parse one file and store its lines; a file already ingested is skipped, a refused one recorded.
 
-    Returns {file, status: ingested|duplicate|rejected, source, file_id, rows, new_lines, reason, error}.
+    ``retry_rejected``: parse a file refused before again (the policy may have changed, e.g. an account added);
+    scheduled inbox runs pass False so a bad file fails one run, not every run until someone removes it.
+    Returns {file, status: ingested|duplicate|rejected|rejected_before, source, file_id, rows, new_lines,
+    reason, error}.
     """
     settings = settings or get_settings()
     actor = actor or current_actor()
@@ -203,6 +211,10 @@ def ingest_payment_file(
             "file_id": known.id,
             "new_lines": 0,
         }
+    if known is not None and not retry_rejected:
+        # refused before and unchanged: listed, not re-parsed (and not failing every scheduled run again)
+        return {"file": name, "status": "rejected_before", "source": known.source, "file_id": known.id,
+                "new_lines": 0}  # fmt: skip
     hint = source if source and ":" in source or source in ("alipay", "wechatpay") else None
     hint = hint or source_from_folder(Path(path))
     try:
@@ -304,17 +316,13 @@ def candidate_orders(
     with ``outstanding_fen``, ``next_due_fen`` and ``due_time``; plus the invoices named in memos."""
     tokens = memo_tokens(lines, policy.memo_reference_pattern)
     keys = pd.concat(
-        [lines["merchant_order_no"].dropna().astype(str), tokens["key"].astype(str)]
-        + [
-            lines["memo"]
-            .dropna()
-            .astype(str)
-            .str.findall(policy.memo_reference_pattern)
-            .explode()
-            .dropna()
-            .astype(str)
+        [
+            lines["merchant_order_no"].dropna().astype(str),
+            tokens["key"].astype(str),
+            tokens["raw"].astype(str),
         ]
     )
+
     key_table = _temp_keys(conn, keys)
     try:
         referenced = read_frame(
@@ -1023,7 +1031,10 @@ def reconcile(
     today = business_today(now)
     files = list(files) if files is not None else inbox_files(settings, source)
     ingested = [
-        ingest_payment_file(engine, f, source=source, settings=settings, actor=actor, now=now) for f in files
+        ingest_payment_file(
+            engine, f, source=source, settings=settings, actor=actor, now=now, retry_rejected=False
+        )
+        for f in files
     ]
     with engine.begin() as conn:
         matching = run_matching(conn, policy, actor=actor, now=now)

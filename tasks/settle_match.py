@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from rapidfuzz import fuzz
 from rapidfuzz.process import cpdist
 
@@ -87,14 +89,36 @@ def _single(frame: pd.DataFrame, rule: str, score: float) -> pd.DataFrame:
     )
 
 
-def _unique_key_map(keys: pd.Series, order_ids: pd.Series) -> pd.DataFrame:
-    """key -> order_id for keys naming exactly one order (a channel id shared by two channels is no proof)."""
-    frame = pd.DataFrame({"key": keys.reset_index(drop=True), "order_id": order_ids.reset_index(drop=True)})
-    frame = frame[frame["key"].notna()]
-    if frame["key"].is_unique:  # order numbers always are: skip the duplicate hunt
-        return frame
-    frame = frame.drop_duplicates()
-    return frame[~frame["key"].duplicated(keep=False)]
+class KeyLookup:
+    """key -> order id for keys naming exactly one order (a channel id shared by two channels names none).
+
+    Lookups are pyarrow hash look-ups (``index_in``): about twice as fast as a pandas merge on Arrow strings,
+    and every key the run needs is looked up in one call so the 1M-key hash table is built once. ``unique``
+    promises the keys are unique (order numbers are, by the store's constraint); otherwise only the keys that
+    were found are checked for a second order with the same key.
+    """
+
+    def __init__(self, keys: pd.Series, order_ids: pd.Series, *, unique: bool = False):
+        present = keys.notna().to_numpy()
+        self.values = pa.array(keys[present].astype("string"), type=pa.large_string())
+        self.ids = order_ids[present].to_numpy(dtype="int64")
+        self.unique = unique
+
+    def lookup(self, keys: pd.Series) -> np.ndarray:
+        """Order id per key; -1 when no order (or several) has it."""
+        if not len(keys) or not len(self.values):
+            return np.full(len(keys), -1, dtype="int64")
+        probe = pa.array(keys.astype("string"), type=pa.large_string())
+        position = pc.fill_null(pc.index_in(probe, value_set=self.values), -1).to_numpy(zero_copy_only=False)
+        found = np.where(position >= 0, self.ids[np.maximum(position, 0)], -1)
+        if not self.unique and (position >= 0).any():
+            hits = pc.unique(probe.filter(pa.array(position >= 0)))
+            candidates = self.values.filter(pc.is_in(self.values, value_set=hits))
+            counts = pc.value_counts(candidates)
+            shared = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+            if len(shared):
+                found[pc.is_in(probe, value_set=shared).to_numpy(zero_copy_only=False)] = -1
+        return found
 
 
 def _ignore_mask(lines: pd.DataFrame, policy: SettlementPolicy) -> pd.Series:
@@ -115,16 +139,21 @@ def _escape(word: str) -> str:
 
 
 def memo_tokens(lines: pd.DataFrame, pattern: str) -> pd.DataFrame:
-    """(line id, token upper-cased, position) for every reference-looking token in the memos."""
+    """Every reference-looking token in the memos: line ``id``, ``raw`` token, ``key`` (upper-cased), ``pos``."""
     memos = lines.loc[lines["memo"].notna(), ["id", "memo"]]
     if memos.empty:
-        return pd.DataFrame({"id": pd.Series(dtype="int64"), "key": pd.Series(dtype="string"), "pos": []})
-    found = memos["memo"].str.upper().str.findall(pattern)
-    exploded = pd.DataFrame({"id": memos["id"].to_numpy(), "key": found.to_numpy()}).explode("key")
-    exploded = exploded.dropna(subset=["key"])
-    exploded["key"] = exploded["key"].astype("string").str.upper()
+        return pd.DataFrame(
+            {"id": pd.Series(dtype="int64"), "raw": pd.Series(dtype="string"), "key": pd.Series(dtype="string"),
+             "pos": pd.Series(dtype="int64")}
+        )  # fmt: skip
+    found = memos["memo"].str.findall(pattern)
+    exploded = pd.DataFrame({"id": memos["id"].to_numpy(), "raw": found.to_numpy()}).explode("raw")
+    exploded = exploded.dropna(subset=["raw"]).reset_index(drop=True)
+    exploded["raw"] = exploded["raw"].astype("string")
+    exploded["key"] = exploded["raw"].str.upper()
+    exploded = exploded.drop_duplicates(["id", "key"]).reset_index(drop=True)
     exploded["pos"] = exploded.groupby("id").cumcount()
-    return exploded.drop_duplicates(["id", "key"])
+    return exploded
 
 
 def _allocate(groups: pd.DataFrame, amounts: pd.Series, outstanding: pd.Series, tolerance) -> pd.DataFrame:
@@ -173,7 +202,6 @@ def match_lines(
     open_mask = pd.Series(True, index=lines.index)
     results: list[pd.DataFrame] = []
     ignored_parts: list[pd.DataFrame] = []
-    by_id = lines.set_index("id")
 
     def take(matched_ids) -> None:
         open_mask.loc[lines["id"].isin(pd.Index(matched_ids))] = False
@@ -201,34 +229,37 @@ def match_lines(
             results.append(_single(hit, "cod_waybill", 100))
             take(hit["id"])
 
-    # 3. merchant order number: our order number, else the channel's order id
-    order_no_map = _unique_key_map(orders["order_no"], orders["id"])
-    channel_map = _unique_key_map(orders["channel_order_id"], orders["id"])
-    for rule, key_map, score in (
-        ("merchant_order_no", order_no_map, 100),
-        ("channel_order_id", channel_map, 98),
-    ):
-        candidates = lines.loc[
-            open_mask & lines["merchant_order_no"].notna(), ["id", "merchant_order_no", "amount_fen"]
-        ]
-        if candidates.empty:
-            break
-        hit = candidates.merge(key_map, left_on="merchant_order_no", right_on="key")
-        results.append(_single(hit, rule, score))
-        take(hit["id"])
+    # 3. merchant order number: our order number, else the channel's order id. Every key this run needs (the
+    # lines' merchant order numbers and the memo tokens) is looked up once per key kind.
+    memo_rows = lines[lines["memo"].notna() & ~skip]
+    tokens = memo_tokens(memo_rows, policy.memo_reference_pattern)
+    merchant = lines["merchant_order_no"]
+    merchant_at = np.flatnonzero(merchant.notna().to_numpy())
+    wanted = pd.concat([merchant.iloc[merchant_at], tokens["key"], tokens["raw"]], ignore_index=True)
+    by_order_no = KeyLookup(orders["order_no"], orders["id"], unique=True).lookup(wanted)
+    by_channel = KeyLookup(orders["channel_order_id"], orders["id"]).lookup(wanted)
+    n_merchant, n_tokens = len(merchant_at), len(tokens)
+    for rule, found, score in (("merchant_order_no", by_order_no, 100), ("channel_order_id", by_channel, 98)):
+        order_id = np.full(len(lines), -1, dtype="int64")
+        order_id[merchant_at] = found[:n_merchant]
+        hit_mask = open_mask.to_numpy() & (order_id >= 0)
+        if hit_mask.any():
+            hit = lines.loc[hit_mask, ["id", "amount_fen"]].assign(order_id=order_id[hit_mask])
+            results.append(_single(hit, rule, score))
+            take(hit["id"])
 
     # 4. refunds by the payment they refund (matched earlier, or in this very run)
     refunds = lines[open_mask & lines["original_txn_id"].notna()]
     if len(refunds):
         known = [originals[["source", "provider_txn_id", "order_id"]]] if originals is not None else []
+        wanted_ids = set(refunds["original_txn_id"].dropna())
+        refunded_now = lines[lines["provider_txn_id"].isin(wanted_ids)][["id", "source", "provider_txn_id"]]
         matched_now = pd.concat(results) if results else empty_matches()
-        if len(matched_now):
-            now = by_id.loc[matched_now["payment_line_id"].to_numpy(), ["source"]].reset_index()
-            now["order_id"] = matched_now["order_id"].to_numpy()
-            provider_ids = lines.set_index("id").get("provider_txn_id")
-            if provider_ids is not None:
-                now["provider_txn_id"] = provider_ids.reindex(now["id"]).to_numpy()
-                known.append(now[["source", "provider_txn_id", "order_id"]])
+        if len(refunded_now) and len(matched_now):
+            now = refunded_now.merge(
+                matched_now[["payment_line_id", "order_id"]], left_on="id", right_on="payment_line_id"
+            )
+            known.append(now[["source", "provider_txn_id", "order_id"]])
         if known:
             originals_map = pd.concat(known).dropna().drop_duplicates(["source", "provider_txn_id"])
             hit = refunds.merge(
@@ -237,22 +268,19 @@ def match_lines(
             results.append(_single(hit, "refund_original", 100))
             take(hit["id"])
 
-    # 5. order / invoice numbers in the memo (bank lines mostly)
-    memo_lines = lines[open_mask & lines["memo"].notna()]
-    if len(memo_lines):
-        tokens = memo_tokens(memo_lines, policy.memo_reference_pattern)
-        keys = [order_no_map.assign(rule="memo_order_no"), channel_map.assign(rule="memo_order_no")]
+    # 5. order / invoice numbers in the memo (bank lines mostly); tokens were looked up with the keys above
+    if n_tokens:
+        parts = []
+        for found in (by_order_no, by_channel):
+            upper, raw = found[n_merchant : n_merchant + n_tokens], found[n_merchant + n_tokens :]
+            parts.append(tokens.assign(order_id=np.where(raw >= 0, raw, upper), rule="memo_order_no"))
         if invoices is not None and len(invoices):
             inv = invoices[["invoice_no", "order_id"]].dropna().drop_duplicates()
-            keys.append(
-                pd.DataFrame(
-                    {"key": inv["invoice_no"], "order_id": inv["order_id"], "rule": "memo_invoice_no"}
-                )
-            )
-        key_table = pd.concat(keys, ignore_index=True)
-        key_table["key"] = key_table["key"].astype("string").str.upper()
-        hit = tokens.merge(key_table, on="key").sort_values(["id", "pos"], kind="stable")
-        hit = hit.drop_duplicates(["id", "order_id"])
+            inv = inv.assign(key=inv["invoice_no"].astype("string").str.upper())
+            parts.append(tokens.merge(inv[["key", "order_id"]], on="key").assign(rule="memo_invoice_no"))
+        hit = pd.concat(parts, ignore_index=True)
+        hit = hit[(hit["order_id"] >= 0) & hit["id"].isin(lines.loc[open_mask, "id"])]
+        hit = hit.sort_values(["id", "pos"], kind="stable").drop_duplicates(["id", "order_id"])
         if len(hit):
             outstanding = orders.set_index("id")["outstanding_fen"]
             rule_of = hit.groupby("id")["rule"].first()

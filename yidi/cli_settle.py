@@ -77,7 +77,8 @@ def reconcile(
     console.print(
         f"[bold]reconciliation {report['period']}[/bold]: match rate "
         f"{'n/a' if rate is None else f'{rate:.1%}'}; files {report['files_ingested']} ingested, "
-        f"{report['files_duplicate']} already known, {report['files_rejected']} rejected; "
+        f"{report['files_duplicate']} already known, {report['files_rejected']} rejected"
+        f"{' (+' + str(report['files_rejected_before']) + ' refused earlier)' if report['files_rejected_before'] else ''}; "
         f"new lines {report['new_lines']}, matched {report['matched_lines']}",
         highlight=False,
     )
