@@ -771,7 +771,13 @@ def classify_addresses(df: pd.DataFrame) -> pd.DataFrame:
 
 def _clean_column(series: pd.Series) -> pa.Array:
     """NFKC (full-width → ASCII), trimmed, placeholders like 不详/无/null as missing; vectorised in Arrow."""
-    arr = pa.array(series.astype("str").to_numpy(dtype=object, na_value=None), type=pa.large_string())
+    if isinstance(series.dtype, pd.StringDtype):
+        arr = pa.array(series.array)  # Arrow-backed already: no copy through Python objects
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        arr = arr.cast(pa.large_string())
+    else:
+        arr = pa.array(series.astype("str").to_numpy(dtype=object, na_value=None), type=pa.large_string())
     arr = pc.utf8_trim_whitespace(pc.utf8_normalize(arr, form="NFKC"))
     blank = pc.or_kleene(pc.equal(arr, ""), pc.is_in(pc.utf8_lower(arr), value_set=_EMPTY_VALUES))
     return pc.if_else(pc.fill_null(blank, False), pa.scalar(None, pa.large_string()), arr)
