@@ -29,7 +29,7 @@ class RatePacer:
         *,
         limit_name: str | None = None,
         chunk: int | None = None,
-        pace_fraction: float = 0.97,
+        pace_fraction: float = 0.95,
         acquire_timeout_seconds: float | None = 300,
     ):
         if rate_per_second <= 0:

@@ -407,7 +407,7 @@ class TrackingPolicy(Section):
     )
     requests_per_second: float = Field(10.0, gt=0, description="R: the account's global query rate")
     rate_limit_name: str = Field("kuaidi100-query", description="Prefect global rate limit shared by all runs")
-    pace_fraction: float = Field(0.97, gt=0.5, le=1, description="Share of R actually used (network jitter)")
+    pace_fraction: float = Field(0.95, gt=0.5, le=1, description="Share of R actually used (network jitter)")
     batch_size: int = Field(500, ge=1, le=20000, description="Waybills per Prefect task")
     parallel_batches: int = Field(3, ge=1, le=16, description="Batches in flight (storing overlaps polling)")
     http_workers: int = Field(16, ge=1, le=256, description="Requests in flight per batch")
