@@ -438,14 +438,19 @@ def _allocate_once(
     result.allocated, result.partial = len(got_stock), len(by_outcome.get("partial", []))
     short = sorted(by_outcome.get("short", []))
     result.backordered = len(short)
-    ship_nos = ships.assign(request_id=request_ids).groupby("order_id")["request_id"].apply(list).to_dict() if len(ships) else {}
+    ship_nos: dict[int, list[int]] = {}
+    for oid, rid in zip(ships["order_id"].tolist(), request_ids, strict=True):
+        ship_nos.setdefault(oid, []).append(rid)
+    partial_set = set(by_outcome.get("partial", []))
+    short_set = set(short)
+    ready_of = dict(zip(ready.index.tolist(), ready["ready"].tolist(), strict=True)) if len(ready) else {}
     _transition(
         conn,
         [o for o in got_stock if state_of[o] in FULFIL_STATES],
         S.ALLOCATED,
         reason="stock allocated",
         actor=actor,
-        details=lambda o: {"run": run_id, "partial": o in set(by_outcome.get("partial", [])),
+        details=lambda o: {"run": run_id, "partial": o in partial_set,
                            "shipment_requests": ship_nos.get(o, [])},
     )  # fmt: skip
     follow_ups = [o for o in got_stock if state_of[o] not in FULFIL_STATES]
@@ -461,7 +466,8 @@ def _allocate_once(
         conn, [o for o in short if state_of[o] == S.APPROVED], S.BACKORDERED,
         reason="short of stock: backordered", actor=actor, details=lambda o: {"run": run_id},
     )  # fmt: skip
-    waiting = {o: kinds for o, kinds in ready["kinds"].items() if o in set(short)} if len(ready) else {}
+    waiting = {o: kinds for o, kinds in zip(ready.index.tolist(), ready["kinds"].tolist(), strict=True)
+               if o in short_set} if len(ready) else {}  # fmt: skip
     for target, kind in ((S.IN_PRODUCTION, "production"), (S.IN_PROCUREMENT, "purchase")):
         movers = [
             o for o, kinds in waiting.items()
@@ -471,7 +477,7 @@ def _allocate_once(
         _transition(
             conn, sorted(movers), target,
             reason=f"short items covered by a {'production' if kind == 'production' else 'purchase'} request",
-            actor=actor, details=lambda o: {"ready_date": str(ready.loc[o, "ready"]) if o in ready.index else None},
+            actor=actor, details=lambda o: {"ready_date": str(ready_of.get(o))},
         )  # fmt: skip
     result.decisions_offered = _offer_decisions(conn, short, ready, info, outcomes, cand, lines, transit, calendar, policy, settings, now)
     _carrier_events(conn, ships, choices, request_ids, actor, now)
@@ -588,8 +594,8 @@ def _raise_requests(conn, short_lines, free_after, info, cand, lines, today, cal
     if short_lines.empty:
         return 0, 0, empty_ready
     items = cand.items.set_index("item_code")
-    requested = cand.requested.groupby("order_line_id").agg(qty=("qty", "sum"), ready=("ready", "max"),
-                                                            kinds=("kind", lambda k: set(k)))  # fmt: skip
+    requested = cand.requested.groupby("order_line_id").agg(qty=("qty", "sum"), ready=("ready", "max"))
+    requested["kinds"] = pd.Series(_kinds_by(cand.requested["order_line_id"], cand.requested["kind"]))
     sl = short_lines.copy()
     sl["already"] = requested["qty"].reindex(sl["order_line_id"]).fillna(0.0).to_numpy()
     # Stock still free after the plan (left by orders that may not ship partially) covers short lines first,
@@ -719,12 +725,21 @@ def _raise_requests(conn, short_lines, free_after, info, cand, lines, today, cal
     if ready.empty:
         return n_production, n_purchase, empty_ready
     ready["ready"] = pd.to_datetime(ready["ready"], errors="coerce")
-    grouped = ready.groupby("order_id").agg(ready=("ready", "max"), kinds=("kind", lambda k: set(k)))
+    grouped = ready.groupby("order_id").agg(ready=("ready", "max"))
+    grouped["kinds"] = pd.Series(_kinds_by(ready["order_id"], ready["kind"]))
     # A short line without any source (no price list) makes the order's ready date unknown.
     lacking = set(no_source)
     grouped.loc[grouped.index.isin(lacking), "ready"] = pd.NaT
     grouped["ready"] = grouped["ready"].dt.date
     return n_production, n_purchase, grouped
+
+
+def _kinds_by(keys: pd.Series, kinds: pd.Series) -> dict:
+    """key -> set of kinds (a dict pass: a groupby with a Python lambda costs a Series per group)."""
+    result: dict = {}
+    for key, kind in zip(keys.tolist(), kinds.tolist(), strict=True):
+        result.setdefault(key, set()).add(kind)
+    return result
 
 
 def _supplier_prices(conn: Connection, item_codes: list[str], today: date) -> pd.DataFrame:

@@ -116,10 +116,13 @@ def validate_rows(conn: Connection, frame: pd.DataFrame) -> pd.DataFrame:
         index=frame.index,
     )  # fmt: skip
     good = reason.isna()
-    dup = key.duplicated(keep=False) & good
+    # Every row naming the same warehouse/item/batch takes part, even a refused one: a second row next to a
+    # typo makes the count ambiguous. Identical good rows count once.
+    keyed = frame["warehouse"].notna() & frame["item_code"].notna()
+    dup = key.duplicated(keep=False) & keyed
     for _, group in frame[dup].groupby(key[dup], sort=False):
         rows = group["row_no"].tolist()
-        if values[group.index].nunique() == 1:
+        if values[group.index].nunique() == 1 and good[group.index].all():
             flag(frame.index.isin(group.index[1:]), f"duplicate of row {rows[0]} (same count): counted once")
         else:
             flag(frame.index.isin(group.index), f"conflicting counts for the same warehouse/item/batch in rows {rows}: recount")

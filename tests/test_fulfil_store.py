@@ -327,3 +327,29 @@ def test_short_orders_ask_the_customer_and_the_choice_is_recorded(sqlite_engine)
         assert read_frame(conn, select(production_requests).where(production_requests.c.order_id == cancel_me))[
             "status"
         ].tolist() == ["cancelled"]
+
+
+def test_partial_shipment_then_the_backordered_rest_ships_when_stock_arrives(sqlite_engine, carrier):
+    with sqlite_engine.begin() as conn:
+        seed_reference(conn)
+        add_stock(conn, [("CQ-XY", "A-STOCK", 2)])
+        (order,) = add_orders(conn, [{"lines": [("A-STOCK", 5), ("B-STOCK", 1)], "customer": "C-PARTIAL"}])
+    assert allocate_orders(sqlite_engine, now=NOW).partial == 1
+    first = create_waybills(sqlite_engine, carrier_client(carrier), now=NOW)
+    assert first.created == 1
+    with sqlite_engine.begin() as conn:
+        assert states(conn)[order] == "shipped"
+        notice = read_frame(conn, select(notification_outbox.c.context))
+        assert "其余商品到货后将另行发出" in notice["context"].iloc[0]
+        add_stock(conn, [("CQ-LJ", "A-STOCK", 10), ("CQ-LJ", "B-STOCK", 1)])
+    follow_up = allocate_orders(sqlite_engine, now=NOW)
+    assert follow_up.allocated == 1 and follow_up.shipments_planned == 1
+    second = create_waybills(sqlite_engine, carrier_client(carrier), now=NOW)
+    assert second.created == 1
+    with sqlite_engine.connect() as conn:
+        assert states(conn)[order] == "shipped"  # the order's state follows its first shipment
+        made = read_frame(conn, select(shipments.c.shipment_no, shipments.c.warehouse).order_by(shipments.c.id))
+        assert made["shipment_no"].str.endswith(("-1", "-2")).all() and made["warehouse"].tolist() == ["CQ-XY", "CQ-LJ"]
+        assert read_frame(conn, select(backorders))["status"].eq("filled").all()
+        assert read_frame(conn, select(allocations.c.quantity))["quantity"].sum() == 6.0  # 5 + 1, nothing twice
+    assert allocate_orders(sqlite_engine, now=NOW).considered == 0
