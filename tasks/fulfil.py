@@ -58,6 +58,7 @@ from tasks.stock import (
 )
 from yidi.bulk import insert_rows, read_frame, upsert_returning_ids, utc_now
 from yidi.lifecycle import OrderState, current_actor, record_events, transition_orders
+from yidi.masking import mask_name, mask_phone
 from yidi.outbox import enqueue
 from yidi.schema import catalog_items, customers, order_events, order_lines, orders, shipments
 from yidi.schema_fulfilment import (
@@ -1044,10 +1045,13 @@ def create_waybills(
             failures = [(row, error, rejected, client.attempts) for row, waybill, error, rejected in outcomes
                         if waybill is None]  # fmt: skip
             created_rows.extend(_record_chunk(engine, answers, failures, goods_by_request, settings, now, actor, result))
+    # For the UI and logs: personal data masked (documents for the warehouse keep it whole).
     result.shipments = [
         {k: r[k] for k in ("shipment_no", "order_no", "carrier", "waybill_no", "expected_delivery_date", "warehouse")}
+        | {"recipient": mask_name(r["customer_name"]), "phone": mask_phone(r["customer_phone"]),
+           "destination": f"{r['ship_province'] or ''}{r['ship_city'] or ''}"}
         for r in created_rows
-    ]
+    ]  # fmt: skip
     if write_documents and created_rows:
         docs, picks = _write_documents(engine, created_rows, goods_by_request, settings, now or utc_now())
         result.documents, result.pick_lists = docs, picks

@@ -44,8 +44,10 @@ def test_fulfill_orders_flow_runs_against_the_standins(prefect_server, tmp_path)
     st = stocktake(str(count), return_state=True)
     assert st.is_completed() and st.result()["rejected"] == 1
     with get_client(sync_client=True) as client:
-        keys = {a.key for a in client.read_artifacts()}
-    assert {"fulfilment-summary", "fulfilment-shipments", "fulfilment-exceptions", "stocktake-summary"} <= keys
+        artifacts = {a.key: a for a in client.read_artifacts()}
+    assert {"fulfilment-summary", "fulfilment-shipments", "fulfilment-exceptions", "stocktake-summary"} <= set(artifacts)
+    shipped_table = str(artifacts["fulfilment-shipments"].data)
+    assert "138****8000" in shipped_table and "13812348000" not in shipped_table  # personal data masked
 
 
 def test_cli_loads_stock_once_and_imports_a_stocktake(tmp_path):
