@@ -294,7 +294,10 @@ class FulfilmentPolicy(Section):
     ship_from: str = "重庆市沙坪坝区西永微电园 1 号仓"
     warehouses: list[Warehouse] = Field(
         default_factory=lambda: [
-            Warehouse(code="CQ-XY", name="西永仓", district="沙坪坝区", address="西永微电园 1 号仓")
+            Warehouse(code="CQ-XY", name="西永仓", district="沙坪坝区", address="西永微电园 1 号仓",
+                      contact="仓库发货组", phone="023-65000001", priority=1),
+            Warehouse(code="CQ-LJ", name="两江仓", district="两江新区", address="空港大道 66 号",
+                      contact="仓库发货组", phone="023-67000002", priority=2),
         ],
         description="Shipping warehouses (synchronised into the warehouses table on every run)",
     )
@@ -317,7 +320,8 @@ class FulfilmentPolicy(Section):
         Decimal("2000"), ge=0, description="K3: insure shipments declared at or above this value"
     )
     insurance_route_provinces: list[str] = Field(
-        default_factory=list, description="K3: always insure shipments to these provinces (risky routes)"
+        default_factory=lambda: ["西藏", "新疆", "青海"],
+        description="K3: always insure shipments to these provinces (risky routes)",
     )
     preferred_supplier_premium_pct: float = Field(
         3.0, ge=0, description="F2: the preferred supplier wins when within this % of the cheapest landed cost"
