@@ -639,13 +639,16 @@ def utc(*args) -> datetime:
 # --------------------------------------------------------------------------------------------------- demo day
 
 
-def demo_payments(orders: pd.DataFrame, shipments: pd.DataFrame, *, seed: int = 7) -> dict[str, pd.DataFrame]:
+def demo_payments(
+    orders: pd.DataFrame, shipments: pd.DataFrame, *, seed: int = 7, now: datetime | None = None
+) -> dict[str, pd.DataFrame]:
     """What the money side would deliver for these orders: per source, the payment lines, with the usual
     troubles mixed in (short and double payments, transfers naming several orders or none, refunds with and
     without a return, a fee off contract, strangers' transfers, COD not yet remitted).
 
     ``orders``: id, order_no, channel_order_id, customer_name, payment_method, order_total_fen, order_time,
     state, installments. ``shipments``: order_id, carrier, waybill_no, cod_amount_fen, delivered_at.
+    Money that would move after ``now`` (default: the clock) has not moved yet and is left out.
     Returns {'alipay': …, 'wechatpay': …, 'bank:icbc': …, 'bank:cmb': …, 'cod:<carrier>': …}.
     """
     rng = np.random.default_rng(seed)
@@ -715,7 +718,12 @@ def demo_payments(orders: pd.DataFrame, shipments: pd.DataFrame, *, seed: int = 
              "amount_fen": part["cod_amount_fen"].to_numpy(), "signed_at": delivered.to_numpy(),
              "txn_time": (delivered + pd.Timedelta(days=3)).to_numpy(), "kind": "cod"}
         )  # fmt: skip
-    return frames
+    cutoff = pd.Timestamp(now or datetime.now(UTC))
+    frames = {
+        k: f[pd.to_datetime(f["txn_time"], utc=True) <= cutoff].reset_index(drop=True)
+        for k, f in frames.items()
+    }
+    return {k: f for k, f in frames.items() if len(f)}
 
 
 def _cod_contract(carrier: str) -> tuple[float, int]:
