@@ -421,3 +421,41 @@ def test_cod_row_arithmetic_checked(policy):
     )
     with pytest.raises(PaymentFileError, match="回款金额 ≠ 代收金额 − 手续费"):
         parse_cod_remittance(text.encode("gbk"), name="c.csv", accounts=policy.accounts.cod["shunfeng"])
+
+
+def test_policy_file_errors_name_the_settlement_key(tmp_path):
+    from yidi.settings import SettingsError
+
+    bad = tmp_path / "yidi.toml"
+    bad.write_text(
+        "[settlement.bank_templates.icbc]\ncount_pattern = '笔数(\\\\d+)(\\\\d)'\n"
+        "[settlement.case_owners]\nshort_payd = 'x@example.com'\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(SettingsError) as caught:
+        load_settings(bad)
+    message = str(caught.value)
+    assert "settlement.bank_templates.icbc.count_pattern" in message and "exactly one capturing group" in message
+    assert "settlement.case_owners" in message and "short_payd" in message
+    # an operator adds a bank without touching code: a template in the policy file is enough
+    extra = tmp_path / "bank.toml"
+    extra.write_text(
+        "[settlement.bank_templates.boc]\nbank_name = '中国银行'\namount_convention = 'signed_amount'\n"
+        "[settlement.bank_templates.boc.columns]\ndate = ['交易日期']\namount = ['交易金额']\n"
+        "[settlement.accounts.bank]\nboc = ['1234567890']\n",
+        encoding="utf-8",
+    )
+    policy = load_settings(extra).settlement
+    assert policy.bank_templates["boc"].columns.amount == ["交易金额"]
+    assert policy.accounts.for_source("bank:boc") == ["1234567890"]
+    assert set(policy.bank_templates) >= {"icbc", "cmb", "cqrcb", "boc"}
+    statement = (
+        "中国银行 交易明细\n账号：1234567890\n交易日期,交易金额,对方户名,摘要\n"
+        "2026-11-01,\"5,000.00\",成都蓉城电气,货款\n2026-11-01,-120.00,中国银行,账户管理费\n合计,4880.00\n"
+    ).encode("gbk")
+    frame = parse_bank_statement(
+        statement, policy.bank_templates["boc"], template_key="boc", name="boc.csv",
+        accounts=policy.accounts.bank["boc"],
+    )  # fmt: skip
+    assert frame["amount_fen"].tolist() == [500000, -12000] and frame["kind"].tolist() == ["credit", "debit"]
+    assert frame["source"].unique().tolist() == ["bank:boc"] and frame["line_key"].is_unique
