@@ -132,7 +132,9 @@ class Batch:
     records: pd.DataFrame  # RECORD_COLUMNS
     cursor: str | None = None  # persisted after commit; None = leave the stored cursor as it is
     on_commit: Callable[[], None] | None = None
-    parsed: Parsed | None = None  # a connector that parsed while reading (bulk files) hands it over
+    # A connector that parsed while reading hands the parse over, or a function parsing the records at the
+    # given positions (numbered as in ``records``), so records already landed are not parsed again.
+    parsed: Parsed | Callable[[np.ndarray], Parsed] | None = None
     label: str = ""  # shown in logs: "page 3 of window …", "orders.csv rows 1-50000"
 
 
@@ -228,17 +230,24 @@ def yuan_to_fen(value, field_name: str = "amount") -> int | None:
 
 
 def yuan_series_to_fen(series: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Vectorised yuan_to_fen: (fen as Int64 with NA for empty, bool mask of values that are not amounts)."""
-    text = series.astype("str").str.replace(",", "", regex=False).str.replace("，", "", regex=False).str.strip()
-    empty = text.isna() | (text == "")
-    parts = text.str.extract(r"^(-)?\s*[¥￥]?\s*(\d{1,13})(?:\.(\d{0,2})0*)?\s*(?:元)?$")
-    bad = parts[1].isna() & ~empty
-    whole = pd.to_numeric(parts[1], errors="coerce").astype("Int64")
-    frac = parts[2].fillna("").str.ljust(2, "0").str.slice(0, 2)
-    frac = pd.to_numeric(frac.where(frac != "", "0"), errors="coerce").astype("Int64")
-    fen = whole * 100 + frac
-    fen = fen.where(parts[0].isna(), -fen)
-    return fen.where(~empty & ~bad), bad
+    """Vectorised yuan_to_fen (Arrow compute, exact decimals): (fen as Int64 with NA for empty, bool mask of values
+    that are not amounts)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pc.utf8_trim_whitespace(pc.replace_substring_regex(
+        pa.array(series.astype("str"), type=pa.large_string(), from_pandas=True), r"[,，¥￥元\s]", ""))
+    empty = pc.fill_null(pc.equal(text, ""), True)
+    ok = pc.fill_null(pc.match_substring_regex(text, r"^-?\d{1,13}(\.\d{0,2}0*)?$"), False)
+    valid = pc.if_else(ok, text, pa.scalar(None, pa.large_string()))
+    valid = pc.replace_substring_regex(valid, r"^(-?\d+\.\d{0,2})0*$", r"\1")
+    valid = pc.replace_substring_regex(valid, r"\.$", "")
+    fen = pc.cast(pc.multiply(pc.cast(valid, pa.decimal128(18, 2)), pa.scalar(100, pa.decimal128(5, 0))),
+                  pa.int64())
+    bad = pc.and_(pc.invert(ok), pc.invert(empty))
+    return (pd.Series(fen.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get).array, index=series.index,
+                      dtype="Int64"),
+            pd.Series(bad.to_numpy(zero_copy_only=False), index=series.index, dtype=bool))
 
 
 def parse_quantity(value, field_name: str = "quantity") -> float | None:

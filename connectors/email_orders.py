@@ -61,7 +61,6 @@ from connectors.template import (
     CHANNEL_VALUES,
     PAYMENT_VALUES,
     UnreadableFile,
-    attach_order_ids,
     build_template_records,
     detect_encoding,
     iter_csv_chunks,
@@ -377,10 +376,10 @@ def process_message(raw: bytes, ref: str, *, archive_dir: Path | None, chunk_row
         for chunk in chunks:
             result = build_template_records(chunk, source_ref=attachment_ref, default_channel="email",
                                             received_at=received_at, seen_before=seen)
-            attach_order_ids(result)
-            _fill_sender(result.parsed.orders, envelope["from"])
+            parsed = result.parsed
+            _fill_sender(parsed.orders, envelope["from"])
             seen = np.union1d(seen, result.orders_seen)
-            parts.append((result.records, result.parsed))
+            parts.append((result.records, parsed))
     if table_found:
         return parts
     body = _body_text(message)

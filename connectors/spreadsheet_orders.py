@@ -29,7 +29,6 @@ from connectors.template import (
     RowChunk,
     TemplateResult,
     UnreadableFile,
-    attach_order_ids,
     build_template_records,
     detect_encoding,
     iter_csv_chunks,
@@ -195,8 +194,8 @@ def template_batches(
     default_channel: str,
     chunk_rows: int,
     received_at: datetime | None = None,
-) -> Iterator[tuple[pd.DataFrame, Parsed, str]]:
-    """(records, parsed, label) per chunk of a template file. Raises UnreadableFile."""
+) -> Iterator[tuple[pd.DataFrame, object, str]]:
+    """(records, parse function, label) per chunk of a template file. Raises UnreadableFile."""
     received_at = received_at or datetime.now(UTC)
     seen = np.array([], dtype=np.uint64)
     for chunk in order_aligned(table_chunks(path, chunk_rows)):
@@ -204,12 +203,11 @@ def template_batches(
             chunk, source_ref=source_ref, default_channel=default_channel, received_at=received_at,
             seen_before=seen,
         )
-        attach_order_ids(result)
         if len(result.orders_seen):
             seen = np.union1d(seen, result.orders_seen)
         rows = chunk.row_numbers
         label = f"{path.name} rows {rows[0]}-{rows[-1]}" if len(rows) else path.name
-        yield result.records, result.parsed, label
+        yield result.records, result.parse, label
 
 
 class SpreadsheetConnector(Connector):

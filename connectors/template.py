@@ -347,7 +347,10 @@ def _cells(frame: pd.DataFrame, mapping: dict[str, str], field_name: str) -> pd.
 
 
 def _lower_key(series: pd.Series) -> pd.Series:
-    return series.str.lower().str.replace(r"\s+", "", regex=True)
+    """Lower case without spaces, computed once per distinct value (these columns repeat a few values)."""
+    codes, uniques = pd.factorize(series)
+    keys = np.array([re.sub(r"\s+", "", str(u).lower()) for u in uniques] + [None], dtype=object)
+    return pd.Series(keys[codes], index=series.index, dtype="str")
 
 
 def _parse_times(series: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -373,9 +376,42 @@ def _money(series: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 @dataclass
 class TemplateResult:
-    records: pd.DataFrame  # RECORD_COLUMNS, one per order (plus one per unusable row)
-    parsed: Parsed
+    """Records of a chunk (one per order, plus one per unusable row) and their parse, computed on demand: records
+    already landed (a re-dropped file) are never parsed again."""
+
+    records: pd.DataFrame  # RECORD_COLUMNS
     orders_seen: np.ndarray  # pandas hashes of the order numbers in this chunk (duplicate detection across chunks)
+    pre_problems: pd.DataFrame  # problems known from grouping alone (record_idx, reason)
+    frame: pd.DataFrame | None = None  # rows of the orders (str cells)
+    mapping: dict | None = None
+    row_record_idx: np.ndarray | None = None
+    row_numbers: np.ndarray | None = None
+    default_channel: str = "phone"
+    received_at: datetime | None = None
+
+    def parse(self, positions: np.ndarray | None = None) -> Parsed:
+        """The parse of the records at ``positions`` (all when None), numbered as in ``records``."""
+        pre = self.pre_problems
+        if positions is not None:
+            pre = pre[pre["record_idx"].isin(positions)]
+        if self.frame is None or not len(self.frame):
+            return Parsed(_empty_orders(), _empty_lines(), pre.reset_index(drop=True))
+        rows = np.ones(len(self.frame), dtype=bool) if positions is None else np.isin(self.row_record_idx,
+                                                                                     positions)
+        parsed = parse_rows(self.frame[rows].reset_index(drop=True), self.mapping,
+                            record_idx=self.row_record_idx[rows], row_numbers=self.row_numbers[rows],
+                            default_channel=self.default_channel, received_at=self.received_at)
+        keys = self.records["source_key"]
+        parsed.orders["channel_order_id"] = keys.iloc[parsed.orders["record_idx"].astype("int64").to_numpy()
+                                                      ].to_numpy()
+        parsed.orders["channel_order_id"] = parsed.orders["channel_order_id"].astype("str")
+        if len(pre):
+            parsed.problems = pd.concat([pre, parsed.problems], ignore_index=True)
+        return parsed
+
+    @property
+    def parsed(self) -> Parsed:
+        return self.parse(None)
 
 
 def build_template_records(
@@ -410,7 +446,7 @@ def build_template_records(
             refs.append(f"{source_ref}#rows={chunk.row_numbers[0]}-{chunk.row_numbers[-1]}")
             keys.append(None)
         records = _records(contents, refs, keys)
-        return TemplateResult(records, Parsed(_empty_orders(), _empty_lines(), _problems(problems)), np.array([]))
+        return TemplateResult(records, np.array([], dtype=np.uint64), _problems(problems))
 
     order_ids = _cells(frame, mapping, "order_id")
     blank_id = order_ids.isna()
@@ -460,17 +496,9 @@ def build_template_records(
             problems.append((base + int(g), f"order {id_list[g]} also appears earlier in this file; rows of one "
                              "order must be together (fix the file, or merge the rows here and replay)"))
 
-    parsed = parse_rows(
-        frame,
-        mapping,
-        record_idx=codes + base,
-        row_numbers=row_numbers,
-        default_channel=default_channel,
-        received_at=received_at,
-    )
-    if problems:
-        parsed.problems = pd.concat([_problems(problems), parsed.problems], ignore_index=True)
-    return TemplateResult(_records(contents, refs, keys), parsed, hashes)
+    return TemplateResult(_records(contents, refs, keys), hashes, _problems(problems), frame=frame, mapping=mapping,
+                          row_record_idx=(codes + base).astype(np.int64), row_numbers=row_numbers,
+                          default_channel=default_channel, received_at=received_at)
 
 
 def _records(contents, refs, keys) -> pd.DataFrame:
@@ -724,8 +752,4 @@ def parse_template_records(records: pd.DataFrame, *, default_channel: str, recei
 
 
 def attach_order_ids(result: TemplateResult) -> None:
-    """Fill ``channel_order_id`` from the records' ``source_key`` (the template's order number)."""
-    orders = result.parsed.orders
-    keys = result.records["source_key"]
-    orders["channel_order_id"] = keys.iloc[orders["record_idx"].astype("int64").to_numpy()].to_numpy()
-    orders["channel_order_id"] = orders["channel_order_id"].astype("str")
+    """Kept for callers: order numbers are now filled in by ``TemplateResult.parse``."""

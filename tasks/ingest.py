@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, bindparam, delete, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, select, update
 
 from connectors.base import RECORD_COLUMNS, Batch, Connector, Parsed, content_hash, empty_lines, empty_orders
 from tasks.normalise import LINE_STORE_COLUMNS, ORDER_STORE_COLUMNS, Normalised, normalise, order_number
@@ -101,17 +101,27 @@ def _clean_content(records: pd.DataFrame) -> pd.DataFrame:
     return records
 
 
+def _frame(result, columns: list[str]) -> pd.DataFrame:
+    """Rows of a result as a DataFrame, built column-wise (pandas probing SQLAlchemy Row objects one by one is
+    slow)."""
+    rows = result.fetchall()
+    if not rows:
+        return pd.DataFrame({c: [] for c in columns})
+    return pd.DataFrame(dict(zip(columns, (list(values) for values in zip(*rows, strict=True)), strict=True)))
+
+
 def _existing_records(conn: Connection, channel: str, hashes: pd.Series) -> pd.DataFrame:
     """(content_hash, id, status) of records of ``channel`` already landed with these hashes."""
     if hashes.empty:
         return pd.DataFrame(columns=["content_hash", "id", "status"])
-    keys = pd.DataFrame({"channel": channel, "content_hash": hashes.drop_duplicates().to_numpy()})
+    # Sorted keys probe the index in order: each index page is read once.
+    keys = pd.DataFrame({"channel": channel, "content_hash": np.sort(hashes.drop_duplicates().to_numpy())})
     stage = stage_frame(conn, intake_records, keys)
     result = conn.exec_driver_sql(
         f"SELECT r.content_hash, r.id, r.status FROM intake_records r JOIN {stage} s "
         "ON r.channel = s.channel AND r.content_hash = s.content_hash"
     )
-    frame = pd.DataFrame(result.fetchall(), columns=["content_hash", "id", "status"])
+    frame = _frame(result, ["content_hash", "id", "status"])
     conn.exec_driver_sql(f"DROP TABLE {stage}")
     return frame
 
@@ -120,16 +130,47 @@ def _existing_orders(conn: Connection, keys: pd.DataFrame) -> pd.DataFrame:
     columns = ["channel", "channel_order_id", "id", "content_hash", "state", "source_modified_at"]
     if keys.empty:
         return pd.DataFrame(columns=columns)
-    stage = stage_frame(conn, orders, keys[["channel", "channel_order_id"]].drop_duplicates())
+    stage = stage_frame(conn, orders, keys[["channel", "channel_order_id"]].drop_duplicates()
+                        .sort_values(["channel", "channel_order_id"]))
     result = conn.exec_driver_sql(
         f"SELECT o.channel, o.channel_order_id, o.id, o.content_hash, o.state, o.source_modified_at "
         f"FROM orders o JOIN {stage} s ON o.channel = s.channel AND o.channel_order_id = s.channel_order_id"
     )
-    frame = pd.DataFrame(result.fetchall(), columns=columns)
+    frame = _frame(result, columns)
     conn.exec_driver_sql(f"DROP TABLE {stage}")
-    if len(frame):
-        frame["source_modified_at"] = pd.to_datetime(frame["source_modified_at"], utc=True, format="mixed")
+    frame["source_modified_at"] = pd.to_datetime(frame["source_modified_at"], utc=True, format="mixed")
     return frame
+
+
+def _max_id(conn: Connection, table) -> int:
+    return conn.execute(select(func.max(table.c.id))).scalar() or 0
+
+
+def _ids_of(conn: Connection, table, keys: pd.DataFrame, before: int, inserted: int = -1) -> pd.DataFrame:
+    """``keys`` + ``id`` of rows just inserted (id above ``before``: a range scan, no join); keys not found there
+    (a row that already existed, or a concurrent writer's) are looked up by key."""
+    key_columns = list(keys.columns)
+    if conn.dialect.name == "sqlite" and inserted == len(keys):
+        # SQLite under our write lock: executemany gave the rows ids before+1 … before+n in frame order. Checked,
+        # not assumed: the range must hold exactly n rows.
+        low, high, n = conn.exec_driver_sql(f"SELECT min(id), max(id), count(*) FROM {table.name} WHERE id > ?",
+                                            (before,)).one()
+        if n == len(keys) and low == before + 1 and high == before + n:
+            return keys.reset_index(drop=True).assign(id=np.arange(before + 1, before + n + 1, dtype=np.int64))
+    columns = ", ".join(key_columns)
+    result = conn.exec_driver_sql(f"SELECT {columns}, id FROM {table.name} WHERE id > ?" if
+                                  conn.dialect.name == "sqlite" else
+                                  f"SELECT {columns}, id FROM {table.name} WHERE id > %(before)s",
+                                  (before,) if conn.dialect.name == "sqlite" else {"before": before})
+    found = _frame(result, [*key_columns, "id"])
+    wanted = keys.drop_duplicates()
+    merged = wanted.merge(found, on=key_columns, how="left")
+    missing = merged[merged["id"].isna()][key_columns]
+    if len(missing):
+        extra = ids_for_keys(conn, table, missing)
+        merged = pd.concat([merged[merged["id"].notna()], extra], ignore_index=True)
+    merged["id"] = merged["id"].astype("int64")
+    return merged
 
 
 def catalog_kinds(conn: Connection) -> dict[str, str]:
@@ -179,6 +220,8 @@ def take_write_lock(conn: Connection) -> None:
     """
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql("DELETE FROM channel_cursors WHERE 0")
+        # Bulk batches probe large indexes: a bigger page cache (bounded, per connection) keeps them in memory.
+        conn.exec_driver_sql("PRAGMA cache_size = -65536")
 
 
 def ingest_batch(engine: Engine, connector: Connector, batch: Batch, *, actor: str | None = None) -> Counts:
@@ -211,7 +254,12 @@ def _process(conn: Connection, connector: Connector, records: pd.DataFrame, pars
     if not len(todo):
         return {}
     work = records.iloc[todo].reset_index(drop=True)
-    parsed = _subset_parsed(parsed, todo) if parsed is not None else connector.parse(work)
+    if callable(parsed):
+        parsed = _subset_parsed(parsed(todo), todo)
+    elif parsed is not None:
+        parsed = _subset_parsed(parsed, todo)
+    else:
+        parsed = connector.parse(work)
 
     # 2. Normalise; gather every record's problems.
     normal: Normalised = normalise(parsed, catalog_kinds=catalog_kinds(conn))
@@ -234,8 +282,9 @@ def _process(conn: Connection, connector: Connector, records: pd.DataFrame, pars
     landed = work.assign(channel=channel, status=status, reason=reason, received_at=now, updated_at=now)
     if replay_of:
         landed["replay_of"] = pd.array([replay_of.get(i) for i in range(n)], dtype="Int64")
-    insert_rows(conn, intake_records, landed, on_conflict=["channel", "content_hash"])
-    record_ids = ids_for_keys(conn, intake_records, landed[["channel", "content_hash"]])
+    before = _max_id(conn, intake_records)
+    inserted = insert_rows(conn, intake_records, landed, on_conflict=["channel", "content_hash"])
+    record_ids = _ids_of(conn, intake_records, landed[["channel", "content_hash"]], before, inserted)
     record_id_of = dict(zip(record_ids["content_hash"], record_ids["id"], strict=True))
     landed["record_id"] = landed["content_hash"].map(record_id_of)
 
@@ -251,9 +300,8 @@ def _process(conn: Connection, connector: Connector, records: pd.DataFrame, pars
     if len(links):
         links["order_id"] = links["order_id"].astype("int64")
         stage = stage_frame(conn, intake_records, links)
-        conn.exec_driver_sql(
-            f"UPDATE intake_records SET order_id = (SELECT s.order_id FROM {stage} s WHERE s.id = intake_records.id) "
-            f"WHERE id IN (SELECT id FROM {stage})"
+        conn.exec_driver_sql(  # UPDATE … FROM: one primary-key probe per staged row (SQLite ≥ 3.33, PostgreSQL)
+            f"UPDATE intake_records SET order_id = s.order_id FROM {stage} s WHERE intake_records.id = s.id"
         )
         conn.exec_driver_sql(f"DROP TABLE {stage}")
     return {int(todo[i]): order_of_record.get(i) for i in range(n)}
@@ -291,8 +339,9 @@ def _upsert_orders(conn: Connection, incoming: pd.DataFrame, lines: pd.DataFrame
         rows["updated_at"] = now
         rows["raw_record_id"] = new["raw_record_id"].astype("Int64").to_numpy()
         rows["customer_id"] = _customer_ids(conn, new["customer_phone"]).to_numpy()
+        before = _max_id(conn, orders)
         inserted = insert_rows(conn, orders, rows, on_conflict=["channel", "channel_order_id"])
-        ids = ids_for_keys(conn, orders, new[["channel", "channel_order_id"]])
+        ids = _ids_of(conn, orders, new[["channel", "channel_order_id"]], before, inserted)
         merged = merged.merge(ids.rename(columns={"id": "new_id"}), on=["channel", "channel_order_id"], how="left")
         merged.loc[is_new, "order_id"] = merged.loc[is_new, "new_id"]
         merged = merged.drop(columns="new_id")

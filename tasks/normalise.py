@@ -25,6 +25,8 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import String
 
 from connectors.base import Parsed, empty_problems
@@ -67,39 +69,37 @@ def order_number(channel: pd.Series, channel_order_id: pd.Series) -> list[str]:
             for k in keys]
 
 
-def _text_key(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
-    """One string per row from ``columns`` (NA -> empty, unit separators between)."""
-    parts = []
-    for column in columns:
-        series = frame[column]
-        if pd.api.types.is_datetime64_any_dtype(series):
-            text = series.dt.strftime("%Y-%m-%dT%H:%M:%S")
-        elif pd.api.types.is_bool_dtype(series):
-            text = series.astype("boolean").map({True: "1", False: "0"})
-        elif pd.api.types.is_float_dtype(series):
-            text = series.astype("Float64").map(lambda v: format(v, ".10g"), na_action="ignore")
-        else:
-            text = series.astype("str")
-        parts.append(text.fillna("").astype("str"))
-    if not parts:
-        return pd.Series("", index=frame.index)
-    out = parts[0]
-    for part in parts[1:]:
-        out = out + "\x1f" + part
-    return out
+def _arrow_text(series: pd.Series) -> pa.Array:
+    """A column as Arrow large_string (NA stays null) in a fixed textual form."""
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return pc.cast(pc.strftime(pa.array(series.dt.tz_convert("UTC") if series.dt.tz is not None else series),
+                                   format="%Y-%m-%dT%H:%M:%S"), pa.large_string())
+    if pd.api.types.is_bool_dtype(series):
+        return pc.cast(pc.if_else(pa.array(series.astype("boolean")), "1", "0"), pa.large_string())
+    return pc.cast(pa.array(series, from_pandas=True), pa.large_string())
+
+
+def _text_key(frame: pd.DataFrame, columns: list[str]) -> list[str]:
+    """One string per row from ``columns`` (null -> empty, unit separators between), joined in Arrow."""
+    if not len(frame):
+        return []
+    arrays = [_arrow_text(frame[c]) for c in columns]
+    joined = pc.binary_join_element_wise(*arrays, pa.scalar("\x1f", pa.large_string()), null_handling="replace",
+                                         null_replacement="")
+    return joined.to_pylist()
 
 
 def content_hashes(parsed_orders: pd.DataFrame, parsed_lines: pd.DataFrame) -> pd.Series:
     """Digest of each order's canonical content (fields + lines), aligned with ``parsed_orders``."""
-    order_text = _text_key(parsed_orders, HASH_ORDER_FIELDS).tolist()
+    order_text = _text_key(parsed_orders, HASH_ORDER_FIELDS)
     if len(parsed_lines):
         lines = parsed_lines.sort_values(["record_idx", "line_no"], kind="stable")
-        line_text = _text_key(lines, HASH_LINE_FIELDS).tolist()
+        line_text = _text_key(lines, HASH_LINE_FIELDS)
         owners = lines["record_idx"].astype("int64").to_numpy()
         targets = parsed_orders["record_idx"].astype("int64").to_numpy()
-        starts = np.searchsorted(owners, targets, side="left")
-        ends = np.searchsorted(owners, targets, side="right")
-        joined = ["\x1e".join(line_text[a:b]) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)]
+        starts = np.searchsorted(owners, targets, side="left").tolist()
+        ends = np.searchsorted(owners, targets, side="right").tolist()
+        joined = ["\x1e".join(line_text[a:b]) for a, b in zip(starts, ends, strict=True)]
     else:
         joined = [""] * len(order_text)
     sha = hashlib.sha256
@@ -175,12 +175,15 @@ def classify(frame: pd.DataFrame) -> pd.DataFrame:
     idx_structured = np.flatnonzero(structured.to_numpy())
     idx_rest = np.flatnonzero(~structured.to_numpy())
     if len(idx_structured):
-        keys = pd.DataFrame({"province": province.iloc[idx_structured].to_numpy(),
-                             "city": city.iloc[idx_structured].to_numpy(),
-                             "district": district.iloc[idx_structured].to_numpy()}, dtype="str")
+        # Distinct (province, city, district) classified once, then spread by code.
+        codes, uniques = pd.MultiIndex.from_arrays([province.iloc[idx_structured], city.iloc[idx_structured],
+                                                    district.iloc[idx_structured]]).factorize()
+        keys = pd.DataFrame(list(uniques), columns=["province", "city", "district"], dtype="str")
         result = classify_addresses(keys)
-        result["detail"] = detail.iloc[idx_structured].to_numpy()
-        out.iloc[idx_structured] = result[out.columns].to_numpy()
+        for column in ("province", "city", "district", "admin_code", "region", "region_note"):
+            out.iloc[idx_structured, out.columns.get_loc(column)] = result[column].to_numpy(dtype=object)[codes]
+        out.iloc[idx_structured, out.columns.get_loc("detail")] = detail.iloc[idx_structured].to_numpy(
+            dtype=object)
     if len(idx_rest):
         inputs = pd.DataFrame({
             "province": province.iloc[idx_rest].to_numpy(),
