@@ -243,18 +243,17 @@ class Evaluation:
 
 def decide(order_ids: pd.Index, failures: pd.DataFrame) -> pd.DataFrame:
     """Any reject-severity finding → auto_rejected; else pending_review (V5)."""
-    counts = (
-        pd.crosstab(failures["order_id"], failures["severity"])
-        if not failures.empty else pd.DataFrame(index=pd.Index([], name="order_id"))
-    )  # fmt: skip
-    counts = counts.reindex(index=order_ids, columns=["reject", "needs_review", "note"], fill_value=0).astype("int64")
+    positions = order_ids.get_indexer(failures["order_id"])
+    counts = {}
+    for severity in ("reject", "needs_review", "note"):
+        hit = positions[(failures["severity"] == severity).to_numpy()]
+        counts[severity] = np.bincount(hit[hit >= 0], minlength=len(order_ids))
     return pd.DataFrame({
         "order_id": order_ids.to_numpy(),
-        "outcome": np.where(counts["reject"].to_numpy() > 0, OrderState.AUTO_REJECTED.value,
-                            OrderState.PENDING_REVIEW.value),
-        "reject_count": counts["reject"].to_numpy(),
-        "review_count": counts["needs_review"].to_numpy(),
-        "note_count": counts["note"].to_numpy(),
+        "outcome": np.where(counts["reject"] > 0, OrderState.AUTO_REJECTED.value, OrderState.PENDING_REVIEW.value),
+        "reject_count": counts["reject"],
+        "review_count": counts["needs_review"],
+        "note_count": counts["note"],
     })  # fmt: skip
 
 
@@ -515,7 +514,7 @@ def merge_stats(frames: list[pd.DataFrame]) -> pd.DataFrame:
 
 def auto_review(engine: Engine, order_ids: Sequence[int] | None = None, *, settings: Settings | None = None,
                 now: datetime | None = None, flow_run_id: str | None = None,
-                build_docs: bool | None = None) -> dict:
+                build_docs: bool | None = None, keep_results: bool = True) -> dict:
     """The whole automated review without Prefect (CLI, tests): candidates in chunks, one run record."""
     settings = settings or get_settings()
     with engine.connect() as conn:
@@ -524,14 +523,15 @@ def auto_review(engine: Engine, order_ids: Sequence[int] | None = None, *, setti
     total, stats = ChunkSummary(), []
     try:
         for index, chunk in enumerate(_chunks(candidates, settings.review.chunk_size)):
-            summary, chunk_stats = review_chunk(engine, chunk, run_id, run_key, index, settings=settings, now=now)
+            summary, chunk_stats = review_chunk(engine, chunk, run_id, run_key, index, settings=settings, now=now,
+                                                keep_results=keep_results)
             total.add(summary)
             stats.append(chunk_stats)
     except Exception:
         finish_run(engine, run_id, total, merge_stats(stats), status="failed")
         raise
     docs = None
-    if (settings.review.build_data_docs if build_docs is None else build_docs) and total.checked:
+    if (settings.review.build_data_docs if build_docs is None else build_docs) and total.checked and keep_results:
         from expectations.engine import build_data_docs
 
         docs = str(build_data_docs(run_key, settings=settings))

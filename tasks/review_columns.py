@@ -111,17 +111,30 @@ def phone_kinds(phones: pd.Series) -> pd.Series:
 def _name_mismatch(line_names: pd.Series, catalog_names: pd.Series, threshold: float) -> pd.Series:
     """Line name vs catalog name: equal after normalising, or similar enough (partial ratio: a platform title
     that contains the catalog name matches)."""
-    both = line_names.notna() & catalog_names.notna()
-    a, b = _norm(line_names), _norm(catalog_names)
-    differ = both & (a != b).fillna(False)
+    differ = _differ(line_names, catalog_names)
     result = pd.Series(False, index=line_names.index)
     if differ.any():
         from rapidfuzz import fuzz
         from rapidfuzz.process import cpdist
 
-        scores = cpdist(a[differ].tolist(), b[differ].tolist(), scorer=fuzz.partial_ratio, workers=1)
-        result[differ] = scores < threshold
+        a, b = _norm(line_names[differ]), _norm(catalog_names[differ])
+        result[differ] = cpdist(a.tolist(), b.tolist(), scorer=fuzz.partial_ratio, workers=1) < threshold
     return result
+
+
+def _differ(mine: pd.Series, theirs: pd.Series, drop: str = r"\s+") -> pd.Series:
+    """Both given and different even after normalising (NFKC, case, ``drop``). Normalising is per value in
+    Python, so only the rows that differ as typed are normalised."""
+    raw = (mine.notna() & theirs.notna() & (mine != theirs)).fillna(False)
+    result = pd.Series(False, index=mine.index)
+    if raw.any():
+        result[raw] = (_norm(mine[raw], drop) != _norm(theirs[raw], drop)).to_numpy()
+    return result
+
+
+def _lookup(table: pd.DataFrame, column: str, positions: np.ndarray, index: pd.Index) -> pd.Series:
+    """``table[column]`` at row ``positions`` (from ``get_indexer``; -1 gives missing), one vectorised take."""
+    return pd.Series(table[column].array.take(positions, allow_fill=True), index=index)
 
 
 def _business_dates(times: pd.Series) -> pd.Series:
@@ -224,24 +237,27 @@ def compute_review_columns(inputs: ReviewInputs, settings) -> ReviewColumns:
     frame["phone_kind"] = phone_kinds(frame["customer_phone"])
     frame["region"] = orders["region"].astype("str").fillna("unknown")
 
-    customers = inputs.customers.set_index("id")
+    customers = inputs.customers.drop_duplicates("id").set_index("id")
     customer_ids = pd.to_numeric(orders["customer_id"], errors="coerce")
-    known_customer = customer_ids.isin(customers.index)
+    customer_at = customers.index.get_indexer(customer_ids)
+    known_customer = pd.Series(customer_at >= 0, index=orders.index)
 
-    def customer_value(column, default):  # noqa: E306 - small local helper
-        return customer_ids.map(customers[column]).where(known_customer, default)
+    def customer_value(column, default):
+        return _lookup(customers, column, customer_at, orders.index).where(known_customer, default)
 
     total = orders["order_total_fen"].astype("int64")
     unpaid = total.where(orders["payment_state"].astype("str") != "paid", 0)
     threshold_fen = float(settings.orders.large_order_threshold_yuan) * 100
     important = customer_value("is_important", False).astype(bool)
     checked = important | (total >= threshold_fen)
-    credit = inputs.credit.set_index("customer_id") if not inputs.credit.empty else None
+    credit = inputs.credit.drop_duplicates("customer_id").set_index("customer_id") if len(inputs.credit) else None
+    credit_at = credit.index.get_indexer(customer_ids) if credit is not None else None
 
-    def store_value(column):  # noqa: E306
+    def store_value(column):
         if credit is None:
             return pd.Series(0.0, index=orders.index)
-        return customer_ids.map(credit[column]).fillna(0).astype("float64")
+        values = pd.to_numeric(_lookup(credit, column, credit_at, orders.index), errors="coerce")
+        return values.fillna(0).astype("float64")
 
     # Orders of one customer in this batch add up, earliest first (several orders can breach a limit together).
     order_key = customer_ids.fillna(-orders["id"].astype("float64"))
@@ -262,9 +278,10 @@ def compute_review_columns(inputs: ReviewInputs, settings) -> ReviewColumns:
     code = _text(lines["item_code"])
     known = code.isin(catalog.index)
     lines = lines.assign(item_code=code)
+    catalog_at = catalog.index.get_indexer(code)
     for column in ("kind", "name", "spec", "model", "unit", "list_price_fen", "active", "min_order_qty",
                    "max_order_qty"):  # fmt: skip
-        lines[f"cat_{column}"] = code.map(catalog[column])
+        lines[f"cat_{column}"] = _lookup(catalog, column, catalog_at, lines.index)
     lines["list_price_fen"] = pd.to_numeric(lines["cat_list_price_fen"], errors="coerce").astype("float64")
     lines["order_day"] = _business_dates(orders["order_time"]).reindex(lines["order_id"]).to_numpy()
     quantity = pd.to_numeric(lines["quantity"], errors="coerce").astype("float64")
@@ -288,8 +305,7 @@ def compute_review_columns(inputs: ReviewInputs, settings) -> ReviewColumns:
     )
     for column, drop in (("spec", r"\s+"), ("model", r"[\s\-_/]+")):
         mine, theirs = _text(lines[column]), _text(lines[f"cat_{column}"].astype("str"))
-        flags[f"{column}_mismatch"] = (known & mine.notna() & theirs.notna()
-                                       & (_norm(mine, drop) != _norm(theirs, drop))).fillna(False)  # fmt: skip
+        flags[f"{column}_mismatch"] = known & _differ(mine, theirs, drop)
     bad_quantity = quantity.isna() | (quantity <= 0) | ((quantity % 1 != 0) & known & ~fractional)
     flags["bad_quantity"] = bad_quantity.fillna(True)
     min_qty = pd.to_numeric(lines["cat_min_order_qty"], errors="coerce").astype("float64")

@@ -39,14 +39,14 @@ CATALOG = pd.DataFrame([
      "list_price_fen": 10_000, "active": True, "min_order_qty": 1, "max_order_qty": None},
 ])  # fmt: skip
 
-CUSTOMERS = pd.DataFrame([
+CUSTOMERS = [
     {"code": "C-VIP", "name": "重庆大客户有限公司", "is_important": True, "credit_limit_fen": 30_000, "net_days": 30,
      "payment_terms": "net"},
     {"code": "C-OVERDUE", "name": "成都老客户有限公司", "is_important": True, "credit_limit_fen": 100_000_000,
      "net_days": 30, "payment_terms": "net"},
     {"code": "C-BLOCK", "name": "被冻结客户", "blocked": True},
     {"code": "C-PLAN", "name": "分期客户", "prepayment_ratio": 0.3},
-])  # fmt: skip
+]  # fmt: skip
 
 CLEAN_ORDER = {
     "channel": "website", "customer_name": "李明", "customer_phone": "13812348000",
@@ -147,8 +147,8 @@ def load_reference(conn) -> dict[str, int]:
     catalog = CATALOG.copy()
     catalog["max_order_qty"] = catalog["max_order_qty"].astype("float64")
     insert_rows(conn, catalog_items, catalog)
-    insert_rows(conn, customers, pd.DataFrame([{**CUSTOMER_DEFAULTS, **{k: v for k, v in row.items() if pd.notna(v)}}
-                                               for row in CUSTOMERS.to_dict("records")]))
+    frame = pd.DataFrame([{**CUSTOMER_DEFAULTS, **row} for row in CUSTOMERS])
+    insert_rows(conn, customers, frame.astype({"credit_limit_fen": "int64", "net_days": "int64"}))
     rows = conn.execute(select(customers.c.code, customers.c.id)).all()
     return {code: cid for code, cid in rows}
 
