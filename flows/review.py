@@ -27,7 +27,6 @@ from tasks.review import (
     ChunkSummary,
     InvalidDecision,
     apply_decision,
-    backlog_by_age,
     check_deadlines,
     current_findings,
     finish_run,
@@ -263,8 +262,13 @@ def _finish_review(applied: list[dict], refused: list[dict], timed_out: bool = F
 # --- answering the form from a program (same path as the UI's Resume button) ---------------------------------------
 
 
-def wait_until_paused(flow_run_id: UUID | str, timeout: float = 60) -> dict:
-    """Block until the review run pauses for input; returns the form's initial data (orders offered)."""
+class ReviewRunEnded(RuntimeError):
+    """The review run finished (or failed) instead of pausing again."""
+
+
+def wait_until_paused(flow_run_id: UUID | str, timeout: float = 60, after_state: str | None = None) -> dict:
+    """Block until the review run pauses for input (in a state other than ``after_state``); returns the form:
+    ``flow_run_id``, ``state_id``, ``orders`` (order numbers offered) and ``description`` (the markdown)."""
     from prefect import get_client
     from prefect.input.run_input import keyset_from_paused_state
 
@@ -272,21 +276,77 @@ def wait_until_paused(flow_run_id: UUID | str, timeout: float = 60) -> dict:
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:
             run = client.read_flow_run(UUID(str(flow_run_id)))
-            if run.state is not None and run.state.is_paused():
-                keyset = keyset_from_paused_state(run.state)
-                for _ in range(50):
-                    try:
-                        schema = json.loads(client.read_flow_run_input(run.id, keyset["schema"]))
-                        description = json.loads(client.read_flow_run_input(run.id, keyset["description"]))
-                    except Exception:  # noqa: BLE001 - the form is saved just after the run pauses
-                        time.sleep(0.2)
-                        continue
-                    offered = [d["order_no"] for d in schema["properties"]["decisions"].get("default", [])]
-                    return {"flow_run_id": str(run.id), "orders": offered, "description": description}
-            if run.state is not None and run.state.is_final():
-                raise RuntimeError(f"review run ended ({run.state.name}) without pausing")
+            state = run.state
+            if state is not None and state.is_paused() and str(state.id) != after_state:
+                keyset = keyset_from_paused_state(state)
+                try:
+                    schema = json.loads(client.read_flow_run_input(run.id, keyset["schema"]))
+                    description = json.loads(client.read_flow_run_input(run.id, keyset["description"]))
+                except Exception:  # noqa: BLE001 - the form is saved just after the run pauses
+                    time.sleep(0.2)
+                    continue
+                offered = [d["order_no"] for d in schema["properties"]["decisions"].get("default", [])]
+                return {"flow_run_id": str(run.id), "state_id": str(state.id), "orders": offered,
+                        "description": description}  # fmt: skip
+            if state is not None and state.is_final():
+                raise ReviewRunEnded(f"review run ended ({state.name})")
             time.sleep(0.3)
     raise TimeoutError(f"review run {flow_run_id} did not pause within {timeout:.0f}s")
+
+
+def find_paused_review_run(timeout: float = 60) -> str:
+    """The id of the newest ``review-orders`` run waiting for input, waiting up to ``timeout`` seconds."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    paused = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])))
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["review-orders"])),
+                                         flow_run_filter=paused)  # fmt: skip
+            if runs:
+                return str(max(runs, key=lambda r: r.created).id)
+            time.sleep(0.3)
+    raise TimeoutError(f"no review-orders run paused within {timeout:.0f}s")
+
+
+def run_review_session(decide, reviewer: str = "demo-reviewer", limit: int | None = None,
+                       timeout: float = 120) -> dict:
+    """Run ``review_orders`` and answer each of its forms through the UI's input path: ``decide(orders_offered)``
+    returns the decisions (dicts with order_no, decision, reason, proposed_solution). For ``make demo``/scripts."""
+    import threading
+
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["result"] = review_orders(limit=limit, poll_interval=1)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="review-orders", daemon=True)
+    thread.start()
+    try:
+        run_id = find_paused_review_run(timeout)
+        last = None
+        while True:
+            form = wait_until_paused(run_id, timeout, after_state=last)
+            submit_review(run_id, reviewer, decide(form["orders"]))
+            last = form["state_id"]
+    except (ReviewRunEnded, TimeoutError):
+        pass
+    thread.join(timeout)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("result", {})
 
 
 def submit_review(flow_run_id: UUID | str, reviewer: str, decisions: list[dict]) -> None:
@@ -295,12 +355,6 @@ def submit_review(flow_run_id: UUID | str, reviewer: str, decisions: list[dict])
     from prefect.flow_runs import resume_flow_run
 
     resume_flow_run(UUID(str(flow_run_id)), run_input={"reviewer": reviewer, "decisions": decisions})
-
-
-def backlog_rows(now) -> list[dict]:
-    with get_engine().connect() as conn:
-        pending = pending_orders(conn)
-    return backlog_by_age(pending, now, get_settings().review.reminder_hours_before).to_dict("records")
 
 
 # --- deadlines ----------------------------------------------------------------------------------------------------------

@@ -226,6 +226,7 @@ def demo(
 # --- area commands: each area registers its commands here (one line each) ---
 import yidi.cli_fulfil  # noqa: E402, F401  (stocktake, fulfil run|stock|decide|produce|qc|receive|report)
 import yidi.cli_intake  # noqa: E402, F401  (ingest, quarantine list|show|replay|discard)
+import yidi.cli_review  # noqa: E402, F401  (review list|show|approve|reject|run|deadlines)
 import yidi.cli_settle  # noqa: E402, F401  (reconcile, cases list|show|explain|resolve|reopen|assign)
 import yidi.cli_track  # noqa: E402, F401  (track, callbacks, incidents, incident-resolve)
 

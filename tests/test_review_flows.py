@@ -1,0 +1,155 @@
+"""The review flows on a real Prefect server: automated review after ingest, the manual review form answered through
+the UI's input path (invalid input refused, the orders stay pending), the deadline check; and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from review_data import POLICY, build_store
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from connectors.standins.sms import SmsGatewayStandIn
+from connectors.standins.smtp import SmtpStandIn
+from yidi.schema import orders
+
+pytestmark = pytest.mark.prefect
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A store with every review case, relays for notices, a policy pointing at them (env, as flows read it)."""
+    from yidi.db import get_engine, init_db
+    from yidi.settings import get_settings
+
+    smtp, sms = SmtpStandIn().start(), SmsGatewayStandIn().start()
+    policy = tmp_path / "yidi.toml"
+    policy.write_text(POLICY + f'\n[notifications]\nsmtp_port = {smtp.port}\nsms_gateway_url = "{sms.url}"\n'
+                      "[review]\nui_batch_size = 3\n", encoding="utf-8")  # fmt: skip
+    monkeypatch.setenv("YIDI_CONFIG", str(policy))
+    monkeypatch.setenv("YIDI_DATABASE_URL", f"sqlite:///{tmp_path / 'flows.db'}")
+    get_settings.cache_clear()
+    engine = get_engine()
+    init_db(engine)
+    with engine.begin() as conn:
+        ids = build_store(conn)
+    yield engine, ids, smtp, sms
+    smtp.stop()
+    sms.stop()
+
+
+def states(engine, ids) -> dict[int, str]:
+    with engine.connect() as conn:
+        return dict(conn.execute(select(orders.c.id, orders.c.state).where(orders.c.id.in_(list(ids)))).all())
+
+
+def test_auto_review_flow_decides_notifies_and_builds_offline_docs(prefect_server, store):
+    from flows.review import auto_review
+
+    engine, ids, smtp, sms = store
+    result = auto_review()
+    assert result["checked"] == len(ids) + 1  # and the history order pending without any check yet
+    assert result["auto_rejected"] > 0 and result["pending_review"] > 0
+    # Customers of auto-rejected orders were told (the flow sends the outbox right away).
+    assert smtp.received() and sms.messages
+    docs = result["data_docs"]
+    html = open(docs, encoding="utf-8").read()
+    assert "review_v1_customer" in html and "http://" not in html and "https://" not in html
+    assert auto_review()["checked"] == 0  # re-running changes nothing
+
+
+def test_manual_review_in_the_form_refuses_bad_input_then_applies_decisions(prefect_server, store):
+    from prefect.flow_runs import resume_flow_run
+
+    from flows.review import find_paused_review_run, review_orders, submit_review, wait_until_paused
+    from tasks.review import auto_review as run_auto
+
+    engine, ids, _smtp, _sms = store
+    run_auto(engine, list(ids.values()), build_docs=False, keep_results=False)
+    pending = sorted(oid for oid, state in states(engine, ids.values()).items() if state == "pending_review")
+    assert len(pending) >= 3
+
+    import threading
+
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.update(result=review_orders(limit=3, poll_interval=1)))
+    thread.start()
+    try:
+        run_id = find_paused_review_run(timeout=60)
+        form = wait_until_paused(run_id)
+        offered = form["orders"]
+        assert len(offered) == 3 and all(no in form["description"] for no in offered)
+        # Not even accepted by the server: the schema says decision is approve/reject/skip.
+        with pytest.raises(RuntimeError):
+            resume_flow_run(run_id, run_input={"reviewer": "alice",
+                                               "decisions": [{"order_no": offered[0], "decision": "maybe"}]})
+        # Accepted by the server, refused by the flow: a rejection without a proposed solution.
+        submit_review(run_id, "alice", [{"order_no": offered[0], "decision": "reject", "reason": "价格不符"}])
+        again = wait_until_paused(run_id, after_state=form["state_id"])
+        assert "Input refused" in again["description"] and "proposed solution" in again["description"]
+        assert set(states(engine, pending[:3]).values()) == {"pending_review"}
+        submit_review(run_id, "alice", [
+            {"order_no": offered[0], "decision": "approve"},
+            {"order_no": offered[1], "decision": "reject", "reason": "地址无法送达", "proposed_solution": "请补充门牌号后重新下单"},
+            {"order_no": offered[2], "decision": "skip"},
+        ])  # fmt: skip
+    finally:
+        thread.join(60)
+    assert outcome["result"]["approved"] == 1 and outcome["result"]["rejected"] == 1
+    with engine.connect() as conn:
+        by_no = dict(conn.execute(select(orders.c.order_no, orders.c.state).where(orders.c.order_no.in_(offered))).all())
+    assert [by_no[no] for no in offered] == ["approved", "rejected", "pending_review"]
+
+
+def test_run_review_session_answers_like_the_ui(prefect_server, store):
+    from flows.review import run_review_session
+    from tasks.review import auto_review as run_auto
+
+    engine, ids, _smtp, _sms = store
+    run_auto(engine, list(ids.values()), build_docs=False, keep_results=False)
+
+    def decide(offered):
+        return [{"order_no": no, "decision": "approve"} for no in offered]
+
+    result = run_review_session(decide, reviewer="demo", limit=4)
+    assert result["approved"] == 4 and not result["refused"]
+
+
+def test_deadline_flow_reports_backlog(prefect_server, store):
+    from flows.review import check_review_deadlines
+    from tasks.review import auto_review as run_auto
+
+    engine, ids, _smtp, _sms = store
+    run_auto(engine, list(ids.values()), build_docs=False, keep_results=False)
+    result = check_review_deadlines(send=False)
+    with engine.connect() as conn:
+        pending = conn.execute(select(orders.c.id).where(orders.c.state == "pending_review")).all()
+    assert sum(row["orders"] for row in result["backlog"]) == len(pending) > 0
+    assert result["reminded"] == [] and result["escalated"] == []  # deadlines are days away
+
+
+def test_cli_list_show_approve_reject(store):
+    from tasks.review import auto_review as run_auto
+    from yidi.cli import app
+
+    engine, ids, _smtp, _sms = store
+    run_auto(engine, list(ids.values()), build_docs=False, keep_results=False)
+    runner = CliRunner()
+    listed = runner.invoke(app, ["review", "list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = json.loads(listed.output)
+    assert rows and all("*" in row["phone"] for row in rows if row["phone"])
+    with engine.connect() as conn:
+        numbers = dict(conn.execute(select(orders.c.id, orders.c.order_no)).all())
+    cod, clean = numbers[ids["cod"]], numbers[ids["clean"]]
+    shown = runner.invoke(app, ["review", "show", cod, "--json"])
+    assert json.loads(shown.output)["findings"][0]["reason_code"] == "PAYMENT_SPECIAL_REVIEW"
+    refused = runner.invoke(app, ["review", "reject", cod, "--reason", "x", "--solution", "", "--reviewer", "bob"])
+    assert refused.exit_code == 1 and "refused" in refused.output
+    assert runner.invoke(app, ["review", "reject", cod, "--reason", "货到付款超出信用", "--solution", "请改为在线支付",
+                               "--reviewer", "bob"]).exit_code == 0  # fmt: skip
+    assert runner.invoke(app, ["review", "approve", clean, "--reviewer", "carol"]).exit_code == 0
+    late = runner.invoke(app, ["review", "approve", cod, "--reviewer", "dave"])
+    assert late.exit_code == 1 and "already rejected by bob" in late.output
+    assert states(engine, [ids["cod"], ids["clean"]]) == {ids["cod"]: "rejected", ids["clean"]: "approved"}
