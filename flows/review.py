@@ -23,10 +23,10 @@ from prefect.input import RunInput
 from pydantic import BaseModel, Field
 
 from tasks.review import (
-    BACKLOG_BUCKETS,
     ChunkSummary,
     InvalidDecision,
     apply_decision,
+    backlog_by_age,
     check_deadlines,
     current_findings,
     finish_run,
@@ -112,11 +112,27 @@ def _review_artifacts(total: ChunkSummary, stats: pd.DataFrame, docs: str | None
                          "orders": int(rec.unexpected_count), "message": reason.zh})  # fmt: skip
     create_table_artifact(key="review-failures-by-reason", table=rows or [{"reason_code": "-", "orders": 0}],
                           description="Automated review: failing orders per reason code (one order can fail several)")
+    _backlog_artifact()
     create_markdown_artifact(
         key="review-data-docs",
         markdown=f"Great Expectations Data Docs (offline): `{docs}`" if docs else "Data Docs not built for this run.",
         description="Validation results of the review suites",
     )
+
+
+def _backlog_artifact(reminded: int | None = None, escalated: int | None = None) -> pd.DataFrame:
+    settings = get_settings()
+    with get_engine().connect() as conn:
+        pending = pending_orders(conn)
+    backlog = backlog_by_age(pending, utc_now(), settings.review.reminder_hours_before)
+    note = "" if reminded is None else f"; reminded now: {reminded}, escalated now: {escalated}"
+    create_table_artifact(
+        key="review-backlog",
+        table=backlog.to_dict("records"),
+        description=(f"Pending manual reviews by age against the deadline "
+                     f"({settings.review.deadline_working_days} working days){note}"),
+    )  # fmt: skip
+    return backlog
 
 
 # --- manual review in the Prefect UI ---------------------------------------------------------------------------------
@@ -349,6 +365,29 @@ def run_review_session(decide, reviewer: str = "demo-reviewer", limit: int | Non
     return outcome.get("result", {})
 
 
+def demo_review(approve: int = 5, reject: int = 3, reviewer: str = "演示审核员") -> dict:
+    """For ``make demo``: approve some pending orders and reject others (reason and proposed solution) through the
+    review form's input path, as a reviewer in the Prefect UI would; the rest stay pending."""
+    left = {"approve": approve, "reject": reject}
+
+    def decide(offered: list[str]) -> list[dict]:
+        decisions = []
+        for order_no in offered:
+            if left["approve"] > 0:
+                left["approve"] -= 1
+                decisions.append({"order_no": order_no, "decision": "approve"})
+            elif left["reject"] > 0:
+                left["reject"] -= 1
+                decisions.append({"order_no": order_no, "decision": "reject",
+                                  "reason": "收货信息需要与您核实（演示）",
+                                  "proposed_solution": "请核对收货地址和联系电话后重新下单，或致电客服为您修改"})  # fmt: skip
+            else:
+                decisions.append({"order_no": order_no, "decision": "skip"})
+        return decisions
+
+    return run_review_session(decide, reviewer=reviewer, limit=approve + reject)
+
+
 def submit_review(flow_run_id: UUID | str, reviewer: str, decisions: list[dict]) -> None:
     """Resume a paused ``review_orders`` run with decisions, exactly as the UI form does. The server validates the
     input against the form's schema and refuses invalid input (the run stays paused)."""
@@ -363,17 +402,8 @@ def submit_review(flow_run_id: UUID | str, reviewer: str, decisions: list[dict])
 @flow(name="check-review-deadlines")
 def check_review_deadlines(send: bool = True) -> dict:
     """Hourly: reminders before the review deadline, escalation after it (V6), backlog by age as an artifact."""
-    settings = get_settings()
-    report = check_deadlines(get_engine(), settings=settings)
-    backlog = report.backlog if report.backlog is not None else pd.DataFrame(
-        {"bucket": BACKLOG_BUCKETS, "orders": 0})  # fmt: skip
-    create_table_artifact(
-        key="review-backlog",
-        table=backlog.to_dict("records"),
-        description=(f"Pending manual reviews by age against the deadline "
-                     f"({settings.review.deadline_working_days} working days); reminded now: "
-                     f"{len(report.reminded)}, escalated now: {len(report.escalated)}"),
-    )  # fmt: skip
+    report = check_deadlines(get_engine(), settings=get_settings())
+    backlog = _backlog_artifact(len(report.reminded), len(report.escalated))
     if send and (report.reminded or report.escalated):
         from flows.notify import send_notifications
 

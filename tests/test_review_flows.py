@@ -7,7 +7,7 @@ import json
 
 import pytest
 from review_data import POLICY, build_store
-from sqlalchemy import select
+from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from connectors.standins.sms import SmsGatewayStandIn
@@ -102,18 +102,22 @@ def test_manual_review_in_the_form_refuses_bad_input_then_applies_decisions(pref
     assert [by_no[no] for no in offered] == ["approved", "rejected", "pending_review"]
 
 
-def test_run_review_session_answers_like_the_ui(prefect_server, store):
-    from flows.review import run_review_session
+def test_demo_review_approves_and_rejects_through_the_form(prefect_server, store):
+    from flows.review import demo_review
     from tasks.review import auto_review as run_auto
 
-    engine, ids, _smtp, _sms = store
+    engine, ids, smtp, _sms = store
     run_auto(engine, list(ids.values()), build_docs=False, keep_results=False)
-
-    def decide(offered):
-        return [{"order_no": no, "decision": "approve"} for no in offered]
-
-    result = run_review_session(decide, reviewer="demo", limit=4)
-    assert result["approved"] == 4 and not result["refused"]
+    result = demo_review(approve=2, reject=2, reviewer="demo")
+    assert (result["approved"], result["rejected"], result["refused"]) == (2, 2, [])
+    with engine.connect() as conn:
+        decided = dict(conn.execute(select(orders.c.state, func.count()).where(
+            orders.c.state.in_(["approved", "rejected"]), orders.c.id.in_(list(ids.values())))
+            .group_by(orders.c.state)).all())  # fmt: skip
+    assert decided == {"approved": 2, "rejected": 2}
+    # The customers were told (the flow sends right away): rejections carry the reason and the proposed solution.
+    bodies = [m.get_content() for m in smtp.received() if "审核未通过" in m["Subject"]]
+    assert any("请核对收货地址" in body for body in bodies)
 
 
 def test_deadline_flow_reports_backlog(prefect_server, store):
