@@ -244,8 +244,8 @@ class SpreadsheetConnector(Connector):
                     target or path, f"unsupported file type {path.suffix or '(none)'}", target)
                 yield Batch(records, parsed=parsed, label=path.name)
                 continue
-            try:
-                batches = list(self._file_batches(path, default_channel, chunk_rows, move))
+            try:  # reads the first chunk only: format and encoding problems surface here, before any yield
+                batches = self._file_batches(path, default_channel, chunk_rows, move)
             except UnreadableFile as exc:
                 target = self._move(path, "failed") if move else None
                 records, parsed = unreadable_record(target or path, str(exc), target)

@@ -221,7 +221,7 @@ def take_write_lock(conn: Connection) -> None:
     if conn.dialect.name == "sqlite":
         conn.exec_driver_sql("DELETE FROM channel_cursors WHERE 0")
         # Bulk batches probe large indexes: a bigger page cache (bounded, per connection) keeps them in memory.
-        conn.exec_driver_sql("PRAGMA cache_size = -65536")
+        conn.exec_driver_sql("PRAGMA cache_size = -16384")
 
 
 def ingest_batch(engine: Engine, connector: Connector, batch: Batch, *, actor: str | None = None) -> Counts:
