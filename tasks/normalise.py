@@ -113,12 +113,8 @@ def content_hashes(parsed_orders: pd.DataFrame, parsed_lines: pd.DataFrame) -> p
 
 
 def _normalise_phones(raw: pd.Series) -> pd.DataFrame:
-    try:
-        from yidi.phone import normalise_phones
-    except ImportError:  # pragma: no cover - until yidi.phone lands: digits only, kind unknown
-        digits = raw.astype("str").str.replace(r"[^\d]", "", regex=True)
-        return pd.DataFrame({"phone": digits.where(digits.str.len() >= 7), "phone_kind": "unknown"},
-                            index=raw.index)
+    from yidi.phone import normalise_phones
+
     return normalise_phones(raw)
 
 
