@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from yidi.db import get_engine, init_db
 from yidi.demo_data import demo_catalog, demo_customers
-from yidi.local_prefect import API_URL, UI_URL, start_server
+from yidi.local_prefect import API_URL, UI_URL
 from yidi.schema import orders
 from yidi.settings import reload_settings, yidi_home
 
@@ -41,21 +41,61 @@ def write_reference_files(home: Path) -> tuple[Path, Path]:
 
 
 @flow(name="lifecycle-demo", log_prints=True)
-def lifecycle_demo(order_count: int = 3000) -> dict:
-    """Reference data, then every stage of the order lifecycle built so far, each as a subflow."""
+def lifecycle_demo(order_count: int = 3000, approve: int = 280, reject: int = 20) -> dict:
+    """Reference data, then every stage of the order lifecycle, each as a subflow against the stand-ins:
+    intake from all channels → automated review → a reviewer's decisions through the review form → fulfilment
+    (stock, production/purchase requests, carrier choice, waybills) → carrier tracking (delays, damage, loss)
+    → settlement (bills, statements, COD remittances) → customer notifications."""
+    from connectors.standins import sms, smtp
+    from flows.fulfill import fulfilment_demo
+    from flows.ingest import intake_demo
+    from flows.notify import send_notifications
     from flows.reference import load_reference_data
+    from flows.review import auto_review, demo_review
+    from flows.settle import settlement_demo
+    from flows.track import tracking_demo
 
     home = yidi_home()
     catalog_path, customers_path = write_reference_files(home)
-    loaded = load_reference_data(str(catalog_path), str(customers_path))
-    return {"reference": loaded}
+    result: dict = {"reference": load_reference_data(str(catalog_path), str(customers_path))}
+    with smtp.start() as mail, sms.start() as gateway:
+        point_notifications_at(home, mail.port, gateway.url)
+        result["intake"] = intake_demo(order_count=order_count)
+        result["auto_review"] = auto_review()
+        result["manual_review"] = demo_review(approve=approve, reject=reject)
+        result["fulfilment"] = fulfilment_demo(home / "inbox")
+        result["tracking"] = tracking_demo()
+        result["settlement"] = settlement_demo()
+        result["notifications"] = send_notifications()
+        result["notifications"]["emails_received"] = len(mail.received())
+        result["notifications"]["sms_received"] = len(gateway.messages)
+    return result
+
+
+def point_notifications_at(home: Path, smtp_port: int, sms_url: str) -> None:
+    """The demo's policy file: notices go to the SMTP and SMS stand-ins; review forms show 100 orders a page."""
+    policy = home / "yidi.toml"
+    policy.write_text(
+        f'''[notifications]
+smtp_host = "127.0.0.1"
+smtp_port = {smtp_port}
+sms_gateway_url = "{sms_url}"
+
+[review]
+ui_batch_size = 100
+''',
+        encoding="utf-8",
+    )
+    os.environ["YIDI_CONFIG"] = str(policy)
+    reload_settings()
 
 
 def summary_tables(console: Console) -> None:
     engine = get_engine()
     with engine.connect() as conn:
         for column, title in ((orders.c.state, "orders by state"), (orders.c.channel, "orders by channel"),
-                              (orders.c.region, "orders by region (remote = outside Chongqing)")):  # fmt: skip
+                              (orders.c.region, "orders by region (remote = outside Chongqing)"),
+                              (orders.c.payment_state, "orders by payment state")):  # fmt: skip
             rows = conn.execute(
                 select(column, func.count()).group_by(column).order_by(func.count().desc())
             ).all()
@@ -68,17 +108,16 @@ def summary_tables(console: Console) -> None:
 
 
 def run_demo(orders: int = 3000, fresh: bool = True, console: Console | None = None) -> dict:
+    """The demo on the local Prefect server (`yidi demo` starts it before Prefect is imported)."""
     console = console or Console()
     base = yidi_home()
-    started = start_server()
-    os.environ["PREFECT_API_URL"] = API_URL
-    console.print(f"Prefect server {'started' if started else 'already running'} at {UI_URL}")
     demo_home = base / "demo"
     if fresh and demo_home.exists():
         shutil.rmtree(demo_home)
     demo_home.mkdir(parents=True, exist_ok=True)
     os.environ["YIDI_HOME"] = str(demo_home)
     os.environ.pop("YIDI_DATABASE_URL", None)  # the demo always runs on the embedded SQLite store
+    os.environ.pop("YIDI_CONFIG", None)
     reload_settings()
     init_db()
     from prefect.settings import PREFECT_API_URL, temporary_settings

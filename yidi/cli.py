@@ -218,6 +218,14 @@ def demo(
     fresh: Annotated[bool, typer.Option(help="Start from an empty demo home")] = True,
 ) -> None:
     """Run the whole order lifecycle against the local stand-ins and print a summary."""
+    import os
+
+    from yidi.local_prefect import API_URL, UI_URL, start_server
+
+    started = start_server()
+    # Before Prefect is first imported, so every flow, subflow and thread of the demo reports to this server.
+    os.environ["PREFECT_API_URL"] = API_URL
+    console.print(f"Prefect server {'started' if started else 'already running'} at {UI_URL}")
     from flows.demo import run_demo
 
     run_demo(orders=orders, fresh=fresh, console=console)
