@@ -58,7 +58,8 @@ def ingest_channel(channel: str, file: str | None = None, options: dict | None =
                                                                      counts.updated, counts.unchanged,
                                                                      counts.quarantined))
     logger.info("%s done: %s", channel, {k: getattr(summary, k) for k in SUMMARY_FIELDS})
-    return asdict(summary)
+    # Quarantine reasons may quote customer data: they stay in the store (`yidi quarantine list`), not in Prefect.
+    return {k: v for k, v in asdict(summary).items() if k != "reasons"}
 
 
 def _summary_rows(results: dict[str, dict]) -> list[dict]:
@@ -108,7 +109,8 @@ def ingest_orders(channels: list[str] | None = None, files: list[str] | None = N
                 message = f"ended {state.type.value}"
             except Exception as exc:  # noqa: BLE001 - reported per channel
                 message = f"{type(exc).__name__}: {exc}"
-            results[label] = {**asdict(ChannelSummary(channel=label)), "error": message[:500]}
+            results[label] = {**{k: v for k, v in asdict(ChannelSummary(channel=label)).items() if k != "reasons"},
+                              "error": message[:500]}
             logger.error("channel %s failed: %s", label, message)
     rows = _summary_rows(results)
     totals = {k: sum(r[k] for r in rows) for k in SUMMARY_FIELDS}
@@ -174,7 +176,7 @@ def enter_phone_order(timeout_hours: float = 8.0, entered_by: str = "") -> dict:
         + (" — see `yidi quarantine list --channel form` for the reason" if summary.quarantined else ""),
     )
     logger.info("phone order %s %s", result["order_no"], status)
-    return result | {"status": status, "reasons": summary.reasons}
+    return result | {"status": status}
 
 
 @flow(name="intake-demo", log_prints=True)
