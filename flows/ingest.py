@@ -161,6 +161,7 @@ def enter_phone_order(timeout_hours: float = 8.0, entered_by: str = "") -> dict:
             lines=[FormLine(item_code="", quantity=1, unit_price_yuan="0.00")],
         ),
         timeout=int(timeout_hours * 3600),
+        poll_interval=2,  # staff wait for the answer: check for the resumed form often
     )
     data = PhoneOrder.model_validate(answer.model_dump(include=set(PhoneOrder.model_fields)))
     records = form_record(data, entered_by=entered_by)
