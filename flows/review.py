@@ -28,8 +28,10 @@ from tasks.review import (
     apply_decision,
     backlog_by_age,
     check_deadlines,
+    credit_summary,
     current_findings,
     finish_run,
+    latest_checks,
     merge_stats,
     pending_orders,
     review_chunk_task,
@@ -154,7 +156,8 @@ def _money(fen) -> str:
     return f"¥{int(fen) / 100:,.2f}"
 
 
-def review_markdown(page: pd.DataFrame, findings: pd.DataFrame, problems: list[str] | None = None) -> str:
+def review_markdown(page: pd.DataFrame, findings: pd.DataFrame, problems: list[str] | None = None,
+                    credit: dict[int, str] | None = None) -> str:
     """The form's description: each order with its (masked) customer data and every finding."""
     lines = []
     if problems:
@@ -172,6 +175,8 @@ def review_markdown(page: pd.DataFrame, findings: pd.DataFrame, problems: list[s
             f"#### {row.order_no} · {_money(row.order_total_fen)} · {row.payment_method or '—'} · due {due}",
             f"{mask_name(row.customer_name)} · {mask_phone(row.customer_phone)} · {address} · region {row.region}",
         ]
+        if (credit or {}).get(row.id):
+            lines.append(f"- {credit[row.id]}")
         group = by_order.get(row.id)
         if group is None or group.empty:
             lines.append("- no findings: passed every automated check")
@@ -229,7 +234,9 @@ def review_orders(limit: int | None = None, order_nos: list[str] | None = None, 
         while True:
             with engine.connect() as conn:
                 findings = current_findings(conn, page["id"].tolist())
-            description = review_markdown(page, findings, problems)
+                checks = latest_checks(conn, page["id"].tolist())
+            credit = {int(o): credit_summary(c) for o, c in zip(checks["order_id"], checks["credit"], strict=True)}
+            description = review_markdown(page, findings, problems, credit)
             initial = ReviewForm.with_initial_data(
                 description=description, reviewer="",
                 decisions=[OrderDecision(order_no=no) for no in page["order_no"]],

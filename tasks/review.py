@@ -695,6 +695,31 @@ def current_findings(conn: Connection, order_ids: Sequence[int]) -> pd.DataFrame
      .order_by(review_findings.c.order_id, review_findings.c.id), list(order_ids))  # fmt: skip
 
 
+def latest_checks(conn: Connection, order_ids: Sequence[int]) -> pd.DataFrame:
+    """Each order's latest automated check: outcome, counts, and the credit check result (JSON) when one was made."""
+    if not len(order_ids):
+        return pd.DataFrame(columns=["order_id", "outcome", "credit", "checked_at"])
+
+    def stmt(ids):
+        latest = (select(func.max(review_checks.c.id).label("id")).where(review_checks.c.order_id.in_(ids))
+                  .group_by(review_checks.c.order_id).subquery())  # fmt: skip
+        return select(review_checks.c.order_id, review_checks.c.outcome, review_checks.c.credit,
+                      review_checks.c.checked_at).join(latest, latest.c.id == review_checks.c.id)  # fmt: skip
+
+    return _read_in(conn, stmt, list(order_ids))
+
+
+def credit_summary(credit_json: str | None) -> str | None:
+    """``exposure ¥x of limit ¥y, overdue ¥z`` for a credit-checked order (V1), else None."""
+    if not credit_json:
+        return None
+    credit = json.loads(credit_json)
+    ok = credit["exposure_fen"] <= credit["limit_fen"] and credit["overdue_fen"] <= 0
+    why = "important customer" if credit.get("important") else "large order"
+    return (f"credit check ({why}): {'ok' if ok else 'NOT OK'}: exposure ¥{credit['exposure_fen'] / 100:,.2f} of "
+            f"limit ¥{credit['limit_fen'] / 100:,.2f}, overdue ¥{credit['overdue_fen'] / 100:,.2f}")
+
+
 def masked_pending(frame: pd.DataFrame) -> pd.DataFrame:
     from yidi.masking import mask_frame
 

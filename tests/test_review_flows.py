@@ -80,6 +80,7 @@ def test_manual_review_in_the_form_refuses_bad_input_then_applies_decisions(pref
         form = wait_until_paused(run_id)
         offered = form["orders"]
         assert len(offered) == 3 and all(no in form["description"] for no in offered)
+        assert "138****8000" in form["description"] and "13812348000" not in form["description"]  # masked
         # Not even accepted by the server: the schema says decision is approve/reject/skip.
         with pytest.raises(RuntimeError):
             resume_flow_run(run_id, run_input={"reviewer": "alice",
@@ -149,6 +150,8 @@ def test_cli_list_show_approve_reject(store):
     cod, clean = numbers[ids["cod"]], numbers[ids["clean"]]
     shown = runner.invoke(app, ["review", "show", cod, "--json"])
     assert json.loads(shown.output)["findings"][0]["reason_code"] == "PAYMENT_SPECIAL_REVIEW"
+    credit = json.loads(runner.invoke(app, ["review", "show", numbers[ids["credit_limit"]], "--json"]).output)
+    assert credit["credit_check"].startswith("credit check (important customer): NOT OK: exposure ¥420.00 of limit ¥300.00")
     refused = runner.invoke(app, ["review", "reject", cod, "--reason", "x", "--solution", "", "--reviewer", "bob"])
     assert refused.exit_code == 1 and "refused" in refused.output
     assert runner.invoke(app, ["review", "reject", cod, "--reason", "货到付款超出信用", "--solution", "请改为在线支付",

@@ -74,7 +74,7 @@ def review_show(
     """An order's review: state, deadline, current findings (with lines / credit figures), decisions."""
     from sqlalchemy import select
 
-    from tasks.review import _order_by_ref, current_findings
+    from tasks.review import _order_by_ref, credit_summary, current_findings, latest_checks
     from yidi.bulk import read_frame
     from yidi.schema_review import review_decisions
 
@@ -84,6 +84,7 @@ def review_show(
         if order is None:
             raise fail(f"no order {ref!r}")
         findings = current_findings(conn, [order["id"]])
+        checks = latest_checks(conn, [order["id"]])
         decisions = read_frame(conn, select(review_decisions).where(review_decisions.c.order_id == order["id"])
                                .order_by(review_decisions.c.id))  # fmt: skip
     view = {
@@ -93,6 +94,7 @@ def review_show(
                    f"{order['ship_detail'] or ''}",
         "total": f"{int(order['order_total_fen']) / 100:.2f}", "payment_method": order["payment_method"],
         "review_due_at": _local(order["review_due_at"]),
+        "credit_check": credit_summary(checks["credit"].iloc[0]) if len(checks) else None,
         "findings": [{"reason_code": f.reason_code, "severity": f.severity, "message_zh": f.message_zh,
                       "message_en": f.message_en, "details": json.loads(f.details) if f.details else None}
                      for f in findings.itertuples(index=False)],
@@ -107,6 +109,8 @@ def review_show(
                   f"due {view['review_due_at']}", highlight=False)  # fmt: skip
     console.print(f"{view['customer']}  {view['phone']}  {view['address']}  ¥{view['total']}  {view['payment_method']}",
                   highlight=False, markup=False)  # fmt: skip
+    if view["credit_check"]:
+        console.print(f"  {view['credit_check']}", highlight=False, markup=False)
     if not view["findings"]:
         console.print("no findings: passed every automated check")
     for item in view["findings"]:

@@ -52,7 +52,7 @@ class ReviewPolicy(Section):
     severity: dict[str, Literal["reject", "needs_review", "note"]] = Field(
         {}, description="Severity per reason code (V5); codes not listed keep the default in expectations/"
     )
-    chunk_size: int = Field(50_000, ge=100, description="Orders per automated-review task")
+    chunk_size: int = Field(200_000, ge=100, description="Orders per automated-review task")
     ui_batch_size: int = Field(10, ge=1, le=100, description="Orders shown per review form in the Prefect UI")
     pause_timeout_hours: float = Field(8, gt=0, description="A review form waits this long for a decision")
     name_placeholders: list[str] = Field(
