@@ -116,9 +116,11 @@ def test_taobao_page_failing_mid_way_then_throttled_is_retried_and_nothing_is_lo
     top.faults.add("throttle", times=2)
     top.ban_seconds = 0
     top.faults.add("reset", match={"page_no": 4})
-    summary = run_channel(sqlite_engine, taobao_connector(top.url, page_size=25))
+    top.faults.add("timeout", match={"page_no": 1}, delay=1.5)  # the client gives up after 1 s and asks again
+    summary = run_channel(sqlite_engine, taobao_connector(top.url, page_size=25, timeout_seconds=1))
     assert summary.new == N and summary.error is None
-    assert sorted(kind for kind, _ in top.faults.log) == ["http500", "malformed", "reset", "throttle", "throttle"]
+    assert sorted(kind for kind, _ in top.faults.log) == ["http500", "malformed", "reset", "throttle", "throttle",
+                                                          "timeout"]
     assert count(sqlite_engine, orders) == N
 
 
