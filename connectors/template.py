@@ -749,7 +749,3 @@ def parse_template_records(records: pd.DataFrame, *, default_channel: str, recei
         pd.concat(lines, ignore_index=True) if lines else _empty_lines(),
         pd.concat(problems, ignore_index=True) if problems else empty_problems(),
     )
-
-
-def attach_order_ids(result: TemplateResult) -> None:
-    """Kept for callers: order numbers are now filled in by ``TemplateResult.parse``."""

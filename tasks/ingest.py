@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, bindparam, delete, func, select, update
 
-from connectors.base import RECORD_COLUMNS, Batch, Connector, Parsed, content_hash, empty_lines, empty_orders
+from connectors.base import RECORD_COLUMNS, Batch, Connector, Parsed, content_hash
 from tasks.normalise import LINE_STORE_COLUMNS, ORDER_STORE_COLUMNS, Normalised, normalise, order_number
 from yidi.bulk import ids_for_keys, insert_rows, read_frame, stage_frame
 from yidi.lifecycle import LEGAL_TRANSITIONS, OrderState, current_actor, record_events, transition_orders
@@ -552,5 +552,4 @@ def discard_record(engine: Engine, record_id: int, reason: str) -> None:
             raise ValueError(f"intake record {record_id} is not a quarantined record")
 
 
-__all__ = ["Counts", "ChannelSummary", "ingest_batch", "run_channel", "replay_record", "discard_record",
-           "empty_orders", "empty_lines"]
+__all__ = ["Counts", "ChannelSummary", "ingest_batch", "run_channel", "replay_record", "discard_record"]
