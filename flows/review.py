@@ -183,7 +183,7 @@ def review_markdown(page: pd.DataFrame, findings: pd.DataFrame, problems: list[s
         else:
             for item in group.itertuples(index=False):
                 extra = ""
-                if item.details:
+                if isinstance(item.details, str) and item.details:  # NULL reads back as NaN
                     detail = json.loads(item.details)
                     if "lines" in detail:
                         extra = f" (lines {', '.join(map(str, detail['lines']))})"

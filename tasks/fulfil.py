@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -976,6 +977,8 @@ def waybill_request_body(row: dict, goods: list[dict]) -> dict:
     def yuan(fen) -> str:
         return f"{int(fen or 0) / 100:.2f}"
 
+    # Missing values read back from the store as NaN (pandas 3): make them None so `or ""` defaults apply.
+    row = {key: None if isinstance(value, float) and math.isnan(value) else value for key, value in row.items()}
     return {
         "carrier": row["carrier"],
         "service": row["service"],
