@@ -29,7 +29,7 @@ def _column_values(series: pd.Series, column_type, dialect: str) -> list:
         stamps = pd.to_datetime(series, utc=True, format="mixed")
         if dialect == "sqlite":
             # SQLAlchemy's SQLite DATETIME storage format, naive UTC.
-            values = stamps.dt.tz_localize(None).dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+            values = stamps.dt.tz_localize(None).dt.strftime("%Y-%m-%d %H:%M:%S.%f").astype(object)
         else:
             values = stamps.astype(object)
     elif isinstance(column_type, Date):
@@ -44,7 +44,17 @@ def _column_values(series: pd.Series, column_type, dialect: str) -> list:
     if values.dtype.kind in "iub" and not values.hasnans:
         return values.tolist()
     obj = values.astype(object)
-    return obj.where(pd.notna(obj), None).tolist()
+    listed = obj.where(pd.notna(obj), None).tolist()
+    if dialect == "sqlite" and values.dtype.kind in "OM" and any(isinstance(v, datetime) for v in listed):
+        # sqlite3 binds no datetime objects (pandas Timestamps included): store SQLAlchemy's naive-UTC text.
+        listed = [_sqlite_datetime(v) if isinstance(v, datetime) else v for v in listed]
+    return listed
+
+
+def _sqlite_datetime(value: datetime) -> str:
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def frame_rows(table: Table, df: pd.DataFrame, dialect: str) -> tuple[list[str], list[tuple]]:
