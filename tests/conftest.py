@@ -12,9 +12,9 @@ import uuid
 from functools import lru_cache
 
 import pytest
-import yidi  # noqa: F401  (sets Prefect's offline defaults before prefect is imported)
 from sqlalchemy import text
 
+import yidi  # noqa: F401  (sets Prefect's offline defaults before prefect is imported)
 from yidi.db import init_db, make_engine
 
 POSTGRES_URL = os.environ.get("YIDI_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
