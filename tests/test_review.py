@@ -337,3 +337,22 @@ def test_pending_orders_moved_back_by_another_area_get_a_deadline(sqlite_engine,
     with sqlite_engine.connect() as conn:
         due = conn.execute(select(orders.c.review_due_at).where(orders.c.id == oid)).scalar_one()
     assert due is not None and due > datetime.now(UTC)
+
+
+def test_long_id_lists_go_through_a_temporary_table(engine):
+    """Chunks of 200k orders are read with one query each (a temporary id table), on both databases."""
+    import pandas as pd
+
+    from tasks.review import IN_CHUNK, _read_in
+    from yidi.bulk import insert_rows
+
+    count = IN_CHUNK * 2 + 17
+    with engine.begin() as conn:
+        insert_rows(conn, orders, pd.DataFrame({"order_no": [f"T{i}" for i in range(count)], "channel": "t",
+                                                "channel_order_id": [f"T{i}" for i in range(count)]}))  # fmt: skip
+        ids = [i for (i,) in conn.execute(select(orders.c.id)).all()]
+        numbers = _read_in(conn, lambda chosen: select(orders.c.id, orders.c.order_no)
+                           .where(orders.c.id.in_(chosen)), ids[:-5] + ids[:3])  # fmt: skip
+        by_text = _read_in(conn, lambda chosen: select(orders.c.id).where(orders.c.order_no.in_(chosen)),
+                           [f"T{i}" for i in range(count)])  # fmt: skip
+    assert sorted(numbers["id"]) == sorted(ids[:-5]) and len(by_text) == count
