@@ -96,7 +96,8 @@ def review_show(
         "review_due_at": _local(order["review_due_at"]),
         "credit_check": credit_summary(checks["credit"].iloc[0]) if len(checks) else None,
         "findings": [{"reason_code": f.reason_code, "severity": f.severity, "message_zh": f.message_zh,
-                      "message_en": f.message_en, "details": json.loads(f.details) if f.details else None}
+                      "message_en": f.message_en,
+                      "details": json.loads(f.details) if isinstance(f.details, str) and f.details else None}
                      for f in findings.itertuples(index=False)],
         "decisions": [{"decision": d.decision, "reviewer": d.reviewer, "reason": d.reason,
                        "proposed_solution": d.proposed_solution, "source": d.source, "at": _local(d.decided_at)}
