@@ -25,11 +25,11 @@ _stage_counter = itertools.count()
 
 def _column_values(series: pd.Series, column_type, dialect: str) -> list:
     """One column as a list of driver-ready values (None for missing)."""
-    if isinstance(column_type, UTCDateTime):
+    if isinstance(column_type, UTCDateTime) or (dialect == "sqlite" and series.dtype.kind == "M"):
         stamps = pd.to_datetime(series, utc=True, format="mixed")
         if dialect == "sqlite":
-            # SQLAlchemy's SQLite DATETIME storage format, naive UTC.
-            values = stamps.dt.tz_localize(None).dt.strftime("%Y-%m-%d %H:%M:%S.%f").astype(object)
+            # SQLAlchemy's SQLite DATETIME storage format, naive UTC (sqlite3 binds no datetime objects).
+            values = stamps.dt.tz_localize(None).dt.strftime("%Y-%m-%d %H:%M:%S.%f")
         else:
             values = stamps.astype(object)
     elif isinstance(column_type, Date):
@@ -39,16 +39,15 @@ def _column_values(series: pd.Series, column_type, dialect: str) -> list:
             values = values.map(lambda d: d.isoformat() if isinstance(d, date) and d is not pd.NaT else None)
     elif isinstance(column_type, Boolean) and dialect == "sqlite":
         values = series.astype("boolean").astype("Int64")
+    elif dialect == "sqlite" and series.dtype == object:
+        # Python objects may hide datetimes (pandas Timestamps included): store SQLAlchemy's naive-UTC text.
+        values = series.map(lambda v: _sqlite_datetime(v) if isinstance(v, datetime) else v)
     else:
         values = series
-    if values.dtype.kind in "iub" and not values.hasnans:
+    if not values.hasnans:
         return values.tolist()
     obj = values.astype(object)
-    listed = obj.where(pd.notna(obj), None).tolist()
-    if dialect == "sqlite" and values.dtype.kind in "OM" and any(isinstance(v, datetime) for v in listed):
-        # sqlite3 binds no datetime objects (pandas Timestamps included): store SQLAlchemy's naive-UTC text.
-        listed = [_sqlite_datetime(v) if isinstance(v, datetime) else v for v in listed]
-    return listed
+    return obj.where(pd.notna(obj), None).tolist()
 
 
 def _sqlite_datetime(value: datetime) -> str:
