@@ -40,7 +40,8 @@ metadata = MetaData(
 Id = BigInteger().with_variant(Integer(), "sqlite")
 
 
-def _created():
+def created_at_column() -> Column:
+    """``created_at``: set by the database when the row is inserted (shared by every area's tables)."""
     return Column("created_at", UTCDateTime, nullable=False, server_default=func.current_timestamp())
 
 
@@ -65,7 +66,7 @@ customers = Table(
     Column("net_days", Integer, nullable=False, server_default="0"),
     Column("blocked", Boolean, nullable=False, server_default="0"),
     Column("allow_partial_shipment", Boolean, nullable=False, server_default="1"),
-    _created(),
+    created_at_column(),
     Column("updated_at", UTCDateTime),
 )
 
@@ -88,7 +89,7 @@ catalog_items = Table(
     Column("sourcing", String(16), nullable=False, server_default="stock"),
     Column("lead_time_days", Integer, nullable=False, server_default="0"),
     Column("preferred_supplier", String(64)),
-    _created(),
+    created_at_column(),
     Column("updated_at", UTCDateTime),
 )
 
@@ -202,7 +203,7 @@ notification_outbox = Table(
     Column("status", String(12), nullable=False, server_default="pending"),
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("last_error", Text),
-    _created(),
+    created_at_column(),
     Column("next_attempt_at", UTCDateTime),
     Column("sent_at", UTCDateTime),
     Index("ix_notification_outbox_status", "status"),
@@ -237,7 +238,7 @@ shipments = Table(
     Column("cod_amount_fen", BigInteger, nullable=False, server_default="0"),
     Column("freight_fen", BigInteger, nullable=False, server_default="0"),
     Column("expected_delivery_date", Date),
-    _created(),
+    created_at_column(),
     Column("shipped_at", UTCDateTime),
     Column("delivered_at", UTCDateTime),
     Column("last_polled_at", UTCDateTime),

@@ -27,18 +27,13 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    func,
 )
 
-from yidi.schema import Id, metadata
+from yidi.schema import Id, created_at_column, metadata
 from yidi.types import UTCDateTime
 
 # Float quantities (orders allow 2.5 m of cable) compared with a tolerance far below any real unit.
 QTY_EPSILON = 1e-6
-
-
-def _created():
-    return Column("created_at", UTCDateTime, nullable=False, server_default=func.current_timestamp())
 
 
 warehouses = Table(
@@ -139,7 +134,7 @@ allocations = Table(
     Column("status", String(12), nullable=False, server_default="reserved"),  # reserved, shipped, released
     Column("shipment_request_id", BigInteger),  # shipment_requests.id once planned into a shipment
     Column("run_id", BigInteger),
-    _created(),
+    created_at_column(),
     Column("updated_at", UTCDateTime),
     CheckConstraint("quantity > 0", name="quantity_positive"),
     Index("ix_allocations_order_id", "order_id"),
@@ -155,7 +150,7 @@ backorders = Table(
     Column("item_code", String(64), nullable=False),
     Column("quantity", Float, nullable=False),  # still short at the last allocation run
     Column("status", String(12), nullable=False, server_default="open"),  # open, filled, cancelled
-    _created(),
+    created_at_column(),
     Column("updated_at", UTCDateTime),
     Column("filled_at", UTCDateTime),
     Index("ix_backorders_status", "status"),
@@ -210,7 +205,7 @@ production_requests = Table(
     Column("qc_by", String(200)),
     Column("qc_at", UTCDateTime),
     Column("qc_note", Text),
-    _created(),
+    created_at_column(),
     Column("updated_at", UTCDateTime),
     Index("ix_production_requests_status", "status"),
 )
@@ -239,7 +234,7 @@ purchase_requests = Table(
     Column("last_error", Text),
     Column("choice_reason", Text),
     Column("alternatives", Text),  # JSON: suppliers considered with landed cost and date
-    _created(),
+    created_at_column(),
     Column("updated_at", UTCDateTime),
     Index("ix_purchase_requests_status", "status"),
     Index("ix_purchase_requests_po", "po_no"),
@@ -330,7 +325,7 @@ shipment_requests = Table(
     Column("shipment_id", BigInteger),  # shipments.id once created
     Column("run_id", BigInteger),
     Column("document_path", String(500)),
-    _created(),
+    created_at_column(),
     Column("updated_at", UTCDateTime),
     Index("ix_shipment_requests_status", "status"),
     Index("ix_shipment_requests_order_id", "order_id"),
