@@ -31,14 +31,15 @@ Answers:
 
 from __future__ import annotations
 
-import os
-import threading
 from dataclasses import dataclass
 from datetime import datetime
 
-import requests
-
-from connectors.idempotent_post import ProviderRejected, ProviderUnavailable, post_idempotent
+from connectors.idempotent_post import (
+    IdempotentJsonClient,
+    ProviderRejected,
+    ProviderUnavailable,
+    post_idempotent,
+)
 
 __all__ = ["CarrierRejected", "CarrierShippingClient", "CarrierUnavailable", "Waybill"]
 
@@ -57,29 +58,8 @@ class Waybill:
     replayed: bool
 
 
-class CarrierShippingClient:
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        token: str | None = None,
-        timeout: float = 10.0,
-        attempts: int = 4,
-        backoff_seconds: float = 0.5,
-    ):
-        self.base_url = base_url.rstrip("/")
-        self.token = token if token is not None else os.environ.get(TOKEN_ENV)
-        self.timeout, self.attempts, self.backoff_seconds = timeout, attempts, backoff_seconds
-        self._local = threading.local()  # one connection pool per thread: calls may run in a thread pool
-        self._sessions: list[requests.Session] = []
-
-    @property
-    def session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-            self._sessions.append(session)
-        return session
+class CarrierShippingClient(IdempotentJsonClient):
+    token_env = TOKEN_ENV
 
     def create_waybill(self, request: dict, idempotency_key: str) -> Waybill:
         """Create (or get back) the waybill for this shipment; raises CarrierRejected / CarrierUnavailable."""
@@ -106,13 +86,3 @@ class CarrierShippingClient:
             attempts=result.attempts,
             replayed=result.replayed,
         )
-
-    def close(self) -> None:
-        for session in self._sessions:
-            session.close()
-
-    def __enter__(self) -> CarrierShippingClient:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -8,7 +8,9 @@ Not retried: other 4xx, which say the request itself is wrong. Backoff is expone
 
 from __future__ import annotations
 
+import os
 import random
+import threading
 import time
 from dataclasses import dataclass
 
@@ -89,3 +91,43 @@ def post_idempotent(
             pause = retry_after if retry_after is not None else backoff_seconds * 2 ** (attempt - 1)
             time.sleep(min(pause, max_backoff_seconds) * (1 + random.random() * 0.25))
     raise ProviderUnavailable(f"{url}: {attempts} tries failed; last: {last_problem}")
+
+
+class IdempotentJsonClient:
+    """What every idempotent JSON gateway client shares: base URL, bearer token from an environment variable,
+    retry settings, and one connection pool per thread (calls may run in a thread pool)."""
+
+    token_env: str = ""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 10.0,
+        attempts: int = 4,
+        backoff_seconds: float = 0.5,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.token = token if token is not None else os.environ.get(self.token_env)
+        self.timeout, self.attempts, self.backoff_seconds = timeout, attempts, backoff_seconds
+        self._local = threading.local()
+        self._sessions: list[requests.Session] = []
+
+    @property
+    def session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._local.session = requests.Session()
+            self._sessions.append(session)
+        return session
+
+    def close(self) -> None:
+        for session in self._sessions:
+            session.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

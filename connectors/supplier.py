@@ -23,13 +23,14 @@ Answers: ``201`` ``{"po_no", "supplier_order_id", "status": "accepted", "lines":
 
 from __future__ import annotations
 
-import os
-import threading
 from dataclasses import dataclass
 
-import requests
-
-from connectors.idempotent_post import ProviderRejected, ProviderUnavailable, post_idempotent
+from connectors.idempotent_post import (
+    IdempotentJsonClient,
+    ProviderRejected,
+    ProviderUnavailable,
+    post_idempotent,
+)
 
 __all__ = ["PurchaseOrderAck", "SupplierClient", "SupplierRejected", "SupplierUnavailable"]
 
@@ -48,29 +49,8 @@ class PurchaseOrderAck:
     replayed: bool
 
 
-class SupplierClient:
-    def __init__(
-        self,
-        base_url: str,
-        *,
-        token: str | None = None,
-        timeout: float = 10.0,
-        attempts: int = 4,
-        backoff_seconds: float = 0.5,
-    ):
-        self.base_url = base_url.rstrip("/")
-        self.token = token if token is not None else os.environ.get(TOKEN_ENV)
-        self.timeout, self.attempts, self.backoff_seconds = timeout, attempts, backoff_seconds
-        self._local = threading.local()  # one connection pool per thread: calls may run in a thread pool
-        self._sessions: list[requests.Session] = []
-
-    @property
-    def session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = self._local.session = requests.Session()
-            self._sessions.append(session)
-        return session
+class SupplierClient(IdempotentJsonClient):
+    token_env = TOKEN_ENV
 
     def send_purchase_order(self, purchase_order: dict) -> PurchaseOrderAck:
         result = post_idempotent(
@@ -92,13 +72,3 @@ class SupplierClient:
             attempts=result.attempts,
             replayed=result.replayed,
         )
-
-    def close(self) -> None:
-        for session in self._sessions:
-            session.close()
-
-    def __enter__(self) -> SupplierClient:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
