@@ -10,7 +10,8 @@ A channel is one module with a ``Connector`` subclass:
   pure: a quarantined record replayed later goes through the same function.
 
 One raw record yields at most one order; ``record_idx`` links orders, lines and problems to the record's
-position in the batch.
+position in the batch. The exception is a bulk drop (a csv of thousands of orders): each chunk of it lands as one
+record (``BulkChunk``), and ``record_idx`` numbers the orders inside the chunk.
 """
 
 from __future__ import annotations
@@ -128,14 +129,29 @@ class Parsed:
 
 
 @dataclass
+class BulkChunk:
+    """A chunk of a bulk drop (thousands of orders) that lands as one raw record: its text as read.
+
+    Positions ``0 … size-1`` number the orders (and unusable rows) in the chunk, as ``record_idx`` does in the
+    batch's ``parsed``. Only the positions that end in quarantine get records of their own (``records_at``), so a
+    person can fix and replay one order; the accepted orders point at the chunk record.
+    """
+
+    record: pd.DataFrame  # RECORD_COLUMNS, one row
+    size: int
+    records_at: Callable[[np.ndarray], pd.DataFrame]  # RECORD_COLUMNS for these positions, in that order
+
+
+@dataclass
 class Batch:
-    records: pd.DataFrame  # RECORD_COLUMNS
+    records: pd.DataFrame  # RECORD_COLUMNS (empty when ``bulk`` is set)
     cursor: str | None = None  # persisted after commit; None = leave the stored cursor as it is
     on_commit: Callable[[], None] | None = None
     # A connector that parsed while reading hands the parse over, or a function parsing the records at the
     # given positions (numbered as in ``records``), so records already landed are not parsed again.
     parsed: Parsed | Callable[[np.ndarray], Parsed] | None = None
     label: str = ""  # shown in logs: "page 3 of window …", "orders.csv rows 1-50000"
+    bulk: BulkChunk | None = None  # the batch is one chunk of a bulk drop (see BulkChunk)
 
 
 @dataclass

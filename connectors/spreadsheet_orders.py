@@ -4,10 +4,12 @@ Files are read in chunks (csv streamed, so a large drop needs memory for one chu
 UTF-8 with BOM and GBK/GB18030 are decided by checking the whole file (a file that is none of them is quarantined,
 never guessed). xlsx: the header row is found among the first rows (title rows above it are fine), merged cells
 take the merged value, a formula gives its saved result (a formula without one is shown as the formula text, so the
-row's reason says so), empty rows are skipped. Each order becomes one raw record (see ``connectors.template``).
+row's reason says so), empty rows are skipped. Each chunk lands as one raw record (the rows as read); an order
+that cannot be understood also gets a record of its own, to fix and replay (see ``connectors.template``).
 
 After a file's last chunk is committed it moves to ``processed/YYYY-MM-DD/``; an unreadable file moves to
-``failed/`` with a quarantined record saying why. Re-dropping a file is harmless: identical records are skipped.
+``failed/`` with a quarantined record saying why. Re-dropping a file is harmless: chunks already landed are
+skipped, and a changed chunk updates only the orders that changed.
 """
 
 from __future__ import annotations
@@ -23,7 +25,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from connectors.base import Batch, Connector, Parsed, empty_lines, empty_orders, make_records, problem_rows
+from connectors.base import (
+    RECORD_COLUMNS,
+    Batch,
+    BulkChunk,
+    Connector,
+    Parsed,
+    empty_lines,
+    empty_orders,
+    make_records,
+    problem_rows,
+)
 from connectors.template import (
     CONTENT_TYPE,
     RowChunk,
@@ -194,8 +206,9 @@ def template_batches(
     default_channel: str,
     chunk_rows: int,
     received_at: datetime | None = None,
-) -> Iterator[tuple[pd.DataFrame, object, str]]:
-    """(records, parse function, label) per chunk of a template file. Raises UnreadableFile."""
+) -> Iterator[Batch]:
+    """One batch per chunk of a template file: the chunk lands as one record (a chunk that is not the order
+    template at all lands as a quarantined record instead). Raises UnreadableFile."""
     received_at = received_at or datetime.now(UTC)
     seen = np.array([], dtype=np.uint64)
     for chunk in order_aligned(table_chunks(path, chunk_rows)):
@@ -205,9 +218,16 @@ def template_batches(
         )
         if len(result.orders_seen):
             seen = np.union1d(seen, result.orders_seen)
-        rows = chunk.row_numbers
-        label = f"{path.name} rows {rows[0]}-{rows[-1]}" if len(rows) else path.name
-        yield result.records, result.parse, label
+        numbers = np.concatenate([chunk.row_numbers[:1], chunk.row_numbers[-1:],
+                                  np.array([n for n, _, _ in chunk.bad_rows], dtype=np.int64)])
+        span = f"rows {numbers.min()}-{numbers.max()}" if len(numbers) else "no rows"
+        if result.frame is None:  # the chunk cannot be read as orders: its records are quarantined as they are
+            yield Batch(result.records, parsed=result.parse, label=f"{path.name} {span}")
+            continue
+        bulk = BulkChunk(result.chunk_record(f"{source_ref}#{span.replace(' ', '=')}"), result.size,
+                         result.records_at)
+        yield Batch(pd.DataFrame(columns=RECORD_COLUMNS), parsed=result.parse, label=f"{path.name} {span}",
+                    bulk=bulk)
 
 
 class SpreadsheetConnector(Connector):
@@ -265,10 +285,11 @@ class SpreadsheetConnector(Connector):
         def generate():
             current = first
             for following in iterator:
-                yield Batch(current[0], parsed=current[1], label=current[2])
+                yield current
                 current = following
-            yield Batch(current[0], parsed=current[1], label=current[2],
-                        on_commit=(lambda: self._move(path, "processed")) if move else None)
+            if move:
+                current.on_commit = lambda: self._move(path, "processed")
+            yield current
 
         return generate()
 

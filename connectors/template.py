@@ -15,8 +15,9 @@ import io
 import json
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,7 @@ from connectors.base import (
 )
 
 CONTENT_TYPE = "text/csv; template=order-lines"
+CHUNK_CONTENT_TYPE = "text/csv; template=order-lines; chunk"  # many orders: a bulk drop's chunk
 
 # canonical field -> header aliases (compared after _header_key normalisation)
 ALIASES: dict[str, list[str]] = {
@@ -376,18 +378,66 @@ def _money(series: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 @dataclass
 class TemplateResult:
-    """Records of a chunk (one per order, plus one per unusable row) and their parse, computed on demand: records
-    already landed (a re-dropped file) are never parsed again."""
+    """A chunk's records (one per order, plus one per unusable row) and their parse, both computed on demand.
 
-    records: pd.DataFrame  # RECORD_COLUMNS
+    Positions number the records: unusable rows first, then the orders in order of first appearance. A record's
+    content is the header plus that order's rows as csv text, so a person can fix and replay one order alone.
+    Bulk drops land the whole chunk as one record (``chunk_record``) and build per-order records only for the
+    orders that are quarantined (``records_at``); email attachments land every order as a record (``records``).
+    """
+
+    header: str
+    chunk_text: str  # the chunk as read: header + every row, in file order
+    refs: list[str]  # source_ref per position
+    keys: list[str | None]  # source_key (the order number) per position
+    pre_contents: list[str]  # contents of the unusable rows (the first positions)
     orders_seen: np.ndarray  # pandas hashes of the order numbers in this chunk (duplicate detection across chunks)
     pre_problems: pd.DataFrame  # problems known from grouping alone (record_idx, reason)
+    lines: list[str] = field(default_factory=list)  # raw rows of the orders
+    row_order: np.ndarray | None = None  # positions in ``lines`` grouped by order (stable: file order within)
+    starts: np.ndarray | None = None  # each order's slice of ``row_order``
+    ends: np.ndarray | None = None
     frame: pd.DataFrame | None = None  # rows of the orders (str cells)
     mapping: dict | None = None
     row_record_idx: np.ndarray | None = None
     row_numbers: np.ndarray | None = None
     default_channel: str = "phone"
     received_at: datetime | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.refs)
+
+    def _content(self, position: int) -> str:
+        base = len(self.pre_contents)
+        if position < base:
+            return self.pre_contents[position]
+        g = position - base
+        rows = self.row_order[self.starts[g] : self.ends[g]].tolist()
+        return self.header + "\n" + "\n".join(self.lines[i] for i in rows)
+
+    def records_at(self, positions: np.ndarray) -> pd.DataFrame:
+        """RECORD_COLUMNS for the records at ``positions``, in that order."""
+        positions = np.asarray(positions, dtype=np.int64).tolist()
+        base = len(self.pre_contents)
+        if self.row_order is not None and len(self.row_order) == len(self.refs) - base and np.array_equal(
+            self.row_order, np.arange(len(self.row_order))
+        ):  # one row per order, in file order (the usual drop): no grouping to do
+            lines, header = self.lines, self.header + "\n"
+            contents = [self.pre_contents[p] if p < base else header + lines[p - base] for p in positions]
+        else:
+            contents = [self._content(p) for p in positions]
+        return _records(contents, [self.refs[p] for p in positions], [self.keys[p] for p in positions])
+
+    @cached_property
+    def records(self) -> pd.DataFrame:
+        return self.records_at(np.arange(self.size))
+
+    def chunk_record(self, source_ref: str) -> pd.DataFrame:
+        """The whole chunk as one record (RECORD_COLUMNS, one row). Its hash also covers the content type: a chunk
+        holding a single order has that order's text, and the order may need a (quarantined) record of its own."""
+        return _records([self.chunk_text], [source_ref], [None], content_type=CHUNK_CONTENT_TYPE,
+                        hashes=hash_contents([f"{CHUNK_CONTENT_TYPE}\x00{self.chunk_text}"]))
 
     def parse(self, positions: np.ndarray | None = None) -> Parsed:
         """The parse of the records at ``positions`` (all when None), numbered as in ``records``."""
@@ -401,10 +451,9 @@ class TemplateResult:
         parsed = parse_rows(self.frame[rows].reset_index(drop=True), self.mapping,
                             record_idx=self.row_record_idx[rows], row_numbers=self.row_numbers[rows],
                             default_channel=self.default_channel, received_at=self.received_at)
-        keys = self.records["source_key"]
-        parsed.orders["channel_order_id"] = keys.iloc[parsed.orders["record_idx"].astype("int64").to_numpy()
-                                                      ].to_numpy()
-        parsed.orders["channel_order_id"] = parsed.orders["channel_order_id"].astype("str")
+        keys = np.asarray(self.keys, dtype=object)
+        parsed.orders["channel_order_id"] = pd.array(
+            keys[parsed.orders["record_idx"].astype("int64").to_numpy()], dtype="str")
         if len(pre):
             parsed.problems = pd.concat([pre, parsed.problems], ignore_index=True)
         return parsed
@@ -412,6 +461,15 @@ class TemplateResult:
     @property
     def parsed(self) -> Parsed:
         return self.parse(None)
+
+
+def _chunk_text(chunk: RowChunk) -> str:
+    """The chunk's rows as read (unusable rows included), in file order, under the header."""
+    if not chunk.bad_rows:
+        return chunk.header_line + "\n" + "\n".join(chunk.lines)
+    numbered = sorted([*zip(chunk.row_numbers.tolist(), chunk.lines, strict=True),
+                       *((number, line) for number, line, _ in chunk.bad_rows)])
+    return chunk.header_line + "\n" + "\n".join(line for _, line in numbered)
 
 
 def build_template_records(
@@ -422,7 +480,7 @@ def build_template_records(
     received_at: datetime,
     seen_before: np.ndarray | None = None,
 ) -> TemplateResult:
-    """Group a chunk's rows into per-order raw records and parse them into canonical frames."""
+    """Group a chunk's rows into per-order records (built on demand) and parse them into canonical frames."""
     frame = chunk.frame
     mapping = map_headers(chunk.headers)
     problem = header_problem(chunk.headers)
@@ -431,6 +489,7 @@ def build_template_records(
     refs: list[str] = []
     keys: list[str | None] = []
     problems: list[tuple[int, str]] = []
+    text = _chunk_text(chunk)
 
     for number, line, reason in chunk.bad_rows:
         problems.append((len(contents), reason))
@@ -445,8 +504,7 @@ def build_template_records(
             contents.append(header + "\n" + "\n".join(chunk.lines))
             refs.append(f"{source_ref}#rows={chunk.row_numbers[0]}-{chunk.row_numbers[-1]}")
             keys.append(None)
-        records = _records(contents, refs, keys)
-        return TemplateResult(records, np.array([], dtype=np.uint64), _problems(problems))
+        return TemplateResult(header, text, refs, keys, contents, np.array([], dtype=np.uint64), _problems(problems))
 
     order_ids = _cells(frame, mapping, "order_id")
     blank_id = order_ids.isna()
@@ -460,10 +518,13 @@ def build_template_records(
     base = len(contents)
 
     keep = np.flatnonzero(~blank_id.to_numpy())
-    frame = frame.iloc[keep].reset_index(drop=True)
-    lines = [chunk.lines[i] for i in keep]
-    row_numbers = chunk.row_numbers[keep]
-    order_ids = order_ids.iloc[keep].reset_index(drop=True)
+    if len(keep) < len(frame):
+        frame = frame.iloc[keep].reset_index(drop=True)
+        lines = [chunk.lines[i] for i in keep]
+        row_numbers = chunk.row_numbers[keep]
+        order_ids = order_ids.iloc[keep].reset_index(drop=True)
+    else:
+        lines, row_numbers = chunk.lines, chunk.row_numbers
 
     codes, uniques = pd.factorize(order_ids, sort=False)
     n_orders = len(uniques)
@@ -471,15 +532,6 @@ def build_template_records(
     sorted_codes = codes[order]
     starts = np.searchsorted(sorted_codes, np.arange(n_orders), side="left")
     ends = np.searchsorted(sorted_codes, np.arange(n_orders), side="right")
-
-    # Contents: header + the order's rows, in file order.
-    if n_orders == len(order) and np.array_equal(order, np.arange(len(order))):
-        contents.extend(header + "\n" + line for line in lines)
-    else:
-        lines_sorted = [lines[i] for i in order]
-        contents.extend(
-            header + "\n" + "\n".join(lines_sorted[a:b]) for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
-        )
     first_rows = row_numbers[order[starts]]
     last_rows = row_numbers[order[ends - 1]]
     refs.extend(
@@ -496,19 +548,21 @@ def build_template_records(
             problems.append((base + int(g), f"order {id_list[g]} also appears earlier in this file; rows of one "
                              "order must be together (fix the file, or merge the rows here and replay)"))
 
-    return TemplateResult(_records(contents, refs, keys), hashes, _problems(problems), frame=frame, mapping=mapping,
+    return TemplateResult(header, text, refs, keys, contents, hashes, _problems(problems), lines=lines,
+                          row_order=order, starts=starts, ends=ends, frame=frame, mapping=mapping,
                           row_record_idx=(codes + base).astype(np.int64), row_numbers=row_numbers,
                           default_channel=default_channel, received_at=received_at)
 
 
-def _records(contents, refs, keys) -> pd.DataFrame:
+def _records(contents, refs, keys, content_type: str = CONTENT_TYPE, hashes: list[str] | None = None
+             ) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "source_ref": pd.array(refs, dtype="str"),
             "source_key": pd.array(keys, dtype="str"),
             "content": pd.array(contents, dtype="str"),
-            "content_type": CONTENT_TYPE,
-            "content_hash": pd.array(hash_contents(contents), dtype="str"),
+            "content_type": content_type,
+            "content_hash": pd.array(hash_contents(contents) if hashes is None else hashes, dtype="str"),
         }
     )
 

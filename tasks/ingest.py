@@ -4,7 +4,8 @@ Per batch, in one transaction:
 
 1. Raw records land in ``intake_records`` (channel, source, content, sha256). A record whose content was already
    landed (same channel and hash: a duplicate delivery, an overlapping window, a re-dropped file) is not processed
-   again.
+   again. A bulk drop (a csv of thousands of orders) lands each chunk as one record instead, and only its
+   quarantined orders as records of their own: a million-order file is not a million raw rows to write and index.
 2. New records are parsed and normalised. One that cannot be understood is stored ``quarantined`` with a reason a
    person can act on (``yidi quarantine list|show|replay``); it never stops the rest of the batch.
 3. Orders are upserted by their natural key ``(channel, channel_order_id)``: new → inserted with a 'received'
@@ -29,9 +30,9 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, bindparam, delete, func, select, update
 
-from connectors.base import RECORD_COLUMNS, Batch, Connector, Parsed, content_hash
-from tasks.normalise import LINE_STORE_COLUMNS, ORDER_STORE_COLUMNS, Normalised, normalise, order_number
-from yidi.bulk import ids_for_keys, insert_rows, read_frame, stage_frame
+from connectors.base import RECORD_COLUMNS, Batch, BulkChunk, Connector, Parsed, content_hash
+from tasks.normalise import LINE_STORE_COLUMNS, ORDER_STORE_COLUMNS, Normalised, normalise, order_numbers
+from yidi.bulk import ids_for_keys, insert_rows, read_frame, reserve_ids, stage_frame
 from yidi.lifecycle import LEGAL_TRANSITIONS, OrderState, current_actor, record_events, transition_orders
 from yidi.schema import (
     catalog_items,
@@ -226,18 +227,76 @@ def take_write_lock(conn: Connection) -> None:
 
 def ingest_batch(engine: Engine, connector: Connector, batch: Batch, *, actor: str | None = None) -> Counts:
     """Land, parse, normalise and upsert one batch in one transaction; returns what happened."""
-    counts = Counts(read=len(batch.records))
     actor = actor or current_actor()
-    records = _clean_content(batch.records[RECORD_COLUMNS].reset_index(drop=True))
     with engine.begin() as conn:
         take_write_lock(conn)
-        if len(records):
-            _process(conn, connector, records, batch.parsed, counts, actor)
+        if batch.bulk is not None:
+            counts = Counts(read=batch.bulk.size)
+            _process_chunk(conn, connector, batch.bulk, batch.parsed, counts, actor)
+        else:
+            counts = Counts(read=len(batch.records))
+            records = _clean_content(batch.records[RECORD_COLUMNS].reset_index(drop=True))
+            if len(records):
+                _process(conn, connector, records, batch.parsed, counts, actor)
         if batch.cursor is not None:
             save_cursor(conn, connector.name, batch.cursor)
     if batch.on_commit is not None:
         batch.on_commit()
     return counts
+
+
+def _outcomes(conn: Connection, parsed: Parsed, n: int, counts: Counts) -> tuple[Normalised, np.ndarray,
+                                                                                  np.ndarray]:
+    """Normalise a parse of ``n`` records: (normalised orders, status and reason per record)."""
+    normal: Normalised = normalise(parsed, catalog_kinds=catalog_kinds(conn))
+    problems = pd.concat([parsed.problems, normal.problems], ignore_index=True)
+    status = np.full(n, "accepted", dtype=object)
+    reason = np.full(n, None, dtype=object)
+    no_order = np.ones(n, dtype=bool)
+    no_order[normal.orders["record_idx"].astype("int64").to_numpy()] = False
+    status[no_order] = "quarantined"
+    reason[no_order] = "no order was found in this record"
+    if len(problems):
+        reasons = problems.groupby(problems["record_idx"].astype("int64"))["reason"].agg(
+            lambda r: "; ".join(dict.fromkeys(r)))
+        at = reasons.index.to_numpy()
+        status[at] = "quarantined"
+        reason[at] = reasons.to_numpy(dtype=object)
+    counts.reasons.extend([str(r)[:300] for r in reason[status == "quarantined"][: max(5 - len(counts.reasons), 0)]])
+    return normal, status, reason
+
+
+def _process_chunk(conn: Connection, connector: Connector, bulk: BulkChunk, parsed, counts: Counts,
+                   actor: str) -> None:
+    """A chunk of a bulk drop: the chunk lands as one record, its quarantined orders as records of their own."""
+    channel = connector.name
+    now = _now()
+    chunk = _clean_content(bulk.record[RECORD_COLUMNS].reset_index(drop=True))
+    if len(_existing_records(conn, channel, chunk["content_hash"])):
+        counts.unchanged += bulk.size  # the same chunk was landed before (a re-dropped file)
+        return
+    parsed = parsed(None) if callable(parsed) else parsed
+    normal, status, reason = _outcomes(conn, parsed, bulk.size, counts)
+    bad = np.flatnonzero(status == "quarantined")
+
+    chunk_id = int(reserve_ids(conn, intake_records, 1)[0])
+    note = f"{bulk.size:,} orders in one chunk of a bulk drop; {len(bad):,} quarantined as records of their own"
+    if not insert_rows(conn, intake_records, chunk.assign(id=chunk_id, channel=channel, status="accepted",
+                                                          reason=note, received_at=now, updated_at=now),
+                       on_conflict=["channel", "content_hash"]):
+        counts.unchanged += bulk.size  # a concurrent run landed the same chunk (PostgreSQL waited for it)
+        return
+    if len(bad):
+        own = _clean_content(bulk.records_at(bad)).assign(channel=channel, status="quarantined", reason=reason[bad],
+                                                         received_at=now, updated_at=now)
+        fresh = ~own["content_hash"].duplicated() & ~own["content_hash"].isin(
+            set(_existing_records(conn, channel, own["content_hash"])["content_hash"]))
+        insert_rows(conn, intake_records, own[fresh.to_numpy()], on_conflict=["channel", "content_hash"])
+        counts.quarantined += int(fresh.sum())
+        counts.unchanged += int((~fresh).sum())
+    if len(normal.orders):
+        landed = pd.DataFrame({"record_id": np.full(bulk.size, chunk_id, dtype=np.int64)})
+        _upsert_orders(conn, normal.orders, normal.lines, landed, counts, actor, now)
 
 
 def _process(conn: Connection, connector: Connector, records: pd.DataFrame, parsed: Parsed | None,
@@ -262,21 +321,9 @@ def _process(conn: Connection, connector: Connector, records: pd.DataFrame, pars
         parsed = connector.parse(work)
 
     # 2. Normalise; gather every record's problems.
-    normal: Normalised = normalise(parsed, catalog_kinds=catalog_kinds(conn))
-    problems = pd.concat([parsed.problems, normal.problems], ignore_index=True)
-    reasons = problems.groupby(problems["record_idx"].astype("int64"))["reason"].agg(
-        lambda r: "; ".join(dict.fromkeys(r))) if len(problems) else pd.Series(dtype="str")
     n = len(work)
-    status = np.full(n, "accepted", dtype=object)
-    reason = np.full(n, None, dtype=object)
-    with_order = set(normal.orders["record_idx"].astype("int64").tolist())
-    for i in range(n):
-        if i in reasons.index:
-            status[i], reason[i] = "quarantined", reasons[i]
-        elif i not in with_order:
-            status[i], reason[i] = "quarantined", "no order was found in this record"
+    normal, status, reason = _outcomes(conn, parsed, n, counts)
     counts.quarantined += int((status == "quarantined").sum())
-    counts.reasons.extend([str(r)[:300] for r in reason[status == "quarantined"][:5]])
 
     # 3. Land the raw records (with their outcome) and learn their ids.
     landed = work.assign(channel=channel, status=status, reason=reason, received_at=now, updated_at=now)
@@ -332,16 +379,21 @@ def _upsert_orders(conn: Connection, incoming: pd.DataFrame, lines: pd.DataFrame
     # New orders.
     new = merged[is_new]
     if len(new):
+        reserved = reserve_ids(conn, orders, len(new))
         rows = new[ORDER_STORE_COLUMNS].copy()
-        rows["order_no"] = order_number(new["channel"], new["channel_order_id"])
+        rows.insert(0, "id", reserved)
+        rows["order_no"] = order_numbers(reserved, now)
         rows["state"] = OrderState.RECEIVED.value
         rows["received_at"] = now
         rows["updated_at"] = now
         rows["raw_record_id"] = new["raw_record_id"].astype("Int64").to_numpy()
         rows["customer_id"] = _customer_ids(conn, new["customer_phone"]).to_numpy()
-        before = _max_id(conn, orders)
         inserted = insert_rows(conn, orders, rows, on_conflict=["channel", "channel_order_id"])
-        ids = _ids_of(conn, orders, new[["channel", "channel_order_id"]], before, inserted)
+        keys = new[["channel", "channel_order_id"]].reset_index(drop=True)
+        if inserted == len(rows):
+            ids = keys.assign(id=reserved)
+        else:  # a concurrent writer (PostgreSQL) inserted some of these keys first: look them all up
+            ids = _ids_of(conn, orders, keys, int(reserved[0]) - 1)
         merged = merged.merge(ids.rename(columns={"id": "new_id"}), on=["channel", "channel_order_id"], how="left")
         merged.loc[is_new, "order_id"] = merged.loc[is_new, "new_id"]
         merged = merged.drop(columns="new_id")

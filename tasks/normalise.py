@@ -17,10 +17,10 @@
 
 from __future__ import annotations
 
-import base64
 import csv
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
 
 import numpy as np
@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import String
 
-from connectors.base import Parsed, empty_problems
+from connectors.base import SHANGHAI, Parsed, empty_problems
 from yidi.schema import order_lines, orders
 
 # Canonical fields that define an order's content (what the hash covers), in a fixed order.
@@ -60,13 +60,14 @@ class Normalised:
     problems: pd.DataFrame  # record_idx, reason
 
 
-def order_number(channel: pd.Series, channel_order_id: pd.Series) -> list[str]:
-    """Our order number: ``YD`` + 72 bits of a digest of the natural key (stable, collision odds ~1e-10 at 1M)."""
-    keys = (channel.astype("str") + "\x1f" + channel_order_id.astype("str")).tolist()
-    blake = hashlib.blake2b
-    b32 = base64.b32encode
-    return ["YD" + b32(blake(k.encode("utf-8", "surrogatepass"), digest_size=9).digest()).decode()[:15]
-            for k in keys]
+def order_numbers(ids: np.ndarray, received_at: datetime) -> list[str]:
+    """Our order numbers: ``YD`` + the China date of receipt (yymmdd) + the order's id, e.g. ``YD26112700001234``.
+
+    Unique because the id is; readable on the phone; and increasing, so the unique index on ``order_no`` grows at
+    its end instead of taking random inserts (a hashed number cost ~3x at 1M orders).
+    """
+    day = received_at.astimezone(SHANGHAI).strftime("%y%m%d")
+    return [f"YD{day}{i:08d}" for i in np.asarray(ids, dtype=np.int64).tolist()]
 
 
 def _arrow_text(series: pd.Series) -> pa.Array:

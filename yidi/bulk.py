@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Boolean, Connection, Date, Table, text
 from sqlalchemy.exc import DBAPIError
@@ -215,6 +216,26 @@ def ids_for_keys(conn: Connection, table: Table, keys: pd.DataFrame) -> pd.DataF
     frame = pd.DataFrame(result.fetchall(), columns=[*key_columns, "id"])
     conn.exec_driver_sql(f"DROP TABLE {stage}")
     return frame
+
+
+def reserve_ids(conn: Connection, table: Table, n: int) -> np.ndarray:
+    """``n`` fresh primary keys of ``table`` (ascending), for rows the caller inserts with explicit ids.
+
+    PostgreSQL draws them from the id column's sequence (safe beside concurrent writers). SQLite: max(id) + 1 … + n,
+    safe because the caller's transaction already holds the write lock (it wrote, or called ``take_write_lock``).
+    Knowing ids before the insert saves reading them back, and lets numbers derived from them (our order numbers)
+    be written in the same insert.
+    """
+    if n <= 0:
+        return np.empty(0, dtype=np.int64)
+    name = _quote(conn, table.name)
+    if conn.dialect.name == "postgresql":
+        result = conn.exec_driver_sql(
+            f"SELECT nextval(pg_get_serial_sequence('{table.name}', 'id')) FROM generate_series(1, %(n)s)", {"n": n}
+        )
+        return np.sort(np.fromiter((row[0] for row in result), dtype=np.int64, count=n))
+    top = conn.exec_driver_sql(f"SELECT max(id) FROM {name}").scalar() or 0
+    return np.arange(top + 1, top + n + 1, dtype=np.int64)
 
 
 def read_frame(conn: Connection, statement: Executable | str, params: dict | None = None) -> pd.DataFrame:
