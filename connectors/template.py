@@ -225,42 +225,74 @@ def _is_blank(line: str) -> bool:
     return line.strip(" ,\t\r\n\ufeff") == ""
 
 
+def _physical_lines(text_stream: io.TextIOBase, block_chars: int = 1 << 22) -> Iterator[tuple[list[str], bool]]:
+    """The stream's lines (without terminators) in blocks, and whether the block has a quote character;
+    \r\n and a lone \r end a line too, as in csv."""
+    carry = ""
+    while block := text_stream.read(block_chars):
+        block = carry + block
+        if "\r" in block:
+            if block.endswith("\r"):  # the \n of a \r\n may start the next block
+                block, carry = block[:-1], "\r"
+            else:
+                carry = ""
+            block = block.replace("\r\n", "\n").replace("\r", "\n")
+        else:
+            carry = ""
+        lines = block.split("\n")
+        carry = lines.pop() + carry
+        yield lines, '"' in block
+    if carry:  # the last line had no terminator (or was a lone \r, which ends an empty line)
+        yield [carry.removesuffix("\r")], '"' in carry
+
+
 def iter_csv_chunks(text_stream: io.TextIOBase, chunk_rows: int = 50_000) -> Iterator[RowChunk]:
-    """Split a csv text stream into chunks of rows; blank rows are skipped; quoted newlines are kept together."""
+    """Split a csv text stream into chunks of rows; blank rows are skipped; quoted newlines are kept together.
+
+    Lines are read in blocks and split in C; a row whose quotes do not balance continues on the next line."""
     header_line = ""
+    headers: list[str] = []
     line_no = 0
-    for raw in text_stream:
-        line_no += 1
-        if not _is_blank(raw):
-            header_line = raw.rstrip("\r\n")
-            break
-    if not header_line:
-        return
-    headers = _unique_headers(next(csv.reader([header_line])))
     lines: list[str] = []
     numbers: list[int] = []
     pending = ""
     pending_start = 0
-    for raw in text_stream:
-        line_no += 1
-        if pending:
-            pending += "\n" + raw.rstrip("\r\n")
-            if pending.count('"') % 2 == 0:
-                lines.append(pending)
-                numbers.append(pending_start)
-                pending = ""
+    for block, quoted in _physical_lines(text_stream):
+        start = line_no + 1
+        line_no += len(block)
+        if not header_line:
+            for offset, raw in enumerate(block):
+                if not _is_blank(raw):
+                    header_line = raw
+                    headers = _unique_headers(next(csv.reader([header_line])))
+                    start += offset + 1
+                    block = block[offset + 1 :]
+                    break
+            else:
+                continue
+        if not pending and not quoted:
+            # No quotes at all in this block (the usual drop): every non-blank line is a row.
+            kept = [i for i, line in enumerate(block) if line.strip(" ,\t\r\n\ufeff")]
+            lines.extend(block[i] for i in kept)
+            numbers.extend(start + i for i in kept)
         else:
-            line = raw.rstrip("\r\n")
-            if _is_blank(line):
-                continue
-            if line.count('"') % 2:
-                pending, pending_start = line, line_no
-                continue
-            lines.append(line)
-            numbers.append(line_no)
-        if len(lines) >= chunk_rows:
-            yield _parse_lines(header_line, headers, lines, numbers)
-            lines, numbers = [], []
+            for offset, line in enumerate(block):
+                if pending:
+                    pending += "\n" + line
+                    if pending.count('"') % 2 == 0:
+                        lines.append(pending)
+                        numbers.append(pending_start)
+                        pending = ""
+                elif _is_blank(line):
+                    continue
+                elif line.count('"') % 2:
+                    pending, pending_start = line, start + offset
+                else:
+                    lines.append(line)
+                    numbers.append(start + offset)
+        while len(lines) >= chunk_rows:
+            yield _parse_lines(header_line, headers, lines[:chunk_rows], numbers[:chunk_rows])
+            lines, numbers = lines[chunk_rows:], numbers[chunk_rows:]
     if pending:
         lines.append(pending)
         numbers.append(pending_start)
@@ -646,44 +678,42 @@ def parse_rows(
     ].notna()
 
     extra = np.where(first["order_time"].isna(), json.dumps({"order_time_from": "received_at"}), None)
+    m = len(first)
+    text = {name: first[name].array for name in ("customer_name", "customer_phone", "customer_email", "province",
+                                                  "city", "district", "detail", "full_address", "postcode", "note")}
+    absent = pd.array([pd.NA] * m, dtype="str")
     orders = pd.DataFrame(
         {
             "record_idx": pd.array(order_index, dtype="Int64"),
-            "channel": channel.to_numpy(),
-            "channel_order_id": None,  # filled from records.source_key below
-            "customer_name": first["customer_name"].to_numpy(),
-            "customer_phone": first["customer_phone"].to_numpy(),
-            "customer_email": first["customer_email"].to_numpy(),
-            "ship_country": "CN",
-            "ship_province": first["province"].to_numpy(),
-            "ship_city": first["city"].to_numpy(),
-            "ship_district": first["district"].to_numpy(),
-            "ship_detail": first["detail"].to_numpy(),
-            "ship_full_address": first["full_address"].to_numpy(),
-            "ship_postcode": first["postcode"].to_numpy(),
-            "payment_method": payment.to_numpy(),
+            "channel": channel.array,
+            "channel_order_id": absent,  # filled from the records' keys by the caller
+            "customer_name": text["customer_name"],
+            "customer_phone": text["customer_phone"],
+            "customer_email": text["customer_email"],
+            "ship_country": pd.array(["CN"] * m, dtype="str"),
+            "ship_province": text["province"],
+            "ship_city": text["city"],
+            "ship_district": text["district"],
+            "ship_detail": text["detail"],
+            "ship_full_address": text["full_address"],
+            "ship_postcode": text["postcode"],
+            "payment_method": payment.array,
             "installments": pd.array(installments.where(~bad_installments).fillna(1).astype("int64"), dtype="Int64"),
-            "currency": "CNY",
-            "goods_total_fen": pd.array([pd.NA] * len(first), dtype="Int64"),
+            "currency": pd.array(["CNY"] * m, dtype="str"),
+            "goods_total_fen": pd.array([pd.NA] * m, dtype="Int64"),
             "discount_fen": pd.array(order_discount.fillna(0).to_numpy(), dtype="Int64"),
             "freight_fen": pd.array(freight.fillna(0).to_numpy(), dtype="Int64"),
-            "order_total_fen": pd.array([pd.NA] * len(first), dtype="Int64"),
-            "source_status": None,
-            "source_cancelled": pd.array([False] * len(first), dtype="boolean"),
-            "order_time": times.to_numpy(),
-            "source_modified_at": pd.Series(pd.NaT, index=first.index, dtype="datetime64[ns, UTC]").to_numpy(),
-            "buyer_note": first["note"].to_numpy(),
-            "source_extra": extra,
+            "order_total_fen": pd.array([pd.NA] * m, dtype="Int64"),
+            "source_status": absent,
+            "source_cancelled": pd.array(np.zeros(m, dtype=bool), dtype="boolean"),
+            "order_time": times.array,
+            "source_modified_at": pd.array(np.full(m, np.datetime64("NaT"), dtype="datetime64[ns]"),
+                                           dtype="datetime64[ns]").tz_localize("UTC"),
+            "buyer_note": text["note"],
+            "source_extra": pd.array(extra, dtype="str"),
         },
         columns=ORDER_COLUMNS,
     )
-    for column in ["channel_order_id", "customer_name", "customer_phone", "customer_email", "ship_province",
-                   "ship_city", "ship_district", "ship_detail", "ship_full_address", "ship_postcode",
-                   "payment_method", "source_status", "buyer_note", "source_extra", "channel", "ship_country",
-                   "currency"]:
-        orders[column] = orders[column].astype("str")
-    orders["order_time"] = pd.to_datetime(orders["order_time"], utc=True)
-    orders["source_modified_at"] = pd.to_datetime(orders["source_modified_at"], utc=True)
 
     order_problem_masks = [
         (bad_channel, lambda i: f"{mapping.get('channel')} {channel_text.iloc[i]!r} is not one of 电话/传真/邮件 "
@@ -745,11 +775,11 @@ def parse_rows(
         {
             "record_idx": pd.array(record_idx, dtype="Int64"),
             "line_no": pd.array(line_no, dtype="Int64"),
-            "item_code": cells["item_code"].to_numpy(),
-            "item_kind": kind.to_numpy(),
-            "item_name": cells["item_name"].to_numpy(),
-            "spec": cells["spec"].to_numpy(),
-            "model": cells["model"].to_numpy(),
+            "item_code": cells["item_code"].array,
+            "item_kind": kind.array,
+            "item_name": cells["item_name"].array,
+            "spec": cells["spec"].array,
+            "model": cells["model"].array,
             "quantity": pd.array(quantity.where(~bad_quantity).to_numpy(), dtype="Float64"),
             "unit_price_fen": pd.array(price.where(~bad_price).to_numpy(), dtype="Int64"),
             "discount_fen": pd.array(discount.fillna(0).to_numpy(), dtype="Int64"),
@@ -757,8 +787,6 @@ def parse_rows(
         },
         columns=LINE_COLUMNS,
     )
-    for column in ["item_code", "item_kind", "item_name", "spec", "model"]:
-        lines[column] = lines[column].astype("str")
     return Parsed(orders, lines, _problems(order_problems + line_problems))
 
 

@@ -80,32 +80,42 @@ def _arrow_text(series: pd.Series) -> pa.Array:
     return pc.cast(pa.array(series, from_pandas=True), pa.large_string())
 
 
-def _text_key(frame: pd.DataFrame, columns: list[str]) -> list[str]:
+def _text_key(frame: pd.DataFrame, columns: list[str]) -> pa.Array:
     """One string per row from ``columns`` (null -> empty, unit separators between), joined in Arrow."""
-    if not len(frame):
-        return []
     arrays = [_arrow_text(frame[c]) for c in columns]
-    joined = pc.binary_join_element_wise(*arrays, pa.scalar("\x1f", pa.large_string()), null_handling="replace",
-                                         null_replacement="")
-    return joined.to_pylist()
+    return pc.binary_join_element_wise(*arrays, pa.scalar("\x1f", pa.large_string()), null_handling="replace",
+                                       null_replacement="")
 
 
 def content_hashes(parsed_orders: pd.DataFrame, parsed_lines: pd.DataFrame) -> pd.Series:
-    """Digest of each order's canonical content (fields + lines), aligned with ``parsed_orders``."""
+    """Digest of each order's canonical content (fields + lines), aligned with ``parsed_orders``.
+
+    The text hashed is ``order fields \x1d line 1 \x1e line 2 …`` (fields joined by \x1f), built in Arrow; only the
+    sha256 runs per order.
+    """
+    if not len(parsed_orders):
+        return pd.Series([], index=parsed_orders.index, dtype="str")
     order_text = _text_key(parsed_orders, HASH_ORDER_FIELDS)
+    targets = parsed_orders["record_idx"].astype("int64").to_numpy()
     if len(parsed_lines):
         lines = parsed_lines.sort_values(["record_idx", "line_no"], kind="stable")
         line_text = _text_key(lines, HASH_LINE_FIELDS)
         owners = lines["record_idx"].astype("int64").to_numpy()
-        targets = parsed_orders["record_idx"].astype("int64").to_numpy()
-        starts = np.searchsorted(owners, targets, side="left").tolist()
-        ends = np.searchsorted(owners, targets, side="right").tolist()
-        joined = ["\x1e".join(line_text[a:b]) for a, b in zip(starts, ends, strict=True)]
+        starts = np.searchsorted(owners, targets, side="left")
+        sizes = np.searchsorted(owners, targets, side="right") - starts
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        # Each order's lines, in order: positions starts[i] … starts[i] + sizes[i] - 1, laid end to end.
+        picks = np.repeat(starts - offsets[:-1], sizes) + np.arange(offsets[-1])
+        picked = line_text.take(picks)
+        if isinstance(picked, pa.ChunkedArray):
+            picked = picked.combine_chunks()
+        per_order = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), picked)
+        joined = pc.binary_join(per_order, pa.scalar("\x1e", pa.large_string()))
     else:
-        joined = [""] * len(order_text)
+        joined = pa.array([""] * len(targets), pa.large_string())
+    text = pc.binary_join_element_wise(order_text, joined, pa.scalar("\x1d", pa.large_string()))
     sha = hashlib.sha256
-    digests = [sha(f"{o}\x1d{ls}".encode("utf-8", "surrogatepass")).hexdigest()
-               for o, ls in zip(order_text, joined, strict=True)]
+    digests = [sha(b).hexdigest() for b in pc.cast(text, pa.large_binary()).to_pylist()]
     return pd.Series(digests, index=parsed_orders.index, dtype="str")
 
 

@@ -28,11 +28,15 @@ def _column_values(series: pd.Series, column_type, dialect: str) -> list:
     """One column as a list of driver-ready values (None for missing)."""
     if isinstance(column_type, UTCDateTime) or (dialect == "sqlite" and series.dtype.kind == "M"):
         stamps = pd.to_datetime(series, utc=True, format="mixed")
+        # Batches repeat times (one 'now' per batch, order times by the minute): convert each distinct one once.
+        codes, distinct = pd.factorize(stamps)
         if dialect == "sqlite":
             # SQLAlchemy's SQLite DATETIME storage format, naive UTC (sqlite3 binds no datetime objects).
-            values = stamps.dt.tz_localize(None).dt.strftime("%Y-%m-%d %H:%M:%S.%f")
+            converted = np.asarray(distinct.tz_localize(None).strftime("%Y-%m-%d %H:%M:%S.%f"), dtype=object)
         else:
-            values = stamps.astype(object)
+            converted = distinct.to_pydatetime().astype(object)
+        values = np.append(converted, None)[codes]  # code -1 (missing) takes the None at the end
+        return values.tolist()
     elif isinstance(column_type, Date):
         values = pd.to_datetime(series, format="mixed").dt.date.astype(object)
         if dialect == "sqlite":
@@ -47,8 +51,7 @@ def _column_values(series: pd.Series, column_type, dialect: str) -> list:
         values = series
     if not values.hasnans:
         return values.tolist()
-    obj = values.astype(object)
-    return obj.where(pd.notna(obj), None).tolist()
+    return values.to_numpy(dtype=object, na_value=None).tolist()
 
 
 def _sqlite_datetime(value: datetime) -> str:
@@ -112,6 +115,7 @@ def insert_rows(
     """
     if df.empty:
         return 0
+    df = _without_unset_columns(table, df, update_columns or ())
     dialect = conn.dialect.name
     columns, rows = frame_rows(table, df, dialect)
     column_list = ", ".join(_quote(conn, c) for c in columns)
@@ -151,6 +155,17 @@ def insert_rows(
     )
     conn.execute(stmt, [dict(zip(columns, row, strict=True)) for row in rows])
     return len(rows)
+
+
+def _without_unset_columns(table: Table, df: pd.DataFrame, update_columns: Sequence[str]) -> pd.DataFrame:
+    """``df`` without the columns that are missing in every row and would be NULL anyway (nullable, no default,
+    not updated on conflict): fewer values for the driver to bind."""
+    unset = [
+        c for c in df.columns
+        if c in table.c and table.c[c].nullable and table.c[c].default is None and table.c[c].server_default is None
+        and c not in update_columns and not table.c[c].primary_key and df[c].isna().all()
+    ]
+    return df.drop(columns=unset) if unset and len(unset) < len(df.columns) else df
 
 
 def _create_stage(conn: Connection, table: Table, columns: Sequence[str]) -> str:
