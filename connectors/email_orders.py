@@ -34,7 +34,6 @@ from email.message import EmailMessage
 from email.utils import parseaddr, parsedate_to_datetime
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from connectors.base import (
@@ -60,6 +59,7 @@ from connectors.spreadsheet_orders import read_xlsx_chunks
 from connectors.template import (
     CHANNEL_VALUES,
     PAYMENT_VALUES,
+    SeenOrders,
     UnreadableFile,
     build_template_records,
     detect_encoding,
@@ -372,13 +372,13 @@ def process_message(raw: bytes, ref: str, *, archive_dir: Path | None, chunk_row
                 f"(the attachment is kept at {saved})",
             ))
             continue
-        seen = np.array([], dtype=np.uint64)
+        seen = SeenOrders()
         for chunk in chunks:
             result = build_template_records(chunk, source_ref=attachment_ref, default_channel="email",
                                             received_at=received_at, seen_before=seen)
             parsed = result.parsed
             _fill_sender(parsed.orders, envelope["from"])
-            seen = np.union1d(seen, result.orders_seen)
+            seen.add(result.orders_seen)
             parts.append((result.records, parsed))
     if table_found:
         return parts

@@ -39,6 +39,7 @@ from connectors.base import (
 from connectors.template import (
     CONTENT_TYPE,
     RowChunk,
+    SeenOrders,
     TemplateResult,
     UnreadableFile,
     build_template_records,
@@ -210,14 +211,13 @@ def template_batches(
     """One batch per chunk of a template file: the chunk lands as one record (a chunk that is not the order
     template at all lands as a quarantined record instead). Raises UnreadableFile."""
     received_at = received_at or datetime.now(UTC)
-    seen = np.array([], dtype=np.uint64)
+    seen = SeenOrders()
     for chunk in order_aligned(table_chunks(path, chunk_rows)):
         result: TemplateResult = build_template_records(
             chunk, source_ref=source_ref, default_channel=default_channel, received_at=received_at,
             seen_before=seen,
         )
-        if len(result.orders_seen):
-            seen = np.union1d(seen, result.orders_seen)
+        seen.add(result.orders_seen)
         numbers = np.concatenate([chunk.row_numbers[:1], chunk.row_numbers[-1:],
                                   np.array([n for n, _, _ in chunk.bad_rows], dtype=np.int64)])
         span = f"rows {numbers.min()}-{numbers.max()}" if len(numbers) else "no rows"

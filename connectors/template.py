@@ -270,8 +270,8 @@ def iter_csv_chunks(text_stream: io.TextIOBase, chunk_rows: int = 50_000) -> Ite
                     break
             else:
                 continue
-        if not pending and not quoted:
-            # No quotes at all in this block (the usual drop): every non-blank line is a row.
+        if not pending and (not quoted or not any(line.count('"') & 1 for line in block)):
+            # No line leaves a quote open (the usual drop, quoted or not): every non-blank line is a row.
             kept = [i for i, line in enumerate(block) if line.strip(" ,\t\r\n\ufeff")]
             lines.extend(block[i] for i in kept)
             numbers.extend(start + i for i in kept)
@@ -408,6 +408,24 @@ def _money(series: pd.Series) -> tuple[pd.Series, pd.Series]:
     return yuan_series_to_fen(series)
 
 
+class SeenOrders:
+    """Order numbers met in earlier chunks of one file, as sorted 64-bit hashes (8 bytes an order; membership and
+    merge in O(n), so a million-order file stays linear)."""
+
+    def __init__(self) -> None:
+        self._sorted = np.empty(0, dtype=np.uint64)
+
+    def contains(self, hashes: np.ndarray) -> np.ndarray:
+        if not len(self._sorted):
+            return np.zeros(len(hashes), dtype=bool)
+        at = np.minimum(np.searchsorted(self._sorted, hashes), len(self._sorted) - 1)
+        return self._sorted[at] == hashes
+
+    def add(self, hashes: np.ndarray) -> None:
+        fresh = np.sort(hashes[~self.contains(hashes)])
+        self._sorted = np.insert(self._sorted, np.searchsorted(self._sorted, fresh), fresh)
+
+
 @dataclass
 class TemplateResult:
     """A chunk's records (one per order, plus one per unusable row) and their parse, both computed on demand.
@@ -510,7 +528,7 @@ def build_template_records(
     source_ref: str,
     default_channel: str,
     received_at: datetime,
-    seen_before: np.ndarray | None = None,
+    seen_before: SeenOrders | None = None,
 ) -> TemplateResult:
     """Group a chunk's rows into per-order records (built on demand) and parse them into canonical frames."""
     frame = chunk.frame
@@ -574,8 +592,8 @@ def build_template_records(
     keys.extend(id_list)
 
     hashes = pd.util.hash_array(np.asarray(id_list, dtype=object))
-    if seen_before is not None and len(seen_before):
-        repeated = np.isin(hashes, seen_before)
+    if seen_before is not None:
+        repeated = seen_before.contains(hashes)
         for g in np.flatnonzero(repeated):
             problems.append((base + int(g), f"order {id_list[g]} also appears earlier in this file; rows of one "
                              "order must be together (fix the file, or merge the rows here and replay)"))

@@ -338,7 +338,7 @@ def _process(conn: Connection, connector: Connector, records: pd.DataFrame, pars
     orders_in = normal.orders
     order_of_record: dict[int, int | None] = {}
     if len(orders_in):
-        order_of_record = _upsert_orders(conn, orders_in, normal.lines, landed, counts, actor, now)
+        order_of_record = _upsert_orders(conn, orders_in, normal.lines, landed, counts, actor, now).to_dict()
 
     # 4. Link accepted records to their orders.
     links = pd.DataFrame({"id": landed["record_id"].to_numpy(),
@@ -355,7 +355,7 @@ def _process(conn: Connection, connector: Connector, records: pd.DataFrame, pars
 
 
 def _upsert_orders(conn: Connection, incoming: pd.DataFrame, lines: pd.DataFrame, landed: pd.DataFrame,
-                   counts: Counts, actor: str, now: datetime) -> dict[int, int]:
+                   counts: Counts, actor: str, now: datetime) -> pd.Series:
     incoming = incoming.copy()
     incoming["raw_record_id"] = landed["record_id"].to_numpy()[incoming["record_idx"].astype("int64").to_numpy()]
     # Several versions of one order in the batch: the latest (by source modified time, then arrival) wins.
@@ -424,13 +424,14 @@ def _upsert_orders(conn: Connection, incoming: pd.DataFrame, lines: pd.DataFrame
     for region in ("remote", "local", "unknown"):
         setattr(counts, region, getattr(counts, region) + int((stored["region"] == region).sum()))
 
-    order_of_record = dict(zip(merged["record_idx"].astype("int64"), merged["order_id"].astype("int64"),
-                               strict=True))
-    key_to_order = {(c, o): oid for c, o, oid in zip(merged["channel"], merged["channel_order_id"],
-                                                      merged["order_id"].astype("int64"), strict=True)}
-    for rid, c, o in zip(superseded["record_idx"].astype("int64"), superseded["channel"],
-                         superseded["channel_order_id"], strict=True):
-        order_of_record[int(rid)] = key_to_order.get((c, o))
+    # Which order each record ended in (superseded versions: the order their latest version went to).
+    order_of_record = pd.Series(merged["order_id"].astype("int64").to_numpy(),
+                                index=merged["record_idx"].astype("int64").to_numpy())
+    if len(superseded):
+        took = superseded[["record_idx", "channel", "channel_order_id"]].merge(
+            merged[["channel", "channel_order_id", "order_id"]], on=["channel", "channel_order_id"], how="left")
+        order_of_record = pd.concat([order_of_record, pd.Series(
+            took["order_id"].astype("int64").to_numpy(), index=took["record_idx"].astype("int64").to_numpy())])
     counts.unchanged += len(superseded)
     return order_of_record
 

@@ -177,20 +177,21 @@ def classify(frame: pd.DataFrame) -> pd.DataFrame:
         & (country.isna() | (country.str.upper() == "CN"))
         & ~district.isin(detail_sensitive_districts())
     )
-    out = pd.DataFrame(index=frame.index, columns=["province", "city", "district", "detail", "admin_code",
-                                                   "region", "region_note"], dtype="str")
+    columns = ["province", "city", "district", "detail", "admin_code", "region", "region_note"]
     idx_structured = np.flatnonzero(structured.to_numpy())
     idx_rest = np.flatnonzero(~structured.to_numpy())
+    parts = []
     if len(idx_structured):
         # Distinct (province, city, district) classified once, then spread by code.
-        codes, uniques = pd.MultiIndex.from_arrays([province.iloc[idx_structured], city.iloc[idx_structured],
-                                                    district.iloc[idx_structured]]).factorize()
-        keys = pd.DataFrame(list(uniques), columns=["province", "city", "district"], dtype="str")
-        result = classify_addresses(keys)
-        for column in ("province", "city", "district", "admin_code", "region", "region_note"):
-            out.iloc[idx_structured, out.columns.get_loc(column)] = result[column].to_numpy(dtype=object)[codes]
-        out.iloc[idx_structured, out.columns.get_loc("detail")] = detail.iloc[idx_structured].to_numpy(
-            dtype=object)
+        p, c, d = (s.iloc[idx_structured].reset_index(drop=True) for s in (province, city, district))
+        codes, _ = pd.factorize(p + "\x1f" + c + "\x1f" + d)
+        _, first = np.unique(codes, return_index=True)
+        keys = pd.DataFrame({"province": p.iloc[first], "city": c.iloc[first], "district": d.iloc[first]},
+                            dtype="str").reset_index(drop=True)
+        result = classify_addresses(keys)[columns[:3] + columns[4:]].astype("str")
+        part = result.take(codes).reset_index(drop=True)
+        part["detail"] = detail.iloc[idx_structured].astype("str").array
+        parts.append(part.set_axis(idx_structured))
     if len(idx_rest):
         inputs = pd.DataFrame({
             "province": province.iloc[idx_rest].to_numpy(),
@@ -200,9 +201,13 @@ def classify(frame: pd.DataFrame) -> pd.DataFrame:
             "full_address": full.iloc[idx_rest].to_numpy(),
             "country": country.iloc[idx_rest].to_numpy(),
         }, dtype="str")
-        result = classify_addresses(inputs)
-        out.iloc[idx_rest] = result[out.columns].to_numpy()
-    return out.astype("str")
+        parts.append(classify_addresses(inputs)[columns].astype("str").set_axis(idx_rest))
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype="str") for c in columns}, index=frame.index)
+    out = pd.concat(parts)[columns] if len(parts) > 1 else parts[0][columns]
+    if len(parts) > 1:
+        out = out.sort_index()
+    return out.set_axis(frame.index).astype("str")
 
 
 # ---------------------------------------------------------------------------------------------------------------
