@@ -247,7 +247,15 @@ def yuan_to_fen(value, field_name: str = "amount") -> int | None:
 
 def yuan_series_to_fen(series: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Vectorised yuan_to_fen (Arrow compute, exact decimals): (fen as Int64 with NA for empty, bool mask of values
-    that are not amounts)."""
+    that are not amounts). Each distinct text is converted once (prices repeat)."""
+    codes, distinct = pd.factorize(series.astype("str"))
+    fen, bad = _distinct_yuan_to_fen(pd.Series(distinct, dtype="str"))
+    bad_values = np.append(bad.to_numpy(dtype=bool), False)[codes]  # code -1 (empty) is never bad
+    return (pd.Series(fen.array.take(codes, allow_fill=True), index=series.index, dtype="Int64"),
+            pd.Series(bad_values, index=series.index, dtype=bool))
+
+
+def _distinct_yuan_to_fen(series: pd.Series) -> tuple[pd.Series, pd.Series]:
     import pyarrow as pa
     import pyarrow.compute as pc
 

@@ -636,6 +636,11 @@ def _empty_lines() -> pd.DataFrame:
     return empty_lines()
 
 
+def _repeated(value, n: int, dtype: str):
+    """``n`` copies of one value as a pandas array (a take of one element: no per-row Python objects)."""
+    return pd.array([value], dtype=dtype).take(np.zeros(n, dtype=np.intp))
+
+
 def parse_rows(
     frame: pd.DataFrame,
     mapping: dict[str, str],
@@ -699,7 +704,7 @@ def parse_rows(
     m = len(first)
     text = {name: first[name].array for name in ("customer_name", "customer_phone", "customer_email", "province",
                                                   "city", "district", "detail", "full_address", "postcode", "note")}
-    absent = pd.array([pd.NA] * m, dtype="str")
+    absent = _repeated(None, m, "str")
     orders = pd.DataFrame(
         {
             "record_idx": pd.array(order_index, dtype="Int64"),
@@ -708,7 +713,7 @@ def parse_rows(
             "customer_name": text["customer_name"],
             "customer_phone": text["customer_phone"],
             "customer_email": text["customer_email"],
-            "ship_country": pd.array(["CN"] * m, dtype="str"),
+            "ship_country": _repeated("CN", m, "str"),
             "ship_province": text["province"],
             "ship_city": text["city"],
             "ship_district": text["district"],
@@ -717,11 +722,11 @@ def parse_rows(
             "ship_postcode": text["postcode"],
             "payment_method": payment.array,
             "installments": pd.array(installments.where(~bad_installments).fillna(1).astype("int64"), dtype="Int64"),
-            "currency": pd.array(["CNY"] * m, dtype="str"),
-            "goods_total_fen": pd.array([pd.NA] * m, dtype="Int64"),
+            "currency": _repeated("CNY", m, "str"),
+            "goods_total_fen": _repeated(None, m, "Int64"),
             "discount_fen": pd.array(order_discount.fillna(0).to_numpy(), dtype="Int64"),
             "freight_fen": pd.array(freight.fillna(0).to_numpy(), dtype="Int64"),
-            "order_total_fen": pd.array([pd.NA] * m, dtype="Int64"),
+            "order_total_fen": _repeated(None, m, "Int64"),
             "source_status": absent,
             "source_cancelled": pd.array(np.zeros(m, dtype=bool), dtype="boolean"),
             "order_time": times.array,
@@ -801,7 +806,7 @@ def parse_rows(
             "quantity": pd.array(quantity.where(~bad_quantity).to_numpy(), dtype="Float64"),
             "unit_price_fen": pd.array(price.where(~bad_price).to_numpy(), dtype="Int64"),
             "discount_fen": pd.array(discount.fillna(0).to_numpy(), dtype="Int64"),
-            "line_total_fen": pd.array([pd.NA] * n, dtype="Int64"),
+            "line_total_fen": _repeated(None, n, "Int64"),
         },
         columns=LINE_COLUMNS,
     )

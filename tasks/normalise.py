@@ -73,8 +73,10 @@ def order_numbers(ids: np.ndarray, received_at: datetime) -> list[str]:
 def _arrow_text(series: pd.Series) -> pa.Array:
     """A column as Arrow large_string (NA stays null) in a fixed textual form."""
     if pd.api.types.is_datetime64_any_dtype(series):
-        return pc.cast(pc.strftime(pa.array(series.dt.tz_convert("UTC") if series.dt.tz is not None else series),
-                                   format="%Y-%m-%dT%H:%M:%S"), pa.large_string())
+        # Formatted once per distinct time (a batch repeats times), then spread.
+        codes, distinct = pd.factorize(series.dt.tz_convert("UTC") if series.dt.tz is not None else series)
+        text = pc.strftime(pa.array(distinct), format="%Y-%m-%dT%H:%M:%S")
+        return pc.cast(text.take(pa.array(codes, mask=codes < 0)), pa.large_string())
     if pd.api.types.is_bool_dtype(series):
         return pc.cast(pc.if_else(pa.array(series.astype("boolean")), "1", "0"), pa.large_string())
     return pc.cast(pa.array(series, from_pandas=True), pa.large_string())
@@ -247,15 +249,11 @@ def _nul_problems(frame: pd.DataFrame, what: str) -> list[tuple[int, str]]:
     text_columns = [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c])]
     if not text_columns or not len(frame):
         return found
-    joined = frame[text_columns[0]].fillna("").astype("str")
-    for column in text_columns[1:]:
-        joined = joined + frame[column].fillna("").astype("str")
-    if not joined.str.contains("\x00", regex=False).any():  # the usual case: one scan, nothing to report
-        return found
-    for column in frame.columns:
-        if frame[column].dtype != "str" and not pd.api.types.is_string_dtype(frame[column]):
-            continue
-        has_nul = frame[column].str.contains("\x00", regex=False).to_numpy(dtype=bool, na_value=False)
+    for column in text_columns:
+        values = frame[column]
+        if values.dtype != "str":  # object columns of text: check them as text
+            values = values.astype("str")
+        has_nul = values.str.contains("\x00", regex=False).to_numpy(dtype=bool, na_value=False)
         for i in np.flatnonzero(has_nul):
             found.append((int(frame["record_idx"].iloc[i]), f"{what}{LABELS.get(column, column)} contains a NUL "
                           "character (binary data?); remove it and replay"))
