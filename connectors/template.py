@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import hashlib
 import io
 import json
 import re
@@ -273,8 +274,12 @@ def iter_csv_chunks(text_stream: io.TextIOBase, chunk_rows: int = 50_000) -> Ite
         if not pending and (not quoted or not any(line.count('"') & 1 for line in block)):
             # No line leaves a quote open (the usual drop, quoted or not): every non-blank line is a row.
             kept = [i for i, line in enumerate(block) if line.strip(" ,\t\r\n\ufeff")]
-            lines.extend(block[i] for i in kept)
-            numbers.extend(start + i for i in kept)
+            if len(kept) == len(block):
+                lines.extend(block)
+                numbers.extend(range(start, start + len(block)))
+            else:
+                lines.extend(block[i] for i in kept)
+                numbers.extend(start + i for i in kept)
         else:
             for offset, line in enumerate(block):
                 if pending:
@@ -486,8 +491,15 @@ class TemplateResult:
     def chunk_record(self, source_ref: str) -> pd.DataFrame:
         """The whole chunk as one record (RECORD_COLUMNS, one row). Its hash also covers the content type: a chunk
         holding a single order has that order's text, and the order may need a (quarantined) record of its own."""
-        return _records([self.chunk_text], [source_ref], [None], content_type=CHUNK_CONTENT_TYPE,
-                        hashes=hash_contents([f"{CHUNK_CONTENT_TYPE}\x00{self.chunk_text}"]))
+        digest = hashlib.sha256(f"{CHUNK_CONTENT_TYPE}\x00".encode())
+        digest.update(self.chunk_text.encode("utf-8", "surrogatepass"))
+        return pd.DataFrame({  # megabytes of text: kept a Python str (no copy into Arrow), bound once by the driver
+            "source_ref": pd.array([source_ref], dtype="str"),
+            "source_key": pd.array([None], dtype="str"),
+            "content": pd.Series([self.chunk_text], dtype=object),
+            "content_type": CHUNK_CONTENT_TYPE,
+            "content_hash": pd.array([digest.hexdigest()], dtype="str"),
+        })
 
     def parse(self, positions: np.ndarray | None = None) -> Parsed:
         """The parse of the records at ``positions`` (all when None), numbered as in ``records``."""
@@ -604,15 +616,14 @@ def build_template_records(
                           default_channel=default_channel, received_at=received_at)
 
 
-def _records(contents, refs, keys, content_type: str = CONTENT_TYPE, hashes: list[str] | None = None
-             ) -> pd.DataFrame:
+def _records(contents, refs, keys) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "source_ref": pd.array(refs, dtype="str"),
             "source_key": pd.array(keys, dtype="str"),
             "content": pd.array(contents, dtype="str"),
-            "content_type": content_type,
-            "content_hash": pd.array(hash_contents(contents) if hashes is None else hashes, dtype="str"),
+            "content_type": CONTENT_TYPE,
+            "content_hash": pd.array(hash_contents(contents), dtype="str"),
         }
     )
 

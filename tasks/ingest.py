@@ -95,6 +95,11 @@ def _now() -> datetime:
 
 def _clean_content(records: pd.DataFrame) -> pd.DataFrame:
     """PostgreSQL text cannot hold NUL: store it visibly replaced (the hash keeps the original bytes)."""
+    if records["content"].dtype == object:  # a few large texts (bulk chunks): checked as they are
+        if any("\x00" in text for text in records["content"]):
+            records = records.copy()
+            records["content"] = [text.replace("\x00", "\ufffd") for text in records["content"]]
+        return records
     content = records["content"].astype("str")
     if content.str.contains("\x00", regex=False).any():
         records = records.copy()
