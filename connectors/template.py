@@ -247,7 +247,8 @@ def _physical_lines(text_stream: io.TextIOBase, block_chars: int = 1 << 22) -> I
         yield [carry.removesuffix("\r")], '"' in carry
 
 
-def iter_csv_chunks(text_stream: io.TextIOBase, chunk_rows: int = 50_000) -> Iterator[RowChunk]:
+def iter_csv_chunks(text_stream: io.TextIOBase, chunk_rows: int = 50_000, *, block_chars: int = 1 << 22
+                    ) -> Iterator[RowChunk]:
     """Split a csv text stream into chunks of rows; blank rows are skipped; quoted newlines are kept together.
 
     Lines are read in blocks and split in C; a row whose quotes do not balance continues on the next line."""
@@ -258,7 +259,7 @@ def iter_csv_chunks(text_stream: io.TextIOBase, chunk_rows: int = 50_000) -> Ite
     numbers: list[int] = []
     pending = ""
     pending_start = 0
-    for block, quoted in _physical_lines(text_stream):
+    for block, quoted in _physical_lines(text_stream, block_chars):
         start = line_no + 1
         line_no += len(block)
         if not header_line:

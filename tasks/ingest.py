@@ -285,7 +285,7 @@ def _process_chunk(conn: Connection, connector: Connector, bulk: BulkChunk, pars
     bad = np.flatnonzero(status == "quarantined")
 
     chunk_id = int(reserve_ids(conn, intake_records, 1)[0])
-    note = f"{bulk.size:,} orders in one chunk of a bulk drop; {len(bad):,} quarantined as records of their own"
+    note = f"bulk drop chunk: {bulk.size:,} orders; {len(bad):,} of them quarantined as records of their own"
     if not insert_rows(conn, intake_records, chunk.assign(id=chunk_id, channel=channel, status="accepted",
                                                           reason=note, received_at=now, updated_at=now),
                        on_conflict=["channel", "content_hash"]):

@@ -1,0 +1,148 @@
+"""Bulk drops: a csv of many orders lands one raw record per chunk, its bad orders as records of their own, and
+stays idempotent when dropped again or changed; the pieces that keep a million-order file linear."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+from intake_support import count, frame, neutral
+from sqlalchemy import insert, select
+
+from connectors.spreadsheet_orders import SpreadsheetConnector
+from connectors.standins.spreadsheets import template_frame, write_csv
+from connectors.template import CHUNK_CONTENT_TYPE, SeenOrders, iter_csv_chunks
+from tasks.ingest import run_channel
+from yidi.bulk import reserve_ids
+from yidi.schema import intake_records, orders
+
+SHANGHAI_DAY = "%y%m%d"
+
+
+def drop(path, **options) -> SpreadsheetConnector:
+    return SpreadsheetConnector("spreadsheet", {"files": [str(path)], "move_processed": False, **options})
+
+
+def bulk_file(tmp_path, name: str, n: int = 40, bad: tuple[int, ...] = (3, 17)) -> tuple[pd.DataFrame, list[str]]:
+    rows = template_frame(neutral(n), prefix="K").astype({"数量": "str"})
+    ids = list(dict.fromkeys(rows["订单号"]))
+    for i in bad:  # an order whose quantity is not a number
+        rows.loc[rows["订单号"] == ids[i], "数量"] = "两箱"
+    write_csv(rows, tmp_path / name)
+    return rows, [ids[i] for i in bad]
+
+
+def test_a_bulk_drop_lands_one_record_per_chunk_and_one_per_bad_order(engine, tmp_path):
+    rows, bad_ids = bulk_file(tmp_path, "orders.csv")
+    summary = run_channel(engine, drop(tmp_path / "orders.csv", chunk_rows=10))
+    assert (summary.read, summary.new, summary.quarantined) == (40, 38, 2)
+
+    records = frame(engine, "SELECT id, status, content_type, source_key, content, reason FROM intake_records "
+                            "ORDER BY id")
+    chunks = records[records["content_type"] == CHUNK_CONTENT_TYPE]
+    assert len(chunks) == summary.batches >= 4 and set(chunks["status"]) == {"accepted"}
+    header = ",".join(rows.columns)
+    # The chunks hold every row of the file, as read, once.
+    body = [line for text in chunks["content"] for line in text.split("\n")[1:]]
+    assert all(text.startswith(header + "\n") for text in chunks["content"])
+    assert len(body) == len(rows)
+    notes = chunks["reason"].str.extract(r"chunk: (\d+) orders; (\d+) of them quarantined").astype(int)
+    assert notes[0].sum() == 40 and notes[1].sum() == 2
+
+    own = records[records["status"] == "quarantined"].set_index("source_key")
+    assert sorted(own.index) == sorted(bad_ids)
+    for order_id in bad_ids:  # header + exactly that order's rows: fix and replay one order alone
+        lines = own.loc[order_id, "content"].split("\n")
+        assert lines[0] == header and len(lines) - 1 == int((rows["订单号"] == order_id).sum())
+        assert all(line.startswith(f'"{order_id}"') or line.startswith(order_id) for line in lines[1:])
+        assert "数量 is '两箱'" in own.loc[order_id, "reason"]
+
+    stored = frame(engine, "SELECT o.id, o.order_no, o.channel_order_id, o.received_at, r.content FROM orders o "
+                           "JOIN intake_records r ON r.id = o.raw_record_id")
+    assert len(stored) == 38  # every order points at the chunk it came in
+    assert all(cid in text for cid, text in zip(stored["channel_order_id"], stored["content"], strict=True))
+    received = pd.to_datetime(stored["received_at"], utc=True).dt.tz_convert("Asia/Shanghai")
+    expected = ["YD" + day + f"{oid:08d}" for day, oid in
+                zip(received.dt.strftime(SHANGHAI_DAY), stored["id"], strict=True)]
+    assert stored["order_no"].tolist() == expected
+
+
+def test_a_bulk_drop_again_is_skipped_and_a_changed_one_updates_only_what_changed(engine, tmp_path):
+    rows, _ = bulk_file(tmp_path, "orders.csv")
+    run_channel(engine, drop(tmp_path / "orders.csv", chunk_rows=10))
+    before = count(engine, intake_records)
+
+    again = run_channel(engine, drop(tmp_path / "orders.csv", chunk_rows=10))
+    assert (again.read, again.new, again.updated, again.unchanged, again.quarantined) == (40, 0, 0, 40, 0)
+    assert count(engine, intake_records) == before  # nothing landed twice
+
+    changed = rows.copy()
+    target = changed["订单号"].iloc[-1]
+    changed.loc[changed["订单号"] == target, "客户名称"] = "改过的名字"
+    write_csv(changed, tmp_path / "orders_v2.csv")
+    second = run_channel(engine, drop(tmp_path / "orders_v2.csv", chunk_rows=10))
+    assert (second.new, second.updated, second.quarantined) == (0, 1, 0)
+    assert second.unchanged == 39  # the other orders of the changed chunk, and every other chunk
+    # Only the changed chunk landed again; the bad orders' records were not duplicated.
+    assert count(engine, intake_records) == before + 1
+    name = frame(engine, "SELECT customer_name FROM orders WHERE channel_order_id = :c", c=target)
+    assert name["customer_name"].tolist() == ["改过的名字"]
+
+
+def test_a_chunk_that_is_a_single_bad_order_keeps_both_records(sqlite_engine, tmp_path):
+    rows, bad_ids = bulk_file(tmp_path, "one.csv", n=1, bad=(0,))
+    summary = run_channel(sqlite_engine, drop(tmp_path / "one.csv"))
+    assert (summary.new, summary.quarantined) == (0, 1)
+    statuses = frame(sqlite_engine, "SELECT status, content_type, source_key FROM intake_records ORDER BY id")
+    assert statuses["status"].tolist() == ["accepted", "quarantined"]  # same text, told apart by their hashes
+    assert statuses["source_key"].iloc[1] == bad_ids[0]
+
+
+def test_reserved_ids_are_fresh_and_never_handed_out_again(engine):
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM channel_cursors WHERE 1 = 0")  # SQLite: hold the write lock
+        ids = reserve_ids(conn, orders, 3)
+        assert len(ids) == 3 and list(ids) == sorted(set(ids))
+        assert len(reserve_ids(conn, orders, 0)) == 0
+        now = datetime.now().astimezone()
+        conn.execute(insert(orders), [
+            {"id": int(i), "order_no": f"R{i}", "channel": "phone", "channel_order_id": f"R{i}", "state": "received",
+             "received_at": now, "updated_at": now} for i in ids
+        ])
+        conn.execute(insert(orders).values(order_no="AUTO", channel="phone", channel_order_id="AUTO",
+                                           state="received", received_at=now, updated_at=now))
+        auto = conn.execute(select(orders.c.id).where(orders.c.order_no == "AUTO")).scalar()
+        later = reserve_ids(conn, orders, 2)
+    assert auto > ids.max() and later.min() > auto  # the id column's own numbering moved past them
+
+
+def test_csv_read_in_blocks_gives_the_same_rows_whatever_the_block_size():
+    text = ('订单号,客户名称,备注\r\n'
+            'A1,张三,"两行\r\n的备注"\r\n'
+            '\r\n'
+            ' , ,\r\n'
+            'A2,"李,四",普通\r'
+            'A3,王五,"""引号"""\n'
+            'A4,赵六,最后一行没有换行')
+    expected = None
+    for block_chars in (1, 2, 3, 5, 8, 13, 1 << 20):
+        chunks = list(iter_csv_chunks(io.StringIO(text, newline=""), chunk_rows=2, block_chars=block_chars))
+        got = ([c.lines for c in chunks], [c.row_numbers.tolist() for c in chunks],
+               pd.concat([c.frame for c in chunks], ignore_index=True)["备注"].tolist())
+        expected = expected or got
+        assert got == expected, block_chars
+    lines, numbers, notes = expected
+    assert lines == [['A1,张三,"两行\n的备注"', 'A2,"李,四",普通'], ['A3,王五,"""引号"""', "A4,赵六,最后一行没有换行"]]
+    assert numbers == [[2, 6], [7, 8]]  # file line numbers; the blank and comma-only lines are skipped
+    assert notes == ["两行\n的备注", "普通", '"引号"', "最后一行没有换行"]
+
+
+def test_seen_orders_answers_membership_across_chunks():
+    seen = SeenOrders()
+    assert not seen.contains(np.array([1, 2], dtype=np.uint64)).any()
+    seen.add(np.array([9, 3, 5], dtype=np.uint64))
+    seen.add(np.array([5, 1], dtype=np.uint64))
+    assert seen.contains(np.array([1, 2, 3, 5, 9, 10, 0], dtype=np.uint64)).tolist() == [
+        True, False, True, True, True, False, False]
