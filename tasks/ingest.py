@@ -411,8 +411,8 @@ def _upsert_orders(conn: Connection, incoming: pd.DataFrame, lines: pd.DataFrame
             "actor": actor,
             "kind": "state",
             "to_state": OrderState.RECEIVED.value,
-            "reason": "received from " + merged.loc[is_new, "channel"].astype("str") + " order "
-                      + merged.loc[is_new, "channel_order_id"].astype("str"),
+            # The channel's order number is on the order itself; one text per channel keeps the event cheap.
+            "reason": "received from " + merged.loc[is_new, "channel"].astype("str"),
         }))
         cancelled_new = merged.loc[is_new & merged["source_cancelled"].fillna(False).to_numpy(dtype=bool)]
         if len(cancelled_new):

@@ -9,6 +9,7 @@ the caller's transaction, so a batch lands whole or not at all.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -117,12 +118,15 @@ def insert_rows(
         return 0
     df = _without_unset_columns(table, df, update_columns or ())
     dialect = conn.dialect.name
-    columns, rows = frame_rows(table, df, dialect)
+    columns = list(df.columns)
     column_list = ", ".join(_quote(conn, c) for c in columns)
     conflict = _conflict_clause(conn, table, columns, on_conflict, update_columns)
     raw = conn.connection.driver_connection
     if dialect == "sqlite":
-        placeholders = ", ".join("?" for _ in columns)
+        constants = _sqlite_constants(table, df)
+        varying = [c for c in columns if c not in constants]
+        rows = frame_rows(table, df[varying], dialect)[1] if varying else [()] * len(df)
+        placeholders = ", ".join(constants.get(c, "?") for c in columns)
         sql = f"INSERT INTO {_quote(conn, table.name)} ({column_list}) VALUES ({placeholders}){conflict}"
         cursor = raw.cursor()
         try:
@@ -131,6 +135,7 @@ def insert_rows(
             return cursor.rowcount
         finally:
             cursor.close()
+    rows = frame_rows(table, df, dialect)[1]
     if dialect == "postgresql":
         with raw.cursor() as cursor, driver_errors(conn, f"COPY/INSERT {table.name}"):
             if not conflict:
@@ -155,6 +160,38 @@ def insert_rows(
     )
     conn.execute(stmt, [dict(zip(columns, row, strict=True)) for row in rows])
     return len(rows)
+
+
+def _sqlite_constants(table: Table, df: pd.DataFrame) -> dict[str, str]:
+    """Columns holding one value in every row (a batch's 'now', its state, actor…), as SQLite literals: written once
+    in the statement instead of converted and bound for every row."""
+    if len(df) < 2:
+        return {}
+    found = {}
+    for column in df.columns:
+        series = df[column]
+        if series.dtype == object or column not in table.c:
+            continue
+        first = series.iloc[0]
+        if pd.isna(first) or not (series.notna().all() and bool((series == first).all())):
+            continue
+        literal = _sqlite_literal(_column_values(series.iloc[:1], table.c[column].type, "sqlite")[0])
+        if literal is not None:
+            found[column] = literal
+    return found
+
+
+def _sqlite_literal(value) -> str | None:
+    """A driver-ready value as an SQLite literal, or None when it is better bound."""
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value) if -(2**63) <= value < 2**63 else None
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else None
+    if isinstance(value, str) and "\x00" not in value:
+        return "'" + value.replace("'", "''") + "'"
+    return None
 
 
 def _without_unset_columns(table: Table, df: pd.DataFrame, update_columns: Sequence[str]) -> pd.DataFrame:
