@@ -73,10 +73,12 @@ def order_numbers(ids: np.ndarray, received_at: datetime) -> list[str]:
 def _arrow_text(series: pd.Series) -> pa.Array:
     """A column as Arrow large_string (NA stays null) in a fixed textual form."""
     if pd.api.types.is_datetime64_any_dtype(series):
-        # Formatted once per distinct time (a batch repeats times), then spread.
-        codes, distinct = pd.factorize(series.dt.tz_convert("UTC") if series.dt.tz is not None else series)
-        text = pc.strftime(pa.array(distinct), format="%Y-%m-%dT%H:%M:%S")
-        return pc.cast(text.take(pa.array(codes, mask=codes < 0)), pa.large_string())
+        utc = series.dt.tz_convert("UTC").dt.tz_localize(None) if series.dt.tz is not None else series
+        values = utc.to_numpy()
+        # ISO text with the column's own sub-second digits (2026-11-24T15:19:00.000000 for microseconds), as Arrow's
+        # strftime("%Y-%m-%dT%H:%M:%S") writes it; numpy formats it in C.
+        text = np.datetime_as_string(values, unit=np.datetime_data(values.dtype)[0])
+        return pa.array(text, type=pa.large_string(), mask=utc.isna().to_numpy())
     if pd.api.types.is_bool_dtype(series):
         return pc.cast(pc.if_else(pa.array(series.astype("boolean")), "1", "0"), pa.large_string())
     return pc.cast(pa.array(series, from_pandas=True), pa.large_string())

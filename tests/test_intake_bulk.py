@@ -146,3 +146,24 @@ def test_seen_orders_answers_membership_across_chunks():
     seen.add(np.array([5, 1], dtype=np.uint64))
     assert seen.contains(np.array([1, 2, 3, 5, 9, 10, 0], dtype=np.uint64)).tolist() == [
         True, False, True, True, True, False, False]
+
+
+def test_the_content_hash_of_an_order_does_not_change_between_releases():
+    """Stored orders are compared by this digest on every re-read: if a change to parsing or normalisation moved it,
+    every order in every store would look changed at the source and go back to review. The value was computed by
+    the first release that stored it."""
+    from datetime import UTC
+
+    from connectors.template import build_template_records
+    from tasks.normalise import normalise
+
+    text = ("订单号,下单时间,客户名称,联系电话,省,市,区县,详细地址,商品编码,商品名称,数量,单价（元）,运费,付款方式\n"
+            "G-1,2026-11-26 09:30,张三,13812345678,四川省,成都市,武侯区,人民南路四段1号,SKU-0002,摩托车头盔,2,189.00,"
+            "12.00,支付宝\n"
+            "G-1,,,,,,,,SV-INSTALL,设备上门安装,1,300,,\n")
+    chunk = next(iter_csv_chunks(io.StringIO(text)))
+    result = build_template_records(chunk, source_ref="t", default_channel="phone",
+                                    received_at=datetime(2026, 11, 27, tzinfo=UTC))
+    normal = normalise(result.parse(None), catalog_kinds={})
+    assert normal.orders["content_hash"].tolist() == [
+        "4433f6e18102ebb8776be7c77d6814b2e07b4ca05a2fa730f246567dafa486f9"]
