@@ -46,8 +46,11 @@ def _column_values(series: pd.Series, column_type, dialect: str) -> list:
     elif isinstance(column_type, Boolean) and dialect == "sqlite":
         values = series.astype("boolean").astype("Int64")
     elif dialect == "sqlite" and series.dtype == object:
-        # Python objects may hide datetimes (pandas Timestamps included): store SQLAlchemy's naive-UTC text.
-        values = series.map(lambda v: _sqlite_datetime(v) if isinstance(v, datetime) else v)
+        # Python objects may hide datetimes (pandas Timestamps included): store SQLAlchemy's naive-UTC text. A plain
+        # loop: Series.map would infer a string dtype and copy large texts into Arrow and back.
+        missing = series.isna().to_numpy()
+        return [None if gone else _sqlite_datetime(v) if isinstance(v, datetime) else v
+                for v, gone in zip(series.tolist(), missing, strict=True)]
     else:
         values = series
     if not values.hasnans:
