@@ -167,3 +167,22 @@ def test_the_content_hash_of_an_order_does_not_change_between_releases():
     normal = normalise(result.parse(None), catalog_kinds={})
     assert normal.orders["content_hash"].tolist() == [
         "4433f6e18102ebb8776be7c77d6814b2e07b4ca05a2fa730f246567dafa486f9"]
+
+
+def test_showing_a_chunk_record_prints_its_head_unless_asked_for_all(sqlite_engine, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from yidi.cli import app
+
+    bulk_file(tmp_path, "orders.csv", n=60, bad=())
+    run_channel(sqlite_engine, drop(tmp_path / "orders.csv"))
+    chunk = frame(sqlite_engine, "SELECT id, content FROM intake_records").iloc[0]
+    total = len(chunk["content"].split("\n"))
+    assert total > 60
+    monkeypatch.setenv("YIDI_DATABASE_URL", str(sqlite_engine.url))
+    runner = CliRunner()
+    head = runner.invoke(app, ["quarantine", "show", str(chunk["id"])])
+    assert head.exit_code == 0 and f"{total - 40:,} more lines" in head.stdout
+    everything = runner.invoke(app, ["quarantine", "show", str(chunk["id"]), "--full"])
+    last_line = chunk["content"].split("\n")[-1]
+    assert last_line[:12] in everything.stdout and "more lines" not in everything.stdout

@@ -20,6 +20,7 @@ from rich.table import Table as RichTable
 from yidi.cli import app, console, emit_json, engine_or_exit, fail
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+SHOW_LINES = 40  # of a record's content, unless --full (a bulk drop's chunk holds thousands of rows)
 COUNT_COLUMNS = ["read", "new", "updated", "unchanged", "quarantined", "remote", "local", "unknown"]
 
 quarantine_app = typer.Typer(help="Records that could not be understood: look, fix, replay.", no_args_is_help=True)
@@ -157,7 +158,11 @@ def quarantine_list(
 
 
 @quarantine_app.command("show")
-def quarantine_show(record_id: int, json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+def quarantine_show(
+    record_id: int,
+    full: Annotated[bool, typer.Option("--full", help="All of a long content (a bulk drop's chunk)")] = False,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
     """One record: where it came from, why it was quarantined, and its raw content."""
     from sqlalchemy import select
 
@@ -184,7 +189,11 @@ def quarantine_show(record_id: int, json_out: Annotated[bool, typer.Option("--js
     if row["reason"]:
         console.print(f"[yellow]reason:[/yellow] {row['reason']}")
     console.rule("content")
-    console.print(row["content"], markup=False, highlight=False, soft_wrap=True)
+    lines = row["content"].split("\n")
+    shown = lines if full or len(lines) <= SHOW_LINES else lines[:SHOW_LINES]
+    console.print("\n".join(shown), markup=False, highlight=False, soft_wrap=True)
+    if len(shown) < len(lines):
+        console.print(f"[dim]… {len(lines) - len(shown):,} more lines (--full shows them all)[/dim]")
 
 
 @quarantine_app.command("replay")
