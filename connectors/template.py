@@ -386,11 +386,13 @@ def _cells(frame: pd.DataFrame, mapping: dict[str, str], field_name: str) -> pd.
     return pd.Series(pd.NA, index=frame.index, dtype="str")
 
 
-def _lower_key(series: pd.Series) -> pd.Series:
-    """Lower case without spaces, computed once per distinct value (these columns repeat a few values)."""
+def _lookup(series: pd.Series, table: dict[str, str], *, keep_unknown: bool = False) -> pd.Series:
+    """``table`` at each value lower-cased without spaces; unknown values give NA (or that key, with
+    ``keep_unknown``). Worked out once per distinct value: these columns repeat a few values."""
     codes, uniques = pd.factorize(series)
-    keys = np.array([re.sub(r"\s+", "", str(u).lower()) for u in uniques] + [None], dtype=object)
-    return pd.Series(keys[codes], index=series.index, dtype="str")
+    keys = [re.sub(r"\s+", "", str(u).lower()) for u in uniques]
+    found = np.array([table.get(k, k if keep_unknown else None) for k in keys] + [None], dtype=object)
+    return pd.Series(found[codes], index=series.index, dtype="str")
 
 
 def _parse_times(series: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -682,11 +684,10 @@ def parse_rows(
     conflicts: dict[int, str] = {}
     if len(multi):
         sub = row_frame[row_frame["record_idx"].isin(multi)]
-        for field_name in ORDER_LEVEL:
-            if field_name not in mapping:
-                continue
-            counts = sub.groupby("record_idx")[field_name].nunique()
-            for rid in counts.index[counts.to_numpy() > 1]:
+        present = [f for f in ORDER_LEVEL if f in mapping]
+        distinct = sub.groupby("record_idx")[present].nunique()  # one grouping for every field
+        for field_name in present:
+            for rid in distinct.index[distinct[field_name].to_numpy() > 1]:
                 values = sub.loc[sub["record_idx"] == rid, field_name].dropna().unique().tolist()[:3]
                 conflicts.setdefault(
                     int(rid),
@@ -695,8 +696,7 @@ def parse_rows(
                 )
 
     channel_text = first["channel"]
-    channel_key = _lower_key(channel_text)
-    channel = channel_key.map(CHANNEL_VALUES)
+    channel = _lookup(channel_text, CHANNEL_VALUES)
     bad_channel = channel.isna() & channel_text.notna()
     channel = channel.fillna(default_channel).astype("str")
 
@@ -705,8 +705,7 @@ def parse_rows(
     freight, bad_freight = _money(first["freight"])
     order_discount, bad_order_discount = _money(first["order_discount"])
     pay_text = first["payment_method"]
-    payment = _lower_key(pay_text).map(PAYMENT_VALUES)
-    payment = payment.where(payment.notna(), _lower_key(pay_text)).astype("str")
+    payment = _lookup(pay_text, PAYMENT_VALUES, keep_unknown=True)
     installments = pd.to_numeric(first["installments"], errors="coerce")
     bad_installments = (installments.isna() | (installments < 1) | (installments % 1 != 0)) & first[
         "installments"
@@ -774,7 +773,7 @@ def parse_rows(
     bad_price = bad_price | price.isna() | (price < 0)
     discount, bad_discount = _money(cells["line_discount"])
     kind_text = cells["item_kind"]
-    kind = _lower_key(kind_text).map(KIND_VALUES).astype("str")
+    kind = _lookup(kind_text, KIND_VALUES)
     bad_kind = kind.isna() & kind_text.notna()
     no_item = cells["item_code"].isna() & cells["item_name"].isna()
     bad.extend(
