@@ -294,11 +294,28 @@ def reserve_ids(conn: Connection, table: Table, n: int) -> np.ndarray:
 
 
 def read_frame(conn: Connection, statement: Executable | str, params: dict | None = None) -> pd.DataFrame:
-    """Run a query and return a DataFrame (typed values: aware datetimes, dates, ints)."""
+    """Run a query and return a DataFrame (typed values: aware datetimes, dates, ints).
+
+    Text columns are plain Python strings with None for NULL (object dtype), not pandas' inferred string dtype, whose
+    missing value is NaN: a NaN is truthy, so ``if row["note"]:`` or ``json.loads(row["details"])`` would take a
+    NULL for a value. Other columns are inferred as pandas does. Built column by column, not from Row objects.
+    """
     if isinstance(statement, str):
         statement = text(statement)
     result = conn.execute(statement, params or {})
-    return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+    columns = list(result.keys())
+    rows = result.fetchall()
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    series = []
+    for values in zip(*rows, strict=True):
+        column = np.empty(len(values), dtype=object)
+        column[:] = values
+        text_only = pd.api.types.infer_dtype(column, skipna=True) in ("string", "empty")
+        series.append(pd.Series(column, dtype=object) if text_only else pd.Series(list(values)))
+    frame = pd.concat(series, axis=1, ignore_index=True)
+    frame.columns = columns
+    return frame
 
 
 def utc_now() -> datetime:
