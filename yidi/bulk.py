@@ -288,7 +288,7 @@ def reserve_ids(conn: Connection, table: Table, n: int) -> np.ndarray:
         result = conn.exec_driver_sql(
             f"SELECT nextval(pg_get_serial_sequence('{table.name}', 'id')) FROM generate_series(1, %(n)s)", {"n": n}
         )
-        return np.sort(np.fromiter((row[0] for row in result), dtype=np.int64, count=n))
+        return np.sort(np.array([row[0] for row in result.fetchall()], dtype=np.int64))
     top = conn.exec_driver_sql(f"SELECT max(id) FROM {name}").scalar() or 0
     return np.arange(top + 1, top + n + 1, dtype=np.int64)
 
