@@ -186,3 +186,51 @@ def test_showing_a_chunk_record_prints_its_head_unless_asked_for_all(sqlite_engi
     everything = runner.invoke(app, ["quarantine", "show", str(chunk["id"]), "--full"])
     last_line = chunk["content"].split("\n")[-1]
     assert last_line[:12] in everything.stdout and "more lines" not in everything.stdout
+
+
+KILL_SCRIPT = """
+import os, sys
+os.environ["YIDI_HOME"] = {home!r}
+from connectors.spreadsheet_orders import SpreadsheetConnector
+from tasks.ingest import run_channel
+from yidi.db import make_engine
+run_channel(make_engine({db!r}), SpreadsheetConnector("spreadsheet", {{"files": [{csv!r}], "move_processed": False,
+                                                                      "chunk_rows": 200}}))
+"""
+
+
+def test_a_bulk_drop_killed_mid_file_then_run_again_loses_and_duplicates_nothing(sqlite_engine, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from bench.ingest import make_csv
+
+    n = 3_000
+    make_csv(n, tmp_path / "big.csv")
+    script = KILL_SCRIPT.format(home=str(tmp_path / "home"), db=str(sqlite_engine.url), csv=str(tmp_path / "big.csv"))
+    root = os.path.dirname(os.path.dirname(__file__))
+    child = subprocess.Popen([sys.executable, "-c", script], cwd=root, env={**os.environ, "PYTHONPATH": root})
+    try:
+        deadline = time.monotonic() + 120
+        while (partial := count(sqlite_engine, orders)) == 0:
+            assert child.poll() is None, "the child ended before committing a chunk"
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=10)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    partial = count(sqlite_engine, orders)
+    assert 0 < partial < n  # killed between chunks: some committed, the rest not
+    summary = run_channel(sqlite_engine, drop(tmp_path / "big.csv", chunk_rows=200))
+    assert count(sqlite_engine, orders) == n
+    assert (summary.new, summary.unchanged) == (n - partial, partial)  # committed chunks skipped by their hash
+    dupes = frame(sqlite_engine, "SELECT content_hash FROM intake_records GROUP BY channel, content_hash "
+                                 "HAVING count(*) > 1")
+    assert dupes.empty
+    lines = frame(sqlite_engine, "SELECT count(*) n FROM order_lines")["n"][0]
+    assert lines == len(pd.read_csv(tmp_path / "big.csv", usecols=[0]))

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from yidi.bulk import ids_for_keys, insert_rows, read_frame, upsert_returning_ids
+from yidi.bulk import CONSTANT_CHECK_ROWS, ids_for_keys, insert_rows, read_frame, upsert_returning_ids
 from yidi.db import current_heads, init_db
 from yidi.outbox import enqueue
 from yidi.schema import catalog_items, notification_outbox, orders, shipments
@@ -45,25 +45,26 @@ def test_bulk_insert_round_trips_money_times_and_hostile_text(engine):
 
 
 def test_columns_with_one_value_for_the_batch_round_trip_like_bound_ones(engine):
-    """SQLite writes such columns once, as literals: quotes, unicode, times, numbers and flags must come back
-    exactly as when every row binds them."""
+    """SQLite writes such columns of a large batch once, as literals: quotes, unicode, times, numbers and flags must
+    come back exactly as when every row binds them."""
     when = datetime(2026, 11, 27, 9, 30, 15, 123456, tzinfo=UTC)
     hostile = "O'Brien'); DROP TABLE orders;-- 重庆 ' '' \\ %"
-    constant = order_frame(3).assign(customer_name=hostile, order_time=when, order_total_fen=2**62,
+    n = CONSTANT_CHECK_ROWS
+    constant = order_frame(n).assign(customer_name=hostile, order_time=when, order_total_fen=2**62,
                                      goods_total_fen=-7, source_status="a\nb", region="remote")
-    varying = order_frame(3, start=10).assign(customer_name=[hostile, "x", "y"], order_time=[when] * 2 + [None],
-                                              order_total_fen=[2**62, 1, 2], goods_total_fen=[-7, 0, 0],
-                                              source_status=["a\nb", "", "c"], region=["remote", "unknown", "local"])
+    varying = order_frame(3, start=n + 10).assign(
+        customer_name=[hostile, "x", "y"], order_time=[when] * 2 + [None], order_total_fen=[2**62, 1, 2],
+        goods_total_fen=[-7, 0, 0], source_status=["a\nb", "", "c"], region=["remote", "unknown", "local"])
     with engine.begin() as conn:
         insert_rows(conn, orders, constant)
         insert_rows(conn, orders, varying)
     with engine.connect() as conn:
         stored = read_frame(conn, select(orders).order_by(orders.c.id))
     for column in ("customer_name", "order_total_fen", "goods_total_fen", "source_status", "region"):
-        assert stored[column].iloc[0] == stored[column].iloc[3], column
-        assert stored[column].iloc[:3].nunique() == 1, column
+        assert stored[column].iloc[0] == stored[column].iloc[n], column
+        assert stored[column].iloc[:n].nunique() == 1, column
     assert stored["customer_name"].iloc[0] == hostile
-    assert stored["order_time"].iloc[0] == stored["order_time"].iloc[3] == when
+    assert stored["order_time"].iloc[0] == stored["order_time"].iloc[n] == when
     assert stored["order_total_fen"].iloc[0] == 2**62
 
 

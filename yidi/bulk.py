@@ -165,10 +165,13 @@ def insert_rows(
     return len(rows)
 
 
+CONSTANT_CHECK_ROWS = 1000
+
+
 def _sqlite_constants(table: Table, df: pd.DataFrame) -> dict[str, str]:
     """Columns holding one value in every row (a batch's 'now', its state, actor…), as SQLite literals: written once
     in the statement instead of converted and bound for every row."""
-    if len(df) < 2:
+    if len(df) < CONSTANT_CHECK_ROWS:  # a small batch gains less than the check costs
         return {}
     found = {}
     for column in df.columns:
