@@ -217,7 +217,7 @@ class SpreadsheetChannel(Section):
     enabled: bool = Field(True, description="Read phone/fax order templates dropped into the inbox folder")
     inbox_dir: str = Field("inbox/orders", description="Inbox folder (relative to YIDI_HOME)")
     default_channel: Literal["phone", "fax"] = Field("phone", description="Channel when the 渠道 column is empty")
-    chunk_rows: int = Field(50_000, ge=100, description="Rows per committed batch (bounds memory)")
+    chunk_rows: int = Field(50_000, ge=100, description="Rows per committed batch and raw chunk record (bounds memory)")
     settle_seconds: float = Field(2.0, ge=0, description="Files younger than this may still be being written")
 
 
