@@ -68,6 +68,24 @@ def test_columns_with_one_value_for_the_batch_round_trip_like_bound_ones(engine)
     assert stored["order_total_fen"].iloc[0] == 2**62
 
 
+def test_empty_text_stays_apart_from_null_and_odd_python_values_still_load(engine):
+    """PostgreSQL loads batches as csv written by Arrow: an empty string must not turn into NULL, dates and times
+    must keep their value, and a column Arrow cannot type (mixed Python objects) is still loaded, row by row."""
+    frame = order_frame(4).assign(customer_name=["", None, "张三, \"老客户\"\n二行", "李娜"],
+                                  buyer_note=["x", "", None, "y"])
+    mixed = order_frame(2, start=10).assign(customer_name=[7, "王五"])
+    with engine.begin() as conn:
+        assert insert_rows(conn, orders, frame) == 4
+        assert insert_rows(conn, orders, mixed, on_conflict=["channel", "channel_order_id"]) == 2
+    with engine.connect() as conn:
+        stored = read_frame(conn, select(orders).order_by(orders.c.id))
+    assert stored["customer_name"].tolist()[:4] == ["", None, "张三, \"老客户\"\n二行", "李娜"]
+    assert stored["buyer_note"].tolist()[:4] == ["x", "", None, "y"]
+    assert [str(v) for v in stored["customer_name"].tolist()[4:]] == ["7", "王五"]
+    assert stored["promised_date"].astype(str).tolist() == ["2026-11-10"] * 6
+    assert all(t == datetime(2026, 11, 2, 1, 30, tzinfo=UTC) for t in stored["order_time"])
+
+
 def test_conflicts_are_skipped_or_updated_only_when_changed(engine):
     frame = order_frame(10)
     with engine.begin() as conn:

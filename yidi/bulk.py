@@ -138,18 +138,13 @@ def insert_rows(
             return cursor.rowcount
         finally:
             cursor.close()
-    rows = frame_rows(table, df, dialect)[1]
     if dialect == "postgresql":
         with raw.cursor() as cursor, driver_errors(conn, f"COPY/INSERT {table.name}"):
             if not conflict:
-                with cursor.copy(f"COPY {_quote(conn, table.name)} ({column_list}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
-                return len(rows)
+                _copy_into(cursor, _quote(conn, table.name), column_list, table, df)
+                return len(df)
             stage = _create_stage(conn, table, columns)
-            with cursor.copy(f"COPY {stage} ({column_list}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
+            _copy_into(cursor, stage, column_list, table, df)
             cursor.execute(
                 f"INSERT INTO {_quote(conn, table.name)} ({column_list}) "
                 f"SELECT {column_list} FROM {stage}{conflict}"
@@ -158,6 +153,7 @@ def insert_rows(
             cursor.execute(f"DROP TABLE {stage}")
             return count
     # Any other database: SQLAlchemy Core executemany (correct, slower).
+    rows = frame_rows(table, df, dialect)[1]
     stmt = text(
         f"INSERT INTO {_quote(conn, table.name)} ({column_list}) VALUES ({', '.join(':' + c for c in columns)})"
     )
@@ -211,6 +207,43 @@ def _without_unset_columns(table: Table, df: pd.DataFrame, update_columns: Seque
     return df.drop(columns=unset) if unset and len(unset) < len(df.columns) else df
 
 
+def _copy_into(cursor, target: str, column_list: str, table: Table, df: pd.DataFrame) -> None:
+    """PostgreSQL ``COPY target FROM STDIN``: the frame written as csv by Arrow in C (quoted strings, NULL as an
+    empty unquoted field, exactly what COPY's csv format reads), or row by row when a column holds Python objects
+    Arrow cannot type."""
+    data = _copy_csv(table, df)
+    if data is None:
+        with cursor.copy(f"COPY {target} ({column_list}) FROM STDIN") as copy:
+            for row in frame_rows(table, df, "postgresql")[1]:
+                copy.write_row(row)
+        return
+    with cursor.copy(f"COPY {target} ({column_list}) FROM STDIN WITH (FORMAT csv)") as copy:
+        copy.write(data)
+
+
+def _copy_csv(table: Table, df: pd.DataFrame) -> bytes | None:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    columns = {}
+    for name in df.columns:
+        series, column_type = df[name], table.c[name].type
+        if isinstance(column_type, UTCDateTime) or series.dtype.kind == "M":
+            series = pd.to_datetime(series, utc=True, format="mixed")  # written as 2026-11-27 10:00:00.000000Z
+        elif isinstance(column_type, Date):
+            series = pd.to_datetime(series, format="mixed").dt.strftime("%Y-%m-%d")
+        elif isinstance(column_type, Boolean):
+            series = series.astype("boolean")
+        columns[name] = series
+    try:
+        arrow = pa.Table.from_pandas(pd.DataFrame(columns), preserve_index=False)
+        buffer = pa.BufferOutputStream()
+        pacsv.write_csv(arrow, buffer, pacsv.WriteOptions(include_header=False))
+    except pa.ArrowException:
+        return None
+    return buffer.getvalue().to_pybytes()
+
+
 def _create_stage(conn: Connection, table: Table, columns: Sequence[str]) -> str:
     """A temporary table with the given columns of ``table`` (same types), empty."""
     name = f"yidi_stage_{table.name}_{next(_stage_counter)}"
@@ -226,18 +259,13 @@ def stage_frame(conn: Connection, table: Table, df: pd.DataFrame) -> str:
     columns = list(df.columns)
     stage = _create_stage(conn, table, columns)
     dialect = conn.dialect.name
-    _, rows = frame_rows(table, df, dialect)
     column_list = ", ".join(_quote(conn, c) for c in columns)
     raw = conn.connection.driver_connection
     if dialect == "postgresql":
-        with (
-            raw.cursor() as cursor,
-            driver_errors(conn, f"COPY {stage}"),
-            cursor.copy(f"COPY {stage} ({column_list}) FROM STDIN") as copy,
-        ):
-            for row in rows:
-                copy.write_row(row)
+        with raw.cursor() as cursor, driver_errors(conn, f"COPY {stage}"):
+            _copy_into(cursor, stage, column_list, table, df)
     else:
+        _, rows = frame_rows(table, df, dialect)
         cursor = raw.cursor()
         try:
             cursor.executemany(
