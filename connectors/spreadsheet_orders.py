@@ -171,15 +171,20 @@ def _slice(chunk: RowChunk, start: int, end: int | None, bad_rows: list) -> RowC
 
 def order_aligned(chunks: Iterator[RowChunk]) -> Iterator[RowChunk]:
     """Chunks cut between orders: the rows of the last order of a chunk move on to the next chunk, so an order
-    whose (adjacent) rows straddle a chunk boundary is read whole."""
+    whose (adjacent) rows straddle a chunk boundary is read whole. The file's last chunk has nothing after it and
+    is kept whole (a small file is one chunk)."""
     carry: RowChunk | None = None
-    for chunk in chunks:
+    iterator = iter(chunks)
+    chunk = next(iterator, None)
+    while chunk is not None:
+        following = next(iterator, None)
         if carry is not None:
             chunk = _concat(carry, chunk)
             carry = None
         column = map_headers(chunk.headers).get("order_id")
-        if column is None or not len(chunk.frame):
+        if following is None or column is None or not len(chunk.frame):
             yield chunk
+            chunk = following
             continue
         ids = chunk.frame[column].to_numpy(dtype=object, na_value=None)
         last = ids[-1]
@@ -188,16 +193,14 @@ def order_aligned(chunks: Iterator[RowChunk]) -> Iterator[RowChunk]:
             start -= 1
         if last is not None and start > 0 and last in set(ids[:start]):
             yield chunk  # the order also has rows earlier in this chunk: it is grouped here, keep it whole
-            continue
-        if last is None or start == 0:  # one order fills the chunk (or no id): nothing to hold back
-            carry = chunk if start == 0 and last is not None else None
-            if carry is None:
-                yield chunk
-            continue
-        yield _slice(chunk, 0, start, chunk.bad_rows)
-        carry = _slice(chunk, start, None, [])
-    if carry is not None:
-        yield carry
+        elif last is None:  # no order number on the last row: nothing to hold back
+            yield chunk
+        elif start == 0:  # one order fills the chunk: it goes on with the next one
+            carry = chunk
+        else:
+            yield _slice(chunk, 0, start, chunk.bad_rows)
+            carry = _slice(chunk, start, None, [])
+        chunk = following
 
 
 def template_batches(
