@@ -1,15 +1,16 @@
 """ingest: a 1M-order phone/fax template csv drop ingested end to end vs a hand-written pyarrow + sqlite3 load.
 
 Ours: ``SpreadsheetConnector`` + ``tasks.ingest.run_channel`` on a fresh SQLite store — streaming csv read in chunks
-of 50,000 rows, encoding check, one raw record per order landed in ``intake_records`` (sha256), parse and
-validation, phone normalisation, address classification (remote/local/unknown), content hashes, upsert of orders
-and lines by (channel, channel order id), a 'received' event per new order, record -> order links.
+of 50,000 rows, encoding check, each chunk landed as one raw record in ``intake_records`` (sha256; orders that cannot
+be understood get records of their own), parse and validation, phone normalisation, address classification
+(remote/local/unknown), content hashes, upsert of orders and lines by (channel, channel order id), a 'received'
+event per new order, order -> raw record links.
 
 Baseline: ``pyarrow.csv.read_csv`` of the whole file, first row per order, money to fen, then plain
 ``sqlite3.executemany`` ``INSERT … ON CONFLICT DO UPDATE`` of the orders and of their lines into the same schema
 (no landing, no validation, no normalisation, no classification, no events).
 
-Extra figures: ``reingest_s`` (the same file again: everything already landed, nothing written) and
+Extra figures: ``reingest_s`` (the same file again: every chunk already landed, nothing parsed or written) and
 ``reingest_ratio`` (< 1 means re-ingest is faster than the first ingest); ``peak_mb_quarter`` (our peak memory for
 a file a quarter the size: chunking keeps the peak flat, so it is close to ``peak_mb``).
 """
