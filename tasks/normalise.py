@@ -236,9 +236,13 @@ LABELS = {
 def _length_problems(frame: pd.DataFrame, limits: dict[str, int], what: str) -> list[tuple[int, str]]:
     found = []
     for column, limit in limits.items():
-        if column not in frame:
+        if column not in frame or not len(frame):
             continue
-        lengths = frame[column].astype("str").str.len()
+        text = frame[column].astype("str")
+        longest = pc.max(pc.binary_length(pa.array(text, type=pa.large_string(), from_pandas=True))).as_py()
+        if longest is None or longest <= limit:  # no text has more bytes than the limit has characters: all fit
+            continue
+        lengths = text.str.len()
         for i in np.flatnonzero((lengths > limit).to_numpy(dtype=bool, na_value=False)):
             label = LABELS.get(column, column)
             found.append((int(frame["record_idx"].iloc[i]), f"{what}{label} is {int(lengths.iloc[i]):,} characters; "
