@@ -57,7 +57,7 @@ from tasks.stock import (
     sync_warehouses,
     warehouse_order,
 )
-from yidi.bulk import insert_rows, read_frame, upsert_returning_ids, utc_now
+from yidi.bulk import frame_records, insert_rows, read_frame, upsert_returning_ids, utc_now
 from yidi.lifecycle import OrderState, current_actor, record_events, transition_orders
 from yidi.masking import mask_name, mask_phone
 from yidi.outbox import enqueue
@@ -96,11 +96,6 @@ class AllocationConflict(RuntimeError):
 def _chunks(values: Sequence, size: int = CHUNK) -> Iterable[Sequence]:
     for start in range(0, len(values), size):
         yield values[start : start + size]
-
-
-def _records(frame: pd.DataFrame) -> list[dict]:
-    columns = list(frame.columns)
-    return [dict(zip(columns, row, strict=True)) for row in zip(*(frame[c].tolist() for c in columns), strict=True)]
 
 
 def _json(value) -> str:
@@ -842,7 +837,7 @@ def notice_rows(conn: Connection, rows: list[dict], policy: FulfilmentPolicy, se
                                 orders.c.customer_phone, orders.c.customer_email).where(orders.c.id.in_(list(chunk))))
         for chunk in _chunks(ids)
     ]  # fmt: skip
-    contacts = {int(r["order_id"]): r for r in _records(pd.concat(frames, ignore_index=True))}
+    contacts = {int(r["order_id"]): r for r in frame_records(pd.concat(frames, ignore_index=True))}
     out = []
     for row in rows:
         contact = contacts.get(int(row["order_id"]))
@@ -1027,7 +1022,7 @@ def create_waybills(
         goods = shipment_goods(conn, pending["id"].tolist()) if len(pending) else pd.DataFrame()
     if pending.empty:
         return result
-    goods_by_request = {k: _records(g) for k, g in goods.groupby("shipment_request_id")} if len(goods) else {}
+    goods_by_request = {k: frame_records(g) for k, g in goods.groupby("shipment_request_id")} if len(goods) else {}
     created_rows: list[dict] = []
 
     def call(row: dict):
@@ -1041,7 +1036,7 @@ def create_waybills(
 
     workers = max(1, settings.fulfilment.carrier_api_concurrency)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="waybills") as pool:
-        chunks = [list(c) for c in _chunks(_records(pending), chunk_size)]
+        chunks = [list(c) for c in _chunks(frame_records(pending), chunk_size)]
         for chunk in chunks:
             outcomes = list(pool.map(call, chunk))
             answers = [(row, waybill) for row, waybill, _, _ in outcomes if waybill is not None]

@@ -45,7 +45,7 @@ from tasks.review_columns import (
     compute_review_columns,
     line_details,
 )
-from yidi.bulk import insert_rows, read_frame, stage_frame, utc_now
+from yidi.bulk import frame_records, insert_rows, read_frame, stage_frame, utc_now
 from yidi.lifecycle import OrderState, current_actor, record_events, transition_orders
 from yidi.masking import mask_name
 from yidi.outbox import enqueue
@@ -464,13 +464,6 @@ def customer_contacts(frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["order_id", "medium", "recipient"])
 
 
-def _records(frame: pd.DataFrame) -> list[dict]:
-    """Rows as dicts, built column-wise (fast with Arrow strings)."""
-    columns = list(frame.columns)
-    return [dict(zip(columns, values, strict=True))
-            for values in zip(*(frame[c].tolist() for c in columns), strict=True)]  # fmt: skip
-
-
 def _order_context(row) -> dict:
     when = pd.Timestamp(row["order_time"]) if row["order_time"] is not None else None
     local = when.tz_convert(SHANGHAI).strftime("%Y-%m-%d %H:%M") if when is not None and not pd.isna(when) else "—"
@@ -487,7 +480,7 @@ def queue_rejection_notices(conn, rejected_orders: pd.DataFrame, failures: pd.Da
     contacts = customer_contacts(rejected_orders, settings)
     records = rejected_orders.set_index("id", drop=False)
     contexts = {int(oid): {**_order_context(row), "reasons": reasons.get(oid, [])}
-                for oid, row in zip(records["id"], _records(records), strict=True)}  # fmt: skip
+                for oid, row in zip(records["id"], frame_records(records), strict=True)}  # fmt: skip
     notices = [{
         "order_id": oid, "medium": medium, "recipient": recipient, "template": "order_auto_rejected",
         "context": contexts[oid], "dedupe_key": f"review:auto_rejected:{oid}:{check_of[oid]}:{medium}",

@@ -349,5 +349,12 @@ def read_frame(conn: Connection, statement: Executable | str, params: dict | Non
     return frame
 
 
+def frame_records(frame: pd.DataFrame) -> list[dict]:
+    """Rows as dicts, built column by column (much faster than ``to_dict("records")`` with Arrow strings)."""
+    columns = list(frame.columns)
+    return [dict(zip(columns, values, strict=True))
+            for values in zip(*(frame[c].tolist() for c in columns), strict=True)]  # fmt: skip
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)

@@ -6,7 +6,7 @@ from decimal import Decimal
 
 from sqlalchemy import Connection, select
 
-from yidi.bulk import read_frame
+from yidi.bulk import frame_records, read_frame
 from yidi.lifecycle import timeline
 from yidi.schema import order_lines, orders, shipments
 
@@ -37,14 +37,6 @@ def find_order_id(conn: Connection, ref: str) -> int:
     return found
 
 
-def _records(frame) -> list[dict]:
-    columns = list(frame.columns)
-    return [
-        dict(zip(columns, row, strict=True))
-        for row in zip(*(frame[c].tolist() for c in columns), strict=True)
-    ]
-
-
 def order_view(conn: Connection, ref: str) -> dict:
     order_id = find_order_id(conn, ref)
     order = dict(conn.execute(select(orders).where(orders.c.id == order_id)).mappings().one())
@@ -53,7 +45,7 @@ def order_view(conn: Connection, ref: str) -> dict:
     lines = read_frame(
         conn, select(order_lines).where(order_lines.c.order_id == order_id).order_by("line_no")
     )
-    line_rows = _records(lines)
+    line_rows = frame_records(lines)
     for row in line_rows:
         for column in [c for c in row if c.endswith("_fen")]:
             row[column.removesuffix("_fen")] = fen_to_yuan(row.pop(column))
@@ -63,6 +55,6 @@ def order_view(conn: Connection, ref: str) -> dict:
     return {
         "order": order,
         "lines": line_rows,
-        "shipments": _records(ships),
-        "timeline": _records(timeline(conn, order_id)),
+        "shipments": frame_records(ships),
+        "timeline": frame_records(timeline(conn, order_id)),
     }
