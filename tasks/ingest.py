@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, Engine, bindparam, delete, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, select, update
 
 from connectors.base import RECORD_COLUMNS, Batch, BulkChunk, Connector, Parsed, content_hash
 from tasks.normalise import LINE_STORE_COLUMNS, ORDER_STORE_COLUMNS, Normalised, normalise, order_numbers
@@ -148,22 +148,15 @@ def _existing_orders(conn: Connection, keys: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def _max_id(conn: Connection, table) -> int:
-    return conn.execute(select(func.max(table.c.id))).scalar() or 0
-
-
-def _ids_of(conn: Connection, table, keys: pd.DataFrame, before: int, inserted: int = -1) -> pd.DataFrame:
-    """``keys`` + ``id`` of rows just inserted (id above ``before``: a range scan, no join); keys not found there
-    (a row that already existed, or a concurrent writer's) are looked up by key."""
+def _ids_of(conn: Connection, table, keys: pd.DataFrame, reserved: np.ndarray, inserted: int) -> pd.DataFrame:
+    """``keys`` + ``id`` of rows just inserted with the ``reserved`` ids (in the order of ``keys``). When fewer rows
+    were inserted (a concurrent writer on PostgreSQL inserted some keys first), every key is looked up."""
+    keys = keys.reset_index(drop=True)
+    if inserted == len(keys):
+        return keys.assign(id=reserved)
     key_columns = list(keys.columns)
-    if conn.dialect.name == "sqlite" and inserted == len(keys):
-        # SQLite under our write lock: executemany gave the rows ids before+1 … before+n in frame order. Checked,
-        # not assumed: the range must hold exactly n rows.
-        low, high, n = conn.exec_driver_sql(f"SELECT min(id), max(id), count(*) FROM {table.name} WHERE id > ?",
-                                            (before,)).one()
-        if n == len(keys) and low == before + 1 and high == before + n:
-            return keys.reset_index(drop=True).assign(id=np.arange(before + 1, before + n + 1, dtype=np.int64))
     columns = ", ".join(key_columns)
+    before = int(reserved[0]) - 1
     result = conn.exec_driver_sql(f"SELECT {columns}, id FROM {table.name} WHERE id > ?" if
                                   conn.dialect.name == "sqlite" else
                                   f"SELECT {columns}, id FROM {table.name} WHERE id > %(before)s",
@@ -334,9 +327,9 @@ def _process(conn: Connection, connector: Connector, records: pd.DataFrame, pars
     landed = work.assign(channel=channel, status=status, reason=reason, received_at=now, updated_at=now)
     if replay_of:
         landed["replay_of"] = pd.array([replay_of.get(i) for i in range(n)], dtype="Int64")
-    before = _max_id(conn, intake_records)
-    inserted = insert_rows(conn, intake_records, landed, on_conflict=["channel", "content_hash"])
-    record_ids = _ids_of(conn, intake_records, landed[["channel", "content_hash"]], before, inserted)
+    reserved = reserve_ids(conn, intake_records, n)
+    inserted = insert_rows(conn, intake_records, landed.assign(id=reserved), on_conflict=["channel", "content_hash"])
+    record_ids = _ids_of(conn, intake_records, landed[["channel", "content_hash"]], reserved, inserted)
     record_id_of = dict(zip(record_ids["content_hash"], record_ids["id"], strict=True))
     landed["record_id"] = landed["content_hash"].map(record_id_of)
 
@@ -394,11 +387,7 @@ def _upsert_orders(conn: Connection, incoming: pd.DataFrame, lines: pd.DataFrame
         rows["raw_record_id"] = new["raw_record_id"].astype("Int64").to_numpy()
         rows["customer_id"] = _customer_ids(conn, new["customer_phone"]).to_numpy()
         inserted = insert_rows(conn, orders, rows, on_conflict=["channel", "channel_order_id"])
-        keys = new[["channel", "channel_order_id"]].reset_index(drop=True)
-        if inserted == len(rows):
-            ids = keys.assign(id=reserved)
-        else:  # a concurrent writer (PostgreSQL) inserted some of these keys first: look them all up
-            ids = _ids_of(conn, orders, keys, int(reserved[0]) - 1)
+        ids = _ids_of(conn, orders, new[["channel", "channel_order_id"]], reserved, inserted)
         merged = merged.merge(ids.rename(columns={"id": "new_id"}), on=["channel", "channel_order_id"], how="left")
         merged.loc[is_new, "order_id"] = merged.loc[is_new, "new_id"]
         merged = merged.drop(columns="new_id")
