@@ -32,7 +32,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, select, update
 
 from connectors.base import RECORD_COLUMNS, Batch, BulkChunk, Connector, Parsed, content_hash
 from tasks.normalise import LINE_STORE_COLUMNS, ORDER_STORE_COLUMNS, Normalised, normalise, order_numbers
-from yidi.bulk import ids_for_keys, insert_rows, read_frame, reserve_ids, stage_frame
+from yidi.bulk import ids_for_keys, insert_rows, read_frame, reserve_ids, result_frame, stage_frame
 from yidi.lifecycle import LEGAL_TRANSITIONS, OrderState, current_actor, record_events, transition_orders
 from yidi.schema import (
     catalog_items,
@@ -107,15 +107,6 @@ def _clean_content(records: pd.DataFrame) -> pd.DataFrame:
     return records
 
 
-def _frame(result, columns: list[str]) -> pd.DataFrame:
-    """Rows of a result as a DataFrame, built column-wise (pandas probing SQLAlchemy Row objects one by one is
-    slow)."""
-    rows = result.fetchall()
-    if not rows:
-        return pd.DataFrame({c: [] for c in columns})
-    return pd.DataFrame(dict(zip(columns, (list(values) for values in zip(*rows, strict=True)), strict=True)))
-
-
 def _existing_records(conn: Connection, channel: str, hashes: pd.Series) -> pd.DataFrame:
     """(content_hash, id, status) of records of ``channel`` already landed with these hashes."""
     if hashes.empty:
@@ -127,7 +118,7 @@ def _existing_records(conn: Connection, channel: str, hashes: pd.Series) -> pd.D
         f"SELECT r.content_hash, r.id, r.status FROM intake_records r JOIN {stage} s "
         "ON r.channel = s.channel AND r.content_hash = s.content_hash"
     )
-    frame = _frame(result, ["content_hash", "id", "status"])
+    frame = result_frame(result)
     conn.exec_driver_sql(f"DROP TABLE {stage}")
     return frame
 
@@ -142,7 +133,7 @@ def _existing_orders(conn: Connection, keys: pd.DataFrame) -> pd.DataFrame:
         f"SELECT o.channel, o.channel_order_id, o.id, o.content_hash, o.state, o.source_modified_at "
         f"FROM orders o JOIN {stage} s ON o.channel = s.channel AND o.channel_order_id = s.channel_order_id"
     )
-    frame = _frame(result, columns)
+    frame = result_frame(result)
     conn.exec_driver_sql(f"DROP TABLE {stage}")
     frame["source_modified_at"] = pd.to_datetime(frame["source_modified_at"], utc=True, format="mixed")
     return frame
@@ -161,7 +152,7 @@ def _ids_of(conn: Connection, table, keys: pd.DataFrame, reserved: np.ndarray, i
                                   conn.dialect.name == "sqlite" else
                                   f"SELECT {columns}, id FROM {table.name} WHERE id > %(before)s",
                                   (before,) if conn.dialect.name == "sqlite" else {"before": before})
-    found = _frame(result, [*key_columns, "id"])
+    found = result_frame(result)
     wanted = keys.drop_duplicates()
     merged = wanted.merge(found, on=key_columns, how="left")
     missing = merged[merged["id"].isna()][key_columns]

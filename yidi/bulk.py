@@ -324,6 +324,16 @@ def reserve_ids(conn: Connection, table: Table, n: int) -> np.ndarray:
     return np.arange(top + 1, top + n + 1, dtype=np.int64)
 
 
+def result_frame(result) -> pd.DataFrame:
+    """A result's rows as a DataFrame built column by column, dtypes as pandas infers them (text as its string
+    dtype). For large internal reads of keys, ids and hashes; ``read_frame`` is the reader for rows people's code
+    inspects value by value."""
+    keys = list(result.keys())
+    rows = result.fetchall()
+    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in keys]
+    return pd.DataFrame({key: list(values) for key, values in zip(keys, columns, strict=True)}, columns=keys)
+
+
 def read_frame(conn: Connection, statement: Executable | str, params: dict | None = None) -> pd.DataFrame:
     """Run a query and return a DataFrame (typed values: aware datetimes, dates, ints).
 
