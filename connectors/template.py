@@ -30,8 +30,11 @@ from connectors.base import (
     ORDER_COLUMNS,
     SHANGHAI,
     Parsed,
+    empty_lines,
+    empty_orders,
     empty_problems,
-    hash_contents,
+    make_records,
+    problem_rows,
 )
 
 CONTENT_TYPE = "text/csv; template=order-lines"
@@ -485,7 +488,8 @@ class TemplateResult:
             contents = [self.pre_contents[p] if p < base else header + lines[p - base] for p in positions]
         else:
             contents = [self._content(p) for p in positions]
-        return _records(contents, [self.refs[p] for p in positions], [self.keys[p] for p in positions])
+        return make_records(contents, [self.refs[p] for p in positions], content_type=CONTENT_TYPE,
+                            source_keys=[self.keys[p] for p in positions])
 
     @cached_property
     def records(self) -> pd.DataFrame:
@@ -510,7 +514,7 @@ class TemplateResult:
         if positions is not None:
             pre = pre[pre["record_idx"].isin(positions)]
         if self.frame is None or not len(self.frame):
-            return Parsed(_empty_orders(), _empty_lines(), pre.reset_index(drop=True))
+            return Parsed(empty_orders(), empty_lines(), pre.reset_index(drop=True))
         rows = np.ones(len(self.frame), dtype=bool) if positions is None else np.isin(self.row_record_idx,
                                                                                      positions)
         parsed = parse_rows(self.frame[rows].reset_index(drop=True), self.mapping,
@@ -569,7 +573,7 @@ def build_template_records(
             contents.append(header + "\n" + "\n".join(chunk.lines))
             refs.append(f"{source_ref}#rows={chunk.row_numbers[0]}-{chunk.row_numbers[-1]}")
             keys.append(None)
-        return TemplateResult(header, text, refs, keys, contents, np.array([], dtype=np.uint64), _problems(problems))
+        return TemplateResult(header, text, refs, keys, contents, np.array([], dtype=np.uint64), problem_rows(problems))
 
     order_ids = _cells(frame, mapping, "order_id")
     blank_id = order_ids.isna()
@@ -613,41 +617,10 @@ def build_template_records(
             problems.append((base + int(g), f"order {id_list[g]} also appears earlier in this file; rows of one "
                              "order must be together (fix the file, or merge the rows here and replay)"))
 
-    return TemplateResult(header, text, refs, keys, contents, hashes, _problems(problems), lines=lines,
+    return TemplateResult(header, text, refs, keys, contents, hashes, problem_rows(problems), lines=lines,
                           row_order=order, starts=starts, ends=ends, frame=frame, mapping=mapping,
                           row_record_idx=(codes + base).astype(np.int64), row_numbers=row_numbers,
                           default_channel=default_channel, received_at=received_at)
-
-
-def _records(contents, refs, keys) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "source_ref": pd.array(refs, dtype="str"),
-            "source_key": pd.array(keys, dtype="str"),
-            "content": pd.array(contents, dtype="str"),
-            "content_type": CONTENT_TYPE,
-            "content_hash": pd.array(hash_contents(contents), dtype="str"),
-        }
-    )
-
-
-def _problems(pairs) -> pd.DataFrame:
-    if not pairs:
-        return empty_problems()
-    idx, reasons = zip(*pairs, strict=True)
-    return pd.DataFrame({"record_idx": pd.array(idx, dtype="int64"), "reason": pd.array(reasons, dtype="str")})
-
-
-def _empty_orders() -> pd.DataFrame:
-    from connectors.base import empty_orders
-
-    return empty_orders()
-
-
-def _empty_lines() -> pd.DataFrame:
-    from connectors.base import empty_lines
-
-    return empty_lines()
 
 
 def _repeated(value, n: int, dtype: str):
@@ -821,7 +794,7 @@ def parse_rows(
         },
         columns=LINE_COLUMNS,
     )
-    return Parsed(orders, lines, _problems(order_problems + line_problems))
+    return Parsed(orders, lines, problem_rows(order_problems + line_problems))
 
 
 def parse_template_records(records: pd.DataFrame, *, default_channel: str, received_at: datetime | None = None
@@ -832,20 +805,20 @@ def parse_template_records(records: pd.DataFrame, *, default_channel: str, recei
     for idx, content in enumerate(records["content"].tolist()):
         chunks = list(iter_csv_chunks(io.StringIO(content), chunk_rows=1_000_000))
         if not chunks:
-            problems.append(_problems([(idx, "the record is empty (no header or rows)")]))
+            problems.append(problem_rows([(idx, "the record is empty (no header or rows)")]))
             continue
         chunk = chunks[0]
         problem = header_problem(chunk.headers)
         if problem:
-            problems.append(_problems([(idx, problem)]))
+            problems.append(problem_rows([(idx, problem)]))
             continue
         if chunk.bad_rows:
-            problems.append(_problems([(idx, reason) for _, _, reason in chunk.bad_rows]))
+            problems.append(problem_rows([(idx, reason) for _, _, reason in chunk.bad_rows]))
             continue
         mapping = map_headers(chunk.headers)
         ids = _cells(chunk.frame, mapping, "order_id").dropna().unique().tolist()
         if len(ids) != 1:
-            problems.append(_problems([(idx, f"a record must hold exactly one order; it has order numbers "
+            problems.append(problem_rows([(idx, f"a record must hold exactly one order; it has order numbers "
                                               f"{ids[:5] or '(none)'}")]))
             continue
         parsed = parse_rows(
@@ -861,7 +834,7 @@ def parse_template_records(records: pd.DataFrame, *, default_channel: str, recei
         lines.append(parsed.lines)
         problems.append(parsed.problems)
     return Parsed(
-        pd.concat(orders, ignore_index=True) if orders else _empty_orders(),
-        pd.concat(lines, ignore_index=True) if lines else _empty_lines(),
+        pd.concat(orders, ignore_index=True) if orders else empty_orders(),
+        pd.concat(lines, ignore_index=True) if lines else empty_lines(),
         pd.concat(problems, ignore_index=True) if problems else empty_problems(),
     )
