@@ -34,10 +34,10 @@ demo: venv
 	$(BIN)/yidi demo
 
 up: venv
-	$(BIN)/python -m yidi.local_prefect up
+	$(BIN)/python -m app.local_stack up
 
 down: venv
-	$(BIN)/python -m yidi.local_prefect down
+	$(BIN)/python -m app.local_stack down
 
 bench: venv
 	$(BIN)/python -m bench $(BENCH)

@@ -5,8 +5,8 @@ Data: ``n`` approved orders (1-3 lines) over 10,000 items in two warehouses, des
 five carriers from the policy file's rate cards (shunfeng, jd, zhongtong, yuantong, yunda).
 
 Ours: what the ``allocate-orders`` task computes between reading and writing the store —
-``tasks.allocation.plan_allocation`` (ranking, in-stock-first pass, partial pass), ``plan_shipments``, the rate
-table from the policy models and ``tasks.carrier_choice.choose_carriers`` (every option priced and ranked,
+``tasks.fulfilment.allocation.plan_allocation`` (ranking, in-stock-first pass, partial pass), ``plan_shipments``, the rate
+table from the policy models and ``tasks.fulfilment.carrier_choice.choose_carriers`` (every option priced and ranked,
 winner with its reason, exceptions).
 
 Baseline: the same rules written directly in pandas/Python by hand: sort, the same two-pass loop over plain
@@ -104,8 +104,8 @@ def _province_weights() -> np.ndarray:
 
 
 def ours(ctx) -> None:
-    from tasks.allocation import plan_allocation, plan_shipments
-    from tasks.carrier_choice import choose_carriers, rate_table
+    from tasks.fulfilment.allocation import plan_allocation, plan_shipments
+    from tasks.fulfilment.carrier_choice import choose_carriers, rate_table
 
     policy = ctx["policy"]
     plan = plan_allocation(ctx["orders"], ctx["lines"], ctx["stock"], WAREHOUSES)

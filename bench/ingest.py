@@ -1,6 +1,6 @@
 """ingest: a 1M-order phone/fax template csv drop ingested end to end vs a hand-written pyarrow + sqlite3 load.
 
-Ours: ``SpreadsheetConnector`` + ``tasks.ingest.run_channel`` on a fresh SQLite store — streaming csv read in chunks
+Ours: ``SpreadsheetConnector`` + ``tasks.intake.ingest.run_channel`` on a fresh SQLite store — streaming csv read in chunks
 of 50,000 rows, encoding check, each chunk landed as one raw record in ``intake_records`` (sha256; orders that cannot
 be understood get records of their own), parse and validation, phone normalisation, address classification
 (remote/local/unknown), content hashes, upsert of orders and lines by (channel, channel order id), a 'received'
@@ -41,7 +41,7 @@ HEADERS = ["订单号", "渠道", "下单时间", "客户名称", "联系电话"
 
 def make_csv(n: int, path: Path, seed: int = 3) -> None:
     """``n`` orders, one row per line (1-3 lines), realistic addresses in every province (vectorised)."""
-    from yidi.demo_data import LOCATIONS, PRODUCTS, SURNAMES
+    from demo.data import LOCATIONS, PRODUCTS, SURNAMES
 
     rng = np.random.default_rng(seed)
     per_order = rng.choice([1, 1, 1, 2, 2, 3], size=n)
@@ -107,7 +107,7 @@ def _fresh_db(ctx: dict, name: str) -> Path:
 
 def _ingest(db: Path, csv_path: Path) -> dict:
     from connectors.spreadsheet_orders import SpreadsheetConnector
-    from tasks.ingest import run_channel
+    from tasks.intake.ingest import run_channel
     from yidi.db import make_engine
 
     os.environ.setdefault("YIDI_HOME", str(db.parent / "home"))

@@ -1,6 +1,6 @@
 """poll: one carrier-polling cycle over 10,000 active shipments against the stand-in limited to R requests/s.
 
-Ours: ``tasks.track.run_poll_cycle`` — the functions the ``poll-carriers`` flow's tasks wrap (due selection,
+Ours: ``tasks.tracking.steps.run_poll_cycle`` — the functions the ``poll-carriers`` flow's tasks wrap (due selection,
 paced queries from a thread pool, retries, storing checkpoints once, incidents, claims, notices, order states,
 time-based exceptions), on a SQLite store, against the stand-in carrier in its own process (so the carrier does
 not share our interpreter). Baseline: the ideal cycle, N / R seconds — every request exactly at the allowed rate
@@ -36,8 +36,8 @@ def _policy():
 
 
 def prepare(n: int, workdir: Path, case=None):
-    from connectors.standins.kuaidi100 import spawn
-    from tasks.track_demo import DEMO_SCENARIO_WEIGHTS, make_shipped_orders, standin_registrations
+    from demo.standins.kuaidi100 import spawn
+    from demo.tracking import DEMO_SCENARIO_WEIGHTS, make_shipped_orders, standin_registrations
     from yidi.db import init_db, make_engine
 
     db = workdir / "poll.db"
@@ -59,7 +59,7 @@ def ours(ctx) -> None:
     from sqlalchemy import func, select
 
     from connectors.kuaidi100 import Credentials
-    from tasks.track import make_client, make_pacer, run_poll_cycle
+    from tasks.tracking.steps import make_client, make_pacer, run_poll_cycle
     from yidi.db import make_engine
     from yidi.schema import shipments
 

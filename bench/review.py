@@ -1,6 +1,6 @@
 """Benchmark `review`: the automated first review (V1–V5) of N orders, ours vs hand-written pandas checks.
 
-Ours is what production runs per chunk (``tasks.review.evaluate``): the store-dependent columns (catalog join,
+Ours is what production runs per chunk (``tasks.review.steps.evaluate``): the store-dependent columns (catalog join,
 phones, promotions, purchase limits, credit), the four Great Expectations suites on them with the lean result format,
 failures mapped back to order ids, decisions. The baseline computes the same columns with the same code and then
 checks every rule with a hand-written pandas mask instead of Great Expectations, producing the same failures and
@@ -51,7 +51,7 @@ class Ctx:
 
 def make_inputs(n: int, fail_rate: float, seed: int = 7):
     """N orders (1–3 lines), a catalog, customers; ``fail_rate`` of the orders carry exactly one fault."""
-    from tasks.review_columns import ReviewInputs
+    from tasks.review.columns import ReviewInputs
 
     rng = np.random.default_rng(seed)
     items = 2000
@@ -164,7 +164,7 @@ def bench_settings(workdir: Path):
 
 def prepare(n: int, workdir: Path, case: str | None = None) -> Ctx:
     from expectations.engine import validator_for
-    from tasks.review import evaluate
+    from tasks.review.steps import evaluate
 
     settings = bench_settings(workdir)
     inputs, failing = make_inputs(n, FAIL_RATES[case or "10pct"])
@@ -177,7 +177,7 @@ def prepare(n: int, workdir: Path, case: str | None = None) -> Ctx:
 
 
 def ours(ctx: Ctx):
-    from tasks.review import evaluate
+    from tasks.review.steps import evaluate
 
     return evaluate(ctx.inputs, ctx.settings)
 
@@ -261,8 +261,8 @@ def pandas_failures(frame: pd.DataFrame, settings) -> pd.DataFrame:
 
 
 def baseline(ctx: Ctx):
-    from tasks.review import decide
-    from tasks.review_columns import compute_review_columns
+    from tasks.review.columns import compute_review_columns
+    from tasks.review.steps import decide
 
     columns = compute_review_columns(ctx.inputs, ctx.settings)
     failures = pandas_failures(columns.frame, ctx.settings)

@@ -3,7 +3,7 @@
 Data: 1M orders (online, bank transfer, COD, instalment mixes as in the demo) and 1M payment lines: Alipay/WeChat
 lines by merchant order number (some refunds, some by the channel's id), COD remittances by waybill, bank credits
 naming an order in the memo (some naming several orders), bank credits with only the payer's name and amount, and
-lines that belong to no order. Ours: ``tasks.settle_match.match_lines`` (the function the flow runs). Baseline: a
+lines that belong to no order. Ours: ``tasks.settlement.match.match_lines`` (the function the flow runs). Baseline: a
 hand-written pandas implementation of the same rules (merges on the keys, memo tokens by regex, amount join plus
 rapidfuzz name score in a date window), without ours' tolerance range join, many-to-one allocation or ambiguity
 handling. The store is not involved on either side.
@@ -188,7 +188,7 @@ def prepare(n: int, workdir: Path, case=None) -> dict:
 
 
 def ours(ctx: dict) -> None:
-    from tasks.settle_match import match_lines
+    from tasks.settlement.match import match_lines
 
     result = match_lines(ctx["lines"], ctx["orders"], ctx["policy"], shipments=ctx["shipments"])
     ctx["_last"] = result
@@ -252,7 +252,7 @@ def hand_written_match(
 
 
 def extra(ctx: dict) -> dict:
-    from tasks.settle_match import match_lines
+    from tasks.settlement.match import match_lines
 
     result = match_lines(ctx["lines"], ctx["orders"], ctx["policy"], shipments=ctx["shipments"])
     base = hand_written_match(ctx["lines"], ctx["orders"], ctx["shipments"], ctx["policy"])

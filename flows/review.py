@@ -22,7 +22,7 @@ from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from pydantic import BaseModel, Field
 
-from tasks.review import (
+from tasks.review.steps import (
     ChunkSummary,
     InvalidDecision,
     apply_decision,
@@ -87,7 +87,7 @@ def auto_review(order_ids: list[int] | None = None, send: bool = True) -> dict:
     finish_run(engine, run_id, total, merged, data_docs=docs)
     _review_artifacts(total, merged, docs)
     if send and total.notices:
-        from flows.notify import send_notifications
+        from flows.notifications import send_notifications
 
         send_notifications()
     logger.info("automated review: %s checked, %s auto-rejected, %s pending review", total.checked,
@@ -274,7 +274,7 @@ def _finish_review(applied: list[dict], refused: list[dict], timed_out: bool = F
                               description="Manual review decisions in this run (refused: another reviewer won or "
                                           "the order changed)")  # fmt: skip
     if any(r["applied"] for r in rows):
-        from flows.notify import send_notifications
+        from flows.notifications import send_notifications
 
         send_notifications()
     return {"approved": sum(r["decision"] == "approve" for r in applied),
@@ -412,7 +412,7 @@ def check_review_deadlines(send: bool = True) -> dict:
     report = check_deadlines(get_engine(), settings=get_settings())
     backlog = _backlog_artifact(len(report.reminded), len(report.escalated))
     if send and (report.reminded or report.escalated):
-        from flows.notify import send_notifications
+        from flows.notifications import send_notifications
 
         send_notifications()
     return {"reminded": report.reminded, "escalated": report.escalated, "backlog": backlog.to_dict("records"),

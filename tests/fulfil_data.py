@@ -8,8 +8,8 @@ from datetime import UTC, date, datetime, timedelta
 import pandas as pd
 from sqlalchemy import Connection
 
-from tasks.stock import apply_movements, sync_warehouses
-from tasks.suppliers import upsert_supplier_prices
+from tasks.fulfilment.stock import apply_movements, sync_warehouses
+from tasks.fulfilment.suppliers import upsert_supplier_prices
 from yidi.bulk import ids_for_keys, insert_rows
 from yidi.schema import catalog_items, customers, order_lines, orders
 from yidi.settings import get_settings

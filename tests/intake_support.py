@@ -7,9 +7,9 @@ from functools import lru_cache
 import pandas as pd
 from sqlalchemy import func, select
 
-from connectors.standins.orders_data import demo_neutral_orders
 from connectors.taobao import TaobaoConnector
 from connectors.woocommerce import WooCommerceConnector
+from demo.standins.orders_data import demo_neutral_orders
 from yidi.bulk import read_frame
 from yidi.schema import channel_cursors, intake_records, order_events, order_lines, orders
 

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 
 import pandas as pd
 
-from tasks.allocation import choose_suppliers, plan_allocation, plan_shipments
+from tasks.fulfilment.allocation import choose_suppliers, plan_allocation, plan_shipments
 
 
 def orders(*rows):

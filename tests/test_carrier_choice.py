@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 import pandas as pd
 import pytest
 
-from tasks.carrier_choice import (
+from tasks.fulfilment.carrier_choice import (
     DispatchCalendar,
     RateCardError,
     choose_carriers,

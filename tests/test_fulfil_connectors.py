@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from connectors.carrier_shipping import CarrierRejected, CarrierShippingClient, CarrierUnavailable
-from connectors.standins import carrier_shipping, supplier
 from connectors.supplier import SupplierClient, SupplierRejected
+from demo.standins import carrier_shipping, supplier
 
 REQUEST = {
     "carrier": "shunfeng",

@@ -10,7 +10,7 @@ from fulfil_data import NOW, add_orders, add_stock, seed_reference
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from connectors.standins import carrier_shipping, supplier
+from demo.standins import carrier_shipping, supplier
 from yidi.bulk import read_frame
 from yidi.db import get_engine, init_db
 from yidi.schema import orders, shipments
@@ -21,7 +21,7 @@ from yidi.schema_fulfilment import stock_batches, stock_movements
 def test_fulfill_orders_flow_runs_against_the_standins(prefect_server, tmp_path):
     from prefect.client.orchestration import get_client
 
-    from flows.fulfill import fulfill_orders, stocktake
+    from flows.fulfilment import fulfill_orders, stocktake
 
     init_db()
     engine = get_engine()
@@ -51,7 +51,7 @@ def test_fulfill_orders_flow_runs_against_the_standins(prefect_server, tmp_path)
 
 
 def test_cli_loads_stock_once_and_imports_a_stocktake(tmp_path):
-    from yidi.cli import app
+    from app.cli.main import cli
 
     init_db()
     with get_engine().begin() as conn:
@@ -60,14 +60,14 @@ def test_cli_loads_stock_once_and_imports_a_stocktake(tmp_path):
     receipts = tmp_path / "入库单.csv"
     receipts.write_text("仓库,商品编码,数量,批次号,有效期至\nCQ-XY,B-STOCK,20,HG2611,2027-05-31\nCQ-LJ,A-STOCK,3,,\n",
                         encoding="gbk")  # fmt: skip
-    first = runner.invoke(app, ["load", "stock", str(receipts)])
+    first = runner.invoke(cli, ["load", "stock", str(receipts)])
     assert first.exit_code == 0, first.output
     assert "2 receipt row(s), 23 units" in first.output
-    again = runner.invoke(app, ["load", "stock", str(receipts)])
+    again = runner.invoke(cli, ["load", "stock", str(receipts)])
     assert again.exit_code == 1 and "loaded already" in again.output
     bad = tmp_path / "bad.csv"
     bad.write_text("warehouse,item_code,quantity\nCQ-XY,NOPE,1\nCQ-XY,A-STOCK,-1\n", encoding="utf-8")
-    refused = runner.invoke(app, ["load", "stock", str(bad)])
+    refused = runner.invoke(cli, ["load", "stock", str(bad)])
     assert refused.exit_code == 1 and "quantity must be a positive number in row(s) 3" in refused.output
     with get_engine().connect() as conn:
         assert len(read_frame(conn, select(stock_movements))) == 2  # the refused file changed nothing
@@ -76,12 +76,12 @@ def test_cli_loads_stock_once_and_imports_a_stocktake(tmp_path):
     count = tmp_path / "盘点.csv"
     count.write_text("仓库,商品编码,批次号,实盘数量,损坏数量\nCQ-XY,B-STOCK,HG2611,18,2\nCQ-LJ,A-STOCK,,-1,\n"
                      "CQ-LJ,A-STOCK,,3,\n", encoding="gbk")  # fmt: skip
-    result = runner.invoke(app, ["stocktake", str(count), "--json"])
+    result = runner.invoke(cli, ["stocktake", str(count), "--json"])
     assert result.exit_code == 1  # some rows refused
     summary = json.loads(result.output[: result.output.rindex("}") + 1])
     assert (summary["applied"], summary["rejected"]) == (1, 2)
     assert "conflicting counts" in result.output or "negative count" in result.output
-    stock = runner.invoke(app, ["fulfil", "stock", "--json"])
+    stock = runner.invoke(cli, ["fulfil", "stock", "--json"])
     rows = {(r["warehouse"], r["item_code"]): r for r in json.loads(stock.output)}
     assert rows[("CQ-XY", "B-STOCK")]["on_hand"] == 18 and rows[("CQ-XY", "B-STOCK")]["damaged"] == 2
     assert rows[("CQ-XY", "B-STOCK")]["available"] == 16

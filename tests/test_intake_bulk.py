@@ -12,9 +12,9 @@ from intake_support import count, frame, neutral
 from sqlalchemy import insert, select
 
 from connectors.spreadsheet_orders import SpreadsheetConnector
-from connectors.standins.spreadsheets import template_frame, write_csv
 from connectors.template import CHUNK_CONTENT_TYPE, SeenOrders, iter_csv_chunks
-from tasks.ingest import run_channel
+from demo.standins.spreadsheets import template_frame, write_csv
+from tasks.intake.ingest import run_channel
 from yidi.bulk import reserve_ids
 from yidi.schema import intake_records, orders
 
@@ -155,7 +155,7 @@ def test_the_content_hash_of_an_order_does_not_change_between_releases():
     from datetime import UTC
 
     from connectors.template import build_template_records
-    from tasks.normalise import normalise
+    from tasks.intake.normalise import normalise
 
     text = ("订单号,下单时间,客户名称,联系电话,省,市,区县,详细地址,商品编码,商品名称,数量,单价（元）,运费,付款方式\n"
             "G-1,2026-11-26 09:30,张三,13812345678,四川省,成都市,武侯区,人民南路四段1号,SKU-0002,摩托车头盔,2,189.00,"
@@ -172,7 +172,7 @@ def test_the_content_hash_of_an_order_does_not_change_between_releases():
 def test_showing_a_chunk_record_prints_its_head_unless_asked_for_all(sqlite_engine, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    from yidi.cli import app
+    from app.cli.main import cli
 
     bulk_file(tmp_path, "orders.csv", n=60, bad=())
     run_channel(sqlite_engine, drop(tmp_path / "orders.csv"))
@@ -183,9 +183,9 @@ def test_showing_a_chunk_record_prints_its_head_unless_asked_for_all(sqlite_engi
     assert total > 60
     monkeypatch.setenv("YIDI_DATABASE_URL", str(sqlite_engine.url))
     runner = CliRunner()
-    head = runner.invoke(app, ["quarantine", "show", str(chunk["id"])])
+    head = runner.invoke(cli, ["quarantine", "show", str(chunk["id"])])
     assert head.exit_code == 0 and f"{total - 40:,} more lines" in head.stdout
-    everything = runner.invoke(app, ["quarantine", "show", str(chunk["id"]), "--full"])
+    everything = runner.invoke(cli, ["quarantine", "show", str(chunk["id"]), "--full"])
     last_line = chunk["content"].split("\n")[-1]
     assert last_line[:12] in everything.stdout and "more lines" not in everything.stdout
 
@@ -194,7 +194,7 @@ KILL_SCRIPT = """
 import os, sys
 os.environ["YIDI_HOME"] = {home!r}
 from connectors.spreadsheet_orders import SpreadsheetConnector
-from tasks.ingest import run_channel
+from tasks.intake.ingest import run_channel
 from yidi.db import make_engine
 run_channel(make_engine({db!r}), SpreadsheetConnector("spreadsheet", {{"files": [{csv!r}], "move_processed": False,
                                                                       "chunk_rows": 200}}))

@@ -5,8 +5,8 @@ from __future__ import annotations
 from intake_support import frame
 
 from connectors.registry import ORDER_CHANNELS, build_connector
-from connectors.standins.intake_demo import intake_standins
-from tasks.ingest import run_channel
+from demo.standins.intake_demo import intake_standins
+from tasks.intake.ingest import run_channel
 
 
 def test_demo_stand_ins_feed_every_channel_and_bad_records_end_in_quarantine(sqlite_engine, tmp_path):

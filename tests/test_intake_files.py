@@ -16,10 +16,10 @@ from connectors.base import ChannelError
 from connectors.email_orders import EmailConnector, safe_filename
 from connectors.phone_form import FormConnector, PhoneOrder, form_record
 from connectors.spreadsheet_orders import SpreadsheetConnector
-from connectors.standins.imap import ImapStandin
-from connectors.standins.mail import attachment_email, body_email, large_attachment_message, write_maildir
-from connectors.standins.spreadsheets import template_frame, write_csv, write_xlsx
-from tasks.ingest import replay_record, run_channel
+from demo.standins.imap import ImapStandin
+from demo.standins.mail import attachment_email, body_email, large_attachment_message, write_maildir
+from demo.standins.spreadsheets import template_frame, write_csv, write_xlsx
+from tasks.intake.ingest import replay_record, run_channel
 from yidi.schema import intake_records, orders
 
 
@@ -139,19 +139,19 @@ def test_replay_after_fixing_a_quarantined_record_goes_through_the_same_path(sql
     bad = frame(sqlite_engine, "SELECT id, content FROM intake_records WHERE source_key = 'T-2'").iloc[0]
     monkeypatch.setenv("YIDI_DATABASE_URL", str(sqlite_engine.url))
     monkeypatch.setenv("YIDI_CONFIG", str(_policy(tmp_path, f'[intake.spreadsheet]\ninbox_dir = "{inbox}"\n')))
-    from yidi.cli import app
+    from app.cli.main import cli
 
     runner = CliRunner()
-    listed = runner.invoke(app, ["quarantine", "list", "--json"])
+    listed = runner.invoke(cli, ["quarantine", "list", "--json"])
     assert listed.exit_code == 0 and json.loads(listed.stdout)["total"] == 2
-    shown = runner.invoke(app, ["quarantine", "show", str(bad["id"])])
+    shown = runner.invoke(cli, ["quarantine", "show", str(bad["id"])])
     assert "两箱" in shown.stdout and "expected a positive number" in shown.stdout
     # Replayed as it is: still wrong, stays quarantined (the original too).
-    same = runner.invoke(app, ["quarantine", "replay", str(bad["id"]), "--json"])
+    same = runner.invoke(cli, ["quarantine", "replay", str(bad["id"]), "--json"])
     assert same.exit_code == 1 and json.loads(same.stdout)["status"] == "quarantined"
     fixed = tmp_path / "fixed.csv"
     fixed.write_text(bad["content"].replace("两箱", "2"), encoding="utf-8")
-    result = runner.invoke(app, ["quarantine", "replay", str(bad["id"]), "--content-file", str(fixed), "--json"])
+    result = runner.invoke(cli, ["quarantine", "replay", str(bad["id"]), "--content-file", str(fixed), "--json"])
     assert result.exit_code == 0, result.stdout
     outcome = json.loads(result.stdout)
     assert outcome["status"] == "accepted" and outcome["new"] == 1
@@ -180,9 +180,9 @@ def _policy(tmp_path: Path, text: str) -> Path:
 def test_cli_ingest_file_without_prefect(sqlite_engine, tmp_path, monkeypatch):
     path = write_csv(template_frame(neutral(5), prefix="C"), tmp_path / "drop.csv", "gbk")
     monkeypatch.setenv("YIDI_DATABASE_URL", str(sqlite_engine.url))
-    from yidi.cli import app
+    from app.cli.main import cli
 
-    result = CliRunner().invoke(app, ["ingest", "--file", str(path), "--no-prefect", "--json"])
+    result = CliRunner().invoke(cli, ["ingest", "--file", str(path), "--no-prefect", "--json"])
     assert result.exit_code == 0, result.stdout
     summary = json.loads(result.stdout)[f"file:{path.resolve()}"]
     assert summary["new"] == 5 and path.exists()  # a file named on the command line is not moved

@@ -20,9 +20,9 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 from prefect.flow_runs import resume_flow_run
 
-from connectors.standins.spreadsheets import template_frame, write_csv
-from connectors.standins.taobao import TaobaoStandin
-from connectors.standins.woocommerce import WooCommerceStandin
+from demo.standins.spreadsheets import template_frame, write_csv
+from demo.standins.taobao import TaobaoStandin
+from demo.standins.woocommerce import WooCommerceStandin
 from yidi.db import get_engine, init_db
 from yidi.schema import intake_records, orders
 from yidi.settings import get_settings
@@ -51,7 +51,7 @@ def intake_home(tmp_path, monkeypatch):
 def test_ingest_orders_runs_channels_independently_retries_transient_failures_and_reports(
     prefect_server, intake_home, tmp_path
 ):
-    from flows.ingest import ingest_orders
+    from flows.intake import ingest_orders
 
     engine, configure = intake_home
     inbox = tmp_path / "inbox"
@@ -118,7 +118,7 @@ def _paused_run(name: str, timeout: float = 60):
 
 
 def test_phone_order_form_waits_for_input_and_ingests_it(prefect_server, intake_home):
-    from flows.ingest import enter_phone_order
+    from flows.intake import enter_phone_order
 
     engine, configure = intake_home
     configure("")

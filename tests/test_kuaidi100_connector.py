@@ -23,7 +23,7 @@ from connectors.kuaidi100 import (
     verify_push,
 )
 from connectors.pacing import RatePacer
-from connectors.standins.kuaidi100 import SimClock, start
+from demo.standins.kuaidi100 import SimClock, start
 
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 CREDS = Credentials("standin-customer", "standin-key", "salty")

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from connectors.standins.sms import SmsGatewayStandIn
-from connectors.standins.smtp import SmtpStandIn
-from tasks.notify import TemplateError, claim_due, render, send_batch, send_due, sms_number
+from demo.standins.sms import SmsGatewayStandIn
+from demo.standins.smtp import SmtpStandIn
+from tasks.notifications import TemplateError, claim_due, render, send_batch, send_due, sms_number
 from yidi.bulk import insert_rows, read_frame
 from yidi.outbox import enqueue
 from yidi.schema import notification_outbox, order_events, orders
@@ -179,7 +179,7 @@ def test_two_senders_never_claim_the_same_notice(engine):
 
 
 def test_send_notifications_flow(prefect_server, tmp_path, monkeypatch, relays):
-    from flows.notify import send_notifications
+    from flows.notifications import send_notifications
     from yidi.db import get_engine, init_db
 
     smtp, _sms, _settings = relays

@@ -8,7 +8,7 @@ import sys
 import pytest
 from sqlalchemy import func, select
 
-from flows.demo import write_reference_files
+from demo.flows import write_reference_files
 from flows.reference import load_reference_data
 from yidi.db import get_engine, init_db
 from yidi.schema import catalog_items, customers

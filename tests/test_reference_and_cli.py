@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from app.cli.main import cli
 from yidi.bulk import insert_rows, read_frame
-from yidi.cli import app
 from yidi.db import get_engine
 from yidi.lifecycle import OrderState, transition_orders
 from yidi.masking import mask_address, mask_name, mask_phone
@@ -126,53 +126,53 @@ def _seed_order(engine) -> int:
 
 
 def test_cli_init_load_show_export(tmp_path):
-    result = runner.invoke(app, ["init", "--json"])
+    result = runner.invoke(cli, ["init", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["heads"] == script_heads()
 
     catalog = tmp_path / "catalog.csv"
     catalog.write_bytes(CHINESE_CATALOG.encode("gbk"))
-    result = runner.invoke(app, ["load", "catalog", str(catalog), "--json"])
+    result = runner.invoke(cli, ["load", "catalog", str(catalog), "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["inserted_or_changed"] == 2
 
     order_id = _seed_order(get_engine())
-    result = runner.invoke(app, ["order", "show", "website:1001", "--json"])
+    result = runner.invoke(cli, ["order", "show", "website:1001", "--json"])
     assert result.exit_code == 0, result.output
     view = json.loads(result.output)
     assert view["order"]["id"] == order_id and view["order"]["order_total"] == "123.45"
     assert [e["to_state"] for e in view["timeline"]] == ["pending_review"]
-    result = runner.invoke(app, ["order", "show", "YD00000001"])
+    result = runner.invoke(cli, ["order", "show", "YD00000001"])
     assert result.exit_code == 0 and "pending_review" in result.output and "user:test" in result.output
 
-    result = runner.invoke(app, ["order", "show", "nope"])
+    result = runner.invoke(cli, ["order", "show", "nope"])
     assert result.exit_code == 1 and "no order" in result.output
 
     out = tmp_path / "orders.csv"
-    result = runner.invoke(app, ["export", "orders", "--format", "csv", "--output", str(out)])
+    result = runner.invoke(cli, ["export", "orders", "--format", "csv", "--output", str(out)])
     assert result.exit_code == 0, result.output
     assert out.read_bytes().startswith(b"\xef\xbb\xbf")  # BOM so Excel reads Chinese
     assert pd.read_csv(out, encoding="utf-8-sig")["customer_name"].tolist() == [
         "李娜"
     ]  # staff export: unmasked
     xlsx = tmp_path / "events.xlsx"
-    assert runner.invoke(app, ["export", "order_events", "-f", "xlsx", "-o", str(xlsx)]).exit_code == 0
+    assert runner.invoke(cli, ["export", "order_events", "-f", "xlsx", "-o", str(xlsx)]).exit_code == 0
     assert pd.read_excel(xlsx)["to_state"].tolist() == ["pending_review"]
-    result = runner.invoke(app, ["export", "no_such_table"])
+    result = runner.invoke(cli, ["export", "no_such_table"])
     assert result.exit_code == 1 and "no table" in result.output
 
 
 def test_cli_reports_an_uninitialised_store_and_a_bad_policy(tmp_path, monkeypatch):
-    result = runner.invoke(app, ["order", "show", "1"])
+    result = runner.invoke(cli, ["order", "show", "1"])
     assert result.exit_code == 4 and "yidi init" in result.output
     policy = tmp_path / "bad.toml"
     policy.write_text("[review]\ndeadline_working_days = -3\n")
     monkeypatch.setenv("YIDI_CONFIG", str(policy))
-    result = runner.invoke(app, ["config", "show"])
+    result = runner.invoke(cli, ["config", "show"])
     assert result.exit_code == 3 and "review.deadline_working_days" in result.output
 
 
 def test_cli_config_show_json():
-    result = runner.invoke(app, ["config", "show", "--json"])
+    result = runner.invoke(cli, ["config", "show", "--json"])
     assert result.exit_code == 0
     assert json.loads(result.output)["review"]["deadline_working_days"] == 2

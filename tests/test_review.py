@@ -10,8 +10,8 @@ from review_data import CASES, POLICY, SEVERAL_CODES, SH, build_store, insert_or
 from sqlalchemy import func, select, update
 
 from expectations.reasons import REASONS
-from tasks.notify import render
-from tasks.review import (
+from tasks.notifications import render
+from tasks.review.steps import (
     InvalidDecision,
     apply_decision,
     auto_review,
@@ -343,7 +343,7 @@ def test_long_id_lists_go_through_a_temporary_table(engine):
     """Chunks of 200k orders are read with one query each (a temporary id table), on both databases."""
     import pandas as pd
 
-    from tasks.review import IN_CHUNK, _read_in
+    from tasks.review.steps import IN_CHUNK, _read_in
     from yidi.bulk import insert_rows
 
     count = IN_CHUNK * 2 + 17

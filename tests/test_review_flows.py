@@ -10,8 +10,8 @@ from review_data import POLICY, build_store
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from connectors.standins.sms import SmsGatewayStandIn
-from connectors.standins.smtp import SmtpStandIn
+from demo.standins.sms import SmsGatewayStandIn
+from demo.standins.smtp import SmtpStandIn
 from yidi.schema import orders
 
 pytestmark = pytest.mark.prefect
@@ -63,7 +63,7 @@ def test_manual_review_in_the_form_refuses_bad_input_then_applies_decisions(pref
     from prefect.flow_runs import resume_flow_run
 
     from flows.review import find_paused_review_run, review_orders, submit_review, wait_until_paused
-    from tasks.review import auto_review as run_auto
+    from tasks.review.steps import auto_review as run_auto
 
     engine, ids, _smtp, _sms = store
     run_auto(engine, list(ids.values()), build_docs=False, keep_results=False)
@@ -105,7 +105,7 @@ def test_manual_review_in_the_form_refuses_bad_input_then_applies_decisions(pref
 
 def test_demo_review_approves_and_rejects_through_the_form(prefect_server, store):
     from flows.review import demo_review
-    from tasks.review import auto_review as run_auto
+    from tasks.review.steps import auto_review as run_auto
 
     engine, ids, smtp, _sms = store
     run_auto(engine, list(ids.values()), build_docs=False, keep_results=False)
@@ -123,7 +123,7 @@ def test_demo_review_approves_and_rejects_through_the_form(prefect_server, store
 
 def test_deadline_flow_reports_backlog(prefect_server, store):
     from flows.review import check_review_deadlines
-    from tasks.review import auto_review as run_auto
+    from tasks.review.steps import auto_review as run_auto
 
     engine, ids, _smtp, _sms = store
     run_auto(engine, list(ids.values()), build_docs=False, keep_results=False)
@@ -135,28 +135,28 @@ def test_deadline_flow_reports_backlog(prefect_server, store):
 
 
 def test_cli_list_show_approve_reject(store):
-    from tasks.review import auto_review as run_auto
-    from yidi.cli import app
+    from app.cli.main import cli
+    from tasks.review.steps import auto_review as run_auto
 
     engine, ids, _smtp, _sms = store
     run_auto(engine, list(ids.values()), build_docs=False, keep_results=False)
     runner = CliRunner()
-    listed = runner.invoke(app, ["review", "list", "--json"])
+    listed = runner.invoke(cli, ["review", "list", "--json"])
     assert listed.exit_code == 0, listed.output
     rows = json.loads(listed.output)
     assert rows and all("*" in row["phone"] for row in rows if row["phone"])
     with engine.connect() as conn:
         numbers = dict(conn.execute(select(orders.c.id, orders.c.order_no)).all())
     cod, clean = numbers[ids["cod"]], numbers[ids["clean"]]
-    shown = runner.invoke(app, ["review", "show", cod, "--json"])
+    shown = runner.invoke(cli, ["review", "show", cod, "--json"])
     assert json.loads(shown.output)["findings"][0]["reason_code"] == "PAYMENT_SPECIAL_REVIEW"
-    credit = json.loads(runner.invoke(app, ["review", "show", numbers[ids["credit_limit"]], "--json"]).output)
+    credit = json.loads(runner.invoke(cli, ["review", "show", numbers[ids["credit_limit"]], "--json"]).output)
     assert credit["credit_check"].startswith("credit check (important customer): NOT OK: exposure ¥420.00 of limit ¥300.00")
-    refused = runner.invoke(app, ["review", "reject", cod, "--reason", "x", "--solution", "", "--reviewer", "bob"])
+    refused = runner.invoke(cli, ["review", "reject", cod, "--reason", "x", "--solution", "", "--reviewer", "bob"])
     assert refused.exit_code == 1 and "refused" in refused.output
-    assert runner.invoke(app, ["review", "reject", cod, "--reason", "货到付款超出信用", "--solution", "请改为在线支付",
+    assert runner.invoke(cli, ["review", "reject", cod, "--reason", "货到付款超出信用", "--solution", "请改为在线支付",
                                "--reviewer", "bob"]).exit_code == 0  # fmt: skip
-    assert runner.invoke(app, ["review", "approve", clean, "--reviewer", "carol"]).exit_code == 0
-    late = runner.invoke(app, ["review", "approve", cod, "--reviewer", "dave"])
+    assert runner.invoke(cli, ["review", "approve", clean, "--reviewer", "carol"]).exit_code == 0
+    late = runner.invoke(cli, ["review", "approve", cod, "--reviewer", "dave"])
     assert late.exit_code == 1 and "already rejected by bob" in late.output
     assert states(engine, [ids["cod"], ids["clean"]]) == {ids["cod"]: "rejected", ids["clean"]: "approved"}

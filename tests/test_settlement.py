@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select, update
 
-from connectors.standins.payment_files import (
+from demo.standins.payment_files import (
     Faults,
     utc,
     write_alipay_bill,
@@ -18,7 +18,7 @@ from connectors.standins.payment_files import (
     write_cod_remittance,
     write_wechatpay_bill,
 )
-from tasks.settle import change_case, reconcile
+from tasks.settlement.steps import change_case, reconcile
 from yidi.bulk import insert_rows, read_frame
 from yidi.lifecycle import timeline
 from yidi.schema import customers, notification_outbox, order_events, orders, shipments
@@ -470,7 +470,7 @@ def test_receivables_ageing_and_dunning_ladder(sqlite_engine, tmp_path):
 
 
 def test_ageing_buckets():
-    from tasks.settle_rules import ageing, ageing_table
+    from tasks.settlement.rules import ageing, ageing_table
     from yidi.settings import load_settings
 
     policy = load_settings().settlement
@@ -502,7 +502,7 @@ def test_ageing_buckets():
 def test_reconcile_flow_and_weekly_analysis_on_the_prefect_server(prefect_server, tmp_path, monkeypatch):
     from prefect.client.orchestration import get_client
 
-    from flows.settle import reconcile_settlements, settlement_analysis
+    from flows.settlement import reconcile_settlements, settlement_analysis
     from yidi.db import get_engine, init_db
     from yidi.settings import yidi_home
 
@@ -543,25 +543,25 @@ def test_reconcile_flow_and_weekly_analysis_on_the_prefect_server(prefect_server
 def test_cli_reconcile_file(prefect_server, tmp_path):
     from typer.testing import CliRunner
 
-    from yidi.cli import app
+    from app.cli.main import cli
     from yidi.db import get_engine, init_db
 
     init_db()
     build_store(get_engine())
     bill = write_alipay_bill(pd.DataFrame([pay("YD2026110001", 10000)]), tmp_path / "a.zip")
     runner = CliRunner()
-    out = runner.invoke(app, ["reconcile", str(bill), "--json"])
+    out = runner.invoke(cli, ["reconcile", str(bill), "--json"])
     assert out.exit_code == 0, out.output
     payload = json.loads(out.output[out.output.index("{") :])
     assert payload["status"] == "completed" and payload["report"]["files_ingested"] == 1
     bad = write_alipay_bill(
         pd.DataFrame([pay("YD2026110002", 10000)]), tmp_path / "b.zip", faults=Faults(wrong_totals=True)
     )
-    out = runner.invoke(app, ["reconcile", str(bad)])
+    out = runner.invoke(cli, ["reconcile", str(bad)])
     assert out.exit_code == 1 and "totals_mismatch" in out.output
-    out = runner.invoke(app, ["reconcile", "--period", "last week"])
+    out = runner.invoke(cli, ["reconcile", "--period", "last week"])
     assert out.exit_code == 1 and "period" in out.output
-    out = runner.invoke(app, ["cases", "list", "--status", "all", "--json"])
+    out = runner.invoke(cli, ["cases", "list", "--status", "all", "--json"])
     assert out.exit_code == 0
 
 
@@ -591,7 +591,7 @@ def _lines_frame(rows):
 
 
 def test_matching_rules_many_to_one_ambiguity_and_collisions():
-    from tasks.settle_match import match_lines
+    from tasks.settlement.match import match_lines
     from yidi.settings import load_settings
 
     policy = load_settings().settlement
@@ -633,8 +633,8 @@ def test_matching_rules_many_to_one_ambiguity_and_collisions():
 
 
 def test_demo_payment_files_parse_and_cover_the_troubles(tmp_path):
-    from connectors.standins.payment_files import demo_payments, write_demo_files
-    from tasks.settle import detect_source, parse_payment_file
+    from demo.standins.payment_files import demo_payments, write_demo_files
+    from tasks.settlement.steps import detect_source, parse_payment_file
     from yidi.settings import load_settings
 
     settings = load_settings()

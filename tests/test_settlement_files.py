@@ -8,11 +8,12 @@ import zipfile
 import pandas as pd
 import pytest
 
-from connectors.alipay_bill import parse_alipay_bill
-from connectors.bank_statement import detect_template, parse_bank_statement
-from connectors.cod_remittance import parse_cod_remittance
-from connectors.settlement_files import PAYMENT_COLUMNS, PaymentFileError, money_fen
-from connectors.standins.payment_files import (
+from connectors.payment_files.alipay import parse_alipay_bill
+from connectors.payment_files.bank_statement import detect_template, parse_bank_statement
+from connectors.payment_files.cod_remittance import parse_cod_remittance
+from connectors.payment_files.common import PAYMENT_COLUMNS, PaymentFileError, money_fen
+from connectors.payment_files.wechatpay import parse_wechatpay_bill
+from demo.standins.payment_files import (
     BANK_LAYOUTS,
     Faults,
     utc,
@@ -21,7 +22,6 @@ from connectors.standins.payment_files import (
     write_cod_remittance,
     write_wechatpay_bill,
 )
-from connectors.wechatpay_bill import parse_wechatpay_bill
 from yidi.settings import load_settings
 
 

@@ -9,9 +9,14 @@ import pandas as pd
 from fulfil_data import NOW, add_orders, add_stock, seed_reference
 from sqlalchemy import select
 
-from tasks.fulfil import allocate_orders
-from tasks.stock import apply_movements, ledger_mismatches, quarantine_expired_batches, stock_position
-from tasks.stocktake import import_stocktake
+from tasks.fulfilment.steps import allocate_orders
+from tasks.fulfilment.stock import (
+    apply_movements,
+    ledger_mismatches,
+    quarantine_expired_batches,
+    stock_position,
+)
+from tasks.fulfilment.stocktake import import_stocktake
 from yidi.bulk import insert_rows, read_frame
 from yidi.schema import orders
 from yidi.schema_fulfilment import allocations, shipment_requests, stock_batches, stock_movements

@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from connectors.kuaidi100 import Checkpoint, Credentials, TrackingResult
-from connectors.standins.kuaidi100 import Kuaidi100Standin, SimClock, start
-from tasks.track import (
+from demo.standins.kuaidi100 import Kuaidi100Standin, SimClock, start
+from demo.tracking import make_shipped_orders, standin_registrations
+from tasks.tracking.steps import (
     PollOutcome,
     apply_outcomes,
     detect_time_exceptions,
@@ -22,7 +23,6 @@ from tasks.track import (
     resolve_incident,
     run_poll_cycle,
 )
-from tasks.track_demo import make_shipped_orders, standin_registrations
 from yidi.bulk import read_frame
 from yidi.schema import notification_outbox, order_events, orders, shipments
 from yidi.schema_tracking import liability_claims, tracking_events, tracking_incidents

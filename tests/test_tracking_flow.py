@@ -11,8 +11,8 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from connectors.pacing import RatePacer
-from connectors.standins.kuaidi100 import SimClock, start
-from tasks.track_demo import make_shipped_orders, standin_registrations
+from demo.standins.kuaidi100 import SimClock, start
+from demo.tracking import make_shipped_orders, standin_registrations
 from yidi.db import get_engine, init_db
 from yidi.schema import orders
 from yidi.settings import get_settings
@@ -22,8 +22,8 @@ T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 
 
 def ensure_limit(name: str, limit: int, decay: float) -> None:
-    """What `make up` does (yidi.local_prefect.ensure_global_limits), through the API."""
-    from flows.track import ensure_rate_limit
+    """What `make up` does (app.local_stack.ensure_global_limits), through the API."""
+    from flows.tracking import ensure_rate_limit
 
     ensure_rate_limit(name, decay) if limit == round(decay) else _ensure_exact(name, limit, decay)
 
@@ -67,7 +67,7 @@ def test_poll_carriers_flow_reports_statuses_and_exceptions(tracking_env):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
-    from flows.track import poll_carriers
+    from flows.tracking import poll_carriers
 
     engine, carrier, clock = tracking_env
     with engine.begin() as conn:
@@ -113,7 +113,7 @@ def test_pacer_draws_from_the_prefect_rate_limit(tracking_env):
 
 
 def test_yidi_track_one_waybill(tracking_env):
-    from yidi.cli import app
+    from app.cli.main import cli
 
     engine, carrier, clock = tracking_env
     with engine.begin() as conn:
@@ -123,21 +123,21 @@ def test_yidi_track_one_waybill(tracking_env):
     runner = CliRunner()
     num = ships["waybill_no"][1]
     args = ["track", "--waybill", num, "--as-of", (clock.now()).isoformat(), "--query-url", carrier.query_url]
-    result = runner.invoke(app, [*args, "--json"])
+    result = runner.invoke(cli, [*args, "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["due"] == 1
-    again = runner.invoke(app, args)  # inside the minimum interval: nothing queried, stored status shown
+    again = runner.invoke(cli, args)  # inside the minimum interval: nothing queried, stored status shown
     assert again.exit_code == 0, again.output
     assert "polled 0 due" in again.output and num in again.output and "in_transit" in again.output
     assert carrier.stats()["requests"] == 1
-    missing = runner.invoke(app, ["track", "--waybill", "NOPE"])
+    missing = runner.invoke(cli, ["track", "--waybill", "NOPE"])
     assert missing.exit_code == 1
-    listed = runner.invoke(app, ["incidents", "--status", "all", "--json"])
+    listed = runner.invoke(cli, ["incidents", "--status", "all", "--json"])
     assert listed.exit_code == 0 and json.loads(listed.output) == []
 
 
 def test_tracking_demo_moves_shipments_and_opens_incidents(tracking_env):
-    from flows.track import tracking_demo
+    from flows.tracking import tracking_demo
     from yidi.schema_tracking import tracking_incidents, tracking_push_receipts
 
     engine, _, _ = tracking_env

@@ -10,14 +10,14 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
+from app.callbacks import CallbackServer
 from connectors.kuaidi100 import PUSH_OK, Credentials, push_sign
-from connectors.standins.kuaidi100 import SimClock, start
-from tasks.track import make_client, make_pacer, run_poll_cycle
-from tasks.track_demo import make_shipped_orders, standin_registrations
+from demo.standins.kuaidi100 import SimClock, start
+from demo.tracking import make_shipped_orders, standin_registrations
+from tasks.tracking.steps import make_client, make_pacer, run_poll_cycle
 from yidi.schema import shipments
 from yidi.schema_tracking import tracking_events, tracking_push_receipts, tracking_shipment_state
 from yidi.settings import get_settings
-from yidi.tracking_callbacks import CallbackServer
 
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 SALT = "push-salt"

@@ -2,8 +2,15 @@
 
 import pytest
 
+from tasks.tracking.status import (
+    Keywords,
+    Reason,
+    TrackingStatus,
+    classify_checkpoint,
+    from_code,
+    text_reason,
+)
 from yidi.settings import load_settings
-from yidi.tracking_status import Keywords, Reason, TrackingStatus, classify_checkpoint, from_code, text_reason
 
 T, R = TrackingStatus, Reason
 
@@ -90,7 +97,7 @@ def test_keywords_come_from_the_policy_file(tmp_path):
 
 
 def test_carrier_text_is_masked_for_artifacts():
-    from tasks.track import mask_text
+    from tasks.tracking.steps import mask_text
 
     assert (
         mask_text("快件已签收，签收人：张三丰，派件员电话：13912345678")

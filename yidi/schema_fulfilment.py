@@ -5,7 +5,7 @@ Stock is a ledger: every change is one ``stock_movements`` row with signed delta
 (on hand, reserved, damaged, quarantined). ``stock_levels`` holds their running sums per warehouse and item,
 updated in the same transaction as each movement, so ``available = on_hand - reserved - damaged -
 quarantined`` is one indexed read. ``stock_levels`` can always be rebuilt from the ledger
-(``tasks.stock.ledger_mismatches`` proves they agree).
+(``tasks.fulfilment.stock.ledger_mismatches`` proves they agree).
 
 The CHECK on ``stock_levels`` is the database-level guarantee that stock is never promised twice: reserved plus
 blocked stock can never exceed what is on hand, whatever two allocation runs do at the same time.

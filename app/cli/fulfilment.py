@@ -1,0 +1,259 @@
+"""Fulfilment commands (issue 5): ``yidi stocktake FILE`` and the ``yidi fulfil …`` group; ``yidi load stock`` and
+``yidi load supplier-prices`` are kinds of the main ``load`` command (dispatched to ``load_fulfilment_file``).
+
+Registered on the main CLI by the one import line in ``yidi/cli.py``'s area block.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table as RichTable
+
+from app.cli.common import cli, console, emit_json, engine_or_exit, fail
+
+fulfil_app = typer.Typer(help="Fulfilment: allocation runs, stock, customer decisions, production and purchase.",
+                         no_args_is_help=True)  # fmt: skip
+cli.add_typer(fulfil_app, name="fulfil")
+
+
+def load_fulfilment_file(kind: str, path: Path) -> str:
+    """``yidi load stock FILE`` (goods receipts, all rows or none) / ``yidi load supplier-prices FILE``."""
+    from tasks.fulfilment.stock import StockFileError, load_stock_file, sync_warehouses
+    from tasks.fulfilment.suppliers import load_supplier_prices_file
+    from yidi.reference import ReferenceFileError
+    from yidi.settings import get_settings
+    from yidi.textfiles import UnreadableText
+
+    engine = engine_or_exit()
+    try:
+        with engine.begin() as conn:
+            if kind == "stock":
+                sync_warehouses(conn, get_settings().fulfilment)
+                result = load_stock_file(conn, path)
+                return (f"stock: {result.rows} receipt row(s), {result.quantity:g} units into "
+                        f"{', '.join(result.warehouses)} (reference {result.reference})")  # fmt: skip
+            changed = load_supplier_prices_file(conn, path)
+            return f"supplier prices: {changed} row(s) inserted or changed from {path}"
+    except (StockFileError, ReferenceFileError, UnreadableText) as exc:
+        raise fail(str(exc)) from None
+
+
+@cli.command()
+def stocktake(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Count sheet: csv or xlsx, UTF-8 or GBK")],
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Import a stocktake: variances correct the books (adjustments with reasons); report of variances,
+    slow-moving, expired and damaged stock. Refused rows are listed; exit code 1 when any row was refused."""
+    from app.local_stack import use_local_server_if_running
+    from tasks.fulfilment.stock import StockFileError
+    from yidi.textfiles import UnreadableText
+
+    engine_or_exit()
+    logging.getLogger("prefect").setLevel(logging.WARNING)
+    try:
+        if use_local_server_if_running():
+            from flows.fulfilment import stocktake as stocktake_flow
+
+            summary = stocktake_flow(str(path))
+        else:  # no Prefect server: same import, report file only
+            from tasks.fulfilment.stocktake import import_stocktake
+            from yidi.db import get_engine
+            from yidi.settings import get_settings
+
+            with get_engine().begin() as conn:
+                summary = import_stocktake(conn, path, policy=get_settings().fulfilment).as_dict()
+    except (StockFileError, UnreadableText) as exc:
+        raise fail(str(exc)) from None
+    if json_out:
+        emit_json(summary)
+    else:
+        console.print(
+            f"stocktake {summary['stocktake_no']}: {summary['rows_total']} rows — {summary['applied']} corrected the "
+            f"books, {summary['unchanged']} matched, {summary['rejected']} refused; "
+            f"{summary['released_orders']} order(s) backordered again",
+            highlight=False,
+        )
+        console.print(f"report: {summary['report']}  ({summary['report_counts']})", highlight=False)
+    if summary["rejected"]:
+        _print_rejected(summary["stocktake_no"])
+        raise typer.Exit(1)
+
+
+def _print_rejected(number: str) -> None:
+    from sqlalchemy import select
+
+    from yidi.db import get_engine
+    from yidi.schema_fulfilment import stocktake_lines, stocktakes
+
+    with get_engine().connect() as conn:
+        rows = conn.execute(
+            select(stocktake_lines.c.row_no, stocktake_lines.c.item_code, stocktake_lines.c.reason)
+            .join(stocktakes, stocktakes.c.id == stocktake_lines.c.stocktake_id)
+            .where(stocktakes.c.stocktake_no == number, stocktake_lines.c.status == "rejected")
+            .order_by(stocktake_lines.c.row_no)
+        ).all()
+    table = RichTable(title="refused rows (fix and import them again)", title_justify="left")
+    for column in ("row", "item", "reason"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(str(row.row_no), str(row.item_code or ""), str(row.reason))
+    console.print(table)
+
+
+@fulfil_app.command("run")
+def fulfil_run(
+    carrier_url: Annotated[str | None, typer.Option(help="Carrier e-waybill gateway (default: policy file)")] = None,
+    supplier_url: Annotated[str | None, typer.Option(help="Supplier PO gateway (default: policy file)")] = None,
+    as_of: Annotated[datetime | None, typer.Option(help="Act as if it were this time (UTC unless a zone is given)")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Run the `fulfill-orders` flow now: allocate, request, send purchase orders, create waybills."""
+    from datetime import UTC
+
+    from app.local_stack import use_local_server_if_running
+    from flows.fulfilment import fulfill_orders
+
+    engine_or_exit()
+    use_local_server_if_running()
+    logging.getLogger("prefect").setLevel(logging.WARNING)
+    if as_of is not None and as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=UTC)
+    summary = fulfill_orders(carrier_api_url=carrier_url, supplier_api_url=supplier_url, as_of=as_of)
+    if json_out:
+        emit_json(summary)
+        return
+    allocation, waybills = summary["allocation"], summary["waybills"]
+    console.print(
+        f"{allocation['considered']} orders considered: {allocation['allocated']} allocated "
+        f"({allocation['partial']} partial), {allocation['backordered']} short, {allocation['exceptions']} exceptions; "
+        f"{waybills.get('created', 0)} waybills created, {waybills.get('failed', 0)} to retry",
+        highlight=False,
+    )
+
+
+@fulfil_app.command("stock")
+def fulfil_stock(
+    item: Annotated[list[str] | None, typer.Option("--item", "-i", help="Only these item codes")] = None,
+    warehouse: Annotated[str | None, typer.Option("--warehouse", "-w")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Real-time stock: on hand, reserved, damaged, quarantined and available per warehouse and item."""
+    from tasks.fulfilment.stock import stock_position
+
+    engine = engine_or_exit()
+    with engine.connect() as conn:
+        frame = stock_position(conn, warehouse=warehouse, item_codes=item or None)
+    columns = ["warehouse", "item_code", "on_hand", "reserved", "damaged", "quarantined", "available"]
+    if json_out:
+        emit_json([dict(zip(columns, row, strict=True)) for row in zip(*(frame[c].tolist() for c in columns), strict=True)])
+        return
+    table = RichTable(title="stock", title_justify="left")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("warehouse", "item_code") else "right")
+    for row in zip(*(frame[c].tolist() for c in columns), strict=True):
+        table.add_row(*(f"{v:g}" if isinstance(v, float) else str(v) for v in row))
+    console.print(table)
+
+
+class Choice(StrEnum):
+    wait = "wait"
+    partial = "partial"
+    cancel = "cancel"
+
+
+@fulfil_app.command("decide")
+def fulfil_decide(
+    order: Annotated[str, typer.Argument(help="Order id, order number or CHANNEL:ID")],
+    choice: Annotated[Choice, typer.Option("--choice", "-c", help="The customer's answer")],
+    note: Annotated[str | None, typer.Option(help="How the customer answered (phone, mail…)")] = None,
+) -> None:
+    """Record a customer's choice for short items: wait for everything, ship partially, or cancel."""
+    from tasks.fulfilment.steps import DecisionError, record_customer_decision
+    from yidi.orders_view import OrderNotFound, find_order_id
+
+    engine = engine_or_exit()
+    try:
+        with engine.begin() as conn:
+            outcome = record_customer_decision(conn, find_order_id(conn, order), choice.value, note=note)
+    except (OrderNotFound, DecisionError) as exc:
+        raise fail(str(exc)) from None
+    console.print(f"order {order}: customer chose {outcome['choice']} (decision {outcome['decision_id']})")
+
+
+@fulfil_app.command("produce")
+def fulfil_produce(
+    request_no: Annotated[str, typer.Argument(help="Production request number (MO-…)")],
+    quantity: Annotated[float, typer.Option("--qty", help="Units produced")],
+) -> None:
+    """Production finished: the goods enter stock quarantined until the quality check (F1)."""
+    from tasks.fulfilment.stock import RequestNotFound, RequestStateError, record_production_output
+
+    engine = engine_or_exit()
+    try:
+        with engine.begin() as conn:
+            outcome = record_production_output(conn, request_no, quantity)
+    except (RequestNotFound, RequestStateError) as exc:
+        raise fail(str(exc)) from None
+    console.print(f"{request_no}: {quantity:g} produced, waiting for the quality check (batch {outcome['batch_no']})")
+
+
+@fulfil_app.command("qc")
+def fulfil_qc(
+    request_no: Annotated[str, typer.Argument(help="Production request number (MO-…)")],
+    passed: Annotated[float, typer.Option(help="Units that passed")],
+    inspector: Annotated[str, typer.Option(help="Who inspected")],
+    failed: Annotated[float, typer.Option(help="Units that failed")] = 0.0,
+    note: Annotated[str, typer.Option()] = "",
+) -> None:
+    """Record the quality check: passed units become available stock, failed units leave the books."""
+    from tasks.fulfilment.stock import RequestNotFound, RequestStateError, record_quality_check
+
+    engine = engine_or_exit()
+    try:
+        with engine.begin() as conn:
+            outcome = record_quality_check(conn, request_no, passed, failed, inspector=inspector, note=note)
+    except (RequestNotFound, RequestStateError) as exc:
+        raise fail(str(exc)) from None
+    console.print(f"{request_no}: {outcome['status']}")
+
+
+@fulfil_app.command("receive")
+def fulfil_receive(po_no: Annotated[str, typer.Argument(help="Purchase order number (PO-…)")]) -> None:
+    """The supplier's goods arrived: receive the purchase order into stock (F2)."""
+    from tasks.fulfilment.stock import RequestNotFound, receive_purchase_order
+
+    engine = engine_or_exit()
+    try:
+        with engine.begin() as conn:
+            outcome = receive_purchase_order(conn, po_no)
+    except RequestNotFound as exc:
+        raise fail(str(exc)) from None
+    console.print(f"{po_no}: {outcome['lines']} line(s), {outcome['quantity']:g} units received")
+
+
+@fulfil_app.command("report")
+def fulfil_report(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Stock report now: slow-moving items, expired and expiring batches, damaged stock (xlsx written too)."""
+    from datetime import UTC
+
+    from tasks.fulfilment.stocktake import stock_report, write_stock_report
+    from yidi.settings import get_settings
+    from yidi.workdays import BUSINESS_TZ
+
+    engine = engine_or_exit()
+    now = datetime.now(UTC)
+    with engine.connect() as conn:
+        report = stock_report(conn, now.astimezone(BUSINESS_TZ).date(), get_settings().fulfilment)
+    path = write_stock_report(report, f"stock-report-{now.astimezone(BUSINESS_TZ):%Y%m%d-%H%M%S}")
+    counts = {name: len(frame) for name, frame in report.items()}
+    if json_out:
+        emit_json({"report": str(path), "counts": counts})
+    else:
+        console.print(f"stock report {path}: {counts}", highlight=False)

@@ -1,0 +1,220 @@
+"""The ``yidi`` command line: every command has ``--help``; ``--json`` where scripts read the output.
+
+Exit codes: 0 done; 1 the thing asked for does not exist or was refused; 3 the policy file is invalid;
+4 the database cannot be reached or is not initialised.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table as RichTable
+
+import yidi  # noqa: F401  (Prefect offline defaults)
+from app.cli.common import EXIT_CONFIG, cli, console, emit_json, engine_or_exit, fail
+from yidi.settings import SettingsError
+
+config_app = typer.Typer(help="Inspect the policy file.", no_args_is_help=True)
+order_app = typer.Typer(help="Look at orders.", no_args_is_help=True)
+cli.add_typer(config_app, name="config")
+cli.add_typer(order_app, name="order")
+
+
+@cli.command()
+def init(json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
+    """Create or upgrade the order store's schema (all migrations)."""
+    from yidi.db import database_url, init_db
+
+    heads = init_db()
+    if json_out:
+        emit_json({"database": _safe_url(database_url()), "heads": heads})
+    else:
+        console.print(f"order store ready at {_safe_url(database_url())} (migrations: {', '.join(heads)})")
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@config_app.command("show")
+def config_show(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Print the effective settings (defaults overridden by the policy file)."""
+    from yidi.settings import get_settings, policy_file_path
+
+    try:
+        settings = get_settings()
+        source = policy_file_path()
+    except SettingsError as exc:
+        raise fail(str(exc), EXIT_CONFIG) from None
+    data = settings.model_dump(mode="json")
+    if json_out:
+        emit_json(data)
+        return
+    console.print(
+        f"# effective policy: defaults + {source or 'no policy file'}", highlight=False, markup=False
+    )
+    for section, values in data.items():
+        console.print(f"\n[{section}]", highlight=False, markup=False)
+        for key, value in values.items():
+            console.print(f"{key} = {json.dumps(value, ensure_ascii=False)}", highlight=False, markup=False)
+
+
+class ReferenceKind(StrEnum):
+    catalog = "catalog"
+    customers = "customers"
+    stock = "stock"  # goods receipts (fulfilment: yidi/cli_fulfil.py)
+    supplier_prices = "supplier-prices"  # supplier price lists (fulfilment)
+
+
+@cli.command()
+def load(
+    kind: Annotated[ReferenceKind, typer.Argument(help="What the file holds")],
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="csv or xlsx, UTF-8 or GBK")],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Load reference data (catalog or customers) from a staff spreadsheet; re-loading is safe."""
+    from yidi.reference import ReferenceFileError, load_reference_file
+    from yidi.textfiles import UnreadableText
+
+    if kind in (ReferenceKind.stock, ReferenceKind.supplier_prices):
+        from app.cli.fulfilment import load_fulfilment_file
+
+        console.print(load_fulfilment_file(kind.value, path), highlight=False)
+        return
+    engine = engine_or_exit()
+    try:
+        with engine.begin() as conn:
+            changed = load_reference_file(conn, kind.value, path)
+    except (ReferenceFileError, UnreadableText) as exc:
+        raise fail(f"{path}: {exc}") from None
+    if json_out:
+        emit_json({"kind": kind.value, "file": str(path), "inserted_or_changed": changed})
+    else:
+        console.print(f"{kind.value}: {changed} row(s) inserted or changed from {path}")
+
+
+@order_app.command("show")
+def order_show(
+    ref: Annotated[str, typer.Argument(help="Order id, order number (YD…) or CHANNEL:CHANNEL_ORDER_ID")],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Print an order with its lines, shipments and full timeline."""
+    from yidi.orders_view import OrderNotFound, order_view
+
+    engine = engine_or_exit()
+    with engine.connect() as conn:
+        try:
+            view = order_view(conn, ref)
+        except OrderNotFound as exc:
+            raise fail(str(exc)) from None
+    if json_out:
+        emit_json(view)
+        return
+    order = view["order"]
+    console.print(
+        f"[bold]{order['order_no']}[/bold]  {order['channel']}:{order['channel_order_id']}  "
+        f"state [cyan]{order['state']}[/cyan]  payment {order['payment_state']}  region {order['region']}"
+    )
+    console.print(
+        f"customer {order['customer_name'] or ''}  {order['customer_phone'] or ''}  ship to {order['ship_province'] or ''}"
+        f"{order['ship_city'] or ''}{order['ship_district'] or ''}{order['ship_detail'] or ''}",
+        highlight=False,
+    )
+    console.print(f"total ¥{order['order_total']}  payment method {order['payment_method']}", highlight=False)
+    _print_rows(
+        "lines", view["lines"], ["line_no", "item_code", "item_name", "quantity", "unit_price", "line_total"]
+    )
+    if view["shipments"]:
+        _print_rows(
+            "shipments",
+            view["shipments"],
+            ["shipment_no", "carrier", "waybill_no", "status", "expected_delivery_date", "delivered_at"],
+        )
+    _print_rows(
+        "timeline", view["timeline"], ["occurred_at", "actor", "kind", "from_state", "to_state", "reason"]
+    )
+
+
+def _print_rows(title: str, rows: list[dict], columns: list[str]) -> None:
+    table = RichTable(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*("" if row.get(c) is None else str(row.get(c)) for c in columns))
+    console.print(table)
+
+
+class ExportFormat(StrEnum):
+    csv = "csv"
+    xlsx = "xlsx"
+    json = "json"
+
+
+@cli.command()
+def export(
+    table: Annotated[str, typer.Argument(help="Table name, e.g. orders, order_lines, order_events")],
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f")] = ExportFormat.csv,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File (default: TABLE.FORMAT)")
+    ] = None,
+) -> None:
+    """Export a table for staff (full, unmasked values; csv is UTF-8 with BOM so Excel reads Chinese)."""
+    from rich.progress import Progress
+
+    from yidi.export import UnknownTable, count_rows, export_table
+
+    engine = engine_or_exit()
+    output = output or Path(f"{table}.{fmt.value}")
+    try:
+        with engine.connect() as conn, Progress(console=Console(stderr=True), transient=True) as bar:
+            job = bar.add_task(f"exporting {table}", total=count_rows(conn, table))
+            rows = export_table(conn, table, fmt.value, output, progress=lambda n: bar.advance(job, n))
+    except UnknownTable as exc:
+        raise fail(str(exc)) from None
+    console.print(f"{rows} row(s) of {table} written to {output}")
+
+
+@cli.command()
+def demo(
+    orders: Annotated[int, typer.Option(help="How many orders the stand-in channels serve")] = 3000,
+    fresh: Annotated[bool, typer.Option(help="Start from an empty demo home")] = True,
+) -> None:
+    """Run the whole order lifecycle against the local stand-ins and print a summary."""
+    import os
+
+    from app.local_stack import API_URL, UI_URL, start_server
+
+    started = start_server()
+    # Before Prefect is first imported, so every flow, subflow and thread of the demo reports to this server.
+    os.environ["PREFECT_API_URL"] = API_URL
+    console.print(f"Prefect server {'started' if started else 'already running'} at {UI_URL}")
+    from demo.flows import run_demo
+
+    run_demo(orders=orders, fresh=fresh, console=console)
+
+
+# --- area commands: each area registers its commands here (one line each) ---
+import app.cli.fulfilment  # noqa: E402, F401  (stocktake, fulfil run|stock|decide|produce|qc|receive|report)
+import app.cli.intake  # noqa: E402, F401  (ingest, quarantine list|show|replay|discard)
+import app.cli.review  # noqa: E402, F401  (review list|show|approve|reject|run|deadlines)
+import app.cli.settlement  # noqa: E402, F401  (reconcile, cases list|show|explain|resolve|reopen|assign)
+import app.cli.tracking  # noqa: E402, F401  (track, callbacks, incidents, incident-resolve)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    try:
+        cli()
+    except SettingsError as exc:
+        Console(stderr=True).print(f"[red]invalid policy:[/red] {exc}")
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,199 @@
+"""Review commands (issue 4): ``yidi review list|show|approve|reject|run|deadlines``.
+
+``approve``/``reject`` go through the same function as the Prefect UI form (``tasks.review.steps.apply_decision``): the
+same validation, the same "one reviewer wins" rule, the same customer notices. Registered on the main CLI by the
+one import line in ``yidi/cli.py``'s area block. Exit codes: 0 done; 1 refused (invalid input, unknown order,
+another reviewer decided first, the order changed).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.table import Table as RichTable
+
+from app.cli.common import cli, console, emit_json, engine_or_exit, fail
+
+review_app = typer.Typer(help="Order review: pending orders, findings, decisions, deadlines.", no_args_is_help=True)
+cli.add_typer(review_app, name="review")
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except OSError:  # pragma: no cover - no login name in some containers
+        return ""
+
+
+def _local(value) -> str:
+    if value is None or pd.isna(value):
+        return "—"
+    return pd.Timestamp(value).tz_convert("Asia/Shanghai").strftime("%Y-%m-%d %H:%M")
+
+
+@review_app.command("list")
+def review_list(
+    overdue: Annotated[bool, typer.Option("--overdue", help="Only orders past their review deadline")] = False,
+    limit: Annotated[int, typer.Option(help="At most this many orders")] = 50,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Orders waiting for manual review, earliest deadline first (names and phones masked)."""
+    from tasks.review.steps import current_findings, masked_pending, pending_orders
+    from yidi.bulk import utc_now
+
+    engine = engine_or_exit()
+    with engine.connect() as conn:
+        pending = pending_orders(conn, limit=limit, overdue_at=utc_now() if overdue else None)
+        findings = current_findings(conn, pending["id"].tolist())
+    codes = findings.groupby("order_id")["reason_code"].agg(lambda s: ",".join(sorted(set(s)))) \
+        if not findings.empty else pd.Series(dtype=str)  # fmt: skip
+    shown = masked_pending(pending)
+    rows = [{"order_no": r.order_no, "customer": r.customer_name, "phone": r.customer_phone,
+             "total": f"{int(r.order_total_fen) / 100:.2f}", "payment": r.payment_method, "due": _local(r.review_due_at),
+             "version": int(r.version), "findings": codes.get(r.id, "")} for r in shown.itertuples(index=False)]  # fmt: skip
+    if json_out:
+        emit_json(rows)
+        return
+    table = RichTable(title=f"pending review ({len(rows)})", title_justify="left")
+    for column in ("order_no", "customer", "phone", "total", "payment", "due", "findings"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(row[c]) for c in ("order_no", "customer", "phone", "total", "payment", "due", "findings")))
+    console.print(table)
+
+
+@review_app.command("show")
+def review_show(
+    ref: Annotated[str, typer.Argument(help="Order id or order number")],
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """An order's review: state, deadline, current findings (with lines / credit figures), decisions."""
+    from sqlalchemy import select
+
+    from tasks.review.steps import _order_by_ref, credit_summary, current_findings, latest_checks
+    from yidi.bulk import read_frame
+    from yidi.schema_review import review_decisions
+
+    engine = engine_or_exit()
+    with engine.connect() as conn:
+        order = _order_by_ref(conn, ref)
+        if order is None:
+            raise fail(f"no order {ref!r}")
+        findings = current_findings(conn, [order["id"]])
+        checks = latest_checks(conn, [order["id"]])
+        decisions = read_frame(conn, select(review_decisions).where(review_decisions.c.order_id == order["id"])
+                               .order_by(review_decisions.c.id))  # fmt: skip
+    view = {
+        "order_no": order["order_no"], "state": order["state"], "version": order["version"],
+        "customer": order["customer_name"], "phone": order["customer_phone"],
+        "address": f"{order['ship_province'] or ''}{order['ship_city'] or ''}{order['ship_district'] or ''}"
+                   f"{order['ship_detail'] or ''}",
+        "total": f"{int(order['order_total_fen']) / 100:.2f}", "payment_method": order["payment_method"],
+        "review_due_at": _local(order["review_due_at"]),
+        "credit_check": credit_summary(checks["credit"].iloc[0]) if len(checks) else None,
+        "findings": [{"reason_code": f.reason_code, "severity": f.severity, "message_zh": f.message_zh,
+                      "message_en": f.message_en,
+                      "details": json.loads(f.details) if isinstance(f.details, str) and f.details else None}
+                     for f in findings.itertuples(index=False)],
+        "decisions": [{"decision": d.decision, "reviewer": d.reviewer, "reason": d.reason,
+                       "proposed_solution": d.proposed_solution, "source": d.source, "at": _local(d.decided_at)}
+                      for d in decisions.itertuples(index=False)],
+    }  # fmt: skip
+    if json_out:
+        emit_json(view)
+        return
+    console.print(f"[bold]{view['order_no']}[/bold]  state [cyan]{view['state']}[/cyan]  version {view['version']}  "
+                  f"due {view['review_due_at']}", highlight=False)  # fmt: skip
+    console.print(f"{view['customer']}  {view['phone']}  {view['address']}  ¥{view['total']}  {view['payment_method']}",
+                  highlight=False, markup=False)  # fmt: skip
+    if view["credit_check"]:
+        console.print(f"  {view['credit_check']}", highlight=False, markup=False)
+    if not view["findings"]:
+        console.print("no findings: passed every automated check")
+    for item in view["findings"]:
+        extra = f"  {item['details']}" if item["details"] else ""
+        console.print(f"  {item['reason_code']} [{item['severity']}] {item['message_zh']} / {item['message_en']}{extra}",
+                      highlight=False, markup=False)  # fmt: skip
+    for item in view["decisions"]:
+        console.print(f"  decided: {item['decision']} by {item['reviewer']} at {item['at']} ({item['source']})"
+                      + (f": {item['reason']} → {item['proposed_solution']}" if item["reason"] else ""),
+                      highlight=False, markup=False)  # fmt: skip
+
+
+def _decide(ref: str, decision: str, reviewer: str, reason: str | None, solution: str | None,
+            version: int | None, json_out: bool) -> None:
+    from tasks.review.steps import InvalidDecision, apply_decision
+
+    engine = engine_or_exit()
+    try:
+        result = apply_decision(engine, ref, decision, reviewer, reason=reason, proposed_solution=solution,
+                                source="cli", seen_version=version)  # fmt: skip
+    except InvalidDecision as exc:
+        raise fail(f"refused: {exc} (the order stays pending)") from None
+    if json_out:
+        emit_json({"order_no": result.order_no, "applied": result.applied, "state": result.state,
+                   "message": result.message})  # fmt: skip
+    if not result.applied:
+        raise fail(result.message)
+    if not json_out:
+        console.print(result.message, highlight=False)
+
+
+@review_app.command("approve")
+def review_approve(
+    ref: Annotated[str, typer.Argument(help="Order id or order number")],
+    reviewer: Annotated[str, typer.Option(help="Who decides (default: your login)")] = "",
+    version: Annotated[int | None, typer.Option(help="The order version you reviewed (refused if it changed)")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Approve a pending order: it moves on to fulfilment and the customer is told."""
+    _decide(ref, "approve", reviewer or _login(), None, None, version, json_out)
+
+
+@review_app.command("reject")
+def review_reject(
+    ref: Annotated[str, typer.Argument(help="Order id or order number")],
+    reason: Annotated[str, typer.Option(help="Why (told to the customer)")],
+    solution: Annotated[str, typer.Option("--solution", help="Proposed solution for the customer")],
+    reviewer: Annotated[str, typer.Option(help="Who decides (default: your login)")] = "",
+    version: Annotated[int | None, typer.Option(help="The order version you reviewed")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Reject a pending order with a reason and a proposed solution; the customer receives both."""
+    _decide(ref, "reject", reviewer or _login(), reason, solution, version, json_out)
+
+
+@review_app.command("run")
+def review_run(
+    order: Annotated[list[int] | None, typer.Option("--order", help="Only these order ids (repeatable)")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Run the automated review now (received orders, and orders changed since their last check)."""
+    from tasks.review.steps import auto_review
+
+    result = auto_review(engine_or_exit(), order or None)
+    if json_out:
+        emit_json(result)
+        return
+    console.print(f"checked {result['checked']}: {result['auto_rejected']} auto-rejected, "
+                  f"{result['pending_review']} pending review; {result['notices']} notice(s) queued"
+                  + (f"; Data Docs {result['data_docs']}" if result.get("data_docs") else ""), highlight=False)
+
+
+@review_app.command("deadlines")
+def review_deadlines(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Send due reminders and escalations now (the hourly flow does the same); print the backlog by age."""
+    from tasks.review.steps import check_deadlines
+
+    report = check_deadlines(engine_or_exit())
+    if json_out:
+        emit_json({"reminded": report.reminded, "escalated": report.escalated,
+                   "backlog": report.backlog.to_dict("records")})  # fmt: skip
+        return
+    console.print(f"reminded {len(report.reminded)}, escalated {len(report.escalated)}")
+    for row in report.backlog.itertuples(index=False):
+        console.print(f"  {row.bucket}: {row.orders}")

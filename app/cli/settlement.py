@@ -1,0 +1,207 @@
+"""Settlement commands (issue 7): ``yidi reconcile FILE | --source S --period P`` and ``yidi cases``
+(list, show, explain, resolve, reopen, assign).
+
+Registered on the main CLI by the one import line in ``yidi/cli.py``'s area block.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table as RichTable
+
+from app.cli.common import cli, console, emit_json, engine_or_exit, fail
+
+cases_app = typer.Typer(help="Settlement discrepancy cases: list, show, explain, resolve, reopen, assign.",
+                        no_args_is_help=True)  # fmt: skip
+cli.add_typer(cases_app, name="cases")
+
+
+@cli.command()
+def reconcile(
+    file: Annotated[
+        Path | None, typer.Argument(exists=True, dir_okay=False, help="One bill/statement/remittance file")
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option("--source", "-s", help="alipay | wechatpay | bank[:KEY] | cod[:CARRIER] (default: all)"),
+    ] = None,
+    period: Annotated[
+        str | None,
+        typer.Option("--period", "-p", help="YYYY-MM-DD, YYYY-MM, YYYY-Www or A..B (default: yesterday)"),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Reconcile payments against orders now (the `reconcile-settlements` flow).
+
+    With FILE: that file only. Without: every new file in the settlement inbox ($YIDI_HOME/settlement/inbox,
+    one folder per source: alipay/, wechatpay/, bank-icbc/, cod-shunfeng/ …). Re-running on the same files or
+    period changes nothing. Exit code 1 when a file was rejected (the rest is still reconciled).
+    """
+    from datetime import date
+
+    from app.local_stack import use_local_server_if_running
+    from flows.settlement import reconcile_settlements
+    from tasks.settlement.rules import period_bounds
+    from tasks.settlement.steps import ReconciliationFailed
+
+    try:
+        period_bounds(period, date.today())
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    engine_or_exit()
+    use_local_server_if_running()
+    logging.getLogger("prefect").setLevel(logging.WARNING)
+    state = reconcile_settlements(
+        source=source, period=period, file_path=str(file) if file else None, return_state=True
+    )
+    failed = state.is_failed()
+    try:
+        result = state.result(raise_on_failure=False)
+    except Exception as exc:  # noqa: BLE001 - the run's own error is what the user needs
+        result = exc
+    if isinstance(result, BaseException):
+        if json_out:
+            emit_json({"status": "failed", "error": str(result)})
+        if isinstance(result, ReconciliationFailed):
+            raise fail(str(result))
+        raise fail(f"reconciliation failed: {type(result).__name__}: {result}")
+    if json_out:
+        emit_json({"status": "failed" if failed else "completed", **result})
+        return
+    report = result["report"]
+    rate = report["match_rate"]
+    console.print(
+        f"[bold]reconciliation {report['period']}[/bold]: match rate "
+        f"{'n/a' if rate is None else f'{rate:.1%}'}; files {report['files_ingested']} ingested, "
+        f"{report['files_duplicate']} already known, {report['files_rejected']} rejected"
+        f"{' (+' + str(report['files_rejected_before']) + ' refused earlier)' if report['files_rejected_before'] else ''}; "
+        f"new lines {report['new_lines']}, matched {report['matched_lines']}",
+        highlight=False,
+    )
+    console.print(
+        f"payment states changed {report['payment_state_changes']}, settled {report['settled']}; cases opened "
+        f"{report['cases']['opened']}, cleared {report['cases']['auto_resolved']}; dunning steps "
+        f"{report['dunning']['actions']} ({report['dunning']['notices']} notices)",
+        highlight=False,
+    )
+    console.print(f"workbook: {report['workbook']}", highlight=False)
+
+
+@cases_app.command("list")
+def cases_list(
+    status: Annotated[str, typer.Option(help="open | explained | resolved | all")] = "open",
+    case_class: Annotated[str | None, typer.Option("--class", help="Only this discrepancy class")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many")] = 50,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List discrepancy cases (largest amounts first)."""
+    from sqlalchemy import select
+
+    from yidi.bulk import read_frame
+    from yidi.schema_settlement import settlement_cases
+
+    engine = engine_or_exit()
+    stmt = select(
+        settlement_cases.c.id, settlement_cases.c.case_class, settlement_cases.c.status, settlement_cases.c.owner,
+        settlement_cases.c.amount_fen, settlement_cases.c.summary,
+    ).order_by(settlement_cases.c.amount_fen.desc()).limit(limit)  # fmt: skip
+    if status != "all":
+        stmt = stmt.where(settlement_cases.c.status == status)
+    if case_class:
+        stmt = stmt.where(settlement_cases.c.case_class == case_class)
+    with engine.connect() as conn:
+        frame = read_frame(conn, stmt)
+    if json_out:
+        emit_json(frame.to_dict("records"))
+        return
+    table = RichTable(title=f"settlement cases ({status})", title_justify="left")
+    for column in ("id", "class", "status", "owner", "amount", "summary"):
+        table.add_column(column)
+    for row in frame.itertuples(index=False):
+        table.add_row(str(row.id), row.case_class, row.status, row.owner or "", f"{row.amount_fen / 100:,.2f}",
+                      row.summary)  # fmt: skip
+    console.print(table)
+
+
+@cases_app.command("show")
+def cases_show(case_id: int, json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """A case with its full history."""
+    from sqlalchemy import select
+
+    from yidi.bulk import read_frame
+    from yidi.schema_settlement import settlement_case_events, settlement_cases
+
+    engine = engine_or_exit()
+    with engine.connect() as conn:
+        case = read_frame(conn, select(settlement_cases).where(settlement_cases.c.id == case_id))
+        if case.empty:
+            raise fail(f"no settlement case {case_id}")
+        history = read_frame(
+            conn,
+            select(settlement_case_events)
+            .where(settlement_case_events.c.case_id == case_id)
+            .order_by(settlement_case_events.c.id),
+        )
+    if json_out:
+        emit_json({"case": case.iloc[0].to_dict(), "history": history.to_dict("records")})
+        return
+    row = case.iloc[0]
+    console.print(
+        f"[bold]case {case_id}[/bold] {row.case_class} [{row.status}] owner {row.owner}", highlight=False
+    )
+    console.print(row.summary, highlight=False)
+    table = RichTable(title="history", title_justify="left")
+    for column in ("occurred_at", "actor", "action", "from", "to", "note"):
+        table.add_column(column)
+    for event in history.itertuples(index=False):
+        table.add_row(str(event.occurred_at), event.actor, event.action, event.from_status or "",
+                      event.to_status or "", event.note or "")  # fmt: skip
+    console.print(table)
+
+
+def _change(case_id: int, note: str, to_status: str | None = None, owner: str | None = None) -> None:
+    from tasks.settlement.steps import change_case
+
+    engine = engine_or_exit()
+    try:
+        with engine.begin() as conn:
+            result = change_case(conn, case_id, to_status=to_status, owner=owner, note=note)
+    except (KeyError, ValueError) as exc:
+        raise fail(str(exc).strip("'\"")) from None
+    console.print(f"case {case_id}: {result['status']} (owner {result['owner']})", highlight=False)
+
+
+@cases_app.command("explain")
+def cases_explain(
+    case_id: int, note: Annotated[str, typer.Option("--note", "-m", help="The explanation")]
+) -> None:
+    """Record why a discrepancy is what it is (status explained; it stays visible until resolved)."""
+    _change(case_id, note, "explained")
+
+
+@cases_app.command("resolve")
+def cases_resolve(
+    case_id: int, note: Annotated[str, typer.Option("--note", "-m", help="How it was resolved")]
+) -> None:
+    """Resolve a case; reconciliations never reopen a case a person resolved."""
+    _change(case_id, note, "resolved")
+
+
+@cases_app.command("reopen")
+def cases_reopen(case_id: int, note: Annotated[str, typer.Option("--note", "-m", help="Why")]) -> None:
+    """Reopen a case."""
+    _change(case_id, note, "open")
+
+
+@cases_app.command("assign")
+def cases_assign(
+    case_id: int,
+    owner: Annotated[str, typer.Argument(help="New owner")],
+    note: Annotated[str, typer.Option("--note", "-m")] = "reassigned",
+) -> None:
+    """Give a case to someone else."""
+    _change(case_id, note, owner=owner)

@@ -1,0 +1,230 @@
+"""Tracking commands (issue 6): ``yidi track``, ``yidi callbacks``, ``yidi incidents``, ``yidi incident-resolve``.
+
+Registered on the main CLI by the one import line in ``yidi/cli.py``'s area block.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import typer
+from rich.table import Table as RichTable
+
+from app.cli.common import cli, console, emit_json, engine_or_exit, fail
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
+
+def _local(value) -> str:
+    return value.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) else ""
+
+
+@cli.command()
+def track(
+    waybill: Annotated[str | None, typer.Option("--waybill", "-w", help="Poll only this waybill")] = None,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option(help="Act as if it were this time (Beijing time unless a zone is given)"),
+    ] = None,
+    query_url: Annotated[
+        str | None, typer.Option(help="Kuaidi100 query URL (default: the policy file)")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Poll carriers now (the `poll-carriers` flow): every due shipment, or one waybill.
+
+    A waybill queried less than `tracking.min_poll_interval_minutes` ago is not queried again (Kuaidi100 locks
+    faster polling); its stored status is shown instead.
+    """
+    from sqlalchemy import select
+
+    from app.local_stack import use_local_server_if_running
+    from flows.tracking import poll_carriers
+    from yidi.schema import shipments
+
+    engine = engine_or_exit()
+    if waybill:
+        with engine.connect() as conn:
+            found = conn.execute(select(shipments.c.id).where(shipments.c.waybill_no == waybill)).first()
+        if found is None:
+            raise fail(f"no shipment with waybill {waybill}")
+    use_local_server_if_running()
+    logging.getLogger("prefect").setLevel(logging.WARNING)
+    summary = poll_carriers(waybill=waybill, as_of=as_of, query_url=query_url)
+    summary.pop("incident_ids", None)
+    if json_out:
+        emit_json(summary)
+        return
+    console.print(
+        f"polled {summary['due']} due shipment(s) in {summary['seconds']:.1f}s: {summary['outcomes'] or 'none due'}",
+        highlight=False,
+    )
+    if summary.get("breaker"):
+        console.print(f"[yellow]polling stopped early:[/yellow] {summary['breaker']}", highlight=False)
+    console.print(
+        f"new checkpoints {summary['new_events']}; exceptions {summary['exceptions'] or 'none'}; "
+        f"orders moved {summary['orders_moved'] or 'none'}; notices queued {summary['notices']}",
+        highlight=False,
+    )
+    if waybill:
+        _show_waybill(engine, waybill)
+
+
+def _show_waybill(engine, waybill: str) -> None:
+    from sqlalchemy import select
+
+    from yidi.bulk import read_frame
+    from yidi.schema import shipments
+    from yidi.schema_tracking import tracking_events
+
+    with engine.connect() as conn:
+        ship = conn.execute(select(shipments).where(shipments.c.waybill_no == waybill)).mappings().first()
+        events = read_frame(
+            conn,
+            select(tracking_events.c.occurred_at, tracking_events.c.status, tracking_events.c.reason,
+                   tracking_events.c.context, tracking_events.c.source)
+            .where(tracking_events.c.shipment_id == ship["id"])
+            .order_by(tracking_events.c.occurred_at),
+        )  # fmt: skip
+    console.print(
+        f"{ship['shipment_no']}  {ship['carrier']} {waybill}  status [cyan]{ship['status']}[/cyan]  "
+        f"last polled {_local(ship['last_polled_at']) or 'never'}",
+        highlight=False,
+    )
+    table = RichTable(title="checkpoints (Beijing time)", title_justify="left")
+    for column in ("time", "status", "reason", "source", "checkpoint"):
+        table.add_column(column)
+    for at, status, reason, context, source in zip(
+        *(events[c].tolist() for c in events.columns), strict=True
+    ):
+        table.add_row(_local(at), status, reason or "", source, context)
+    console.print(table)
+
+
+@cli.command()
+def callbacks(
+    host: Annotated[str | None, typer.Option(help="Listen address (default tracking.callback_host)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default tracking.callback_port)")] = None,
+) -> None:
+    """Serve the Kuaidi100 push callback URL: verify signatures, land and apply pushes, answer as published."""
+    from app.callbacks import CallbackServer
+    from yidi.settings import get_settings
+
+    policy = get_settings().tracking
+    salt = os.environ.get(policy.salt_env, "")
+    if not salt:
+        raise fail(f"set {policy.salt_env} (the push signature salt given at subscription)")
+    engine = engine_or_exit()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server = CallbackServer(engine, policy, salt, host=host, port=port)
+    console.print(f"Kuaidi100 push receiver on {server.url} (Ctrl-C or SIGTERM stops)", highlight=False)
+
+    def _stop(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)  # service managers stop with SIGTERM: finish the request, close
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server.server_close()
+
+
+@cli.command()
+def incidents(
+    status: Annotated[str, typer.Option(help="open, resolved or all")] = "open",
+    incident_type: Annotated[str | None, typer.Option("--type", help="delay, damaged, lost, …")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first")] = 100,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Tracking incidents (F6) with owner, due date and claim (phones in carrier text masked)."""
+    from sqlalchemy import select
+
+    from tasks.tracking.steps import mask_text
+    from yidi.bulk import read_frame
+    from yidi.schema import orders
+    from yidi.schema_tracking import liability_claims, tracking_incidents
+
+    engine = engine_or_exit()
+    ti, lc = tracking_incidents, liability_claims
+    stmt = (
+        select(
+            ti.c.id, orders.c.order_no, ti.c.incident_type, ti.c.status, ti.c.carrier, ti.c.waybill_no, ti.c.owner,
+            ti.c.opened_at, ti.c.due_at, ti.c.evidence, ti.c.resolution, lc.c.claim_type, lc.c.claim_amount_fen,
+            lc.c.status.label("claim_status"),
+        )
+        .join(orders, orders.c.id == ti.c.order_id)
+        .outerjoin(lc, lc.c.incident_id == ti.c.id)
+        .order_by(ti.c.id.desc())
+        .limit(limit)
+    )  # fmt: skip
+    if status != "all":
+        stmt = stmt.where(ti.c.status == status)
+    if incident_type:
+        stmt = stmt.where(ti.c.incident_type == incident_type)
+    with engine.connect() as conn:
+        frame = read_frame(conn, stmt)
+    rows = []
+    for rec in zip(*(frame[c].tolist() for c in frame.columns), strict=True):
+        row = dict(zip(frame.columns, rec, strict=True))
+        row["evidence"] = mask_text(row["evidence"])
+        amount = row.pop("claim_amount_fen")
+        row["claim_amount"] = (
+            str(Decimal(int(amount)) / 100) if amount is not None and amount == amount else None
+        )
+        rows.append(row)
+    if json_out:
+        emit_json(rows)
+        return
+    table = RichTable(title=f"{status} incidents", title_justify="left")
+    for column in (
+        "id",
+        "order",
+        "type",
+        "status",
+        "carrier",
+        "waybill",
+        "owner",
+        "due",
+        "claim",
+        "evidence",
+    ):
+        table.add_column(column)
+    for r in rows:
+        claim = f"{r['claim_type']} ¥{r['claim_amount']} {r['claim_status']}" if r["claim_type"] else ""
+        table.add_row(
+            str(r["id"]), r["order_no"], r["incident_type"], r["status"], r["carrier"], r["waybill_no"] or "",
+            r["owner"], _local(r["due_at"]), claim, (r["evidence"] or "")[:60],
+        )  # fmt: skip
+    console.print(table)
+
+
+@cli.command("incident-resolve")
+def incident_resolve(
+    incident_id: Annotated[int, typer.Argument(help="Incident id (see `yidi incidents`)")],
+    note: Annotated[str, typer.Option("--note", help="What was done (the customer is told)")],
+    claim: Annotated[str | None, typer.Option(help="Claim status now: filed, settled or rejected")] = None,
+    settled_yuan: Annotated[str | None, typer.Option(help="Amount the carrier paid (yuan)")] = None,
+) -> None:
+    """Close an incident (and record its claim's outcome); the customer is notified and the order follows."""
+    from tasks.tracking.steps import IncidentNotFound, resolve_incident
+
+    if claim not in (None, "filed", "settled", "rejected"):
+        raise fail("--claim must be filed, settled or rejected")
+    settled_fen = int((Decimal(settled_yuan) * 100).to_integral_value()) if settled_yuan else None
+    engine = engine_or_exit()
+    try:
+        with engine.begin() as conn:
+            row = resolve_incident(
+                conn, incident_id, note, claim_status=claim, settled_amount_fen=settled_fen
+            )
+    except IncidentNotFound as exc:
+        raise fail(str(exc)) from None
+    console.print(f"incident {incident_id} ({row['incident_type']}) resolved: {note}", highlight=False)
