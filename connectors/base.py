@@ -17,7 +17,6 @@ record (``BulkChunk``), and ``record_idx`` numbers the orders inside the chunk.
 from __future__ import annotations
 
 import hashlib
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -223,55 +222,6 @@ def frame_from_rows(rows: list[dict], columns: list[str]) -> pd.DataFrame:
 
 class BadValue(ValueError):
     """A field value that cannot be read; the message says which and why."""
-
-
-_MONEY = re.compile(r"^\s*(-)?\s*[¥￥]?\s*(\d{1,13})(?:\.(\d{0,2})0*)?\s*(?:元)?\s*$")
-
-
-def yuan_to_fen(value, field_name: str = "amount") -> int | None:
-    """'12.50' / '¥1,234.5' / 12.5 -> fen; '' or None -> None; anything else raises BadValue."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return None
-    if isinstance(value, int | np.integer) and not isinstance(value, bool):
-        return int(value) * 100
-    text = str(value).replace(",", "").replace("，", "").strip()
-    if text == "":
-        return None
-    match = _MONEY.match(text)
-    if not match:
-        raise BadValue(f"{field_name} {value!r} is not an amount in yuan (like 199.00)")
-    sign, whole, frac = match.groups()
-    fen = int(whole) * 100 + int((frac or "").ljust(2, "0")[:2] or 0)
-    return -fen if sign else fen
-
-
-def yuan_series_to_fen(series: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """Vectorised yuan_to_fen (Arrow compute, exact decimals): (fen as Int64 with NA for empty, bool mask of values
-    that are not amounts). Each distinct text is converted once (prices repeat)."""
-    codes, distinct = pd.factorize(series.astype("str"))
-    fen, bad = _distinct_yuan_to_fen(pd.Series(distinct, dtype="str"))
-    bad_values = np.append(bad.to_numpy(dtype=bool), False)[codes]  # code -1 (empty) is never bad
-    return (pd.Series(fen.array.take(codes, allow_fill=True), index=series.index, dtype="Int64"),
-            pd.Series(bad_values, index=series.index, dtype=bool))
-
-
-def _distinct_yuan_to_fen(series: pd.Series) -> tuple[pd.Series, pd.Series]:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    text = pc.utf8_trim_whitespace(pc.replace_substring_regex(
-        pa.array(series.astype("str"), type=pa.large_string(), from_pandas=True), r"[,，¥￥元\s]", ""))
-    empty = pc.fill_null(pc.equal(text, ""), True)
-    ok = pc.fill_null(pc.match_substring_regex(text, r"^-?\d{1,13}(\.\d{0,2}0*)?$"), False)
-    valid = pc.if_else(ok, text, pa.scalar(None, pa.large_string()))
-    valid = pc.replace_substring_regex(valid, r"^(-?\d+\.\d{0,2})0*$", r"\1")
-    valid = pc.replace_substring_regex(valid, r"\.$", "")
-    fen = pc.cast(pc.multiply(pc.cast(valid, pa.decimal128(18, 2)), pa.scalar(100, pa.decimal128(5, 0))),
-                  pa.int64())
-    bad = pc.and_(pc.invert(ok), pc.invert(empty))
-    return (pd.Series(fen.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get).array, index=series.index,
-                      dtype="Int64"),
-            pd.Series(bad.to_numpy(zero_copy_only=False), index=series.index, dtype=bool))
 
 
 def parse_quantity(value, field_name: str = "quantity") -> float | None:

@@ -53,7 +53,6 @@ from connectors.base import (
     parse_local_time,
     parse_quantity,
     problem_rows,
-    yuan_to_fen,
 )
 from connectors.spreadsheet_orders import read_xlsx_chunks
 from connectors.template import (
@@ -70,6 +69,7 @@ from connectors.template import (
 from connectors.template import (
     CONTENT_TYPE as TEMPLATE_TYPE,
 )
+from yidi.money import BadAmount, yuan_to_fen
 
 BODY_TYPE = "text/plain; order-email"
 REJECTED_TYPE = "text/plain; email-not-understood"
@@ -454,7 +454,7 @@ def parse_body_rows(envelope: dict, body: str, idx: int, received_at: datetime
                 "quantity": parse_quantity(match["qty"], f"item line {n} quantity"),
                 "unit_price_fen": yuan_to_fen(match["price"], f"item line {n} unit price"),
             })
-        except BadValue as exc:
+        except (BadValue, BadAmount) as exc:
             problems.append((idx, str(exc)))
     channel_text = (fields.get("channel") or "").strip().lower()
     channel = CHANNEL_VALUES.get(channel_text, "email") if channel_text else "email"
@@ -465,7 +465,7 @@ def parse_body_rows(envelope: dict, body: str, idx: int, received_at: datetime
         freight = yuan_to_fen(fields.get("freight"), "运费 (freight)") or 0
         discount = yuan_to_fen(fields.get("order_discount"), "订单优惠 (order discount)") or 0
         installments = int(fields.get("installments") or 1)
-    except BadValue as exc:
+    except (BadValue, BadAmount) as exc:
         problems.append((idx, str(exc)))
     except ValueError:
         problems.append((idx, f"分期数 {fields.get('installments')!r} is not a whole number"))

@@ -26,9 +26,9 @@ from connectors.base import (
     parse_local_time,
     parse_quantity,
     problem_rows,
-    yuan_to_fen,
 )
 from connectors.template import KIND_VALUES, PAYMENT_VALUES
+from yidi.money import yuan_to_fen
 
 CONTENT_TYPE = "application/json; phone-order-form"
 

@@ -47,8 +47,8 @@ from connectors.base import (
     make_records,
     parse_local_time,
     problem_rows,
-    yuan_to_fen,
 )
+from yidi.money import BadAmount, yuan_to_fen
 
 log = logging.getLogger(__name__)
 
@@ -292,7 +292,7 @@ def parse_trades(contents: list[str], order_channel: str = "taobao") -> Parsed:
             continue
         try:
             order, order_lines = _trade(idx, trade, order_channel)
-        except BadValue as exc:
+        except (BadValue, BadAmount) as exc:
             problems.append((idx, f"trade {trade.get('tid') if isinstance(trade, dict) else '?'}: {exc}"))
             continue
         orders.append(order)

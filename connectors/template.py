@@ -9,7 +9,6 @@ text, so a person can fix and replay one order without touching the rest of the 
 
 from __future__ import annotations
 
-import codecs
 import csv
 import hashlib
 import io
@@ -36,6 +35,7 @@ from connectors.base import (
     make_records,
     problem_rows,
 )
+from yidi.textfiles import UnreadableText, detect_stream_encoding
 
 CONTENT_TYPE = "text/csv; template=order-lines"
 CHUNK_CONTENT_TYPE = "text/csv; template=order-lines; chunk"  # many orders: a bulk drop's chunk
@@ -168,33 +168,12 @@ class UnreadableFile(ValueError):
     pass
 
 
-def detect_encoding(stream: io.BufferedIOBase, block: int = 1 << 20) -> str:
-    """'utf-8-sig', 'utf-8' or 'gb18030' for a byte stream (rewound afterwards); raises UnreadableFile.
-
-    Same policy as ``yidi.textfiles.decode_bytes`` but streaming, so a large file is checked in constant memory.
-    """
-    start = stream.tell()
-    head = stream.read(3)
-    stream.seek(start)
-    if head.startswith(codecs.BOM_UTF8):
-        candidates = ["utf-8-sig"]
-    else:
-        candidates = ["utf-8", "gb18030"]
-    failure = ""
-    for encoding in candidates:
-        decoder = codecs.getincrementaldecoder(encoding)("strict")
-        offset = 0
-        try:
-            while chunk := stream.read(block):
-                decoder.decode(chunk)
-                offset += len(chunk)
-            decoder.decode(b"", final=True)
-            stream.seek(start)
-            return encoding
-        except UnicodeDecodeError as exc:
-            failure = f"not UTF-8 and not GBK/GB18030 (bad byte at offset {offset + exc.start})"
-        stream.seek(start)
-    raise UnreadableFile(failure)
+def detect_encoding(stream: io.BufferedIOBase) -> str:
+    """The house encoding policy (``yidi.textfiles``), streaming; raises UnreadableFile."""
+    try:
+        return detect_stream_encoding(stream)
+    except UnreadableText as exc:
+        raise UnreadableFile(str(exc)) from None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -414,7 +393,7 @@ def _parse_times(series: pd.Series) -> tuple[pd.Series, pd.Series]:
 
 
 def _money(series: pd.Series) -> tuple[pd.Series, pd.Series]:
-    from connectors.base import yuan_series_to_fen
+    from yidi.money import yuan_series_to_fen
 
     return yuan_series_to_fen(series)
 

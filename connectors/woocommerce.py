@@ -37,8 +37,8 @@ from connectors.base import (
     frame_from_rows,
     make_records,
     problem_rows,
-    yuan_to_fen,
 )
+from yidi.money import BadAmount, yuan_to_fen
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ def parse_orders(contents: list[str], payment_methods: dict, order_channel: str 
             continue
         try:
             row, order_lines = _order(idx, order, payment_methods, order_channel)
-        except BadValue as exc:
+        except (BadValue, BadAmount) as exc:
             ident = order.get("id") if isinstance(order, dict) else "?"
             problems.append((idx, f"woocommerce order {ident}: {exc}"))
             continue

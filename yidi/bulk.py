@@ -9,6 +9,7 @@ the caller's transaction, so a batch lands whole or not at all.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -368,3 +369,23 @@ def frame_records(frame: pd.DataFrame) -> list[dict]:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+IN_LIST_SIZE = 900  # values per IN (...) list: within every database's bind-parameter limit (SQLite: 999)
+
+
+def chunked(values: Sequence, size: int = IN_LIST_SIZE) -> Iterator[list]:
+    """``values`` in lists of at most ``size`` (IN lists, batches of outside calls)."""
+    values = list(values) if not isinstance(values, list | tuple | np.ndarray | pd.Index) else values
+    for start in range(0, len(values), size):
+        yield list(values[start : start + size])
+
+
+def json_text(value) -> str | None:
+    """A value for a JSON text column: one serialisation everywhere (sorted keys, Chinese kept readable, dates and
+    decimals as text), so equal content gives equal text. None stays NULL; text is taken as already JSON."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)

@@ -15,23 +15,71 @@ import pandas as pd
 
 
 class UnreadableText(ValueError):
-    """The bytes are neither UTF-8 nor GB18030."""
+    """The bytes are neither UTF-8 nor GB18030 (or are UTF-16/binary); the message says where it failed."""
 
 
-def decode_bytes(data: bytes) -> tuple[str, str]:
-    """Return ``(text, encoding)``; raises ``UnreadableText``."""
+GBK_FAMILY = ("gbk", "gb2312", "gb18030", "cp936")
+
+
+def _fallback(fallback: str) -> str:
+    # GB18030 is a strict superset of GBK and GB2312: a file said to be GBK that uses a GB18030-only character
+    # is still read right, and nothing GBK reads differently.
+    return "gb18030" if fallback.lower().replace("-", "").replace("_", "") in GBK_FAMILY else fallback
+
+
+def _refuse_utf16(head: bytes) -> None:
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in head[:4096]:
+        raise UnreadableText("the file is UTF-16 or binary: not UTF-8 and not GBK/GB18030 text")
+
+
+def decode_bytes(data: bytes, fallback: str = "gb18030") -> tuple[str, str]:
+    """Return ``(text, encoding)``: a UTF-8 BOM decides; else valid UTF-8; else strict ``fallback`` (GB18030
+    for the GBK family). UTF-16, binary and undecodable bytes raise ``UnreadableText`` with the offset."""
+    _refuse_utf16(data)
     if data.startswith(codecs.BOM_UTF8):
-        return data[len(codecs.BOM_UTF8) :].decode("utf-8"), "utf-8-sig"
+        try:
+            return data[len(codecs.BOM_UTF8) :].decode("utf-8"), "utf-8-sig"
+        except UnicodeDecodeError as exc:
+            raise UnreadableText(f"has a UTF-8 mark but is not UTF-8 (bad byte at offset {exc.start + 3})") from None
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         pass
+    encoding = _fallback(fallback)
     try:
-        return data.decode("gb18030"), "gb18030"
-    except UnicodeDecodeError as exc:
-        raise UnreadableText(
-            f"not UTF-8 and not GBK/GB18030 (bad byte 0x{data[exc.start]:02x} at offset {exc.start})"
-        ) from None
+        return data.decode(encoding), encoding
+    except (UnicodeDecodeError, LookupError) as exc:
+        where = f" (bad byte 0x{data[exc.start]:02x} at offset {exc.start})" if isinstance(exc, UnicodeDecodeError) else ""
+        raise UnreadableText(f"not UTF-8 and not {_describe(encoding)}{where}") from None
+
+
+def _describe(encoding: str) -> str:
+    return "GBK/GB18030" if encoding == "gb18030" else encoding
+
+
+def detect_stream_encoding(stream: io.BufferedIOBase, fallback: str = "gb18030", block: int = 1 << 20) -> str:
+    """The same policy as ``decode_bytes`` for a large file, in constant memory: the whole stream is checked
+    (never a guess on a prefix) and rewound; returns 'utf-8-sig', 'utf-8' or the fallback's codec."""
+    start = stream.tell()
+    head = stream.read(4096)
+    stream.seek(start)
+    _refuse_utf16(head)
+    candidates = ["utf-8-sig"] if head.startswith(codecs.BOM_UTF8) else ["utf-8", _fallback(fallback)]
+    failure = ""
+    for encoding in candidates:
+        decoder = codecs.getincrementaldecoder(encoding)("strict")
+        offset = 0
+        try:
+            while chunk := stream.read(block):
+                decoder.decode(chunk)
+                offset += len(chunk)
+            decoder.decode(b"", final=True)
+            stream.seek(start)
+            return encoding
+        except UnicodeDecodeError as exc:
+            failure = f"not UTF-8 and not {_describe(candidates[-1])} (bad byte at offset {offset + exc.start})"
+        stream.seek(start)
+    raise UnreadableText(failure)
 
 
 def _is_xlsx(data: bytes, name: str | None) -> bool:

@@ -23,7 +23,6 @@ problem.
 
 from __future__ import annotations
 
-import codecs
 import csv
 import hashlib
 import io
@@ -35,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from yidi.textfiles import UnreadableText, decode_bytes
 
 BUSINESS_TZ = "Asia/Shanghai"
 
@@ -103,26 +104,13 @@ def read_source(source: str | Path | bytes, name: str | None = None) -> tuple[by
 
 
 def decode_text(data: bytes, fallback: str, *, file: str) -> tuple[str, str]:
-    """Decode a text export strictly: BOM decides, else valid UTF-8, else ``fallback`` (GBK family by default).
-
-    UTF-16 (which some tools produce on "save as Unicode text") and undecodable bytes are refused; whether the
-    decoded text is the expected format (mojibake from a wrong code page) is checked by the caller's header
-    test.
-    """
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in data[:4096]:
-        raise PaymentFileError(file, "encoding", "the file is UTF-16/binary, expected a text export")
-    if data.startswith(codecs.BOM_UTF8):
-        return data[len(codecs.BOM_UTF8) :].decode("utf-8", errors="strict"), "utf-8-sig"
+    """Decode a text export by the house policy (``yidi.textfiles.decode_bytes``: BOM, UTF-8, else ``fallback``;
+    UTF-16 and undecodable bytes refused). Whether the text is the expected format (mojibake from a wrong code
+    page) is checked by the caller's header test."""
     try:
-        return data.decode("utf-8"), "utf-8"
-    except UnicodeDecodeError:
-        pass
-    encoding = "gb18030" if fallback.lower().replace("-", "") in ("gbk", "gb2312", "gb18030") else fallback
-    try:
-        return data.decode(encoding), encoding
-    except (UnicodeDecodeError, LookupError) as exc:
-        where = f" (bad byte at offset {exc.start})" if isinstance(exc, UnicodeDecodeError) else ""
-        raise PaymentFileError(file, "encoding", f"neither UTF-8 nor {fallback}{where}") from None
+        return decode_bytes(data, fallback)
+    except UnreadableText as exc:
+        raise PaymentFileError(file, "encoding", str(exc)) from None
 
 
 def is_workbook(data: bytes, file: str) -> bool:
