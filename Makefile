@@ -10,7 +10,7 @@ export YIDI_HOME ?= $(CURDIR)/.yidi
 
 help:
 	@echo "make demo   run the whole order lifecycle on SQLite + a local Prefect server against the stand-ins"
-	@echo "make test   ruff + the test suite (PostgreSQL cases need 127.0.0.1:5432 or are skipped)"
+	@echo "make test   ruff + import contracts + the test suite (PostgreSQL cases need 127.0.0.1:5432 or are skipped)"
 	@echo "make up     local Prefect server + process worker + every deployment in prefect.yaml"
 	@echo "make down   stop what make up (or make demo) started"
 	@echo "make bench  benchmarks beside their baselines (BENCH=name for one, BENCH_N=rows to scale down)"
@@ -25,9 +25,11 @@ venv: $(STAMP)
 
 lint: venv
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 test: venv
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 demo: venv

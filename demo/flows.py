@@ -7,18 +7,11 @@ The parent flow ``lifecycle-demo`` runs each stage's real flow as a subflow, so 
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 from prefect import flow
-from rich.console import Console
-from rich.table import Table
-from sqlalchemy import func, select
 
-from app.local_stack import API_URL, UI_URL
 from demo.data import demo_catalog, demo_customers
-from yidi.db import get_engine, init_db
-from yidi.schema import orders
 from yidi.settings import reload_settings, yidi_home
 
 
@@ -88,45 +81,3 @@ ui_batch_size = 100
     )
     os.environ["YIDI_CONFIG"] = str(policy)
     reload_settings()
-
-
-def summary_tables(console: Console) -> None:
-    engine = get_engine()
-    with engine.connect() as conn:
-        for column, title in ((orders.c.state, "orders by state"), (orders.c.channel, "orders by channel"),
-                              (orders.c.region, "orders by region (remote = outside Chongqing)"),
-                              (orders.c.payment_state, "orders by payment state")):  # fmt: skip
-            rows = conn.execute(
-                select(column, func.count()).group_by(column).order_by(func.count().desc())
-            ).all()
-            table = Table(title=title, title_justify="left")
-            table.add_column(column.name)
-            table.add_column("orders", justify="right")
-            for value, count in rows:
-                table.add_row(str(value), f"{count:,}")
-            console.print(table)
-
-
-def run_demo(orders: int = 3000, fresh: bool = True, console: Console | None = None) -> dict:
-    """The demo on the local Prefect server (`yidi demo` starts it before Prefect is imported)."""
-    console = console or Console()
-    base = yidi_home()
-    demo_home = base / "demo"
-    if fresh and demo_home.exists():
-        shutil.rmtree(demo_home)
-    demo_home.mkdir(parents=True, exist_ok=True)
-    os.environ["YIDI_HOME"] = str(demo_home)
-    os.environ.pop("YIDI_DATABASE_URL", None)  # the demo always runs on the embedded SQLite store
-    os.environ.pop("YIDI_CONFIG", None)
-    reload_settings()
-    init_db()
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings({PREFECT_API_URL: API_URL}):
-        result = lifecycle_demo(order_count=orders)
-    summary_tables(console)
-    console.print(
-        f"\nDemo store: {demo_home / 'yidi.db'}   (inspect: YIDI_HOME={demo_home} yidi order show 1)"
-    )
-    console.print(f"Watch the runs in the Prefect UI: {UI_URL}/runs   — stop the server with `make down`.")
-    return result

@@ -50,23 +50,28 @@ def _postgres_engine_in_fresh_schema():
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def engine(request, tmp_path):
-    """An initialised order store (all migration heads), on each database."""
+def bare_engine(request, tmp_path):
+    """An empty database (no schema yet), on each database: for migration tests."""
     if request.param == "sqlite":
         eng = make_engine(f"sqlite:///{tmp_path / 'yidi.db'}")
-        init_db(eng)
         yield eng
         eng.dispose()
         return
     eng, admin, schema = _postgres_engine_in_fresh_schema()
     try:
-        init_db(eng)
         yield eng
     finally:
         eng.dispose()
         with admin.begin() as conn:
             conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+@pytest.fixture
+def engine(bare_engine):
+    """An initialised order store (the migration head), on each database."""
+    init_db(bare_engine)
+    return bare_engine
 
 
 @pytest.fixture

@@ -76,9 +76,12 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def init_db(engine: Engine | None = None) -> list[str]:
-    """Create or upgrade the schema to every migration head; returns the heads now applied."""
+    """Create or upgrade the schema to the one migration head; returns the head now applied.
+
+    "head", not "heads": the migrations are one line (0007 joined the area branches), and alembic refuses to
+    upgrade when a change adds a second head, instead of applying branches in an order nobody chose."""
     engine = engine or get_engine()
-    command.upgrade(alembic_config(engine), "heads")
+    command.upgrade(alembic_config(engine), "head")
     return current_heads(engine)
 
 

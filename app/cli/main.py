@@ -181,26 +181,8 @@ def export(
     console.print(f"{rows} row(s) of {table} written to {output}")
 
 
-@cli.command()
-def demo(
-    orders: Annotated[int, typer.Option(help="How many orders the stand-in channels serve")] = 3000,
-    fresh: Annotated[bool, typer.Option(help="Start from an empty demo home")] = True,
-) -> None:
-    """Run the whole order lifecycle against the local stand-ins and print a summary."""
-    import os
-
-    from app.local_stack import API_URL, UI_URL, start_server
-
-    started = start_server()
-    # Before Prefect is first imported, so every flow, subflow and thread of the demo reports to this server.
-    os.environ["PREFECT_API_URL"] = API_URL
-    console.print(f"Prefect server {'started' if started else 'already running'} at {UI_URL}")
-    from demo.flows import run_demo
-
-    run_demo(orders=orders, fresh=fresh, console=console)
-
-
 # --- area commands: each area registers its commands here (one line each) ---
+import app.cli.demo  # noqa: E402, F401  (demo)
 import app.cli.fulfilment  # noqa: E402, F401  (stocktake, fulfil run|stock|decide|produce|qc|receive|report)
 import app.cli.intake  # noqa: E402, F401  (ingest, quarantine list|show|replay|discard)
 import app.cli.review  # noqa: E402, F401  (review list|show|approve|reject|run|deadlines)
