@@ -8,15 +8,14 @@ and appends one event per order with time, actor, reason and details.
 from __future__ import annotations
 
 import getpass
-import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 import pandas as pd
 from sqlalchemy import Connection, bindparam, select, update
 
-from yidi.bulk import insert_rows, utc_now
+from yidi.bulk import chunked, insert_rows, json_text, utc_now
 from yidi.schema import order_events, orders
 
 
@@ -111,22 +110,9 @@ def current_actor() -> str:
     return f"user:{login}"
 
 
-def _json(value) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)
-
-
-def _chunks(values: Sequence, size: int = 900) -> Iterable[Sequence]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
 def current_states(conn: Connection, order_ids: Sequence[int]) -> dict[int, str]:
     states: dict[int, str] = {}
-    for chunk in _chunks(list(order_ids)):
+    for chunk in chunked(list(order_ids)):
         rows = conn.execute(select(orders.c.id, orders.c.state).where(orders.c.id.in_(chunk)))
         states.update({row.id: row.state for row in rows})
     return states
@@ -176,7 +162,7 @@ def transition_orders(
     )
     moved_from: dict[int, str] = {}
     for from_state, ids in by_source.items():
-        for chunk in _chunks(ids):
+        for chunk in chunked(ids):
             conn.execute(stmt, [{"oid": oid, "from_state": from_state} for oid in chunk])
             # Rows another writer moved meanwhile did not match the WHERE: find them by re-reading.
             after = current_states(conn, chunk)
@@ -196,7 +182,7 @@ def transition_orders(
                 "from_state": list(moved_from.values()),
                 "to_state": to_state.value,
                 "reason": reason,
-                "details": [_json(details_by_id.get(oid)) for oid in moved_from],
+                "details": [json_text(details_by_id.get(oid)) for oid in moved_from],
             }
         )
         insert_rows(conn, order_events, events)
@@ -220,7 +206,7 @@ def record_events(conn: Connection, events: pd.DataFrame, *, actor: str | None =
     if "occurred_at" not in frame:
         frame["occurred_at"] = utc_now()
     if "details" in frame:
-        frame["details"] = [_json(d) for d in frame["details"].tolist()]
+        frame["details"] = [json_text(d) for d in frame["details"].tolist()]
     return insert_rows(conn, order_events, frame)
 
 

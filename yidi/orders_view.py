@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
 from sqlalchemy import Connection, select
 
 from yidi.bulk import frame_records, read_frame
 from yidi.lifecycle import timeline
+from yidi.money import fen_to_yuan
 from yidi.schema import order_lines, orders, shipments
 
 
 class OrderNotFound(LookupError):
     pass
-
-
-def fen_to_yuan(fen) -> str | None:
-    if fen is None:
-        return None
-    return str((Decimal(int(fen)) / 100).quantize(Decimal("0.01")))
 
 
 def find_order_id(conn: Connection, ref: str) -> int:

@@ -6,13 +6,13 @@ upsert by code: re-loading the same file changes nothing; a changed row updates 
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import Connection
 
 from yidi.bulk import insert_rows, utc_now
+from yidi.money import yuan_series_to_fen
 from yidi.schema import catalog_items, customers
 from yidi.textfiles import read_table
 
@@ -89,24 +89,14 @@ def canonical_columns(frame: pd.DataFrame, headers: dict[str, list[str]], source
     return frame[list(renamed)].rename(columns=renamed)
 
 
-def yuan_to_fen(values: pd.Series, column: str, source: str) -> pd.Series:
-    """Exact yuan strings (``1,234.50``, ``￥12``) to integer fen; bad values name their rows."""
-    cleaned = values.astype("string").str.replace(r"[,，￥¥\s]", "", regex=True)
-
-    def convert(text):
-        if text is None or pd.isna(text) or text == "":
-            return None
-        try:
-            return int((Decimal(text) * 100).to_integral_value())
-        except InvalidOperation:
-            return "bad"
-
-    converted = cleaned.map(convert)
-    bad = converted[converted == "bad"]
-    if not bad.empty:
-        rows = ", ".join(str(i + 2) for i in bad.index[:5])
+def yuan_column_to_fen(values: pd.Series, column: str, source: str) -> pd.Series:
+    """A spreadsheet column of yuan (``1,234.50``, ``￥12``) as integer fen (``yidi.money``: exact, never rounded);
+    values that are not amounts name their rows (header = row 1)."""
+    fen, bad = yuan_series_to_fen(values.astype("string").fillna(""))
+    if bad.any():
+        rows = ", ".join(str(i + 2) for i in values.index[bad.to_numpy()][:5])
         raise ReferenceFileError(f"{source}: column {column} is not a number in row(s) {rows}")
-    return converted.astype("Int64")
+    return fen
 
 
 def _flags(values: pd.Series, column: str, source: str, default: bool) -> pd.Series:
@@ -163,7 +153,7 @@ def prepare_catalog(frame: pd.DataFrame, source: str = "catalog") -> pd.DataFram
     out = frame[["code", "name", "spec", "model", "preferred_supplier"]].copy()
     out["kind"] = _mapped(frame["kind"], KIND_WORDS, "kind", source, "product")
     out["unit"] = frame["unit"].fillna("件")
-    out["list_price_fen"] = yuan_to_fen(frame["list_price"], "list_price", source)
+    out["list_price_fen"] = yuan_column_to_fen(frame["list_price"], "list_price", source)
     for column in ("weight_kg", "volume_m3", "max_order_qty"):
         out[column] = _numbers(frame[column], column, source)
     out["min_order_qty"] = _numbers(frame["min_order_qty"], "min_order_qty", source).fillna(1)
@@ -183,7 +173,7 @@ def prepare_customers(frame: pd.DataFrame, source: str = "customers") -> pd.Data
     ]
     out = out.copy()
     out["kind"] = frame["kind"].fillna("consumer")
-    out["credit_limit_fen"] = yuan_to_fen(frame["credit_limit"], "credit_limit", source).fillna(0)
+    out["credit_limit_fen"] = yuan_column_to_fen(frame["credit_limit"], "credit_limit", source).fillna(0)
     out["prepayment_ratio"] = _numbers(frame["prepayment_ratio"], "prepayment_ratio", source).fillna(0)
     out["payment_terms"] = frame["payment_terms"].fillna("prepaid")
     out["net_days"] = _numbers(frame["net_days"], "net_days", source).fillna(0).astype(int)

@@ -9,7 +9,7 @@ import pandas as pd
 from sqlalchemy import Connection
 
 from yidi.bulk import insert_rows, utc_now
-from yidi.reference import ReferenceFileError, canonical_columns, yuan_to_fen
+from yidi.reference import ReferenceFileError, canonical_columns, yuan_column_to_fen
 from yidi.schema_fulfilment import supplier_prices, suppliers
 from yidi.textfiles import read_table
 
@@ -42,8 +42,8 @@ def prepare_prices(frame: pd.DataFrame, source: str) -> tuple[pd.DataFrame, pd.D
         {
             "supplier_code": frame["supplier_code"],
             "item_code": frame["item_code"],
-            "unit_price_fen": yuan_to_fen(frame["unit_price"], "unit_price", source),
-            "freight_per_order_fen": yuan_to_fen(frame["freight"], "freight", source).fillna(0),
+            "unit_price_fen": yuan_column_to_fen(frame["unit_price"], "unit_price", source),
+            "freight_per_order_fen": yuan_column_to_fen(frame["freight"], "freight", source).fillna(0),
             "lead_time_days": lead.astype(int),
             "min_order_qty": pd.to_numeric(frame["min_order_qty"], errors="coerce").fillna(1.0),
             "valid_from": pd.to_datetime(frame["valid_from"], errors="coerce").dt.date,
