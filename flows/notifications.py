@@ -1,30 +1,43 @@
 """Send the notification outbox (P2): every due email and SMS, once; failures stay visible for the next pass.
 
 Deployed every minute (prefect.yaml); also called at the end of the review flows so customers hear promptly.
+Transaction scope: each claimed batch is claimed in one short transaction and each notice is marked sent or
+failed in its own, so a crash mid-batch never sends a notice twice (the claim lease) and never loses one.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from sqlalchemy import Engine
 
-from tasks.notifications import outbox_status, send_batch_task
+from flows.compose import Run, with_prefect
+from tasks.notifications import SendReport, outbox_status, send_batch_task
 from yidi.db import get_engine
+from yidi.settings import Settings
+
+
+def notification_pass(run: Run, *, engine: Engine | None = None, now: datetime | None = None,
+                      settings: Settings | None = None, max_batches: int = 50) -> SendReport:
+    """The step list: claim, send and mark due notices batch by batch; a batch that only met transient failures
+    ends the pass (the relay or gateway is down: the next scheduled pass retries)."""
+    total = SendReport()
+    for _ in range(max_batches):
+        report = run(send_batch_task, engine, now=now, settings=settings)
+        total.add(report)
+        if report.claimed == 0 or (report.sent == 0 and report.failed > 0):
+            break
+    return total
 
 
 @flow(name="send-notifications")
 def send_notifications(max_batches: int = 50) -> dict:
-    """Claim, send and mark due notices batch by batch; a batch that only met a dead relay ends the pass."""
+    """Send what is due now (``notification_pass``) and publish the outbox's state."""
     logger = get_run_logger()
-    total = {"claimed": 0, "sent": 0, "failed": 0, "gave_up": 0}
-    errors: list[dict] = []
-    for _ in range(max_batches):
-        report = send_batch_task()
-        for key in total:
-            total[key] += report[key]
-        errors.extend(report["errors"])
-        if report["claimed"] == 0 or (report["sent"] == 0 and report["failed"] > 0):
-            break
+    report = notification_pass(with_prefect, max_batches=max_batches)
+    total, errors = report.as_dict(), report.errors
     if total["failed"] or total["gave_up"]:
         logger.warning("notifications: %s sent, %s to retry, %s given up", total["sent"], total["failed"],
                        total["gave_up"])

@@ -36,7 +36,7 @@ from sqlalchemy import Engine, and_, bindparam, or_, select, update
 
 from connectors.sms_gateway import SmsGateway, SmsSendError
 from connectors.smtp_mail import MailSendError, OutgoingMail, SmtpMailer
-from yidi.bulk import utc_now
+from yidi.bulk import frame_records, utc_now
 from yidi.lifecycle import record_events
 from yidi.masking import mask_phone
 from yidi.schema import notification_outbox as outbox
@@ -283,24 +283,10 @@ def send_batch(engine: Engine, *, now: datetime | None = None, settings: Setting
     report = SendReport(claimed=len(claimed))
     if claimed.empty:
         return report
-    rows = [dict(zip(claimed.columns, values, strict=True))
-            for values in zip(*(claimed[c].tolist() for c in claimed.columns), strict=True)]  # fmt: skip
+    rows = frame_records(claimed)
     _send_email([r for r in rows if r["medium"] == "email"], engine, settings, now, report)
     _send_sms([r for r in rows if r["medium"] == "sms"], engine, settings, now, report)
     return report
-
-
-def send_due(engine: Engine, *, now: datetime | None = None, settings: Settings | None = None,
-             max_batches: int = 1000) -> SendReport:
-    """Send every notice due now, batch after batch; stops early when a batch only met transient failures (the
-    relay or gateway is down: the next scheduled pass retries)."""
-    total = SendReport()
-    for _ in range(max_batches):
-        report = send_batch(engine, now=now, settings=settings)
-        total.add(report)
-        if report.claimed == 0 or (report.sent == 0 and report.failed > 0):
-            break
-    return total
 
 
 def outbox_status(engine: Engine) -> pd.DataFrame:
@@ -318,9 +304,9 @@ def outbox_status(engine: Engine) -> pd.DataFrame:
 
 @task(name="send-notification-batch", retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=5),
       retry_jitter_factor=0.5, cache_policy=NO_CACHE)  # fmt: skip
-def send_batch_task(database_url: str | None = None) -> dict:
+def send_batch_task(engine: Engine | None = None, *, now: datetime | None = None,
+                    settings: Settings | None = None) -> SendReport:
     """One claimed batch (retried on database errors; message failures are recorded, not raised)."""
     from yidi.db import get_engine
 
-    report = send_batch(get_engine(database_url))
-    return {**report.as_dict(), "errors": report.errors}
+    return send_batch(engine or get_engine(), now=now, settings=settings)

@@ -11,7 +11,9 @@ from sqlalchemy import select
 
 from demo.standins.sms import SmsGatewayStandIn
 from demo.standins.smtp import SmtpStandIn
-from tasks.notifications import TemplateError, claim_due, render, send_batch, send_due, sms_number
+from flows.compose import in_process
+from flows.notifications import notification_pass
+from tasks.notifications import TemplateError, claim_due, render, send_batch, sms_number
 from yidi.bulk import insert_rows, read_frame
 from yidi.outbox import enqueue
 from yidi.schema import notification_outbox, order_events, orders
@@ -85,9 +87,9 @@ def test_each_notice_sent_once_and_failures_stay_visible(engine, relays):
             notice(oid, "sms", "+86 138 1234 8000", "k:sms"),
             notice(oid, "sms", "023-61234567", "k:landline"),
         ]))  # fmt: skip
-    report = send_due(engine, now=NOW, settings=settings)
+    report = notification_pass(in_process, engine=engine, now=NOW, settings=settings)
     assert (report.sent, report.gave_up, report.failed) == (2, 1, 0)
-    again = send_due(engine, now=NOW + timedelta(hours=2), settings=settings)
+    again = notification_pass(in_process, engine=engine, now=NOW + timedelta(hours=2), settings=settings)
     assert again.claimed == 0
     assert len(smtp.received()) == 1 and len(sms.messages) == 1
     mail = smtp.received()[0]
@@ -110,22 +112,22 @@ def test_smtp_down_for_a_while_then_mail_goes_out_once(engine, relays):
         oid = make_order(conn)
         enqueue(conn, pd.DataFrame([notice(oid, "email", f"c{i}@example.com", f"down:{i}") for i in range(3)]))
     smtp.stop()
-    first = send_due(engine, now=NOW, settings=settings)
+    first = notification_pass(in_process, engine=engine, now=NOW, settings=settings)
     assert (first.sent, first.failed) == (0, 3)
     rows = outbox_rows(engine)
     assert set(rows["status"]) == {"failed"} and set(rows["attempts"]) == {1}
     assert rows["last_error"].str.contains("unreachable").all()
     assert (rows["next_attempt_at"] == NOW + timedelta(seconds=60)).all()
     # Not due yet: nothing is tried.
-    assert send_due(engine, now=NOW + timedelta(seconds=30), settings=settings).claimed == 0
+    assert notification_pass(in_process, engine=engine, now=NOW + timedelta(seconds=30), settings=settings).claimed == 0
     # Still down at the first retry: the delay doubles.
-    assert send_due(engine, now=NOW + timedelta(seconds=61), settings=settings).failed == 3
+    assert notification_pass(in_process, engine=engine, now=NOW + timedelta(seconds=61), settings=settings).failed == 3
     rows = outbox_rows(engine)
     assert (rows["next_attempt_at"] == NOW + timedelta(seconds=61 + 120)).all()
     smtp.start()
-    back = send_due(engine, now=NOW + timedelta(seconds=200), settings=settings)
+    back = notification_pass(in_process, engine=engine, now=NOW + timedelta(seconds=200), settings=settings)
     assert back.sent == 3
-    assert send_due(engine, now=NOW + timedelta(hours=5), settings=settings).claimed == 0
+    assert notification_pass(in_process, engine=engine, now=NOW + timedelta(hours=5), settings=settings).claimed == 0
     assert sorted(m["To"] for m in smtp.received()) == ["c0@example.com", "c1@example.com", "c2@example.com"]
     assert set(outbox_rows(engine)["status"]) == {"sent"}
 
