@@ -1,8 +1,9 @@
 """ingest: a 1M-order phone/fax template csv drop ingested end to end vs a hand-written pyarrow + sqlite3 load.
 
-Ours: ``SpreadsheetConnector`` + ``tasks.intake.ingest.run_channel`` on a fresh SQLite store — streaming csv read in chunks
-of 50,000 rows, encoding check, each chunk landed as one raw record in ``intake_records`` (sha256; orders that cannot
-be understood get records of their own), parse and validation, phone normalisation, address classification
+Ours: the intake step list (``flows.intake.order_intake``, in process) on the file — ``SpreadsheetConnector`` +
+``tasks.intake.landing.run_channel`` on a fresh SQLite store: streaming csv read in chunks of 50,000 rows, encoding
+check, each chunk landed as one raw record in ``intake_records`` (sha256; orders that cannot be understood get
+records of their own), parse and validation, phone normalisation, address classification
 (remote/local/unknown), content hashes, upsert of orders and lines by (channel, channel order id), a 'received'
 event per new order, order -> raw record links.
 
@@ -106,17 +107,18 @@ def _fresh_db(ctx: dict, name: str) -> Path:
 
 
 def _ingest(db: Path, csv_path: Path) -> dict:
-    from connectors.spreadsheet_orders import SpreadsheetConnector
-    from tasks.intake.ingest import run_channel
+    from flows.compose import in_process
+    from flows.intake import order_intake
     from yidi.db import make_engine
 
     os.environ.setdefault("YIDI_HOME", str(db.parent / "home"))
     engine = make_engine(f"sqlite:///{db}")
-    connector = SpreadsheetConnector("spreadsheet", {"files": [str(csv_path)], "move_processed": False,
-                                                     "chunk_rows": 50_000})
-    summary = run_channel(engine, connector, actor="bench")
+    results = order_intake(in_process, files=[str(csv_path)], options={"spreadsheet": {"chunk_rows": 50_000}},
+                           engine=engine, actor="bench")
     engine.dispose()
-    return {"new": summary.new, "unchanged": summary.unchanged, "quarantined": summary.quarantined}
+    summary = results[f"file:{csv_path}"]
+    assert not summary.get("error"), summary["error"]
+    return {k: summary[k] for k in ("new", "unchanged", "quarantined")}
 
 
 def ours(ctx: dict) -> None:

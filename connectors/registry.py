@@ -9,7 +9,7 @@ from pathlib import Path
 
 from connectors.base import Connector
 
-ORDER_CHANNELS = ("taobao", "woocommerce", "email", "spreadsheet")  # pulled by the ingest flow
+ORDER_CHANNELS = ("taobao", "woocommerce", "email", "spreadsheet")  # pulled by the intake-orders flow
 ALL_CHANNELS = (*ORDER_CHANNELS, "form")  # "form": orders keyed in the Prefect UI (phone-order flow)
 
 
@@ -58,8 +58,8 @@ def enabled_channels(settings=None) -> list[str]:
     return [name for name in ORDER_CHANNELS if getattr(settings.intake, name).enabled]
 
 
-def connector_for_file(path: Path, settings=None) -> Connector:
-    """A connector reading one file given on the command line (``yidi ingest --file``); it is not moved."""
+def connector_for_file(path: Path, settings=None, **overrides) -> Connector:
+    """A connector reading one file given on the command line (``yidi intake run --file``); it is not moved."""
     if path.suffix.lower() == ".eml":
-        return build_connector("email", settings, files=[str(path)])
-    return build_connector("spreadsheet", settings, files=[str(path)], move_processed=False)
+        return build_connector("email", settings, **overrides, files=[str(path)])
+    return build_connector("spreadsheet", settings, **overrides, files=[str(path)], move_processed=False)

@@ -1,36 +1,59 @@
 """Order intake flows (requirements I1-I4, S1).
 
-``ingest_orders``: every configured channel (or the ones asked for, or given files) as its own task, in parallel.
-A channel task works through all its batches (chunks of up to thousands of records, each committed on its own)
-and is retried with exponential backoff only when it failed transiently (5xx, timeouts, throttling, malformed
-answers); a wrong password or signature fails at once with a clear message. One channel failing never stops the
-others, and the run ends Failed when any channel failed, Completed otherwise. A summary table artifact shows per
-channel: read, new, updated, unchanged, quarantined, and remote/local/unknown.
+``intake_orders`` (flow ``intake-orders``): every configured channel (or the ones asked for, or given files) as its
+own task, side by side. A channel task works through all its batches (chunks of up to thousands of records) and is
+retried with exponential backoff only when it failed transiently (5xx, timeouts, throttling, malformed answers); a
+wrong password or signature fails at once with a clear message. One channel failing never stops the others, and
+the run ends Failed when any channel failed, Completed otherwise. A summary table artifact shows per channel:
+read, new, updated, unchanged, quarantined, and remote/local/unknown.
 
-``enter_phone_order``: a phone or fax order keyed in the Prefect UI. The run pauses with a form; the answer goes
-through the same landing/validation/upsert path as every channel.
+``intake_phone_order`` (flow ``intake-phone-order``): a phone or fax order keyed in the Prefect UI. The run pauses
+with a form; the answer goes through the same step list as every channel.
+
+The step list is written once, in ``order_intake(run, ...)``: the flows run it with Prefect task runs, and
+``yidi intake run --no-prefect``, the tests and the benchmark run it in this process (``flows.compose``).
+
+Transaction scope: one transaction per batch. A batch's raw records, its quarantined records, its order
+inserts/updates with their events and lines, and the channel's cursor commit together, or not at all
+(``tasks.intake.landing``); a channel commits batch by batch, so a channel that fails keeps the batches it
+committed and its cursor stays at the last of them. Channels never share a transaction.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
+from prefect.futures import PrefectFuture
 from prefect.input import RunInput
 from prefect.tasks import exponential_backoff
+from sqlalchemy import Engine
 
 import yidi  # noqa: F401  (Prefect offline defaults)
 from connectors.base import TransientChannelError
 from connectors.phone_form import FormLine, PhoneOrder, form_record
 from connectors.registry import build_connector, connector_for_file, enabled_channels
-from tasks.intake.ingest import ChannelSummary, run_channel
+from flows.compose import Run, with_prefect
+from tasks.intake.landing import run_channel
+from tasks.intake.rules import ChannelSummary
 from yidi.db import get_engine
 from yidi.settings import get_settings
 
 SUMMARY_FIELDS = ["read", "new", "updated", "unchanged", "quarantined", "cancelled", "rereview", "remote", "local",
                   "unknown", "batches"]
+
+
+def _logger():
+    """The run's logger inside Prefect, the module's logger in process (``--no-prefect``, tests, benchmark)."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
 
 
 def retry_only_transient(task, task_run, state) -> bool:
@@ -44,22 +67,83 @@ def retry_only_transient(task, task_run, state) -> bool:
     return False
 
 
-@task(cache_policy=NO_CACHE, task_run_name="ingest-{channel}")
-def ingest_channel(channel: str, file: str | None = None, options: dict | None = None) -> dict:
-    """All batches of one channel (or one file), each committed with its cursor."""
-    from pathlib import Path
-
-    logger = get_run_logger()
-    connector = connector_for_file(Path(file)) if file else build_connector(channel, **(options or {}))
-    summary = run_channel(get_engine(), connector,
+@task(cache_policy=NO_CACHE, task_run_name="intake-{channel}")
+def intake_channel(channel: str, file: str | None = None, options: dict | None = None, engine: Engine | None = None,
+                   actor: str | None = None) -> dict:
+    """All batches of one channel (or one file), each committed with its cursor. ``options`` override the policy
+    file's settings of the channel (no secrets: those stay in environment variables)."""
+    logger = _logger()
+    options = options or {}
+    connector = connector_for_file(Path(file), **options) if file else build_connector(channel, **options)
+    summary = run_channel(engine or get_engine(), connector, actor=actor,
                           on_batch=lambda batch, counts: logger.info("%s %s: read %d, new %d, updated %d, "
                                                                      "unchanged %d, quarantined %d", channel,
                                                                      batch.label, counts.read, counts.new,
                                                                      counts.updated, counts.unchanged,
                                                                      counts.quarantined))
     logger.info("%s done: %s", channel, {k: getattr(summary, k) for k in SUMMARY_FIELDS})
-    # Quarantine reasons may quote customer data: they stay in the store (`yidi quarantine list`), not in Prefect.
+    # Quarantine reasons may quote customer data: they stay in the store (`yidi intake quarantine list`), not in
+    # Prefect.
     return {k: v for k, v in asdict(summary).items() if k != "reasons"}
+
+
+@dataclass(frozen=True)
+class IntakeJob:
+    label: str  # the channel, or file:PATH
+    channel: str
+    file: str | None = None
+
+
+def intake_jobs(channels: list[str] | None = None, files: list[str] | None = None) -> list[IntakeJob]:
+    """The given files (csv/xlsx/eml), else the channels asked for, else every enabled channel."""
+    if files:
+        return [IntakeJob(f"file:{path}", "email" if path.lower().endswith(".eml") else "spreadsheet", path)
+                for path in files]
+    return [IntakeJob(name, name) for name in channels or enabled_channels()]
+
+
+def order_intake(run: Run, *, channels: list[str] | None = None, files: list[str] | None = None,
+                 options: dict[str, dict] | None = None, engine: Engine | None = None,
+                 actor: str | None = None) -> dict[str, dict]:
+    """The intake step list: one ``intake_channel`` step per channel or file, each retried on transient errors
+    only; returns {channel or file: counts, and ``error`` when it failed}. One failing never stops the others."""
+    settings = get_settings().intake
+    step = intake_channel.with_options(
+        retries=settings.task_retries,
+        retry_delay_seconds=exponential_backoff(backoff_factor=max(settings.retry_delay_seconds, 0.001)),
+        retry_jitter_factor=0.2,
+        retry_condition_fn=retry_only_transient,
+    )
+    jobs = intake_jobs(channels, files)
+    if not jobs:
+        _logger().warning("no channel is enabled in [intake] and none was asked for")
+    options = options or {}
+    started: dict[str, object] = {}
+    for job in jobs:
+        try:
+            started[job.label] = run(step, job.channel, job.file, options.get(job.channel), engine, actor)
+        except Exception as exc:  # noqa: BLE001 - reported per channel
+            started[job.label] = exc
+    return {label: _settled(label, outcome) for label, outcome in started.items()}
+
+
+def _settled(label: str, outcome) -> dict:
+    """A channel's counts, or zero counts with the error that stopped it."""
+    try:
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome.result() if isinstance(outcome, PrefectFuture) else outcome
+    except Exception as exc:  # noqa: BLE001 - reported per channel
+        message = f"{type(exc).__name__}: {exc}"
+        _logger().error("channel %s failed: %s", label, message)
+        return {**{k: v for k, v in asdict(ChannelSummary(channel=label)).items() if k != "reasons"},
+                "error": message[:500]}
+
+
+def submitted(step, *args, **kwargs):
+    """``flows.compose.with_prefect`` for steps that run side by side: the step is submitted as a Prefect task run
+    and its future returned (the step list collects the futures once every channel has started)."""
+    return step.submit(*args, **kwargs)
 
 
 def _summary_rows(results: dict[str, dict]) -> list[dict]:
@@ -71,57 +155,24 @@ def _summary_rows(results: dict[str, dict]) -> list[dict]:
     return rows
 
 
-@flow(name="ingest-orders", log_prints=True)
-def ingest_orders(channels: list[str] | None = None, files: list[str] | None = None,
+@flow(name="intake-orders", log_prints=True)
+def intake_orders(channels: list[str] | None = None, files: list[str] | None = None,
                   options: dict[str, dict] | None = None) -> dict[str, dict]:
-    """Pull orders from the configured channels (or ``channels``), or ingest ``files`` (csv/xlsx/eml).
+    """Pull orders from the configured channels (or ``channels``), or take in ``files`` (csv/xlsx/eml).
 
     ``options`` overrides policy-file settings per channel (e.g. ``{"taobao": {"url": ...}}``; no secrets: those
     stay in environment variables)."""
-    logger = get_run_logger()
-    settings = get_settings().intake
-    runner = ingest_channel.with_options(
-        retries=settings.task_retries,
-        retry_delay_seconds=exponential_backoff(backoff_factor=max(settings.retry_delay_seconds, 0.001)),
-        retry_jitter_factor=0.2,
-        retry_condition_fn=retry_only_transient,
-    )
-    jobs: dict[str, tuple[str, str | None]] = {}
-    if files:
-        for path in files:
-            jobs[f"file:{path}"] = ("email" if path.lower().endswith(".eml") else "spreadsheet", path)
-    else:
-        for name in channels or enabled_channels():
-            jobs[name] = (name, None)
-    if not jobs:
-        logger.warning("no channel is enabled in [intake] and none was asked for")
-    options = options or {}
-    futures = {label: runner.submit(channel, file, options.get(channel)) for label, (channel, file) in jobs.items()}
-    results: dict[str, dict] = {}
-    for label, future in futures.items():
-        future.wait()
-        state = future.state
-        if state.is_completed():
-            results[label] = future.result()
-        else:
-            try:
-                future.result()
-                message = f"ended {state.type.value}"
-            except Exception as exc:  # noqa: BLE001 - reported per channel
-                message = f"{type(exc).__name__}: {exc}"
-            results[label] = {**{k: v for k, v in asdict(ChannelSummary(channel=label)).items() if k != "reasons"},
-                              "error": message[:500]}
-            logger.error("channel %s failed: %s", label, message)
+    results = order_intake(submitted, channels=channels, files=files, options=options)
     rows = _summary_rows(results)
     totals = {k: sum(r[k] for r in rows) for k in SUMMARY_FIELDS}
     create_table_artifact(
-        key="ingest-summary",
+        key="intake-summary",
         table=rows,
         description=(
             f"Order intake: {totals['read']} record(s) read, {totals['new']} new, {totals['updated']} updated, "
             f"{totals['unchanged']} unchanged, {totals['quarantined']} quarantined "
-            f"(`yidi quarantine list`). Of new/updated orders: {totals['remote']} remote, {totals['local']} local, "
-            f"{totals['unknown']} unknown."
+            f"(`yidi intake quarantine list`). Of new/updated orders: {totals['remote']} remote, "
+            f"{totals['local']} local, {totals['unknown']} unknown."
         ),
     )
     failed = {label: r["error"] for label, r in results.items() if r.get("error")}
@@ -142,13 +193,13 @@ FORM_HELP = """### 电话/传真订单录入 — phone or fax order
 
 Fill in the customer, delivery address and one entry per product or service (code or name, quantity, unit price
 in yuan), then **Resume**. The order goes through the same checks as every channel: a problem puts it in
-quarantine with a reason (`yidi quarantine list`), nothing is lost.
+quarantine with a reason (`yidi intake quarantine list`), nothing is lost.
 """
 
 
-@flow(name="enter-phone-order", log_prints=True)
-def enter_phone_order(timeout_hours: float = 8.0, entered_by: str = "") -> dict:
-    """Pause with a form in the Prefect UI; ingest the answer as a 'form' channel record."""
+@flow(name="intake-phone-order", log_prints=True)
+def intake_phone_order(timeout_hours: float = 8.0, entered_by: str = "") -> dict:
+    """Pause with a form in the Prefect UI; the answer is taken in as a 'form' channel record."""
     from prefect.flow_runs import pause_flow_run
 
     logger = get_run_logger()
@@ -165,27 +216,15 @@ def enter_phone_order(timeout_hours: float = 8.0, entered_by: str = "") -> dict:
     )
     data = PhoneOrder.model_validate(answer.model_dump(include=set(PhoneOrder.model_fields)))
     records = form_record(data, entered_by=entered_by)
-    connector = build_connector("form", records=records)
-    summary = run_channel(get_engine(), connector)
-    result = {k: getattr(summary, k) for k in SUMMARY_FIELDS} | {
-        "order_no": records["source_key"].iloc[0],
-    }
-    status = "quarantined" if summary.quarantined else "accepted"
+    summary = order_intake(with_prefect, channels=["form"], options={"form": {"records": records}})["form"]
+    if summary.get("error"):
+        raise RuntimeError(f"the phone order was not taken in: {summary['error']}")
+    result = {k: summary[k] for k in SUMMARY_FIELDS} | {"order_no": records["source_key"].iloc[0]}
+    status = "quarantined" if summary["quarantined"] else "accepted"
     create_markdown_artifact(
         key="phone-order",
         markdown=f"Phone order **{result['order_no']}**: {status}"
-        + (" — see `yidi quarantine list --channel form` for the reason" if summary.quarantined else ""),
+        + (" — see `yidi intake quarantine list --channel form` for the reason" if summary["quarantined"] else ""),
     )
     logger.info("phone order %s %s", result["order_no"], status)
     return result | {"status": status}
-
-
-@flow(name="intake-demo", log_prints=True)
-def intake_demo(order_count: int = 3000) -> dict[str, dict]:
-    """``make demo``'s intake stage: every channel's stand-in with demo orders and bad records, then
-    ``ingest-orders`` as a subflow. Quarantined records are then listed by ``yidi quarantine list``."""
-    from connectors.registry import ORDER_CHANNELS
-    from demo.standins.intake_demo import intake_standins
-
-    with intake_standins(order_count) as options:
-        return ingest_orders(channels=list(ORDER_CHANNELS), options=options)

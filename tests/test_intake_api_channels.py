@@ -29,7 +29,7 @@ from connectors.base import ChannelError, TransientChannelError
 from connectors.taobao import TopError, sign_params
 from demo.standins.taobao import TaobaoStandin
 from demo.standins.woocommerce import WooCommerceStandin
-from tasks.intake.ingest import run_channel
+from tasks.intake.landing import run_channel
 from yidi.schema import intake_records, orders
 
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
@@ -201,7 +201,7 @@ KILL_SCRIPT = textwrap.dedent("""
     sys.path.insert(0, {tests!r})
     os.environ.update({env!r})
     from intake_support import taobao_connector
-    from tasks.intake.ingest import run_channel
+    from tasks.intake.landing import run_channel
     from yidi.db import make_engine
     run_channel(make_engine({db!r}), taobao_connector({url!r}, page_size=20, timeout_seconds=30,
                                                      batch_records=1))

@@ -14,7 +14,7 @@ from sqlalchemy import insert, select
 from connectors.spreadsheet_orders import SpreadsheetConnector
 from connectors.template import CHUNK_CONTENT_TYPE, SeenOrders, iter_csv_chunks
 from demo.standins.spreadsheets import template_frame, write_csv
-from tasks.intake.ingest import run_channel
+from tasks.intake.landing import run_channel
 from yidi.bulk import reserve_ids
 from yidi.schema import intake_records, orders
 
@@ -183,9 +183,9 @@ def test_showing_a_chunk_record_prints_its_head_unless_asked_for_all(sqlite_engi
     assert total > 60
     monkeypatch.setenv("YIDI_DATABASE_URL", str(sqlite_engine.url))
     runner = CliRunner()
-    head = runner.invoke(cli, ["quarantine", "show", str(chunk["id"])])
+    head = runner.invoke(cli, ["intake", "quarantine", "show", str(chunk["id"])])
     assert head.exit_code == 0 and f"{total - 40:,} more lines" in head.stdout
-    everything = runner.invoke(cli, ["quarantine", "show", str(chunk["id"]), "--full"])
+    everything = runner.invoke(cli, ["intake", "quarantine", "show", str(chunk["id"]), "--full"])
     last_line = chunk["content"].split("\n")[-1]
     assert last_line[:12] in everything.stdout and "more lines" not in everything.stdout
 
@@ -194,7 +194,7 @@ KILL_SCRIPT = """
 import os, sys
 os.environ["YIDI_HOME"] = {home!r}
 from connectors.spreadsheet_orders import SpreadsheetConnector
-from tasks.intake.ingest import run_channel
+from tasks.intake.landing import run_channel
 from yidi.db import make_engine
 run_channel(make_engine({db!r}), SpreadsheetConnector("spreadsheet", {{"files": [{csv!r}], "move_processed": False,
                                                                       "chunk_rows": 200}}))

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from intake_support import frame
 
-from connectors.registry import ORDER_CHANNELS, build_connector
-from demo.standins.intake_demo import intake_standins
-from tasks.intake.ingest import run_channel
+from connectors.registry import ORDER_CHANNELS
+from demo.intake import intake_standins
+from flows.compose import in_process
+from flows.intake import order_intake
 
 
 def test_demo_stand_ins_feed_every_channel_and_bad_records_end_in_quarantine(sqlite_engine, tmp_path):
     with intake_standins(60, tmp_path / "home") as options:
-        summaries = {name: run_channel(sqlite_engine, build_connector(name, **options[name]))
-                     for name in ORDER_CHANNELS}
-    assert all(s.new > 0 for s in summaries.values()), summaries
+        summaries = order_intake(in_process, channels=list(ORDER_CHANNELS), options=options, engine=sqlite_engine)
+    assert all(s["new"] > 0 for s in summaries.values()), summaries
     # 60 demo orders, + the SQL-looking trade (an order, stored verbatim), - the fax order with quantity "两箱"
-    assert sum(s.new for s in summaries.values()) == 60 + 1 - 1
+    assert sum(s["new"] for s in summaries.values()) == 60 + 1 - 1
     quarantined = frame(sqlite_engine, "SELECT channel, count(*) n FROM intake_records WHERE status = 'quarantined' "
                                        "GROUP BY 1").set_index("channel")["n"].to_dict()
     assert quarantined == {"taobao": 2, "woocommerce": 1, "email": 2, "spreadsheet": 3}

@@ -19,7 +19,7 @@ from connectors.spreadsheet_orders import SpreadsheetConnector
 from demo.standins.imap import ImapStandin
 from demo.standins.mail import attachment_email, body_email, large_attachment_message, write_maildir
 from demo.standins.spreadsheets import template_frame, write_csv, write_xlsx
-from tasks.intake.ingest import replay_record, run_channel
+from tasks.intake.landing import replay_record, run_channel
 from yidi.schema import intake_records, orders
 
 
@@ -142,16 +142,17 @@ def test_replay_after_fixing_a_quarantined_record_goes_through_the_same_path(sql
     from app.cli.main import cli
 
     runner = CliRunner()
-    listed = runner.invoke(cli, ["quarantine", "list", "--json"])
+    listed = runner.invoke(cli, ["intake", "quarantine", "list", "--json"])
     assert listed.exit_code == 0 and json.loads(listed.stdout)["total"] == 2
-    shown = runner.invoke(cli, ["quarantine", "show", str(bad["id"])])
+    shown = runner.invoke(cli, ["intake", "quarantine", "show", str(bad["id"])])
     assert "两箱" in shown.stdout and "expected a positive number" in shown.stdout
     # Replayed as it is: still wrong, stays quarantined (the original too).
-    same = runner.invoke(cli, ["quarantine", "replay", str(bad["id"]), "--json"])
+    same = runner.invoke(cli, ["intake", "quarantine", "replay", str(bad["id"]), "--json"])
     assert same.exit_code == 1 and json.loads(same.stdout)["status"] == "quarantined"
     fixed = tmp_path / "fixed.csv"
     fixed.write_text(bad["content"].replace("两箱", "2"), encoding="utf-8")
-    result = runner.invoke(cli, ["quarantine", "replay", str(bad["id"]), "--content-file", str(fixed), "--json"])
+    result = runner.invoke(cli, ["intake", "quarantine", "replay", str(bad["id"]), "--content-file", str(fixed),
+                                 "--json"])
     assert result.exit_code == 0, result.stdout
     outcome = json.loads(result.stdout)
     assert outcome["status"] == "accepted" and outcome["new"] == 1
@@ -177,15 +178,31 @@ def _policy(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_cli_ingest_file_without_prefect(sqlite_engine, tmp_path, monkeypatch):
+def test_cli_intake_run_file_without_prefect(sqlite_engine, tmp_path, monkeypatch):
     path = write_csv(template_frame(neutral(5), prefix="C"), tmp_path / "drop.csv", "gbk")
     monkeypatch.setenv("YIDI_DATABASE_URL", str(sqlite_engine.url))
     from app.cli.main import cli
 
-    result = CliRunner().invoke(cli, ["ingest", "--file", str(path), "--no-prefect", "--json"])
+    result = CliRunner().invoke(cli, ["intake", "run", "--file", str(path), "--no-prefect", "--json"])
     assert result.exit_code == 0, result.stdout
     summary = json.loads(result.stdout)[f"file:{path.resolve()}"]
     assert summary["new"] == 5 and path.exists()  # a file named on the command line is not moved
+
+
+def test_old_command_names_still_work_for_one_release_hidden_from_help(sqlite_engine, tmp_path, monkeypatch):
+    path = write_csv(template_frame(neutral(3), prefix="O"), tmp_path / "old.csv", "gbk")
+    monkeypatch.setenv("YIDI_DATABASE_URL", str(sqlite_engine.url))
+    from app.cli.main import cli
+
+    runner = CliRunner()
+    result = runner.invoke(cli, ["ingest", "--file", str(path), "--no-prefect", "--json"])
+    assert result.exit_code == 0, result.stdout
+    assert json.loads(result.stdout)[f"file:{path.resolve()}"]["new"] == 3
+    listed = runner.invoke(cli, ["quarantine", "list", "--json"])
+    assert listed.exit_code == 0 and json.loads(listed.stdout)["total"] == 0
+    shown = runner.invoke(cli, ["--help"]).stdout
+    assert "intake" in shown and " ingest " not in shown and " quarantine " not in shown
+    assert "renamed to `yidi intake run`" in runner.invoke(cli, ["ingest", "--help"]).stdout
 
 
 # --- email ----------------------------------------------------------------------------------------------------------

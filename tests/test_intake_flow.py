@@ -1,4 +1,4 @@
-"""The ingest-orders flow and the phone-order form flow on a real Prefect server."""
+"""The intake-orders flow and the intake-phone-order form flow on a real Prefect server."""
 
 from __future__ import annotations
 
@@ -48,10 +48,10 @@ def intake_home(tmp_path, monkeypatch):
     engine.dispose()
 
 
-def test_ingest_orders_runs_channels_independently_retries_transient_failures_and_reports(
+def test_intake_orders_runs_channels_independently_retries_transient_failures_and_reports(
     prefect_server, intake_home, tmp_path
 ):
-    from flows.intake import ingest_orders
+    from flows.intake import intake_orders
 
     engine, configure = intake_home
     inbox = tmp_path / "inbox"
@@ -84,7 +84,7 @@ inbox_dir = "{inbox}"
 settle_seconds = 0
 """)
         top.faults.add("http503", times=1)  # the platform's first attempt fails: Prefect retries the task
-        state = ingest_orders(return_state=True)
+        state = intake_orders(return_state=True)
         woo_requests = shop.requests
     assert state.is_failed()  # the website's credentials are wrong: the run says so ...
     assert "woocommerce" in state.message or "channel(s) failed" in str(state.message)
@@ -94,7 +94,7 @@ settle_seconds = 0
     assert woo_requests == 1  # a permanent error is not retried
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["ingest-summary"]),
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["intake-summary"]),
                                            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
     data = artifacts[0].data
     rows = {row["channel"]: row for row in (json.loads(data) if isinstance(data, str) else data)}
@@ -117,15 +117,15 @@ def _paused_run(name: str, timeout: float = 60):
     raise AssertionError(f"no paused {name} run")
 
 
-def test_phone_order_form_waits_for_input_and_ingests_it(prefect_server, intake_home):
-    from flows.intake import enter_phone_order
+def test_phone_order_form_waits_for_input_and_takes_it_in(prefect_server, intake_home):
+    from flows.intake import intake_phone_order
 
     engine, configure = intake_home
     configure("")
     result: dict = {}
-    worker = threading.Thread(target=lambda: result.update(enter_phone_order(timeout_hours=0.05)), daemon=True)
+    worker = threading.Thread(target=lambda: result.update(intake_phone_order(timeout_hours=0.05)), daemon=True)
     worker.start()
-    run = _paused_run("enter-phone-order")
+    run = _paused_run("intake-phone-order")
     resume_flow_run(run.id, run_input={
         "channel": "fax", "customer_name": "周杰", "phone": "023-6385 6789", "address": "重庆市万州区高笋塘商圈5号",
         "payment_method": "货到付款", "lines": [{"item_code": "SKU-0004", "quantity": 3, "unit_price_yuan": "39.90"}],

@@ -1,6 +1,7 @@
-"""Intake commands (issue 3): ``yidi ingest`` and ``yidi quarantine list|show|replay|discard``.
+"""Intake commands (issue 3): ``yidi intake run`` and ``yidi intake quarantine list|show|replay|discard``.
 
-Registered on the main CLI by the one import line in ``yidi/cli.py``'s area block.
+Registered on the main CLI by the one import line in ``app/cli/main.py``'s area block. The old top-level names
+``yidi ingest`` and ``yidi quarantine …`` are hidden aliases for one release.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ import logging
 import os
 import subprocess
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 from zoneinfo import ZoneInfo
@@ -23,8 +23,14 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 SHOW_LINES = 40  # of a record's content, unless --full (a bulk drop's chunk holds thousands of rows)
 COUNT_COLUMNS = ["read", "new", "updated", "unchanged", "quarantined", "remote", "local", "unknown"]
 
+RENAMED = "renamed to `yidi intake {}`; this name goes in the next release"
+
+intake_app = typer.Typer(help="Order intake from every channel, and the records it could not understand.",
+                         no_args_is_help=True)
 quarantine_app = typer.Typer(help="Records that could not be understood: look, fix, replay.", no_args_is_help=True)
-cli.add_typer(quarantine_app, name="quarantine")
+intake_app.add_typer(quarantine_app, name="quarantine")
+cli.add_typer(intake_app, name="intake")
+cli.add_typer(quarantine_app, name="quarantine", hidden=True, help=RENAMED.format("quarantine"))
 
 
 def _print_summary(results: dict[str, dict]) -> None:
@@ -38,17 +44,17 @@ def _print_summary(results: dict[str, dict]) -> None:
     console.print(table)
 
 
-@cli.command()
-def ingest(
+@intake_app.command("run")
+def intake_run(
     channel: Annotated[list[str] | None, typer.Option("--channel", "-c", help="Only this channel (repeatable): "
                                                       "taobao, woocommerce, email, spreadsheet")] = None,
-    file: Annotated[list[Path] | None, typer.Option("--file", "-f", help="Ingest this csv/xlsx/eml file "
+    file: Annotated[list[Path] | None, typer.Option("--file", "-f", help="Take in this csv/xlsx/eml file "
                                                     "(repeatable; the file is not moved)")] = None,
     no_prefect: Annotated[bool, typer.Option("--no-prefect", help="Run in this process without a Prefect "
                                              "flow run (scripts, benchmarks)")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
-    """Pull orders now: every enabled channel, the ones named, or the given files (the `ingest-orders` flow)."""
+    """Pull orders now: every enabled channel, the ones named, or the given files (the `intake-orders` flow)."""
     from connectors.registry import ORDER_CHANNELS
 
     engine_or_exit()
@@ -61,14 +67,18 @@ def ingest(
     files = [str(p.resolve()) for p in file or []]
     failed = False
     if no_prefect:
-        results, failed = _ingest_here(channel, files)
+        from flows.compose import in_process
+        from flows.intake import order_intake
+
+        results = order_intake(in_process, channels=channel or None, files=files or None)
+        failed = any(result.get("error") for result in results.values())
     else:
         from app.local_stack import use_local_server_if_running
-        from flows.intake import ingest_orders
+        from flows.intake import intake_orders
 
         use_local_server_if_running()
         logging.getLogger("prefect").setLevel(logging.WARNING)
-        state = ingest_orders(channels=channel or None, files=files or None, return_state=True)
+        state = intake_orders(channels=channel or None, files=files or None, return_state=True)
         try:
             results = state.result()
         except Exception as exc:  # noqa: BLE001 - the flow failed: show what each channel did
@@ -82,22 +92,7 @@ def ingest(
         raise typer.Exit(1)
 
 
-def _ingest_here(channels: list[str] | None, files: list[str]) -> tuple[dict, bool]:
-    from connectors.registry import build_connector, connector_for_file, enabled_channels
-    from tasks.intake.ingest import ChannelSummary, run_channel
-    from yidi.db import get_engine
-
-    jobs = [(f"file:{f}", lambda f=f: connector_for_file(Path(f))) for f in files] or [
-        (name, lambda name=name: build_connector(name)) for name in (channels or enabled_channels())
-    ]
-    results, failed = {}, False
-    for label, make in jobs:
-        try:
-            results[label] = asdict(run_channel(get_engine(), make()))
-        except Exception as exc:  # noqa: BLE001 - one channel failing does not stop the others
-            failed = True
-            results[label] = asdict(ChannelSummary(channel=label, error=f"{type(exc).__name__}: {exc}"))
-    return results, failed
+cli.command("ingest", hidden=True, help=RENAMED.format("run"))(intake_run)
 
 
 def _results_from_artifact() -> dict | None:
@@ -107,7 +102,7 @@ def _results_from_artifact() -> dict | None:
 
         with get_client(sync_client=True) as client:
             artifacts = client.read_artifacts(limit=1, sort=ArtifactSort.CREATED_DESC)
-        if artifacts and artifacts[0].key == "ingest-summary":
+        if artifacts and artifacts[0].key == "intake-summary":
             import json
 
             rows = artifacts[0].data if isinstance(artifacts[0].data, list) else json.loads(artifacts[0].data)
@@ -154,7 +149,8 @@ def quarantine_list(
                       (row["reason"] or "")[:300])
     console.print(table)
     if total and status == "quarantined":
-        console.print("fix one: `yidi quarantine show ID`, then `yidi quarantine replay ID [--edit | --content-file F]`")
+        console.print("fix one: `yidi intake quarantine show ID`, then "
+                      "`yidi intake quarantine replay ID [--edit | --content-file F]`")
 
 
 @quarantine_app.command("show")
@@ -207,7 +203,7 @@ def quarantine_replay(
     from sqlalchemy import select
 
     from connectors.registry import build_connector
-    from tasks.intake.ingest import replay_record
+    from tasks.intake.landing import replay_record
     from yidi.schema import intake_records as r
 
     engine = engine_or_exit()
@@ -247,7 +243,7 @@ def quarantine_replay(
 def quarantine_discard(record_id: int, reason: Annotated[str, typer.Option(help="Why (kept with the record)")]
                        ) -> None:
     """Mark a quarantined record as dealt with outside the system (it stays stored, marked discarded)."""
-    from tasks.intake.ingest import discard_record
+    from tasks.intake.store import discard_record
 
     engine = engine_or_exit()
     try:

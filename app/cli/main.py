@@ -69,7 +69,7 @@ def config_show(json_out: Annotated[bool, typer.Option("--json")] = False) -> No
 class ReferenceKind(StrEnum):
     catalog = "catalog"
     customers = "customers"
-    stock = "stock"  # goods receipts (fulfilment: yidi/cli_fulfil.py)
+    stock = "stock"  # goods receipts (fulfilment: app/cli/fulfilment.py)
     supplier_prices = "supplier-prices"  # supplier price lists (fulfilment)
 
 
@@ -183,8 +183,8 @@ def export(
 
 # --- area commands: each area registers its commands here (one line each) ---
 import app.cli.demo  # noqa: E402, F401  (demo)
-import app.cli.fulfilment  # noqa: E402, F401  (stocktake, fulfil run|stock|decide|produce|qc|receive|report)
-import app.cli.intake  # noqa: E402, F401  (ingest, quarantine list|show|replay|discard)
+import app.cli.fulfilment  # noqa: E402, F401  (fulfilment run|stock|decide|produce|qc|receive|report|stocktake)
+import app.cli.intake  # noqa: E402, F401  (intake run, intake quarantine list|show|replay|discard)
 import app.cli.review  # noqa: E402, F401  (review list|show|approve|reject|run|deadlines)
 import app.cli.settlement  # noqa: E402, F401  (reconcile, cases list|show|explain|resolve|reopen|assign)
 import app.cli.tracking  # noqa: E402, F401  (track, callbacks, incidents, incident-resolve)

@@ -1,9 +1,10 @@
-"""The intake part of ``make demo``: every order channel's stand-in, filled with demo orders and some bad records.
+"""The intake part of ``make demo`` (flow ``intake-demo``): every order channel's stand-in, filled with demo orders
+and some bad records, then ``intake-orders`` as a subflow.
 
 ``intake_standins(order_count, home)`` starts the platform (TOP) and website (WooCommerce) HTTP stand-ins and the
 IMAP stand-in, delivers order emails, drops phone/fax templates (GBK csv, xlsx) into the spreadsheet inbox, puts
 freshly generated stand-in credentials into the environment variables the policy file names, and yields the
-per-channel options for ``flows.intake.ingest_orders(options=...)``. Servers stop when the block ends.
+per-channel options for ``flows.intake.intake_orders(options=...)``. Servers stop when the block ends.
 
 Orders are split about 40% platform, 25% website, 15% email, 20% phone/fax. Bad records, all of which must end in
 quarantine with a reason (or be stored safely): a trade without lines, a customer name of 5,000 characters, an
@@ -21,6 +22,8 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from email.message import EmailMessage
 from pathlib import Path
+
+from prefect import flow
 
 from demo.standins.imap import ImapStandin
 from demo.standins.mail import attachment_email, body_email, raw_attachment_email
@@ -119,3 +122,14 @@ def intake_standins(order_count: int = 3000, home: Path | None = None, *, seed: 
             "spreadsheet": {"enabled": True, "inbox_dir": str(inbox), "settle_seconds": 0},
         }
         yield json.loads(json.dumps(options))
+
+
+@flow(name="intake-demo", log_prints=True)
+def intake_demo(order_count: int = 3000) -> dict[str, dict]:
+    """``make demo``'s intake stage: every channel's stand-in with demo orders and bad records, then
+    ``intake-orders`` as a subflow. Quarantined records are then listed by ``yidi intake quarantine list``."""
+    from connectors.registry import ORDER_CHANNELS
+    from flows.intake import intake_orders
+
+    with intake_standins(order_count) as options:
+        return intake_orders(channels=list(ORDER_CHANNELS), options=options)
