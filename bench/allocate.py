@@ -105,7 +105,8 @@ def _province_weights() -> np.ndarray:
 
 def ours(ctx) -> None:
     from tasks.fulfilment.allocation import plan_allocation, plan_shipments
-    from tasks.fulfilment.carrier_choice import choose_carriers, rate_table
+    from tasks.fulfilment.carrier_choice import choose_carriers
+    from tasks.fulfilment.rate_cards import rate_table
 
     policy = ctx["policy"]
     plan = plan_allocation(ctx["orders"], ctx["lines"], ctx["stock"], WAREHOUSES)

@@ -8,13 +8,8 @@ from datetime import UTC, date, datetime
 import pandas as pd
 import pytest
 
-from tasks.fulfilment.carrier_choice import (
-    DispatchCalendar,
-    RateCardError,
-    choose_carriers,
-    options_as_records,
-    rate_table,
-)
+from tasks.fulfilment.carrier_choice import DispatchCalendar, choose_carriers, options_as_records
+from tasks.fulfilment.rate_cards import RateCardError, rate_table
 from yidi.settings import SettingsError, load_settings, province_short_name
 
 FRIDAY = date(2026, 11, 27)

@@ -6,10 +6,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pandas as pd
-from fulfil_data import NOW, add_orders, add_stock, seed_reference
+from fulfilment_data import NOW, add_orders, add_stock, seed_reference
 from sqlalchemy import select
 
-from tasks.fulfilment.steps import allocate_orders
+from tasks.fulfilment.allocation_run import allocate_orders
 from tasks.fulfilment.stock import (
     apply_movements,
     ledger_mismatches,

@@ -1,7 +1,8 @@
-"""Fulfilment commands (issue 5): ``yidi stocktake FILE`` and the ``yidi fulfil …`` group; ``yidi load stock`` and
-``yidi load supplier-prices`` are kinds of the main ``load`` command (dispatched to ``load_fulfilment_file``).
+"""Fulfilment commands (issue 5): the ``yidi fulfilment run|stock|decide|produce|qc|receive|report|stocktake`` group;
+``yidi load stock`` and ``yidi load supplier-prices`` are kinds of the main ``load`` command (dispatched to
+``load_fulfilment_file``). ``yidi fulfil …`` and ``yidi stocktake`` are hidden aliases for one release.
 
-Registered on the main CLI by the one import line in ``yidi/cli.py``'s area block.
+Registered on the main CLI by the one import line in ``app/cli/main.py``'s area block.
 """
 
 from __future__ import annotations
@@ -17,14 +18,17 @@ from rich.table import Table as RichTable
 
 from app.cli.common import cli, console, emit_json, engine_or_exit, fail
 
-fulfil_app = typer.Typer(help="Fulfilment: allocation runs, stock, customer decisions, production and purchase.",
-                         no_args_is_help=True)  # fmt: skip
-cli.add_typer(fulfil_app, name="fulfil")
+RENAMED = "renamed to `yidi fulfilment {}`; this name goes in the next release"
+fulfilment_app = typer.Typer(help="Fulfilment: allocation runs, stock, customer decisions, production and purchase.",
+                             no_args_is_help=True)  # fmt: skip
+cli.add_typer(fulfilment_app, name="fulfilment")
+cli.add_typer(fulfilment_app, name="fulfil", hidden=True, help=RENAMED.format("…"))
 
 
 def load_fulfilment_file(kind: str, path: Path) -> str:
     """``yidi load stock FILE`` (goods receipts, all rows or none) / ``yidi load supplier-prices FILE``."""
-    from tasks.fulfilment.stock import StockFileError, load_stock_file, sync_warehouses
+    from tasks.fulfilment.receipts import load_stock_file
+    from tasks.fulfilment.stock import StockFileError, sync_warehouses
     from tasks.fulfilment.suppliers import load_supplier_prices_file
     from yidi.reference import ReferenceFileError
     from yidi.settings import get_settings
@@ -44,8 +48,8 @@ def load_fulfilment_file(kind: str, path: Path) -> str:
         raise fail(str(exc)) from None
 
 
-@cli.command()
-def stocktake(
+@fulfilment_app.command("stocktake")
+def fulfilment_stocktake(
     path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Count sheet: csv or xlsx, UTF-8 or GBK")],
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
@@ -57,18 +61,14 @@ def stocktake(
 
     engine_or_exit()
     logging.getLogger("prefect").setLevel(logging.WARNING)
+    from flows.compose import in_process
+    from flows.fulfilment import stock_count, stocktake
+
     try:
         if use_local_server_if_running():
-            from flows.fulfilment import stocktake as stocktake_flow
-
-            summary = stocktake_flow(str(path))
-        else:  # no Prefect server: same import, report file only
-            from tasks.fulfilment.stocktake import import_stocktake
-            from yidi.db import get_engine
-            from yidi.settings import get_settings
-
-            with get_engine().begin() as conn:
-                summary = import_stocktake(conn, path, policy=get_settings().fulfilment).as_dict()
+            summary = stocktake(str(path))
+        else:  # no Prefect server: the flow's step list in this process, report file only
+            summary = stock_count(in_process, str(path)).as_dict()
     except (StockFileError, UnreadableText) as exc:
         raise fail(str(exc)) from None
     if json_out:
@@ -84,6 +84,9 @@ def stocktake(
     if summary["rejected"]:
         _print_rejected(summary["stocktake_no"])
         raise typer.Exit(1)
+
+
+cli.command("stocktake", hidden=True, help=RENAMED.format("stocktake"))(fulfilment_stocktake)
 
 
 def _print_rejected(number: str) -> None:
@@ -107,25 +110,31 @@ def _print_rejected(number: str) -> None:
     console.print(table)
 
 
-@fulfil_app.command("run")
-def fulfil_run(
+@fulfilment_app.command("run")
+def fulfilment_run(
     carrier_url: Annotated[str | None, typer.Option(help="Carrier e-waybill gateway (default: policy file)")] = None,
     supplier_url: Annotated[str | None, typer.Option(help="Supplier PO gateway (default: policy file)")] = None,
     as_of: Annotated[datetime | None, typer.Option(help="Act as if it were this time (UTC unless a zone is given)")] = None,
+    no_prefect: Annotated[bool, typer.Option("--no-prefect", help="Run the same steps in this process, "
+                                             "without Prefect (no task runs or artifacts in the UI)")] = False,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Run the `fulfill-orders` flow now: allocate, request, send purchase orders, create waybills."""
+    """Run the `fulfilment-handoff` flow now: allocate, request, send purchase orders, create waybills."""
     from datetime import UTC
 
     from app.local_stack import use_local_server_if_running
-    from flows.fulfilment import fulfill_orders
+    from flows.compose import in_process
+    from flows.fulfilment import fulfilment_handoff, handoff
 
     engine_or_exit()
-    use_local_server_if_running()
-    logging.getLogger("prefect").setLevel(logging.WARNING)
     if as_of is not None and as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=UTC)
-    summary = fulfill_orders(carrier_api_url=carrier_url, supplier_api_url=supplier_url, as_of=as_of)
+    if no_prefect:
+        summary = handoff(in_process, carrier_api_url=carrier_url, supplier_api_url=supplier_url, as_of=as_of)
+    else:
+        use_local_server_if_running()
+        logging.getLogger("prefect").setLevel(logging.WARNING)
+        summary = fulfilment_handoff(carrier_api_url=carrier_url, supplier_api_url=supplier_url, as_of=as_of)
     if json_out:
         emit_json(summary)
         return
@@ -138,8 +147,8 @@ def fulfil_run(
     )
 
 
-@fulfil_app.command("stock")
-def fulfil_stock(
+@fulfilment_app.command("stock")
+def fulfilment_stock(
     item: Annotated[list[str] | None, typer.Option("--item", "-i", help="Only these item codes")] = None,
     warehouse: Annotated[str | None, typer.Option("--warehouse", "-w")] = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
@@ -168,14 +177,14 @@ class Choice(StrEnum):
     cancel = "cancel"
 
 
-@fulfil_app.command("decide")
-def fulfil_decide(
+@fulfilment_app.command("decide")
+def fulfilment_decide(
     order: Annotated[str, typer.Argument(help="Order id, order number or CHANNEL:ID")],
     choice: Annotated[Choice, typer.Option("--choice", "-c", help="The customer's answer")],
     note: Annotated[str | None, typer.Option(help="How the customer answered (phone, mail…)")] = None,
 ) -> None:
     """Record a customer's choice for short items: wait for everything, ship partially, or cancel."""
-    from tasks.fulfilment.steps import DecisionError, record_customer_decision
+    from tasks.fulfilment.decisions import DecisionError, record_customer_decision
     from yidi.orders_view import OrderNotFound, find_order_id
 
     engine = engine_or_exit()
@@ -187,13 +196,13 @@ def fulfil_decide(
     console.print(f"order {order}: customer chose {outcome['choice']} (decision {outcome['decision_id']})")
 
 
-@fulfil_app.command("produce")
-def fulfil_produce(
+@fulfilment_app.command("produce")
+def fulfilment_produce(
     request_no: Annotated[str, typer.Argument(help="Production request number (MO-…)")],
     quantity: Annotated[float, typer.Option("--qty", help="Units produced")],
 ) -> None:
     """Production finished: the goods enter stock quarantined until the quality check (F1)."""
-    from tasks.fulfilment.stock import RequestNotFound, RequestStateError, record_production_output
+    from tasks.fulfilment.receipts import RequestNotFound, RequestStateError, record_production_output
 
     engine = engine_or_exit()
     try:
@@ -204,8 +213,8 @@ def fulfil_produce(
     console.print(f"{request_no}: {quantity:g} produced, waiting for the quality check (batch {outcome['batch_no']})")
 
 
-@fulfil_app.command("qc")
-def fulfil_qc(
+@fulfilment_app.command("qc")
+def fulfilment_qc(
     request_no: Annotated[str, typer.Argument(help="Production request number (MO-…)")],
     passed: Annotated[float, typer.Option(help="Units that passed")],
     inspector: Annotated[str, typer.Option(help="Who inspected")],
@@ -213,7 +222,7 @@ def fulfil_qc(
     note: Annotated[str, typer.Option()] = "",
 ) -> None:
     """Record the quality check: passed units become available stock, failed units leave the books."""
-    from tasks.fulfilment.stock import RequestNotFound, RequestStateError, record_quality_check
+    from tasks.fulfilment.receipts import RequestNotFound, RequestStateError, record_quality_check
 
     engine = engine_or_exit()
     try:
@@ -224,10 +233,10 @@ def fulfil_qc(
     console.print(f"{request_no}: {outcome['status']}")
 
 
-@fulfil_app.command("receive")
-def fulfil_receive(po_no: Annotated[str, typer.Argument(help="Purchase order number (PO-…)")]) -> None:
+@fulfilment_app.command("receive")
+def fulfilment_receive(po_no: Annotated[str, typer.Argument(help="Purchase order number (PO-…)")]) -> None:
     """The supplier's goods arrived: receive the purchase order into stock (F2)."""
-    from tasks.fulfilment.stock import RequestNotFound, receive_purchase_order
+    from tasks.fulfilment.receipts import RequestNotFound, receive_purchase_order
 
     engine = engine_or_exit()
     try:
@@ -238,8 +247,8 @@ def fulfil_receive(po_no: Annotated[str, typer.Argument(help="Purchase order num
     console.print(f"{po_no}: {outcome['lines']} line(s), {outcome['quantity']:g} units received")
 
 
-@fulfil_app.command("report")
-def fulfil_report(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+@fulfilment_app.command("report")
+def fulfilment_report(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Stock report now: slow-moving items, expired and expiring batches, damaged stock (xlsx written too)."""
     from datetime import UTC
 

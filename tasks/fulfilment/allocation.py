@@ -25,6 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from yidi.money import yuan_text
+from yidi.schema_fulfilment import QTY_EPSILON
+from yidi.settings import province_short_name
+
 EPS = 1e-9
 
 
@@ -34,6 +38,32 @@ class AllocationPlan:
     outcomes: pd.DataFrame  # order_id, outcome (full | partial | short), could_ship_partially, rank
     short_lines: pd.DataFrame  # order_id, order_line_id, item_code, short_qty (in ranking order)
     free_after: dict  # item_code -> free quantity left over all warehouses after the plan
+
+
+def product_lines(lines: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
+    """Lines that need goods: not service lines (by the line or the catalog), with outstanding quantity."""
+    kind = items.set_index("item_code")["kind"].reindex(lines["item_code"]).to_numpy(dtype=object)
+    service = (lines["item_kind"].to_numpy(dtype=object) == "service") | (kind == "service")
+    return lines[~service & (lines["outstanding"].to_numpy(dtype=float) > QTY_EPSILON)]
+
+
+def precheck_exceptions(order_frame: pd.DataFrame, lines: pd.DataFrame, items: pd.DataFrame, served: set[str]) -> dict[int, str]:
+    """Orders no carrier could take, whatever the stock: order_id -> readable reason."""
+    reasons: dict[int, list[str]] = {}
+    known = items.set_index("item_code")
+    in_catalog = lines["item_code"].isin(known.index)
+    for oid, code in zip(lines.loc[~in_catalog, "order_id"].tolist(), lines.loc[~in_catalog, "item_code"].tolist(), strict=True):
+        reasons.setdefault(oid, []).append(f"item {code} is not in the catalog")
+    weight = known["weight_kg"].reindex(lines["item_code"]).to_numpy(dtype=float)
+    weightless = in_catalog.to_numpy() & np.isnan(weight)
+    for oid, code in zip(lines.loc[weightless, "order_id"].tolist(), lines.loc[weightless, "item_code"].tolist(), strict=True):
+        reasons.setdefault(oid, []).append(f"item {code} has no weight: no carrier can be priced")
+    provinces = order_frame["ship_province"].map(lambda p: province_short_name(p) if isinstance(p, str) else None)
+    unserved = ~provinces.isin(served)
+    for oid, raw in zip(order_frame.loc[unserved, "order_id"].tolist(), order_frame.loc[unserved, "ship_province"].tolist(), strict=True):
+        where = raw if isinstance(raw, str) and raw else "an empty province"
+        reasons.setdefault(oid, []).append(f"no carrier serves {where}")
+    return {oid: "; ".join(dict.fromkeys(parts)) for oid, parts in reasons.items()}
 
 
 def priority_order(orders: pd.DataFrame) -> np.ndarray:
@@ -335,7 +365,7 @@ def choose_suppliers(
     for row in best.itertuples(index=False):
         winner, reason = row, None
         if row.meets_date:
-            reason = f"lowest landed cost meeting the date: ¥{row.landed_cost_fen / 100:.2f}"
+            reason = f"lowest landed cost meeting the date: {yuan_text(row.landed_cost_fen, symbol=True)}"
             if row.need_id in preferred.index:
                 pref = preferred.loc[row.need_id]
                 if pref["supplier_code"] == row.supplier_code:
@@ -344,7 +374,7 @@ def choose_suppliers(
                     winner = pref
                     reason = (
                         f"preferred supplier within {premium_pct:g}% of the cheapest "
-                        f"(¥{pref['landed_cost_fen'] / 100:.2f} vs ¥{row.landed_cost_fen / 100:.2f})"
+                        f"({yuan_text(pref['landed_cost_fen'], symbol=True)} vs {yuan_text(row.landed_cost_fen, symbol=True)})"
                     )
         else:
             reason = f"no supplier meets the date; earliest arrival {pd.Timestamp(row.arrival_date).date()}"

@@ -18,7 +18,6 @@ run decides again from the true stock.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -29,12 +28,12 @@ from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from tasks.fulfilment.stock import (
     StockFileError,
-    _known_codes,
     apply_movements,
     batch_balances,
+    known_codes,
     stock_position,
 )
-from yidi.bulk import insert_rows, read_frame, utc_now
+from yidi.bulk import insert_rows, json_text, read_frame, utc_now
 from yidi.lifecycle import OrderState, current_actor, record_events, transition_orders
 from yidi.reference import ReferenceFileError, canonical_columns
 from yidi.schema import catalog_items, orders
@@ -104,9 +103,9 @@ def validate_rows(conn: Connection, frame: pd.DataFrame) -> pd.DataFrame:
         reason = reason.mask(mask, text)
 
     flag(frame["warehouse"].isna() | frame["item_code"].isna(), "warehouse or item code is empty")
-    known_wh = _known_codes(conn, warehouses, warehouses.c.code, frame["warehouse"].dropna().tolist())
+    known_wh = known_codes(conn, warehouses, warehouses.c.code, frame["warehouse"].dropna().tolist())
     flag(frame["warehouse"].notna() & ~frame["warehouse"].isin(known_wh), "unknown warehouse " + frame["warehouse"].fillna(""))
-    known_items = _known_codes(conn, catalog_items, catalog_items.c.code, frame["item_code"].dropna().tolist())
+    known_items = known_codes(conn, catalog_items, catalog_items.c.code, frame["item_code"].dropna().tolist())
     flag(frame["item_code"].notna() & ~frame["item_code"].isin(known_items),
          "item " + frame["item_code"].fillna("") + " is not in the catalog")  # fmt: skip
     flag(frame["counted"].isna(), "counted quantity " + frame["counted_qty"].astype("string").fillna("(empty)") + " is not a number")
@@ -260,7 +259,7 @@ def import_stocktake(
     if write_report:
         result.report_path = str(write_stock_report(report, number))
         summary["report"] = result.report_path
-    conn.execute(update(stocktakes).where(stocktakes.c.id == stocktake_id).values(summary=json.dumps(summary, ensure_ascii=False)))
+    conn.execute(update(stocktakes).where(stocktakes.c.id == stocktake_id).values(summary=json_text(summary)))
     return result
 
 

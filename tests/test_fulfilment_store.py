@@ -10,14 +10,15 @@ from datetime import date
 
 import pandas as pd
 import pytest
-from fulfil_data import NOW, add_orders, add_stock, add_supplier_prices, seed_reference
+from fulfilment_data import NOW, add_orders, add_stock, add_supplier_prices, seed_reference
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from connectors.carrier_shipping import CarrierShippingClient
 from demo.standins import carrier_shipping
-from tasks.fulfilment.steps import allocate_orders, create_waybills
+from tasks.fulfilment.allocation_run import allocate_orders
 from tasks.fulfilment.stock import InsufficientStock, apply_movements, ledger_mismatches, stock_position
+from tasks.fulfilment.waybills import create_waybills
 from yidi.bulk import read_frame
 from yidi.schema import notification_outbox, order_events, orders, shipments
 from yidi.schema_fulfilment import allocations, backorders, shipment_requests
@@ -218,7 +219,7 @@ def test_carrier_outage_is_retried_with_the_same_key_in_the_next_run(sqlite_engi
 
 
 def test_a_restarted_run_gets_the_same_waybill_and_records_the_shipment_once(sqlite_engine, carrier):
-    from tasks.fulfilment.steps import pending_shipment_requests, shipment_goods, waybill_request_body
+    from tasks.fulfilment.waybills import pending_shipment_requests, shipment_goods, waybill_request_body
 
     with sqlite_engine.begin() as conn:
         seed_reference(conn)
@@ -251,8 +252,12 @@ def test_a_restarted_run_gets_the_same_waybill_and_records_the_shipment_once(sql
 def test_make_to_order_and_bought_in_items_flow_through_requests_and_back(sqlite_engine, carrier):
     from connectors.supplier import SupplierClient
     from demo.standins import supplier
-    from tasks.fulfilment.steps import send_purchase_orders
-    from tasks.fulfilment.stock import receive_purchase_order, record_production_output, record_quality_check
+    from tasks.fulfilment.purchasing import send_purchase_orders
+    from tasks.fulfilment.receipts import (
+        receive_purchase_order,
+        record_production_output,
+        record_quality_check,
+    )
     from yidi.schema_fulfilment import production_requests, purchase_requests
 
     with sqlite_engine.begin() as conn:
@@ -295,7 +300,7 @@ def test_make_to_order_and_bought_in_items_flow_through_requests_and_back(sqlite
 
 
 def test_short_orders_ask_the_customer_and_the_choice_is_recorded(sqlite_engine):
-    from tasks.fulfilment.steps import record_customer_decision
+    from tasks.fulfilment.decisions import record_customer_decision
     from yidi.schema_fulfilment import customer_decisions
 
     with sqlite_engine.begin() as conn:

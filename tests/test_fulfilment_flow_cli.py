@@ -1,12 +1,13 @@
-"""The fulfil-orders and stocktake flows on the session's Prefect server against the stand-ins, and the CLI:
-``yidi load stock``, ``yidi stocktake`` (bad rows refused with reasons), ``yidi fulfil stock|decide``."""
+"""The fulfilment-handoff and stocktake flows on the session's Prefect server against the stand-ins, the same step
+list without Prefect (``yidi fulfilment run --no-prefect``), and the CLI: ``yidi load stock``, ``yidi fulfilment
+stocktake`` (bad rows refused with reasons), ``yidi fulfilment stock``; the old names still answer."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from fulfil_data import NOW, add_orders, add_stock, seed_reference
+from fulfilment_data import NOW, add_orders, add_stock, seed_reference
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -18,10 +19,10 @@ from yidi.schema_fulfilment import stock_batches, stock_movements
 
 
 @pytest.mark.prefect
-def test_fulfill_orders_flow_runs_against_the_standins(prefect_server, tmp_path):
+def test_fulfilment_handoff_flow_runs_against_the_standins(prefect_server, tmp_path):
     from prefect.client.orchestration import get_client
 
-    from flows.fulfilment import fulfill_orders, stocktake
+    from flows.fulfilment import fulfilment_handoff, stocktake
 
     init_db()
     engine = get_engine()
@@ -31,7 +32,7 @@ def test_fulfill_orders_flow_runs_against_the_standins(prefect_server, tmp_path)
         add_orders(conn, [{"lines": [("A-STOCK", 1)]} for _ in range(5)] + [{"lines": [("A-STOCK", 1)], "province": "台湾"}])
     with carrier_shipping.start() as carrier, supplier.start() as sup:
         carrier.fail_next("lost")
-        state = fulfill_orders(carrier_api_url=carrier.url, supplier_api_url=sup.url, as_of=NOW, return_state=True)
+        state = fulfilment_handoff(carrier_api_url=carrier.url, supplier_api_url=sup.url, as_of=NOW, return_state=True)
     assert state.is_completed()
     summary = state.result()
     assert summary["allocation"]["allocated"] == 5 and summary["allocation"]["exceptions"] == 1
@@ -76,12 +77,53 @@ def test_cli_loads_stock_once_and_imports_a_stocktake(tmp_path):
     count = tmp_path / "盘点.csv"
     count.write_text("仓库,商品编码,批次号,实盘数量,损坏数量\nCQ-XY,B-STOCK,HG2611,18,2\nCQ-LJ,A-STOCK,,-1,\n"
                      "CQ-LJ,A-STOCK,,3,\n", encoding="gbk")  # fmt: skip
-    result = runner.invoke(cli, ["stocktake", str(count), "--json"])
+    result = runner.invoke(cli, ["fulfilment", "stocktake", str(count), "--json"])
     assert result.exit_code == 1  # some rows refused
     summary = json.loads(result.output[: result.output.rindex("}") + 1])
     assert (summary["applied"], summary["rejected"]) == (1, 2)
     assert "conflicting counts" in result.output or "negative count" in result.output
-    stock = runner.invoke(cli, ["fulfil", "stock", "--json"])
+    stock = runner.invoke(cli, ["fulfilment", "stock", "--json"])
     rows = {(r["warehouse"], r["item_code"]): r for r in json.loads(stock.output)}
     assert rows[("CQ-XY", "B-STOCK")]["on_hand"] == 18 and rows[("CQ-XY", "B-STOCK")]["damaged"] == 2
     assert rows[("CQ-XY", "B-STOCK")]["available"] == 16
+
+
+def test_fulfilment_run_without_prefect_runs_the_same_steps_in_process():
+    from app.cli.main import cli
+
+    init_db()
+    engine = get_engine()
+    with engine.begin() as conn:
+        seed_reference(conn)
+        add_stock(conn, [("CQ-XY", "A-STOCK", 10)])
+        add_orders(conn, [{"lines": [("A-STOCK", 1)]} for _ in range(3)] + [{"lines": [("A-STOCK", 1)], "province": "台湾"}])
+    with carrier_shipping.start() as carrier, supplier.start() as sup:
+        carrier.fail_next("lost")
+        result = CliRunner().invoke(cli, ["fulfilment", "run", "--no-prefect", "--carrier-url", carrier.url,
+                                          "--supplier-url", sup.url, "--as-of", NOW.isoformat(), "--json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["allocation"]["allocated"] == 3 and summary["allocation"]["exceptions"] == 1
+    assert summary["waybills"]["created"] == 3 and summary["waybills"]["replayed"] == 1
+    with engine.connect() as conn:
+        assert read_frame(conn, select(orders.c.state))["state"].value_counts().to_dict() == {"shipped": 3, "approved": 1}
+
+
+def test_the_old_command_names_still_work_for_one_release(tmp_path):
+    from app.cli.main import cli
+
+    init_db()
+    with get_engine().begin() as conn:
+        seed_reference(conn)
+        add_stock(conn, [("CQ-XY", "A-STOCK", 5)])
+    runner = CliRunner()
+    old_group = runner.invoke(cli, ["fulfil", "stock", "--json"])
+    assert old_group.exit_code == 0, old_group.output
+    assert {(r["warehouse"], r["item_code"]) for r in json.loads(old_group.output)} == {("CQ-XY", "A-STOCK")}
+    count = tmp_path / "count.csv"
+    count.write_text("warehouse,item_code,counted_qty\nCQ-XY,A-STOCK,5\n", encoding="utf-8")
+    old_top_level = runner.invoke(cli, ["stocktake", str(count), "--json"])
+    assert old_top_level.exit_code == 0, old_top_level.output
+    assert json.loads(old_top_level.output[: old_top_level.output.rindex("}") + 1])["unchanged"] == 1
+    listed = runner.invoke(cli, ["--help"]).output
+    assert "fulfilment" in listed and "fulfil " not in listed and "stocktake" not in listed
