@@ -1,6 +1,6 @@
 """poll: one carrier-polling cycle over 10,000 active shipments against the stand-in limited to R requests/s.
 
-Ours: ``tasks.tracking.steps.run_poll_cycle`` — the functions the ``poll-carriers`` flow's tasks wrap (due selection,
+Ours: ``flows.tracking.poll_cycle`` run ``in_process`` — the ``poll-carriers`` flow's step list (due selection,
 paced queries from a thread pool, retries, storing checkpoints once, incidents, claims, notices, order states,
 time-based exceptions), on a SQLite store, against the stand-in carrier in its own process (so the carrier does
 not share our interpreter). Baseline: the ideal cycle, N / R seconds — every request exactly at the allowed rate
@@ -59,7 +59,9 @@ def ours(ctx) -> None:
     from sqlalchemy import func, select
 
     from connectors.kuaidi100 import Credentials
-    from tasks.tracking.steps import make_client, make_pacer, run_poll_cycle
+    from flows.compose import in_process
+    from flows.tracking import poll_cycle
+    from tasks.tracking.polling import make_client, make_pacer
     from yidi.db import make_engine
     from yidi.schema import shipments
 
@@ -76,7 +78,7 @@ def ours(ctx) -> None:
         query_url=carrier.query_url,
     )  # fmt: skip
     with client:
-        summary = run_poll_cycle(engine, client, policy, as_of, actor="bench")
+        summary = poll_cycle(in_process, engine=engine, client=client, policy=policy, now=as_of, actor="bench")
     engine.dispose()
     answered = sum(v for k, v in summary["outcomes"].items() if k in ("ok", "no_result"))
     if summary["due"] != ctx["n"] or answered != ctx["n"]:

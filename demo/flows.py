@@ -46,7 +46,7 @@ def lifecycle_demo(order_count: int = 3000, approve: int = 280, reject: int = 20
     from flows.reference import load_reference_data
     from demo.review import demo_review
     from flows.review import auto_review
-    from flows.settlement import settlement_demo
+    from demo.settlement import settlement_demo
     from demo.tracking import tracking_demo
 
     home = yidi_home()

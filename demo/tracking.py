@@ -1,18 +1,29 @@
-"""Tracking data for tests, the benchmark and the demo: shipped orders with shipments, and the stand-in carrier
-told about them (each waybill gets a route scenario: most normal, some delayed, damaged, lost, refused…).
+"""The demo's carrier stage (flow ``tracking-demo``), and tracking data for tests, the benchmark and the demo:
+shipped orders with shipments, and the stand-in carrier told about them (each waybill gets a route scenario: most
+normal, some delayed, damaged, lost, refused…).
 """
 
 from __future__ import annotations
 
+import os
 import random
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
+from functools import partial
 
 import pandas as pd
+from prefect import flow, get_run_logger
 from sqlalchemy import Connection, select
 
+from connectors.kuaidi100_push import PushReceiver
+from demo.standins.kuaidi100 import SimClock, start
+from flows.tracking import ensure_rate_limit, poll_carriers
+from tasks.tracking.polling import make_client, make_pacer
+from tasks.tracking.pushes import receive_push
 from yidi.bulk import insert_rows, read_frame
+from yidi.db import get_engine
 from yidi.schema import orders, shipments
+from yidi.settings import get_settings
 
 DEMO_SCENARIO_WEIGHTS = {
     "normal": 0.70, "delayed": 0.08, "stale": 0.04, "problem": 0.04, "refused": 0.04, "returned": 0.03,
@@ -135,3 +146,69 @@ def demo_expected_date(shipped_at: datetime, working_days: int = 2) -> date:
     from yidi.workdays import add_working_days
 
     return add_working_days(shipped_at + timedelta(hours=8), working_days).date()
+
+
+@flow(name="tracking-demo")
+def tracking_demo(
+    cycles: int = 8,
+    hours_per_cycle: float = 12.0,
+    requests_per_second: float = 200.0,
+    push_share: float = 0.2,
+    seed: int = 7,
+) -> dict:
+    """The demo's carrier stage: the stand-in carrier learns the store's shipments (most travel normally; some are
+    delayed, go silent, get damaged or lost, are refused or returned), simulated time advances ``hours_per_cycle``
+    per step, pushes arrive for a share of subscribed waybills, and ``poll-carriers`` runs each step.
+    """
+    logger = get_run_logger()
+    policy = get_settings().tracking
+    # Demo account for the stand-in; a real deployment sets these in its environment.
+    for env, value in ((policy.customer_env, "demo-customer"), (policy.key_env, "demo-key"),
+                       (policy.salt_env, "demo-salt")):  # fmt: skip
+        os.environ.setdefault(env, value)
+    customer, key, salt = (
+        os.environ[policy.customer_env],
+        os.environ[policy.key_env],
+        os.environ[policy.salt_env],
+    )
+    engine = get_engine()
+    with engine.connect() as conn:
+        registrations = standin_registrations(conn, scenario_weights=DEMO_SCENARIO_WEIGHTS, seed=seed)
+    if not registrations:
+        logger.warning("no shipments with waybills: nothing to track")
+        return {"shipments": 0}
+    first = min(datetime.fromisoformat(r["shipped_at"]) for r in registrations)
+    ensure_rate_limit(policy.rate_limit_name, requests_per_second)
+    ensure_rate_limit(policy.cycle_lock_name, 1, decay=0.0)
+    clock = SimClock(first)
+    pushed_share = max(0, min(len(registrations), round(len(registrations) * push_share)))
+    cycles_run = []
+    # The same push receiver as `yidi tracking callbacks` (app/callbacks.py), on a free port.
+    receiver = PushReceiver(partial(receive_push, engine, policy), salt, host=policy.callback_host, port=0,
+                            path=policy.callback_path, clock=clock.now)  # fmt: skip
+    with start(customer=customer, key=key, clock=clock, seed=seed) as carrier, receiver:
+        carrier.register_many(registrations)
+        subscribe = [r["num"] for r in registrations[:pushed_share]]
+        paced = policy.model_copy(update={"requests_per_second": requests_per_second})
+        with make_client(
+            paced, pacer=make_pacer(paced, shared_limit=False), query_url=carrier.query_url,
+            subscribe_url=carrier.subscribe_url,
+        ) as client:  # fmt: skip
+            for num in subscribe:
+                com = next(r["com"] for r in registrations if r["num"] == num)
+                client.subscribe(com, num, receiver.url)
+        for step in range(cycles):
+            clock.advance(hours=hours_per_cycle)
+            pushes = carrier.push_updates()
+            summary = poll_carriers(
+                as_of=clock.now(), query_url=carrier.query_url, subscribe_url=carrier.subscribe_url,
+                requests_per_second=requests_per_second,
+            )  # fmt: skip
+            cycles_run.append(
+                {"step": step + 1, "as_of": summary["as_of"], "pushes": len(pushes), "due": summary["due"],
+                 "outcomes": summary["outcomes"], "exceptions": summary["exceptions"]}
+            )  # fmt: skip
+            logger.info("step %d: %d pushes, polled %d, exceptions %s", step + 1, len(pushes), summary["due"],
+                        summary["exceptions"])  # fmt: skip
+        receiver_counts = dict(receiver.counts)
+    return {"shipments": len(registrations), "cycles": cycles_run, "receiver": receiver_counts}

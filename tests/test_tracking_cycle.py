@@ -13,16 +13,12 @@ from sqlalchemy import Engine, func, select
 from connectors.kuaidi100 import Checkpoint, Credentials, TrackingResult
 from demo.standins.kuaidi100 import Kuaidi100Standin, SimClock, start
 from demo.tracking import make_shipped_orders, standin_registrations
-from tasks.tracking.steps import (
-    PollOutcome,
-    apply_outcomes,
-    detect_time_exceptions,
-    due_shipments,
-    make_client,
-    make_pacer,
-    resolve_incident,
-    run_poll_cycle,
-)
+from flows.compose import in_process
+from flows.tracking import poll_cycle
+from tasks.tracking.applying import apply_outcomes
+from tasks.tracking.incidents import detect_time_exceptions, resolve_incident
+from tasks.tracking.polling import PollOutcome, make_client, make_pacer
+from tasks.tracking.store import due_shipments
 from yidi.bulk import read_frame
 from yidi.schema import notification_outbox, order_events, orders, shipments
 from yidi.schema_tracking import liability_claims, tracking_events, tracking_incidents
@@ -55,7 +51,8 @@ class World:
 
     def cycle(self, **kw) -> dict:
         with self.client() as client:
-            return run_poll_cycle(self.engine, client, self.policy, self.clock.now(), actor="test", **kw)
+            return poll_cycle(in_process, engine=self.engine, client=client, policy=self.policy, now=self.clock.now(),
+                              actor="test", **kw)  # fmt: skip
 
     def run_until(self, hours: float, step: float = 6) -> None:
         end = self.clock.now() + timedelta(hours=hours)

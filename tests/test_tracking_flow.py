@@ -1,4 +1,4 @@
-"""The poll-carriers flow and `yidi track` on the session's real Prefect server, with the shared rate limit."""
+"""The poll-carriers flow and `yidi tracking poll` on the session's real Prefect server, with the shared rate limit."""
 
 from __future__ import annotations
 
@@ -112,7 +112,7 @@ def test_pacer_draws_from_the_prefect_rate_limit(tracking_env):
     assert pacer.limit_acquisitions == 6
 
 
-def test_yidi_track_one_waybill(tracking_env):
+def test_yidi_tracking_poll_one_waybill(tracking_env):
     from app.cli.main import cli
 
     engine, carrier, clock = tracking_env
@@ -122,7 +122,7 @@ def test_yidi_track_one_waybill(tracking_env):
     clock.advance(hours=20)
     runner = CliRunner()
     num = ships["waybill_no"][1]
-    args = ["track", "--waybill", num, "--as-of", (clock.now()).isoformat(), "--query-url", carrier.query_url]
+    args = ["tracking", "poll", "--waybill", num, "--as-of", (clock.now()).isoformat(), "--query-url", carrier.query_url]
     result = runner.invoke(cli, [*args, "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["due"] == 1
@@ -130,14 +130,33 @@ def test_yidi_track_one_waybill(tracking_env):
     assert again.exit_code == 0, again.output
     assert "polled 0 due" in again.output and num in again.output and "in_transit" in again.output
     assert carrier.stats()["requests"] == 1
-    missing = runner.invoke(cli, ["track", "--waybill", "NOPE"])
+    missing = runner.invoke(cli, ["tracking", "poll", "--waybill", "NOPE"])
     assert missing.exit_code == 1
-    listed = runner.invoke(cli, ["incidents", "--status", "all", "--json"])
+    listed = runner.invoke(cli, ["tracking", "incidents", "--status", "all", "--json"])
     assert listed.exit_code == 0 and json.loads(listed.output) == []
 
 
+def test_old_command_names_still_work_for_one_release(tracking_env):
+    from app.cli.main import cli
+
+    engine, carrier, clock = tracking_env
+    with engine.begin() as conn:
+        ships = make_shipped_orders(conn, 2, shipped_at=T0, carriers=["yunda"])
+        carrier.register_many(standin_registrations(conn))
+    clock.advance(hours=20)
+    runner = CliRunner()
+    num = ships["waybill_no"][0]
+    old = ["track", "--waybill", num, "--as-of", clock.now().isoformat(), "--query-url", carrier.query_url]
+    result = runner.invoke(cli, [*old, "--no-prefect", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["due"] == 1
+    listed = runner.invoke(cli, ["incidents", "--status", "all", "--json"])
+    assert listed.exit_code == 0 and json.loads(listed.output) == []
+    assert "track " not in runner.invoke(cli, ["--help"]).output
+
+
 def test_tracking_demo_moves_shipments_and_opens_incidents(tracking_env):
-    from flows.tracking import tracking_demo
+    from demo.tracking import tracking_demo
     from yidi.schema_tracking import tracking_incidents, tracking_push_receipts
 
     engine, _, _ = tracking_env

@@ -1,4 +1,4 @@
-"""The push receiver (`yidi callbacks`): real HTTP pushes from the stand-in and hand-made bad ones."""
+"""The push receiver (`yidi tracking callbacks`): real HTTP pushes from the stand-in and hand-made bad ones."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from app.callbacks import CallbackServer
+from app.callbacks import push_receiver
 from connectors.kuaidi100 import PUSH_OK, Credentials, push_sign
 from demo.standins.kuaidi100 import SimClock, start
 from demo.tracking import make_shipped_orders, standin_registrations
-from tasks.tracking.steps import make_client, make_pacer, run_poll_cycle
+from flows.compose import in_process
+from flows.tracking import poll_cycle
+from tasks.tracking.polling import make_client, make_pacer
 from yidi.schema import shipments
 from yidi.schema_tracking import tracking_events, tracking_push_receipts, tracking_shipment_state
 from yidi.settings import get_settings
@@ -45,7 +47,7 @@ def _setup(engine):
         regs = standin_registrations(conn)
     with (
         start(clock=clock) as carrier,
-        CallbackServer(engine, policy, SALT, port=0, clock=clock.now) as receiver,
+        push_receiver(engine, policy, SALT, port=0, clock=clock.now) as receiver,
     ):
         carrier.register_many(regs)
         creds = Credentials("standin-customer", "standin-key", SALT)
@@ -77,7 +79,8 @@ def test_signed_push_is_landed_applied_and_answered_as_published(setup):
     assert sub == {"active"}
     # A poll of the same waybills later brings the same checkpoints: still one row each.
     clock.advance(minutes=31)
-    summary = run_poll_cycle(engine, setup["client"], setup["policy"], clock.now(), actor="test")
+    summary = poll_cycle(in_process, engine=engine, client=setup["client"], policy=setup["policy"], now=clock.now(),
+                         actor="test")  # fmt: skip
     assert summary["due"] == 2 and summary["new_events"] == 0
     assert count(engine, tracking_events) == events
 
@@ -87,7 +90,8 @@ def test_pushed_waybills_are_not_polled_inside_the_interval(ssetup):
     clock.advance(hours=30)
     carrier.push_updates()
     clock.advance(minutes=10)
-    summary = run_poll_cycle(engine, ssetup["client"], ssetup["policy"], clock.now(), actor="test")
+    summary = poll_cycle(in_process, engine=engine, client=ssetup["client"], policy=ssetup["policy"], now=clock.now(),
+                         actor="test")  # fmt: skip
     assert summary["due"] == 0
 
 

@@ -97,7 +97,7 @@ def test_keywords_come_from_the_policy_file(tmp_path):
 
 
 def test_carrier_text_is_masked_for_artifacts():
-    from tasks.tracking.steps import mask_text
+    from tasks.tracking.report import mask_text
 
     assert (
         mask_text("快件已签收，签收人：张三丰，派件员电话：13912345678")

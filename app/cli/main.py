@@ -186,8 +186,8 @@ import app.cli.demo  # noqa: E402, F401  (demo)
 import app.cli.fulfilment  # noqa: E402, F401  (fulfilment run|stock|decide|produce|qc|receive|report|stocktake)
 import app.cli.intake  # noqa: E402, F401  (intake run, intake quarantine list|show|replay|discard)
 import app.cli.review  # noqa: E402, F401  (review list|show|approve|reject|run|deadlines)
-import app.cli.settlement  # noqa: E402, F401  (reconcile, cases list|show|explain|resolve|reopen|assign)
-import app.cli.tracking  # noqa: E402, F401  (track, callbacks, incidents, incident-resolve)
+import app.cli.settlement  # noqa: E402, F401  (settlement reconcile|cases …)
+import app.cli.tracking  # noqa: E402, F401  (tracking poll|callbacks|incidents|incident-resolve)
 
 
 def main() -> None:  # pragma: no cover - console entry point

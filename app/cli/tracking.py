@@ -1,15 +1,15 @@
-"""Tracking commands (issue 6): ``yidi track``, ``yidi callbacks``, ``yidi incidents``, ``yidi incident-resolve``.
+"""Tracking commands (issue 6): ``yidi tracking poll``, ``yidi tracking callbacks``, ``yidi tracking incidents``,
+``yidi tracking incident-resolve``.
 
-Registered on the main CLI by the one import line in ``yidi/cli.py``'s area block.
+Registered on the main CLI by the one import line in ``app/cli/main.py``'s area block. The old top-level names
+(``track``, ``callbacks``, ``incidents``, ``incident-resolve``) stay as hidden aliases for one release.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import signal
 from datetime import datetime
-from decimal import Decimal
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
@@ -19,14 +19,20 @@ from rich.table import Table as RichTable
 from app.cli.common import cli, console, emit_json, engine_or_exit, fail
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
+tracking = typer.Typer(help="Carrier tracking: polling, push callbacks, incidents.", no_args_is_help=True)
+cli.add_typer(tracking, name="tracking")
+
+
+def _renamed(new: str) -> str:
+    return f"renamed to `yidi tracking {new}`; this name goes in the next release"
 
 
 def _local(value) -> str:
     return value.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) else ""
 
 
-@cli.command()
-def track(
+@tracking.command("poll")
+def poll(
     waybill: Annotated[str | None, typer.Option("--waybill", "-w", help="Poll only this waybill")] = None,
     as_of: Annotated[
         datetime | None,
@@ -35,6 +41,14 @@ def track(
     query_url: Annotated[
         str | None, typer.Option(help="Kuaidi100 query URL (default: the policy file)")
     ] = None,
+    no_prefect: Annotated[
+        bool,
+        typer.Option(
+            "--no-prefect",
+            help="Run in this process without a Prefect "
+            "flow run (scripts; no shared rate limit across processes)",
+        ),
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Poll carriers now (the `poll-carriers` flow): every due shipment, or one waybill.
@@ -44,8 +58,6 @@ def track(
     """
     from sqlalchemy import select
 
-    from app.local_stack import use_local_server_if_running
-    from flows.tracking import poll_carriers
     from yidi.schema import shipments
 
     engine = engine_or_exit()
@@ -54,9 +66,15 @@ def track(
             found = conn.execute(select(shipments.c.id).where(shipments.c.waybill_no == waybill)).first()
         if found is None:
             raise fail(f"no shipment with waybill {waybill}")
-    use_local_server_if_running()
-    logging.getLogger("prefect").setLevel(logging.WARNING)
-    summary = poll_carriers(waybill=waybill, as_of=as_of, query_url=query_url)
+    if no_prefect:
+        summary = _poll_here(engine, waybill, as_of, query_url)
+    else:
+        from app.local_stack import use_local_server_if_running
+        from flows.tracking import poll_carriers
+
+        use_local_server_if_running()
+        logging.getLogger("prefect").setLevel(logging.WARNING)
+        summary = poll_carriers(waybill=waybill, as_of=as_of, query_url=query_url)
     summary.pop("incident_ids", None)
     if json_out:
         emit_json(summary)
@@ -74,6 +92,22 @@ def track(
     )
     if waybill:
         _show_waybill(engine, waybill)
+
+
+cli.command("track", hidden=True, help=_renamed("poll"))(poll)
+
+
+def _poll_here(engine, waybill: str | None, as_of: datetime | None, query_url: str | None) -> dict:
+    """The `poll-carriers` step list in this process (``flows.compose.in_process``)."""
+    from flows.compose import in_process
+    from flows.tracking import aware, poll_cycle, run_policy
+    from tasks.tracking.polling import make_client, make_pacer
+    from yidi.lifecycle import current_actor
+
+    policy = run_policy()
+    with make_client(policy, pacer=make_pacer(policy, shared_limit=False), query_url=query_url) as client:
+        return poll_cycle(in_process, engine=engine, client=client, policy=policy, now=aware(as_of),
+                          actor=current_actor(), waybill=waybill)  # fmt: skip
 
 
 def _show_waybill(engine, waybill: str) -> None:
@@ -107,13 +141,13 @@ def _show_waybill(engine, waybill: str) -> None:
     console.print(table)
 
 
-@cli.command()
+@tracking.command("callbacks")
 def callbacks(
     host: Annotated[str | None, typer.Option(help="Listen address (default tracking.callback_host)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default tracking.callback_port)")] = None,
 ) -> None:
     """Serve the Kuaidi100 push callback URL: verify signatures, land and apply pushes, answer as published."""
-    from app.callbacks import CallbackServer
+    from app.callbacks import push_receiver, serve_until_stopped
     from yidi.settings import get_settings
 
     policy = get_settings().tracking
@@ -122,22 +156,15 @@ def callbacks(
         raise fail(f"set {policy.salt_env} (the push signature salt given at subscription)")
     engine = engine_or_exit()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server = CallbackServer(engine, policy, salt, host=host, port=port)
-    console.print(f"Kuaidi100 push receiver on {server.url} (Ctrl-C or SIGTERM stops)", highlight=False)
-
-    def _stop(*_):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _stop)  # service managers stop with SIGTERM: finish the request, close
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server.server_close()
+    receiver = push_receiver(engine, policy, salt, host=host, port=port)
+    console.print(f"Kuaidi100 push receiver on {receiver.url} (Ctrl-C or SIGTERM stops)", highlight=False)
+    serve_until_stopped(receiver)
 
 
-@cli.command()
+cli.command("callbacks", hidden=True, help=_renamed("callbacks"))(callbacks)
+
+
+@tracking.command("incidents")
 def incidents(
     status: Annotated[str, typer.Option(help="open, resolved or all")] = "open",
     incident_type: Annotated[str | None, typer.Option("--type", help="delay, damaged, lost, …")] = None,
@@ -147,8 +174,9 @@ def incidents(
     """Tracking incidents (F6) with owner, due date and claim (phones in carrier text masked)."""
     from sqlalchemy import select
 
-    from tasks.tracking.steps import mask_text
-    from yidi.bulk import read_frame
+    from tasks.tracking.report import mask_text
+    from yidi.bulk import frame_records, read_frame
+    from yidi.money import fen_to_yuan
     from yidi.schema import orders
     from yidi.schema_tracking import liability_claims, tracking_incidents
 
@@ -171,15 +199,10 @@ def incidents(
         stmt = stmt.where(ti.c.incident_type == incident_type)
     with engine.connect() as conn:
         frame = read_frame(conn, stmt)
-    rows = []
-    for rec in zip(*(frame[c].tolist() for c in frame.columns), strict=True):
-        row = dict(zip(frame.columns, rec, strict=True))
+    rows = frame_records(frame)
+    for row in rows:
         row["evidence"] = mask_text(row["evidence"])
-        amount = row.pop("claim_amount_fen")
-        row["claim_amount"] = (
-            str(Decimal(int(amount)) / 100) if amount is not None and amount == amount else None
-        )
-        rows.append(row)
+        row["claim_amount"] = fen_to_yuan(row.pop("claim_amount_fen"))
     if json_out:
         emit_json(rows)
         return
@@ -206,19 +229,26 @@ def incidents(
     console.print(table)
 
 
-@cli.command("incident-resolve")
+cli.command("incidents", hidden=True, help=_renamed("incidents"))(incidents)
+
+
+@tracking.command("incident-resolve")
 def incident_resolve(
-    incident_id: Annotated[int, typer.Argument(help="Incident id (see `yidi incidents`)")],
+    incident_id: Annotated[int, typer.Argument(help="Incident id (see `yidi tracking incidents`)")],
     note: Annotated[str, typer.Option("--note", help="What was done (the customer is told)")],
     claim: Annotated[str | None, typer.Option(help="Claim status now: filed, settled or rejected")] = None,
     settled_yuan: Annotated[str | None, typer.Option(help="Amount the carrier paid (yuan)")] = None,
 ) -> None:
     """Close an incident (and record its claim's outcome); the customer is notified and the order follows."""
-    from tasks.tracking.steps import IncidentNotFound, resolve_incident
+    from tasks.tracking.incidents import IncidentNotFound, resolve_incident
+    from yidi.money import BadAmount, yuan_to_fen
 
     if claim not in (None, "filed", "settled", "rejected"):
         raise fail("--claim must be filed, settled or rejected")
-    settled_fen = int((Decimal(settled_yuan) * 100).to_integral_value()) if settled_yuan else None
+    try:
+        settled_fen = yuan_to_fen(settled_yuan, "--settled-yuan") if settled_yuan else None
+    except BadAmount as exc:
+        raise fail(str(exc)) from None
     engine = engine_or_exit()
     try:
         with engine.begin() as conn:
@@ -228,3 +258,6 @@ def incident_resolve(
     except IncidentNotFound as exc:
         raise fail(str(exc)) from None
     console.print(f"incident {incident_id} ({row['incident_type']}) resolved: {note}", highlight=False)
+
+
+cli.command("incident-resolve", hidden=True, help=_renamed("incident-resolve"))(incident_resolve)
