@@ -27,7 +27,8 @@ from connectors.base import (
     parse_quantity,
     problem_rows,
 )
-from connectors.template import KIND_VALUES, PAYMENT_VALUES
+from connectors.template.headers import KIND_VALUES, PAYMENT_VALUES
+from yidi.bulk import json_text
 from yidi.money import yuan_to_fen
 
 CONTENT_TYPE = "application/json; phone-order-form"
@@ -70,7 +71,7 @@ def form_record(order: PhoneOrder | dict, *, entered_by: str = "") -> pd.DataFra
     data.setdefault("entered_at", datetime.now(UTC).isoformat())
     if entered_by:
         data["entered_by"] = entered_by
-    content = json.dumps(data, ensure_ascii=False, sort_keys=True)
+    content = json_text(data)
     return make_records([content], f"form:{entered_by or 'staff'}", content_type=CONTENT_TYPE,
                         source_keys=[data["order_no"]])
 

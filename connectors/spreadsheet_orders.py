@@ -5,7 +5,7 @@ UTF-8 with BOM and GBK/GB18030 are decided by checking the whole file (a file th
 never guessed). xlsx: the header row is found among the first rows (title rows above it are fine), merged cells
 take the merged value, a formula gives its saved result (a formula without one is shown as the formula text, so the
 row's reason says so), empty rows are skipped. Each chunk lands as one raw record (the rows as read); an order
-that cannot be understood also gets a record of its own, to fix and replay (see ``connectors.template``).
+that cannot be understood also gets a record of its own, to fix and replay (see ``connectors.template.records``).
 
 After a file's last chunk is committed it moves to ``processed/YYYY-MM-DD/``; an unreadable file moves to
 ``failed/`` with a quarantined record saying why. Re-dropping a file is harmless: chunks already landed are
@@ -36,18 +36,20 @@ from connectors.base import (
     make_records,
     problem_rows,
 )
-from connectors.template import (
-    CONTENT_TYPE,
+from connectors.template.csv_rows import (
     RowChunk,
-    SeenOrders,
-    TemplateResult,
     UnreadableFile,
-    build_template_records,
     detect_encoding,
     iter_csv_chunks,
-    map_headers,
-    parse_template_records,
     rows_to_csv_lines,
+)
+from connectors.template.headers import map_headers
+from connectors.template.records import (
+    CONTENT_TYPE,
+    SeenOrders,
+    TemplateResult,
+    build_template_records,
+    parse_template_records,
 )
 
 TABLE_SUFFIXES = {".csv", ".txt", ".xlsx", ".xlsm"}

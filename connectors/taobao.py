@@ -48,6 +48,7 @@ from connectors.base import (
     parse_local_time,
     problem_rows,
 )
+from yidi.bulk import json_text
 from yidi.money import BadAmount, yuan_to_fen
 
 log = logging.getLogger(__name__)
@@ -273,7 +274,7 @@ class TaobaoConnector(Connector):
 
     def _records(self, body: dict, label: str, page_no: int) -> pd.DataFrame:
         trades = ((body.get("trades") or {}).get("trade")) or []
-        contents = [json.dumps(t, ensure_ascii=False, sort_keys=True) for t in trades]
+        contents = [json_text(t) for t in trades]
         keys = [str(t.get("tid")) if isinstance(t, dict) and t.get("tid") is not None else None for t in trades]
         return make_records(contents, f"taobao:{METHOD}:{label}#page={page_no}", content_type="application/json",
                             source_keys=keys)
@@ -368,7 +369,7 @@ def _trade(idx: int, trade, order_channel: str) -> tuple[dict, list[dict]]:
         "order_time": parse_local_time(trade.get("created"), "created"),
         "source_modified_at": parse_local_time(trade.get("modified"), "modified"),
         "buyer_note": clean_text(trade.get("buyer_message")),
-        "source_extra": json.dumps(extra, ensure_ascii=False, sort_keys=True) if extra else None,
+        "source_extra": json_text(extra) if extra else None,
     }
     if order["order_time"] is None:
         raise BadValue("created (order time) is missing")

@@ -38,6 +38,7 @@ from connectors.base import (
     make_records,
     problem_rows,
 )
+from yidi.bulk import json_text
 from yidi.money import BadAmount, yuan_to_fen
 
 log = logging.getLogger(__name__)
@@ -182,7 +183,7 @@ class WooCommerceConnector(Connector):
         raise AssertionError("unreachable")
 
     def _records(self, orders: list, page: int) -> pd.DataFrame:
-        contents = [json.dumps(order, ensure_ascii=False, sort_keys=True) for order in orders]
+        contents = [json_text(order) for order in orders]
         keys = [str(order.get("id")) if isinstance(order, dict) and order.get("id") is not None else None
                 for order in orders]
         return make_records(contents, f"woocommerce:{ORDERS_PATH}#page={page}", content_type="application/json",
@@ -331,7 +332,7 @@ def _order(idx: int, order, payment_methods: dict, order_channel: str) -> tuple[
         "order_time": order_time,
         "source_modified_at": modified_at,
         "buyer_note": clean_text(order.get("customer_note")),
-        "source_extra": json.dumps(extra, ensure_ascii=False, sort_keys=True) if extra else None,
+        "source_extra": json_text(extra) if extra else None,
     }
     return row, lines
 

@@ -12,7 +12,8 @@ from intake_support import count, frame, neutral
 from sqlalchemy import insert, select
 
 from connectors.spreadsheet_orders import SpreadsheetConnector
-from connectors.template import CHUNK_CONTENT_TYPE, SeenOrders, iter_csv_chunks
+from connectors.template.csv_rows import iter_csv_chunks
+from connectors.template.records import CHUNK_CONTENT_TYPE, SeenOrders
 from demo.standins.spreadsheets import template_frame, write_csv
 from tasks.intake.landing import run_channel
 from yidi.bulk import reserve_ids
@@ -154,7 +155,7 @@ def test_the_content_hash_of_an_order_does_not_change_between_releases():
     the first release that stored it."""
     from datetime import UTC
 
-    from connectors.template import build_template_records
+    from connectors.template.records import build_template_records
     from tasks.intake.normalise import normalise
 
     text = ("订单号,下单时间,客户名称,联系电话,省,市,区县,详细地址,商品编码,商品名称,数量,单价（元）,运费,付款方式\n"
