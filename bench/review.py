@@ -1,6 +1,6 @@
 """Benchmark `review`: the automated first review (V1–V5) of N orders, ours vs hand-written pandas checks.
 
-Ours is what production runs per chunk (``tasks.review.steps.evaluate``): the store-dependent columns (catalog join,
+Ours is what production runs per chunk (``tasks.review.rules.evaluate``): the store-dependent columns (catalog join,
 phones, promotions, purchase limits, credit), the four Great Expectations suites on them with the lean result format,
 failures mapped back to order ids, decisions. The baseline computes the same columns with the same code and then
 checks every rule with a hand-written pandas mask instead of Great Expectations, producing the same failures and
@@ -164,7 +164,7 @@ def bench_settings(workdir: Path):
 
 def prepare(n: int, workdir: Path, case: str | None = None) -> Ctx:
     from expectations.engine import validator_for
-    from tasks.review.steps import evaluate
+    from tasks.review.rules import evaluate
 
     settings = bench_settings(workdir)
     inputs, failing = make_inputs(n, FAIL_RATES[case or "10pct"])
@@ -177,7 +177,7 @@ def prepare(n: int, workdir: Path, case: str | None = None) -> Ctx:
 
 
 def ours(ctx: Ctx):
-    from tasks.review.steps import evaluate
+    from tasks.review.rules import evaluate
 
     return evaluate(ctx.inputs, ctx.settings)
 
@@ -262,7 +262,7 @@ def pandas_failures(frame: pd.DataFrame, settings) -> pd.DataFrame:
 
 def baseline(ctx: Ctx):
     from tasks.review.columns import compute_review_columns
-    from tasks.review.steps import decide
+    from tasks.review.rules import decide
 
     columns = compute_review_columns(ctx.inputs, ctx.settings)
     failures = pandas_failures(columns.frame, ctx.settings)

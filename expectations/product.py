@@ -1,7 +1,7 @@
 """V2 product or service information against the catalog / service standard: code, status, kind, name,
 specification, model, quantity.
 
-The catalog comparison is computed per line first (``tasks/review_columns.py``: a vectorised join with the
+The catalog comparison is computed per line first (``tasks/review/columns.py``: a vectorised join with the
 catalog) and summed per order into ``*_lines`` counts; Great Expectations checks the counts. Which lines failed is
 kept beside the findings.
 """

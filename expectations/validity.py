@@ -1,7 +1,7 @@
 """V4 validity against sales policy: blocked customers, purchase limits per customer and item over a rolling
 window (counting the orders already in the store), promotion windows and eligible items.
 
-The store-dependent parts (history, promotions) are computed first (``tasks/review_columns.py``) into per-order
+The store-dependent parts (history, promotions) are computed first (``tasks/review/columns.py``) into per-order
 counts; Great Expectations checks them.
 """
 

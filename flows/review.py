@@ -1,17 +1,29 @@
 """Review flows (V5, V6): the automated first pass after each ingest, the manual review form in the Prefect UI, and
 the hourly deadline check.
 
-``review_orders`` shows pending orders with their findings in the run's pause form and waits for the reviewer.
-Programs (and ``make demo``) answer through the same path as the UI's Resume button:
-``submit_review(flow_run_id, reviewer, decisions)`` → ``resume_flow_run(flow_run_id, run_input=...)``.
+One composition: ``automated_review(run, ...)`` is the automated review's only step list. The ``auto-review`` flow
+runs it with ``flows.compose.with_prefect`` (each chunk a Prefect task run with retries) and adds the artifacts and
+the prompt sending of customer notices; ``yidi review run`` and the tests run the same list with ``in_process``.
+
+Transaction scope: one transaction per chunk. A chunk's inputs are read, evaluated and written (checks, findings,
+state changes, deadlines, customer notices) in one transaction, so a failed chunk leaves nothing behind and its
+retry starts clean; chunks already written stay (re-running the review skips them: a check is unique by order and
+content). Selecting the candidates reads outside any write; the run record is opened and closed in short
+transactions of their own. ``check-review-deadlines`` is one step (``tasks.review.deadlines.check_deadlines``) in
+one transaction; the CLI's ``yidi review deadlines`` calls the same step. A reviewer's decision (form or CLI) is one
+transaction per order (``tasks.review.decisions.apply_decision``).
+
+``review_orders`` shows pending orders with their findings in the run's pause form and waits for the reviewer; it is
+answered through the UI's Resume button, or from a program through the same input path
+(``resume_flow_run(flow_run_id, run_input=...)``, as ``demo/review.py`` does for ``make demo`` and the tests).
 """
 
 from __future__ import annotations
 
 import json
-import time
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Literal
-from uuid import UUID
 
 import pandas as pd
 from prefect import flow, get_run_logger
@@ -21,28 +33,35 @@ from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
 from pydantic import BaseModel, Field
+from sqlalchemy import Engine
 
-from tasks.review.steps import (
+from flows.compose import Run, with_prefect
+from tasks.review.automated import build_data_docs, review_chunk_task
+from tasks.review.deadlines import check_deadlines
+from tasks.review.decisions import apply_decision
+from tasks.review.rules import (
     ChunkSummary,
     InvalidDecision,
-    apply_decision,
     backlog_by_age,
-    check_deadlines,
+    credit_amounts,
     credit_summary,
+    merge_stats,
+    validate_decision,
+)
+from tasks.review.store import (
     current_findings,
     finish_run,
     latest_checks,
-    merge_stats,
     pending_orders,
-    review_chunk_task,
+    run_stats,
     select_candidates,
     start_run,
-    validate_decision,
 )
-from yidi.bulk import utc_now
+from yidi.bulk import chunked, utc_now
 from yidi.db import get_engine
 from yidi.masking import mask_address, mask_name, mask_phone
-from yidi.settings import get_settings
+from yidi.money import yuan_text
+from yidi.settings import Settings, get_settings
 
 
 def _flow_run_id() -> str | None:
@@ -53,46 +72,56 @@ def _flow_run_id() -> str | None:
 # --- automated review ----------------------------------------------------------------------------------------------
 
 
+def automated_review(run: Run, *, engine: Engine, settings: Settings, order_ids: Sequence[int] | None = None,
+                     now: datetime | None = None, flow_run_id: str | None = None, build_docs: bool | None = None,
+                     keep_results: bool = True) -> dict:
+    """The automated review's steps, in order (V5): candidates, a run record, each chunk, Data Docs, the record
+    closed. The ``auto-review`` flow runs them with ``with_prefect``; ``yidi review run`` and the tests with
+    ``in_process``. Nothing to review leaves no run record. A failing chunk marks the run failed and re-raises."""
+    with engine.connect() as conn:
+        candidates = run(select_candidates, conn, order_ids)
+    if not candidates:
+        return {"run_id": None, "run_key": None, "candidates": 0, **ChunkSummary().as_dict(), "data_docs": None}
+    run_id, run_key = run(start_run, engine, "auto", flow_run_id)
+    total, stats = ChunkSummary(), []
+    try:
+        for index, chunk in enumerate(chunked(candidates, settings.review.chunk_size)):
+            result = run(review_chunk_task, engine, chunk, run_id, run_key, index, settings=settings, now=now,
+                         keep_results=keep_results)  # fmt: skip
+            total.add(ChunkSummary.from_dict(result["summary"]))
+            stats.append(pd.DataFrame(result["stats"]))
+    except Exception:
+        run(finish_run, engine, run_id, total, merge_stats(stats), status="failed")
+        raise
+    docs = None
+    if (settings.review.build_data_docs if build_docs is None else build_docs) and total.checked and keep_results:
+        docs = run(build_data_docs, run_key, settings)
+    run(finish_run, engine, run_id, total, merge_stats(stats), data_docs=docs)
+    return {"run_id": run_id, "run_key": run_key, "candidates": len(candidates), **total.as_dict(),
+            "data_docs": docs}  # fmt: skip
+
+
 @flow(name="auto-review")
 def auto_review(order_ids: list[int] | None = None, send: bool = True) -> dict:
     """Automated first review (V5) of every received order (or the ones given), in chunks; right after ingest."""
     logger = get_run_logger()
-    settings = get_settings()
     engine = get_engine()
-    with engine.connect() as conn:
-        candidates = select_candidates(conn, order_ids)
-    if not candidates:
+    result = automated_review(with_prefect, engine=engine, settings=get_settings(), order_ids=order_ids,
+                              flow_run_id=_flow_run_id())  # fmt: skip
+    if not result["candidates"]:
         logger.info("no orders waiting for the automated review")
-        return {"candidates": 0, "checked": 0, "auto_rejected": 0, "pending_review": 0}
-    run_id, run_key = start_run(engine, "auto", _flow_run_id())
-    size = settings.review.chunk_size
-    chunks = [candidates[i : i + size] for i in range(0, len(candidates), size)]
-    total, stats = ChunkSummary(), []
-    try:
-        for index, chunk in enumerate(chunks):
-            result = review_chunk_task(chunk, run_id, run_key, index)
-            part = ChunkSummary(**{k: v for k, v in result["summary"].items() if k != "by_reason"})
-            part.by_reason.update(result["summary"]["by_reason"])
-            total.add(part)
-            stats.append(pd.DataFrame(result["stats"]))
-    except Exception:
-        finish_run(engine, run_id, total, merge_stats(stats), status="failed")
-        raise
-    docs = None
-    if settings.review.build_data_docs and total.checked:
-        from expectations.engine import build_data_docs
-
-        docs = str(build_data_docs(run_key, settings=settings))
-    merged = merge_stats(stats)
-    finish_run(engine, run_id, total, merged, data_docs=docs)
-    _review_artifacts(total, merged, docs)
+        return result
+    total = ChunkSummary.from_dict(result)
+    with engine.connect() as conn:
+        stats = run_stats(conn, result["run_id"])
+    _review_artifacts(total, stats, result["data_docs"])
     if send and total.notices:
         from flows.notifications import send_notifications
 
         send_notifications()
     logger.info("automated review: %s checked, %s auto-rejected, %s pending review", total.checked,
                 total.auto_rejected, total.pending_review)
-    return {"run_key": run_key, "candidates": len(candidates), **total.as_dict(), "data_docs": docs}
+    return result
 
 
 def _review_artifacts(total: ChunkSummary, stats: pd.DataFrame, docs: str | None) -> None:
@@ -152,10 +181,6 @@ class ReviewForm(RunInput):
     decisions: list[OrderDecision]
 
 
-def _money(fen) -> str:
-    return f"¥{int(fen) / 100:,.2f}"
-
-
 def review_markdown(page: pd.DataFrame, findings: pd.DataFrame, problems: list[str] | None = None,
                     credit: dict[int, str] | None = None) -> str:
     """The form's description: each order with its (masked) customer data and every finding."""
@@ -171,8 +196,9 @@ def review_markdown(page: pd.DataFrame, findings: pd.DataFrame, problems: list[s
         due = pd.Timestamp(row.review_due_at).tz_convert("Asia/Shanghai").strftime("%Y-%m-%d %H:%M") \
             if row.review_due_at is not None and not pd.isna(row.review_due_at) else "—"  # fmt: skip
         address = f"{row.ship_province or ''}{row.ship_city or ''}{row.ship_district or ''}{mask_address(row.ship_detail)}"
+        total = yuan_text(row.order_total_fen, grouping=True, symbol=True)
         lines += [
-            f"#### {row.order_no} · {_money(row.order_total_fen)} · {row.payment_method or '—'} · due {due}",
+            f"#### {row.order_no} · {total} · {row.payment_method or '—'} · due {due}",
             f"{mask_name(row.customer_name)} · {mask_phone(row.customer_phone)} · {address} · region {row.region}",
         ]
         if (credit or {}).get(row.id):
@@ -188,8 +214,8 @@ def review_markdown(page: pd.DataFrame, findings: pd.DataFrame, problems: list[s
                     if "lines" in detail:
                         extra = f" (lines {', '.join(map(str, detail['lines']))})"
                     elif "exposure_fen" in detail:
-                        extra = (f" (exposure {_money(detail['exposure_fen'])} vs limit {_money(detail['limit_fen'])},"
-                                 f" overdue {_money(detail['overdue_fen'])})")  # fmt: skip
+                        exposure, limit, overdue = credit_amounts(detail)
+                        extra = f" (exposure {exposure} vs limit {limit}, overdue {overdue})"
                 lines.append(f"- `{item.reason_code}` [{item.severity}] {item.message_zh} / {item.message_en}{extra}")
         lines.append("")
     return "\n".join(lines)
@@ -280,127 +306,6 @@ def _finish_review(applied: list[dict], refused: list[dict], timed_out: bool = F
     return {"approved": sum(r["decision"] == "approve" for r in applied),
             "rejected": sum(r["decision"] == "reject" for r in applied),
             "refused": refused, "timed_out": timed_out}  # fmt: skip
-
-
-# --- answering the form from a program (same path as the UI's Resume button) ---------------------------------------
-
-
-class ReviewRunEnded(RuntimeError):
-    """The review run finished (or failed) instead of pausing again."""
-
-
-def wait_until_paused(flow_run_id: UUID | str, timeout: float = 60, after_state: str | None = None) -> dict:
-    """Block until the review run pauses for input (in a state other than ``after_state``); returns the form:
-    ``flow_run_id``, ``state_id``, ``orders`` (order numbers offered) and ``description`` (the markdown)."""
-    from prefect import get_client
-    from prefect.input.run_input import keyset_from_paused_state
-
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            run = client.read_flow_run(UUID(str(flow_run_id)))
-            state = run.state
-            if state is not None and state.is_paused() and str(state.id) != after_state:
-                keyset = keyset_from_paused_state(state)
-                try:
-                    schema = json.loads(client.read_flow_run_input(run.id, keyset["schema"]))
-                    description = json.loads(client.read_flow_run_input(run.id, keyset["description"]))
-                except Exception:  # noqa: BLE001 - the form is saved just after the run pauses
-                    time.sleep(0.2)
-                    continue
-                offered = [d["order_no"] for d in schema["properties"]["decisions"].get("default", [])]
-                return {"flow_run_id": str(run.id), "state_id": str(state.id), "orders": offered,
-                        "description": description}  # fmt: skip
-            if state is not None and state.is_final():
-                raise ReviewRunEnded(f"review run ended ({state.name})")
-            time.sleep(0.3)
-    raise TimeoutError(f"review run {flow_run_id} did not pause within {timeout:.0f}s")
-
-
-def find_paused_review_run(timeout: float = 60) -> str:
-    """The id of the newest ``review-orders`` run waiting for input, waiting up to ``timeout`` seconds."""
-    from prefect import get_client
-    from prefect.client.schemas.filters import (
-        FlowFilter,
-        FlowFilterName,
-        FlowRunFilter,
-        FlowRunFilterState,
-        FlowRunFilterStateType,
-    )
-    from prefect.client.schemas.objects import StateType
-
-    paused = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])))
-    deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while time.monotonic() < deadline:
-            runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["review-orders"])),
-                                         flow_run_filter=paused)  # fmt: skip
-            if runs:
-                return str(max(runs, key=lambda r: r.created).id)
-            time.sleep(0.3)
-    raise TimeoutError(f"no review-orders run paused within {timeout:.0f}s")
-
-
-def run_review_session(decide, reviewer: str = "demo-reviewer", limit: int | None = None,
-                       timeout: float = 120) -> dict:
-    """Run ``review_orders`` and answer each of its forms through the UI's input path: ``decide(orders_offered)``
-    returns the decisions (dicts with order_no, decision, reason, proposed_solution). For ``make demo``/scripts."""
-    import threading
-
-    outcome: dict = {}
-
-    def run():
-        try:
-            outcome["result"] = review_orders(limit=limit, poll_interval=1)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, name="review-orders", daemon=True)
-    thread.start()
-    try:
-        run_id = find_paused_review_run(timeout)
-        last = None
-        while True:
-            form = wait_until_paused(run_id, timeout, after_state=last)
-            submit_review(run_id, reviewer, decide(form["orders"]))
-            last = form["state_id"]
-    except (ReviewRunEnded, TimeoutError):
-        pass
-    thread.join(timeout)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("result", {})
-
-
-def demo_review(approve: int = 5, reject: int = 3, reviewer: str = "演示审核员") -> dict:
-    """For ``make demo``: approve some pending orders and reject others (reason and proposed solution) through the
-    review form's input path, as a reviewer in the Prefect UI would; the rest stay pending."""
-    left = {"approve": approve, "reject": reject}
-
-    def decide(offered: list[str]) -> list[dict]:
-        decisions = []
-        for order_no in offered:
-            if left["approve"] > 0:
-                left["approve"] -= 1
-                decisions.append({"order_no": order_no, "decision": "approve"})
-            elif left["reject"] > 0:
-                left["reject"] -= 1
-                decisions.append({"order_no": order_no, "decision": "reject",
-                                  "reason": "收货信息需要与您核实（演示）",
-                                  "proposed_solution": "请核对收货地址和联系电话后重新下单，或致电客服为您修改"})  # fmt: skip
-            else:
-                decisions.append({"order_no": order_no, "decision": "skip"})
-        return decisions
-
-    return run_review_session(decide, reviewer=reviewer, limit=approve + reject)
-
-
-def submit_review(flow_run_id: UUID | str, reviewer: str, decisions: list[dict]) -> None:
-    """Resume a paused ``review_orders`` run with decisions, exactly as the UI form does. The server validates the
-    input against the form's schema and refuses invalid input (the run stays paused)."""
-    from prefect.flow_runs import resume_flow_run
-
-    resume_flow_run(UUID(str(flow_run_id)), run_input={"reviewer": reviewer, "decisions": decisions})
 
 
 # --- deadlines ----------------------------------------------------------------------------------------------------------

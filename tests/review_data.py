@@ -190,3 +190,13 @@ def build_store(conn) -> dict[str, int]:
 
 def order_frame(conn, order_ids) -> pd.DataFrame:
     return read_frame(conn, select(orders).where(orders.c.id.in_(list(order_ids))))
+
+
+def run_auto_review(engine, order_ids=None, *, settings=None, **options) -> dict:
+    """The ``auto-review`` flow's step list run in this process, without Prefect (as ``yidi review run`` does)."""
+    from flows.compose import in_process
+    from flows.review import automated_review
+    from yidi.settings import get_settings
+
+    return automated_review(in_process, engine=engine, settings=settings or get_settings(), order_ids=order_ids,
+                            **options)  # fmt: skip

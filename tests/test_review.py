@@ -6,19 +6,25 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from review_data import CASES, POLICY, SEVERAL_CODES, SH, build_store, insert_order, load_reference, variant
+from review_data import (
+    CASES,
+    POLICY,
+    SEVERAL_CODES,
+    SH,
+    build_store,
+    insert_order,
+    load_reference,
+    run_auto_review,
+    variant,
+)
 from sqlalchemy import func, select, update
 
 from expectations.reasons import REASONS
 from tasks.notifications import render
-from tasks.review.steps import (
-    InvalidDecision,
-    apply_decision,
-    auto_review,
-    check_deadlines,
-    current_findings,
-    review_deadline,
-)
+from tasks.review.deadlines import check_deadlines
+from tasks.review.decisions import apply_decision
+from tasks.review.rules import InvalidDecision, review_deadline
+from tasks.review.store import current_findings
 from yidi.bulk import read_frame
 from yidi.schema import notification_outbox, order_events, orders
 from yidi.schema_review import review_checks, review_decisions, review_findings
@@ -75,7 +81,7 @@ def reviewed(request, tmp_path_factory):
     try:
         with engine.begin() as conn:
             ids = build_store(conn)
-        result = auto_review(engine, list(ids.values()), settings=settings, now=NOW, build_docs=False,
+        result = run_auto_review(engine, list(ids.values()), settings=settings, now=NOW, build_docs=False,
                              keep_results=False)  # fmt: skip
         with engine.connect() as conn:
             states = dict(conn.execute(select(orders.c.id, orders.c.state)).all())
@@ -170,7 +176,7 @@ def test_rerunning_the_review_changes_nothing(reviewed, policy):
                 "states": sorted(conn.execute(select(orders.c.id, orders.c.state, orders.c.version)).all())}
 
     before = snapshot()
-    again = auto_review(engine, list(ids.values()), settings=policy, now=NOW + timedelta(hours=1),
+    again = run_auto_review(engine, list(ids.values()), settings=policy, now=NOW + timedelta(hours=1),
                         keep_results=False)
     assert again["checked"] == 0 and again["candidates"] == 0
     assert snapshot() == before
@@ -181,7 +187,7 @@ def test_an_order_changed_at_the_source_is_checked_again(reviewed, policy):
     oid = ids["method_paypal"]
     with engine.begin() as conn:
         conn.execute(update(orders).where(orders.c.id == oid).values(payment_method="alipay", content_hash="fixed"))
-    result = auto_review(engine, [oid], settings=policy, now=NOW, keep_results=False)
+    result = run_auto_review(engine, [oid], settings=policy, now=NOW, keep_results=False)
     assert result["checked"] == 1 and result["pending_review"] == 1
     with engine.connect() as conn:
         assert conn.execute(select(orders.c.state).where(orders.c.id == oid)).scalar_one() == "pending_review"
@@ -198,7 +204,7 @@ def test_severity_comes_from_the_policy_file(sqlite_engine, tmp_path):
     with engine.begin() as conn:
         ids = load_reference(conn)
         oid = insert_order(conn, variant(region="unknown"), ids)
-    auto_review(engine, [oid], settings=settings, now=NOW, keep_results=False)
+    run_auto_review(engine, [oid], settings=settings, now=NOW, keep_results=False)
     with engine.connect() as conn:
         assert conn.execute(select(orders.c.state).where(orders.c.id == oid)).scalar_one() == "auto_rejected"
     path.write_text('[review.severity]\nNO_SUCH_CODE = "reject"\n', encoding="utf-8")
@@ -343,16 +349,16 @@ def test_long_id_lists_go_through_a_temporary_table(engine):
     """Chunks of 200k orders are read with one query each (a temporary id table), on both databases."""
     import pandas as pd
 
-    from tasks.review.steps import IN_CHUNK, _read_in
-    from yidi.bulk import insert_rows
+    from tasks.review.store import read_in
+    from yidi.bulk import IN_LIST_SIZE, insert_rows
 
-    count = IN_CHUNK * 2 + 17
+    count = IN_LIST_SIZE * 2 + 17
     with engine.begin() as conn:
         insert_rows(conn, orders, pd.DataFrame({"order_no": [f"T{i}" for i in range(count)], "channel": "t",
                                                 "channel_order_id": [f"T{i}" for i in range(count)]}))  # fmt: skip
         ids = [i for (i,) in conn.execute(select(orders.c.id)).all()]
-        numbers = _read_in(conn, lambda chosen: select(orders.c.id, orders.c.order_no)
+        numbers = read_in(conn, lambda chosen: select(orders.c.id, orders.c.order_no)
                            .where(orders.c.id.in_(chosen)), ids[:-5] + ids[:3])  # fmt: skip
-        by_text = _read_in(conn, lambda chosen: select(orders.c.id).where(orders.c.order_no.in_(chosen)),
+        by_text = read_in(conn, lambda chosen: select(orders.c.id).where(orders.c.order_no.in_(chosen)),
                            [f"T{i}" for i in range(count)])  # fmt: skip
     assert sorted(numbers["id"]) == sorted(ids[:-5]) and len(by_text) == count

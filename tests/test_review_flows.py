@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from review_data import POLICY, build_store
+from review_data import POLICY, build_store, run_auto_review
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
@@ -62,11 +62,11 @@ def test_auto_review_flow_decides_notifies_and_builds_offline_docs(prefect_serve
 def test_manual_review_in_the_form_refuses_bad_input_then_applies_decisions(prefect_server, store):
     from prefect.flow_runs import resume_flow_run
 
-    from flows.review import find_paused_review_run, review_orders, submit_review, wait_until_paused
-    from tasks.review.steps import auto_review as run_auto
+    from demo.review import find_paused_review_run, submit_review, wait_until_paused
+    from flows.review import review_orders
 
     engine, ids, _smtp, _sms = store
-    run_auto(engine, list(ids.values()), build_docs=False, keep_results=False)
+    run_auto_review(engine, list(ids.values()), build_docs=False, keep_results=False)
     pending = sorted(oid for oid, state in states(engine, ids.values()).items() if state == "pending_review")
     assert len(pending) >= 3
 
@@ -104,11 +104,10 @@ def test_manual_review_in_the_form_refuses_bad_input_then_applies_decisions(pref
 
 
 def test_demo_review_approves_and_rejects_through_the_form(prefect_server, store):
-    from flows.review import demo_review
-    from tasks.review.steps import auto_review as run_auto
+    from demo.review import demo_review
 
     engine, ids, smtp, _sms = store
-    run_auto(engine, list(ids.values()), build_docs=False, keep_results=False)
+    run_auto_review(engine, list(ids.values()), build_docs=False, keep_results=False)
     result = demo_review(approve=2, reject=2, reviewer="demo")
     assert (result["approved"], result["rejected"], result["refused"]) == (2, 2, [])
     with engine.connect() as conn:
@@ -123,10 +122,9 @@ def test_demo_review_approves_and_rejects_through_the_form(prefect_server, store
 
 def test_deadline_flow_reports_backlog(prefect_server, store):
     from flows.review import check_review_deadlines
-    from tasks.review.steps import auto_review as run_auto
 
     engine, ids, _smtp, _sms = store
-    run_auto(engine, list(ids.values()), build_docs=False, keep_results=False)
+    run_auto_review(engine, list(ids.values()), build_docs=False, keep_results=False)
     result = check_review_deadlines(send=False)
     with engine.connect() as conn:
         pending = conn.execute(select(orders.c.id).where(orders.c.state == "pending_review")).all()
@@ -136,10 +134,9 @@ def test_deadline_flow_reports_backlog(prefect_server, store):
 
 def test_cli_list_show_approve_reject(store):
     from app.cli.main import cli
-    from tasks.review.steps import auto_review as run_auto
 
     engine, ids, _smtp, _sms = store
-    run_auto(engine, list(ids.values()), build_docs=False, keep_results=False)
+    run_auto_review(engine, list(ids.values()), build_docs=False, keep_results=False)
     runner = CliRunner()
     listed = runner.invoke(cli, ["review", "list", "--json"])
     assert listed.exit_code == 0, listed.output

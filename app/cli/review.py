@@ -1,8 +1,9 @@
 """Review commands (issue 4): ``yidi review list|show|approve|reject|run|deadlines``.
 
-``approve``/``reject`` go through the same function as the Prefect UI form (``tasks.review.steps.apply_decision``): the
-same validation, the same "one reviewer wins" rule, the same customer notices. Registered on the main CLI by the
-one import line in ``yidi/cli.py``'s area block. Exit codes: 0 done; 1 refused (invalid input, unknown order,
+``approve``/``reject`` go through the same function as the Prefect UI form (``tasks.review.decisions.apply_decision``):
+the same validation, the same "one reviewer wins" rule, the same customer notices. ``run`` runs the ``auto-review``
+flow's step list (``flows.review.automated_review``) in this process, without a Prefect server. Registered on the
+main CLI by its import in ``app/cli/main.py``. Exit codes: 0 done; 1 refused (invalid input, unknown order,
 another reviewer decided first, the order changed).
 """
 
@@ -42,8 +43,10 @@ def review_list(
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Orders waiting for manual review, earliest deadline first (names and phones masked)."""
-    from tasks.review.steps import current_findings, masked_pending, pending_orders
+    from tasks.review.rules import masked_pending
+    from tasks.review.store import current_findings, pending_orders
     from yidi.bulk import utc_now
+    from yidi.money import yuan_text
 
     engine = engine_or_exit()
     with engine.connect() as conn:
@@ -53,7 +56,7 @@ def review_list(
         if not findings.empty else pd.Series(dtype=str)  # fmt: skip
     shown = masked_pending(pending)
     rows = [{"order_no": r.order_no, "customer": r.customer_name, "phone": r.customer_phone,
-             "total": f"{int(r.order_total_fen) / 100:.2f}", "payment": r.payment_method, "due": _local(r.review_due_at),
+             "total": yuan_text(r.order_total_fen), "payment": r.payment_method, "due": _local(r.review_due_at),
              "version": int(r.version), "findings": codes.get(r.id, "")} for r in shown.itertuples(index=False)]  # fmt: skip
     if json_out:
         emit_json(rows)
@@ -72,27 +75,24 @@ def review_show(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """An order's review: state, deadline, current findings (with lines / credit figures), decisions."""
-    from sqlalchemy import select
-
-    from tasks.review.steps import _order_by_ref, credit_summary, current_findings, latest_checks
-    from yidi.bulk import read_frame
-    from yidi.schema_review import review_decisions
+    from tasks.review.rules import credit_summary
+    from tasks.review.store import current_findings, decisions_of, latest_checks, order_by_ref
+    from yidi.money import yuan_text
 
     engine = engine_or_exit()
     with engine.connect() as conn:
-        order = _order_by_ref(conn, ref)
+        order = order_by_ref(conn, ref)
         if order is None:
             raise fail(f"no order {ref!r}")
         findings = current_findings(conn, [order["id"]])
         checks = latest_checks(conn, [order["id"]])
-        decisions = read_frame(conn, select(review_decisions).where(review_decisions.c.order_id == order["id"])
-                               .order_by(review_decisions.c.id))  # fmt: skip
+        decisions = decisions_of(conn, order["id"])
     view = {
         "order_no": order["order_no"], "state": order["state"], "version": order["version"],
         "customer": order["customer_name"], "phone": order["customer_phone"],
         "address": f"{order['ship_province'] or ''}{order['ship_city'] or ''}{order['ship_district'] or ''}"
                    f"{order['ship_detail'] or ''}",
-        "total": f"{int(order['order_total_fen']) / 100:.2f}", "payment_method": order["payment_method"],
+        "total": yuan_text(order["order_total_fen"]), "payment_method": order["payment_method"],
         "review_due_at": _local(order["review_due_at"]),
         "credit_check": credit_summary(checks["credit"].iloc[0]) if len(checks) else None,
         "findings": [{"reason_code": f.reason_code, "severity": f.severity, "message_zh": f.message_zh,
@@ -126,7 +126,8 @@ def review_show(
 
 def _decide(ref: str, decision: str, reviewer: str, reason: str | None, solution: str | None,
             version: int | None, json_out: bool) -> None:
-    from tasks.review.steps import InvalidDecision, apply_decision
+    from tasks.review.decisions import apply_decision
+    from tasks.review.rules import InvalidDecision
 
     engine = engine_or_exit()
     try:
@@ -173,9 +174,11 @@ def review_run(
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Run the automated review now (received orders, and orders changed since their last check)."""
-    from tasks.review.steps import auto_review
+    from flows.compose import in_process
+    from flows.review import automated_review
+    from yidi.settings import get_settings
 
-    result = auto_review(engine_or_exit(), order or None)
+    result = automated_review(in_process, engine=engine_or_exit(), settings=get_settings(), order_ids=order or None)
     if json_out:
         emit_json(result)
         return
@@ -187,7 +190,7 @@ def review_run(
 @review_app.command("deadlines")
 def review_deadlines(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Send due reminders and escalations now (the hourly flow does the same); print the backlog by age."""
-    from tasks.review.steps import check_deadlines
+    from tasks.review.deadlines import check_deadlines
 
     report = check_deadlines(engine_or_exit())
     if json_out:

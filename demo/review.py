@@ -1,0 +1,132 @@
+"""`make demo`'s reviewer: answers the ``review-orders`` form from a program, through the same input path as the
+Prefect UI's Resume button (``resume_flow_run(flow_run_id, run_input=...)``), so the server validates the input
+against the form's schema and the flow checks it exactly as for a person.
+
+Used by ``lifecycle-demo`` (``demo_review``) and by the tests of the review form; production code never imports it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from uuid import UUID
+
+from flows.review import review_orders
+
+
+class ReviewRunEnded(RuntimeError):
+    """The review run finished (or failed) instead of pausing again."""
+
+
+def wait_until_paused(flow_run_id: UUID | str, timeout: float = 60, after_state: str | None = None) -> dict:
+    """Block until the review run pauses for input (in a state other than ``after_state``); returns the form:
+    ``flow_run_id``, ``state_id``, ``orders`` (order numbers offered) and ``description`` (the markdown)."""
+    from prefect import get_client
+    from prefect.input.run_input import keyset_from_paused_state
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            run = client.read_flow_run(UUID(str(flow_run_id)))
+            state = run.state
+            if state is not None and state.is_paused() and str(state.id) != after_state:
+                keyset = keyset_from_paused_state(state)
+                try:
+                    schema = json.loads(client.read_flow_run_input(run.id, keyset["schema"]))
+                    description = json.loads(client.read_flow_run_input(run.id, keyset["description"]))
+                except Exception:  # noqa: BLE001 - the form is saved just after the run pauses
+                    time.sleep(0.2)
+                    continue
+                offered = [d["order_no"] for d in schema["properties"]["decisions"].get("default", [])]
+                return {"flow_run_id": str(run.id), "state_id": str(state.id), "orders": offered,
+                        "description": description}  # fmt: skip
+            if state is not None and state.is_final():
+                raise ReviewRunEnded(f"review run ended ({state.name})")
+            time.sleep(0.3)
+    raise TimeoutError(f"review run {flow_run_id} did not pause within {timeout:.0f}s")
+
+
+def find_paused_review_run(timeout: float = 60) -> str:
+    """The id of the newest ``review-orders`` run waiting for input, waiting up to ``timeout`` seconds."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    paused = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])))
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["review-orders"])),
+                                         flow_run_filter=paused)  # fmt: skip
+            if runs:
+                return str(max(runs, key=lambda r: r.created).id)
+            time.sleep(0.3)
+    raise TimeoutError(f"no review-orders run paused within {timeout:.0f}s")
+
+
+def run_review_session(decide, reviewer: str = "demo-reviewer", limit: int | None = None,
+                       timeout: float = 120) -> dict:
+    """Run ``review_orders`` and answer each of its forms through the UI's input path: ``decide(orders_offered)``
+    returns the decisions (dicts with order_no, decision, reason, proposed_solution). For ``make demo``/scripts."""
+    import threading
+
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["result"] = review_orders(limit=limit, poll_interval=1)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, name="review-orders", daemon=True)
+    thread.start()
+    try:
+        run_id = find_paused_review_run(timeout)
+        last = None
+        while True:
+            form = wait_until_paused(run_id, timeout, after_state=last)
+            submit_review(run_id, reviewer, decide(form["orders"]))
+            last = form["state_id"]
+    except (ReviewRunEnded, TimeoutError):
+        pass
+    thread.join(timeout)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("result", {})
+
+
+def demo_review(approve: int = 5, reject: int = 3, reviewer: str = "演示审核员") -> dict:
+    """For ``make demo``: approve some pending orders and reject others (reason and proposed solution) through the
+    review form's input path, as a reviewer in the Prefect UI would; the rest stay pending."""
+    left = {"approve": approve, "reject": reject}
+
+    def decide(offered: list[str]) -> list[dict]:
+        decisions = []
+        for order_no in offered:
+            if left["approve"] > 0:
+                left["approve"] -= 1
+                decisions.append({"order_no": order_no, "decision": "approve"})
+            elif left["reject"] > 0:
+                left["reject"] -= 1
+                decisions.append({"order_no": order_no, "decision": "reject",
+                                  "reason": "收货信息需要与您核实（演示）",
+                                  "proposed_solution": "请核对收货地址和联系电话后重新下单，或致电客服为您修改"})  # fmt: skip
+            else:
+                decisions.append({"order_no": order_no, "decision": "skip"})
+        return decisions
+
+    return run_review_session(decide, reviewer=reviewer, limit=approve + reject)
+
+
+def submit_review(flow_run_id: UUID | str, reviewer: str, decisions: list[dict]) -> None:
+    """Resume a paused ``review_orders`` run with decisions, exactly as the UI form does. The server validates the
+    input against the form's schema and refuses invalid input (the run stays paused)."""
+    from prefect.flow_runs import resume_flow_run
+
+    resume_flow_run(UUID(str(flow_run_id)), run_input={"reviewer": reviewer, "decisions": decisions})
