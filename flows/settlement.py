@@ -3,11 +3,17 @@
 ``reconcile_settlements(source=None, period=None, file_path=None)``: daily after the providers publish their
 bills (deployment ``reconcile-settlements-daily``, Asia/Shanghai), and on demand from the UI's Run form,
 ``prefect deployment run 'reconcile-settlements/reconcile-settlements-on-demand' -p file_path=…`` or
-``yidi reconcile FILE | --source S --period P``. It ingests the files (one given file, or every new file in the
-inbox, optionally of one source), matches payment lines to orders, advances payment states, settles delivered and
-paid orders, refreshes the receivables ledger, tracks discrepancy cases, takes dunning steps, and publishes
-artifacts and an xlsx workbook for the period. Files that are refused are recorded and listed; the run then
-ends Failed, after the rest of the work, so nobody mistakes a partial day for a clean one.
+``yidi settlement reconcile FILE | --source S --period P``. It ingests the files (one given file, or every new
+file in the inbox, optionally of one source), matches payment lines to orders, advances payment states, settles
+delivered and paid orders, refreshes the receivables ledger, tracks discrepancy cases, takes dunning steps, and
+publishes artifacts and an xlsx workbook for the period. Files that are refused are recorded and listed; the run
+then ends Failed, after the rest of the work, so nobody mistakes a partial day for a clean one.
+
+The step list is ``reconciliation`` (see ``flows.compose``): the flow runs it with ``with_prefect``; the CLI's
+``--no-prefect`` and the tests with ``in_process``. Transaction scope: one transaction per step (per file for
+the files; matching and the payment states it changes together; then settling, the receivables ledger, the
+discrepancy cases, dunning and the run's record each on their own). A step that fails leaves the steps before it
+committed, and every step is idempotent, so the next run picks up where this one stopped.
 
 ``settlement_analysis(weeks=None)``: the weekly settlement analysis with trends (A2).
 """
@@ -15,6 +21,7 @@ ends Failed, after the rest of the work, so nobody mistakes a partial day for a 
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime
 from pathlib import Path
 
@@ -22,64 +29,70 @@ import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
+from sqlalchemy import Engine
 
+from flows.compose import Run, with_prefect
+from tasks.settlement.cases import current_conditions, sync_cases
+from tasks.settlement.files import files_to_reconcile, ingest_payment_file, refused_files
+from tasks.settlement.payments import refresh_payment_states, run_matching, settle_paid_orders
+from tasks.settlement.receivables import refresh_receivables, take_dunning_steps
 from tasks.settlement.report import (
+    ageing_report,
+    cases_by_class,
     masked_dunning,
     reconciliation_report,
+    record_run,
     report_path,
+    run_summary,
+    summary_sheet,
+    utc_bounds,
     weekly_trends,
     write_workbook,
 )
-from tasks.settlement.rules import period_bounds, yuan
-from tasks.settlement.steps import (
-    ReconciliationFailed,
-    business_today,
-    current_conditions,
-    inbox_files,
-    ingest_payment_file,
-    new_line_ids_since,
-    refresh_payment_states,
-    refresh_receivables,
-    run_matching,
-    settle_paid_orders,
-    sync_cases,
-    take_dunning_steps,
-)
-from yidi.bulk import insert_rows, utc_now
+from tasks.settlement.rules import business_today, period_bounds
+from tasks.settlement.store import new_line_ids_since
+from yidi.bulk import utc_now
 from yidi.db import get_engine
 from yidi.lifecycle import current_actor
-from yidi.schema_settlement import settlement_runs
+from yidi.money import yuan_text
 from yidi.settings import get_settings
 
 
+def _logger():
+    """The run's logger inside Prefect, the module's logger in process (``--no-prefect``, tests)."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
 def _records(frame: pd.DataFrame) -> list[dict]:
+    """JSON-safe rows for a table artifact (NaN as null, timestamps as ISO text)."""
     return json.loads(frame.to_json(orient="records", force_ascii=False, date_format="iso"))
 
 
 @task(name="ingest-payment-file", cache_policy=NO_CACHE)
-def ingest_file_task(path: str, source: str | None, now: datetime, actor: str, retry_rejected: bool) -> dict:
-    result = ingest_payment_file(
-        get_engine(),
-        path,
-        source=source,
-        settings=get_settings(),
-        actor=actor,
-        now=now,
-        retry_rejected=retry_rejected,
-    )
-    logger = get_run_logger()
+def ingest_file_task(
+    path: str, source: str | None, now: datetime, actor: str, retry_rejected: bool, engine: Engine | None = None
+) -> dict:
+    """One file, whole or not at all, in one transaction."""
+    with (engine or get_engine()).begin() as conn:
+        result = ingest_payment_file(
+            conn, path, source=source, settings=get_settings(), actor=actor, now=now, retry_rejected=retry_rejected
+        )
     if result["status"] == "rejected":
-        logger.error("%s", result["error"])
+        _logger().error("%s", result["error"])
     else:
-        logger.info("%s: %s (%s new lines)", result["file"], result["status"], result.get("new_lines", 0))
+        _logger().info("%s: %s (%s new lines)", result["file"], result["status"], result.get("new_lines", 0))
     return result
 
 
 @task(name="match-payments", cache_policy=NO_CACHE)
-def match_task(now: datetime, actor: str) -> dict:
+def match_task(now: datetime, actor: str, engine: Engine | None = None) -> dict:
     """Match unmatched lines and advance the orders' payment states, in one transaction."""
     policy = get_settings().settlement
-    with get_engine().begin() as conn:
+    with (engine or get_engine()).begin() as conn:
         matching = run_matching(conn, policy, actor=actor, now=now)
         new_matches = matching.pop("new_matches", None)
         matching.pop("order_ids", None)
@@ -90,21 +103,21 @@ def match_task(now: datetime, actor: str) -> dict:
 
 
 @task(name="settle-paid-orders", cache_policy=NO_CACHE)
-def settle_task(actor: str) -> dict:
-    with get_engine().begin() as conn:
+def settle_task(actor: str, engine: Engine | None = None) -> dict:
+    with (engine or get_engine()).begin() as conn:
         return settle_paid_orders(conn, actor=actor)
 
 
 @task(name="refresh-receivables", cache_policy=NO_CACHE)
-def receivables_task(now: datetime) -> dict:
-    with get_engine().begin() as conn:
+def receivables_task(now: datetime, engine: Engine | None = None) -> dict:
+    with (engine or get_engine()).begin() as conn:
         return refresh_receivables(conn, get_settings().settlement, now=now)
 
 
-@task(name="track-discrepancies", cache_policy=NO_CACHE)
-def cases_task(now: datetime, actor: str) -> dict:
+@task(name="sync-discrepancy-cases", cache_policy=NO_CACHE)
+def cases_task(now: datetime, actor: str, engine: Engine | None = None) -> dict:
     settings = get_settings()
-    with get_engine().begin() as conn:
+    with (engine or get_engine()).begin() as conn:
         conditions, scopes = current_conditions(
             conn, settings, today=business_today(now), now=now, new_line_ids=new_line_ids_since(conn, now)
         )
@@ -112,43 +125,32 @@ def cases_task(now: datetime, actor: str) -> dict:
 
 
 @task(name="dunning", cache_policy=NO_CACHE)
-def dunning_task(now: datetime, actor: str) -> dict:
-    with get_engine().begin() as conn:
+def dunning_task(now: datetime, actor: str, engine: Engine | None = None) -> dict:
+    with (engine or get_engine()).begin() as conn:
         return take_dunning_steps(conn, get_settings(), today=business_today(now), now=now, actor=actor)
 
 
 @task(name="settlement-report", cache_policy=NO_CACHE)
-def report_task(period: str | None, now: datetime, run: dict) -> dict:
-    """Artifacts for the UI (names and phones masked) and the finance workbook (full values)."""
+def report_task(period: str | None, now: datetime, run: dict, engine: Engine | None = None) -> tuple[dict, dict]:
+    """The run's summary and the period's report tables; the finance workbook (full values) is written."""
     settings = get_settings()
     today = business_today(now)
     start, end, label = period_bounds(period, today)
-    with get_engine().connect() as conn:
+    with (engine or get_engine()).connect() as conn:
         report = reconciliation_report(conn, settings, start=start, end=end, today=today)
-    rates = report["match_rates"]
-    overall = rates[rates["source"] == "all"]["match_rate"]
-    match_rate = float(overall.iloc[0]) if len(overall) else None
-    overdue_fen = int(report["ageing"].loc[report["ageing"]["bucket"] != "current", "outstanding_fen"].sum())
-    files = run["files"]
-    summary = {
-        "period": label, "match_rate": match_rate, "files_ingested": sum(f["status"] == "ingested" for f in files),
-        "files_duplicate": sum(f["status"] == "duplicate" for f in files),
-        "files_rejected": sum(f["status"] == "rejected" for f in files),
-        "files_rejected_before": sum(f["status"] == "rejected_before" for f in files),
-        "new_lines": sum(int(f.get("new_lines") or 0) for f in files),
-        "matched_lines": run["matching"]["matched_lines"], "by_rule": run["matching"]["by_rule"],
-        "payment_state_changes": run["matching"]["payment_states"]["changed"],
-        "settled": run["settled"]["settled"], "cases": run["cases"], "dunning": run["dunning"],
-        "open_cases_fen": int(report["cases_by_class"][["open_fen", "explained_fen"]].sum().sum()),
-        "overdue_fen": overdue_fen,
-    }  # fmt: skip
-    workbook = write_workbook(
-        {"summary": pd.DataFrame([{"key": k, "value": json.dumps(v, ensure_ascii=False)} for k, v in summary.items()]),
-         **report},
-        report_path(settings, f"settlement-{label}.xlsx"),
-    )  # fmt: skip
+    summary = run_summary(report, run, label)
+    workbook = write_workbook({"summary": summary_sheet(summary), **report},
+                              report_path(settings, f"settlement-{label}.xlsx"))  # fmt: skip
     summary["workbook"] = str(workbook)
+    return summary, report
+
+
+@task(name="publish-settlement-report", cache_policy=NO_CACHE)
+def publish_task(summary: dict, report: dict, run: dict, now: datetime) -> None:
+    """Artifacts for the Prefect UI: the summary, match rates, discrepancies, ageing, the dunning list (masked)."""
+    label, files, today = summary["period"], run["files"], business_today(now)
     rejected = [f for f in files if f["status"] == "rejected"]
+    match_rate = summary["match_rate"]
     rate_text = f"{match_rate:.1%}" if match_rate is not None else "n/a (no payment lines in the period)"
     markdown = [
         f"# Settlement reconciliation {label}",
@@ -164,16 +166,16 @@ def report_task(period: str | None, now: datetime, run: dict) -> dict:
         *[f"  - `{f['file']}`: {f['error']}" for f in rejected],
         f"- payment states changed: {summary['payment_state_changes']}; orders settled: {summary['settled']}",
         f"- cases: {run['cases']['opened']} opened, {run['cases']['auto_resolved']} cleared, "
-        f"{run['cases']['reopened']} reopened; open amount {yuan(summary['open_cases_fen'])} 元",
-        f"- overdue receivables: {yuan(overdue_fen)} 元; dunning steps taken: {run['dunning']['actions']} "
+        f"{run['cases']['reopened']} reopened; open amount {yuan_text(summary['open_cases_fen'], grouping=True)} 元",
+        f"- overdue receivables: {yuan_text(summary['overdue_fen'], grouping=True)} 元; dunning steps taken: {run['dunning']['actions']} "
         f"({run['dunning']['notices']} notices queued)",
-        f"- finance workbook: `{workbook}`",
+        f"- finance workbook: `{summary['workbook']}`",
     ]
     create_markdown_artifact(
         "\n".join(markdown), key="settlement-summary", description=f"Reconciliation {label}"
     )
     create_table_artifact(
-        _records(rates), key="settlement-match-rate", description=f"Match rate by source, {label}"
+        _records(report["match_rates"]), key="settlement-match-rate", description=f"Match rate by source, {label}"
     )
     by_class = report["cases_by_class"][["case_class", "open", "explained", "open_amount_yuan", "opened_in_period",
                                           "resolved_in_period"]]  # fmt: skip
@@ -190,20 +192,51 @@ def report_task(period: str | None, now: datetime, run: dict) -> dict:
         create_table_artifact(
             _records(dunning.head(200)), key="settlement-dunning", description="Dunning list (masked)"
         )
-    return summary
 
 
 @task(name="record-settlement-run", cache_policy=NO_CACHE)
 def record_run_task(
-    started: datetime, actor: str, source: str | None, period: str | None, summary: dict
+    started: datetime, actor: str, source: str | None, period: str | None, summary: dict, engine: Engine | None = None
 ) -> None:
-    with get_engine().begin() as conn:
-        insert_rows(
-            conn, settlement_runs,
-            pd.DataFrame([{"started_at": started, "finished_at": utc_now(), "actor": actor, "source": source,
-                           "period": summary.get("period") or period, "summary": json.dumps(summary, ensure_ascii=False,
-                                                                                             default=str)}]),
-        )  # fmt: skip
+    with (engine or get_engine()).begin() as conn:
+        record_run(conn, started=started, actor=actor, source=source, period=period, summary=summary)
+
+
+def reconciliation(
+    run: Run,
+    *,
+    files: list[Path],
+    source: str | None = None,
+    period: str | None = None,
+    now: datetime | None = None,
+    actor: str | None = None,
+    retry_rejected: bool = False,
+    publish: bool = False,
+    engine: Engine | None = None,
+) -> dict:
+    """The reconciliation's steps, in order, one transaction each: take in ``files``, match and advance payment
+    states, settle, refresh receivables, sync discrepancy cases, dunning, report, record the run.
+
+    ``retry_rejected``: parse files refused before again (a file named explicitly) instead of only listing them
+    (inbox runs). ``publish``: the report's Prefect artifacts too (flow runs; there is no UI in process).
+    Returns the steps' results and the report's summary; refused files are in ``files``, not raised.
+    """
+    now = now or utc_now()
+    actor = actor or current_actor()
+    ingested = [run(ingest_file_task, str(f), source, now, actor, retry_rejected, engine) for f in files]
+    result = {
+        "files": ingested,
+        "matching": run(match_task, now, actor, engine),
+        "settled": run(settle_task, actor, engine),
+        "receivables": run(receivables_task, now, engine),
+        "cases": run(cases_task, now, actor, engine),
+        "dunning": run(dunning_task, now, actor, engine),
+    }
+    summary, report = run(report_task, period, now, result, engine)
+    if publish:
+        run(publish_task, summary, report, result, now)
+    run(record_run_task, now, actor, source, period, summary, engine)
+    return {**result, "report": summary}
 
 
 @flow(name="reconcile-settlements", log_prints=True)
@@ -216,35 +249,15 @@ def reconcile_settlements(
     period: YYYY-MM-DD, YYYY-MM, YYYY-Www or A..B for the report (default: yesterday, Asia/Shanghai).
     file_path: one file to reconcile instead of the inbox.
     """
-    settings = get_settings()
     period_bounds(period, business_today())  # a bad period fails before any work
-    now = utc_now()
-    actor = current_actor()
-    if file_path:
-        path = Path(file_path).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"{file_path}: no such file")
-        files = [path]
-    else:
-        files = inbox_files(settings, source)
+    files = files_to_reconcile(get_settings(), source, file_path)
     # a file named explicitly is always parsed again; an inbox file refused before is only listed
-    ingested = [ingest_file_task(str(f), source, now, actor, bool(file_path)) for f in files]
-    matching = match_task(now, actor)
-    settled = settle_task(actor)
-    receivables = receivables_task(now)
-    cases = cases_task(now, actor)
-    dunning = dunning_task(now, actor)
-    run = {"files": ingested, "matching": matching, "settled": settled, "receivables": receivables, "cases": cases,
-           "dunning": dunning}  # fmt: skip
-    summary = report_task(period, now, run)
-    record_run_task(now, actor, source, period, summary)
-    rejected = [f for f in ingested if f["status"] == "rejected"]
-    if rejected:
-        raise ReconciliationFailed(
-            f"{len(rejected)} of {len(files)} file(s) rejected (the rest was reconciled):\n"
-            + "\n".join(f"  {f['error']}" for f in rejected)
-        )
-    return {**run, "report": summary}
+    result = reconciliation(with_prefect, files=files, source=source, period=period,
+                            retry_rejected=bool(file_path), publish=True)  # fmt: skip
+    failure = refused_files(result["files"])
+    if failure:
+        raise failure
+    return result
 
 
 @flow(name="settlement-analysis", log_prints=True)
@@ -254,8 +267,6 @@ def settlement_analysis(weeks: int | None = None) -> dict:
     today = business_today()
     with get_engine().connect() as conn:
         trends = weekly_trends(conn, settings, today, weeks)
-        from tasks.settlement.report import ageing_report, cases_by_class, utc_bounds
-
         start, end = utc_bounds(trends["week_start"].iloc[0], today)
         classes = cases_by_class(conn, start, end)
         ageing, per_customer = ageing_report(conn, settings, today)
@@ -285,41 +296,3 @@ def settlement_analysis(weeks: int | None = None) -> dict:
     )
     create_markdown_artifact(markdown, key="settlement-analysis", description=label)
     return {"weeks": len(trends), "workbook": str(workbook), "trends": _records(shown)}
-
-
-@flow(name="settlement-demo", log_prints=True)
-def settlement_demo(seed: int = 7) -> dict:
-    """`make demo`: the stand-ins deliver the bills, statements and COD remittances for the orders in the store
-    (with the usual troubles mixed in) into the settlement inbox; then the reconciliation and the weekly analysis
-    run as subflows."""
-    from sqlalchemy import select
-
-    from demo.standins.payment_files import demo_payments, write_demo_files
-    from tasks.settlement.steps import inbox_dir
-    from yidi.bulk import read_frame
-    from yidi.schema import orders, shipments
-
-    with get_engine().connect() as conn:
-        order_frame = read_frame(
-            conn,
-            select(
-                orders.c.id, orders.c.order_no, orders.c.channel_order_id, orders.c.customer_name,
-                orders.c.payment_method, orders.c.order_total_fen, orders.c.order_time, orders.c.state,
-                orders.c.installments,
-            ),
-        )  # fmt: skip
-        shipment_frame = read_frame(
-            conn,
-            select(shipments.c.order_id, shipments.c.carrier, shipments.c.waybill_no, shipments.c.cod_amount_fen,
-                   shipments.c.delivered_at).where(shipments.c.waybill_no.is_not(None)),
-        )  # fmt: skip
-    frames = demo_payments(order_frame, shipment_frame, seed=seed)
-    written = write_demo_files(frames, inbox_dir())
-    print(f"stand-ins delivered {len(written)} payment files into {inbox_dir()}")
-    days = pd.concat([pd.to_datetime(f["txn_time"], utc=True) for f in frames.values() if len(f)])
-    local = days.dt.tz_convert("Asia/Shanghai").dt.date
-    period = f"{local.min()}..{local.max()}" if len(local) else None
-    reconciliation = reconcile_settlements(period=period)
-    analysis = settlement_analysis()
-    return {"files": len(written), "period": period, "report": reconciliation["report"],
-            "analysis_workbook": analysis["workbook"]}  # fmt: skip

@@ -18,7 +18,9 @@ from demo.standins.payment_files import (
     write_cod_remittance,
     write_wechatpay_bill,
 )
-from tasks.settlement.steps import change_case, reconcile
+from flows.compose import in_process
+from flows.settlement import reconciliation
+from tasks.settlement.cases import change_case
 from yidi.bulk import insert_rows, read_frame
 from yidi.lifecycle import timeline
 from yidi.schema import customers, notification_outbox, order_events, orders, shipments
@@ -33,6 +35,11 @@ from yidi.schema_settlement import (
 
 NOW = utc(2026, 11, 20, 9, 30, 0)
 DAY = pd.Timedelta(days=1)
+
+
+def reconcile(engine, **kwargs) -> dict:
+    """The `reconcile-settlements` step list in this process, on this test's store."""
+    return reconciliation(in_process, engine=engine, **kwargs)
 
 ORDERS = [
     # order_no, customer, method, total_fen, state, days before NOW
@@ -550,19 +557,37 @@ def test_cli_reconcile_file(prefect_server, tmp_path):
     build_store(get_engine())
     bill = write_alipay_bill(pd.DataFrame([pay("YD2026110001", 10000)]), tmp_path / "a.zip")
     runner = CliRunner()
-    out = runner.invoke(cli, ["reconcile", str(bill), "--json"])
+    out = runner.invoke(cli, ["settlement", "reconcile", str(bill), "--json"])
     assert out.exit_code == 0, out.output
     payload = json.loads(out.output[out.output.index("{") :])
     assert payload["status"] == "completed" and payload["report"]["files_ingested"] == 1
     bad = write_alipay_bill(
         pd.DataFrame([pay("YD2026110002", 10000)]), tmp_path / "b.zip", faults=Faults(wrong_totals=True)
     )
-    out = runner.invoke(cli, ["reconcile", str(bad)])
+    out = runner.invoke(cli, ["settlement", "reconcile", str(bad)])
     assert out.exit_code == 1 and "totals_mismatch" in out.output
-    out = runner.invoke(cli, ["reconcile", "--period", "last week"])
+    out = runner.invoke(cli, ["settlement", "reconcile", "--period", "last week"])
     assert out.exit_code == 1 and "period" in out.output
-    out = runner.invoke(cli, ["cases", "list", "--status", "all", "--json"])
+    out = runner.invoke(cli, ["settlement", "cases", "list", "--status", "all", "--json"])
     assert out.exit_code == 0
+
+
+def test_the_old_command_names_still_work_for_one_release(tmp_path):
+    from typer.testing import CliRunner
+
+    from app.cli.main import cli
+    from yidi.db import get_engine, init_db
+
+    init_db()
+    build_store(get_engine())
+    bill = write_alipay_bill(pd.DataFrame([pay("YD2026110001", 10000)]), tmp_path / "a.zip")
+    runner = CliRunner()
+    out = runner.invoke(cli, ["reconcile", str(bill), "--no-prefect", "--json"])
+    assert out.exit_code == 0, out.output
+    payload = json.loads(out.output[out.output.index("{") :])
+    assert payload["status"] == "completed" and payload["report"]["files_ingested"] == 1
+    out = runner.invoke(cli, ["cases", "list", "--status", "all", "--json"])
+    assert out.exit_code == 0, out.output
 
 
 # ----------------------------------------------------------------------------------------------- pure matching
@@ -633,8 +658,8 @@ def test_matching_rules_many_to_one_ambiguity_and_collisions():
 
 
 def test_demo_payment_files_parse_and_cover_the_troubles(tmp_path):
-    from demo.standins.payment_files import demo_payments, write_demo_files
-    from tasks.settlement.steps import detect_source, parse_payment_file
+    from connectors.payment_files import detect_source, parse_payment_file
+    from demo.settlement import demo_payments, write_demo_files
     from yidi.settings import load_settings
 
     settings = load_settings()
@@ -666,7 +691,7 @@ def test_demo_payment_files_parse_and_cover_the_troubles(tmp_path):
         data = path.read_bytes()
         source = detect_source(data, path.name, settings.settlement)
         assert source == ("bank:" + path.parent.name[5:] if path.parent.name.startswith("bank-") else source)
-        parsed.append(parse_payment_file(data, path.name, source, settings))
+        parsed.append(parse_payment_file(data, path.name, source, settings.settlement))
     lines = pd.concat(parsed)
     assert set(lines["kind"]) >= {"payment", "refund", "credit", "debit", "cod"}
     assert len(lines) == sum(len(f) for f in frames.values())

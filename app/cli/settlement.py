@@ -1,7 +1,8 @@
-"""Settlement commands (issue 7): ``yidi reconcile FILE | --source S --period P`` and ``yidi cases``
-(list, show, explain, resolve, reopen, assign).
+"""Settlement commands (issue 7): ``yidi settlement reconcile FILE | --source S --period P [--no-prefect]`` and
+``yidi settlement cases`` (list, show, explain, resolve, reopen, assign).
 
-Registered on the main CLI by the one import line in ``yidi/cli.py``'s area block.
+``yidi reconcile`` and ``yidi cases …`` are hidden aliases for one release. Registered on the main CLI by the one
+import line in ``app/cli/main.py``.
 """
 
 from __future__ import annotations
@@ -15,12 +16,17 @@ from rich.table import Table as RichTable
 
 from app.cli.common import cli, console, emit_json, engine_or_exit, fail
 
+RENAMED = "renamed to `yidi settlement {}`; this name goes in the next release"
+settlement_app = typer.Typer(help="Settlement: reconcile payment files against orders, discrepancy cases.",
+                             no_args_is_help=True)  # fmt: skip
 cases_app = typer.Typer(help="Settlement discrepancy cases: list, show, explain, resolve, reopen, assign.",
                         no_args_is_help=True)  # fmt: skip
-cli.add_typer(cases_app, name="cases")
+settlement_app.add_typer(cases_app, name="cases")
+cli.add_typer(settlement_app, name="settlement")
+cli.add_typer(cases_app, name="cases", hidden=True, help=RENAMED.format("cases …"))
 
 
-@cli.command()
+@settlement_app.command("reconcile")
 def reconcile(
     file: Annotated[
         Path | None, typer.Argument(exists=True, dir_okay=False, help="One bill/statement/remittance file")
@@ -33,6 +39,8 @@ def reconcile(
         str | None,
         typer.Option("--period", "-p", help="YYYY-MM-DD, YYYY-MM, YYYY-Www or A..B (default: yesterday)"),
     ] = None,
+    no_prefect: Annotated[bool, typer.Option("--no-prefect", help="Run in this process without a Prefect "
+                                             "flow run (scripts, no artifacts)")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Reconcile payments against orders now (the `reconcile-settlements` flow).
@@ -43,29 +51,23 @@ def reconcile(
     """
     from datetime import date
 
-    from app.local_stack import use_local_server_if_running
-    from flows.settlement import reconcile_settlements
     from tasks.settlement.rules import period_bounds
-    from tasks.settlement.steps import ReconciliationFailed
 
     try:
         period_bounds(period, date.today())
     except ValueError as exc:
         raise fail(str(exc)) from None
-    engine_or_exit()
-    use_local_server_if_running()
-    logging.getLogger("prefect").setLevel(logging.WARNING)
-    state = reconcile_settlements(
-        source=source, period=period, file_path=str(file) if file else None, return_state=True
-    )
-    failed = state.is_failed()
-    try:
-        result = state.result(raise_on_failure=False)
-    except Exception as exc:  # noqa: BLE001 - the run's own error is what the user needs
-        result = exc
+    engine = engine_or_exit()
+    file_path = str(file) if file else None
+    if no_prefect:
+        result, failed = _reconcile_in_process(engine, source, period, file_path)
+    else:
+        result, failed = _reconcile_in_a_flow_run(source, period, file_path)
     if isinstance(result, BaseException):
         if json_out:
             emit_json({"status": "failed", "error": str(result)})
+        from tasks.settlement.files import ReconciliationFailed
+
         if isinstance(result, ReconciliationFailed):
             raise fail(str(result))
         raise fail(f"reconciliation failed: {type(result).__name__}: {result}")
@@ -91,6 +93,39 @@ def reconcile(
     console.print(f"workbook: {report['workbook']}", highlight=False)
 
 
+cli.command("reconcile", hidden=True, help=RENAMED.format("reconcile"))(reconcile)
+
+
+def _reconcile_in_a_flow_run(source: str | None, period: str | None, file_path: str | None):
+    """(result or the run's error, whether the run failed)."""
+    from app.local_stack import use_local_server_if_running
+    from flows.settlement import reconcile_settlements
+
+    use_local_server_if_running()
+    logging.getLogger("prefect").setLevel(logging.WARNING)
+    state = reconcile_settlements(source=source, period=period, file_path=file_path, return_state=True)
+    try:
+        return state.result(raise_on_failure=False), state.is_failed()
+    except Exception as exc:  # noqa: BLE001 - the run's own error is what the user needs
+        return exc, True
+
+
+def _reconcile_in_process(engine, source: str | None, period: str | None, file_path: str | None):
+    """The flow's step list in this process (``flows.settlement.reconciliation`` with ``in_process``)."""
+    from flows.compose import in_process
+    from flows.settlement import reconciliation
+    from tasks.settlement.files import files_to_reconcile, refused_files
+    from yidi.settings import get_settings
+
+    try:
+        files = files_to_reconcile(get_settings(), source, file_path)
+    except FileNotFoundError as exc:
+        return exc, True
+    result = reconciliation(in_process, files=files, source=source, period=period,
+                            retry_rejected=bool(file_path), engine=engine)  # fmt: skip
+    return (refused_files(result["files"]) or result), False
+
+
 @cases_app.command("list")
 def cases_list(
     status: Annotated[str, typer.Option(help="open | explained | resolved | all")] = "open",
@@ -102,6 +137,7 @@ def cases_list(
     from sqlalchemy import select
 
     from yidi.bulk import read_frame
+    from yidi.money import yuan_text
     from yidi.schema_settlement import settlement_cases
 
     engine = engine_or_exit()
@@ -122,8 +158,8 @@ def cases_list(
     for column in ("id", "class", "status", "owner", "amount", "summary"):
         table.add_column(column)
     for row in frame.itertuples(index=False):
-        table.add_row(str(row.id), row.case_class, row.status, row.owner or "", f"{row.amount_fen / 100:,.2f}",
-                      row.summary)  # fmt: skip
+        table.add_row(str(row.id), row.case_class, row.status, row.owner or "",
+                      yuan_text(row.amount_fen, grouping=True), row.summary)  # fmt: skip
     console.print(table)
 
 
@@ -164,7 +200,7 @@ def cases_show(case_id: int, json_out: Annotated[bool, typer.Option("--json")] =
 
 
 def _change(case_id: int, note: str, to_status: str | None = None, owner: str | None = None) -> None:
-    from tasks.settlement.steps import change_case
+    from tasks.settlement.cases import change_case
 
     engine = engine_or_exit()
     try:

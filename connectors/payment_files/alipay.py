@@ -43,12 +43,14 @@ from connectors.payment_files.common import (
     check_unique_lines,
     decode_text,
     file_hash,
+    is_zip,
     money_fen,
     normalise_headers,
     normalise_text,
     parse_local_times,
     read_source,
     require_columns,
+    sniff_text,
 )
 
 SOURCE = "alipay"
@@ -99,6 +101,19 @@ _TRADES = re.compile(r"交易合计[:：]\s*([\d,]+)\s*笔\s*[,，]\s*商家实�
 _REFUNDS = re.compile(r"退款合计[:：]\s*([\d,]+)\s*笔\s*[,，]\s*商家实收退款共[:：]\s*([-\d,.]+)\s*元")
 
 
+def looks_like_alipay(data: bytes, name: str) -> bool:
+    """An Alipay bill: a zip that is not an xlsx workbook (a damaged ``.zip`` too: the parser then says what is
+    wrong with it), or the bill's detail csv itself (支付宝 in its ``#`` comment lines)."""
+    if is_zip(data):
+        try:
+            members = zipfile.ZipFile(io.BytesIO(data)).namelist()
+        except zipfile.BadZipFile:
+            return name.lower().endswith(".zip")
+        return "[Content_Types].xml" not in members
+    head = sniff_text(data)
+    return "支付宝" in head and "#" in head
+
+
 def _zip_member_name(info: zipfile.ZipInfo) -> str:
     # Alipay writes GBK member names without the UTF-8 flag; zipfile then decodes them as cp437.
     if info.flag_bits & 0x800:
@@ -111,7 +126,7 @@ def _zip_member_name(info: zipfile.ZipInfo) -> str:
 
 def _detail_bytes(data: bytes, name: str) -> bytes:
     """The detail csv inside the zip (or the bytes themselves when a bare csv is given)."""
-    if data[:4] != b"PK\x03\x04":
+    if not is_zip(data):
         if name.lower().endswith(".zip"):
             raise PaymentFileError(name, "truncated", "not a readable zip archive (cut off or damaged)")
         return data

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from connectors.payment_files.common import (
+    SNIFF_BYTES,
     BadValues,
     PaymentFileError,
     canonical_frame,
@@ -41,6 +42,7 @@ from connectors.payment_files.common import (
     check_unique_lines,
     file_hash,
     is_workbook,
+    is_zip,
     money_fen,
     normalise_text,
     parse_local_times,
@@ -88,6 +90,21 @@ def _carrier_from_title(rows: list[list[str]]) -> str | None:
             if name in text:
                 return code
     return None
+
+
+def remittance_carrier(data: bytes, name: str) -> str | None:
+    """The carrier's code when the file is a COD remittance (代收 and 运单号 near the top, a carrier named in the
+    title); None otherwise. Only workbooks and text mentioning 代收货款 are opened to look."""
+    if not is_zip(data) and "代收货款" not in data[:SNIFF_BYTES].decode("gb18030", errors="ignore"):
+        return None
+    try:
+        rows = read_cells(data, name)
+    except PaymentFileError:
+        return None
+    top = normalise_text(" ".join(" ".join(r) for r in rows[:12]))
+    if "代收" not in top or "运单号" not in top:
+        return None
+    return next((code for carrier_name, code in CARRIER_NAMES.items() if carrier_name in top), None)
 
 
 def parse_cod_remittance(

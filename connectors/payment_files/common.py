@@ -113,8 +113,23 @@ def decode_text(data: bytes, fallback: str, *, file: str) -> tuple[str, str]:
         raise PaymentFileError(file, "encoding", str(exc)) from None
 
 
+def is_zip(data: bytes) -> bool:
+    """A zip container: an Alipay bill or an xlsx workbook (or a damaged one of either)."""
+    return data[:4] == b"PK\x03\x04"
+
+
 def is_workbook(data: bytes, file: str) -> bool:
-    return data[:4] == b"PK\x03\x04" or file.lower().endswith((".xlsx", ".xlsm"))
+    return is_zip(data) or file.lower().endswith((".xlsx", ".xlsm"))
+
+
+SNIFF_BYTES = 8192
+
+
+def sniff_text(data: bytes) -> str:
+    """The file's first 8 KiB read both as UTF-8 and as GB18030, leniently: for recognising a format only (the
+    detectors look for header words), never for reading a file, which ``decode_text`` does strictly."""
+    head = data[:SNIFF_BYTES]
+    return head.decode("utf-8", errors="ignore") + head.decode("gb18030", errors="ignore")
 
 
 def cell_text(value) -> str:
@@ -251,15 +266,6 @@ def money_fen(values: pd.Series, **kwargs) -> np.ndarray:
     return money_units(values, decimals=2, **kwargs)
 
 
-def round_units_to_fen(units: np.ndarray, decimals: int) -> np.ndarray:
-    """Units of 10^-decimals yuan to fen, rounding half away from zero (as the providers print fees)."""
-    if decimals <= 2:
-        return units * (10 ** (2 - decimals))
-    step = 10 ** (decimals - 2)
-    magnitude = (np.abs(units) + step // 2) // step
-    return np.sign(units) * magnitude
-
-
 def parse_local_times(
     values: pd.Series, formats: Sequence[str], *, what: str = "time", tz: str = BUSINESS_TZ
 ) -> pd.Series:
@@ -318,11 +324,6 @@ def check_unique_lines(frame: pd.DataFrame, *, file: str) -> None:
             f"transaction {key} appears {len(lines)} times (lines {lines[:5]}); "
             f"{repeated['line_key'].nunique()} ids repeated in all",
         )
-
-
-def fen_text(fen: int) -> str:
-    sign = "-" if fen < 0 else ""
-    return f"{sign}{abs(int(fen)) // 100}.{abs(int(fen)) % 100:02d}"
 
 
 def canonical_frame(columns: dict, n: int) -> pd.DataFrame:

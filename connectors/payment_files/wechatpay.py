@@ -38,13 +38,15 @@ from connectors.payment_files.common import (
     check_unique_lines,
     decode_text,
     file_hash,
+    is_zip,
     money_units,
     normalise_headers,
     parse_local_times,
     read_source,
     require_columns,
-    round_units_to_fen,
+    sniff_text,
 )
+from yidi.money import round_units_to_fen
 
 SOURCE = "wechatpay"
 SUCCESS_COLUMNS = [
@@ -92,6 +94,14 @@ SUMMARY_OF = {
 REQUIRED = ["交易时间", "商户号", "微信订单号", "商户订单号", "交易状态", "应结订单金额", "手续费"]
 FEE_DECIMALS = 5
 NO_MONEY_STATES = {"REVOKED", "CLOSED", "NOTPAY", "PAYERROR"}
+
+
+def looks_like_wechatpay(data: bytes) -> bool:
+    """A WeChat Pay bill: a text file whose header names 微信订单号 and 交易时间."""
+    if is_zip(data):
+        return False
+    head = sniff_text(data)
+    return "微信订单号" in head and "交易时间" in head
 
 
 def _unbacktick(frame: pd.DataFrame) -> pd.DataFrame:

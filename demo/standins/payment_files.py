@@ -1,4 +1,7 @@
-"""Stand-ins for the money side: deterministic generators of Alipay bills, WeChat Pay bills, bank statements
+"""Longer than 600 lines because it writes all four payment-file formats (each with its faults) mirroring the
+four parsers, on shared fault helpers; the demo day that uses them is in ``demo/settlement.py``.
+
+Stand-ins for the money side: deterministic generators of Alipay bills, WeChat Pay bills, bank statements
 (per template: ICBC csv, CMB xlsx, CQRCB txt) and carrier COD remittance files, written exactly in the formats
 the parsers read (GBK where the real file is GBK), with fault options for tests and the demo.
 
@@ -23,6 +26,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
+from yidi.money import yuan_text
 from yidi.settlement_policy import BankTemplate
 
 BUSINESS_TZ = ZoneInfo("Asia/Shanghai")
@@ -61,7 +65,7 @@ def _s(value) -> str:
     return "" if value is None or (not isinstance(value, str) and pd.isna(value)) else str(value)
 
 
-def _digits(*parts, n: int) -> str:
+def stable_digits(*parts, n: int) -> str:
     digest = hashlib.sha256("|".join(map(str, parts)).encode()).hexdigest()
     return str(int(digest, 16))[:n].rjust(n, "0")
 
@@ -70,13 +74,9 @@ def _local(ts) -> datetime:
     return pd.Timestamp(ts).tz_convert(BUSINESS_TZ).to_pydatetime()
 
 
-def yuan_text(fen: int, faults: Faults = Faults(), *, decimals: int = 2) -> str:
-    """Fen as the bill prints it, with the requested formatting faults."""
-    fen = int(fen)
-    sign = "-" if fen < 0 else ""
-    whole, cents = divmod(abs(fen), 100)
-    body = f"{whole:,}" if faults.thousands_separators else str(whole)
-    text = f"{sign}{body}.{cents:02d}" + "0" * (decimals - 2)
+def bill_yuan(fen: int, faults: Faults = Faults(), *, decimals: int = 2) -> str:
+    """Fen as the bill prints it (``decimals`` places), with the requested formatting faults."""
+    text = yuan_text(fen, grouping=faults.thousands_separators) + "0" * (decimals - 2)
     return text.translate(FULL_WIDTH) if faults.full_width else text
 
 
@@ -184,14 +184,14 @@ def write_alipay_bill(
     trade_no = _trade_numbers(
         frame,
         lambda row, i: (
-            f"{_local(row.txn_time):%Y%m%d}2200141{_digits('alipay', row.merchant_order_no, i, n=13)}"
+            f"{_local(row.txn_time):%Y%m%d}2200141{stable_digits('alipay', row.merchant_order_no, i, n=13)}"
         ),
     )
     rows = []
     for i, row in enumerate(frame.itertuples(index=False)):
         local = _local(row.txn_time)
         amount = int(row.amount_fen)
-        refund_batch = f"RF{_digits('alipay-refund', trade_no[i], i, n=14)}" if is_refund[i] else ""
+        refund_batch = f"RF{stable_digits('alipay-refund', trade_no[i], i, n=14)}" if is_refund[i] else ""
         item = _s(getattr(row, "item_name", None)) or "商品货款"
         rows.append(
             [
@@ -206,8 +206,8 @@ def write_alipay_bill(
                 "",
                 "",
                 _s(row.payer_account),
-                yuan_text(amount, faults),
-                yuan_text(amount, faults),
+                bill_yuan(amount, faults),
+                bill_yuan(amount, faults),
                 "0.00",
                 "0.00",
                 "0.00",
@@ -217,7 +217,7 @@ def write_alipay_bill(
                 "0.00",
                 "0.00",
                 refund_batch + ("\t" if refund_batch else ""),
-                yuan_text(-int(fees[i]), faults),
+                bill_yuan(-int(fees[i]), faults),
                 "0.00",
                 _s(row.memo),
             ]
@@ -242,8 +242,8 @@ def write_alipay_bill(
     body = _csv_line(COLUMNS) + "".join(_csv_line(r) for r in rows)
     foot = (
         "#-----------------------------------------业务明细列表结束------------------------------------\n"
-        f"#交易合计：{int((~refund_mask).sum())}笔，商家实收共：{yuan_text(trade_total)}元，商家让利共：0.00元\n"
-        f"#退款合计：{int(refund_mask.sum())}笔，商家实收退款共：{yuan_text(refund_total)}元，商家让利退款共：0.00元\n"
+        f"#交易合计：{int((~refund_mask).sum())}笔，商家实收共：{bill_yuan(trade_total)}元，商家让利共：0.00元\n"
+        f"#退款合计：{int(refund_mask.sum())}笔，商家实收退款共：{bill_yuan(refund_total)}元，商家让利退款共：0.00元\n"
         f"#导出时间：[{end + timedelta(hours=9, minutes=12, seconds=33):%Y年%m月%d日 %H:%M:%S}]\n"
     )
     text = head + body + foot
@@ -258,7 +258,7 @@ def write_alipay_bill(
         f"#账号：[{account_shown}]\n"
         "门店编号,门店名称,交易订单总笔数,退款订单总笔数,订单金额（元）,商家实收（元）\n"
         f",合计,{int((~refund_mask).sum())},{int(refund_mask.sum())},"
-        f"{yuan_text(int(amounts.sum()))},{yuan_text(int(amounts.sum()))}\n",
+        f"{bill_yuan(int(amounts.sum()))},{bill_yuan(int(amounts.sum()))}\n",
         "gbk",
         faults,
     )
@@ -300,14 +300,14 @@ def write_wechatpay_bill(
     fees = frame["fee_fen"] if "fee_fen" in frame else contract_fee(frame["amount_fen"], fee_rate)
     fees = np.where(pd.isna(fees), contract_fee(frame["amount_fen"], fee_rate), fees).astype("int64")
     is_refund = (frame["kind"] == "refund").to_numpy()
-    trades = _trade_numbers(frame, lambda row, i: f"4200{_digits('wx', row.merchant_order_no, i, n=24)}")
+    trades = _trade_numbers(frame, lambda row, i: f"4200{stable_digits('wx', row.merchant_order_no, i, n=24)}")
     records = []
     for i, row in enumerate(frame.itertuples(index=False)):
         local = _local(row.txn_time)
         amount = int(row.amount_fen)
         trade = trades[i]
         refund_id = row.provider_txn_id if isinstance(row.provider_txn_id, str) else None
-        refund_no = (refund_id or f"5030{_digits('wxr', trade, i, n=25)}") if is_refund[i] else "0"
+        refund_no = (refund_id or f"5030{stable_digits('wxr', trade, i, n=25)}") if is_refund[i] else "0"
         values = {
             "交易时间": local.strftime("%Y-%m-%d %H:%M:%S"),
             "公众账号ID": appid,
@@ -316,25 +316,25 @@ def write_wechatpay_bill(
             "设备号": "",
             "微信订单号": trade,
             "商户订单号": _s(row.merchant_order_no),
-            "用户标识": _s(row.payer_account) or f"oUpF8u{_digits('openid', row.merchant_order_no, n=22)}",
+            "用户标识": _s(row.payer_account) or f"oUpF8u{stable_digits('openid', row.merchant_order_no, n=22)}",
             "交易类型": "NATIVE",
             "交易状态": "REFUND" if is_refund[i] else "SUCCESS",
             "付款银行": "OTHERS",
             "货币种类": "CNY",
-            "应结订单金额": "0.00" if is_refund[i] else yuan_text(amount, faults),
+            "应结订单金额": "0.00" if is_refund[i] else bill_yuan(amount, faults),
             "代金券金额": "0.00",
             "微信退款单号": refund_no,
             "商户退款单号": f"R{row.merchant_order_no}" if is_refund[i] else "0",
-            "退款金额": yuan_text(-amount, faults) if is_refund[i] else "0.00",
+            "退款金额": bill_yuan(-amount, faults) if is_refund[i] else "0.00",
             "充值券退款金额": "0.00",
             "退款类型": "ORIGINAL" if is_refund[i] else "",
             "退款状态": "SUCCESS" if is_refund[i] else "",
             "商品名称": _s(getattr(row, "item_name", None)) or "商品货款",
             "商户数据包": _s(row.memo),
-            "手续费": yuan_text(int(fees[i]), faults, decimals=5),
+            "手续费": bill_yuan(int(fees[i]), faults, decimals=5),
             "费率": f"{fee_rate * 100:.2f}%",
-            "订单金额": "0.00" if is_refund[i] else yuan_text(amount, faults),
-            "申请退款金额": yuan_text(-amount, faults) if is_refund[i] else "0.00",
+            "订单金额": "0.00" if is_refund[i] else bill_yuan(amount, faults),
+            "申请退款金额": bill_yuan(-amount, faults) if is_refund[i] else "0.00",
             "费率备注": "",
         }
         records.append(["`" + values[c] for c in columns])
@@ -348,12 +348,12 @@ def write_wechatpay_bill(
     refunded = int(-amounts[refund_mask].sum())
     summary = [
         str(len(records)),
-        yuan_text(settled),
-        yuan_text(refunded) if bill_type == "ALL" else "0.00",
+        bill_yuan(settled),
+        bill_yuan(refunded) if bill_type == "ALL" else "0.00",
         "0.00",
-        yuan_text(int(fee_all.sum()), decimals=5),
-        yuan_text(int(amounts[~refund_mask].sum())),
-        yuan_text(refunded) if bill_type == "ALL" else "0.00",
+        bill_yuan(int(fee_all.sum()), decimals=5),
+        bill_yuan(int(amounts[~refund_mask].sum())),
+        bill_yuan(refunded) if bill_type == "ALL" else "0.00",
     ]
     head = _csv_line(columns)
     body = "".join(_csv_line(r) for r in records)
@@ -462,30 +462,30 @@ def write_bank_statement(
         local = _local(row.txn_time)
         amount = int(amounts[i])
         serial = (
-            _s(row.provider_txn_id) or f"{_digits(template_key, row.memo, row.payer_name, amount, i, n=16)}"
+            _s(row.provider_txn_id) or f"{stable_digits(template_key, row.memo, row.payer_name, amount, i, n=16)}"
         )
         memo = _s(row.memo)
         who = _s(row.payer_name)
         acct = _s(row.payer_account)
         out = amount < 0
-        money = yuan_text(abs(amount), faults)
+        money = bill_yuan(abs(amount), faults)
         if template_key == "icbc":
             rows.append(
                 [serial, account, acct, local.strftime("%Y-%m-%d %H:%M:%S"), "借" if out else "贷",
                  money if out else "", "" if out else money, "102653000011", "汇入汇款" if not out else "转账支出",
-                 memo, who, yuan_text(int(balance[i]), faults), ""]
+                 memo, who, bill_yuan(int(balance[i]), faults), ""]
             )  # fmt: skip
         elif template_key == "cmb":
             rows.append(
                 [local.strftime("%Y%m%d"), local.strftime("%H%M%S"), local.strftime("%Y%m%d"),
                  "汇出汇款" if out else "汇入汇款",
-                 money if out else "", "" if out else money, yuan_text(int(balance[i]), faults),
+                 money if out else "", "" if out else money, bill_yuan(int(balance[i]), faults),
                  memo, serial, "企业银行支付" if out else "跨行汇入", "", who, acct, "中国建设银行重庆分行"]
             )  # fmt: skip
         else:
             rows.append(
                 [local.strftime("%Y/%m/%d"), local.strftime("%H:%M:%S"), "借" if out else "贷", money,
-                 yuan_text(int(balance[i]), faults), who, acct, "重庆农村商业银行营业部", "转账", memo, serial]
+                 bill_yuan(int(balance[i]), faults), who, acct, "重庆农村商业银行营业部", "转账", memo, serial]
             )  # fmt: skip
     rows = _repeat(rows, faults)
     n_extra = min(faults.repeated_lines, len(frame))
@@ -499,9 +499,9 @@ def write_bank_statement(
         footer = [
             [
                 "借方发生额合计",
-                yuan_text(debit_total, faults),
+                bill_yuan(debit_total, faults),
                 "贷方发生额合计",
-                yuan_text(credit_total, faults),
+                bill_yuan(credit_total, faults),
             ],
             ["交易笔数", str(count)],
         ]
@@ -509,15 +509,15 @@ def write_bank_statement(
         preamble = [[title], ["账号：", shown], ["账户名称：", COMPANY], ["币种：", "人民币"],
                     ["查询区间：", f"{day:%Y%m%d} - {day:%Y%m%d}"]]  # fmt: skip
         footer = [
-            ["借方合计", yuan_text(debit_total, faults)],
-            ["贷方合计", yuan_text(credit_total, faults)],
+            ["借方合计", bill_yuan(debit_total, faults)],
+            ["贷方合计", bill_yuan(credit_total, faults)],
             ["合计笔数", str(count)],
         ]
     else:
         preamble = [[title], [f"客户账号：{shown}"], [f"账户名称：{COMPANY}"],
                     [f"起始日期：{day:%Y-%m-%d} 终止日期：{day:%Y-%m-%d}"], []]  # fmt: skip
         footer = [
-            ["合计", "借方金额", yuan_text(debit_total, faults), "贷方金额", yuan_text(credit_total, faults)],
+            ["合计", "借方金额", bill_yuan(debit_total, faults), "贷方金额", bill_yuan(credit_total, faults)],
             ["总笔数", str(count)],
         ]
     path = Path(path)
@@ -580,7 +580,7 @@ def write_cod_remittance(
     frame = _prepare(remittances, faults, source=f"cod:{carrier}")
     account = faults.other_account or account or DEFAULT_ACCOUNTS.get(f"cod:{carrier}", "0000000000")
     remit_date = remit_date or (_local(frame["txn_time"].max()).date() if len(frame) else date.today())
-    batch_no = batch_no or f"HK{remit_date:%Y%m%d}{_digits(carrier, remit_date, n=3)}"
+    batch_no = batch_no or f"HK{remit_date:%Y%m%d}{stable_digits(carrier, remit_date, n=3)}"
     collected = np.asarray(frame["amount_fen"], dtype="int64")
     fees = frame["fee_fen"] if "fee_fen" in frame else contract_fee(collected, fee_rate, fee_min_fen)
     fees = np.where(pd.isna(fees), contract_fee(collected, fee_rate, fee_min_fen), fees).astype("int64")
@@ -591,8 +591,8 @@ def write_cod_remittance(
             _local(signed).strftime("%Y-%m-%d") if signed is not None and not pd.isna(signed) else ""
         )
         rows.append(
-            [row.waybill_no, _s(row.merchant_order_no), _s(row.payer_name), yuan_text(int(collected[i]), faults),
-             yuan_text(int(fees[i]), faults), yuan_text(int(collected[i] - fees[i]), faults), signed_text,
+            [row.waybill_no, _s(row.merchant_order_no), _s(row.payer_name), bill_yuan(int(collected[i]), faults),
+             bill_yuan(int(fees[i]), faults), bill_yuan(int(collected[i] - fees[i]), faults), signed_text,
              f"{remit_date:%Y-%m-%d}", _s(row.memo)]
         )  # fmt: skip
     rows = _repeat(rows, faults)
@@ -607,8 +607,8 @@ def write_cod_remittance(
         ["回款日期", f"{remit_date:%Y-%m-%d}"],
     ]
     footer = [
-        ["合计", "", "", yuan_text(int(c_all.sum()) + bump, faults), yuan_text(int(f_all.sum()), faults),
-         yuan_text(int((c_all - f_all).sum()) + bump, faults), "", "", ""],
+        ["合计", "", "", bill_yuan(int(c_all.sum()) + bump, faults), bill_yuan(int(f_all.sum()), faults),
+         bill_yuan(int((c_all - f_all).sum()) + bump, faults), "", "", ""],
         ["笔数", f"{len(rows)}"],
     ]  # fmt: skip
     path = Path(path)
@@ -634,133 +634,3 @@ def write_cod_remittance(
 def utc(*args) -> datetime:
     """Shorthand for tests and demo data: a Beijing wall-clock time as aware UTC."""
     return datetime(*args, tzinfo=BUSINESS_TZ).astimezone(UTC)
-
-
-# --------------------------------------------------------------------------------------------------- demo day
-
-
-def demo_payments(
-    orders: pd.DataFrame, shipments: pd.DataFrame, *, seed: int = 7, now: datetime | None = None
-) -> dict[str, pd.DataFrame]:
-    """What the money side would deliver for these orders: per source, the payment lines, with the usual
-    troubles mixed in (short and double payments, transfers naming several orders or none, refunds with and
-    without a return, a fee off contract, strangers' transfers, COD not yet remitted).
-
-    ``orders``: id, order_no, channel_order_id, customer_name, payment_method, order_total_fen, order_time,
-    state, installments. ``shipments``: order_id, carrier, waybill_no, cod_amount_fen, delivered_at.
-    Money that would move after ``now`` (default: the clock) has not moved yet and is left out.
-    Returns {'alipay': …, 'wechatpay': …, 'bank:icbc': …, 'bank:cmb': …, 'cod:<carrier>': …}.
-    """
-    rng = np.random.default_rng(seed)
-    orders = orders.reset_index(drop=True)
-    placed = pd.to_datetime(orders["order_time"], utc=True)
-    accepted = ~orders["state"].isin(["rejected", "auto_rejected", "received", "pending_review"])
-    out: dict[str, list[dict]] = {}
-
-    def add(source: str, **row) -> None:
-        out.setdefault(source, []).append(row)
-
-    for i, order in orders.iterrows():
-        method, total, when = order["payment_method"], int(order["order_total_fen"]), placed[i]
-        roll = rng.random()
-        if method in ("alipay", "wechatpay"):
-            if roll < 0.03:
-                continue  # abandoned at the cashier: never paid
-            add(method, merchant_order_no=order["order_no"], kind="payment", amount_fen=total,
-                txn_time=when + pd.Timedelta(minutes=int(rng.integers(1, 30))), payer_name=None, memo=None)  # fmt: skip
-            if roll > 0.99:  # paid twice (two devices, an impatient buyer)
-                add(method, merchant_order_no=order["order_no"], kind="payment", amount_fen=total,
-                    txn_time=when + pd.Timedelta(minutes=40), payer_name=None, memo=None)  # fmt: skip
-            if order["state"] in ("cancelled", "rejected", "auto_rejected"):
-                add(method, merchant_order_no=order["order_no"], kind="refund", amount_fen=-total,
-                    txn_time=when + pd.Timedelta(hours=30), payer_name=None, memo="订单取消退款")  # fmt: skip
-            elif 0.975 < roll <= 0.98:  # goodwill refund nobody recorded as after-sales
-                add(method, merchant_order_no=order["order_no"], kind="refund", amount_fen=-(total // 10),
-                    txn_time=when + pd.Timedelta(hours=50), payer_name=None, memo="补偿")  # fmt: skip
-        elif method in ("bank_transfer", "installment") and accepted[i]:
-            n = max(int(order.get("installments") or 1), 1) if method == "installment" else 1
-            amount = total // n + total % n
-            bank = "bank:icbc" if rng.random() < 0.7 else "bank:cmb"
-            paid_at = when + pd.Timedelta(hours=int(rng.integers(2, 72)))
-            if roll < 0.06:
-                continue  # not paid yet
-            if roll < 0.10:
-                amount = int(amount * 0.9)  # short-paid
-            memo = (
-                f"货款 {order['order_no']}" if roll < 0.70
-                else f"订单{order['channel_order_id']}" if roll < 0.78
-                else "货款"
-            )  # fmt: skip
-            add(bank, merchant_order_no=None, kind="credit", amount_fen=amount, txn_time=paid_at,
-                payer_name=order["customer_name"], memo=memo, payer_account=f"62{_digits('acct', order['customer_name'], n=14)}")  # fmt: skip
-    # strangers, provider withdrawals and our own outgoing payments
-    start = placed.min() if len(placed) else pd.Timestamp.now(tz="UTC")
-    for k, (name, amount) in enumerate([("陈某某", 88800), ("个体户王记", 1250000), ("未知单位", 30000)]):
-        add("bank:icbc", merchant_order_no=None, kind="credit", amount_fen=amount,
-            txn_time=start + pd.Timedelta(hours=5 + 20 * k), payer_name=name, memo="转账", payer_account="6228000000")  # fmt: skip
-    add("bank:icbc", merchant_order_no=None, kind="credit", amount_fen=1_234_567, txn_time=start + pd.Timedelta(hours=30),
-        payer_name="支付宝（中国）网络技术有限公司", memo="支付宝提现", payer_account="1202020000")  # fmt: skip
-    add("bank:icbc", merchant_order_no=None, kind="debit", amount_fen=-350_000, txn_time=start + pd.Timedelta(hours=33),
-        payer_name="重庆顺达物流有限公司", memo="运费结算", payer_account="3100000000")  # fmt: skip
-    frames = {source: pd.DataFrame(rows) for source, rows in out.items()}
-    if "alipay" in frames and len(frames["alipay"]):  # one fee charged above the contract rate
-        fees = contract_fee(frames["alipay"]["amount_fen"], 0.006)
-        fees[0] = fees[0] + 100
-        frames["alipay"]["fee_fen"] = fees
-    cod = shipments[(shipments["cod_amount_fen"] > 0) & shipments["delivered_at"].notna()]
-    cod = cod.merge(orders[["id", "order_no", "customer_name"]], left_on="order_id", right_on="id")
-    remitted = cod[rng.random(len(cod)) < 0.8]
-    for carrier, part in remitted.groupby("carrier"):
-        delivered = pd.to_datetime(part["delivered_at"], utc=True)
-        frames[f"cod:{carrier}"] = pd.DataFrame(
-            {"waybill_no": part["waybill_no"].to_numpy(), "merchant_order_no": part["order_no"].to_numpy(),
-             "payer_name": [n[0] + "**" if isinstance(n, str) and n else "" for n in part["customer_name"]],
-             "amount_fen": part["cod_amount_fen"].to_numpy(), "signed_at": delivered.to_numpy(),
-             "txn_time": (delivered + pd.Timedelta(days=3)).to_numpy(), "kind": "cod"}
-        )  # fmt: skip
-    cutoff = pd.Timestamp(now or datetime.now(UTC))
-    frames = {
-        k: f[pd.to_datetime(f["txn_time"], utc=True) <= cutoff].reset_index(drop=True)
-        for k, f in frames.items()
-    }
-    return {k: f for k, f in frames.items() if len(f)}
-
-
-def _cod_contract(carrier: str) -> tuple[float, int]:
-    """The carrier charges what its rate card in the policy file says (so the demo has no false fee cases)."""
-    from yidi.settings import get_settings
-
-    card = get_settings().fulfilment.rate_cards.get(carrier)
-    return (card.cod_fee_pct / 100, int(card.cod_min_yuan * 100)) if card else (0.01, 0)
-
-
-def write_demo_files(frames: dict[str, pd.DataFrame], inbox: str | Path) -> list[Path]:
-    """One file per source and day (as the providers deliver them) into the inbox layout the flow reads."""
-    inbox = Path(inbox)
-    written = []
-    for source, frame in frames.items():
-        if frame.empty:
-            continue
-        days = pd.to_datetime(frame["txn_time"], utc=True).dt.tz_convert(BUSINESS_TZ).dt.date
-        for day, part in frame.groupby(days):
-            kind, _, key = source.partition(":")
-            if kind == "alipay":
-                written.append(
-                    write_alipay_bill(part, inbox / "alipay" / f"alipay-{day:%Y%m%d}.zip", day=day)
-                )
-            elif kind == "wechatpay":
-                written.append(
-                    write_wechatpay_bill(part, inbox / "wechatpay" / f"wechatpay-{day:%Y%m%d}.csv")
-                )
-            elif kind == "bank":
-                name = bank_file_name(key, DEFAULT_ACCOUNTS[source], day)
-                written.append(
-                    write_bank_statement(part, inbox / f"bank-{key}" / name, template_key=key, day=day)
-                )
-            elif kind == "cod":
-                rate, minimum = _cod_contract(key)
-                written.append(
-                    write_cod_remittance(part, inbox / f"cod-{key}" / f"cod-{key}-{day:%Y%m%d}.csv", carrier=key,
-                                         remit_date=day, fee_rate=rate, fee_min_fen=minimum)
-                )  # fmt: skip
-    return written

@@ -13,10 +13,12 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, bindparam, text
 
-from tasks.settlement.rules import ageing, ageing_table, bucket_labels, yuan
-from yidi.bulk import read_frame
+from tasks.settlement.rules import ageing, ageing_table, bucket_labels
+from tasks.settlement.store import overdue_receivables
+from yidi.bulk import insert_rows, json_text, read_frame, utc_now
 from yidi.masking import mask_series
-from yidi.schema_settlement import payment_lines
+from yidi.money import yuan_text
+from yidi.schema_settlement import payment_lines, settlement_runs
 from yidi.settings import Settings, yidi_home
 from yidi.settlement_policy import CASE_CLASSES
 from yidi.workdays import BUSINESS_TZ
@@ -61,12 +63,12 @@ def match_rates(conn: Connection, start: datetime, end: datetime) -> pd.DataFram
     table.insert(0, "lines", table.sum(axis=1))
     relevant = (table["lines"] - table["ignored"]).replace(0, np.nan)
     table["match_rate"] = (table["matched"] / relevant).fillna(1.0).round(4)
-    table["amount_yuan"] = amounts.reindex(table.index).map(yuan)
+    table["amount_yuan"] = amounts.reindex(table.index).map(lambda fen: yuan_text(fen, grouping=True))
     table = table.reset_index()
     total = table[["lines", "matched", "ignored", "unmatched"]].sum()
     rate = total["matched"] / max(total["lines"] - total["ignored"], 1)
     total_row = {"source": "all", **total.to_dict(), "match_rate": round(float(rate), 4),
-                 "amount_yuan": yuan(int(amounts.sum()))}  # fmt: skip
+                 "amount_yuan": yuan_text(int(amounts.sum()), grouping=True)}  # fmt: skip
     return pd.concat([table, pd.DataFrame([total_row])], ignore_index=True)
 
 
@@ -94,7 +96,7 @@ def cases_by_class(conn: Connection, start: datetime, end: datetime) -> pd.DataF
     moved = moved.set_index("case_class") if len(moved) else pd.DataFrame(columns=["opened", "resolved"])
     table["opened_in_period"] = table["case_class"].map(moved["opened"]).fillna(0).astype(int)
     table["resolved_in_period"] = table["case_class"].map(moved["resolved"]).fillna(0).astype(int)
-    table["open_amount_yuan"] = (table["open_fen"] + table["explained_fen"]).map(yuan)
+    table["open_amount_yuan"] = (table["open_fen"] + table["explained_fen"]).map(lambda fen: yuan_text(fen, grouping=True))
     return table
 
 
@@ -139,8 +141,6 @@ def ageing_report(conn: Connection, settings: Settings, today: date) -> tuple[pd
 
 def dunning_list(conn: Connection, settings: Settings, today: date) -> pd.DataFrame:
     """Overdue parties: overdue total, oldest due date, days, step reached, last step taken, next step."""
-    from tasks.settlement.steps import overdue_receivables
-
     overdue = overdue_receivables(conn, today)
     if overdue.empty:
         return pd.DataFrame(columns=["party_key", "customer_name", "phone", "overdue_yuan", "oldest_due_date",
@@ -165,7 +165,7 @@ def dunning_list(conn: Connection, settings: Settings, today: date) -> pd.DataFr
         next((f"{s.name} (day {s.days_overdue})" for s in steps if s.days_overdue > d), "—")
         for d in grouped["days_overdue"]
     ]
-    grouped["overdue_yuan"] = grouped["overdue_fen"].map(yuan)
+    grouped["overdue_yuan"] = grouped["overdue_fen"].map(lambda fen: yuan_text(fen, grouping=True))
     return grouped.sort_values("overdue_fen", ascending=False).reset_index()
 
 
@@ -210,6 +210,41 @@ def reconciliation_report(
         "lines": period_lines(conn, a, b),
         "files": period_files(conn, a, b),
     }
+
+
+def run_summary(report: dict, run: dict, label: str) -> dict:
+    """What one reconciliation did and found (``run``: the step list's results, ``report``: the period's tables):
+    what the CLI prints, the workbook's first sheet and the ``settlement_runs`` row."""
+    rates = report["match_rates"]
+    overall = rates[rates["source"] == "all"]["match_rate"]
+    files = run["files"]
+    return {
+        "period": label, "match_rate": float(overall.iloc[0]) if len(overall) else None,
+        "files_ingested": sum(f["status"] == "ingested" for f in files),
+        "files_duplicate": sum(f["status"] == "duplicate" for f in files),
+        "files_rejected": sum(f["status"] == "rejected" for f in files),
+        "files_rejected_before": sum(f["status"] == "rejected_before" for f in files),
+        "new_lines": sum(int(f.get("new_lines") or 0) for f in files),
+        "matched_lines": run["matching"]["matched_lines"], "by_rule": run["matching"]["by_rule"],
+        "payment_state_changes": run["matching"]["payment_states"]["changed"],
+        "settled": run["settled"]["settled"], "cases": run["cases"], "dunning": run["dunning"],
+        "open_cases_fen": int(report["cases_by_class"][["open_fen", "explained_fen"]].sum().sum()),
+        "overdue_fen": int(report["ageing"].loc[report["ageing"]["bucket"] != "current", "outstanding_fen"].sum()),
+    }  # fmt: skip
+
+
+def summary_sheet(summary: dict) -> pd.DataFrame:
+    """The workbook's first sheet: one row per summary key, its value as JSON."""
+    return pd.DataFrame([{"key": k, "value": json.dumps(v, ensure_ascii=False)} for k, v in summary.items()])
+
+
+def record_run(
+    conn: Connection, *, started: datetime, actor: str, source: str | None, period: str | None, summary: dict
+) -> None:
+    """One ``settlement_runs`` row per reconciliation: when, by whom, of what, and its summary."""
+    row = {"started_at": started, "finished_at": utc_now(), "actor": actor, "source": source,
+           "period": summary.get("period") or period, "summary": json_text(summary)}  # fmt: skip
+    insert_rows(conn, settlement_runs, pd.DataFrame([row]))
 
 
 def _for_excel(frame: pd.DataFrame) -> pd.DataFrame:
@@ -332,6 +367,6 @@ def weekly_trends(
             except (ValueError, TypeError, AttributeError):
                 continue
     frame["overdue_fen"] = frame["week_start"].map(overdue)
-    frame["received_yuan"] = frame["received_fen"].map(yuan)
-    frame["refunded_yuan"] = frame["refunded_fen"].map(yuan)
+    frame["received_yuan"] = frame["received_fen"].map(lambda fen: yuan_text(fen, grouping=True))
+    frame["refunded_yuan"] = frame["refunded_fen"].map(lambda fen: yuan_text(fen, grouping=True))
     return frame

@@ -1,0 +1,103 @@
+"""Settlement's SQL helpers and shared reads (A1, K2): temporary key tables for joins, what each order has been paid,
+the orders with payments, overdue receivables. The step modules (``files``, ``payments``, ``receivables``,
+``cases``) use them inside the transaction they are given.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import date, datetime
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Connection, bindparam, select, text
+
+from yidi.bulk import read_frame
+from yidi.schema_settlement import payment_lines, receivables
+
+_temp_counter = itertools.count()
+
+
+def temp_keys(conn: Connection, values, kind: str = "text") -> str:
+    """A temporary one-column table ``k`` holding the distinct ``values`` (for joins instead of huge IN lists)."""
+    name = f"settlement_keys_{next(_temp_counter)}"
+    column = "VARCHAR(200)" if kind == "text" else "BIGINT"
+    conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} (k {column} PRIMARY KEY)")
+    distinct = pd.unique(pd.Series(list(values)).dropna())
+    rows = [(str(v),) if kind == "text" else (int(v),) for v in distinct]
+    if rows:
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        conn.exec_driver_sql(f"INSERT INTO {name} (k) VALUES ({mark})", rows)
+    return name
+
+
+def drop_tables(conn: Connection, *names: str) -> None:
+    """Drop the temporary tables ``temp_keys`` made."""
+    for name in names:
+        conn.exec_driver_sql(f"DROP TABLE {name}")
+
+
+def in_list(values) -> str:
+    """Constant SQL text for an IN list of our own state names (never user input)."""
+    return ", ".join(f"'{v}'" for v in values)
+
+
+def order_payments(conn: Connection, id_table: str | None = None) -> pd.DataFrame:
+    """paid_fen / refunded_fen per order from the matches (all orders, or those in ``id_table``)."""
+    where = f"WHERE order_id IN (SELECT k FROM {id_table})" if id_table else ""
+    return read_frame(
+        conn,
+        f"""SELECT order_id,
+                   SUM(CASE WHEN amount_fen > 0 THEN amount_fen ELSE 0 END) AS paid_fen,
+                   SUM(CASE WHEN amount_fen < 0 THEN -amount_fen ELSE 0 END) AS refunded_fen
+            FROM payment_matches {where} GROUP BY order_id""",
+    )
+
+
+def order_payment_frame(conn: Connection) -> pd.DataFrame:
+    """Orders with any payment (or a payment state to undo), with paid/refunded sums."""
+    sums = order_payments(conn)
+    frame = read_frame(
+        conn,
+        """SELECT o.id AS order_id, o.order_no, o.customer_id, o.state, o.payment_state, o.order_total_fen,
+                  o.installments
+           FROM orders o
+           WHERE o.id IN (SELECT order_id FROM payment_matches) OR o.payment_state <> 'unpaid'""",
+    )
+    frame = frame.merge(sums, on="order_id", how="left")
+    frame[["paid_fen", "refunded_fen"]] = frame[["paid_fen", "refunded_fen"]].fillna(0).astype("int64")
+    return frame
+
+
+
+def overdue_receivables(conn: Connection, today: date) -> pd.DataFrame:
+    """Open receivables past due (COD excepted: the carrier owes those), with contacts and a ``party_key`` per
+    customer (or per order without a customer): the dunning ladder's input."""
+    frame = read_frame(
+        conn,
+        text(
+            """SELECT r.order_id, r.customer_id, r.outstanding_fen, r.due_date, o.order_no,
+                      COALESCE(c.name, o.customer_name) AS customer_name,
+                      COALESCE(c.email, o.customer_email) AS email, COALESCE(c.phone, o.customer_phone) AS phone
+               FROM receivables r JOIN orders o ON o.id = r.order_id LEFT JOIN customers c ON c.id = r.customer_id
+               WHERE r.status = 'open' AND r.outstanding_fen > 0 AND r.due_date < :today
+                 AND r.payment_terms <> 'cod'"""
+        ).bindparams(bindparam("today", type_=receivables.c.due_date.type)),
+        {"today": today},
+    )
+    if frame.empty:
+        return frame.assign(party_key=pd.Series(dtype="string"))
+    frame["party_key"] = np.where(
+        frame["customer_id"].notna(),
+        "customer:" + frame["customer_id"].astype("Int64").astype("string"),
+        "order:" + frame["order_id"].astype("string"),
+    )
+    frame["due_date"] = pd.to_datetime(frame["due_date"]).dt.date
+    return frame
+
+
+
+def new_line_ids_since(conn: Connection, since: datetime) -> list[int]:
+    """Payment lines stored since ``since`` (this run's new lines: their fees are checked against the contracts)."""
+    rows = conn.execute(select(payment_lines.c.id).where(payment_lines.c.ingested_at >= since)).scalars()
+    return [int(i) for i in rows]
