@@ -13,11 +13,11 @@ import json
 import os
 import tempfile
 from datetime import date, datetime
-from decimal import Decimal
 from pathlib import Path
 
 import pandas as pd
 
+from yidi.money import yuan_text
 from yidi.settings import yidi_home
 
 
@@ -38,10 +38,6 @@ def _atomic_write(path: Path, data: bytes) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-def _yuan(fen) -> str:
-    return f"¥{Decimal(int(fen or 0)) / 100:,.2f}"
 
 
 def _default(value):
@@ -80,11 +76,13 @@ def shipping_document_html(doc: dict) -> str:
         for g in doc["goods"]
     )
     sender, recipient = doc["sender"], doc["recipient"]
-    cod = f"<tr><td>代收货款</td><td><b>{_yuan(doc['cod_amount_fen'])}</b></td></tr>" if doc["cod_amount_fen"] else ""
+    amount = {key: yuan_text(doc[key], grouping=True, symbol=True)
+              for key in ("cod_amount_fen", "declared_value_fen", "insurance_fee_fen", "freight_fen")}  # fmt: skip
+    cod = f"<tr><td>代收货款</td><td><b>{amount['cod_amount_fen']}</b></td></tr>" if doc["cod_amount_fen"] else ""
     insured = (
-        f"<tr><td>保价</td><td>声明价值 {_yuan(doc['declared_value_fen'])}，保费 {_yuan(doc['insurance_fee_fen'])}</td></tr>"
+        f"<tr><td>保价</td><td>声明价值 {amount['declared_value_fen']}，保费 {amount['insurance_fee_fen']}</td></tr>"
         if doc["insured"]
-        else f"<tr><td>声明价值</td><td>{_yuan(doc['declared_value_fen'])}（未保价）</td></tr>"
+        else f"<tr><td>声明价值</td><td>{amount['declared_value_fen']}（未保价）</td></tr>"
     )
     return f"""<!DOCTYPE html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>发货单 {_e(doc['shipment_no'])}</title>
@@ -110,7 +108,7 @@ def shipping_document_html(doc: dict) -> str:
 <table class="facts" style="margin-top:3mm">
 <tr><td>实重</td><td>{doc['weight_kg']:.2f} kg</td></tr>
 <tr><td>计费重</td><td>{doc['chargeable_weight_kg']:.2f} kg（体积 {doc['volume_m3']:.4f} m³）</td></tr>
-<tr><td>运费</td><td>{_yuan(doc['freight_fen'])}</td></tr>
+<tr><td>运费</td><td>{amount['freight_fen']}</td></tr>
 {insured}
 {cod}
 </table>

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, or_, select, update
 
+from connectors.supplier import SupplierRejected, SupplierUnavailable
 from tasks.fulfilment.allocation import choose_suppliers
 from yidi.bulk import chunked, insert_rows, json_text, read_frame, utc_now
 from yidi.lifecycle import record_events
@@ -219,8 +220,6 @@ class PurchaseOrderResult:
 
 def send_purchase_orders(engine: Engine, client, *, settings: Settings | None = None, actor: str | None = None) -> PurchaseOrderResult:
     """Send every draft purchase order (one per supplier per run) once: the PO number is the idempotency key."""
-    from connectors.supplier import SupplierRejected, SupplierUnavailable
-
     settings = settings or get_settings()
     result = PurchaseOrderResult()
     pq, w = purchase_requests.c, warehouses.c

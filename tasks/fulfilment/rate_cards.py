@@ -142,6 +142,7 @@ def load_rate_card_dir(folder: Path, cards: dict[str, RateCard]) -> dict[str, Ra
 
 
 def served_provinces(table: RateTable) -> set[str]:
+    """Province short names at least one carrier delivers to (orders elsewhere are exceptions before planning)."""
     served = (table.zone_lookup >= 0).any(axis=0)
     return {PROVINCE_SHORT_NAMES[i] for i in np.flatnonzero(served)}
 

@@ -18,6 +18,8 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy import Connection, Engine, bindparam, select, update
 
+from connectors.carrier_shipping import CarrierRejected, CarrierUnavailable
+from tasks.fulfilment.documents import write_pick_lists, write_shipping_document
 from tasks.fulfilment.notices import notice_rows
 from tasks.fulfilment.stock import apply_movements, fefo_issue_plan
 from yidi.bulk import chunked, frame_records, read_frame, upsert_returning_ids, utc_now
@@ -26,7 +28,7 @@ from yidi.masking import mask_name, mask_phone
 from yidi.money import yuan_text
 from yidi.outbox import enqueue
 from yidi.schema import catalog_items, order_lines, orders, shipments
-from yidi.schema_fulfilment import allocations, backorders, shipment_requests, warehouses
+from yidi.schema_fulfilment import allocations, backorders, shipment_requests, stock_batches, warehouses
 from yidi.settings import Settings, get_settings
 from yidi.workdays import BUSINESS_TZ
 
@@ -137,8 +139,6 @@ def create_waybills(
     the commit, or two runs at once all get the same waybill back, and only the first recording (``status =
     'pending'`` still) writes the shipment, issues the stock and moves the order to shipped.
     """
-    from connectors.carrier_shipping import CarrierRejected, CarrierUnavailable
-
     settings = settings or get_settings()
     actor = actor or current_actor()
     result = WaybillResult()
@@ -347,8 +347,6 @@ def _record_failures(conn, failures, actor) -> None:
 
 
 def _write_documents(engine, created, goods_by_request, settings, now) -> tuple[list[str], list[str]]:
-    from tasks.fulfilment.documents import write_pick_lists, write_shipping_document
-
     cards = settings.fulfilment.rate_cards
     ship_date = now.astimezone(BUSINESS_TZ).date()
     docs, picks, paths = [], [], {}
@@ -391,8 +389,6 @@ def _write_documents(engine, created, goods_by_request, settings, now) -> tuple[
         )  # fmt: skip
         pick_frame = pd.DataFrame(picks)
         if len(pick_frame):
-            from yidi.schema_fulfilment import stock_batches
-
             expiry = read_frame(conn, select(stock_batches.c.warehouse, stock_batches.c.item_code,
                                              stock_batches.c.batch_no, stock_batches.c.expiry_date))  # fmt: skip
             lookup = {(w, i, b): e for w, i, b, e in zip(expiry["warehouse"], expiry["item_code"], expiry["batch_no"],
