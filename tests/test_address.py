@@ -9,14 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from yidi.address import (
-    DATA_DIR,
-    OUTPUT_COLUMNS,
-    WOOCOMMERCE_CN_STATES,
-    classify_addresses,
-    classify_one,
-    gazetteer,
-)
+from yidi.address.classify import OUTPUT_COLUMNS, classify_addresses
+from yidi.address.gazetteer import DATA_DIR, gazetteer
+from yidi.address.names import WOOCOMMERCE_CN_STATES
+from yidi.address.reading import classify_one
 
 LABELLED = Path(__file__).parent / "data" / "addresses_labelled.csv"
 INPUTS = ["province", "city", "district", "detail", "full_address", "country"]

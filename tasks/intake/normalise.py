@@ -2,7 +2,7 @@
 
 - Contact phone normalised (``yidi.phone.normalise_phones``); the raw text is kept when it is not a phone number,
   so review sees what the customer wrote.
-- Delivery address split and classified remote / local / unknown (``yidi.address.classify_addresses``). The
+- Delivery address split and classified remote / local / unknown (``yidi.address.classify.classify_addresses``). The
   channel's structured fields are preferred; free text is parsed otherwise. Addresses with province, city and
   district are classified once per distinct combination (the street part cannot change the answer), except the
   Chongqing districts whose towns moved in the 2025 reform, whose street part decides the district.
@@ -156,7 +156,7 @@ def normalise_phone_column(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
 def detail_sensitive_districts() -> frozenset[str]:
     """Districts whose towns changed district in the 2025 Chongqing reform: their street part matters."""
     try:
-        from yidi.address import DATA_DIR
+        from yidi.address.gazetteer import DATA_DIR
 
         with (DATA_DIR / "chongqing_2025_towns.csv").open(encoding="utf-8") as handle:
             names = {row["written_district"] for row in csv.DictReader(handle)}
@@ -167,7 +167,7 @@ def detail_sensitive_districts() -> frozenset[str]:
 
 def classify(frame: pd.DataFrame) -> pd.DataFrame:
     """``classify_addresses`` on canonical ship_* columns, once per distinct structured address."""
-    from yidi.address import classify_addresses
+    from yidi.address.classify import classify_addresses
 
     province, city, district = frame["ship_province"], frame["ship_city"], frame["ship_district"]
     detail, full = frame["ship_detail"], frame["ship_full_address"]
