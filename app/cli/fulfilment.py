@@ -48,68 +48,6 @@ def load_fulfilment_file(kind: str, path: Path) -> str:
         raise fail(str(exc)) from None
 
 
-@fulfilment_app.command("stocktake")
-def fulfilment_stocktake(
-    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Count sheet: csv or xlsx, UTF-8 or GBK")],
-    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
-) -> None:
-    """Import a stocktake: variances correct the books (adjustments with reasons); report of variances,
-    slow-moving, expired and damaged stock. Refused rows are listed; exit code 1 when any row was refused."""
-    from app.local_stack import use_local_server_if_running
-    from tasks.fulfilment.stock import StockFileError
-    from yidi.textfiles import UnreadableText
-
-    engine_or_exit()
-    logging.getLogger("prefect").setLevel(logging.WARNING)
-    from flows.compose import in_process
-    from flows.fulfilment import stock_count, stocktake
-
-    try:
-        if use_local_server_if_running():
-            summary = stocktake(str(path))
-        else:  # no Prefect server: the flow's step list in this process, report file only
-            summary = stock_count(in_process, str(path)).as_dict()
-    except (StockFileError, UnreadableText) as exc:
-        raise fail(str(exc)) from None
-    if json_out:
-        emit_json(summary)
-    else:
-        console.print(
-            f"stocktake {summary['stocktake_no']}: {summary['rows_total']} rows — {summary['applied']} corrected the "
-            f"books, {summary['unchanged']} matched, {summary['rejected']} refused; "
-            f"{summary['released_orders']} order(s) backordered again",
-            highlight=False,
-        )
-        console.print(f"report: {summary['report']}  ({summary['report_counts']})", highlight=False)
-    if summary["rejected"]:
-        _print_rejected(summary["stocktake_no"])
-        raise typer.Exit(1)
-
-
-cli.command("stocktake", hidden=True, help=RENAMED.format("stocktake"))(fulfilment_stocktake)
-
-
-def _print_rejected(number: str) -> None:
-    from sqlalchemy import select
-
-    from yidi.db import get_engine
-    from yidi.schema_fulfilment import stocktake_lines, stocktakes
-
-    with get_engine().connect() as conn:
-        rows = conn.execute(
-            select(stocktake_lines.c.row_no, stocktake_lines.c.item_code, stocktake_lines.c.reason)
-            .join(stocktakes, stocktakes.c.id == stocktake_lines.c.stocktake_id)
-            .where(stocktakes.c.stocktake_no == number, stocktake_lines.c.status == "rejected")
-            .order_by(stocktake_lines.c.row_no)
-        ).all()
-    table = RichTable(title="refused rows (fix and import them again)", title_justify="left")
-    for column in ("row", "item", "reason"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(str(row.row_no), str(row.item_code or ""), str(row.reason))
-    console.print(table)
-
-
 @fulfilment_app.command("run")
 def fulfilment_run(
     carrier_url: Annotated[str | None, typer.Option(help="Carrier e-waybill gateway (default: policy file)")] = None,
@@ -266,3 +204,65 @@ def fulfilment_report(json_out: Annotated[bool, typer.Option("--json")] = False)
         emit_json({"report": str(path), "counts": counts})
     else:
         console.print(f"stock report {path}: {counts}", highlight=False)
+
+
+@fulfilment_app.command("stocktake")
+def fulfilment_stocktake(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Count sheet: csv or xlsx, UTF-8 or GBK")],
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Import a stocktake: variances correct the books (adjustments with reasons); report of variances,
+    slow-moving, expired and damaged stock. Refused rows are listed; exit code 1 when any row was refused."""
+    from app.local_stack import use_local_server_if_running
+    from tasks.fulfilment.stock import StockFileError
+    from yidi.textfiles import UnreadableText
+
+    engine_or_exit()
+    logging.getLogger("prefect").setLevel(logging.WARNING)
+    from flows.compose import in_process
+    from flows.fulfilment import stock_count, stocktake
+
+    try:
+        if use_local_server_if_running():
+            summary = stocktake(str(path))
+        else:  # no Prefect server: the flow's step list in this process, report file only
+            summary = stock_count(in_process, str(path)).as_dict()
+    except (StockFileError, UnreadableText) as exc:
+        raise fail(str(exc)) from None
+    if json_out:
+        emit_json(summary)
+    else:
+        console.print(
+            f"stocktake {summary['stocktake_no']}: {summary['rows_total']} rows — {summary['applied']} corrected the "
+            f"books, {summary['unchanged']} matched, {summary['rejected']} refused; "
+            f"{summary['released_orders']} order(s) backordered again",
+            highlight=False,
+        )
+        console.print(f"report: {summary['report']}  ({summary['report_counts']})", highlight=False)
+    if summary["rejected"]:
+        _print_rejected(summary["stocktake_no"])
+        raise typer.Exit(1)
+
+
+cli.command("stocktake", hidden=True, help=RENAMED.format("stocktake"))(fulfilment_stocktake)
+
+
+def _print_rejected(number: str) -> None:
+    from sqlalchemy import select
+
+    from yidi.db import get_engine
+    from yidi.schema_fulfilment import stocktake_lines, stocktakes
+
+    with get_engine().connect() as conn:
+        rows = conn.execute(
+            select(stocktake_lines.c.row_no, stocktake_lines.c.item_code, stocktake_lines.c.reason)
+            .join(stocktakes, stocktakes.c.id == stocktake_lines.c.stocktake_id)
+            .where(stocktakes.c.stocktake_no == number, stocktake_lines.c.status == "rejected")
+            .order_by(stocktake_lines.c.row_no)
+        ).all()
+    table = RichTable(title="refused rows (fix and import them again)", title_justify="left")
+    for column in ("row", "item", "reason"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(str(row.row_no), str(row.item_code or ""), str(row.reason))
+    console.print(table)
