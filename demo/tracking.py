@@ -16,7 +16,8 @@ from prefect import flow, get_run_logger
 from sqlalchemy import Connection, select
 
 from connectors.kuaidi100_push import PushReceiver
-from demo.standins.kuaidi100 import SimClock, start
+from demo.standins.kuaidi100 import start
+from demo.standins.parcel_routes import SimClock
 from flows.tracking import ensure_rate_limit, poll_carriers
 from tasks.tracking.polling import make_client, make_pacer
 from tasks.tracking.pushes import receive_push

@@ -23,7 +23,8 @@ from connectors.kuaidi100 import (
     verify_push,
 )
 from connectors.pacing import RatePacer
-from demo.standins.kuaidi100 import SimClock, start
+from demo.standins.kuaidi100 import start
+from demo.standins.parcel_routes import SimClock
 
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 CREDS = Credentials("standin-customer", "standin-key", "salty")

@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from connectors.kuaidi100 import Checkpoint, Credentials, TrackingResult
-from demo.standins.kuaidi100 import Kuaidi100Standin, SimClock, start
+from demo.standins.kuaidi100 import Kuaidi100Standin, start
+from demo.standins.parcel_routes import SimClock
 from demo.tracking import make_shipped_orders, standin_registrations
 from flows.compose import in_process
 from flows.tracking import poll_cycle

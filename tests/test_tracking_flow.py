@@ -11,7 +11,8 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from connectors.pacing import RatePacer
-from demo.standins.kuaidi100 import SimClock, start
+from demo.standins.kuaidi100 import start
+from demo.standins.parcel_routes import SimClock
 from demo.tracking import make_shipped_orders, standin_registrations
 from yidi.db import get_engine, init_db
 from yidi.schema import orders

@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 
 from app.callbacks import push_receiver
 from connectors.kuaidi100 import PUSH_OK, Credentials, push_sign
-from demo.standins.kuaidi100 import SimClock, start
+from demo.standins.kuaidi100 import start
+from demo.standins.parcel_routes import SimClock
 from demo.tracking import make_shipped_orders, standin_registrations
 from flows.compose import in_process
 from flows.tracking import poll_cycle
