@@ -74,12 +74,23 @@ def _records(frame: pd.DataFrame) -> list[dict]:
 
 @task(name="ingest-payment-file", cache_policy=NO_CACHE)
 def ingest_file_task(
-    path: str, source: str | None, now: datetime, actor: str, retry_rejected: bool, engine: Engine | None = None
+    path: str,
+    source: str | None,
+    now: datetime,
+    actor: str,
+    retry_rejected: bool,
+    engine: Engine | None = None,
 ) -> dict:
     """One file, whole or not at all, in one transaction."""
     with (engine or get_engine()).begin() as conn:
         result = ingest_payment_file(
-            conn, path, source=source, settings=get_settings(), actor=actor, now=now, retry_rejected=retry_rejected
+            conn,
+            path,
+            source=source,
+            settings=get_settings(),
+            actor=actor,
+            now=now,
+            retry_rejected=retry_rejected,
         )
     if result["status"] == "rejected":
         _logger().error("%s", result["error"])
@@ -131,7 +142,9 @@ def dunning_task(now: datetime, actor: str, engine: Engine | None = None) -> dic
 
 
 @task(name="settlement-report", cache_policy=NO_CACHE)
-def report_task(period: str | None, now: datetime, run: dict, engine: Engine | None = None) -> tuple[dict, dict]:
+def report_task(
+    period: str | None, now: datetime, run: dict, engine: Engine | None = None
+) -> tuple[dict, dict]:
     """The run's summary and the period's report tables; the finance workbook (full values) is written."""
     settings = get_settings()
     today = business_today(now)
@@ -175,7 +188,9 @@ def publish_task(summary: dict, report: dict, run: dict, now: datetime) -> None:
         "\n".join(markdown), key="settlement-summary", description=f"Reconciliation {label}"
     )
     create_table_artifact(
-        _records(report["match_rates"]), key="settlement-match-rate", description=f"Match rate by source, {label}"
+        _records(report["match_rates"]),
+        key="settlement-match-rate",
+        description=f"Match rate by source, {label}",
     )
     by_class = report["cases_by_class"][["case_class", "open", "explained", "open_amount_yuan", "opened_in_period",
                                           "resolved_in_period"]]  # fmt: skip
@@ -196,7 +211,12 @@ def publish_task(summary: dict, report: dict, run: dict, now: datetime) -> None:
 
 @task(name="record-settlement-run", cache_policy=NO_CACHE)
 def record_run_task(
-    started: datetime, actor: str, source: str | None, period: str | None, summary: dict, engine: Engine | None = None
+    started: datetime,
+    actor: str,
+    source: str | None,
+    period: str | None,
+    summary: dict,
+    engine: Engine | None = None,
 ) -> None:
     with (engine or get_engine()).begin() as conn:
         record_run(conn, started=started, actor=actor, source=source, period=period, summary=summary)

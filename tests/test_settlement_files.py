@@ -459,3 +459,34 @@ def test_policy_file_errors_name_the_settlement_key(tmp_path):
     )  # fmt: skip
     assert frame["amount_fen"].tolist() == [500000, -12000] and frame["kind"].tolist() == ["credit", "debit"]
     assert frame["source"].unique().tolist() == ["bank:boc"] and frame["line_key"].is_unique
+
+
+# ----------------------------------------------------------------------------------------- the registry
+
+
+def test_the_registry_recognises_each_format_and_reads_the_inbox_folders(tmp_path, policy, payments):
+    from pathlib import Path
+
+    from connectors.payment_files import FORMATS, detect_source, is_source, read_payment_file, source_hint
+
+    assert list(FORMATS) == ["alipay", "wechatpay", "cod", "bank"]  # bills, then remittances, then any bank
+    files = {
+        "alipay": write_alipay_bill(payments, tmp_path / "a.zip"),
+        "wechatpay": write_wechatpay_bill(payments, tmp_path / "w.csv"),
+        "bank:icbc": write_bank_statement(_bank_lines(payments), tmp_path / "b.csv", template_key="icbc"),
+    }
+    for source, path in files.items():
+        assert detect_source(path.read_bytes(), path.name, policy) == source
+    found, frame = read_payment_file(files["alipay"].read_bytes(), "a.zip", policy, wanted="alipay")
+    assert found == "alipay" and len(frame) == 3
+    with pytest.raises(PaymentFileError) as refused:
+        read_payment_file(files["alipay"].read_bytes(), "a.zip", policy, wanted="wechatpay")
+    assert refused.value.reason == "format"
+    with pytest.raises(PaymentFileError) as unknown:
+        detect_source("名称,数量\n螺丝,3\n".encode("gbk"), "list.csv", policy)
+    assert unknown.value.reason == "format"
+    assert source_hint(Path("inbox/bank-icbc/x.csv"), None) == "bank:icbc"
+    assert source_hint(Path("inbox/cod_shunfeng/x.csv"), None) == "cod:shunfeng"
+    assert source_hint(Path("elsewhere/x.csv"), "alipay") == "alipay"
+    assert source_hint(Path("elsewhere/x.csv"), "bank") is None  # 'bank' names no template: the content decides
+    assert is_source("bank:icbc", "bank") and is_source("alipay", None) and not is_source("bank:icbc", "cod")

@@ -16,6 +16,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from yidi.money import decimal_to_fen
+
 
 class _Strict(BaseModel):
     # A typo in a policy file must fail loudly, not silently keep a default (same rule as yidi.settings).
@@ -291,7 +293,7 @@ class SettlementPolicy(_Strict):
 
     def tolerance_fen(self, due_fen):
         """Allowed difference for an amount due (scalar or array): max(absolute, relative)."""
-        absolute = int(self.amount_tolerance_yuan * 100)
+        absolute = decimal_to_fen(self.amount_tolerance_yuan)
         relative = np.floor(np.abs(due_fen) * (self.amount_tolerance_pct / 100))
         return np.maximum(absolute, relative).astype("int64")
 

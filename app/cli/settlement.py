@@ -39,8 +39,12 @@ def reconcile(
         str | None,
         typer.Option("--period", "-p", help="YYYY-MM-DD, YYYY-MM, YYYY-Www or A..B (default: yesterday)"),
     ] = None,
-    no_prefect: Annotated[bool, typer.Option("--no-prefect", help="Run in this process without a Prefect "
-                                             "flow run (scripts, no artifacts)")] = False,
+    no_prefect: Annotated[
+        bool,
+        typer.Option(
+            "--no-prefect", help="Run in this process without a Prefect flow run (scripts, no artifacts)"
+        ),
+    ] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Reconcile payments against orders now (the `reconcile-settlements` flow).

@@ -31,10 +31,13 @@ from yidi.settlement_policy import SettlementPolicy
 
 @dataclass(frozen=True)
 class PaymentFormat:
+    """One payment-file format: ``detect(data, name, policy)`` gives the file's source or None when the file is
+    not of this format; ``parse(data, name, key, policy)`` reads it (``key``: the source after ':')."""
+
     kind: str  # the source before ':'
     keyed: bool  # the source names a template or carrier after ':' (bank:icbc, cod:shunfeng)
-    detect: Callable[[bytes, str, SettlementPolicy], str | None]  # the file's source, None when not this format
-    parse: Callable[[bytes, str, str, SettlementPolicy], pd.DataFrame]  # (data, name, key, policy)
+    detect: Callable[[bytes, str, SettlementPolicy], str | None]
+    parse: Callable[[bytes, str, str, SettlementPolicy], pd.DataFrame]
 
 
 def _detect_alipay(data: bytes, name: str, policy: SettlementPolicy) -> str | None:
@@ -59,7 +62,9 @@ def _detect_cod(data: bytes, name: str, policy: SettlementPolicy) -> str | None:
 
 
 def _parse_cod(data: bytes, name: str, key: str, policy: SettlementPolicy) -> pd.DataFrame:
-    return parse_cod_remittance(data, carrier=key or None, name=name, accounts=policy.accounts.cod.get(key, []))
+    return parse_cod_remittance(
+        data, carrier=key or None, name=name, accounts=policy.accounts.cod.get(key, [])
+    )
 
 
 def _detect_bank(data: bytes, name: str, policy: SettlementPolicy) -> str | None:
@@ -71,7 +76,9 @@ def _parse_bank(data: bytes, name: str, key: str, policy: SettlementPolicy) -> p
     template = policy.bank_templates.get(key)
     if template is None:
         raise PaymentFileError(name, "format", f"no bank template {key!r} in [settlement.bank_templates]")
-    return parse_bank_statement(data, template, template_key=key, name=name, accounts=policy.accounts.bank.get(key, []))
+    return parse_bank_statement(
+        data, template, template_key=key, name=name, accounts=policy.accounts.bank.get(key, [])
+    )
 
 
 FORMATS = {

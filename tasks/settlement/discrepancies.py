@@ -24,7 +24,6 @@ CASE_COLUMNS = [
 ]  # fmt: skip
 
 
-
 def _case_frame(rows: dict, n: int) -> pd.DataFrame:
     frame = pd.DataFrame({c: rows.get(c, [None] * n) for c in CASE_COLUMNS})
     for column in ("order_id", "payment_line_id", "shipment_id", "customer_id"):
@@ -323,4 +322,3 @@ def cod_cases(unremitted: pd.DataFrame) -> pd.DataFrame:
         },
         len(u),
     )
-

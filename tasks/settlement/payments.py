@@ -123,11 +123,6 @@ def candidate_orders(
     return frame, invoices
 
 
-
-
-
-
-
 def run_matching(conn: Connection, policy: SettlementPolicy, *, actor: str, now: datetime) -> dict:
     """Match every unmatched line that can be matched now; returns counts and the orders touched."""
     lines = read_frame(
@@ -284,4 +279,3 @@ def settle_paid_orders(conn: Connection, *, actor: str) -> dict:
         skip_illegal=True,
     )  # fmt: skip
     return {"settled": len(outcome.moved), "skipped": len(outcome.skipped)}
-

@@ -96,7 +96,9 @@ def cases_by_class(conn: Connection, start: datetime, end: datetime) -> pd.DataF
     moved = moved.set_index("case_class") if len(moved) else pd.DataFrame(columns=["opened", "resolved"])
     table["opened_in_period"] = table["case_class"].map(moved["opened"]).fillna(0).astype(int)
     table["resolved_in_period"] = table["case_class"].map(moved["resolved"]).fillna(0).astype(int)
-    table["open_amount_yuan"] = (table["open_fen"] + table["explained_fen"]).map(lambda fen: yuan_text(fen, grouping=True))
+    table["open_amount_yuan"] = (table["open_fen"] + table["explained_fen"]).map(
+        lambda fen: yuan_text(fen, grouping=True)
+    )
     return table
 
 

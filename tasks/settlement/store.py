@@ -69,7 +69,6 @@ def order_payment_frame(conn: Connection) -> pd.DataFrame:
     return frame
 
 
-
 def overdue_receivables(conn: Connection, today: date) -> pd.DataFrame:
     """Open receivables past due (COD excepted: the carrier owes those), with contacts and a ``party_key`` per
     customer (or per order without a customer): the dunning ladder's input."""
@@ -94,7 +93,6 @@ def overdue_receivables(conn: Connection, today: date) -> pd.DataFrame:
     )
     frame["due_date"] = pd.to_datetime(frame["due_date"]).dt.date
     return frame
-
 
 
 def new_line_ids_since(conn: Connection, since: datetime) -> list[int]:
