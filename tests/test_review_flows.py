@@ -157,3 +157,17 @@ def test_cli_list_show_approve_reject(store):
     late = runner.invoke(cli, ["review", "approve", cod, "--reviewer", "dave"])
     assert late.exit_code == 1 and "already rejected by bob" in late.output
     assert states(engine, [ids["cod"], ids["clean"]]) == {ids["cod"]: "rejected", ids["clean"]: "approved"}
+
+
+def test_cli_run_reviews_without_a_server_and_a_rerun_changes_nothing(store):
+    from app.cli.main import cli
+
+    engine, ids, _smtp, _sms = store
+    runner = CliRunner()
+    first = runner.invoke(cli, ["review", "run", "--json"])
+    assert first.exit_code == 0, first.output
+    result = json.loads(first.stdout)
+    assert result["checked"] == len(ids) + 1 and result["auto_rejected"] > 0 and result["notices"] > 0
+    assert set(states(engine, ids.values()).values()) <= {"auto_rejected", "pending_review"}
+    again = json.loads(runner.invoke(cli, ["review", "run", "--json"]).stdout)
+    assert (again["candidates"], again["checked"]) == (0, 0)
