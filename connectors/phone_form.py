@@ -1,4 +1,4 @@
-"""Phone orders keyed into a form (the Prefect UI form of the ``enter-phone-order`` flow, or any program).
+"""Phone orders keyed into a form (the Prefect UI form of the ``intake-phone-order`` flow, or any program).
 
 The form's answer is the raw record: its JSON lands in ``intake_records`` like every other channel's record and is
 parsed here into the canonical order, so validation, quarantine and replay are the same as for the other channels.

@@ -79,7 +79,7 @@ def test_top_signatures_match_the_published_algorithms():
 # --- platform ------------------------------------------------------------------------------------------------------
 
 
-def test_taobao_ingest_pages_backwards_and_rereading_changes_nothing(sqlite_engine, top):
+def test_taobao_intake_pages_backwards_and_rereading_changes_nothing(sqlite_engine, top):
     summary = run_channel(sqlite_engine, taobao_connector(top.url, page_size=40))
     assert (summary.read, summary.new, summary.quarantined, summary.error) == (N, N, 0, None)
     assert summary.remote + summary.local + summary.unknown == N and summary.local > 0 and summary.unknown > 0

@@ -42,7 +42,7 @@ HASH_ORDER_FIELDS = [
 HASH_LINE_FIELDS = ["line_no", "item_code", "item_kind", "item_name", "spec", "model", "quantity",
                     "unit_price_fen", "discount_fen", "line_total_fen"]
 
-# Columns written to ``orders`` by intake (state, order_no, ids and times are set by ingest).
+# Columns written to ``orders`` by intake (state, order_no, ids and times are set by landing).
 ORDER_STORE_COLUMNS = [
     "channel", "channel_order_id", "customer_name", "customer_phone", "customer_email", "ship_province",
     "ship_city", "ship_district", "ship_detail", "ship_admin_code", "ship_postcode", "region", "region_note",
