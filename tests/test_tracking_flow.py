@@ -66,7 +66,12 @@ def tracking_env(prefect_server, tmp_path, monkeypatch):
 
 def test_poll_carriers_flow_reports_statuses_and_exceptions(tracking_env):
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterKey,
+        FlowRunFilter,
+        FlowRunFilterId,
+    )
 
     from flows.tracking import poll_carriers
 
@@ -95,6 +100,17 @@ def test_poll_carriers_flow_reports_statuses_and_exceptions(tracking_env):
         table = client.read_artifacts(
             artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["tracking-exceptions"]))
         )
+        steps: set[str] = set()
+        for _ in range(50):  # task runs reach the server as events, a moment after the flow returns
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+            )
+            steps = {r.name.rsplit("-", 1)[0] for r in runs}
+            if {"apply-landed-pushes", "poll-batch", "detect-time-exceptions"} <= steps:
+                break
+            time.sleep(0.2)
+    # The step list ran as this flow's task runs (the batches from the step list's threads included).
+    assert {"apply-landed-pushes", "poll-batch", "detect-time-exceptions"} <= steps, steps
     assert report and "canonical status" in report[0].data
     rows = table[0].data if isinstance(table[0].data, list) else json.loads(table[0].data)
     assert len(rows) == 4 and all(r["type"] == "damaged" for r in rows)
