@@ -12,11 +12,10 @@ from datetime import UTC, datetime
 import pandas as pd
 from sqlalchemy import Connection, insert, select, update
 
-from tasks.fulfilment.notices import notice_rows
 from tasks.fulfilment.stock import apply_movements
 from yidi.bulk import insert_rows, json_text, read_frame, utc_now
 from yidi.lifecycle import OrderState, current_actor, record_events, transition_orders
-from yidi.outbox import enqueue
+from yidi.outbox import enqueue_customer_notices
 from yidi.schema import orders
 from yidi.schema_fulfilment import (
     allocations,
@@ -91,7 +90,7 @@ def offer_decisions(conn, short, ready, info, outcomes, cand, lines, transit, ca
                       "details": [{"promised_date": str(r["promised_date"]), "earliest_date": str(r["earliest_date"])}
                                   for r in rows]}),
     )  # fmt: skip
-    enqueue(conn, notice_rows(conn, notices, policy, settings))
+    enqueue_customer_notices(conn, notices, policy.notice_media, settings.general.company_name)
     return len(rows)
 
 
@@ -142,16 +141,13 @@ def record_customer_decision(
     )  # fmt: skip
     if choice == "cancel":
         cancel_fulfilment(conn, order_id, reason="customer chose to cancel (short items)", actor=actor, now=now)
-    enqueue(
+    enqueue_customer_notices(
         conn,
-        notice_rows(
-            conn,
-            [{"order_id": order_id, "template": "fulfilment_decision", "dedupe": f"fulfil-decision:{open_id}",
-              "context": {"choice": {"wait": "等待全部到货后发货", "partial": "先发有货部分",
-                                     "cancel": "取消订单"}[choice]}}],
-            settings.fulfilment,
-            settings,
-        ),
+        [{"order_id": order_id, "template": "fulfilment_decision", "dedupe": f"fulfil-decision:{open_id}",
+          "context": {"choice": {"wait": "等待全部到货后发货", "partial": "先发有货部分",
+                                 "cancel": "取消订单"}[choice]}}],
+        settings.fulfilment.notice_media,
+        settings.general.company_name,
     )  # fmt: skip
     return {"order_id": order_id, "decision_id": open_id, "choice": choice}
 

@@ -20,13 +20,12 @@ from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from connectors.carrier_shipping import CarrierRejected, CarrierUnavailable
 from tasks.fulfilment.documents import write_pick_lists, write_shipping_document
-from tasks.fulfilment.notices import notice_rows
 from tasks.fulfilment.stock import apply_movements, fefo_issue_plan
 from yidi.bulk import chunked, frame_records, read_frame, upsert_returning_ids, utc_now
 from yidi.lifecycle import OrderState, current_actor, record_events, transition_orders
 from yidi.masking import mask_name, mask_phone
 from yidi.money import yuan_text
-from yidi.outbox import enqueue
+from yidi.outbox import enqueue_customer_notices
 from yidi.schema import catalog_items, order_lines, orders, shipments
 from yidi.schema_fulfilment import allocations, backorders, shipment_requests, stock_batches, warehouses
 from yidi.settings import Settings, get_settings
@@ -310,7 +309,7 @@ def _record_waybills(conn, answers, goods_by_request, settings, now, actor) -> l
         }
         for r in claimed
     ]
-    enqueue(conn, notice_rows(conn, notices, settings.fulfilment, settings))
+    enqueue_customer_notices(conn, notices, settings.fulfilment.notice_media, settings.general.company_name)
     return claimed
 
 

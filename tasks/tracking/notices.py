@@ -16,31 +16,8 @@ from tasks.tracking import store
 from tasks.tracking.rules import INCIDENT_LABELS_ZH
 from tasks.tracking.status import STATUS_LABELS_ZH, TrackingStatus
 from yidi.bulk import frame_records
-from yidi.outbox import enqueue
+from yidi.outbox import enqueue_customer_notices
 from yidi.settings import TrackingPolicy, get_settings
-
-OUTBOX_COLUMNS = ["order_id", "medium", "recipient", "template", "context", "dedupe_key"]
-
-
-def notice_rows(
-    contacts: pd.DataFrame, rows: list[dict], policy: TrackingPolicy, company: str
-) -> pd.DataFrame:
-    """rows: order_id, template, dedupe, context -> one outbox row per medium with a contact (pure)."""
-    by_order = {int(r["order_id"]): r for r in frame_records(contacts)}
-    out = []
-    for row in rows:
-        contact = by_order.get(int(row["order_id"]))
-        if contact is None:
-            continue
-        context = {"order_no": contact["order_no"], "customer_name": contact["customer_name"] or "客户",
-                   "company_name": company, **row["context"]}  # fmt: skip
-        for medium in policy.notice_media:
-            recipient = contact["customer_phone"] if medium == "sms" else contact["customer_email"]
-            if isinstance(recipient, str) and recipient.strip():
-                out.append({"order_id": int(row["order_id"]), "medium": medium, "recipient": recipient.strip(),
-                            "template": row["template"], "context": context,
-                            "dedupe_key": f"{row['dedupe']}:{medium}"})  # fmt: skip
-    return pd.DataFrame(out, columns=OUTBOX_COLUMNS)
 
 
 def shipment_context(fact: dict) -> dict:
@@ -55,8 +32,7 @@ def shipment_context(fact: dict) -> dict:
 
 
 def _enqueue(conn: Connection, rows: list[dict], policy: TrackingPolicy) -> int:
-    contacts = store.order_contacts(conn, [r["order_id"] for r in rows])
-    return enqueue(conn, notice_rows(contacts, rows, policy, get_settings().general.company_name))
+    return enqueue_customer_notices(conn, rows, policy.notice_media, get_settings().general.company_name)
 
 
 def incident_notices(conn: Connection, incidents: pd.DataFrame, policy: TrackingPolicy) -> int:

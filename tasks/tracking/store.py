@@ -213,18 +213,6 @@ def shipment_facts(conn: Connection, shipment_ids: Sequence[int]) -> dict[int, d
     return {int(r["shipment_id"]): r for r in frame_records(frame)}
 
 
-def order_contacts(conn: Connection, order_ids: Sequence[int]) -> pd.DataFrame:
-    return _chunked_frames(
-        conn,
-        lambda chunk: select(
-            orders.c.id.label("order_id"), orders.c.order_no, orders.c.customer_name, orders.c.customer_phone,
-            orders.c.customer_email,
-        ).where(orders.c.id.in_(chunk)),
-        order_ids,
-        ["order_id"],
-    )  # fmt: skip
-
-
 def active_shipments(conn: Connection) -> pd.DataFrame:
     """Every shipment still tracked, with what the time-based rules need."""
     return read_frame(
