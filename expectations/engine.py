@@ -236,12 +236,17 @@ def build_data_docs(run_key: str, home: Path | None = None, settings=None) -> Pa
     site = base / "data_docs"
     validator = validator_for(settings or get_settings())
     context = validator.context
-    if "yidi" not in context.get_site_names():
-        context.add_data_docs_site(site_name="yidi", site_config={
-            "class_name": "SiteBuilder",
-            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site)},
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-        })  # fmt: skip
+    site_config = {
+        "class_name": "SiteBuilder",
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site)},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    }
+    # The validator (and its GX context) is cached per policy, the home is not: point the site at this home.
+    registered = context.list_data_docs_sites().get("yidi")
+    if registered is None:
+        context.add_data_docs_site(site_name="yidi", site_config=site_config)
+    elif registered["store_backend"]["base_directory"] != str(site):
+        context.update_data_docs_site(site_name="yidi", site_config=site_config)
     keys = []
     for path in sorted((base / "validations" / run_key).glob("*.json")):
         suite, _, batch_name = path.stem.partition("__")
