@@ -39,15 +39,15 @@ def lifecycle_demo(order_count: int = 3000, approve: int = 280, reject: int = 20
     intake from all channels → automated review → a reviewer's decisions through the review form → fulfilment
     (stock, production/purchase requests, carrier choice, waybills) → carrier tracking (delays, damage, loss)
     → settlement (bills, statements, COD remittances) → customer notifications."""
-    from demo.intake import intake_demo
-    from demo.standins import sms, smtp
     from demo.fulfilment import fulfilment_demo
+    from demo.intake import intake_demo
+    from demo.review import demo_review
+    from demo.settlement import settlement_demo
+    from demo.standins import sms, smtp
+    from demo.tracking import tracking_demo
     from flows.notifications import send_notifications
     from flows.reference import load_reference_data
-    from demo.review import demo_review
     from flows.review import auto_review
-    from demo.settlement import settlement_demo
-    from demo.tracking import tracking_demo
 
     home = yidi_home()
     catalog_path, customers_path = write_reference_files(home)

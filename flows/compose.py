@@ -9,6 +9,7 @@ Both paths therefore run the same steps in the same order with the same transact
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -23,3 +24,27 @@ def with_prefect(step, *args, **kwargs):
 def in_process(step, *args, **kwargs):
     """Without Prefect: the step's own function (``Task.fn``), in this process; plain functions as they are."""
     return getattr(step, "fn", step)(*args, **kwargs)
+
+
+def submitted(step, *args, **kwargs):
+    """Inside a flow run, for steps that run side by side: the step is submitted as a Prefect task run and its
+    future returned; the step list resolves the futures once every step has started (``resolved``)."""
+    return step.submit(*args, **kwargs)
+
+
+def resolved(outcome):
+    """A step's value whichever runner ran it: a future's result, or the value itself."""
+    from prefect.futures import PrefectFuture
+
+    return outcome.result() if isinstance(outcome, PrefectFuture) else outcome
+
+
+def step_logger(name: str) -> logging.Logger | logging.LoggerAdapter:
+    """The run's logger inside Prefect (shown in the UI); the module's logger in process (``in_process``)."""
+    from prefect import get_run_logger
+    from prefect.exceptions import MissingContextError
+
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(name)

@@ -21,15 +21,12 @@ committed and its cursor stays at the last of them. Channels never share a trans
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import MissingContextError
-from prefect.futures import PrefectFuture
 from prefect.input import RunInput
 from prefect.tasks import exponential_backoff
 from sqlalchemy import Engine
@@ -38,7 +35,7 @@ import yidi  # noqa: F401  (Prefect offline defaults)
 from connectors.base import TransientChannelError
 from connectors.phone_form import FormLine, PhoneOrder, form_record
 from connectors.registry import build_connector, connector_for_file, enabled_channels
-from flows.compose import Run, with_prefect
+from flows.compose import Run, resolved, step_logger, submitted, with_prefect
 from tasks.intake.landing import run_channel
 from tasks.intake.rules import ChannelSummary
 from yidi.db import get_engine
@@ -46,14 +43,6 @@ from yidi.settings import get_settings
 
 SUMMARY_FIELDS = ["read", "new", "updated", "unchanged", "quarantined", "cancelled", "rereview", "remote", "local",
                   "unknown", "batches"]
-
-
-def _logger():
-    """The run's logger inside Prefect, the module's logger in process (``--no-prefect``, tests, benchmark)."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
 
 
 def retry_only_transient(task, task_run, state) -> bool:
@@ -72,7 +61,7 @@ def intake_channel(channel: str, file: str | None = None, options: dict | None =
                    actor: str | None = None) -> dict:
     """All batches of one channel (or one file), each committed with its cursor. ``options`` override the policy
     file's settings of the channel (no secrets: those stay in environment variables)."""
-    logger = _logger()
+    logger = step_logger(__name__)
     options = options or {}
     connector = connector_for_file(Path(file), **options) if file else build_connector(channel, **options)
     summary = run_channel(engine or get_engine(), connector, actor=actor,
@@ -116,7 +105,7 @@ def order_intake(run: Run, *, channels: list[str] | None = None, files: list[str
     )
     jobs = intake_jobs(channels, files)
     if not jobs:
-        _logger().warning("no channel is enabled in [intake] and none was asked for")
+        step_logger(__name__).warning("no channel is enabled in [intake] and none was asked for")
     options = options or {}
     started: dict[str, object] = {}
     for job in jobs:
@@ -132,18 +121,12 @@ def _settled(label: str, outcome) -> dict:
     try:
         if isinstance(outcome, Exception):
             raise outcome
-        return outcome.result() if isinstance(outcome, PrefectFuture) else outcome
+        return resolved(outcome)
     except Exception as exc:  # noqa: BLE001 - reported per channel
         message = f"{type(exc).__name__}: {exc}"
-        _logger().error("channel %s failed: %s", label, message)
+        step_logger(__name__).error("channel %s failed: %s", label, message)
         return {**{k: v for k, v in asdict(ChannelSummary(channel=label)).items() if k != "reasons"},
                 "error": message[:500]}
-
-
-def submitted(step, *args, **kwargs):
-    """``flows.compose.with_prefect`` for steps that run side by side: the step is submitted as a Prefect task run
-    and its future returned (the step list collects the futures once every channel has started)."""
-    return step.submit(*args, **kwargs)
 
 
 def _summary_rows(results: dict[str, dict]) -> list[dict]:

@@ -21,18 +21,16 @@ committed, and every step is idempotent, so the next run picks up where this one
 from __future__ import annotations
 
 import json
-import logging
 from datetime import datetime
 from pathlib import Path
 
 import pandas as pd
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import MissingContextError
 from sqlalchemy import Engine
 
-from flows.compose import Run, with_prefect
+from flows.compose import Run, step_logger, with_prefect
 from tasks.settlement.cases import current_conditions, sync_cases
 from tasks.settlement.files import files_to_reconcile, ingest_payment_file, refused_files
 from tasks.settlement.payments import refresh_payment_states, run_matching, settle_paid_orders
@@ -57,14 +55,6 @@ from yidi.db import get_engine
 from yidi.lifecycle import current_actor
 from yidi.money import yuan_text
 from yidi.settings import get_settings
-
-
-def _logger():
-    """The run's logger inside Prefect, the module's logger in process (``--no-prefect``, tests)."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:
@@ -93,9 +83,9 @@ def ingest_file_task(
             retry_rejected=retry_rejected,
         )
     if result["status"] == "rejected":
-        _logger().error("%s", result["error"])
+        step_logger(__name__).error("%s", result["error"])
     else:
-        _logger().info("%s: %s (%s new lines)", result["file"], result["status"], result.get("new_lines", 0))
+        step_logger(__name__).info("%s: %s (%s new lines)", result["file"], result["status"], result.get("new_lines", 0))
     return result
 
 
