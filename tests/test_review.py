@@ -349,8 +349,7 @@ def test_long_id_lists_go_through_a_temporary_table(engine):
     """Chunks of 200k orders are read with one query each (a temporary id table), on both databases."""
     import pandas as pd
 
-    from tasks.review.store import read_in
-    from yidi.bulk import IN_LIST_SIZE, insert_rows
+    from yidi.bulk import IN_LIST_SIZE, insert_rows, read_in
 
     count = IN_LIST_SIZE * 2 + 17
     with engine.begin() as conn:

@@ -17,7 +17,9 @@ from datetime import UTC, date, datetime
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Boolean, Connection, Date, Table, text
+from sqlalchemy import Boolean, Connection, Date, Table, select, text
+from sqlalchemy import column as sa_column
+from sqlalchemy import table as sa_table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Executable
 
@@ -389,3 +391,39 @@ def json_text(value) -> str | None:
     if isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)
+
+
+_temp_counter = itertools.count()
+
+
+def temp_key_table(conn: Connection, values, kind: str = "text") -> str:
+    """A temporary one-column table ``k`` (primary key) holding the distinct non-null ``values``, ``kind`` "text"
+    or "int": joins and ``IN (SELECT k FROM …)`` of any size, without bind-parameter limits. It lives in the
+    caller's session; drop it with ``drop_temp_tables`` when done."""
+    name = f"yidi_keys_{next(_temp_counter)}"
+    conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} (k {'BIGINT' if kind == 'int' else 'TEXT'} PRIMARY KEY)")
+    distinct = pd.unique(pd.Series(list(values), dtype=object).dropna())
+    rows = [(int(v),) if kind == "int" else (str(v),) for v in distinct]
+    if rows:
+        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        conn.exec_driver_sql(f"INSERT INTO {name} (k) VALUES ({mark})", rows)
+    return name
+
+
+def drop_temp_tables(conn: Connection, *names: str) -> None:
+    for name in names:
+        conn.exec_driver_sql(f"DROP TABLE {name}")
+
+
+def read_in(conn: Connection, make_stmt, ids: Sequence) -> pd.DataFrame:
+    """``make_stmt(ids)`` where the statement filters with ``column.in_(ids)``: a short list inline, a long one
+    through a temporary key table (one query, any size, no bind-parameter limits)."""
+    values = list(dict.fromkeys(ids))
+    if len(values) <= IN_LIST_SIZE:
+        return result_frame(conn.execute(make_stmt(values)))
+    numeric = all(isinstance(v, int | np.integer) for v in values)
+    name = temp_key_table(conn, values, "int" if numeric else "text")
+    try:
+        return result_frame(conn.execute(make_stmt(select(sa_table(name, sa_column("k")).c.k))))
+    finally:
+        drop_temp_tables(conn, name)

@@ -15,8 +15,8 @@ import pandas as pd
 from sqlalchemy import Connection, Engine, bindparam, func, select, update
 
 from tasks.review.rules import backlog_by_age, deadline_listing, review_deadline
-from tasks.review.store import pending_orders, read_in
-from yidi.bulk import insert_rows, read_frame, utc_now
+from tasks.review.store import pending_orders
+from yidi.bulk import insert_rows, read_frame, read_in, utc_now
 from yidi.lifecycle import OrderState, record_events
 from yidi.outbox import enqueue
 from yidi.schema import order_events, orders

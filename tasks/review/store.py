@@ -8,17 +8,13 @@ through its table definition in the core (``yidi.schema_settlement``), not throu
 
 from __future__ import annotations
 
-import itertools
 import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, String, and_, cast, func, literal, or_, select, update
-from sqlalchemy import column as sa_column
-from sqlalchemy import table as sa_table
 
 from tasks.review.columns import (
     CATALOG_COLUMNS,
@@ -31,12 +27,11 @@ from tasks.review.columns import (
 )
 from tasks.review.rules import ChunkSummary, merge_stats
 from yidi.bulk import (
-    IN_LIST_SIZE,
     chunked,
     insert_rows,
     json_text,
     read_frame,
-    result_frame,
+    read_in,
     stage_frame,
     utc_now,
 )
@@ -48,26 +43,6 @@ from yidi.settings import Settings
 
 NOT_COUNTED_STATES = ("auto_rejected", "rejected", "cancelled")  # orders whose purchases do not count to limits
 
-_temp_counter = itertools.count()
-
-
-def read_in(conn: Connection, make_stmt, ids: Sequence) -> pd.DataFrame:
-    """``make_stmt(ids)`` where the statement filters with ``column.in_(ids)``: a short list inline, a long one
-    through a temporary table (one query, any size, no bind-parameter limits)."""
-    values = list(dict.fromkeys(ids))
-    if len(values) <= IN_LIST_SIZE:
-        return result_frame(conn.execute(make_stmt(values)))
-    name = f"yidi_review_ids_{next(_temp_counter)}"
-    numeric = all(isinstance(v, int | np.integer) for v in values)
-    conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} (value {'BIGINT' if numeric else 'TEXT'} PRIMARY KEY)")
-    try:
-        mark = "?" if conn.dialect.name == "sqlite" else "%s"
-        rows = [(int(v) if numeric else str(v),) for v in values]
-        conn.connection.driver_connection.cursor().executemany(f"INSERT INTO {name} (value) VALUES ({mark})", rows)
-        temp = sa_table(name, sa_column("value"))
-        return result_frame(conn.execute(make_stmt(select(temp.c.value))))
-    finally:
-        conn.exec_driver_sql(f"DROP TABLE {name}")
 
 
 # --- candidates and a chunk's inputs ---------------------------------------------------------------------------------

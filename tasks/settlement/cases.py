@@ -21,8 +21,8 @@ from tasks.settlement.discrepancies import (
     order_cases,
 )
 from tasks.settlement.rules import REFUND_REASON_STATES, cod_due_dates, payment_states
-from tasks.settlement.store import drop_tables, in_list, order_payment_frame, temp_keys
-from yidi.bulk import insert_rows, read_frame, utc_now
+from tasks.settlement.store import in_list, order_payment_frame
+from yidi.bulk import drop_temp_tables, insert_rows, read_frame, temp_key_table, utc_now
 from yidi.lifecycle import current_actor
 from yidi.money import decimal_to_fen
 from yidi.schema_settlement import payment_lines, settlement_case_events, settlement_cases
@@ -77,13 +77,13 @@ def current_conditions(
     refunded_ids = summary.loc[summary["refunded_fen"] > 0, "order_id"].tolist()
     returned = set(summary.loc[summary["state"].isin(REFUND_REASON_STATES), "order_id"])
     if refunded_ids:
-        table = temp_keys(conn, refunded_ids, "int")
+        table = temp_key_table(conn, refunded_ids, "int")
         history = read_frame(
             conn,
             f"""SELECT DISTINCT order_id FROM order_events WHERE kind = 'state'
                 AND to_state IN ({in_list(sorted(REFUND_REASON_STATES))}) AND order_id IN (SELECT k FROM {table})""",
         )
-        drop_tables(conn, table)
+        drop_temp_tables(conn, table)
         returned |= set(history["order_id"])
     summary["has_return"] = summary["order_id"].isin(returned)
     summary["customer_id"] = summary["customer_id"].astype("Int64")
@@ -93,13 +93,13 @@ def current_conditions(
     ].tolist()
     duplicates = pd.DataFrame(columns=["order_id", "duplicate_lines", "duplicate_fen", "line_ids"])
     if suspicious:
-        table = temp_keys(conn, suspicious, "int")
+        table = temp_key_table(conn, suspicious, "int")
         matched = read_frame(
             conn,
             f"""SELECT m.order_id, m.payment_line_id, m.amount_fen FROM payment_matches m
                 WHERE m.amount_fen > 0 AND m.order_id IN (SELECT k FROM {table})""",
         )
-        drop_tables(conn, table)
+        drop_temp_tables(conn, table)
         totals = summary[["order_id", "order_total_fen", "installments"]]
         duplicates = duplicate_payments(matched, totals, policy)
     parts = [order_cases(summary, duplicates, policy, today)]
@@ -127,13 +127,13 @@ def current_conditions(
     }  # fmt: skip
     scopes["fee_mismatch"] = set()
     if new_line_ids:
-        table = temp_keys(conn, new_line_ids, "int")
+        table = temp_key_table(conn, new_line_ids, "int")
         fresh = read_frame(
             conn,
             f"""SELECT id, source, provider_txn_id, amount_fen, fee_fen FROM payment_lines
                 WHERE id IN (SELECT k FROM {table})""",
         )
-        drop_tables(conn, table)
+        drop_temp_tables(conn, table)
         cod_contracts = {
             code: (card.cod_fee_pct / 100, decimal_to_fen(card.cod_min_yuan))
             for code, card in settings.fulfilment.rate_cards.items()

@@ -15,8 +15,8 @@ from sqlalchemy import Connection, bindparam, select, text, update
 
 from tasks.settlement.match import LINE_COLUMNS, match_lines, memo_tokens
 from tasks.settlement.rules import payment_states
-from tasks.settlement.store import drop_tables, in_list, order_payment_frame, order_payments, temp_keys
-from yidi.bulk import insert_rows, read_frame
+from tasks.settlement.store import in_list, order_payment_frame, order_payments
+from yidi.bulk import drop_temp_tables, insert_rows, read_frame, temp_key_table
 from yidi.lifecycle import OrderState, record_events, transition_orders
 from yidi.schema import orders
 from yidi.schema_settlement import payment_lines, payment_matches
@@ -43,7 +43,7 @@ def candidate_orders(
         ]
     )
 
-    key_table = temp_keys(conn, keys)
+    key_table = temp_key_table(conn, keys)
     try:
         referenced = read_frame(
             conn,
@@ -56,12 +56,12 @@ def candidate_orders(
             f"OR invoice_no IN (SELECT k FROM {key_table})",
         )
     finally:
-        drop_tables(conn, key_table)
+        drop_temp_tables(conn, key_table)
     parts = [referenced]
     if len(invoices):
-        id_table = temp_keys(conn, invoices["order_id"], "int")
+        id_table = temp_key_table(conn, invoices["order_id"], "int")
         parts.append(read_frame(conn, f"{ORDER_SELECT} WHERE o.id IN (SELECT k FROM {id_table})"))
-        drop_tables(conn, id_table)
+        drop_temp_tables(conn, id_table)
     fuzzy = lines[(lines["kind"] == "credit") & lines["payer_name"].notna()]
     if len(fuzzy):
         since = pd.to_datetime(fuzzy["txn_time"], utc=True).min() - pd.Timedelta(days=400)
@@ -84,7 +84,7 @@ def candidate_orders(
     frame = frame.drop_duplicates("id").reset_index(drop=True)
     if frame.empty:
         return frame.assign(outstanding_fen=[], next_due_fen=[], due_time=[]), invoices
-    id_table = temp_keys(conn, frame["id"], "int")
+    id_table = temp_key_table(conn, frame["id"], "int")
     try:
         sums = order_payments(conn, id_table)
         next_due = read_frame(
@@ -93,7 +93,7 @@ def candidate_orders(
                 WHERE status = 'open' AND order_id IN (SELECT k FROM {id_table})""",
         )
     finally:
-        drop_tables(conn, id_table)
+        drop_temp_tables(conn, id_table)
     frame = frame.merge(sums, left_on="id", right_on="order_id", how="left").drop(columns="order_id")
     frame[["paid_fen", "refunded_fen"]] = frame[["paid_fen", "refunded_fen"]].fillna(0).astype("int64")
     stated = payment_states(frame, policy)
@@ -149,23 +149,23 @@ def run_matching(conn: Connection, policy: SettlementPolicy, *, actor: str, now:
     waybills = lines.loc[lines["kind"] == "cod", "waybill_no"].dropna()
     shipments = None
     if len(waybills):
-        table = temp_keys(conn, waybills)
+        table = temp_key_table(conn, waybills)
         shipments = read_frame(
             conn,
             f"SELECT carrier, waybill_no, order_id FROM shipments WHERE waybill_no IN (SELECT k FROM {table})",
         )
-        drop_tables(conn, table)
+        drop_temp_tables(conn, table)
     originals = None
     refs = lines["original_txn_id"].dropna()
     if len(refs):
-        table = temp_keys(conn, refs)
+        table = temp_key_table(conn, refs)
         originals = read_frame(
             conn,
             f"""SELECT l.source, l.provider_txn_id, m.order_id FROM payment_lines l
                 JOIN payment_matches m ON m.payment_line_id = l.id
                 WHERE l.provider_txn_id IN (SELECT k FROM {table}) AND l.kind IN ('payment', 'credit', 'cod')""",
         )
-        drop_tables(conn, table)
+        drop_temp_tables(conn, table)
     result = match_lines(
         lines, candidates, policy, shipments=shipments, invoices=invoices, originals=originals
     )

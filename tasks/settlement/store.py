@@ -5,7 +5,6 @@ the orders with payments, overdue receivables. The step modules (``files``, ``pa
 
 from __future__ import annotations
 
-import itertools
 from datetime import date, datetime
 
 import numpy as np
@@ -14,27 +13,6 @@ from sqlalchemy import Connection, bindparam, select, text
 
 from yidi.bulk import read_frame
 from yidi.schema_settlement import payment_lines, receivables
-
-_temp_counter = itertools.count()
-
-
-def temp_keys(conn: Connection, values, kind: str = "text") -> str:
-    """A temporary one-column table ``k`` holding the distinct ``values`` (for joins instead of huge IN lists)."""
-    name = f"settlement_keys_{next(_temp_counter)}"
-    column = "VARCHAR(200)" if kind == "text" else "BIGINT"
-    conn.exec_driver_sql(f"CREATE TEMPORARY TABLE {name} (k {column} PRIMARY KEY)")
-    distinct = pd.unique(pd.Series(list(values)).dropna())
-    rows = [(str(v),) if kind == "text" else (int(v),) for v in distinct]
-    if rows:
-        mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-        conn.exec_driver_sql(f"INSERT INTO {name} (k) VALUES ({mark})", rows)
-    return name
-
-
-def drop_tables(conn: Connection, *names: str) -> None:
-    """Drop the temporary tables ``temp_keys`` made."""
-    for name in names:
-        conn.exec_driver_sql(f"DROP TABLE {name}")
 
 
 def in_list(values) -> str:
