@@ -37,7 +37,11 @@ def test_an_old_deployment_name_runs_the_renamed_flow_under_its_old_address(old,
     monkeypatch.chdir(ROOT)
     old_flow, new_flow = load(BY_NAME[old]), load(BY_NAME[new])
     assert (old_flow.name, new_flow.name) == (old, new)  # FLOW/DEPLOYMENT stays old/old and new/new
-    assert old_flow.fn is new_flow.fn  # the same code, not a copy that could drift
+    # The same function, not a copy that could drift (each entrypoint load executes its file anew, so compare
+    # where the code is defined rather than object identity).
+    old_code, new_code = old_flow.fn.__code__, new_flow.fn.__code__
+    assert (old_code.co_filename, old_code.co_firstlineno) == (new_code.co_filename, new_code.co_firstlineno)
+    assert Path(new_code.co_filename).name != "renamed.py"
     assert "schedules" not in BY_NAME[old]  # on demand only: the schedule runs the new one, never both
 
 

@@ -456,7 +456,7 @@ class TrackingPolicy(Section):
         description="Uninsured loss/damage: claim at most this multiple of the freight (per carrier code)",
     )
     push_enabled: bool = Field(False, description="Subscribe new shipments to Kuaidi100 pushes")
-    callback_host: str = Field("127.0.0.1", description="`yidi callbacks` listens here")
+    callback_host: str = Field("127.0.0.1", description="`yidi tracking callbacks` listens here")
     callback_port: int = Field(8039, ge=1, le=65535)
     callback_path: str = "/kuaidi100/callback"
     callback_public_url: str = Field("", description="URL Kuaidi100 calls (default: http://host:port/path)")
