@@ -48,3 +48,17 @@ def step_logger(name: str) -> logging.Logger | logging.LoggerAdapter:
         return get_run_logger()
     except MissingContextError:
         return logging.getLogger(name)
+
+
+def retry_on_database_error(_task, _task_run, state) -> bool:
+    """Prefect retry condition: run a step again only when the database failed (a lock, a dropped connection);
+    outside trouble is handled inside the step (per waybill, per purchase order), and a bug is not retried."""
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        state.result()
+    except DBAPIError:
+        return True
+    except Exception:  # noqa: BLE001 - anything else is not a reason to run the step again
+        return False
+    return False

@@ -27,23 +27,12 @@ from pathlib import Path
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
-from sqlalchemy.exc import DBAPIError
 
-from flows.compose import Run, with_prefect
+from flows.compose import Run, retry_on_database_error, with_prefect
 from yidi.settings import get_settings
 
 
-def _database_failed(_task, _task_run, state) -> bool:
-    try:
-        state.result()
-    except DBAPIError:
-        return True
-    except Exception:  # noqa: BLE001 - anything else is not a reason to run the step again
-        return False
-    return False
-
-
-@task(name="prepare-stock", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=_database_failed)
+@task(name="prepare-stock", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_database_error)
 def prepare_stock_task(as_of: datetime) -> int:
     """Warehouses from the policy file; batches past their expiry date leave availability."""
     from tasks.fulfilment.stock import quarantine_expired_batches, sync_warehouses
@@ -56,7 +45,7 @@ def prepare_stock_task(as_of: datetime) -> int:
     return len(expired)
 
 
-@task(name="allocate-orders", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=3, retry_condition_fn=_database_failed)
+@task(name="allocate-orders", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=3, retry_condition_fn=retry_on_database_error)
 def allocate_task(as_of: datetime | None) -> dict:
     from tasks.fulfilment.allocation_run import allocate_orders
     from yidi.db import get_engine
@@ -65,7 +54,7 @@ def allocate_task(as_of: datetime | None) -> dict:
     return result.as_dict() | {"exception_rows": result.exception_rows}
 
 
-@task(name="send-purchase-orders", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5, retry_condition_fn=_database_failed)
+@task(name="send-purchase-orders", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5, retry_condition_fn=retry_on_database_error)
 def purchase_orders_task(supplier_api_url: str | None) -> dict:
     from connectors.supplier import SupplierClient
     from tasks.fulfilment.purchasing import send_purchase_orders
@@ -81,7 +70,7 @@ def purchase_orders_task(supplier_api_url: str | None) -> dict:
     return {"sent": result.sent, "failed": result.failed, "rejected": result.rejected, "orders": result.orders}
 
 
-@task(name="create-waybills", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5, retry_condition_fn=_database_failed)
+@task(name="create-waybills", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5, retry_condition_fn=retry_on_database_error)
 def waybills_task(carrier_api_url: str | None, as_of: datetime | None) -> dict:
     from connectors.carrier_shipping import CarrierShippingClient
     from tasks.fulfilment.waybills import create_waybills

@@ -32,10 +32,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
 
 from connectors.kuaidi100 import Kuaidi100Client
-from flows.compose import Run, with_prefect
+from flows.compose import Run, retry_on_database_error, with_prefect
 from tasks.tracking.applying import BatchSummary, apply_outcomes
 from tasks.tracking.incidents import detect_time_exceptions
 from tasks.tracking.polling import (
@@ -76,19 +75,8 @@ class PollRuntime:
         self.answers: dict[int, list[PollOutcome]] = {}
 
 
-def _store_failed(_task, _task_run, state) -> bool:
-    """Retry a batch only when the database failed; carrier trouble is already handled per waybill."""
-    try:
-        state.result()
-    except DBAPIError:
-        return True
-    except Exception:  # noqa: BLE001
-        return False
-    return False
-
-
 @task(name="apply-landed-pushes", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2,
-      retry_condition_fn=_store_failed)  # fmt: skip
+      retry_condition_fn=retry_on_database_error)  # fmt: skip
 def apply_pushes_task(runtime: PollRuntime, as_of: datetime) -> BatchSummary:
     with runtime.engine.begin() as conn:
         return apply_landed_pushes(conn, as_of, runtime.policy, actor=runtime.actor)
@@ -106,7 +94,7 @@ def select_due(runtime: PollRuntime, as_of: datetime, waybill: str | None, limit
 
 
 @task(name="poll-batch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],
-      retry_condition_fn=_store_failed)  # fmt: skip
+      retry_condition_fn=retry_on_database_error)  # fmt: skip
 def poll_batch_task(runtime: PollRuntime, index: int, batch: pd.DataFrame, as_of: datetime) -> BatchSummary:
     outcomes = runtime.answers.get(index)
     if outcomes is None:
@@ -120,7 +108,7 @@ def poll_batch_task(runtime: PollRuntime, index: int, batch: pd.DataFrame, as_of
 
 
 @task(name="detect-time-exceptions", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2,
-      retry_condition_fn=_store_failed)  # fmt: skip
+      retry_condition_fn=retry_on_database_error)  # fmt: skip
 def time_exceptions_task(runtime: PollRuntime, as_of: datetime) -> dict:
     with runtime.engine.begin() as conn:
         return detect_time_exceptions(conn, as_of, runtime.policy, actor=runtime.actor)
