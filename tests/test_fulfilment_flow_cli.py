@@ -8,6 +8,7 @@ import json
 
 import pytest
 from fulfilment_data import NOW, add_orders, add_stock, seed_reference
+from prefect_support import artifacts_of
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -20,7 +21,6 @@ from yidi.schema_fulfilment import stock_batches, stock_movements
 
 @pytest.mark.prefect
 def test_fulfilment_handoff_flow_runs_against_the_standins(prefect_server, tmp_path):
-    from prefect.client.orchestration import get_client
 
     from flows.fulfilment import fulfilment_handoff, stocktake
 
@@ -44,8 +44,7 @@ def test_fulfilment_handoff_flow_runs_against_the_standins(prefect_server, tmp_p
     count.write_text("warehouse,item_code,counted_qty\nCQ-XY,A-STOCK,4\nCQ-XY,GHOST,1\n", encoding="utf-8")
     st = stocktake(str(count), return_state=True)
     assert st.is_completed() and st.result()["rejected"] == 1
-    with get_client(sync_client=True) as client:
-        artifacts = {a.key: a for a in client.read_artifacts()}
+    artifacts = artifacts_of(state, st)
     assert {"fulfilment-summary", "fulfilment-shipments", "fulfilment-exceptions", "stocktake-summary"} <= set(artifacts)
     shipped_table = str(artifacts["fulfilment-shipments"].data)
     assert "138****8000" in shipped_table and "13812348000" not in shipped_table  # personal data masked
@@ -79,11 +78,11 @@ def test_cli_loads_stock_once_and_imports_a_stocktake(tmp_path):
                      "CQ-LJ,A-STOCK,,3,\n", encoding="gbk")  # fmt: skip
     result = runner.invoke(cli, ["fulfilment", "stocktake", str(count), "--json"])
     assert result.exit_code == 1  # some rows refused
-    summary = json.loads(result.output[: result.output.rindex("}") + 1])
+    summary = json.loads(result.stdout[: result.stdout.rindex("}") + 1])
     assert (summary["applied"], summary["rejected"]) == (1, 2)
     assert "conflicting counts" in result.output or "negative count" in result.output
     stock = runner.invoke(cli, ["fulfilment", "stock", "--json"])
-    rows = {(r["warehouse"], r["item_code"]): r for r in json.loads(stock.output)}
+    rows = {(r["warehouse"], r["item_code"]): r for r in json.loads(stock.stdout)}
     assert rows[("CQ-XY", "B-STOCK")]["on_hand"] == 18 and rows[("CQ-XY", "B-STOCK")]["damaged"] == 2
     assert rows[("CQ-XY", "B-STOCK")]["available"] == 16
 
@@ -102,7 +101,7 @@ def test_fulfilment_run_without_prefect_runs_the_same_steps_in_process():
         result = CliRunner().invoke(cli, ["fulfilment", "run", "--no-prefect", "--carrier-url", carrier.url,
                                           "--supplier-url", sup.url, "--as-of", NOW.isoformat(), "--json"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output)
+    summary = json.loads(result.stdout)
     assert summary["allocation"]["allocated"] == 3 and summary["allocation"]["exceptions"] == 1
     assert summary["waybills"]["created"] == 3 and summary["waybills"]["replayed"] == 1
     with engine.connect() as conn:
@@ -119,11 +118,11 @@ def test_the_old_command_names_still_work_for_one_release(tmp_path):
     runner = CliRunner()
     old_group = runner.invoke(cli, ["fulfil", "stock", "--json"])
     assert old_group.exit_code == 0, old_group.output
-    assert {(r["warehouse"], r["item_code"]) for r in json.loads(old_group.output)} == {("CQ-XY", "A-STOCK")}
+    assert {(r["warehouse"], r["item_code"]) for r in json.loads(old_group.stdout)} == {("CQ-XY", "A-STOCK")}
     count = tmp_path / "count.csv"
     count.write_text("warehouse,item_code,counted_qty\nCQ-XY,A-STOCK,5\n", encoding="utf-8")
     old_top_level = runner.invoke(cli, ["stocktake", str(count), "--json"])
     assert old_top_level.exit_code == 0, old_top_level.output
-    assert json.loads(old_top_level.output[: old_top_level.output.rindex("}") + 1])["unchanged"] == 1
+    assert json.loads(old_top_level.stdout[: old_top_level.stdout.rindex("}") + 1])["unchanged"] == 1
     listed = runner.invoke(cli, ["--help"]).output
     assert "fulfilment" in listed and "fulfil " not in listed and "stocktake" not in listed

@@ -128,18 +128,18 @@ def _seed_order(engine) -> int:
 def test_cli_init_load_show_export(tmp_path):
     result = runner.invoke(cli, ["init", "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["heads"] == script_heads()
+    assert json.loads(result.stdout)["heads"] == script_heads()
 
     catalog = tmp_path / "catalog.csv"
     catalog.write_bytes(CHINESE_CATALOG.encode("gbk"))
     result = runner.invoke(cli, ["load", "catalog", str(catalog), "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["inserted_or_changed"] == 2
+    assert json.loads(result.stdout)["inserted_or_changed"] == 2
 
     order_id = _seed_order(get_engine())
     result = runner.invoke(cli, ["order", "show", "website:1001", "--json"])
     assert result.exit_code == 0, result.output
-    view = json.loads(result.output)
+    view = json.loads(result.stdout)
     assert view["order"]["id"] == order_id and view["order"]["order_total"] == "123.45"
     assert [e["to_state"] for e in view["timeline"]] == ["pending_review"]
     result = runner.invoke(cli, ["order", "show", "YD00000001"])
@@ -175,4 +175,4 @@ def test_cli_reports_an_uninitialised_store_and_a_bad_policy(tmp_path, monkeypat
 def test_cli_config_show_json():
     result = runner.invoke(cli, ["config", "show", "--json"])
     assert result.exit_code == 0
-    assert json.loads(result.output)["review"]["deadline_working_days"] == 2
+    assert json.loads(result.stdout)["review"]["deadline_working_days"] == 2

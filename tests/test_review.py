@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from review_data import (
@@ -71,13 +73,12 @@ def _shared_engine(kind: str, folder):
     return engine, (admin, schema)
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def reviewed(request, tmp_path_factory):
-    """Every case order in the store, reviewed once: (engine, case -> order id, run result, states after review)."""
-    folder = tmp_path_factory.mktemp("review")
+@contextmanager
+def _reviewed_store(kind: str, folder: Path):
+    """Every case order in a fresh store, reviewed once: (engine, case -> order id, run result, states after review)."""
     (folder / "yidi.toml").write_text(POLICY, encoding="utf-8")
     settings = load_settings(folder / "yidi.toml")
-    engine, cleanup = _shared_engine(request.param, folder)
+    engine, cleanup = _shared_engine(kind, folder)
     try:
         with engine.begin() as conn:
             ids = build_store(conn)
@@ -95,6 +96,23 @@ def reviewed(request, tmp_path_factory):
             with admin.begin() as conn:
                 conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
             admin.dispose()
+
+
+DATABASES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(scope="module", params=DATABASES)
+def reviewed(request, tmp_path_factory):
+    """The reviewed store shared by the tests that only read it (built once per database)."""
+    with _reviewed_store(request.param, tmp_path_factory.mktemp("review")) as store:
+        yield store
+
+
+@pytest.fixture(params=DATABASES)
+def reviewed_to_change(request, tmp_path_factory):
+    """A reviewed store of its own, for a test that changes orders (so tests pass in any order)."""
+    with _reviewed_store(request.param, tmp_path_factory.mktemp("review")) as store:
+        yield store
 
 
 def findings_by_order(conn) -> dict[int, set[str]]:
@@ -182,8 +200,8 @@ def test_rerunning_the_review_changes_nothing(reviewed, policy):
     assert snapshot() == before
 
 
-def test_an_order_changed_at_the_source_is_checked_again(reviewed, policy):
-    engine, ids, _, _ = reviewed
+def test_an_order_changed_at_the_source_is_checked_again(reviewed_to_change, policy):
+    engine, ids, _, _ = reviewed_to_change
     oid = ids["method_paypal"]
     with engine.begin() as conn:
         conn.execute(update(orders).where(orders.c.id == oid).values(payment_method="alipay", content_hash="fixed"))
@@ -222,8 +240,8 @@ def state_of(engine, oid):
         return conn.execute(select(orders.c.state).where(orders.c.id == oid)).scalar_one()
 
 
-def test_approve_and_reject_with_reason_and_solution(reviewed, policy):
-    engine, ids, _, _ = reviewed
+def test_approve_and_reject_with_reason_and_solution(reviewed_to_change, policy):
+    engine, ids, _, _ = reviewed_to_change
     ok = apply_decision(engine, ids["clean"], "approve", "alice", settings=policy)
     assert ok.applied and state_of(engine, ids["clean"]) == "approved"
     no = apply_decision(engine, ids["price_low"], "reject", "bob", reason="单价低于价格政策",
@@ -257,8 +275,8 @@ def test_invalid_reviewer_input_is_refused_and_the_order_stays_pending(
         assert conn.execute(select(func.count()).select_from(review_decisions)).scalar_one() == 0
 
 
-def test_two_reviewers_on_the_same_order_one_wins(reviewed, policy):
-    engine, ids, _, _ = reviewed
+def test_two_reviewers_on_the_same_order_one_wins(reviewed_to_change, policy):
+    engine, ids, _, _ = reviewed_to_change
     oid = ids["cod"]  # pending review (cash on delivery always goes to a person)
     with engine.connect() as conn:
         version = conn.execute(select(orders.c.version).where(orders.c.id == oid)).scalar_one()

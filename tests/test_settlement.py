@@ -8,6 +8,7 @@ from datetime import timedelta
 
 import pandas as pd
 import pytest
+from prefect_support import artifacts_of
 from sqlalchemy import func, select, update
 
 from demo.standins.payment_files import (
@@ -507,7 +508,6 @@ def test_ageing_buckets():
 
 @pytest.mark.prefect
 def test_reconcile_flow_and_weekly_analysis_on_the_prefect_server(prefect_server, tmp_path, monkeypatch):
-    from prefect.client.orchestration import get_client
 
     from flows.settlement import reconcile_settlements, settlement_analysis
     from yidi.db import get_engine, init_db
@@ -524,8 +524,7 @@ def test_reconcile_flow_and_weekly_analysis_on_the_prefect_server(prefect_server
     assert state.is_failed()  # one file refused: the run says so…
     assert "short.zip" in str(state.result(raise_on_failure=False))
     assert order_state(engine, "YD2026110001")[1] == "paid"  # …after reconciling the rest
-    with get_client(sync_client=True) as client:
-        artifacts = {a.key: a for a in client.read_artifacts() if a.key}
+    artifacts = artifacts_of(state)
     assert {
         "settlement-summary",
         "settlement-match-rate",
@@ -559,7 +558,7 @@ def test_cli_reconcile_file(prefect_server, tmp_path):
     runner = CliRunner()
     out = runner.invoke(cli, ["settlement", "reconcile", str(bill), "--json"])
     assert out.exit_code == 0, out.output
-    payload = json.loads(out.output[out.output.index("{") :])
+    payload = json.loads(out.stdout[out.stdout.index("{") :])
     assert payload["status"] == "completed" and payload["report"]["files_ingested"] == 1
     bad = write_alipay_bill(
         pd.DataFrame([pay("YD2026110002", 10000)]), tmp_path / "b.zip", faults=Faults(wrong_totals=True)
@@ -584,7 +583,7 @@ def test_the_old_command_names_still_work_for_one_release(tmp_path):
     runner = CliRunner()
     out = runner.invoke(cli, ["reconcile", str(bill), "--no-prefect", "--json"])
     assert out.exit_code == 0, out.output
-    payload = json.loads(out.output[out.output.index("{") :])
+    payload = json.loads(out.stdout[out.stdout.index("{") :])
     assert payload["status"] == "completed" and payload["report"]["files_ingested"] == 1
     out = runner.invoke(cli, ["cases", "list", "--status", "all", "--json"])
     assert out.exit_code == 0, out.output

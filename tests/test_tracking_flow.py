@@ -7,6 +7,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from prefect_support import artifacts_of
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -67,8 +68,6 @@ def tracking_env(prefect_server, tmp_path, monkeypatch):
 def test_poll_carriers_flow_reports_statuses_and_exceptions(tracking_env):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
-        ArtifactFilter,
-        ArtifactFilterKey,
         FlowRunFilter,
         FlowRunFilterId,
     )
@@ -94,12 +93,8 @@ def test_poll_carriers_flow_reports_statuses_and_exceptions(tracking_env):
         states = set(conn.execute(select(orders.c.state)).scalars())
     assert states <= {"in_transit", "delivered", "exception"} and "exception" in states
     with get_client(sync_client=True) as client:
-        report = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["poll-carriers"]))
-        )
-        table = client.read_artifacts(
-            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["tracking-exceptions"]))
-        )
+        published = artifacts_of(state)
+        report, table = [published["poll-carriers"]], [published["tracking-exceptions"]]
         steps: set[str] = set()
         for _ in range(50):  # task runs reach the server as events, a moment after the flow returns
             runs = client.read_task_runs(
@@ -142,7 +137,7 @@ def test_yidi_tracking_poll_one_waybill(tracking_env):
     args = ["tracking", "poll", "--waybill", num, "--as-of", (clock.now()).isoformat(), "--query-url", carrier.query_url]
     result = runner.invoke(cli, [*args, "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["due"] == 1
+    assert json.loads(result.stdout)["due"] == 1
     again = runner.invoke(cli, args)  # inside the minimum interval: nothing queried, stored status shown
     assert again.exit_code == 0, again.output
     assert "polled 0 due" in again.output and num in again.output and "in_transit" in again.output
@@ -150,7 +145,7 @@ def test_yidi_tracking_poll_one_waybill(tracking_env):
     missing = runner.invoke(cli, ["tracking", "poll", "--waybill", "NOPE"])
     assert missing.exit_code == 1
     listed = runner.invoke(cli, ["tracking", "incidents", "--status", "all", "--json"])
-    assert listed.exit_code == 0 and json.loads(listed.output) == []
+    assert listed.exit_code == 0 and json.loads(listed.stdout) == []
 
 
 def test_old_command_names_still_work_for_one_release(tracking_env):
@@ -166,9 +161,9 @@ def test_old_command_names_still_work_for_one_release(tracking_env):
     old = ["track", "--waybill", num, "--as-of", clock.now().isoformat(), "--query-url", carrier.query_url]
     result = runner.invoke(cli, [*old, "--no-prefect", "--json"])
     assert result.exit_code == 0, result.output
-    assert json.loads(result.output)["due"] == 1
+    assert json.loads(result.stdout)["due"] == 1
     listed = runner.invoke(cli, ["incidents", "--status", "all", "--json"])
-    assert listed.exit_code == 0 and json.loads(listed.output) == []
+    assert listed.exit_code == 0 and json.loads(listed.stdout) == []
     assert "track " not in runner.invoke(cli, ["--help"]).output
 
 
