@@ -129,11 +129,36 @@ def up() -> None:
     if deployed.returncode != 0:
         print(deployed.stdout[-4000:], deployed.stderr[-4000:], sep="\n")
         raise SystemExit("deploying prefect.yaml failed")
+    os.environ.update(prefect_env())  # this process's first Prefect import (below) talks to the local server
+    cleared = clear_unlisted_schedules()
+    if cleared:
+        print(f"schedules cleared (prefect.yaml lists none for them): {', '.join(cleared)}")
     worker_pid = _read_pid("worker")
     if worker_pid is None or not _alive(worker_pid):
         _start("worker", [_prefect_bin(), "worker", "start", "--pool", WORK_POOL])
     print(f"work pool {WORK_POOL} with a process worker; deployments from prefect.yaml are scheduled")
     print(f"open the UI: {UI_URL}  (deployments: {UI_URL}/deployments)")
+
+
+def clear_unlisted_schedules() -> list[str]:
+    """Schedules on the server that prefect.yaml does not list, removed: ``prefect deploy`` adds and updates
+    schedules but never removes one a deployment no longer has, so a deployment renamed in 0.2 (whose old name
+    stays deployed on demand, ``flows/renamed.py``) would otherwise keep running on its 0.1 schedule beside the
+    new one. Returns the deployments cleared."""
+    import yaml
+
+    listed = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text(encoding="utf-8"))["deployments"]
+    unscheduled = {d["name"] for d in listed if not d.get("schedules")}
+    from prefect.client.orchestration import get_client
+
+    cleared = []
+    with get_client(sync_client=True) as client:
+        for deployment in client.read_deployments():
+            if deployment.name in unscheduled and deployment.schedules:
+                for schedule in deployment.schedules:
+                    client.delete_deployment_schedule(deployment.id, schedule.id)
+                cleared.append(f"{client.read_flow(deployment.flow_id).name}/{deployment.name}")
+    return sorted(cleared)
 
 
 def _read_pid(name: str) -> int | None:

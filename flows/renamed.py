@@ -1,21 +1,43 @@
 """Flows renamed in 0.2, under their old names until 0.3, so anything that triggers them by name keeps working.
 
-A Prefect deployment is addressed as ``FLOW/DEPLOYMENT``; renaming a flow changes that address. These copies run
-the renamed flow's own code under the old flow name (``Flow.with_options``); prefect.yaml deploys each under its
-old deployment name, on demand only (the schedules are on the new deployments). Remove this module in 0.3.
+A Prefect deployment is addressed as ``FLOW/DEPLOYMENT``; renaming a flow changes that address. Each flow here
+keeps an old flow name and the renamed flow's parameters, and runs the renamed flow's own function (``.fn``), so
+the work is the same code, not a copy. prefect.yaml deploys each under its old deployment name, on demand only
+(the schedules are on the new deployments). They are written out as functions because ``prefect deploy`` reads a
+flow's parameters from its definition in the source. Remove this module in 0.3.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
+from prefect import flow
+
 from flows.fulfilment import fulfilment_handoff
 from flows.intake import intake_orders, intake_phone_order
 
-RENAMED = {  # old flow name -> the flow it now is
-    "ingest-orders": intake_orders,
-    "enter-phone-order": intake_phone_order,
-    "fulfill-orders": fulfilment_handoff,
-}
 
-ingest_orders = intake_orders.with_options(name="ingest-orders")
-enter_phone_order = intake_phone_order.with_options(name="enter-phone-order")
-fulfill_orders = fulfilment_handoff.with_options(name="fulfill-orders")
+@flow(name="ingest-orders", log_prints=True)
+def ingest_orders(channels: list[str] | None = None, files: list[str] | None = None,
+                  options: dict[str, dict] | None = None) -> dict[str, dict]:
+    """Renamed to ``intake-orders``; this name goes in 0.3."""
+    return intake_orders.fn(channels=channels, files=files, options=options)
+
+
+@flow(name="enter-phone-order", log_prints=True)
+def enter_phone_order(timeout_hours: float = 8.0, entered_by: str = "") -> dict:
+    """Renamed to ``intake-phone-order``; this name goes in 0.3."""
+    return intake_phone_order.fn(timeout_hours=timeout_hours, entered_by=entered_by)
+
+
+@flow(name="fulfill-orders", log_prints=True)
+def fulfill_orders(
+    carrier_api_url: str | None = None,
+    supplier_api_url: str | None = None,
+    as_of: datetime | None = None,
+    create_shipments: bool = True,
+    send_purchase_orders: bool = True,
+) -> dict:
+    """Renamed to ``fulfilment-handoff``; this name goes in 0.3."""
+    return fulfilment_handoff.fn(carrier_api_url=carrier_api_url, supplier_api_url=supplier_api_url, as_of=as_of,
+                                 create_shipments=create_shipments, send_purchase_orders=send_purchase_orders)

@@ -3,11 +3,13 @@ names working until the next release."""
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import pytest
 import yaml
-from prefect.flows import Flow, load_flow_from_entrypoint
+from prefect.flows import Flow, is_entrypoint_async, load_flow_from_entrypoint
+from prefect.utilities.callables import parameter_schema_from_entrypoint
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOYMENTS = yaml.safe_load((ROOT / "prefect.yaml").read_text(encoding="utf-8"))["deployments"]
@@ -26,10 +28,15 @@ def test_deployment_names_are_unique():
 
 
 @pytest.mark.parametrize("name", sorted(BY_NAME))
-def test_every_deployment_loads_its_flow(name, monkeypatch):
+def test_every_deployment_loads_its_flow_as_prefect_deploy_does(name, monkeypatch):
     monkeypatch.chdir(ROOT)
+    entrypoint = BY_NAME[name]["entrypoint"]
     flow = load(BY_NAME[name])
     assert isinstance(flow, Flow)
+    # `prefect deploy` also reads the flow's definition from the source (parameters for the Run form, async or not).
+    assert not is_entrypoint_async(entrypoint)
+    schema = parameter_schema_from_entrypoint(entrypoint)
+    assert set(schema.properties) == set(inspect.signature(flow.fn).parameters)
 
 
 @pytest.mark.parametrize(("old", "new"), sorted(RENAMED.items()))
@@ -37,11 +44,9 @@ def test_an_old_deployment_name_runs_the_renamed_flow_under_its_old_address(old,
     monkeypatch.chdir(ROOT)
     old_flow, new_flow = load(BY_NAME[old]), load(BY_NAME[new])
     assert (old_flow.name, new_flow.name) == (old, new)  # FLOW/DEPLOYMENT stays old/old and new/new
-    # The same function, not a copy that could drift (each entrypoint load executes its file anew, so compare
-    # where the code is defined rather than object identity).
-    old_code, new_code = old_flow.fn.__code__, new_flow.fn.__code__
-    assert (old_code.co_filename, old_code.co_firstlineno) == (new_code.co_filename, new_code.co_firstlineno)
-    assert Path(new_code.co_filename).name != "renamed.py"
+    # The same parameters, and the old flow runs the new flow's own function (not a copy that could drift).
+    assert inspect.signature(old_flow.fn) == inspect.signature(new_flow.fn)
+    assert f"return {new_flow.fn.__name__}.fn(" in inspect.getsource(old_flow.fn)
     assert "schedules" not in BY_NAME[old]  # on demand only: the schedule runs the new one, never both
 
 
@@ -56,3 +61,44 @@ def test_no_deployment_or_flow_name_spells_an_area_another_way(monkeypatch):
 def test_auto_review_follows_intake_by_its_new_and_its_old_name():
     trigger = BY_NAME["auto-review"]["triggers"][0]
     assert trigger["match_related"]["prefect.resource.name"] == ["intake-orders", "ingest-orders"]
+
+
+@pytest.mark.prefect
+def test_a_flow_run_under_an_old_name_does_the_new_flows_work(prefect_server, sqlite_engine, tmp_path, monkeypatch):
+    from demo.standins.orders_data import demo_neutral_orders
+    from demo.standins.spreadsheets import template_frame, write_csv
+    from flows.renamed import ingest_orders
+
+    monkeypatch.setenv("YIDI_DATABASE_URL", str(sqlite_engine.url))
+    path = write_csv(template_frame(demo_neutral_orders(4)), tmp_path / "drop.csv", "gbk")
+    state = ingest_orders(files=[str(path)], return_state=True)
+    assert state.is_completed()
+    assert state.result()[f"file:{path}"]["new"] == 4
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+        assert client.read_flow(run.flow_id).name == "ingest-orders"
+
+
+@pytest.mark.prefect
+def test_make_up_clears_a_schedule_that_prefect_yaml_no_longer_lists(prefect_server):
+    """A 0.1 server has ingest-orders/ingest-orders on a 5-minute schedule; after 0.2's deploy it must run only on
+    demand, or intake would run twice every 5 minutes (prefect deploy itself never removes a schedule)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import DeploymentScheduleCreate
+    from prefect.client.schemas.schedules import CronSchedule
+
+    from app.local_stack import clear_unlisted_schedules
+
+    with get_client(sync_client=True) as client:
+        old = client.create_deployment(
+            flow_id=client.create_flow_from_name("ingest-orders"), name="ingest-orders",
+            schedules=[DeploymentScheduleCreate(schedule=CronSchedule(cron="*/5 * * * *"))])
+        new = client.create_deployment(
+            flow_id=client.create_flow_from_name("intake-orders"), name="intake-orders",
+            schedules=[DeploymentScheduleCreate(schedule=CronSchedule(cron="*/5 * * * *"))])
+        assert clear_unlisted_schedules() == ["ingest-orders/ingest-orders"]
+        assert client.read_deployment(old).schedules == []
+        assert [s.schedule.cron for s in client.read_deployment(new).schedules] == ["*/5 * * * *"]
+        assert clear_unlisted_schedules() == []  # and again: nothing left to clear
