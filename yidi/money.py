@@ -90,6 +90,27 @@ def yuan_text(fen, *, grouping: bool = False, symbol: bool = False) -> str:
     return f"{sign}{'¥' if symbol else ''}{number}.{cents:02d}"
 
 
+_EXACT_FLOAT_FEN = 2**53  # below this, fen / 100 formatted to two places is exactly the yuan text
+
+
+def yuan_texts(fen_values, *, grouping: bool = False, symbol: bool = False) -> list[str | None]:
+    """``yuan_text`` for a whole column in one loop (no call per value: report and reason columns of 100k rows);
+    missing values give None. Within 2**53 fen a float formats exactly; larger amounts take the integer path."""
+    prefix, spec = ("¥" if symbol else ""), (",.2f" if grouping else ".2f")
+    values = fen_values.tolist() if isinstance(fen_values, pd.Series | np.ndarray) else list(fen_values)
+    out: list[str | None] = []
+    for value in values:
+        if value is None or value is pd.NA or value != value:
+            out.append(None)
+        elif abs(value) >= _EXACT_FLOAT_FEN:
+            out.append(yuan_text(int(value), grouping=grouping, symbol=symbol))
+        elif value < 0:
+            out.append(f"-{prefix}{-value / 100:{spec}}")
+        else:
+            out.append(f"{prefix}{value / 100:{spec}}")
+    return out
+
+
 def fen_to_yuan(fen) -> str | None:
     """Like ``yuan_text`` but None stays None (a missing amount is not zero)."""
     if fen is None or (isinstance(fen, float) and np.isnan(fen)) or fen is pd.NA:

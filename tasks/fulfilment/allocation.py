@@ -30,7 +30,6 @@ import numpy as np
 import pandas as pd
 
 from yidi.money import yuan_text
-from yidi.schema_fulfilment import QTY_EPSILON
 from yidi.settings import province_short_name
 
 EPS = 1e-9
@@ -44,11 +43,12 @@ class AllocationPlan:
     free_after: dict  # item_code -> free quantity left over all warehouses after the plan
 
 
-def product_lines(lines: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
-    """Lines that need goods: not service lines (by the line or the catalog), with outstanding quantity."""
+def product_lines(lines: pd.DataFrame, items: pd.DataFrame, tolerance: float) -> pd.DataFrame:
+    """Lines that need goods: not service lines (by the line or the catalog), with an outstanding quantity above
+    ``tolerance`` (the store's, ``yidi.schema_fulfilment.QTY_EPSILON``: this module stays free of the store)."""
     kind = items.set_index("item_code")["kind"].reindex(lines["item_code"]).to_numpy(dtype=object)
     service = (lines["item_kind"].to_numpy(dtype=object) == "service") | (kind == "service")
-    return lines[~service & (lines["outstanding"].to_numpy(dtype=float) > QTY_EPSILON)]
+    return lines[~service & (lines["outstanding"].to_numpy(dtype=float) > tolerance)]
 
 
 def precheck_exceptions(order_frame: pd.DataFrame, lines: pd.DataFrame, items: pd.DataFrame, served: set[str]) -> dict[int, str]:

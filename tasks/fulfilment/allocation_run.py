@@ -66,7 +66,7 @@ from tasks.fulfilment.stock import (
 )
 from yidi.bulk import insert_rows
 from yidi.lifecycle import current_actor, record_events, transition_orders
-from yidi.schema_fulfilment import allocation_runs, allocations
+from yidi.schema_fulfilment import QTY_EPSILON, allocation_runs, allocations
 from yidi.settings import Settings, get_settings
 from yidi.workdays import BUSINESS_TZ
 
@@ -158,7 +158,7 @@ def _allocate_once(
     calendar = DispatchCalendar(policy.calendar_fallback_weekdays)
     table = rate_table(policy)
     cand = load_candidates(conn)
-    lines = product_lines(cand.lines, cand.items)
+    lines = product_lines(cand.lines, cand.items, QTY_EPSILON)
     order_frame = cand.orders[cand.orders["order_id"].isin(lines["order_id"])].copy()
     result.considered = len(order_frame)
     if order_frame.empty:

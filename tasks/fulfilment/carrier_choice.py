@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from tasks.fulfilment.rate_cards import PROVINCE_INDEX, RateTable
-from yidi.money import yuan_text
+from yidi.money import yuan_texts
 from yidi.settings import province_short_name
 from yidi.workdays import BUSINESS_TZ, CalendarOutOfRange, add_working_days, is_working_day
 
@@ -308,7 +308,7 @@ def _reasons(winner: pd.DataFrame, promised, win_ok, any_meets) -> list:
         win_ok.tolist(),
         any_meets.tolist(),
         winner["carrier"].astype(object).tolist(),
-        winner["total_fen"].tolist(),
+        yuan_texts(winner["total_fen"], symbol=True),
         eta,
         promise,
         winner["options_eligible"].tolist(),
@@ -321,17 +321,17 @@ def _reasons(winner: pd.DataFrame, promised, win_ok, any_meets) -> list:
             reasons.append(None)
         elif not isinstance(promised_day, str):
             reasons.append(
-                f"cheapest of {eligible} eligible option(s), no promised date: {carrier} {yuan_text(total, symbol=True)}, ETA {eta_day}"
+                f"cheapest of {eligible} eligible option(s), no promised date: {carrier} {total}, ETA {eta_day}"
             )
         elif meets:
             reasons.append(
                 f"cheapest of {meeting} option(s) meeting the promised date {promised_day}: "
-                f"{carrier} {yuan_text(total, symbol=True)}, ETA {eta_day}"
+                f"{carrier} {total}, ETA {eta_day}"
             )
         else:
             reasons.append(
                 f"no option meets the promised date {promised_day}; fastest of {eligible}: "
-                f"{carrier} ETA {eta_day} {yuan_text(total, symbol=True)}"
+                f"{carrier} ETA {eta_day} {total}"
             )
     return reasons
 
