@@ -85,6 +85,7 @@ def make_csv(n: int, path: Path, seed: int = 3) -> None:
 
 
 def prepare(n: int, workdir: Path, case=None) -> dict:
+    import flows.intake  # noqa: F401  (imported here, before the timed children fork: Prefect's import is not intake)
     from yidi.db import init_db, make_engine
 
     csv_path = workdir / "orders.csv"
