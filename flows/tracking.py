@@ -24,7 +24,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 from prefect import flow, get_run_logger, task
@@ -52,8 +51,8 @@ from yidi.bulk import utc_now
 from yidi.db import get_engine
 from yidi.lifecycle import current_actor
 from yidi.settings import TrackingPolicy, get_settings
+from yidi.workdays import BUSINESS_TZ
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 log = logging.getLogger(__name__)
 
 
@@ -167,7 +166,7 @@ def aware(value: datetime | None) -> datetime:
     """A run's "now": the given time (without a zone it means Beijing time, the business zone) or the clock."""
     if value is None:
         return utc_now()
-    return (value if value.tzinfo else value.replace(tzinfo=SHANGHAI)).astimezone(UTC)
+    return (value if value.tzinfo else value.replace(tzinfo=BUSINESS_TZ)).astimezone(UTC)
 
 
 def run_policy(callback_url: str | None = None, requests_per_second: float | None = None) -> TrackingPolicy:

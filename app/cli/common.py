@@ -7,8 +7,11 @@ from __future__ import annotations
 import json
 import sys
 
+import pandas as pd
 import typer
 from rich.console import Console
+
+from yidi.workdays import BUSINESS_TZ
 
 cli = typer.Typer(
     help="yidi: remote-order operations (異地訂單) for Chongqing enterprises.", no_args_is_help=True
@@ -41,3 +44,10 @@ def engine_or_exit():
     except Exception as exc:  # noqa: BLE001 - ProgrammingError on PostgreSQL when tables are missing
         raise fail(f"the order store is not ready ({exc}); run `yidi init`", EXIT_DATABASE) from None
     return engine
+
+
+def local_time(value, missing: str = "") -> str:
+    """A stored (UTC) time as staff read it: Asia/Shanghai, ``YYYY-MM-DD HH:MM``; ``missing`` when there is none."""
+    if value is None or pd.isna(value):
+        return missing
+    return pd.Timestamp(value).tz_convert(BUSINESS_TZ).strftime("%Y-%m-%d %H:%M")

@@ -12,14 +12,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 import typer
 from rich.table import Table as RichTable
 
-from app.cli.common import cli, console, emit_json, engine_or_exit, fail
+from app.cli.common import cli, console, emit_json, engine_or_exit, fail, local_time
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 SHOW_LINES = 40  # of a record's content, unless --full (a bulk drop's chunk holds thousands of rows)
 COUNT_COLUMNS = ["read", "new", "updated", "unchanged", "quarantined", "remote", "local", "unknown"]
 
@@ -112,10 +110,6 @@ def _results_from_artifact() -> dict | None:
     return None
 
 
-def _local(value) -> str:
-    return value.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M") if value is not None else ""
-
-
 @quarantine_app.command("list")
 def quarantine_list(
     channel: Annotated[str | None, typer.Option("--channel", "-c")] = None,
@@ -145,7 +139,7 @@ def quarantine_list(
     for column in ("id", "channel", "received", "source", "reason"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(str(row["id"]), row["channel"], _local(row["received_at"]), (row["source_ref"] or "")[-60:],
+        table.add_row(str(row["id"]), row["channel"], local_time(row["received_at"]), (row["source_ref"] or "")[-60:],
                       (row["reason"] or "")[:300])
     console.print(table)
     if total and status == "quarantined":
@@ -174,7 +168,7 @@ def quarantine_show(
         emit_json(dict(row) | {"replays": [dict(id=i, status=s) for i, s in replays]})
         return
     console.print(f"[bold]record {row['id']}[/bold]  channel {row['channel']}  status {row['status']}  "
-                  f"received {_local(row['received_at'])}")
+                  f"received {local_time(row['received_at'])}")
     console.print(f"source: {row['source_ref']}  key: {row['source_key'] or '-'}  type: {row['content_type']}")
     if row["order_id"]:
         console.print(f"order: {row['order_id']}")

@@ -17,7 +17,7 @@ import pandas as pd
 import typer
 from rich.table import Table as RichTable
 
-from app.cli.common import cli, console, emit_json, engine_or_exit, fail
+from app.cli.common import cli, console, emit_json, engine_or_exit, fail, local_time
 
 review_app = typer.Typer(help="Order review: pending orders, findings, decisions, deadlines.", no_args_is_help=True)
 cli.add_typer(review_app, name="review")
@@ -28,12 +28,6 @@ def _login() -> str:
         return getpass.getuser()
     except OSError:  # pragma: no cover - no login name in some containers
         return ""
-
-
-def _local(value) -> str:
-    if value is None or pd.isna(value):
-        return "—"
-    return pd.Timestamp(value).tz_convert("Asia/Shanghai").strftime("%Y-%m-%d %H:%M")
 
 
 @review_app.command("list")
@@ -56,7 +50,7 @@ def review_list(
         if not findings.empty else pd.Series(dtype=str)  # fmt: skip
     shown = masked_pending(pending)
     rows = [{"order_no": r.order_no, "customer": r.customer_name, "phone": r.customer_phone,
-             "total": yuan_text(r.order_total_fen), "payment": r.payment_method, "due": _local(r.review_due_at),
+             "total": yuan_text(r.order_total_fen), "payment": r.payment_method, "due": local_time(r.review_due_at, "—"),
              "version": int(r.version), "findings": codes.get(r.id, "")} for r in shown.itertuples(index=False)]  # fmt: skip
     if json_out:
         emit_json(rows)
@@ -93,14 +87,14 @@ def review_show(
         "address": f"{order['ship_province'] or ''}{order['ship_city'] or ''}{order['ship_district'] or ''}"
                    f"{order['ship_detail'] or ''}",
         "total": yuan_text(order["order_total_fen"]), "payment_method": order["payment_method"],
-        "review_due_at": _local(order["review_due_at"]),
+        "review_due_at": local_time(order["review_due_at"], "—"),
         "credit_check": credit_summary(checks["credit"].iloc[0]) if len(checks) else None,
         "findings": [{"reason_code": f.reason_code, "severity": f.severity, "message_zh": f.message_zh,
                       "message_en": f.message_en,
                       "details": json.loads(f.details) if isinstance(f.details, str) and f.details else None}
                      for f in findings.itertuples(index=False)],
         "decisions": [{"decision": d.decision, "reviewer": d.reviewer, "reason": d.reason,
-                       "proposed_solution": d.proposed_solution, "source": d.source, "at": _local(d.decided_at)}
+                       "proposed_solution": d.proposed_solution, "source": d.source, "at": local_time(d.decided_at, "—")}
                       for d in decisions.itertuples(index=False)],
     }  # fmt: skip
     if json_out:

@@ -11,24 +11,18 @@ import logging
 import os
 from datetime import datetime
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 import typer
 from rich.table import Table as RichTable
 
-from app.cli.common import cli, console, emit_json, engine_or_exit, fail
+from app.cli.common import cli, console, emit_json, engine_or_exit, fail, local_time
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 tracking = typer.Typer(help="Carrier tracking: polling, push callbacks, incidents.", no_args_is_help=True)
 cli.add_typer(tracking, name="tracking")
 
 
 def _renamed(new: str) -> str:
     return f"renamed to `yidi tracking {new}`; this name goes in the next release"
-
-
-def _local(value) -> str:
-    return value.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M") if isinstance(value, datetime) else ""
 
 
 @tracking.command("poll")
@@ -128,7 +122,7 @@ def _show_waybill(engine, waybill: str) -> None:
         )  # fmt: skip
     console.print(
         f"{ship['shipment_no']}  {ship['carrier']} {waybill}  status [cyan]{ship['status']}[/cyan]  "
-        f"last polled {_local(ship['last_polled_at']) or 'never'}",
+        f"last polled {local_time(ship['last_polled_at']) or 'never'}",
         highlight=False,
     )
     table = RichTable(title="checkpoints (Beijing time)", title_justify="left")
@@ -137,7 +131,7 @@ def _show_waybill(engine, waybill: str) -> None:
     for at, status, reason, context, source in zip(
         *(events[c].tolist() for c in events.columns), strict=True
     ):
-        table.add_row(_local(at), status, reason or "", source, context)
+        table.add_row(local_time(at), status, reason or "", source, context)
     console.print(table)
 
 
@@ -224,7 +218,7 @@ def incidents(
         claim = f"{r['claim_type']} ¥{r['claim_amount']} {r['claim_status']}" if r["claim_type"] else ""
         table.add_row(
             str(r["id"]), r["order_no"], r["incident_type"], r["status"], r["carrier"], r["waybill_no"] or "",
-            r["owner"], _local(r["due_at"]), claim, (r["evidence"] or "")[:60],
+            r["owner"], local_time(r["due_at"]), claim, (r["evidence"] or "")[:60],
         )  # fmt: skip
     console.print(table)
 

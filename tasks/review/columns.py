@@ -11,12 +11,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
+from yidi.workdays import BUSINESS_TZ
 
 ORDER_INPUT_COLUMNS = [
     "id", "order_no", "customer_id", "customer_name", "customer_phone", "customer_email", "ship_province",
@@ -139,7 +138,7 @@ def _lookup(table: pd.DataFrame, column: str, positions: np.ndarray, index: pd.I
 
 def _business_dates(times: pd.Series) -> pd.Series:
     stamps = pd.to_datetime(times, utc=True)
-    return stamps.dt.tz_convert(SHANGHAI).dt.tz_localize(None).dt.normalize()
+    return stamps.dt.tz_convert(BUSINESS_TZ).dt.tz_localize(None).dt.normalize()
 
 
 def _promotion_columns(
@@ -392,4 +391,4 @@ def line_details(columns: ReviewColumns, failures: pd.DataFrame) -> pd.DataFrame
 
 
 def as_of_date(as_of: datetime) -> date:
-    return as_of.astimezone(SHANGHAI).date()
+    return as_of.astimezone(BUSINESS_TZ).date()

@@ -16,12 +16,12 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 
-from tasks.review.columns import SHANGHAI, ReviewColumns, ReviewInputs, compute_review_columns
+from tasks.review.columns import ReviewColumns, ReviewInputs, compute_review_columns
 from yidi.lifecycle import OrderState
 from yidi.masking import mask_frame, mask_name
 from yidi.money import yuan_text
 from yidi.settings import Settings
-from yidi.workdays import add_working_days
+from yidi.workdays import BUSINESS_TZ, add_working_days
 
 
 def content_key(order_id: int, content_hash) -> str:
@@ -136,7 +136,7 @@ def deadline_listing(fresh: pd.DataFrame) -> list[str]:
     """One line per order for the reviewers' reminder / escalation notice (customer name masked)."""
     return [
         f"{r.order_no}（{mask_name(r.customer_name)}，{yuan_text(r.order_total_fen, symbol=True)}，期限 "
-        f"{pd.Timestamp(r.review_due_at).tz_convert(SHANGHAI):%Y-%m-%d %H:%M}）"
+        f"{pd.Timestamp(r.review_due_at).tz_convert(BUSINESS_TZ):%Y-%m-%d %H:%M}）"
         for r in fresh.itertuples(index=False)
     ]
 
@@ -163,7 +163,7 @@ def validate_decision(decision: str, reviewer: str, reason: str | None, proposed
 def already_decided(order, decision) -> str:
     """Why a decision was not applied: another reviewer's decision won, or the order left pending review."""
     if decision is not None:
-        when = pd.Timestamp(decision["decided_at"]).tz_convert(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+        when = pd.Timestamp(decision["decided_at"]).tz_convert(BUSINESS_TZ).strftime("%Y-%m-%d %H:%M")
         verb = "approved" if decision["decision"] == "approve" else "rejected"
         return (f"order {order['order_no']} was already {verb} by {decision['reviewer']} at {when} "
                 f"({decision['source']}); your decision was not applied")  # fmt: skip
@@ -190,7 +190,7 @@ def customer_contacts(frame: pd.DataFrame, settings: Settings) -> pd.DataFrame:
 def order_context(row) -> dict:
     """The order fields every customer notice of the review names (P2)."""
     when = pd.Timestamp(row["order_time"]) if row["order_time"] is not None else None
-    local = when.tz_convert(SHANGHAI).strftime("%Y-%m-%d %H:%M") if when is not None and not pd.isna(when) else "—"
+    local = when.tz_convert(BUSINESS_TZ).strftime("%Y-%m-%d %H:%M") if when is not None and not pd.isna(when) else "—"
     return {"order_no": row["order_no"], "customer_name": row["customer_name"] or "客户", "order_time": local,
             "order_total": yuan_text(row["order_total_fen"])}  # fmt: skip
 

@@ -22,7 +22,6 @@ from tasks.review.columns import (
     HISTORY_COLUMNS,
     LINE_INPUT_COLUMNS,
     ORDER_INPUT_COLUMNS,
-    SHANGHAI,
     ReviewInputs,
 )
 from tasks.review.rules import ChunkSummary, merge_stats
@@ -40,6 +39,7 @@ from yidi.schema import catalog_items, customers, order_lines, orders
 from yidi.schema_review import review_checks, review_decisions, review_findings, review_runs
 from yidi.schema_settlement import receivables
 from yidi.settings import Settings
+from yidi.workdays import BUSINESS_TZ
 
 NOT_COUNTED_STATES = ("auto_rejected", "rejected", "cancelled")  # orders whose purchases do not count to limits
 
@@ -134,7 +134,7 @@ def receivables_by_customer(conn: Connection, customer_ids: Sequence[int], custo
     in ``orders.receivable_states`` the ledger does not know yet count too, due ``net_days`` after the order time.
     Returns also ``ledger_order_ids`` (orders the ledger covers), which the open-order sum leaves out.
     """
-    today = as_of.astimezone(SHANGHAI).date()
+    today = as_of.astimezone(BUSINESS_TZ).date()
     parts = []
     ledger_orders: set[int] = set()
     rows = read_in(conn, lambda c: select(

@@ -19,7 +19,6 @@ from tasks.tracking.rules import (
     AUTO_RESOLVE,
     CLAIM_TYPES,
     INCIDENT_LABELS_ZH,
-    SHANGHAI,
     auto_resolvable,
     claim_rows,
     due_after_working_days,
@@ -30,6 +29,7 @@ from yidi.bulk import ids_for_keys, json_text, utc_now
 from yidi.lifecycle import current_actor, record_events
 from yidi.schema_tracking import tracking_incidents
 from yidi.settings import TrackingPolicy, get_settings
+from yidi.workdays import BUSINESS_TZ
 
 OPENED_COLUMNS = ["id", "shipment_id", "order_id", "incident_type", "occurrences"]
 
@@ -117,7 +117,7 @@ def open_incidents(
 
 def _incident_timeline(conn: Connection, incidents: pd.DataFrame, actor: str) -> None:
     reasons = [
-        f"incident opened: {INCIDENT_LABELS_ZH.get(t, t)} ({t}); owner {o}; due {d.astimezone(SHANGHAI):%Y-%m-%d %H:%M}"
+        f"incident opened: {INCIDENT_LABELS_ZH.get(t, t)} ({t}); owner {o}; due {d.astimezone(BUSINESS_TZ):%Y-%m-%d %H:%M}"
         for t, o, d in zip(incidents["incident_type"], incidents["owner"], incidents["due_at"], strict=True)
     ]
     details = [

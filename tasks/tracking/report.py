@@ -13,9 +13,9 @@ from sqlalchemy import Connection
 
 from tasks.tracking import store
 from tasks.tracking.applying import BatchSummary
-from tasks.tracking.rules import SHANGHAI
 from yidi.bulk import frame_records
 from yidi.masking import mask_name, mask_phone
+from yidi.workdays import BUSINESS_TZ
 
 _PHONE_IN_TEXT = re.compile(r"(?<!\d)(1\d{10}|0\d{2,3}-?\d{7,8})(?!\d)")
 _SIGNER_IN_TEXT = re.compile(r"((?:签收人|收件人|收货人)\s*[:：]\s*)([^\s,，。;；【】()（）:：]{1,6})")
@@ -45,7 +45,7 @@ def exceptions_table(conn: Connection, incident_ids: Sequence[int]) -> list[dict
             "carrier": r["carrier"],
             "waybill": r["waybill_no"],
             "owner": r["owner"],
-            "due (Asia/Shanghai)": r["due_at"].astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M"),
+            "due (Asia/Shanghai)": r["due_at"].astimezone(BUSINESS_TZ).strftime("%Y-%m-%d %H:%M"),
             "evidence": mask_text(r["evidence"])[:120],
         }
         for r in frame_records(frame)

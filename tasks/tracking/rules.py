@@ -13,7 +13,6 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 
@@ -22,9 +21,8 @@ from tasks.tracking.status import FINAL_STATUSES, Keywords, Reason, TrackingStat
 from yidi.bulk import frame_records
 from yidi.lifecycle import OrderState
 from yidi.settings import TrackingPolicy
-from yidi.workdays import CalendarOutOfRange, add_working_days, working_days_between
+from yidi.workdays import BUSINESS_TZ, CalendarOutOfRange, add_working_days, working_days_between
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 T = TrackingStatus
 
 FINAL = sorted(s.value for s in FINAL_STATUSES)
@@ -220,7 +218,7 @@ def due_after_working_days(start: datetime, days: int) -> datetime:
         moved, left = start, days
         while left > 0:
             moved += timedelta(days=1)
-            if moved.astimezone(SHANGHAI).weekday() < 5:
+            if moved.astimezone(BUSINESS_TZ).weekday() < 5:
                 left -= 1
         return moved
 
@@ -320,7 +318,7 @@ def time_exceptions(
     if active.empty:
         return pd.DataFrame(columns=CANDIDATE_COLUMNS), []
     now_ts = pd.Timestamp(now)
-    today = now.astimezone(SHANGHAI).date()
+    today = now.astimezone(BUSINESS_TZ).date()
     last_event = pd.to_datetime(active["last_event_at"], utc=True)
     reference = last_event.fillna(pd.to_datetime(active["shipped_at"], utc=True))
     heard = pd.concat(
