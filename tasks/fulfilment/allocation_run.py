@@ -66,6 +66,7 @@ from tasks.fulfilment.stock import (
 )
 from yidi.bulk import insert_rows
 from yidi.lifecycle import current_actor, record_events, transition_orders
+from yidi.money import decimal_to_fen
 from yidi.schema_fulfilment import QTY_EPSILON, allocation_runs, allocations
 from yidi.settings import Settings, get_settings
 from yidi.workdays import BUSINESS_TZ
@@ -188,7 +189,7 @@ def _allocate_once(
         ships[["shipment_key", "province", "weight_kg", "volume_m3", "declared_value_fen", "cod_amount_fen", "promised_date"]],
         table,
         dispatch_day=dispatch,
-        insurance_threshold_fen=int(policy.insurance_threshold_yuan * 100),
+        insurance_threshold_fen=decimal_to_fen(policy.insurance_threshold_yuan),
         insurance_provinces=policy.insurance_route_provinces,
         calendar=calendar,
     )

@@ -14,7 +14,7 @@ from sqlalchemy import Connection, and_, bindparam, func, or_, select, update
 from tasks.fulfilment.carrier_choice import options_as_records
 from yidi.bulk import chunked, insert_rows, json_text, read_frame, upsert_returning_ids, utc_now
 from yidi.lifecycle import OrderState, record_events
-from yidi.money import yuan_text
+from yidi.money import decimal_to_fen, yuan_text
 from yidi.schema import catalog_items, customers, order_events, order_lines, orders
 from yidi.schema_fulfilment import (
     allocation_runs,
@@ -144,7 +144,7 @@ def write_shipment_requests(conn, ships, choices, options, info, counts, run_id,
     for oid in order_ids:
         seq[oid] = seq.get(oid, counts.get(oid, 0)) + 1
         numbers.append(f"{info.loc[oid, 'order_no']}-{seq[oid]}")
-    threshold = int(policy.insurance_threshold_yuan * 100)
+    threshold = decimal_to_fen(policy.insurance_threshold_yuan)
     declared = ships["declared_value_fen"].tolist()
     provinces = choices["province"].tolist()
     insured = choices["insured"].tolist()
