@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from functools import partial
 
 import pandas as pd
@@ -141,12 +141,6 @@ def standin_registrations(
              "district": district, "scenario": scenario}
         )  # fmt: skip
     return rows
-
-
-def demo_expected_date(shipped_at: datetime, working_days: int = 2) -> date:
-    from yidi.workdays import add_working_days
-
-    return add_working_days(shipped_at + timedelta(hours=8), working_days).date()
 
 
 @flow(name="tracking-demo")

@@ -177,15 +177,6 @@ def normalise_headers(columns: Iterable) -> list[str]:
     return [normalise_text(str(c)).lstrip("`").strip() for c in columns]
 
 
-def pick_column(frame: pd.DataFrame, candidates: Sequence[str]) -> str | None:
-    """The first candidate header present (compared in NFKC)."""
-    wanted = [normalise_text(c) for c in candidates]
-    for name in wanted:
-        if name in frame.columns:
-            return name
-    return None
-
-
 def require_columns(frame: pd.DataFrame, names: Sequence[str], *, file: str, what: str) -> None:
     missing = [n for n in (normalise_text(x) for x in names) if n not in frame.columns]
     if missing:
@@ -343,10 +334,6 @@ def canonical_frame(columns: dict, n: int) -> pd.DataFrame:
     if bad_kinds:  # pragma: no cover - a parser bug, not bad input
         raise ValueError(f"unknown kinds {bad_kinds}")
     return frame
-
-
-def empty_payments() -> pd.DataFrame:
-    return canonical_frame({}, 0)
 
 
 def occurrence_keys(parts: pd.DataFrame) -> pd.Series:

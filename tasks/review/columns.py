@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 
 import numpy as np
 import pandas as pd
@@ -388,7 +388,3 @@ def line_details(columns: ReviewColumns, failures: pd.DataFrame) -> pd.DataFrame
     if not pieces:
         return pd.DataFrame(columns=["order_id", "reason_code", "lines"])
     return pd.concat(pieces, ignore_index=True)
-
-
-def as_of_date(as_of: datetime) -> date:
-    return as_of.astimezone(BUSINESS_TZ).date()
