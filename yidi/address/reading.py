@@ -296,6 +296,7 @@ def classify_text(fields: Fields, text: str | None) -> tuple[tuple, int]:
     if text and st.foreign is None:
         m = LEADING_JUNK.match(text)
         start = m.end() if m else 0
+        junk_end = start
         if st.depth == 0 and not st.ambiguous and start < len(text):
             foreign = _foreign_prefix(g, text, start)
             if foreign:
@@ -330,6 +331,10 @@ def classify_text(fields: Fields, text: str | None) -> tuple[tuple, int]:
                 _latin(g, st, text)
                 if st.depth or st.foreign:
                     start = 0  # a Latin address stays whole in detail
+        if start == junk_end and all(c in SEPARATORS for c in text[:junk_end]):
+            # No division name after the leading punctuation: it belongs to the street part as written
+            # (an address "-2+3 路1号" keeps its "-"); only surrounding whitespace is trimmed.
+            start = len(text) - len(text.lstrip())
     elif not text and written is not None:
         _apply_2025_towns(g, st, written, "", 0)
     return _finish(g, st, empty=fields.empty and not text), start
