@@ -200,8 +200,9 @@ def order_aligned(chunks: Iterator[RowChunk]) -> Iterator[RowChunk]:
         elif start == 0:  # one order fills the chunk: it goes on with the next one
             carry = chunk
         else:
-            yield _slice(chunk, 0, start, chunk.bad_rows)
-            carry = _slice(chunk, start, None, [])
+            cut = chunk.row_numbers[start]  # unreadable rows after the cut may be the held-back order's
+            yield _slice(chunk, 0, start, [b for b in chunk.bad_rows if b[0] < cut])
+            carry = _slice(chunk, start, None, [b for b in chunk.bad_rows if b[0] >= cut])
         chunk = following
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import io
 from dataclasses import dataclass, field
@@ -65,6 +66,8 @@ class TemplateResult:
     row_numbers: np.ndarray | None = None
     default_channel: str = "phone"
     received_at: datetime | None = None
+    held_rows: dict[int, list[tuple[int, str]]] = field(default_factory=dict)  # order -> its unreadable rows
+
 
     @property
     def size(self) -> int:
@@ -76,13 +79,16 @@ class TemplateResult:
             return self.pre_contents[position]
         g = position - base
         rows = self.row_order[self.starts[g] : self.ends[g]].tolist()
+        if g in self.held_rows:  # the order's unreadable rows go back in their place, to be fixed and replayed
+            numbered = sorted([*((int(self.row_numbers[i]), self.lines[i]) for i in rows), *self.held_rows[g]])
+            return self.header + "\n" + "\n".join(line for _, line in numbered)
         return self.header + "\n" + "\n".join(self.lines[i] for i in rows)
 
     def records_at(self, positions: np.ndarray) -> pd.DataFrame:
         """RECORD_COLUMNS for the records at ``positions``, in that order."""
         positions = np.asarray(positions, dtype=np.int64).tolist()
         base = len(self.pre_contents)
-        if self.row_order is not None and len(self.row_order) == len(self.refs) - base and np.array_equal(
+        if not self.held_rows and self.row_order is not None and len(self.row_order) == len(self.refs) - base and np.array_equal(
             self.row_order, np.arange(len(self.row_order))
         ):  # one row per order, in file order (the usual drop): no grouping to do
             lines, header = self.lines, self.header + "\n"
@@ -161,7 +167,10 @@ def build_template_records(
     problems: list[tuple[int, str]] = []
     text = _chunk_text(chunk)
 
+    held = _rows_of_known_orders(chunk, mapping) if problem is None else {}
     for number, line, reason in chunk.bad_rows:
+        if number in held:
+            continue  # quarantined with its order, below
         problems.append((len(contents), reason))
         contents.append(header + "\n" + line)
         refs.append(f"{source_ref}#row={number}")
@@ -211,6 +220,19 @@ def build_template_records(
     id_list = uniques.tolist() if hasattr(uniques, "tolist") else list(uniques)
     keys.extend(id_list)
 
+    held_rows: dict[int, list[tuple[int, str]]] = {}
+    if held:
+        group_of = {order_id: g for g, order_id in enumerate(id_list)}
+        for number, line, reason in chunk.bad_rows:
+            if number in held:
+                g = group_of[held[number]]
+                held_rows.setdefault(g, []).append((number, line))
+                problems.append((base + g, f"order {held[number]} is held whole: {reason}; fix that row in "
+                                 "this record and replay"))
+        for g, rows in held_rows.items():
+            numbers = [int(first_rows[g]), int(last_rows[g]), *(n for n, _ in rows)]
+            refs[base + g] = f"{source_ref}#rows={min(numbers)}-{max(numbers)}"
+
     hashes = pd.util.hash_array(np.asarray(id_list, dtype=object))
     if seen_before is not None:
         repeated = seen_before.contains(hashes)
@@ -221,7 +243,23 @@ def build_template_records(
     return TemplateResult(header, text, refs, keys, contents, hashes, problem_rows(problems), lines=lines,
                           row_order=order, starts=starts, ends=ends, frame=frame, mapping=mapping,
                           row_record_idx=(codes + base).astype(np.int64), row_numbers=row_numbers,
-                          default_channel=default_channel, received_at=received_at)
+                          default_channel=default_channel, received_at=received_at, held_rows=held_rows)
+
+
+def _rows_of_known_orders(chunk: RowChunk, mapping: dict[str, str]) -> dict[int, str]:
+    """{row number: order number} for the unreadable rows whose order number is readable and names an order
+    with readable rows in this chunk: such an order is quarantined whole (never accepted with lines missing)."""
+    if not chunk.bad_rows or "order_id" not in mapping:
+        return {}
+    position = chunk.headers.index(mapping["order_id"])
+    known = set(column_cells(chunk.frame, mapping, "order_id").dropna().tolist())
+    found = {}
+    for number, line, _ in chunk.bad_rows:
+        values = next(csv.reader([line]), [])
+        order_id = values[position].strip() if position < len(values) else ""
+        if order_id in known:
+            found[number] = order_id
+    return found
 
 
 

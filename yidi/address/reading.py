@@ -53,6 +53,10 @@ class State:
         return 3 if self.district else 2 if self.city else 1 if self.province else 0
 
 
+# Punctuation that can begin a street part as written ("-2+3 路", "(B座)"); kept in the detail.
+STREET_START_MARKS = frozenset("-+=@#'\"(（[【《<")
+
+
 def _normalise(text: object) -> str:
     if text is None or text is pd.NA or (isinstance(text, float) and text != text):
         return ""
@@ -335,6 +339,9 @@ def classify_text(fields: Fields, text: str | None) -> tuple[tuple, int]:
             # No division name after the leading punctuation: it belongs to the street part as written
             # (an address "-2+3 路1号" keeps its "-"); only surrounding whitespace is trimmed.
             start = len(text) - len(text.lstrip())
+        else:
+            while start > junk_end and text[start - 1] in STREET_START_MARKS:
+                start -= 1  # "渝中区-2+3 路1号": the "-" begins the street part, it is not a separator here
     elif not text and written is not None:
         _apply_2025_towns(g, st, written, "", 0)
     return _finish(g, st, empty=fields.empty and not text), start
