@@ -5,13 +5,16 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 BENCH  ?=
 export YIDI_HOME ?= $(CURDIR)/.yidi
+# The local Prefect server's port (make up / make demo); another port when 4200 is taken: make up PREFECT_PORT=4300
+PREFECT_PORT ?= 4200
+export YIDI_PREFECT_PORT ?= $(PREFECT_PORT)
 
 .PHONY: help venv test lint demo up down bench clean
 
 help:
 	@echo "make demo   run the whole order lifecycle on SQLite + a local Prefect server against the stand-ins"
 	@echo "make test   ruff + import contracts + the test suite (PostgreSQL cases need 127.0.0.1:5432 or are skipped)"
-	@echo "make up     local Prefect server + process worker + every deployment in prefect.yaml"
+	@echo "make up     order store initialised/upgraded, local Prefect server (PREFECT_PORT=4200), worker, deployments"
 	@echo "make down   stop what make up (or make demo) started"
 	@echo "make bench  benchmarks beside their baselines (BENCH=name for one, BENCH_N=rows to scale down)"
 

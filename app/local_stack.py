@@ -1,7 +1,10 @@
-"""The local Prefect stack behind `make up` / `make down`: server on 127.0.0.1:4200, a process worker, deployments.
+"""The local Prefect stack behind `make up` / `make down`: the order store initialised or upgraded, a server on
+127.0.0.1:4200 (``YIDI_PREFECT_PORT``, ``make up PREFECT_PORT=4300``), a process worker, deployments.
 
 Processes are started detached with pid files under ``$YIDI_HOME/run`` so `make down` stops exactly what
 `make up` started (and nothing else). The server keeps its own SQLite database under ``$YIDI_HOME/prefect``.
+A server on the port that this project did not start (no live pid file) is never reused: its runs, deployments and
+work pool would be someone else's, and `make down` could not stop it.
 """
 
 from __future__ import annotations
@@ -18,9 +21,22 @@ import requests
 import yidi  # noqa: F401  (offline defaults in the environment handed to children)
 from yidi.settings import yidi_home
 
-HOST, PORT = "127.0.0.1", 4200
-API_URL = f"http://{HOST}:{PORT}/api"
-UI_URL = f"http://{HOST}:{PORT}"
+HOST, DEFAULT_PORT = "127.0.0.1", 4200
+
+
+def port() -> int:
+    return int(os.environ.get("YIDI_PREFECT_PORT") or DEFAULT_PORT)
+
+
+def api_url() -> str:
+    return f"http://{HOST}:{port()}/api"
+
+
+def ui_url() -> str:
+    return f"http://{HOST}:{port()}"
+
+
+PORT, API_URL, UI_URL = port(), api_url(), ui_url()  # as this process was started (``yidi demo``)
 WORK_POOL = "yidi-local"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,16 +50,17 @@ def run_dir() -> Path:
 def prefect_env() -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("PREFECT_HOME", str(yidi_home() / "prefect"))
-    env["PREFECT_API_URL"] = API_URL
-    env.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    env["PREFECT_API_URL"] = api_url()
+    # INFO: what each run did (counts, files, decisions) shows in the UI for worker runs too
+    env.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     env.setdefault("YIDI_HOME", str(yidi_home()))
     env["YIDI_REPO"] = str(REPO_ROOT)  # prefect.yaml's pull step runs flows from this checkout
     return env
 
 
-def api_healthy(url: str = API_URL, timeout: float = 1.0) -> bool:
+def api_healthy(url: str | None = None, timeout: float = 1.0) -> bool:
     try:
-        return requests.get(f"{url}/health", timeout=timeout).ok
+        return requests.get(f"{url or api_url()}/health", timeout=timeout).ok
     except requests.RequestException:
         return False
 
@@ -53,7 +70,7 @@ def use_local_server_if_running() -> bool:
     if os.environ.get("PREFECT_API_URL"):
         return True
     if api_healthy():
-        os.environ["PREFECT_API_URL"] = API_URL
+        os.environ["PREFECT_API_URL"] = api_url()
         return True
     return False
 
@@ -79,11 +96,27 @@ def _alive(pid: int) -> bool:
         return False
 
 
+class ForeignServer(RuntimeError):
+    """Something this project did not start answers on the server's port."""
+
+
+def ours_running() -> bool:
+    """The server this project started (pid file under ``$YIDI_HOME/run``) is alive."""
+    pid = _read_pid("server")
+    return pid is not None and _alive(pid)
+
+
 def start_server(timeout: float = 90) -> bool:
-    """Start the server unless one answers already; returns True when this call started it."""
+    """Start the server unless ours answers already; returns True when this call started it. Refuses (``ForeignServer``)
+    a server on the port that this project did not start."""
     if api_healthy():
-        return False
-    pid = _start("server", [_prefect_bin(), "server", "start", "--host", HOST, "--port", str(PORT)])
+        if ours_running():
+            return False
+        raise ForeignServer(
+            f"a Prefect server that `make up` did not start answers on {ui_url()}; stop it, or use another port: "
+            f"`make up PREFECT_PORT={port() + 1}` (or YIDI_PREFECT_PORT={port() + 1})"
+        )
+    pid = _start("server", [_prefect_bin(), "server", "start", "--host", HOST, "--port", str(port())])
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if api_healthy():
@@ -120,9 +153,23 @@ def ensure_global_limits() -> None:
             _prefect("gcl", "create", name, "--limit", str(limit), "--slot-decay-per-second", str(decay))
 
 
+def init_store() -> str:
+    """Create or upgrade the order store before anything is deployed, so no scheduled run meets a missing table."""
+    from yidi.db import database_url, init_db
+
+    heads = init_db()
+    from sqlalchemy.engine import make_url
+
+    return f"order store ready: {make_url(database_url()).render_as_string(hide_password=True)} ({', '.join(heads)})"
+
+
 def up() -> None:
-    started = start_server()
-    print(f"prefect server {'started' if started else 'already running'}: {UI_URL}")
+    print(init_store())
+    try:
+        started = start_server()
+    except ForeignServer as exc:
+        raise SystemExit(f"make up: {exc}") from None
+    print(f"prefect server {'started' if started else 'already running'}: {ui_url()}")
     _prefect("work-pool", "create", WORK_POOL, "--type", "process", "--overwrite")
     ensure_global_limits()
     deployed = _prefect("--no-prompt", "deploy", "--all", check=False)
@@ -137,7 +184,9 @@ def up() -> None:
     if worker_pid is None or not _alive(worker_pid):
         _start("worker", [_prefect_bin(), "worker", "start", "--pool", WORK_POOL])
     print(f"work pool {WORK_POOL} with a process worker; deployments from prefect.yaml are scheduled")
-    print(f"open the UI: {UI_URL}  (deployments: {UI_URL}/deployments)")
+    print(f"open the UI: {ui_url()}  (deployments: {ui_url()}/deployments)")
+    print("point the Prefect CLI at it (e.g. `prefect deployment ls`):")
+    print(f"  export PREFECT_API_URL={api_url()}")
 
 
 def clear_unlisted_schedules() -> list[str]:

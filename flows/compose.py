@@ -62,3 +62,18 @@ def retry_on_database_error(_task, _task_run, state) -> bool:
     except Exception:  # noqa: BLE001 - anything else is not a reason to run the step again
         return False
     return False
+
+
+class StoreNotReady(RuntimeError):
+    """The order store is missing, unreachable or on another migration than the code (one line, no traceback)."""
+
+
+def require_store(engine=None) -> None:
+    """The first step of every flow: fail at once with the same one line the CLI prints when the store is not
+    initialised (or behind the code), instead of a traceback about a missing table halfway through a step."""
+    from yidi.db import store_problem
+
+    problem = store_problem(engine)
+    if problem:
+        step_logger(__name__).error(problem)
+        raise StoreNotReady(problem)

@@ -28,7 +28,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.compose import Run, retry_on_database_error, with_prefect
+from flows.compose import Run, require_store, retry_on_database_error, with_prefect
+from flows.naming import run_name
 from yidi.settings import get_settings
 
 
@@ -143,7 +144,7 @@ def _publish(summary: dict) -> None:
                               description="Orders that need a person (they keep their state)")  # fmt: skip
 
 
-@flow(name="fulfilment-handoff", log_prints=True)
+@flow(name="fulfilment-handoff", log_prints=True, flow_run_name=run_name("handoff"))
 def fulfilment_handoff(
     carrier_api_url: str | None = None,
     supplier_api_url: str | None = None,
@@ -153,6 +154,7 @@ def fulfilment_handoff(
 ) -> dict:
     """Allocate every approved order, raise and send purchase/production requests, create waybills and
     documents, notify customers. URLs default to the policy file (``fulfilment.carrier_api_url`` …)."""
+    require_store()
     summary = handoff(
         with_prefect,
         carrier_api_url=carrier_api_url,
@@ -187,10 +189,11 @@ def stock_count(run: Run, path: str, *, as_of: datetime | None = None):
     return run(import_stocktake_task, path, as_of)
 
 
-@flow(name="stocktake", log_prints=True)
+@flow(name="stocktake", log_prints=True, flow_run_name=run_name("stocktake", "path", when="%Y-%m-%d %H:%M"))
 def stocktake(path: str, as_of: datetime | None = None) -> dict:
     """Import a stocktake file: variances become adjustments with reasons; the report goes to the UI and to
     ``$YIDI_HOME/documents/stocktakes``."""
+    require_store()
     result = stock_count(with_prefect, path, as_of=as_of)
     summary = result.as_dict()
     create_markdown_artifact(

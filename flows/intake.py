@@ -35,7 +35,8 @@ import yidi  # noqa: F401  (Prefect offline defaults)
 from connectors.base import TransientChannelError
 from connectors.phone_form import FormLine, PhoneOrder, form_record
 from connectors.registry import build_connector, connector_for_file, enabled_channels
-from flows.compose import Run, resolved, step_logger, submitted, with_prefect
+from flows.compose import Run, require_store, resolved, step_logger, submitted, with_prefect
+from flows.naming import run_name
 from tasks.intake.landing import run_channel
 from tasks.intake.rules import ChannelSummary
 from yidi.db import get_engine
@@ -138,13 +139,14 @@ def _summary_rows(results: dict[str, dict]) -> list[dict]:
     return rows
 
 
-@flow(name="intake-orders", log_prints=True)
+@flow(name="intake-orders", log_prints=True, flow_run_name=run_name("intake", "channels", "files"))
 def intake_orders(channels: list[str] | None = None, files: list[str] | None = None,
                   options: dict[str, dict] | None = None) -> dict[str, dict]:
     """Pull orders from the configured channels (or ``channels``), or take in ``files`` (csv/xlsx/eml).
 
     ``options`` overrides policy-file settings per channel (e.g. ``{"taobao": {"url": ...}}``; no secrets: those
     stay in environment variables)."""
+    require_store()
     results = order_intake(submitted, channels=channels, files=files, options=options)
     rows = _summary_rows(results)
     totals = {k: sum(r[k] for r in rows) for k in SUMMARY_FIELDS}
@@ -180,9 +182,10 @@ quarantine with a reason (`yidi intake quarantine list`), nothing is lost.
 """
 
 
-@flow(name="intake-phone-order", log_prints=True)
+@flow(name="intake-phone-order", log_prints=True, flow_run_name=run_name("phone order", "entered_by"))
 def intake_phone_order(timeout_hours: float = 8.0, entered_by: str = "") -> dict:
     """Pause with a form in the Prefect UI; the answer is taken in as a 'form' channel record."""
+    require_store()
     from prefect.flow_runs import pause_flow_run
 
     logger = get_run_logger()

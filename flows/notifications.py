@@ -13,7 +13,8 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from sqlalchemy import Engine
 
-from flows.compose import Run, with_prefect
+from flows.compose import Run, require_store, with_prefect
+from flows.naming import run_name
 from tasks.notifications import SendReport, outbox_status, send_batch_task
 from yidi.db import get_engine
 from yidi.settings import Settings
@@ -32,9 +33,10 @@ def notification_pass(run: Run, *, engine: Engine | None = None, now: datetime |
     return total
 
 
-@flow(name="send-notifications")
+@flow(name="send-notifications", flow_run_name=run_name("notify"))
 def send_notifications(max_batches: int = 50) -> dict:
     """Send what is due now (``notification_pass``) and publish the outbox's state."""
+    require_store()
     logger = get_run_logger()
     report = notification_pass(with_prefect, max_batches=max_batches)
     total, errors = report.as_dict(), report.errors

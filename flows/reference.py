@@ -6,11 +6,12 @@ from pathlib import Path
 
 from prefect import flow
 
+from flows.naming import run_name
 from tasks.reference import load_catalog, load_customers
 from yidi.db import init_db
 
 
-@flow(name="load-reference-data", log_prints=True)
+@flow(name="load-reference-data", log_prints=True, flow_run_name=run_name("reference data", when="%Y-%m-%d %H:%M"))
 def load_reference_data(catalog_file: str | None = None, customers_file: str | None = None) -> dict[str, int]:
     """Upsert the catalog and/or customers from csv/xlsx files (UTF-8 or GBK, Chinese or English headers)."""
     init_db()

@@ -35,7 +35,8 @@ from prefect.input import RunInput
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
-from flows.compose import Run, with_prefect
+from flows.compose import Run, require_store, with_prefect
+from flows.naming import run_name
 from tasks.review.automated import build_data_docs, review_chunk_task
 from tasks.review.deadlines import check_deadlines
 from tasks.review.decisions import apply_decision
@@ -101,9 +102,10 @@ def automated_review(run: Run, *, engine: Engine, settings: Settings, order_ids:
             "data_docs": docs}  # fmt: skip
 
 
-@flow(name="auto-review")
+@flow(name="auto-review", flow_run_name=run_name("auto-review"))
 def auto_review(order_ids: list[int] | None = None, send: bool = True) -> dict:
     """Automated first review (V5) of every received order (or the ones given), in chunks; right after ingest."""
+    require_store()
     logger = get_run_logger()
     engine = get_engine()
     result = automated_review(with_prefect, engine=engine, settings=get_settings(), order_ids=order_ids,
@@ -242,10 +244,11 @@ def check_form(form: ReviewForm, page: pd.DataFrame) -> list[str]:
     return problems
 
 
-@flow(name="review-orders")
+@flow(name="review-orders", flow_run_name=run_name("review", "channel", "reason_code", when="%m-%d %H:%M"))
 def review_orders(limit: int | None = None, order_nos: list[str] | None = None, poll_interval: int = 5,
                   timeout_hours: float | None = None) -> dict:
     """Manual review (V6): pending orders with their findings, page by page, in the run's pause form."""
+    require_store()
     logger = get_run_logger()
     settings = get_settings()
     engine = get_engine()
@@ -311,9 +314,10 @@ def _finish_review(applied: list[dict], refused: list[dict], timed_out: bool = F
 # --- deadlines ----------------------------------------------------------------------------------------------------------
 
 
-@flow(name="check-review-deadlines")
+@flow(name="check-review-deadlines", flow_run_name=run_name("review deadlines"))
 def check_review_deadlines(send: bool = True) -> dict:
     """Hourly: reminders before the review deadline, escalation after it (V6), backlog by age as an artifact."""
+    require_store()
     report = check_deadlines(get_engine(), settings=get_settings())
     backlog = _backlog_artifact(len(report.reminded), len(report.escalated))
     if send and (report.reminded or report.escalated):

@@ -30,7 +30,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
 
-from flows.compose import Run, step_logger, with_prefect
+from flows.compose import Run, require_store, step_logger, with_prefect
+from flows.naming import reconcile_name, run_name
 from tasks.settlement.cases import current_conditions, sync_cases
 from tasks.settlement.files import files_to_reconcile, ingest_payment_file, refused_files
 from tasks.settlement.payments import refresh_payment_states, run_matching, settle_paid_orders
@@ -249,7 +250,7 @@ def reconciliation(
     return {**result, "report": summary}
 
 
-@flow(name="reconcile-settlements", log_prints=True)
+@flow(name="reconcile-settlements", log_prints=True, flow_run_name=reconcile_name)
 def reconcile_settlements(
     source: str | None = None, period: str | None = None, file_path: str | None = None
 ) -> dict:
@@ -259,6 +260,7 @@ def reconcile_settlements(
     period: YYYY-MM-DD, YYYY-MM, YYYY-Www or A..B for the report (default: yesterday, Asia/Shanghai).
     file_path: one file to reconcile instead of the inbox.
     """
+    require_store()
     period_bounds(period, business_today())  # a bad period fails before any work
     files = files_to_reconcile(get_settings(), source, file_path)
     # a file named explicitly is always parsed again; an inbox file refused before is only listed
@@ -270,9 +272,10 @@ def reconcile_settlements(
     return result
 
 
-@flow(name="settlement-analysis", log_prints=True)
+@flow(name="settlement-analysis", log_prints=True, flow_run_name=run_name("settlement analysis", "weeks", when="%Y-%m-%d"))
 def settlement_analysis(weeks: int | None = None) -> dict:
     """Weekly settlement analysis (A2): trends of money in, match rate, discrepancies and overdue receivables."""
+    require_store()
     settings = get_settings()
     today = business_today()
     with get_engine().connect() as conn:

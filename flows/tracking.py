@@ -33,7 +33,8 @@ from prefect.concurrency.sync import concurrency
 from sqlalchemy import Engine
 
 from connectors.kuaidi100 import Kuaidi100Client
-from flows.compose import Run, retry_on_database_error, with_prefect
+from flows.compose import Run, require_store, retry_on_database_error, with_prefect
+from flows.naming import run_name
 from tasks.tracking.applying import BatchSummary, apply_outcomes
 from tasks.tracking.incidents import detect_time_exceptions
 from tasks.tracking.polling import (
@@ -180,7 +181,7 @@ def run_policy(callback_url: str | None = None, requests_per_second: float | Non
     return policy.model_copy(update=overrides) if overrides else policy
 
 
-@flow(name="poll-carriers")
+@flow(name="poll-carriers", flow_run_name=run_name("track", "waybill"))
 def poll_carriers(
     waybill: str | None = None,
     as_of: datetime | None = None,
@@ -196,6 +197,7 @@ def poll_carriers(
     file (stand-ins); ``callback_url`` subscribes new shipments to pushes at that URL; ``requests_per_second``
     overrides R for this run (the Prefect limit must allow it).
     """
+    require_store()
     logger = get_run_logger()
     policy = run_policy(callback_url, requests_per_second)
     engine = get_engine()

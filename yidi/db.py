@@ -85,6 +85,40 @@ def init_db(engine: Engine | None = None) -> list[str]:
     return current_heads(engine)
 
 
+STORE_NOT_READY = "the order store is not initialised"
+
+
+def code_heads() -> list[str]:
+    """The migration head this code expects (``yidi/migrations``)."""
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return sorted(ScriptDirectory.from_config(config).get_heads())
+
+
+def store_problem(engine: Engine | None = None) -> str | None:
+    """One line saying why the store cannot be used by this code (missing, unreachable, or behind/ahead of the
+    migrations), or None when it is ready. Flows fail with it at once (``flows.compose.require_store``) instead
+    of a traceback about a missing table halfway through a step."""
+    from sqlalchemy.engine import make_url
+
+    engine = engine or get_engine()
+    where = make_url(str(engine.url)).render_as_string(hide_password=True)
+    try:
+        have = current_heads(engine)
+    except Exception as exc:  # noqa: BLE001 - unreachable or refused: the reason is the message
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        return f"{STORE_NOT_READY} or cannot be reached at {where} ({reason}); run `yidi init` (or `make up`)"
+    want = code_heads()
+    if not have:
+        return f"{STORE_NOT_READY} at {where} (no schema); run `yidi init` (or `make up`)"
+    if have != want:
+        return (f"{STORE_NOT_READY} at {where} for this code (schema at {', '.join(have)}, code expects "
+                f"{', '.join(want)}); run `yidi init` (or `make up`) to upgrade")
+    return None
+
+
 def current_heads(engine: Engine) -> list[str]:
     from alembic.runtime.migration import MigrationContext
 

@@ -12,8 +12,8 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 
-from app.cli.common import cli, console
-from app.local_stack import API_URL, UI_URL, start_server
+from app.cli.common import cli, console, fail
+from app.local_stack import API_URL, UI_URL, ForeignServer, start_server
 from yidi.db import get_engine, init_db
 from yidi.schema import orders
 from yidi.settings import reload_settings, yidi_home
@@ -25,7 +25,10 @@ def demo(
     fresh: Annotated[bool, typer.Option(help="Start from an empty demo home")] = True,
 ) -> None:
     """Run the whole order lifecycle against the local stand-ins and print a summary."""
-    started = start_server()
+    try:
+        started = start_server()
+    except ForeignServer as exc:
+        raise fail(str(exc)) from None
     # Before Prefect is first imported, so every flow, subflow and thread of the demo reports to this server.
     os.environ["PREFECT_API_URL"] = API_URL
     console.print(f"Prefect server {'started' if started else 'already running'} at {UI_URL}")

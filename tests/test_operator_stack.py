@@ -1,0 +1,123 @@
+"""The operator's day (issue 15): a stack that starts green, run names that say what ran, a foreign server on the
+port refused, the Prefect CLI told where the server is."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import threading
+
+import pytest
+
+from yidi.db import STORE_NOT_READY, init_db, store_problem
+
+
+def test_an_empty_store_is_named_not_initialised_in_one_line(bare_engine):
+    problem = store_problem(bare_engine)
+    assert problem is not None and STORE_NOT_READY in problem and "\n" not in problem
+    assert "run `yidi init`" in problem
+    init_db(bare_engine)
+    assert store_problem(bare_engine) is None
+
+
+def test_a_store_behind_the_code_is_not_ready(sqlite_engine):
+    from sqlalchemy import text
+
+    with sqlite_engine.begin() as conn:  # as a store last migrated by the previous release would say
+        conn.execute(text("UPDATE alembic_version SET version_num = '0006_settlement'"))
+    problem = store_problem(sqlite_engine)
+    assert problem is not None and "code expects" in problem and "upgrade" in problem
+
+
+def test_make_up_initialises_the_store_first(tmp_path, monkeypatch):
+    monkeypatch.setenv("YIDI_HOME", str(tmp_path / "fresh"))
+    from app.local_stack import init_store
+    from yidi.db import get_engine
+
+    assert store_problem(get_engine()) is not None
+    line = init_store()
+    assert line.startswith("order store ready: sqlite:///") and "fresh" in line
+    assert store_problem(get_engine()) is None
+
+
+@pytest.mark.prefect
+def test_a_flow_on_an_uninitialised_store_fails_at_once_with_the_one_line(prefect_server, tmp_path, monkeypatch):
+    """Seen: every scheduled run failed with `no such table: notification_outbox` tracebacks."""
+    from flows.compose import StoreNotReady
+    from flows.notifications import send_notifications
+
+    monkeypatch.setenv("YIDI_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    state = send_notifications(return_state=True)
+    assert state.is_failed()
+    with pytest.raises(StoreNotReady, match=STORE_NOT_READY):
+        state.result()
+    assert "no such table" not in state.message
+
+
+@pytest.mark.prefect
+def test_runs_are_named_after_what_ran(prefect_server, sqlite_engine, monkeypatch):
+    """Seen: random names (`sweet-dogfish`); wanted `reconcile wechatpay 2026-11-30`, `intake 10:05`."""
+    import re
+
+    from prefect.client.orchestration import get_client
+
+    from flows.notifications import send_notifications
+    from flows.settlement import reconcile_settlements
+
+    monkeypatch.setenv("YIDI_DATABASE_URL", str(sqlite_engine.url))
+    states = [reconcile_settlements(source="wechatpay", period="2026-11-30", return_state=True),
+              send_notifications(return_state=True)]  # fmt: skip
+    with get_client(sync_client=True) as client:
+        names = [client.read_flow_run(s.state_details.flow_run_id).name for s in states]
+    assert names[0] == "reconcile wechatpay 2026-11-30"
+    assert re.fullmatch(r"notify \d\d:\d\d", names[1])
+
+
+def _answering(port_holder: list) -> http.server.HTTPServer:
+    class Health(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's spelling
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"true")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port_holder.append(server.server_address[1])
+    return server
+
+
+def test_a_server_this_project_did_not_start_is_refused_and_ours_is_reused(monkeypatch):
+    """Seen: `make demo` and `make up` reused any server on 127.0.0.1:4200, whoever started it."""
+    from app import local_stack
+
+    ports: list[int] = []
+    server = _answering(ports)
+    try:
+        monkeypatch.setenv("YIDI_PREFECT_PORT", str(ports[0]))
+        with pytest.raises(local_stack.ForeignServer, match=f"127.0.0.1:{ports[0]}.*PREFECT_PORT={ports[0] + 1}"):
+            local_stack.start_server(timeout=5)
+        (local_stack.run_dir() / "server.pid").write_text(str(os.getpid()))  # a live process of ours
+        assert local_stack.start_server(timeout=5) is False
+    finally:
+        server.shutdown()
+
+
+def test_the_stack_runs_on_the_configured_port_with_info_logs(monkeypatch):
+    from app import local_stack
+
+    monkeypatch.setenv("YIDI_PREFECT_PORT", "4231")
+    monkeypatch.delenv("PREFECT_LOGGING_LEVEL", raising=False)
+    env = local_stack.prefect_env()
+    assert env["PREFECT_API_URL"] == "http://127.0.0.1:4231/api"
+    assert env["PREFECT_LOGGING_LEVEL"] == "INFO"  # seen: worker runs had no INFO logs in the UI
+
+
+def test_make_up_prints_how_to_point_the_prefect_cli_at_the_server():
+    import inspect
+
+    from app import local_stack
+
+    assert "export PREFECT_API_URL={api_url()}" in inspect.getsource(local_stack.up)
