@@ -23,17 +23,19 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
+from typing import Annotated, Literal
 
 import pandas as pd
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from pydantic import Field
 from sqlalchemy import Engine
 
 from flows.compose import Run, require_store, step_logger, with_prefect
 from flows.naming import reconcile_name, run_name
 from tasks.settlement.cases import current_conditions, sync_cases
-from tasks.settlement.files import files_to_reconcile, ingest_payment_file, refused_files
+from tasks.settlement.files import files_to_reconcile, ingest_payment_file, known_sources, refused_files
 from tasks.settlement.payments import refresh_payment_states, run_matching, settle_paid_orders
 from tasks.settlement.receivables import refresh_receivables, take_dunning_steps
 from tasks.settlement.report import (
@@ -250,15 +252,36 @@ def reconciliation(
     return {**result, "report": summary}
 
 
+def _source_choices() -> tuple[str, ...]:
+    """The sources the Run form offers (the policy at deploy/import time; the defaults if it cannot be read)."""
+    try:
+        return tuple(known_sources(get_settings()))
+    except Exception:  # noqa: BLE001 - a broken policy file is reported by the run itself, not at import
+        from yidi.settings import Settings
+
+        return tuple(known_sources(Settings()))
+
+
+# The Run form's choices and hints (issue 15): an enumeration of sources, the period's formats with examples. The
+# descriptions come from the flow's docstring (its Args section: Prefect reads them from there).
+Source = Literal[_source_choices()]  # type: ignore[valid-type]
+SourceParam = Annotated[Source | None, Field(examples=["wechatpay", "bank:icbc"])]
+PeriodParam = Annotated[str | None, Field(examples=["2026-11-30", "2026-11", "2026-W48", "2026-11-01..2026-11-15"])]
+FileParam = Annotated[str | None, Field(examples=["/srv/yidi/settlement/inbox/alipay/20881234_20261130.csv"])]
+
+
 @flow(name="reconcile-settlements", log_prints=True, flow_run_name=reconcile_name)
 def reconcile_settlements(
-    source: str | None = None, period: str | None = None, file_path: str | None = None
+    source: SourceParam = None, period: PeriodParam = None, file_path: FileParam = None
 ) -> dict:
     """Reconcile payment files against orders.
 
-    source: alipay | wechatpay | bank | bank:<template> | cod | cod:<carrier> (default: every source).
-    period: YYYY-MM-DD, YYYY-MM, YYYY-Www or A..B for the report (default: yesterday, Asia/Shanghai).
-    file_path: one file to reconcile instead of the inbox.
+    Args:
+        source: Which payment files: one provider (alipay, wechatpay), every bank (bank) or one bank template
+            (bank:icbc), every COD carrier (cod) or one (cod:shunfeng). Empty: every source.
+        period: The report's period: a day YYYY-MM-DD, a month YYYY-MM, an ISO week YYYY-Www, or a range A..B.
+            Empty: yesterday (Asia/Shanghai).
+        file_path: One file to reconcile instead of the inbox (a path the worker can read).
     """
     require_store()
     period_bounds(period, business_today())  # a bad period fails before any work

@@ -121,3 +121,43 @@ def test_make_up_prints_how_to_point_the_prefect_cli_at_the_server():
     from app import local_stack
 
     assert "export PREFECT_API_URL={api_url()}" in inspect.getsource(local_stack.up)
+
+
+# --- parameters with choices (Build 4) -------------------------------------------------------------------------------
+
+
+def test_the_cli_refuses_an_unknown_source_listing_the_valid_ones(tmp_path, monkeypatch):
+    """Seen: `yidi reconcile --source bogus` exited 0 with "files 0 ingested"."""
+    from typer.testing import CliRunner
+
+    from app.cli.main import cli
+
+    for command in (["settlement", "reconcile"], ["reconcile"]):
+        result = CliRunner().invoke(cli, [*command, "--source", "bogus"])
+        assert result.exit_code == 1
+        said = " ".join(result.output.split())
+        assert "unknown source 'bogus'" in said
+        assert "alipay, wechatpay, bank, bank:cmb, bank:cqrcb, bank:icbc, cod" in said and "cod:shunfeng" in said
+
+
+def test_the_reconcile_run_form_offers_the_sources_and_explains_period_and_file():
+    """Seen: the Run form showed `source`, `period`, `file_path` as bare `str | None` toggles."""
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.settlement import reconcile_settlements
+
+    properties = parameter_schema(reconcile_settlements).model_dump()["properties"]
+    choices = properties["source"]["anyOf"][0]["enum"]
+    assert {"alipay", "wechatpay", "bank", "bank:icbc", "bank:cmb", "bank:cqrcb", "cod", "cod:shunfeng"} <= set(choices)
+    assert "YYYY-MM" in properties["period"]["description"] and "2026-W48" in properties["period"]["examples"]
+    assert properties["file_path"]["description"]
+    assert all(properties[name].get("description") for name in properties)
+
+
+def test_the_reconcile_flow_refuses_an_unknown_source_before_any_work():
+    from prefect.exceptions import ParameterTypeError
+
+    from flows.settlement import reconcile_settlements
+
+    with pytest.raises(ParameterTypeError):
+        reconcile_settlements.validate_parameters({"source": "bogus"})

@@ -55,12 +55,15 @@ def reconcile(
     """
     from datetime import date
 
+    from tasks.settlement.files import unknown_source
     from tasks.settlement.rules import period_bounds
 
     try:
         period_bounds(period, date.today())
     except ValueError as exc:
         raise fail(str(exc)) from None
+    if unknown_source(source):  # seen: `--source bogus` exited 0 with "files 0 ingested"
+        raise fail(unknown_source(source))
     engine = engine_or_exit()
     file_path = str(file) if file else None
     if no_prefect:

@@ -45,6 +45,23 @@ def inbox_files(settings: Settings | None = None, source: str | None = None) -> 
     return [p for p in files if (found := file_source(p, settings.settlement)) and is_source(found, source)]
 
 
+def known_sources(settings: Settings | None = None) -> list[str]:
+    """Every value a reconciliation's ``source`` takes: each file kind, and for the kinds keyed by a template or
+    carrier (bank, cod) each one the policy configures (``bank:icbc``, ``cod:shunfeng``)."""
+    policy = (settings or get_settings()).settlement
+    keys = {"bank": sorted(policy.bank_templates), "cod": sorted(policy.accounts.cod)}
+    return ["alipay", "wechatpay", "bank", *(f"bank:{k}" for k in keys["bank"]), "cod",
+            *(f"cod:{k}" for k in keys["cod"])]  # fmt: skip
+
+
+def unknown_source(source: str | None, settings: Settings | None = None) -> str | None:
+    """Why ``source`` is refused (naming every valid one), or None when it is known (or not given)."""
+    valid = known_sources(settings)
+    if not source or source in valid:
+        return None
+    return f"unknown source {source!r}; valid: {', '.join(valid)}"
+
+
 def files_to_reconcile(settings: Settings, source: str | None, file_path: str | None) -> list[Path]:
     """The one file named (it must exist), else every file in the inbox of ``source``."""
     if file_path:
