@@ -50,9 +50,15 @@ def test_auto_review_flow_decides_notifies_and_builds_offline_docs(prefect_serve
     engine, ids, smtp, sms = store
     result = auto_review()
     assert result["checked"] == len(ids) + 1  # and the history order pending without any check yet
-    assert result["auto_rejected"] > 0 and result["pending_review"] > 0
-    # Customers of auto-rejected orders were told (the flow sends the outbox right away).
-    assert smtp.received() and sms.messages
+    # V5: the 20 cases with an obvious error (review_data.CASES: missing name/phone/district/lines, unknown or
+    # inactive item, impossible quantities and totals, foreign currency, a method or term not allowed, blocked
+    # customer, purchase limit, promotion misuse) and the order with several of them are rejected; the 20 others
+    # and the history order wait.
+    assert (result["auto_rejected"], result["pending_review"]) == (21, 21)
+    # Customers of auto-rejected orders were told (the flow sends the outbox right away), once each.
+    # Every rejected order has an email address; three have no usable mobile (phone missing, phone invalid, and
+    # the several-failures order's "12345"), so 21 emails and 18 text messages.
+    assert (len(smtp.received()), len(sms.messages)) == (21, 18)
     docs = result["data_docs"]
     html = open(docs, encoding="utf-8").read()
     assert "review_v1_customer" in html and "http://" not in html and "https://" not in html

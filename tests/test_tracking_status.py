@@ -80,7 +80,8 @@ def test_delivered_stays_delivered_but_keeps_damage_reason():
 
 
 def test_not_signed_is_not_delivered():
-    assert classify_checkpoint("快件超时未签收")[0] is not T.DELIVERED
+    # 超时未签收 says the parcel is late and still on its way: in transit, no exception reason of its own.
+    assert classify_checkpoint("快件超时未签收") == (T.IN_TRANSIT, None)
 
 
 def test_fallback_state_applies_when_checkpoint_has_no_code():
