@@ -37,6 +37,7 @@ from sqlalchemy import Engine, and_, bindparam, or_, select, update
 from connectors.sms_gateway import SmsGateway, SmsSendError
 from connectors.smtp_mail import MailSendError, OutgoingMail, SmtpMailer
 from yidi.bulk import frame_records, utc_now
+from yidi.db import for_writing
 from yidi.lifecycle import record_events
 from yidi.masking import mask_phone
 from yidi.schema import notification_outbox as outbox
@@ -147,7 +148,7 @@ def claim_due(engine: Engine, now: datetime, limit: int, lease_seconds: float,
               media: tuple[str, ...] = ("email", "sms")) -> pd.DataFrame:
     """Claim up to ``limit`` due notices (oldest first) for this sender; returns the claimed rows."""
     lease_until = now + timedelta(seconds=lease_seconds)
-    with engine.begin() as conn:
+    with for_writing(engine).begin() as conn:
         ids = conn.execute(
             select(outbox.c.id).where(_due(now), outbox.c.medium.in_(media)).order_by(outbox.c.id).limit(limit)
         ).scalars().all()

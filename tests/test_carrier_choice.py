@@ -130,8 +130,10 @@ def test_cash_on_delivery_needs_a_carrier_that_collects():
     result = choose([ship(cod_amount_fen=18_900)])
     options = result.options.set_index("carrier")
     assert options.loc["zhongtong", "excluded_reason"] == "no COD under agreement"
-    assert result.choices.loc[0, "carrier"] in {"jd", "shunfeng", "ems", "debangwuliu"}
-    assert result.choices.loc[0, "cod_fee_fen"] >= 200
+    # Of the four that collect (the shipped rate cards, 1 kg to 四川): jd ¥10 + ¥2 COD fee, ems ¥12 + ¥3,
+    # shunfeng ¥13 + ¥3, deppon ¥35 + ¥5 -> jd at ¥12.00.
+    choice = result.choices.loc[0]
+    assert (choice["carrier"], choice["freight_fen"], choice["cod_fee_fen"]) == ("jd", 1000, 200)
 
 
 def test_alternatives_are_recorded_for_every_carrier():

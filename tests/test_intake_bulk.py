@@ -205,13 +205,15 @@ run_channel(make_engine({db!r}), SpreadsheetConnector("spreadsheet", {{"files": 
 def test_a_bulk_drop_killed_mid_file_then_run_again_loses_and_duplicates_nothing(sqlite_engine, tmp_path):
     import os
     import signal
+    import sqlite3
     import subprocess
     import sys
     import time
 
     from bench.ingest import make_csv
 
-    n = 3_000
+    # Large enough that the child is still busy when it is stopped, on a loaded machine too (100 chunks).
+    n = 20_000
     make_csv(n, tmp_path / "big.csv")
     script = KILL_SCRIPT.format(home=str(tmp_path / "home"), db=str(sqlite_engine.url), csv=str(tmp_path / "big.csv"))
     root = os.path.dirname(os.path.dirname(__file__))
@@ -222,8 +224,14 @@ def test_a_bulk_drop_killed_mid_file_then_run_again_loses_and_duplicates_nothing
             assert child.poll() is None, "the child ended before committing a chunk"
             assert time.monotonic() < deadline
             time.sleep(0.02)
+        # Hold the write lock so the child cannot commit another chunk however the machine schedules it, then kill
+        # it while it waits (mid-file, between chunks), then let go.
+        holder = sqlite3.connect(sqlite_engine.url.database, timeout=60, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=10)
+        holder.execute("ROLLBACK")
+        holder.close()
     finally:
         if child.poll() is None:
             child.kill()

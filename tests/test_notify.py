@@ -180,6 +180,34 @@ def test_two_senders_never_claim_the_same_notice(engine):
     assert not set(first["id"]) & set(second["id"])
 
 
+def test_senders_racing_in_threads_claim_each_notice_once(engine):
+    """Eight senders released together, each claiming until nothing is left: every notice exactly once."""
+    import threading
+
+    with engine.begin() as conn:
+        oid = make_order(conn)
+        enqueue(conn, pd.DataFrame([notice(oid, "email", f"r{i}@example.com", f"race:{i}") for i in range(40)]))
+    gate = threading.Barrier(8, timeout=30)
+    claimed: list[int] = []
+    errors: list[Exception] = []
+
+    def sender():
+        try:
+            gate.wait()
+            while not (batch := claim_due(engine, NOW, 3, 600)).empty:
+                claimed.extend(batch["id"].tolist())
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=sender) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert len(claimed) == 40 and len(set(claimed)) == 40
+
+
 def test_send_notifications_flow(prefect_server, tmp_path, monkeypatch, relays):
     from flows.notifications import send_notifications
     from yidi.db import get_engine, init_db

@@ -41,7 +41,18 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 def _sqlite_begin(conn) -> None:
     # pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINT; take it over (SQLAlchemy recipe).
-    conn.exec_driver_sql("BEGIN")
+    # A read-then-write transaction that races another writer must take the write lock first (IMMEDIATE):
+    # a deferred one cannot upgrade once the other commits and fails at once with "database is locked".
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("write_first") else "BEGIN")
+
+
+def for_writing(engine: Engine) -> Engine:
+    """The engine for a transaction that reads, then writes what it read, under concurrent writers (a claim).
+
+    On SQLite the transaction starts with the write lock (``BEGIN IMMEDIATE``), so a second claimer waits its turn
+    (busy timeout) instead of failing; PostgreSQL's row locks and conditional UPDATEs need nothing more.
+    """
+    return engine.execution_options(write_first=True)
 
 
 def make_engine(url: str) -> Engine:

@@ -340,8 +340,11 @@ class CarrierState:
         }
 
     def reset_stats(self) -> None:
+        """Forget what was counted and refill the bucket: a fresh start for the next measured part."""
         self.outcomes.clear()
         self.arrivals.clear()
+        if self.bucket is not None:
+            self.bucket = TokenBucket(self.bucket.rate, self.bucket.burst)
 
 
 def failure_answer(mode: str) -> tuple[int, dict | str]:

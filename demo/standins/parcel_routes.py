@@ -24,9 +24,10 @@ class SimClock:
     """Simulated time (aware UTC), thread-safe. Still unless ``speed`` is given: then it runs at ``speed`` x real
     time (60: a real minute is a simulated hour), and ``advance``/``set`` still jump it."""
 
-    def __init__(self, start: datetime | None = None, speed: float | None = None):
+    def __init__(self, start: datetime | None = None, speed: float | None = None, monotonic=time.monotonic):
+        self._monotonic = monotonic  # tests pass their own to move real time by hand
         self._now = (start or datetime.now(UTC)).astimezone(UTC)
-        self._since = time.monotonic()
+        self._since = monotonic()
         self.speed = speed
         self._lock = threading.Lock()
 
@@ -34,7 +35,7 @@ class SimClock:
         with self._lock:
             if not self.speed:
                 return self._now
-            return self._now + timedelta(seconds=(time.monotonic() - self._since) * self.speed)
+            return self._now + timedelta(seconds=(self._monotonic() - self._since) * self.speed)
 
     def advance(self, delta: timedelta | None = None, **kwargs) -> datetime:
         with self._lock:
@@ -44,7 +45,7 @@ class SimClock:
     def set(self, when: datetime) -> datetime:
         with self._lock:
             self._now = when.astimezone(UTC)
-            self._since = time.monotonic()
+            self._since = self._monotonic()
         return self.now()
 
 
