@@ -9,7 +9,7 @@ export YIDI_HOME ?= $(CURDIR)/.yidi
 PREFECT_PORT ?= 4200
 export YIDI_PREFECT_PORT ?= $(PREFECT_PORT)
 
-.PHONY: help venv test lint demo up down bench clean
+.PHONY: help venv test lint demo up down bench bench-report clean
 
 help:
 	@echo "make demo   run the whole order lifecycle on SQLite + a local Prefect server against the stand-ins"
@@ -17,6 +17,7 @@ help:
 	@echo "make up     order store initialised/upgraded, local Prefect server (PREFECT_PORT=4200), worker, deployments"
 	@echo "make down   stop what make up (or make demo) started"
 	@echo "make bench  benchmarks beside their baselines (BENCH=name for one, BENCH_N=rows to scale down)"
+	@echo "make bench-report  the README's benchmark table from the committed bench/results/*.json"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +47,9 @@ down: venv
 
 bench: venv
 	$(BIN)/python -m bench $(BENCH)
+
+bench-report: venv
+	$(BIN)/python -m bench.report
 
 clean:
 	rm -rf $(VENV) .yidi .pytest_cache .ruff_cache

@@ -5,9 +5,18 @@ ours / baseline), ``prepare(n, workdir, case)`` -> ctx, ``ours(ctx)`` and ``base
 (several data shapes, e.g. failure rates: the result gets ``ratio_<case>`` and ``ratio`` is the worst) and
 ``extra(ctx)`` -> dict of further figures. ``prepare`` may raise ``bench.Skip`` (e.g. no PostgreSQL).
 
-Each run of ours and of the baseline happens in a forked child (alternating, ``BENCH_RUNS`` pairs, default 3), so
-neither warms the other's caches in-process and each child's peak memory is its own. Environment: ``BENCH_N``
-scales every benchmark's row count; ``BENCH_RUNS`` sets the pairs.
+Parity first: a module's ``parity(ctx)`` runs ours and the baseline once and raises ``AssertionError`` naming the
+first difference when they do not produce the same rows, matches, allocations or decisions; nothing is timed
+until it passes. A module without ``parity`` is reported as "parity: not checked".
+
+Each run of ours and of the baseline happens in a forked child (alternating, ``BENCH_RUNS`` pairs, default 5), so
+neither warms the other's caches in-process and each child's peak memory is its own. Min, median and max of both
+sides and of the ratio are kept; a ratio whose spread (max - min) is over 10% of its median is marked noisy.
+Environment: ``BENCH_N`` scales every benchmark's row count; ``BENCH_RUNS`` sets the pairs.
+
+Results go to ``bench/results/NAME.json`` with the commit, the machine, the versions and the date (committed:
+``make bench-report`` writes the README's table from them). The exit status is 1 when a benchmark fails, fails
+its parity check, or is over its target.
 """
 
 from __future__ import annotations
@@ -73,8 +82,20 @@ def timed_in_child(fn, ctx) -> tuple[float, float, float]:
     return value, peak, growth
 
 
+NOISY_SPREAD = 0.10
+
+
+def spread(values: list[float]) -> dict:
+    return {"min": round(min(values), 4), "median": round(statistics.median(values), 4), "max": round(max(values), 4)}
+
+
 def run_case(module, n: int, case: str | None, runs: int, workdir: Path) -> dict:
     ctx = module.prepare(n, workdir, case) if case is not None else module.prepare(n, workdir, None)
+    if hasattr(module, "parity"):
+        module.parity(ctx)  # AssertionError: the benchmark fails before anything is timed
+        parity = "checked"
+    else:
+        parity = "not checked"
     ours_s, base_s, ratios, ours_peak, base_peak, ours_growth = [], [], [], [], [], []
     for _ in range(runs):
         t_ours, p_ours, g_ours = timed_in_child(module.ours, ctx)
@@ -85,10 +106,16 @@ def run_case(module, n: int, case: str | None, runs: int, workdir: Path) -> dict
         ours_peak.append(p_ours)
         base_peak.append(p_base)
         ours_growth.append(g_ours)
+    ratio_median = statistics.median(ratios)
     result = {
         "ours_s": round(statistics.median(ours_s), 4),
         "baseline_s": round(statistics.median(base_s), 4),
-        "ratio": round(statistics.median(ratios), 3),
+        "ratio": round(ratio_median, 3),
+        "ours_spread_s": spread(ours_s),
+        "baseline_spread_s": spread(base_s),
+        "ratio_spread": spread(ratios),
+        "noisy": (max(ratios) - min(ratios)) / ratio_median > NOISY_SPREAD,
+        "parity": parity,
         "peak_mb": round(max(ours_peak), 1),
         "peak_growth_mb": round(max(ours_growth), 1),
         "baseline_peak_mb": round(max(base_peak), 1),
@@ -126,6 +153,11 @@ def run_benchmark(module, runs: int, scale: int | None) -> dict:
                 "ours_s",
                 "baseline_s",
                 "ratio",
+                "ours_spread_s",
+                "baseline_spread_s",
+                "ratio_spread",
+                "noisy",
+                "parity",
                 "peak_mb",
                 "peak_growth_mb",
                 "baseline_peak_mb",
@@ -133,7 +165,47 @@ def run_benchmark(module, runs: int, scale: int | None) -> dict:
             ):
                 result[key] = worst[key]
     result["within_target"] = result["ratio"] <= module.TARGET
+    result["provenance"] = provenance()
     return result
+
+
+def provenance() -> dict:
+    """Where a figure comes from: commit, machine, versions, date (so a README figure can be traced and redone)."""
+    import platform
+    import subprocess
+    from datetime import UTC, datetime
+    from importlib import metadata
+
+    def version(package: str) -> str | None:
+        try:
+            return metadata.version(package)
+        except metadata.PackageNotFoundError:
+            return None
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                check=True).stdout.strip()  # fmt: skip
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                    capture_output=True, text=True).stdout.strip())  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        commit, dirty = None, None
+    with open("/proc/meminfo") as handle:
+        mem_kb = int(handle.readline().split()[1])
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor())  # fmt: skip
+    import sqlite3
+
+    return {
+        "commit": commit,
+        "uncommitted_changes": dirty,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cores": os.cpu_count(), "memory_gib": round(mem_kb / 2**20, 1), "cpu": cpu,
+                    "load_average_1m": round(os.getloadavg()[0], 2)},  # fmt: skip
+        "versions": {"python": platform.python_version(), "sqlite": sqlite3.sqlite_version}
+        | {p: version(p) for p in ("pandas", "pyarrow", "numpy", "sqlalchemy", "prefect", "great-expectations",
+                                   "duckdb", "psycopg", "rapidfuzz")},  # fmt: skip
+    }
 
 
 def discover() -> dict[str, object]:
@@ -155,11 +227,12 @@ def main(argv: list[str]) -> int:
     if unknown:
         console.print(f"[red]unknown benchmark(s) {unknown}[/red]; available: {', '.join(sorted(available))}")
         return 2
-    runs = int(os.environ.get("BENCH_RUNS", "3"))
+    runs = int(os.environ.get("BENCH_RUNS", "5"))
     scale = int(os.environ["BENCH_N"]) if os.environ.get("BENCH_N") else None
     RESULTS.mkdir(exist_ok=True)
     table = Table(title="yidi benchmarks (medians; ratio = ours / baseline, lower is better)")
-    for column in ("benchmark", "n", "ours s", "baseline s", "ratio", "target", "peak MB", "baseline"):
+    for column in ("benchmark", "n", "ours s", "baseline s", "ratio (min–max)", "target", "parity", "peak MB",
+                   "baseline"):  # fmt: skip
         table.add_column(column)
     failed = False
     for name in wanted:
@@ -176,13 +249,17 @@ def main(argv: list[str]) -> int:
             continue
         (RESULTS / f"{name}.json").write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n")
         mark = "[green]ok[/green]" if result["within_target"] else "[red]over[/red]"
+        failed = failed or not result["within_target"]
+        band = result["ratio_spread"]
+        noisy = " [yellow]noisy[/yellow]" if result["noisy"] else ""
         table.add_row(
             name,
             f"{result['n']:,}",
             f"{result['ours_s']:.3f}",
             f"{result['baseline_s']:.3f}",
-            f"{result['ratio']:.2f} {mark}",
+            f"{result['ratio']:.2f} ({band['min']:.2f}–{band['max']:.2f}) {mark}{noisy}",
             f"≤ {module.TARGET}",
+            result["parity"],
             f"{result['peak_mb']:.0f}",
             module.BASELINE,
         )
