@@ -81,7 +81,8 @@ stock_movements = Table(
     Column("warehouse", String(32), nullable=False),
     Column("item_code", String(64), nullable=False),
     Column("batch_no", String(64)),
-    # receipt, reservation, release, issue, adjustment, damage, write_off, expiry, qc_hold, qc_pass, qc_fail
+    # receipt, reservation, release, issue, adjustment, damage, write_off, expiry, qc_hold, qc_pass, qc_fail,
+    # return (goods a customer sent back: sellable, or quarantined when damaged)
     Column("kind", String(16), nullable=False),
     Column("on_hand_delta", Float, nullable=False, server_default="0"),
     Column("reserved_delta", Float, nullable=False, server_default="0"),

@@ -16,6 +16,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+# After-sales, feedback and service (issue 14) have their own module: yidi/aftersales_policy.py.
+from yidi.aftersales_policy import AftersalesPolicy, FeedbackPolicy, ServicePolicy
+
 # The settlement section is a schema of its own (bank templates, dunning ladder): yidi/settlement_policy.py.
 from yidi.settlement_policy import SettlementPolicy
 
@@ -515,6 +518,9 @@ class Settings(Section):
     tracking: TrackingPolicy = TrackingPolicy()
     settlement: SettlementPolicy = SettlementPolicy()
     risk: RiskPolicy = RiskPolicy()
+    aftersales: AftersalesPolicy = AftersalesPolicy()
+    feedback: FeedbackPolicy = FeedbackPolicy()
+    service: ServicePolicy = ServicePolicy()
 
 
 def yidi_home() -> Path:

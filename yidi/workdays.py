@@ -7,7 +7,7 @@ next year's arrangement.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
@@ -73,3 +73,23 @@ def working_days_between(start: date | datetime, end: date | datetime) -> int:
         if is_working_day(day):
             count += 1
     return sign * count
+
+
+def add_working_hours(start: datetime, hours: float, day_start: time, day_end: time) -> datetime:
+    """``start`` moved forward by ``hours`` of working time: only between ``day_start`` and ``day_end`` (Asia/Shanghai)
+    on working days. Feedback response limits (T3) count this way; a message at Friday 17:00 with a four-hour limit
+    is due Monday 12:00 in a normal week. Returns an aware datetime in the business time zone."""
+    local = start.astimezone(BUSINESS_TZ)
+    remaining = timedelta(hours=hours)
+    while True:
+        day = local.date()
+        opens = datetime.combine(day, day_start, tzinfo=BUSINESS_TZ)
+        closes = datetime.combine(day, day_end, tzinfo=BUSINESS_TZ)
+        if not is_working_day(day) or local >= closes:
+            local = datetime.combine(day + timedelta(days=1), day_start, tzinfo=BUSINESS_TZ)
+            continue
+        local = max(local, opens)
+        if local + remaining <= closes:
+            return local + remaining
+        remaining -= closes - local
+        local = datetime.combine(day + timedelta(days=1), day_start, tzinfo=BUSINESS_TZ)

@@ -34,7 +34,7 @@ from yidi.settings import FulfilmentPolicy
 DELTAS = ["on_hand_delta", "reserved_delta", "damaged_delta", "quarantined_delta"]
 MOVEMENT_KINDS = frozenset(
     {"receipt", "reservation", "release", "issue", "adjustment", "damage", "write_off", "expiry",
-     "qc_hold", "qc_pass", "qc_fail"}
+     "qc_hold", "qc_pass", "qc_fail", "return"}
 )  # fmt: skip
 
 

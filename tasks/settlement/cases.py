@@ -83,8 +83,12 @@ def current_conditions(
             f"""SELECT DISTINCT order_id FROM order_events WHERE kind = 'state'
                 AND to_state IN ({in_list(sorted(REFUND_REASON_STATES))}) AND order_id IN (SELECT k FROM {table})""",
         )
+        # A refund the after-sales area decided (a case with a refund request) is explained too (A3).
+        with_case = read_frame(
+            conn, f"SELECT DISTINCT order_id FROM refund_requests WHERE order_id IN (SELECT k FROM {table})"
+        )
         drop_temp_tables(conn, table)
-        returned |= set(history["order_id"])
+        returned |= set(history["order_id"]) | set(with_case["order_id"])
     summary["has_return"] = summary["order_id"].isin(returned)
     summary["customer_id"] = summary["customer_id"].astype("Int64")
 
