@@ -97,8 +97,10 @@ KINDS = {"交易": "payment", "退款": "refund"}
 
 _ACCOUNT = re.compile(r"#\s*账号[:：]\s*\[?\s*([0-9A-Za-z]+)")
 _PERIOD = re.compile(r"起始日期[:：]\s*\[([^\]]+)\].*?终止日期[:：]\s*\[([^\]]+)\]")
-_TRADES = re.compile(r"交易合计[:：]\s*([\d,]+)\s*笔\s*[,，]\s*商家实收共[:：]\s*([-\d,.]+)\s*元")
-_REFUNDS = re.compile(r"退款合计[:：]\s*([\d,]+)\s*笔\s*[,，]\s*商家实收退款共[:：]\s*([-\d,.]+)\s*元")
+# Footer totals. Alipay prints ``商家实收共0.06元`` (no colon after 共: the form every public parser and test
+# fixture shows); a colon is accepted too. Counts and amounts may carry thousands separators.
+_TRADES = re.compile(r"交易合计[:：]?\s*([\d,]+)\s*笔\s*[,，]\s*商家实收共\s*[:：]?\s*([-\d,.]+)\s*元")
+_REFUNDS = re.compile(r"退款合计[:：]?\s*([\d,]+)\s*笔\s*[,，]\s*商家实收退款共\s*[:：]?\s*([-\d,.]+)\s*元")
 
 
 def looks_like_alipay(data: bytes, name: str) -> bool:
@@ -124,27 +126,34 @@ def _zip_member_name(info: zipfile.ZipInfo) -> str:
         return info.filename
 
 
-def _detail_bytes(data: bytes, name: str) -> bytes:
-    """The detail csv inside the zip (or the bytes themselves when a bare csv is given)."""
+def _bill_members(data: bytes, name: str) -> tuple[bytes, bytes | None]:
+    """The detail csv and the summary csv (``…_业务明细(汇总).csv``, None when absent) inside the zip, or the
+    bytes themselves when a bare csv is given."""
     if not is_zip(data):
         if name.lower().endswith(".zip"):
             raise PaymentFileError(name, "truncated", "not a readable zip archive (cut off or damaged)")
-        return data
+        return data, None
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         members = [i for i in archive.infolist() if _zip_member_name(i).lower().endswith(".csv")]
         details = [i for i in members if "汇总" not in _zip_member_name(i)]
-        if len(details) != 1:
+        summaries = [i for i in members if "汇总" in _zip_member_name(i)]
+        if len(details) != 1 or len(summaries) > 1:
             raise PaymentFileError(
                 name,
                 "format",
-                f"expected one detail csv in the zip, found {[_zip_member_name(i) for i in members]}",
+                f"expected one detail csv (and at most one summary) in the zip, found "
+                f"{[_zip_member_name(i) for i in members]}",
             )
-        return archive.read(details[0])
+        return archive.read(details[0]), (archive.read(summaries[0]) if summaries else None)
     except (zipfile.BadZipFile, EOFError, zipfile.LargeZipFile) as exc:
         raise PaymentFileError(
             name, "truncated", f"not a readable zip archive (cut off or damaged: {exc})"
         ) from None
+
+
+def _detail_bytes(data: bytes, name: str) -> bytes:
+    return _bill_members(data, name)[0]
 
 
 def split_bill(text: str, *, file: str) -> tuple[list[str], list[str], list[str], int]:
@@ -172,8 +181,16 @@ def parse_alipay_bill(
     """
     data, file = read_source(source, name)
     digest = file_hash(data)
-    detail = _detail_bytes(data, file)
+    detail, summary_bytes = _bill_members(data, file)
     text, encoding = decode_text(detail, "gbk", file=file)
+    summary = decode_text(summary_bytes, "gbk", file=file)[0] if summary_bytes is not None else None
+    if "业务汇总" in text[:2000] and "支付宝交易号" not in text:
+        raise PaymentFileError(
+            file,
+            "format",
+            "an Alipay summary file (业务明细(汇总): totals per store); the payments are in the detail file "
+            "(…_业务明细.csv) of the same zip",
+        )
     if "支付宝" not in text[:2000] and "支付宝交易号" not in text:
         raise PaymentFileError(
             file,
@@ -207,7 +224,7 @@ def parse_alipay_bill(
     footer_text = normalise_text("".join(footer))
     trades, refunds = _TRADES.search(footer_text), _REFUNDS.search(footer_text)
     if trades is None:
-        raise PaymentFileError(file, "truncated", "footer line 交易合计 is missing or unreadable")
+        _refuse_unreadable_footer(file, footer, "交易合计")
     check_total(file, "trade count", int(trades.group(1).replace(",", "")), int((~is_refund).sum()), "rows")
     check_total(file, "trade 商家实收 total", _fen(trades.group(2)), int(amount[~is_refund].sum()))
     if refunds is not None:
@@ -215,8 +232,12 @@ def parse_alipay_bill(
             file, "refund count", int(refunds.group(1).replace(",", "")), int(is_refund.sum()), "rows"
         )
         check_total(file, "refund 商家实收 total", _fen(refunds.group(2)), int(amount[is_refund].sum()))
+    elif any("退款合计" in line for line in footer):
+        _refuse_unreadable_footer(file, footer, "退款合计")
     elif is_refund.any():
         raise PaymentFileError(file, "truncated", "refund rows present but footer line 退款合计 is missing")
+    if summary is not None:
+        _check_summary(file, summary, int((~is_refund).sum()), int(is_refund.sum()), int(amount.sum()))
 
     trade_no = ids["支付宝交易号"]
     batch = ids.get("退款批次号/请求号", pd.Series([""] * len(frame)))
@@ -250,6 +271,44 @@ def bill_period(source: str | Path | bytes) -> tuple[str, str] | None:
     text, _ = decode_text(_detail_bytes(data, file), "gbk", file=file)
     match = _PERIOD.search(text[:2000])
     return (match.group(1), match.group(2)) if match else None
+
+
+def _refuse_unreadable_footer(file: str, footer: list[str], label: str) -> None:
+    line = next((x for x in footer if label in x), None)
+    if line is None:
+        raise PaymentFileError(file, "truncated", f"footer line {label} is missing (the file was cut off)")
+    raise PaymentFileError(
+        file, "format", f"footer line {label} is not in a form yidi reads: {line.strip()!r}"
+    )
+
+
+SUMMARY_COUNTS = ("交易订单总笔数", "退款订单总笔数")
+SUMMARY_AMOUNT = "商家实收（元）"
+
+
+def _check_summary(file: str, text: str, trades: int, refunds: int, amount_fen: int) -> None:
+    """The zip's summary file (per store, then a 合计 row) must agree with the detail rows: trade and refund
+    counts and 商家实收 (trades + refunds). A summary without these columns is not checked."""
+    lines = [x for x in text.splitlines() if x.strip() and not x.startswith("#")]
+    if not lines:
+        return
+    frame = pd.read_csv(io.StringIO("\n".join(lines)), dtype=str, keep_default_na=False)
+    frame.columns = normalise_headers(frame.columns)
+    frame = frame.apply(lambda c: c.str.strip())
+    wanted = [normalise_text(c) for c in (*SUMMARY_COUNTS, SUMMARY_AMOUNT)]
+    if any(c not in frame.columns for c in wanted):
+        return
+    is_total = frame.apply(lambda row: any(normalise_text(v) == "合计" for v in row.iloc[:2]), axis=1)
+    rows = frame[is_total] if is_total.any() else frame
+    try:
+        stated_trades = int(sum(int(v.replace(",", "") or 0) for v in rows[wanted[0]]))
+        stated_refunds = int(sum(int(v.replace(",", "") or 0) for v in rows[wanted[1]]))
+        stated_amount = int(money_fen(rows[wanted[2]], what="汇总 商家实收").sum())
+    except (BadValues, ValueError):
+        raise PaymentFileError(file, "bad_value", "the summary file's 合计 row is not numbers") from None
+    check_total(file, "summary 交易订单总笔数", stated_trades, trades, "rows")
+    check_total(file, "summary 退款订单总笔数", stated_refunds, refunds, "rows")
+    check_total(file, "summary 商家实收 total", stated_amount, amount_fen)
 
 
 def _fen(text: str) -> int:

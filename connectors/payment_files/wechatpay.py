@@ -91,6 +91,19 @@ SUMMARY_OF = {
     "订单总金额": "订单金额",
     "申请退款总金额": "申请退款金额",
 }
+# The bill as the 2015 downloadbill documentation named its columns (early SDKs model it: 子商户号, 总金额,
+# 代金券或立减优惠金额; summary 总交易额, 总退款金额): read as today's names.
+LEGACY_COLUMNS = {
+    "子商户号": "特约商户号",
+    "总金额": "应结订单金额",
+    "代金券或立减优惠金额": "代金券金额",
+    "代金券或立减优惠退款金额": "充值券退款金额",
+}
+LEGACY_SUMMARY = {
+    "总交易额": "应结订单总金额",
+    "总退款金额": "退款总金额",
+    "总代金券或立减优惠退款金额": "充值券退款总金额",
+}
 REQUIRED = ["交易时间", "商户号", "微信订单号", "商户订单号", "交易状态", "应结订单金额", "手续费"]
 FEE_DECIMALS = 5
 NO_MONEY_STATES = {"REVOKED", "CLOSED", "NOTPAY", "PAYERROR"}
@@ -132,16 +145,18 @@ def parse_wechatpay_bill(
             + ("" if readable else "; no readable Chinese: wrong encoding")
             + ")",
         )
-    summary_at = next((i for i, line in enumerate(lines) if line.startswith("总交易单数")), None)
+    summary_at = next(
+        (i for i, line in enumerate(lines) if line.lstrip('`"').startswith("总交易单数")), None
+    )
     if summary_at is None or summary_at + 1 >= len(lines):
         raise PaymentFileError(file, "truncated", "the summary rows (总交易单数 …) at the end are missing")
     frame = pd.read_csv(io.StringIO("\n".join(lines[:summary_at])), dtype=str, keep_default_na=False)
     frame.columns = normalise_headers(frame.columns)
-    frame = _unbacktick(frame)
+    frame = _unbacktick(frame).rename(columns=LEGACY_COLUMNS)
     require_columns(frame, REQUIRED, file=file, what="WeChat Pay bill")
     summary = pd.read_csv(io.StringIO("\n".join(lines[summary_at : summary_at + 2])), dtype=str)
     summary.columns = normalise_headers(summary.columns)
-    summary = _unbacktick(summary)
+    summary = _unbacktick(summary).rename(columns=LEGACY_SUMMARY)
     if len(summary) != 1 or "总交易单数" not in summary:
         raise PaymentFileError(file, "truncated", "the summary values row is missing")
     has_refunds = "退款金额" in frame

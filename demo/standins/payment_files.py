@@ -242,8 +242,9 @@ def write_alipay_bill(
     body = _csv_line(COLUMNS) + "".join(_csv_line(r) for r in rows)
     foot = (
         "#-----------------------------------------业务明细列表结束------------------------------------\n"
-        f"#交易合计：{int((~refund_mask).sum())}笔，商家实收共：{bill_yuan(trade_total)}元，商家让利共：0.00元\n"
-        f"#退款合计：{int(refund_mask.sum())}笔，商家实收退款共：{bill_yuan(refund_total)}元，商家让利退款共：0.00元\n"
+        # The footer as real bills print it (public fixtures, tests/data/formats/README.md): no colon after 共.
+        f"#交易合计：{int((~refund_mask).sum())}笔，商家实收共{bill_yuan(trade_total)}元，商家优惠共0.00元\n"
+        f"#退款合计：{int(refund_mask.sum())}笔，商家实收退款共{bill_yuan(refund_total)}元，商家优惠退款共0.00元\n"
         f"#导出时间：[{end + timedelta(hours=9, minutes=12, seconds=33):%Y年%m月%d日 %H:%M:%S}]\n"
     )
     text = head + body + foot
@@ -256,9 +257,14 @@ def write_alipay_bill(
     summary = _encode(
         "#支付宝业务汇总查询\n"
         f"#账号：[{account_shown}]\n"
-        "门店编号,门店名称,交易订单总笔数,退款订单总笔数,订单金额（元）,商家实收（元）\n"
+        f"#起始日期：[{start:%Y年%m月%d日 %H:%M:%S}]   终止日期：[{end:%Y年%m月%d日 %H:%M:%S}]\n"
+        "#-----------------------------------------业务汇总列表----------------------------------------\n"
+        "门店编号,门店名称,交易订单总笔数,退款订单总笔数,订单金额（元）,商家实收（元）,支付宝优惠（元）,"
+        "商家优惠（元）,卡消费金额（元）,服务费（元）,分润（元）,实收净额（元）\n"
         f",合计,{int((~refund_mask).sum())},{int(refund_mask.sum())},"
-        f"{bill_yuan(int(amounts.sum()))},{bill_yuan(int(amounts.sum()))}\n",
+        f"{bill_yuan(int(amounts.sum()))},{bill_yuan(int(amounts.sum()))},0.00,0.00,0.00,"
+        f"{bill_yuan(-int(fees.sum()))},0.00,{bill_yuan(int(amounts.sum()) - int(fees.sum()))}\n"
+        "#-----------------------------------------业务汇总列表结束------------------------------------\n",
         "gbk",
         faults,
     )
