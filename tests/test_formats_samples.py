@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from connectors.payment_files import parse_payment_file
 from connectors.payment_files.alipay import parse_alipay_bill
 from connectors.payment_files.common import PaymentFileError
 from connectors.payment_files.wechatpay import parse_wechatpay_bill
@@ -163,3 +164,185 @@ def test_wechat_bill_whose_summary_disagrees_is_refused_for_its_totals(name, old
     error = _refused("totals_mismatch", parse_wechatpay_bill, (head + "总交易" + summary.replace(old, new, 1)).encode(),
                      name=name)  # fmt: skip
     assert words in error.problem
+
+
+# ------------------------------------------------------------------------------ bank statements and COD
+
+BANK = FORMATS / "bank"
+COD = FORMATS / "cod"
+
+
+@pytest.fixture
+def policy():
+    return _defaults_policy()
+
+
+def _defaults_policy():
+    from yidi.settings import DEFAULTS_PATH, load_settings
+
+    return load_settings(DEFAULTS_PATH).settlement
+
+
+def _read(path: Path, policy, data: bytes | None = None):
+    from connectors.payment_files import read_payment_file
+
+    return read_payment_file(path.read_bytes() if data is None else data, path.name, policy)
+
+
+@pytest.mark.parametrize(
+    ("name", "source", "amounts", "times"),
+    [
+        ("boc-transactions.utf8.csv", "bank:boc", [129900, -5000, 1200050],
+         [utc(2026, 11, 3, 9, 15, 2), utc(2026, 11, 3, 14, 20, 45), utc(2026, 11, 4, 10, 0, 0)]),
+        ("abc-transactions.gbk.csv", "bank:abc", [200000, -1000, 1],
+         [utc(2026, 11, 3, 10, 15, 0), utc(2026, 11, 3, 13, 23, 24), utc(2026, 11, 4, 0, 0, 0)]),
+        ("ccb-transactions.gbk.csv", "bank:ccb", [350000, -12000],
+         [utc(2026, 11, 3, 10, 1, 2), utc(2026, 11, 3, 16, 30, 0)]),
+    ],
+)  # fmt: skip
+def test_bank_export_in_the_published_shape_is_recognised_and_read(policy, name, source, amounts, times):
+    found, frame = _read(BANK / name, policy)
+    assert found == source
+    assert frame["amount_fen"].tolist() == amounts
+    assert frame["txn_time"].tolist() == times
+    assert frame["kind"].tolist() == ["credit" if a > 0 else "debit" for a in amounts]
+    assert set(frame["account"]) == set(policy.accounts.bank[source.partition(":")[2]])
+
+
+def test_bank_lines_with_a_placeholder_serial_keep_their_own_identity(policy):
+    _, frame = _read(BANK / "abc-transactions.gbk.csv", policy)
+    assert frame["line_key"].tolist()[:2] == ["369396001", "369396002"]
+    assert frame["provider_txn_id"].isna().tolist() == [False, False, True]  # 0000000000 is no serial
+
+
+def test_ccb_export_names_our_account_in_its_title_lines(policy):
+    data = (BANK / "ccb-transactions.gbk.csv").read_bytes().replace(b"50050100360000001234", b"50050100369999999999")
+    with pytest.raises(PaymentFileError) as caught:
+        _read(BANK / "ccb-transactions.gbk.csv", policy, data)
+    assert caught.value.reason == "other_account"
+
+
+ZTO_ROWS = [  # (waybill, order, collected, fee) of the rows marked 已回款; the 未回款 row is no money yet
+    ("73100000000001", "YD20261101000051", 129900, 1299),
+    ("73100000000002", "YD20261101000052", 5000, 50),
+]
+
+
+def test_gbk_carrier_cod_export_with_title_lines_status_and_totals_row_parses(policy):
+    found, frame = _read(COD / "zhongtong-remittance.gbk.csv", policy)
+    assert found == "cod:zhongtong"
+    rows = list(zip(frame["waybill_no"], frame["merchant_order_no"], frame["amount_fen"], frame["fee_fen"], strict=True))
+    assert rows == ZTO_ROWS
+    assert set(frame["account"]) == {"ZTO5000123"}
+    assert frame["line_key"].tolist()[0] == "ZTOHK202611050001/73100000000001"
+    assert frame["txn_time"].tolist() == [utc(2026, 11, 5, 0, 0, 0)] * 2
+    assert frame["kind"].unique().tolist() == ["cod"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "words"),
+    [
+        ('合计,,,"1,437.00"', '合计,,,"1,438.00"', "totals row 代收货款"),
+        (',14.37,"1,422.63"', ',14.36,"1,422.63"', "totals row 手续费"),
+        ("总笔数：3", "总笔数：4", "row count"),
+    ],
+)
+def test_carrier_cod_export_whose_totals_disagree_is_refused_for_its_totals(policy, old, new, words):
+    text = (COD / "zhongtong-remittance.gbk.csv").read_bytes().decode("gbk")
+    assert old in text
+    with pytest.raises(PaymentFileError) as caught:
+        _read(COD / "zhongtong-remittance.gbk.csv", policy, text.replace(old, new).encode("gbk"))
+    assert caught.value.reason == "totals_mismatch" and words in caught.value.problem
+
+
+def test_carrier_cod_export_with_an_unknown_status_or_no_totals_row_is_refused(policy):
+    text = (COD / "zhongtong-remittance.gbk.csv").read_bytes().decode("gbk")
+    with pytest.raises(PaymentFileError) as caught:
+        _read(COD / "x.csv", policy, text.replace("未回款", "已拒收").encode("gbk"))
+    assert caught.value.reason == "bad_value" and "已拒收" in caught.value.problem
+    cut = text[: text.index("合计")]
+    with pytest.raises(PaymentFileError) as caught:
+        _read(COD / "x.csv", policy, cut.encode("gbk"))
+    assert caught.value.reason == "truncated"
+
+
+def test_a_file_no_template_fits_names_every_template_tried_and_why(policy):
+    text = (COD / "zhongtong-remittance.gbk.csv").read_bytes().decode("gbk")
+    stranger = text.replace("中通快递", "极兔速递").replace("运单编号", "单号")
+    with pytest.raises(PaymentFileError) as caught:
+        _read(COD / "jt.csv", policy, stranger.encode("gbk"))
+    problem = caught.value.problem
+    assert caught.value.reason == "format"
+    for source in [*(f"cod:{k}" for k in policy.cod_templates), *(f"bank:{k}" for k in policy.bank_templates)]:
+        assert f"{source}: " in problem
+    assert "cod:zhongtong: no header with 运单编号 + 代收货款" in problem
+    renamed_only = text.replace("中通快递", "极兔速递").replace("ZTO", "JT")
+    with pytest.raises(PaymentFileError) as caught:
+        _read(COD / "jt.csv", policy, renamed_only.encode("gbk"))
+    assert "cod:zhongtong: header found, but none of ['中通', 'ZTO']" in caught.value.problem
+
+
+# ------------------------------------------------------------------------- templates in the policy file
+
+
+def _policy_with(tmp_path, toml: str):
+    from yidi.settings import load_settings
+
+    path = tmp_path / "yidi.toml"
+    path.write_text(toml, encoding="utf-8")
+    return load_settings(path).settlement
+
+
+def test_a_bank_template_in_yidi_toml_replaces_the_shipped_one_whole(tmp_path):
+    shipped = _defaults_policy().bank_templates["icbc"]
+    assert shipped.debit_total_pattern and "凭证号" in shipped.columns.txn_id
+    policy = _policy_with(tmp_path, """
+[settlement.accounts]
+bank = { icbc = ["3100021109024123456"] }
+[settlement.bank_templates.icbc]
+bank_name = "中国工商银行 (own export)"
+amount_convention = "signed_amount"
+[settlement.bank_templates.icbc.columns]
+date = ["交易日期"]
+amount = ["发生额"]
+""")  # fmt: skip
+    icbc = policy.bank_templates["icbc"]
+    assert icbc.bank_name == "中国工商银行 (own export)"
+    # nothing of the shipped template survives: no totals patterns, no serial column, default footer markers
+    assert icbc.debit_total_pattern is None and icbc.count_pattern is None
+    assert icbc.columns.txn_id == [] and icbc.columns.debit == []
+    assert icbc.footer_markers == ["合计", "总计", "笔数"]
+    assert set(policy.bank_templates) == set(_defaults_policy().bank_templates)  # the others stay
+    statement = "账号,3100021109024123456\n交易日期,发生额,摘要\n2026-11-03,100.00,货款\n2026-11-03,-20.00,费用\n"
+    frame = parse_payment_file(statement.encode("gbk"), "icbc.csv", "bank:icbc", policy)
+    assert frame["amount_fen"].tolist() == [10000, -2000]
+
+
+def test_a_carrier_template_in_yidi_toml_replaces_the_shipped_one_whole(tmp_path):
+    policy = _policy_with(tmp_path, """
+[settlement.cod_templates.zhongtong]
+carrier_name = "中通快递"
+totals_row_markers = ["总计"]
+count_pattern = '共(\\d+)单'
+[settlement.cod_templates.zhongtong.columns]
+waybill = ["快递单号"]
+collected = ["货款"]
+remitted = ["回款"]
+""")  # fmt: skip
+    zto = policy.cod_templates["zhongtong"]
+    assert zto.columns.fee == [] and zto.columns.status == [] and zto.detect_words == []
+    assert zto.totals_row_markers == ["总计"]
+    export = ("中通快递 代收货款回款明细\n客户编码：ZTO5000123\n回款日期：2026-11-06\n快递单号,货款,回款\n"
+              "73100000000009,100.00,100.00\n总计,100.00,100.00\n共1单\n")  # fmt: skip
+    found, frame = _read(COD / "zto.csv", policy, export.encode("gbk"))
+    assert found == "cod:zhongtong"
+    assert frame["amount_fen"].tolist() == [10000] and frame["fee_fen"].tolist() == [0]
+    assert frame["txn_time"].tolist() == [utc(2026, 11, 6, 0, 0, 0)]
+    with pytest.raises(PaymentFileError):  # the shipped layout is gone for this key
+        _read(COD / "zto.csv", policy, (COD / "zhongtong-remittance.gbk.csv").read_bytes())
+
+
+def test_other_policy_tables_still_merge_key_by_key(tmp_path):
+    policy = _policy_with(tmp_path, "[settlement.accounts]\nalipay = ['2088000000000001']\n")
+    assert policy.accounts.alipay == ["2088000000000001"]
+    assert policy.accounts.wechatpay == _defaults_policy().accounts.wechatpay

@@ -381,7 +381,9 @@ def test_cod_remittance_round_trip(tmp_path, policy, xlsx):
         }
     )
     path = write_cod_remittance(remits, tmp_path / ("cod.xlsx" if xlsx else "cod.csv"), xlsx=xlsx)
-    frame = parse_cod_remittance(path, accounts=policy.accounts.cod["shunfeng"])
+    frame = parse_cod_remittance(
+        path, policy.cod_templates["shunfeng"], template_key="shunfeng", accounts=policy.accounts.cod["shunfeng"]
+    )
     assert frame["source"].unique().tolist() == ["cod:shunfeng"]
     assert frame["kind"].unique().tolist() == ["cod"]
     assert frame["amount_fen"].tolist() == [129900, 5000] and frame["fee_fen"].tolist() == [1299, 50]
@@ -409,7 +411,9 @@ def test_cod_faults_reject_the_whole_file(tmp_path, policy, faults, reason):
     )
     path = write_cod_remittance(remits, tmp_path / "cod-bad.csv", faults=faults)
     with pytest.raises(PaymentFileError) as caught:
-        parse_cod_remittance(path, accounts=policy.accounts.cod["shunfeng"])
+        parse_cod_remittance(
+        path, policy.cod_templates["shunfeng"], template_key="shunfeng", accounts=policy.accounts.cod["shunfeng"]
+    )
     assert caught.value.reason == reason and "cod-bad.csv" in str(caught.value)
 
 
@@ -419,8 +423,9 @@ def test_cod_row_arithmetic_checked(policy):
         "运单号,客户订单号,收件人,代收金额（元）,手续费（元）,回款金额（元）,签收日期,回款日期,备注\n"
         "SF1,YD1,,100.00,1.00,98.00,,2026-11-05,\n合计,,,100.00,1.00,98.00,,,\n笔数,1\n"
     )
-    with pytest.raises(PaymentFileError, match="回款金额 ≠ 代收金额 − 手续费"):
-        parse_cod_remittance(text.encode("gbk"), name="c.csv", accounts=policy.accounts.cod["shunfeng"])
+    with pytest.raises(PaymentFileError, match="remitted ≠ collected − fee"):
+        parse_cod_remittance(text.encode("gbk"), policy.cod_templates["shunfeng"], template_key="shunfeng",
+                             name="c.csv", accounts=policy.accounts.cod["shunfeng"])  # fmt: skip
 
 
 def test_policy_file_errors_name_the_settlement_key(tmp_path):

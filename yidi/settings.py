@@ -541,11 +541,18 @@ def policy_file_path() -> Path | None:
     return local if local.is_file() else None
 
 
-def _merge(base: dict, override: dict) -> dict:
+# Tables whose entries the policy file replaces whole instead of merging into: a file layout is one description,
+# and a shipped template's columns and patterns must not survive an operator's own version of it (issue 12).
+REPLACED_WHOLE = {("settlement", "bank_templates"), ("settlement", "cod_templates")}
+
+
+def _merge(base: dict, override: dict, path: tuple[str, ...] = ()) -> dict:
     merged = dict(base)
     for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+        if path in REPLACED_WHOLE:
+            merged[key] = value
+        elif isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value, (*path, key))
         else:
             merged[key] = value
     return merged

@@ -46,6 +46,9 @@ class BankColumnMap(_Strict):
     counterparty_account: list[str] = Field([], description="对方账号")
     counterparty_bank: list[str] = Field([], description="对方开户行")
     memo: list[str] = Field([], description="摘要/用途/附言: every one present is joined into the memo")
+    own_account: list[str] = Field(
+        [], description="Our own account number per row (本方账号/借记卡号), when the file has no account line"
+    )
 
     @field_validator("*", mode="before")
     @classmethod
@@ -53,10 +56,29 @@ class BankColumnMap(_Strict):
         return _as_list(value)
 
 
-class BankTemplate(_Strict):
-    """One bank's corporate e-banking export layout (configured, not coded)."""
+def _one_group_regex(value: str | None) -> str | None:
+    if value is None:
+        return value
+    try:
+        compiled = re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression: {exc}") from None
+    if compiled.groups != 1:
+        raise ValueError("the pattern must have exactly one capturing group")
+    return value
 
-    bank_name: str = Field(description="The bank's name, shown in reports")
+
+def _strptime_formats(value: list[str]) -> list[str]:
+    for fmt in value:
+        if "%" not in fmt:
+            raise ValueError(f"{fmt!r} is not a strptime format")
+        datetime.now().strftime(fmt)
+    return value
+
+
+class _Layout(_Strict):
+    """What bank and carrier templates share: how to find the header, where the data ends, what to skip."""
+
     encoding: str = Field(
         "gb18030", description="Text encoding of csv/txt exports when not UTF-8 (BOM/valid UTF-8 win)"
     )
@@ -64,8 +86,35 @@ class BankTemplate(_Strict):
     header_row: int | None = Field(
         None,
         ge=0,
-        description="0-based row of the column names; omitted = find the first row with the columns",
+        description="0-based row of the column names; omitted = the first row (of 40) holding the columns",
     )
+    detect_words: list[str] = Field(
+        [],
+        description="Words of which one must appear in the title lines above the header or in the file name "
+        "for the template to fit (telling apart exports with the same columns); empty = columns decide",
+    )
+    skip_markers: list[str] = Field(
+        [], description="Rows inside the data whose first cell starts with one of these are skipped (本页小计)"
+    )
+    totals_row_markers: list[str] = Field(
+        [], description="The totals row: first cell starts with one of these; its cells under the amount "
+        "columns must equal the rows' sums"
+    )
+    source_note: str = Field(
+        "", description="Where the layout comes from (a public sample, or 'assumption: …'); shown by "
+        "`yidi settlement templates`"
+    )
+
+    @field_validator("detect_words", "skip_markers", "totals_row_markers", mode="before")
+    @classmethod
+    def _listify_words(cls, value):
+        return _as_list(value)
+
+
+class BankTemplate(_Layout):
+    """One bank's corporate e-banking export layout (configured, not coded)."""
+
+    bank_name: str = Field(description="The bank's name, shown in reports")
     columns: BankColumnMap
     amount_convention: Literal["debit_credit_columns", "signed_amount_with_flag", "signed_amount"] = Field(
         description="Two columns (借方/贷方), one amount with a 借贷标志, or one signed amount (negative = out)"
@@ -93,28 +142,21 @@ class BankTemplate(_Strict):
     )
     credit_total_pattern: str | None = Field(None, description="Regex (one group) for the credit total")
     count_pattern: str | None = Field(None, description="Regex (one group) for the number of transactions")
+    account_in_file: bool = Field(
+        True,
+        description="The export names our account (account_pattern or columns.own_account); false = the export "
+        "never does (some banks' downloads), the one account configured for the template is taken",
+    )
 
     @field_validator("account_pattern", "debit_total_pattern", "credit_total_pattern", "count_pattern")
     @classmethod
     def _one_group_regex(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        try:
-            compiled = re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression: {exc}") from None
-        if compiled.groups != 1:
-            raise ValueError("the pattern must have exactly one capturing group")
-        return value
+        return _one_group_regex(value)
 
     @field_validator("date_formats", "time_formats")
     @classmethod
     def _formats(cls, value: list[str]) -> list[str]:
-        for fmt in value:
-            if "%" not in fmt:
-                raise ValueError(f"{fmt!r} is not a strptime format")
-            datetime.now().strftime(fmt)
-        return value
+        return _strptime_formats(value)
 
     @model_validator(mode="after")
     def _convention_columns(self) -> BankTemplate:
@@ -126,6 +168,97 @@ class BankTemplate(_Strict):
         if self.amount_convention == "signed_amount" and not c.amount:
             raise ValueError("signed_amount needs columns.amount")
         return self
+
+
+class CodColumnMap(_Strict):
+    """Which column of a carrier's COD remittance export holds each field (candidate header names, first
+    present wins)."""
+
+    waybill: list[str] = Field(description="Waybill number (运单号)")
+    collected: list[str] = Field(description="COD amount collected from the customer (代收金额)")
+    remit_date: list[str] = Field([], description="Remittance date (回款日期); else remit_date_labels above")
+    order_no: list[str] = Field([], description="Our order number as given to the carrier")
+    recipient: list[str] = Field([], description="Recipient (收件人)")
+    fee: list[str] = Field([], description="The carrier's COD fee (手续费)")
+    remitted: list[str] = Field([], description="Amount paid back (回款金额 = 代收 − 手续费)")
+    signed_date: list[str] = Field([], description="Delivery/sign date (签收日期)")
+    status: list[str] = Field([], description="Remittance status per waybill (回款状态)")
+    batch_no: list[str] = Field([], description="Remittance batch per row, when the export has it as a column")
+    memo: list[str] = Field([], description="Remarks")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _listify(cls, value):
+        return _as_list(value)
+
+
+def _labels_pattern(labels: list[str], value: str) -> re.Pattern:
+    return re.compile("(?:" + "|".join(re.escape(x) for x in labels) + ")" + r"[^0-9A-Za-z]{0,4}" + value)
+
+
+class CodTemplate(_Layout):
+    """One carrier's COD remittance export (代收货款回款明细) layout, configured, not coded. The key is the
+    carrier's Kuaidi100 code (the source becomes ``cod:<key>``)."""
+
+    carrier_name: str = Field(description="The carrier's name, shown in reports")
+    columns: CodColumnMap
+    date_formats: list[str] = Field(
+        ["%Y-%m-%d", "%Y/%m/%d", "%Y%m%d", "%Y-%m-%d %H:%M:%S", "%Y/%m/%d %H:%M:%S"],
+        description="strptime formats of the date columns",
+    )
+    account_labels: list[str] = Field(
+        ["月结卡号", "月结账号", "客户编码", "客户编号", "客户代码"],
+        description="Labels before our account at the carrier in the title lines",
+    )
+    batch_labels: list[str] = Field(
+        ["回款批次号", "返款批次号", "批次号", "结算单号"], description="Labels before the remittance batch number"
+    )
+    remit_date_labels: list[str] = Field(
+        ["回款日期", "返款日期", "结算日期"], description="Labels before the remittance date in the title lines"
+    )
+    fee_sign: Literal["positive", "negative"] = Field(
+        "positive", description="How the fee is printed: 'positive' (12.99) or 'negative' (a deduction, -12.99)"
+    )
+    remitted_statuses: list[str] = Field(
+        ["已回款", "已返款", "已结算", "回款成功", "已打款"],
+        description="Status values meaning the money was paid back (rows with these are remittances)",
+    )
+    pending_statuses: list[str] = Field(
+        ["未回款", "待回款", "回款中", "未返款", "待结算", "未结算"],
+        description="Status values meaning not paid back yet: listed, not money; any other status refuses the file",
+    )
+    footer_markers: list[str] = Field(
+        ["合计", "总计", "笔数", "总笔数"], description="A row starting with one of these ends the data"
+    )
+    count_pattern: str | None = Field(
+        r"(?:总笔数|笔数|合计笔数)\s*[:：]?\s*(\d+)",
+        description="Regex (one group) for the number of rows after the data; null = not stated",
+    )
+
+    @field_validator("count_pattern")
+    @classmethod
+    def _one_group(cls, value: str | None) -> str | None:
+        return _one_group_regex(value)
+
+    @field_validator("date_formats")
+    @classmethod
+    def _date_formats(cls, value: list[str]) -> list[str]:
+        return _strptime_formats(value)
+
+    @model_validator(mode="after")
+    def _needs_totals_row(self) -> CodTemplate:
+        if not self.totals_row_markers:
+            raise ValueError("totals_row_markers is required: a COD remittance without its 合计 row is refused")
+        return self
+
+    def account_regex(self) -> re.Pattern:
+        return _labels_pattern(self.account_labels, r"([0-9A-Za-z][0-9A-Za-z\-]{3,31})")
+
+    def batch_regex(self) -> re.Pattern:
+        return _labels_pattern(self.batch_labels, r"([0-9A-Za-z][0-9A-Za-z\-]{3,39})")
+
+    def remit_date_regex(self) -> re.Pattern:
+        return _labels_pattern(self.remit_date_labels, r"(\d{4}[-/年]?\d{1,2}[-/月]?\d{1,2})")
 
 
 class MerchantAccounts(_Strict):
@@ -256,7 +389,10 @@ class SettlementPolicy(_Strict):
         8, ge=1, le=104, description="Weeks covered by the weekly settlement analysis"
     )
     bank_templates: dict[str, BankTemplate] = Field(
-        {}, description="Bank statement layouts by key (icbc, cmb…)"
+        {}, description="Bank statement layouts by key (icbc, cmb…); yidi.toml replaces a key whole"
+    )
+    cod_templates: dict[str, CodTemplate] = Field(
+        {}, description="Carrier COD remittance layouts by carrier code; yidi.toml replaces a key whole"
     )
 
     @field_validator("memo_reference_pattern")

@@ -1,5 +1,6 @@
-"""Settlement commands (issue 7): ``yidi settlement reconcile FILE | --source S --period P [--no-prefect]`` and
-``yidi settlement cases`` (list, show, explain, resolve, reopen, assign).
+"""Settlement commands (issue 7): ``yidi settlement reconcile FILE | --source S --period P [--no-prefect]``,
+``yidi settlement cases`` (list, show, explain, resolve, reopen, assign) and ``yidi settlement templates`` (the
+bank and carrier file layouts in the policy file, issue 12).
 
 ``yidi reconcile`` and ``yidi cases …`` are hidden aliases for one release. Registered on the main CLI by the one
 import line in ``app/cli/main.py``.
@@ -101,6 +102,84 @@ def reconcile(
 
 
 cli.command("reconcile", hidden=True, help=RENAMED.format("reconcile"))(reconcile)
+
+
+def _template_summary(kind: str, key: str, template) -> dict:
+    """One template as plain data: what a person checks against a real export."""
+    if kind == "bank":
+        cols = template.columns
+        amounts = {
+            "debit_credit_columns": f"{cols.debit[0]} / {cols.credit[0]}" if cols.debit else "",
+            "signed_amount_with_flag": f"{(cols.amount or [''])[0]} + {(cols.direction or [''])[0]}",
+            "signed_amount": f"{(cols.amount or [''])[0]} (signed)",
+        }[template.amount_convention]
+        totals = [t for t, p in (("debit", template.debit_total_pattern), ("credit", template.credit_total_pattern),
+                                 ("count", template.count_pattern)) if p]  # fmt: skip
+        return {
+            "source": f"bank:{key}", "name": template.bank_name, "encoding": template.encoding,
+            "delimiter": template.delimiter, "header_row": template.header_row, "date_column": cols.date[0],
+            "amounts": amounts, "amount_convention": template.amount_convention,
+            "totals_checked": totals + (["totals row"] if template.totals_row_markers else []),
+            "detect_words": template.detect_words, "footer_markers": template.footer_markers,
+            "account_in_file": template.account_in_file, "shape": template.source_note,
+            "columns": template.columns.model_dump(),
+        }  # fmt: skip
+    cols = template.columns
+    amounts = " / ".join(c[0] for c in (cols.collected, cols.fee, cols.remitted) if c)
+    return {
+        "source": f"cod:{key}", "name": template.carrier_name, "encoding": template.encoding,
+        "delimiter": template.delimiter, "header_row": template.header_row, "date_column": (cols.remit_date or
+        ["(title line)"])[0], "amounts": amounts, "fee_sign": template.fee_sign,
+        "status_column": (cols.status or [None])[0], "remitted_statuses": template.remitted_statuses,
+        "pending_statuses": template.pending_statuses,
+        "totals_checked": ["totals row"] + (["count"] if template.count_pattern else []),
+        "detect_words": template.detect_words or [template.carrier_name],
+        "footer_markers": template.footer_markers + template.totals_row_markers, "shape": template.source_note,
+        "columns": template.columns.model_dump(),
+    }  # fmt: skip
+
+
+@settlement_app.command("templates")
+def templates(
+    source: Annotated[
+        str | None, typer.Argument(help="One template in full: bank:KEY or cod:CARRIER (default: list all)")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """The bank statement and carrier COD remittance layouts yidi reads ([settlement.bank_templates] and
+    [settlement.cod_templates] of the policy file; a key in yidi.toml replaces the shipped template whole)."""
+    from yidi.settings import get_settings
+
+    policy = get_settings().settlement
+    rows = [_template_summary("cod", k, t) for k, t in policy.cod_templates.items()]
+    rows += [_template_summary("bank", k, t) for k, t in policy.bank_templates.items()]
+    if source:
+        rows = [r for r in rows if r["source"] == source]
+        if not rows:
+            raise fail(f"no template {source!r}; `yidi settlement templates` lists them")
+    if json_out:
+        emit_json(rows if not source else rows[0])
+        return
+    if source:
+        row = rows[0]
+        for name, value in row.items():
+            if name == "columns":
+                console.print("columns:", highlight=False)
+                for field, names in value.items():
+                    if names:
+                        console.print(f"  {field}: {', '.join(names)}", highlight=False)
+            else:
+                console.print(f"{name}: {value}", highlight=False)
+        return
+    table = RichTable(title="payment file templates (a yidi.toml key replaces one whole)", title_justify="left")
+    for column in ("source", "name", "amount columns", "totals", "shape"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        shape = "public" if row["shape"].startswith("public") else "assumed"
+        table.add_row(row["source"], row["name"], row["amounts"], ", ".join(row["totals_checked"]) or "-", shape)
+    console.print(table)
+    console.print("`yidi settlement templates SOURCE` shows one in full (columns, where its shape comes from).",
+                  highlight=False)  # fmt: skip
 
 
 def _reconcile_in_a_flow_run(source: str | None, period: str | None, file_path: str | None):

@@ -4,13 +4,15 @@ A task hands the registry a file and gets back its source (``detect_source``, ``
 payments frame (``read_payment_file``, columns in ``common.PAYMENT_COLUMNS``); it never looks at the bytes itself.
 
 Sources: 'alipay' | 'wechatpay' | 'bank:<template key>' (templates from ``[settlement.bank_templates]``) |
-'cod:<carrier code>'. A source asked for names one format ('bank' alone selects every bank, 'cod' every
+'cod:<carrier code>' (templates from ``[settlement.cod_templates]``). A source asked for names one format ('bank' alone selects every bank, 'cod' every
 carrier). In the settlement inbox a file's folder names its source (``alipay/``, ``wechatpay/``,
 ``bank-<template>/``, ``cod-<carrier>/``); anywhere else its content does.
 
 Adding a format = one module with a detector and a parser, one ``PaymentFormat`` in ``FORMATS``. The first
 detector that recognises a file wins, so the order matters: bills (zip, or a header of their own) before COD
-remittances (a carrier in the title) before bank statements (any template whose column header is found).
+remittances (a carrier template whose header and carrier name are found) before bank statements (a bank
+template whose header is found). A file no format takes is refused naming every template tried and why it
+did not fit (``template_misfits``).
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from connectors.payment_files import bank_statement, cod_remittance
 from connectors.payment_files.alipay import looks_like_alipay, parse_alipay_bill
-from connectors.payment_files.bank_statement import detect_template, parse_bank_statement
-from connectors.payment_files.cod_remittance import parse_cod_remittance, remittance_carrier
+from connectors.payment_files.bank_statement import parse_bank_statement
+from connectors.payment_files.cod_remittance import parse_cod_remittance
 from connectors.payment_files.common import PaymentFileError
 from connectors.payment_files.wechatpay import looks_like_wechatpay, parse_wechatpay_bill
 from yidi.settlement_policy import SettlementPolicy
@@ -56,29 +59,50 @@ def _parse_wechatpay(data: bytes, name: str, key: str, policy: SettlementPolicy)
     return parse_wechatpay_bill(data, name=name, accounts=policy.accounts.wechatpay)
 
 
+def _first_fit(data: bytes, name: str, templates: dict, fit) -> str | None:
+    return next((key for key, template in templates.items() if fit(data, name, template) is None), None)
+
+
 def _detect_cod(data: bytes, name: str, policy: SettlementPolicy) -> str | None:
-    carrier = remittance_carrier(data, name)
-    return f"cod:{carrier}" if carrier else None
+    key = _first_fit(data, name, policy.cod_templates, cod_remittance.template_fit)
+    return f"cod:{key}" if key else None
 
 
 def _parse_cod(data: bytes, name: str, key: str, policy: SettlementPolicy) -> pd.DataFrame:
+    template = policy.cod_templates.get(key)
+    if template is None:
+        raise PaymentFileError(
+            name, "format", f"no carrier template {key!r} in [settlement.cod_templates] "
+            f"(have {', '.join(sorted(policy.cod_templates))})",
+        )
     return parse_cod_remittance(
-        data, carrier=key or None, name=name, accounts=policy.accounts.cod.get(key, [])
+        data, template, template_key=key, name=name, accounts=policy.accounts.cod.get(key, [])
     )
 
 
 def _detect_bank(data: bytes, name: str, policy: SettlementPolicy) -> str | None:
-    key = detect_template(data, policy.bank_templates, name=name)
+    key = _first_fit(data, name, policy.bank_templates, bank_statement.template_fit)
     return f"bank:{key}" if key else None
 
 
 def _parse_bank(data: bytes, name: str, key: str, policy: SettlementPolicy) -> pd.DataFrame:
     template = policy.bank_templates.get(key)
     if template is None:
-        raise PaymentFileError(name, "format", f"no bank template {key!r} in [settlement.bank_templates]")
+        raise PaymentFileError(
+            name, "format", f"no bank template {key!r} in [settlement.bank_templates] "
+            f"(have {', '.join(sorted(policy.bank_templates))})",
+        )
     return parse_bank_statement(
         data, template, template_key=key, name=name, accounts=policy.accounts.bank.get(key, [])
     )
+
+
+def template_misfits(data: bytes, name: str, policy: SettlementPolicy) -> list[tuple[str, str]]:
+    """(source, why it does not fit) for every configured bank and carrier template."""
+    return [
+        *((f"cod:{k}", cod_remittance.template_fit(data, name, t) or "fits") for k, t in policy.cod_templates.items()),
+        *((f"bank:{k}", bank_statement.template_fit(data, name, t) or "fits") for k, t in policy.bank_templates.items()),
+    ]
 
 
 FORMATS = {
@@ -98,11 +122,12 @@ def detect_source(data: bytes, name: str, policy: SettlementPolicy) -> str:
         found = payment_format.detect(data, name, policy)
         if found:
             return found
+    tried = "; ".join(f"{source}: {why}" for source, why in template_misfits(data, name, policy))
     raise PaymentFileError(
         name,
         "format",
-        "not a payment file yidi knows: Alipay bill, WeChat Pay bill, COD remittance, or a bank statement of the "
-        f"templates {sorted(policy.bank_templates)} (a wrong encoding also ends here; pass the source to see why)",
+        "not a payment file yidi knows (not an Alipay or WeChat Pay bill, and no template fits; a wrong encoding "
+        f"also ends here). Templates tried: {tried}",
     )
 
 

@@ -42,9 +42,15 @@ from connectors.payment_files.common import (
     read_cells,
     read_source,
 )
+from connectors.payment_files.layout import (
+    column_index,
+    find_header,
+    fit_reason,
+    head_rows,
+    split_body,
+    totals_row,
+)
 from yidi.settlement_policy import BankTemplate
-
-HEADER_SEARCH_ROWS = 40
 
 
 def read_rows(data: bytes, file: str, template: BankTemplate) -> list[list[str]]:
@@ -52,28 +58,32 @@ def read_rows(data: bytes, file: str, template: BankTemplate) -> list[list[str]]
     return read_cells(data, file, encoding=template.encoding, delimiter=template.delimiter)
 
 
-def _find_header(rows: list[list[str]], template: BankTemplate, file: str) -> int:
+def required_columns(template: BankTemplate) -> list[list[str]]:
     cols = template.columns
-    amount_sets = [cols.debit, cols.credit] if cols.debit else [cols.amount]
+    return [cols.date, *([cols.debit, cols.credit] if cols.debit else [cols.amount])]
 
-    def has(cells: set[str], candidates: list[str]) -> bool:
-        return any(normalise_text(c) in cells for c in candidates)
 
-    if template.header_row is not None:
-        candidates = [template.header_row]
-    else:
-        candidates = range(min(HEADER_SEARCH_ROWS, len(rows)))
-    for i in candidates:
-        if i >= len(rows):
-            break
-        cells = {normalise_text(c) for c in rows[i]}
-        if has(cells, cols.date) and all(has(cells, names) for names in amount_sets):
-            return i
+def _find_header(rows: list[list[str]], template: BankTemplate, file: str) -> int:
+    found = find_header(rows, required_columns(template), template.header_row)
+    if found is not None:
+        return found
     raise PaymentFileError(
         file,
         "format" if rows and any(any(c.strip() for c in r) for r in rows[:5]) else "truncated",
-        f"no {template.bank_name} column header (wanted {cols.date[0]} and "
-        f"{' / '.join(n[0] for n in amount_sets)}); a different bank's export, or a wrong encoding",
+        f"no {template.bank_name} column header (wanted "
+        f"{' and '.join(n[0] for n in required_columns(template))}); a different bank's export, or a wrong encoding",
+    )
+
+
+def template_fit(data: bytes, name: str, template: BankTemplate) -> str | None:
+    """None when ``template`` fits the file (its header, and its detect_words above it), else why not."""
+    rows = head_rows(data, name, encoding=template.encoding, delimiter=template.delimiter)
+    return fit_reason(
+        rows,
+        required=required_columns(template),
+        header_row=template.header_row,
+        detect_words=template.detect_words,
+        name=name,
     )
 
 
@@ -101,30 +111,36 @@ def parse_bank_statement(
     preamble = " ".join(normalise_text(" ".join(r)) for r in rows[:header_at])
     account_match = re.search(template.account_pattern, preamble)
     account = account_match.group(1).replace(" ", "") if account_match else None
+    body = split_body(
+        rows,
+        header_at,
+        footer_markers=[*template.footer_markers, *template.totals_row_markers],
+        skip_markers=template.skip_markers,
+        workbook=workbook,
+        file=file,
+    )
+    own = column_index(body.header, template.columns.own_account)
+    if account is None and own is not None:
+        found = sorted({r[own].strip() for r in body.rows if r[own].strip()})
+        if len(found) > 1:
+            raise PaymentFileError(file, "other_account", f"rows for several of our accounts {found[:5]}")
+        account = found[0] if found else None
+    if account is None and not template.account_in_file:
+        # The export never names the account (account_in_file = false): the one configured for it is taken.
+        if accounts is None:
+            account = template_key
+        elif len(accounts) == 1:
+            account = accounts[0]
+        else:
+            raise PaymentFileError(
+                file, "format", f"the export names no account and {src} has {len(accounts)} configured: "
+                "give the file's account in [settlement.accounts.bank] alone, or use a template per account",
+            )
     account = check_account(account, accounts, file=file, source=src)
-
-    markers = tuple(normalise_text(m) for m in template.footer_markers)
-    data_rows: list[list[str]] = []
-    line_numbers: list[int] = []
-    footer_at = None
-    for i in range(header_at + 1, len(rows)):
-        cells = rows[i]
-        if not any(c.strip() for c in cells):
-            continue
-        first = normalise_text(next(c for c in cells if c.strip()))
-        if first.startswith(markers):
-            footer_at = i
-            break
-        if len(cells) < len(header):
-            if not workbook:
-                raise PaymentFileError(
-                    file, "truncated", f"line {i + 1} has {len(cells)} of {len(header)} fields (cut off?)"
-                )
-            cells = cells + [""] * (len(header) - len(cells))  # a workbook row may omit trailing empty cells
-        data_rows.append(cells[: len(header)])
-        line_numbers.append(i + 1)
+    header, data_rows, line_numbers = body.header, body.rows, body.line_numbers
+    footer_at = len(rows) - len(body.footer) if body.footer else None
     has_totals = any((template.debit_total_pattern, template.credit_total_pattern, template.count_pattern))
-    if footer_at is None and has_totals:
+    if footer_at is None and (has_totals or template.totals_row_markers):
         raise PaymentFileError(file, "truncated", "no totals after the last row: the export was cut off")
     frame = pd.DataFrame(data_rows, columns=_dedupe(header), dtype="string")
 
@@ -173,6 +189,8 @@ def parse_bank_statement(
     if footer_at is not None and has_totals:
         footer_text = " ".join(normalise_text(" ".join(r)) for r in rows[footer_at:])
         _check_footer(file, template, footer_text, signed)
+    if template.totals_row_markers:
+        _check_totals_row(file, template, body, signed)
 
     memo_parts = [s for s in (column([c]) for c in cols.memo) if s is not None]
     memo = pd.Series([""] * len(frame), dtype="string")
@@ -190,6 +208,8 @@ def parse_bank_statement(
             "memo": memo,
         }
     )
+    if txn_id is not None:  # a placeholder serial (0000000000, --) on interest lines is no serial
+        txn_id = txn_id.mask(txn_id.str.fullmatch(r"[0\-\s]*").fillna(True), "")
     line_key = occurrence_keys(identity) if txn_id is None else txn_id.mask(txn_id == "", pd.NA)
     if txn_id is not None and line_key.isna().any():
         line_key = line_key.fillna(occurrence_keys(identity))
@@ -238,6 +258,28 @@ def _check_footer(file: str, template: BankTemplate, footer_text: str, signed: n
         check_total(file, what, abs(stated), computed, unit)
 
 
+def _check_totals_row(file: str, template: BankTemplate, body, signed: np.ndarray) -> None:
+    """The totals row's cells under the debit and credit columns (or the one amount column, as a net sum)."""
+    row = totals_row(body.footer, template.totals_row_markers, len(body.header))
+    if row is None:
+        raise PaymentFileError(file, "truncated", f"the totals row ({template.totals_row_markers[0]}…) is missing")
+    cols = template.columns
+    if template.amount_convention == "debit_credit_columns":
+        checks = [(cols.debit, "debit total", int(-signed[signed < 0].sum())),
+                  (cols.credit, "credit total", int(signed[signed > 0].sum()))]  # fmt: skip
+    else:
+        checks = [(cols.amount, "amount total", int(signed.sum()))]
+    for candidates, what, computed in checks:
+        at = column_index(body.header, candidates)
+        if at is None or not row[at].strip():
+            continue
+        try:
+            stated = int(money_fen(pd.Series([row[at]]), what=what)[0])
+        except BadValues:
+            raise PaymentFileError(file, "bad_value", f"totals row {what} {row[at]!r} is not a number") from None
+        check_total(file, f"totals row {what}", abs(stated) if "amount" not in what else stated, computed)
+
+
 def _dedupe(names: list[str]) -> list[str]:
     seen: dict[str, int] = {}
     out = []
@@ -251,13 +293,6 @@ def _dedupe(names: list[str]) -> list[str]:
 def detect_template(
     source: str | Path | bytes, templates: dict[str, BankTemplate], *, name: str | None = None
 ) -> str | None:
-    """The key of the first template whose header is found in the file (None when none fits)."""
+    """The key of the first template that fits the file (None when none fits)."""
     data, file = read_source(source, name)
-    for key, template in templates.items():
-        try:
-            rows = read_rows(data, file, template)
-            _find_header(rows, template, file)
-            return key
-        except PaymentFileError:
-            continue
-    return None
+    return next((key for key, t in templates.items() if template_fit(data, file, t) is None), None)

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from yidi.money import yuan_text
-from yidi.settlement_policy import BankTemplate
+from yidi.settlement_policy import BankTemplate, CodTemplate
 
 BUSINESS_TZ = ZoneInfo("Asia/Shanghai")
 COMPANY = "重庆示例实业有限公司"
@@ -41,6 +41,10 @@ DEFAULT_ACCOUNTS = {
     "cod:jd": "028JD12345",
     "cod:ems": "50001234567",
     "cod:debangwuliu": "DB0230012345",
+    "cod:zhongtong": "ZTO5000123",
+    "cod:yuantong": "YTO5000123",
+    "cod:yunda": "YD50001234",
+    "cod:shentong": "STO5000123",
 }
 FULL_WIDTH = str.maketrans("0123456789,.-", "０１２３４５６７８９，．－")
 
@@ -566,11 +570,20 @@ def write_bank_statement(
 # --------------------------------------------------------------------------------------------------- COD
 
 
+def cod_layout(template: CodTemplate) -> list[tuple[str, str]]:
+    """(field, header name) of the columns a carrier template configures, in the order the stand-in writes."""
+    cols = template.columns
+    fields = ("waybill", "order_no", "recipient", "collected", "fee", "remitted", "signed_date", "remit_date",
+              "status", "memo")  # fmt: skip
+    return [(f, getattr(cols, f)[0]) for f in fields if getattr(cols, f)]
+
+
 def write_cod_remittance(
     remittances: pd.DataFrame,
     path: str | Path,
     *,
     carrier: str = "shunfeng",
+    template: CodTemplate | None = None,
     account: str | None = None,
     batch_no: str | None = None,
     remit_date: date | None = None,
@@ -579,10 +592,15 @@ def write_cod_remittance(
     faults: Faults = Faults(),
     xlsx: bool = False,
 ) -> Path:
-    """Write a COD remittance detail (csv GBK, or xlsx) for ``remittances``: ``waybill_no``, ``amount_fen``
-    (collected), optional ``merchant_order_no``, ``payer_name``, ``fee_fen``, ``signed_at``."""
-    from connectors.payment_files.cod_remittance import CARRIER_TITLES, COLUMNS
+    """Write a COD remittance export (csv GBK, or xlsx) for ``remittances`` in the layout of the carrier's
+    template (``[settlement.cod_templates.<carrier>]``): title lines naming the carrier, our account, the batch
+    and the date, one row per waybill with the status 'remitted', a 合计 row and a 笔数 row last.
+    ``remittances``: ``waybill_no``, ``amount_fen`` (collected), optional ``merchant_order_no``, ``payer_name``,
+    ``fee_fen``, ``signed_at``, ``status`` (default: the template's first remitted status)."""
+    if template is None:
+        from yidi.settings import get_settings
 
+        template = get_settings().settlement.cod_templates[carrier]
     frame = _prepare(remittances, faults, source=f"cod:{carrier}")
     account = faults.other_account or account or DEFAULT_ACCOUNTS.get(f"cod:{carrier}", "0000000000")
     remit_date = remit_date or (_local(frame["txn_time"].max()).date() if len(frame) else date.today())
@@ -590,33 +608,37 @@ def write_cod_remittance(
     collected = np.asarray(frame["amount_fen"], dtype="int64")
     fees = frame["fee_fen"] if "fee_fen" in frame else contract_fee(collected, fee_rate, fee_min_fen)
     fees = np.where(pd.isna(fees), contract_fee(collected, fee_rate, fee_min_fen), fees).astype("int64")
+    fee_shown = -1 if template.fee_sign == "negative" else 1
+    layout = cod_layout(template)
     rows = []
     for i, row in enumerate(frame.itertuples(index=False)):
         signed = getattr(row, "signed_at", None)
-        signed_text = (
-            _local(signed).strftime("%Y-%m-%d") if signed is not None and not pd.isna(signed) else ""
-        )
-        rows.append(
-            [row.waybill_no, _s(row.merchant_order_no), _s(row.payer_name), bill_yuan(int(collected[i]), faults),
-             bill_yuan(int(fees[i]), faults), bill_yuan(int(collected[i] - fees[i]), faults), signed_text,
-             f"{remit_date:%Y-%m-%d}", _s(row.memo)]
-        )  # fmt: skip
+        signed_text = _local(signed).strftime("%Y-%m-%d") if signed is not None and not pd.isna(signed) else ""
+        status = _s(getattr(row, "status", None)) or template.remitted_statuses[0]
+        values = {
+            "waybill": row.waybill_no, "order_no": _s(row.merchant_order_no), "recipient": _s(row.payer_name),
+            "collected": bill_yuan(int(collected[i]), faults), "fee": bill_yuan(fee_shown * int(fees[i]), faults),
+            "remitted": bill_yuan(int(collected[i] - fees[i]), faults), "signed_date": signed_text,
+            "remit_date": f"{remit_date:%Y-%m-%d}", "status": status, "memo": _s(row.memo),
+        }  # fmt: skip
+        rows.append([values[field] for field, _ in layout])
     rows = _repeat(rows, faults)
     n_extra = min(faults.repeated_lines, len(frame))
     c_all = np.concatenate([collected, collected[:n_extra]])
     f_all = np.concatenate([fees, fees[:n_extra]])
     bump = 100 if faults.wrong_totals else 0
+    sums = {"collected": int(c_all.sum()) + bump, "fee": fee_shown * int(f_all.sum()),
+            "remitted": int((c_all - f_all).sum()) + bump}  # fmt: skip
+    totals = [bill_yuan(sums[field], faults) if field in sums else "" for field, _ in layout]
+    totals[0] = template.totals_row_markers[0]
     preamble = [
-        [f"{CARRIER_TITLES.get(carrier, carrier)} 代收货款回款明细"],
-        ["月结卡号", account],
-        ["回款批次号", batch_no],
-        ["回款日期", f"{remit_date:%Y-%m-%d}"],
+        [f"{template.carrier_name} 代收货款回款明细"],
+        [template.account_labels[0], account],
+        [template.batch_labels[0], batch_no],
+        [template.remit_date_labels[0], f"{remit_date:%Y-%m-%d}"],
     ]
-    footer = [
-        ["合计", "", "", bill_yuan(int(c_all.sum()) + bump, faults), bill_yuan(int(f_all.sum()), faults),
-         bill_yuan(int((c_all - f_all).sum()) + bump, faults), "", "", ""],
-        ["笔数", f"{len(rows)}"],
-    ]  # fmt: skip
+    header = [name for _, name in layout]
+    footer = [totals, ["笔数", f"{len(rows)}"]]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if xlsx:
@@ -624,14 +646,14 @@ def write_cod_remittance(
 
         book = Workbook()
         sheet = book.active
-        for r in [*preamble, COLUMNS, *rows, *footer]:
+        for r in [*preamble, header, *rows, *footer]:
             sheet.append(r)
         buffer = io.BytesIO()
         book.save(buffer)
         data = buffer.getvalue()
         path.write_bytes(data[: len(data) // 2] if faults.truncate else data)
         return path
-    head = "".join(_csv_line(r) for r in [*preamble, COLUMNS])
+    head = "".join(_csv_line(r) for r in [*preamble, header])
     text = head + "".join(_csv_line(r) for r in rows) + "".join(_csv_line(r) for r in footer)
     path.write_bytes(_encode(_truncate_text(text, faults, len(head)), "gbk", faults))
     return path
