@@ -83,17 +83,20 @@ def read_xlsx_chunks(data: bytes, chunk_rows: int = 50_000) -> Iterator[RowChunk
     for sheet in values_book.worksheets:
         grid = [list(row) for row in sheet.iter_rows(values_only=True)]
         formula_grid = [list(row) for row in formulas_book[sheet.title].iter_rows(values_only=True)]
+        for r, row in enumerate(grid):
+            # A formula cell is read as its text (=HYPERLINK("…","x") stays that, not "x"; review flags it as
+            # TEXT_IS_FORMULA), unless its saved result is a number (a computed quantity or price).
+            for c, value in enumerate(row):
+                if r < len(formula_grid) and c < len(formula_grid[r]):
+                    formula = formula_grid[r][c]
+                    if (isinstance(formula, str) and formula.startswith("=")
+                            and not (isinstance(value, int | float) and not isinstance(value, bool))):
+                        row[c] = formula
         for merged in sheet.merged_cells.ranges:  # every cell of a merged range takes the range's value
             top = grid[merged.min_row - 1][merged.min_col - 1] if merged.min_row - 1 < len(grid) else None
             for r in range(merged.min_row - 1, min(merged.max_row, len(grid))):
                 for c in range(merged.min_col - 1, min(merged.max_col, len(grid[r]))):
                     grid[r][c] = top
-        for r, row in enumerate(grid):  # a formula without a saved result: show the formula, not an empty cell
-            for c, value in enumerate(row):
-                if value is None and r < len(formula_grid) and c < len(formula_grid[r]):
-                    formula = formula_grid[r][c]
-                    if isinstance(formula, str) and formula.startswith("="):
-                        row[c] = formula
         header_index, score = 0, -1
         for r, row in enumerate(grid[:15]):
             found = len(map_headers([_cell_text(v) or "" for v in row]))

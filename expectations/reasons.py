@@ -79,6 +79,8 @@ _REASONS = [
            "promotion price claimed outside the promotion's dates"),
     Reason("PROMOTION_ITEM_INELIGIBLE", "V4", "reject", "该商品不参加此促销活动",
            "promotion price claimed for an item the promotion excludes"),
+    Reason("TEXT_IS_FORMULA", "V4", "needs_review", "订单中的姓名、地址或商品名称是电子表格公式（以“=”开头），请人工核对",
+           "a name, address or item text is a spreadsheet formula (begins with '='): check what was meant"),
 ]  # fmt: skip
 
 REASONS: dict[str, Reason] = {reason.code: reason for reason in _REASONS}

@@ -17,6 +17,7 @@ COUNT_RULES = [
     ("V4.purchase_limit", "PURCHASE_LIMIT_EXCEEDED", "limit_exceeded_lines"),
     ("V4.promotion.window", "PROMOTION_OUTSIDE_WINDOW", "promo_window_lines"),
     ("V4.promotion.items", "PROMOTION_ITEM_INELIGIBLE", "promo_ineligible_lines"),
+    ("V4.text.formula", "TEXT_IS_FORMULA", "formula_text_fields"),
 ]
 COLUMNS = [column for _, _, column in COUNT_RULES]
 

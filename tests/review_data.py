@@ -130,6 +130,8 @@ CASES: dict[str, tuple[dict, set[str]]] = {
     "promo_outside_window": (variant(one_line(item_code="SKU-PROMO", item_name="促销风扇", model="PR-1",
                                               unit_price_fen=8_000), order_time=datetime(2026, 11, 20, 9, tzinfo=SH)),
                              {"PROMOTION_OUTSIDE_WINDOW"}),
+    "formula_item_name": (variant(one_line(item_name='=HYPERLINK("http://evil.example","工业风扇")')),
+                          {"TEXT_IS_FORMULA"}),
     "promo_ineligible": (variant(one_line(unit_price_fen=8_000), order_time=datetime(2026, 11, 5, 9, tzinfo=SH)),
                          {"PROMOTION_ITEM_INELIGIBLE"}),
 }  # fmt: skip

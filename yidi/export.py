@@ -9,6 +9,7 @@ import pandas as pd
 from sqlalchemy import Connection, func, select
 
 from yidi.schema import metadata
+from yidi.sheets import write_csv, write_xlsx
 
 
 class UnknownTable(LookupError):
@@ -51,7 +52,7 @@ def export_table(
             if progress:
                 progress(len(frame))
             if fmt == "csv":
-                frame.to_csv(handle, index=False, header=total == len(frame))
+                write_csv(frame, handle, header=total == len(frame))  # formula-like text quoted (OWASP)
             elif fmt == "json":
                 frame.to_json(handle, orient="records", lines=True, force_ascii=False, date_format="iso")
             else:
@@ -63,5 +64,5 @@ def export_table(
                 frame[column] = frame[column].dt.tz_localize(
                     None
                 )  # Excel has no time zones: UTC, stated below
-        frame.to_excel(output, index=False, sheet_name=table_name[:31])
+        write_xlsx({table_name: frame}, output)  # text cells typed as strings, never formulas
     return total

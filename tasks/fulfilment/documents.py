@@ -19,6 +19,7 @@ import pandas as pd
 
 from yidi.money import yuan_text
 from yidi.settings import yidi_home
+from yidi.sheets import csv_bytes, write_xlsx
 
 
 def documents_dir(*parts: str) -> Path:
@@ -162,10 +163,8 @@ def write_pick_lists(picks: pd.DataFrame, label: str, folder: Path | None = None
         stem = f"picklist-{warehouse}-{label}"
         xlsx = folder / f"{stem}.xlsx"
         tmp = folder / f".{stem}.xlsx.tmp"
-        with pd.ExcelWriter(tmp, engine="openpyxl") as writer:
-            lines.to_excel(writer, sheet_name="拣货单", index=False)
-            totals.to_excel(writer, sheet_name="按商品汇总", index=False)
+        write_xlsx({"拣货单": lines, "按商品汇总": totals}, tmp)  # item names from outside: never formulas
         os.replace(tmp, xlsx)
-        csv = _atomic_write(folder / f"{stem}.csv", lines.to_csv(index=False).encode("utf-8-sig"))
+        csv = _atomic_write(folder / f"{stem}.csv", csv_bytes(lines))
         written.extend([xlsx, csv])
     return written

@@ -47,6 +47,7 @@ from yidi.schema_fulfilment import (
     warehouses,
 )
 from yidi.settings import FulfilmentPolicy
+from yidi.sheets import write_xlsx
 from yidi.textfiles import read_table
 from yidi.workdays import BUSINESS_TZ
 
@@ -377,12 +378,13 @@ def write_stock_report(report: dict[str, pd.DataFrame], name: str) -> Path:
     folder = documents_dir("stocktakes")
     path = folder / f"{name}.xlsx"
     tmp = folder / f".{name}.xlsx.tmp"
-    with pd.ExcelWriter(tmp, engine="openpyxl") as writer:
-        for key, frame in report.items():
-            out = frame.copy()
-            for column in out.columns:
-                if isinstance(out[column].dtype, pd.DatetimeTZDtype):
-                    out[column] = out[column].dt.tz_convert(BUSINESS_TZ).dt.tz_localize(None)
-            out.to_excel(writer, sheet_name=SHEET_NAMES.get(key, key)[:31], index=False)
+    sheets = {}
+    for key, frame in report.items():
+        out = frame.copy()
+        for column in out.columns:
+            if isinstance(out[column].dtype, pd.DatetimeTZDtype):
+                out[column] = out[column].dt.tz_convert(BUSINESS_TZ).dt.tz_localize(None)
+        sheets[SHEET_NAMES.get(key, key)] = out
+    write_xlsx(sheets, tmp)  # text cells typed as strings, never formulas
     tmp.replace(path)
     return path

@@ -369,7 +369,22 @@ def compute_review_columns(inputs: ReviewInputs, settings) -> ReviewColumns:
 
     # V4
     frame["customer_blocked"] = customer_value("blocked", False).astype(bool).astype("int64")
+    frame["formula_text_fields"] = formula_text_fields(orders, inputs.lines)
     return ReviewColumns(frame, flags, credit_details)
+
+
+def formula_text_fields(orders: pd.DataFrame, lines: pd.DataFrame) -> pd.Series:
+    """Per order (index as ``orders``), how many of its name, address and item texts begin with '=': a formula
+    cell of an incoming spreadsheet, read as its text. ('+', '-', '@' begin real addresses and names: not here.)"""
+
+    def starts_formula(series: pd.Series) -> pd.Series:
+        return series.astype("str").str.lstrip().str.startswith("=").fillna(False).astype("int64")
+
+    count = sum(starts_formula(orders[c]) for c in ("customer_name", "ship_detail"))
+    if len(lines):
+        per_line = sum(starts_formula(lines[c]) for c in ("item_name", "spec", "model"))
+        count = count + per_line.groupby(lines["order_id"].to_numpy()).sum().reindex(orders.index, fill_value=0)
+    return pd.Series(count, index=orders.index).astype("int64")
 
 
 def line_details(columns: ReviewColumns, failures: pd.DataFrame) -> pd.DataFrame:

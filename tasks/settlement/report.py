@@ -21,6 +21,7 @@ from yidi.money import yuan_text
 from yidi.schema_settlement import payment_lines, settlement_runs
 from yidi.settings import Settings, yidi_home
 from yidi.settlement_policy import CASE_CLASSES
+from yidi.sheets import write_xlsx
 from yidi.workdays import BUSINESS_TZ
 
 TIME = payment_lines.c.txn_time.type
@@ -271,9 +272,8 @@ SHEETS = {
 
 def write_workbook(frames: dict[str, pd.DataFrame], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with pd.ExcelWriter(path, engine="openpyxl") as writer:
-        for key, frame in frames.items():
-            _for_excel(frame).to_excel(writer, sheet_name=SHEETS.get(key, key)[:31], index=False)
+    # Payer names and remarks come from bank files: text cells are typed as strings, never formulas.
+    write_xlsx({SHEETS.get(key, key): _for_excel(frame) for key, frame in frames.items()}, path)
     return path
 
 
