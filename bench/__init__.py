@@ -1,1 +1,5 @@
-"""Benchmarks: each module measures our code beside a hand-written baseline of the same work, in the same run."""
+"""Benchmarks beside their baselines: ``python -m bench`` (see ``bench/__main__.py``)."""
+
+
+class Skip(Exception):  # noqa: N818 - reads as `raise Skip("why")`
+    """This benchmark (or case) cannot run here; the reason is printed and recorded."""

@@ -42,11 +42,7 @@ import bench
 RESULTS = Path(__file__).with_name("results")
 
 
-class Skip(Exception):  # noqa: N818 - reads as `raise Skip("why")`
-    """This benchmark (or case) cannot run here; the reason is printed and recorded."""
-
-
-bench.Skip = Skip  # so modules can `from bench import Skip` without importing __main__
+Skip = bench.Skip
 
 
 def _rss_mb() -> float:

@@ -281,7 +281,7 @@ def parity(ctx) -> None:
     chosen = result.choices.merge(ships[["shipment_key", "order_id", "warehouse"]], on="shipment_key")
     chosen = chosen[chosen["carrier"].notna()].set_index(["order_id", "warehouse"])[["carrier", "total_fen"]]
     picked = winners.set_index(["order_id", "warehouse"])[["carrier", "cost"]].rename(columns={"cost": "total_fen"})
-    both = chosen.join(picked, lsuffix="_ours", rsuffix="_baseline", how="outer")
+    both = chosen.add_suffix("_ours").join(picked.add_suffix("_baseline"), how="outer")
     wrong = both[(both["carrier_ours"] != both["carrier_baseline"])
                  | (both["total_fen_ours"].astype(float) != both["total_fen_baseline"].astype(float))]  # fmt: skip
     assert wrong.empty, f"{len(wrong)} of {len(both)} shipments get another carrier or price, e.g.\n{wrong.head()}"
