@@ -346,3 +346,136 @@ def test_other_policy_tables_still_merge_key_by_key(tmp_path):
     policy = _policy_with(tmp_path, "[settlement.accounts]\nalipay = ['2088000000000001']\n")
     assert policy.accounts.alipay == ["2088000000000001"]
     assert policy.accounts.wechatpay == _defaults_policy().accounts.wechatpay
+
+
+# ------------------------------------------------------------- order channels, tracking answers, order emails
+
+
+def _json(path: Path):
+    import json
+
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def test_top_trades_sold_increment_get_response_in_the_published_shape():
+    from connectors.taobao import RESPONSE_KEY, parse_trades
+    from yidi.bulk import json_text
+
+    body = _json(FORMATS / "taobao" / "trades-sold-increment-get.json")[RESPONSE_KEY]
+    parsed = parse_trades([json_text(t) for t in body["trades"]["trade"]])
+    assert parsed.problems.empty
+    orders = parsed.orders
+    assert orders["channel_order_id"].tolist() == ["3920174562018563701", "3920174562018563702"]  # numeric tid
+    assert orders["order_total_fen"].tolist() == [21700, 5650]
+    assert orders["goods_total_fen"].tolist() == [21900, 5650]
+    assert orders["discount_fen"].tolist() == [1200, 0] and orders["freight_fen"].tolist() == [1000, 0]
+    assert orders["source_cancelled"].tolist() == [False, True]  # TRADE_CLOSED_BY_TAOBAO
+    assert orders["order_time"].tolist()[0] == utc(2026, 11, 1, 10, 12, 30)
+    assert orders["ship_detail"].tolist()[0] == "龙溪街道金开大道1号"  # receiver_town joined to the address
+    lines = parsed.lines
+    assert lines["item_code"].tolist() == ["SKU-HG-500", "HJ-GIFT", "SKU-TRY"]  # outer_iid when no outer_sku_id
+    assert lines["quantity"].tolist() == [2.0, 1.0, 1.0]
+    assert lines["unit_price_fen"].tolist() == [5900, 10100, 5650]
+    assert lines["line_total_fen"].tolist() == [11200, 9500, 5650]
+    assert lines["discount_fen"].tolist() == [600, 600, 0]
+
+
+def test_top_trade_with_an_unreadable_line_is_a_problem_naming_the_trade():
+    from connectors.taobao import RESPONSE_KEY, parse_trades
+    from yidi.bulk import json_text
+
+    trades = _json(FORMATS / "taobao" / "trades-sold-increment-get.json")[RESPONSE_KEY]["trades"]["trade"]
+    trades[0]["orders"]["order"][0]["num"] = "two"
+    parsed = parse_trades([json_text(t) for t in trades])
+    assert parsed.orders["channel_order_id"].tolist() == ["3920174562018563702"]
+    assert "3920174562018563701" in parsed.problems["reason"].iloc[0] and "num 'two'" in parsed.problems["reason"].iloc[0]
+
+
+def test_top_error_response_in_the_published_shape_is_transient_when_throttled(monkeypatch):
+    from types import SimpleNamespace
+
+    from connectors import taobao
+
+    body = _json(FORMATS / "taobao" / "error-response.json")
+    answer = SimpleNamespace(status_code=200, json=lambda: body, content=b"", text="")
+    monkeypatch.setattr(taobao.requests, "post", lambda *a, **k: answer)
+    client = taobao.TopClient(url="http://127.0.0.1:9/router/rest", app_key="k", app_secret="s")
+    with pytest.raises(taobao.TopTransientError) as caught:
+        client._call_once(taobao.METHOD, {})
+    assert caught.value.code == 7 and caught.value.sub_code == "accesscontrol.limited-by-app-access-count"
+    assert client._wait_for(caught.value, 1) >= 1.0  # "This ban will last for 1 more seconds"
+
+
+def test_woocommerce_orders_in_the_published_shape():
+    from connectors.woocommerce import DEFAULT_PAYMENT_METHODS, parse_orders
+    from yidi.bulk import json_text
+
+    parsed = parse_orders([json_text(o) for o in _json(FORMATS / "woocommerce" / "orders-page.json")],
+                          DEFAULT_PAYMENT_METHODS)  # fmt: skip
+    assert parsed.problems.empty
+    orders = parsed.orders
+    assert orders["channel_order_id"].tolist() == ["1101", "1102"]
+    assert orders["customer_name"].tolist() == ["张三丰", "John Doe"]  # Chinese names family name first
+    assert orders["ship_province"].tolist()[0] == "重庆市"  # state CN23
+    assert orders["ship_country"].tolist() == ["CN", "US"]
+    assert orders["order_total_fen"].tolist() == [22950, 8305]
+    assert orders["freight_fen"].tolist() == [1000, 2500]
+    assert orders["payment_method"].tolist() == ["bank_transfer", "alipay"]  # bacs
+    assert orders["source_cancelled"].tolist() == [False, True]  # refunded
+    assert orders["order_time"].tolist()[0] == utc(2026, 11, 1, 10, 28, 2)  # date_created_gmt
+    lines = parsed.lines
+    assert lines["unit_price_fen"].tolist() == [5900, 10150, 2000]  # "price" is a number in the API (59, 101.5)
+    assert lines["line_total_fen"].tolist() == [11800, 10150, 5400]
+    assert lines["discount_fen"].tolist() == [0, 0, 600]  # subtotal 60.00 − total 54.00
+
+
+def test_kuaidi100_poll_answer_and_error_in_the_published_shape():
+    from connectors.kuaidi100 import ErrorKind, Kuaidi100Error, parse_result
+
+    result = parse_result(_json(FORMATS / "kuaidi100" / "poll-query-answer.json"))
+    assert (result.com, result.num, result.state, result.ischeck) == ("yuantong", "YT7500000000001", 3, True)
+    assert [c.time for c in result.checkpoints] == [
+        utc(2026, 11, 3, 14, 5, 0), utc(2026, 11, 3, 8, 10, 0), utc(2026, 11, 1, 20, 30, 0)
+    ]
+    assert [c.status_code for c in result.checkpoints] == ["301", "5", "1"]
+    assert result.checkpoints[0].area_code == "CN500112000000" and result.checkpoints[0].status_text == "签收"
+    with pytest.raises(Kuaidi100Error) as caught:
+        parse_result(_json(FORMATS / "kuaidi100" / "poll-query-error.json"))
+    assert caught.value.kind is ErrorKind.NO_RESULT and caught.value.return_code == "500"
+
+
+def test_kuaidi100_push_in_the_published_shape_is_verified_and_read():
+    from connectors.kuaidi100 import PushRejected, push_sign, verify_push
+
+    param = (FORMATS / "kuaidi100" / "push-param.json").read_text(encoding="utf-8")
+    notice = verify_push(param, push_sign(param, "s4lt"), "s4lt")
+    assert (notice.status, notice.num, notice.com, notice.auto_check) == ("shutdown", "YT7500000000001", "yuantong", False)
+    assert notice.result.state == 3 and len(notice.result.checkpoints) == 2
+    with pytest.raises(PushRejected, match="signature mismatch"):
+        verify_push(param.replace("签收人：本人", "签收人：门卫"), push_sign(param, "s4lt"), "s4lt")
+
+
+def test_order_email_in_the_foxmail_shape_with_the_order_in_its_body():
+    from connectors.email_orders import process_message
+
+    [part] = process_message((FORMATS / "email" / "foxmail-body-order.eml").read_bytes(), "m1", archive_dir=None)
+    assert part.problems == []
+    [order] = part.orders
+    assert (order["channel_order_id"], order["customer_name"], order["payment_method"], order["freight_fen"]) == (
+        "EM20261101-01", "重庆两江机电有限公司", "bank_transfer", 1200)
+    assert order["customer_email"] == "buyer@example.cn"
+    assert order["order_time"] == utc(2026, 11, 1, 10, 12, 30)  # the Date header, no 下单时间 line
+    assert [(x["item_code"], x["quantity"], x["unit_price_fen"]) for x in part.lines] == [
+        ("SKU-0002", 2.0, 18900), ("SKU-0007", 1.0, 4550)]
+
+
+def test_order_email_in_the_foxmail_shape_with_a_gbk_csv_attachment_named_in_gb2312():
+    from connectors.email_orders import process_message
+
+    parts = process_message((FORMATS / "email" / "foxmail-csv-attachment.eml").read_bytes(), "m2", archive_dir=None)
+    [(records, parsed)] = parts
+    assert parsed.problems.empty
+    assert "11月2日订单.csv" in records["source_ref"].iloc[0]
+    assert parsed.orders["channel_order_id"].tolist() == ["EM20261102-01", "EM20261102-02"]
+    assert parsed.orders["payment_method"].tolist() == ["bank_transfer", "cod"]
+    assert parsed.lines["unit_price_fen"].tolist() == [18900, 4550, 18900]
