@@ -479,3 +479,50 @@ def test_order_email_in_the_foxmail_shape_with_a_gbk_csv_attachment_named_in_gb2
     assert parsed.orders["channel_order_id"].tolist() == ["EM20261102-01", "EM20261102-02"]
     assert parsed.orders["payment_method"].tolist() == ["bank_transfer", "cod"]
     assert parsed.lines["unit_price_fen"].tolist() == [18900, 4550, 18900]
+
+
+# ------------------------------------------------------------------------------ yidi settlement templates
+
+
+def test_settlement_templates_lists_every_layout_readable_at_80_columns_and_as_json(tmp_path, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from app.cli.main import cli
+    from yidi.settings import reload_settings
+
+    monkeypatch.setenv("YIDI_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COLUMNS", "80")
+    runner = CliRunner()
+    monkeypatch.delenv("YIDI_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    reload_settings()
+    shown = runner.invoke(cli, ["settlement", "templates"])
+    assert shown.exit_code == 0, shown.output
+    assert max(len(line) for line in shown.output.splitlines()) <= 80
+    listed = runner.invoke(cli, ["settlement", "templates", "--json"])
+    rows = json.loads(listed.output)
+    sources = [r["source"] for r in rows]
+    assert sources == [*(f"cod:{c}" for c in ("shunfeng", "zhongtong", "yuantong", "yunda", "jd", "ems", "shentong",
+                                               "debangwuliu")),
+                       *(f"bank:{b}" for b in ("icbc", "cmb", "cqrcb", "ccb", "abc", "boc"))]  # fmt: skip
+    for source in sources:
+        assert f"│ {source} " in shown.output
+    assert all(r["shape"] for r in rows)  # every layout says where its shape comes from
+
+    (tmp_path / "yidi.toml").write_text(
+        "[settlement.cod_templates.zhongtong]\ncarrier_name = '中通快递'\ntotals_row_markers = ['总计']\n"
+        "[settlement.cod_templates.zhongtong.columns]\nwaybill = ['快递单号']\ncollected = ['货款']\n",
+        encoding="utf-8",
+    )
+    reload_settings()
+    try:
+        one = json.loads(runner.invoke(cli, ["settlement", "templates", "cod:zhongtong", "--json"]).output)
+        assert one["columns"]["waybill"] == ["快递单号"] and one["columns"]["fee"] == []  # replaced whole
+        assert one["shape"] == ""
+        missing = runner.invoke(cli, ["settlement", "templates", "cod:nope"])
+        assert missing.exit_code == 1 and "no template 'cod:nope'" in missing.output
+    finally:
+        (tmp_path / "yidi.toml").unlink()
+        reload_settings()

@@ -172,7 +172,8 @@ def templates(
                 console.print(f"{name}: {value}", highlight=False)
         return
     table = RichTable(title="payment file templates (a yidi.toml key replaces one whole)", title_justify="left")
-    for column in ("source", "name", "amount columns", "totals", "shape"):
+    table.add_column("source", no_wrap=True)
+    for column in ("name", "amount columns", "totals", "shape"):
         table.add_column(column, overflow="fold")
     for row in rows:
         shape = "public" if row["shape"].startswith("public") else "assumed"

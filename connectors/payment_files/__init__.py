@@ -60,7 +60,8 @@ def _parse_wechatpay(data: bytes, name: str, key: str, policy: SettlementPolicy)
 
 
 def _first_fit(data: bytes, name: str, templates: dict, fit) -> str | None:
-    return next((key for key, template in templates.items() if fit(data, name, template) is None), None)
+    cache: dict = {}  # the file's first rows per (encoding, delimiter), read once for all templates
+    return next((key for key, template in templates.items() if fit(data, name, template, cache) is None), None)
 
 
 def _detect_cod(data: bytes, name: str, policy: SettlementPolicy) -> str | None:
@@ -99,10 +100,13 @@ def _parse_bank(data: bytes, name: str, key: str, policy: SettlementPolicy) -> p
 
 def template_misfits(data: bytes, name: str, policy: SettlementPolicy) -> list[tuple[str, str]]:
     """(source, why it does not fit) for every configured bank and carrier template."""
+    cache: dict = {}
     return [
-        *((f"cod:{k}", cod_remittance.template_fit(data, name, t) or "fits") for k, t in policy.cod_templates.items()),
-        *((f"bank:{k}", bank_statement.template_fit(data, name, t) or "fits") for k, t in policy.bank_templates.items()),
-    ]
+        *((f"cod:{k}", cod_remittance.template_fit(data, name, t, cache) or "fits")
+          for k, t in policy.cod_templates.items()),
+        *((f"bank:{k}", bank_statement.template_fit(data, name, t, cache) or "fits")
+          for k, t in policy.bank_templates.items()),
+    ]  # fmt: skip
 
 
 FORMATS = {

@@ -75,9 +75,9 @@ def _find_header(rows: list[list[str]], template: BankTemplate, file: str) -> in
     )
 
 
-def template_fit(data: bytes, name: str, template: BankTemplate) -> str | None:
+def template_fit(data: bytes, name: str, template: BankTemplate, cache: dict | None = None) -> str | None:
     """None when ``template`` fits the file (its header, and its detect_words above it), else why not."""
-    rows = head_rows(data, name, encoding=template.encoding, delimiter=template.delimiter)
+    rows = head_rows(data, name, encoding=template.encoding, delimiter=template.delimiter, cache=cache)
     return fit_reason(
         rows,
         required=required_columns(template),

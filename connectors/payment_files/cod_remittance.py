@@ -59,9 +59,9 @@ def required_columns(template: CodTemplate) -> list[list[str]]:
     return [template.columns.waybill, template.columns.collected]
 
 
-def template_fit(data: bytes, name: str, template: CodTemplate) -> str | None:
+def template_fit(data: bytes, name: str, template: CodTemplate, cache: dict | None = None) -> str | None:
     """None when ``template`` fits the file (its header, and its carrier named above it), else why not."""
-    rows = head_rows(data, name, encoding=template.encoding, delimiter=template.delimiter)
+    rows = head_rows(data, name, encoding=template.encoding, delimiter=template.delimiter, cache=cache)
     return fit_reason(
         rows,
         required=required_columns(template),

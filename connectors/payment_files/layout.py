@@ -25,8 +25,21 @@ HEADER_SEARCH_ROWS = 40
 DETECT_BYTES = 64 * 1024
 
 
-def head_rows(data: bytes, file: str, *, encoding: str, delimiter: str) -> list[list[str]]:
-    """The first rows of a file, leniently decoded: for recognising a layout only (reading is strict)."""
+def head_rows(
+    data: bytes, file: str, *, encoding: str, delimiter: str, cache: dict | None = None
+) -> list[list[str]]:
+    """The first rows of a file, leniently decoded: for recognising a layout only (reading is strict).
+    ``cache`` (one dict per file) keeps them for the next template with the same encoding and delimiter."""
+    key = (encoding, delimiter)
+    if cache is not None and key in cache:
+        return cache[key]
+    rows = _head_rows(data, file, encoding=encoding, delimiter=delimiter)
+    if cache is not None:
+        cache[key] = rows
+    return rows
+
+
+def _head_rows(data: bytes, file: str, *, encoding: str, delimiter: str) -> list[list[str]]:
     if is_workbook(data, file):
         from openpyxl import load_workbook
 
