@@ -1,11 +1,11 @@
 """The Kuaidi100 push receiver behind ``yidi tracking callbacks``: the connector's HTTP server
-(``connectors.kuaidi100_push``: signature check, body limits, answers in Kuaidi100's format) wired to the
-tracking store (``tasks.tracking.pushes.receive_push``: land the push, then apply it like a poll).
+(``connectors.kuaidi100_push``: uvicorn + Starlette, signature check, limits and timeouts, answers in Kuaidi100's
+format) wired to the tracking store (``tasks.tracking.pushes``: land each push in one short transaction, apply
+what landed in batches afterwards).
 """
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
@@ -13,7 +13,7 @@ from functools import partial
 from sqlalchemy import Engine
 
 from connectors.kuaidi100_push import PushReceiver
-from tasks.tracking.pushes import receive_push
+from tasks.tracking.pushes import apply_landed_batch, receive_push
 from yidi.bulk import utc_now
 from yidi.settings import TrackingPolicy
 
@@ -26,6 +26,7 @@ def push_receiver(
     host: str | None = None,
     port: int | None = None,
     clock: Callable[[], datetime] = utc_now,
+    apply_every: float = 1.0,
 ) -> PushReceiver:
     """The receiver on the policy's host, port and path (or those given), landing pushes in this store."""
     return PushReceiver(
@@ -35,19 +36,12 @@ def push_receiver(
         port=policy.callback_port if port is None else port,
         path=policy.callback_path,
         clock=clock,
+        apply=lambda: apply_landed_batch(engine, policy, clock()),
+        apply_every=apply_every,
     )
 
 
 def serve_until_stopped(receiver: PushReceiver) -> None:
-    """Serve in the foreground until Ctrl-C or SIGTERM (service managers stop with SIGTERM: finish, close)."""
-
-    def _stop(*_):
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, _stop)
-    try:
-        receiver.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        receiver.server.server_close()
+    """Serve in the foreground until Ctrl-C or SIGTERM (service managers stop with SIGTERM): uvicorn finishes the
+    requests under way, the receiver applies what landed, then the socket closes."""
+    receiver.serve_forever()

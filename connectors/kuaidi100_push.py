@@ -1,37 +1,59 @@
-"""The Kuaidi100 push receiver's protocol: an HTTP server that verifies, hands over, and answers as published.
+"""The Kuaidi100 push receiver's protocol: an HTTP server that verifies, lands, answers as published, and applies
+what landed in batches afterwards.
 
 Kuaidi100 POSTs form fields ``param`` and ``sign`` (``md5(param + salt)``) to the callback URL given at
 subscription and expects ``{"result":true,"returnCode":"200","message":"成功"}``; anything else makes it push
 again later. So:
 
-* an unsigned, wrongly signed or malformed push is refused (HTTP 400, ``result: false``), logged without its
-  content (it may carry names and phones), and nothing of it is handed over;
-* a verified push is handed to the injected ``land(push)`` and answered with success only after ``land``
-  returned, so an accepted push is never lost; if ``land`` raises, the answer is "failed" (HTTP 500) and
-  Kuaidi100 pushes again.
+* an unsigned, wrongly signed or malformed push, or one with a checkpoint dated outside a plausible window (a
+  checkpoint "from 1970"), is refused (HTTP 400, ``result: false``), logged without its content (it may carry
+  names and phones), and nothing of it is kept;
+* a verified push is handed to the injected ``land(push)`` (one short transaction; it retries on a busy
+  database) and answered with success only after ``land`` returned, so an acknowledged push is never lost; if
+  ``land`` raises, the answer is "failed" (HTTP 500) and Kuaidi100 pushes again;
+* what landed is applied afterwards, in batches, by the injected ``apply()`` (every ``apply_every`` seconds
+  while pushes arrive, and once more when the server stops; ``poll-carriers`` applies anything left too).
 
-``land`` returns what became of the push: ``duplicate``, ``landed`` (kept, not applied yet) or ``applied``; the
-server counts them (``/health`` shows the counts). What landing means (the tracking store) is the caller's:
+The server is uvicorn (asyncio, one event loop: a connection costs a socket, not a thread) with Starlette routing.
+Landing runs in a bounded thread pool. Limits: a listen backlog, a body limit (413), a deadline for the request
+line and headers of each request and one for its body (408), an idle keep-alive timeout; a malformed request
+(``Content-Length: abc``) gets uvicorn's 400. What landing and applying mean (the tracking store) is the caller's:
 this module imports no tasks.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
+import socket
 import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from datetime import datetime, timedelta
 from urllib.parse import parse_qs
+
+import anyio
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from connectors.kuaidi100 import PUSH_OK, PushNotice, PushRejected, verify_push
 from yidi.bulk import utc_now
 
 log = logging.getLogger("yidi.callbacks")
 MAX_BODY_BYTES = 2 * 1024 * 1024  # a push for one waybill is a few KB; anything huge is not Kuaidi100
+HEADER_TIMEOUT_SECONDS = 10.0  # request line and headers must arrive within this (half-sent requests are cut)
+BODY_TIMEOUT_SECONDS = 10.0  # and the body within this after them
+KEEP_ALIVE_SECONDS = 5  # an idle kept-alive connection is closed after this
+BACKLOG = 1024  # connections the kernel queues before we accept them (Kuaidi100 pushes in bursts)
+LAND_THREADS = 12  # landings at once (each holds a database connection for one short transaction)
+# A checkpoint older than this before now (or later than the future limit) is not a real carrier event.
+PLAUSIBLE_PAST = timedelta(days=400)
+PLAUSIBLE_FUTURE = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -43,82 +65,86 @@ class Push:
     received_at: datetime
 
 
-Land = Callable[[Push], str]
+Land = Callable[[Push], str]  # -> "landed" | "duplicate"
+Apply = Callable[[], int]  # applies a batch of landed pushes -> how many
 
 
-def _answer(handler: BaseHTTPRequestHandler, status: int, body: dict) -> None:
-    data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-    handler.send_response(status)
-    handler.send_header("Content-Type", "application/json;charset=UTF-8")
-    handler.send_header("Content-Length", str(len(data)))
-    handler.end_headers()
-    handler.wfile.write(data)
+def implausible_checkpoint(notice: PushNotice, now: datetime) -> str | None:
+    """Why a checkpoint's time cannot be a carrier event received ``now`` (None when all are plausible)."""
+    for checkpoint in notice.result.checkpoints if notice.result else ():
+        when = checkpoint.time
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=now.tzinfo)
+        if not now - PLAUSIBLE_PAST <= when <= now + PLAUSIBLE_FUTURE:
+            return (f"checkpoint time {checkpoint.time_text!r} outside the plausible window "
+                    f"({PLAUSIBLE_PAST.days} days back to {PLAUSIBLE_FUTURE.days} day ahead)")  # fmt: skip
+    return None
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    disable_nagle_algorithm = True
+class _TimedOut(Exception):
+    pass
 
-    def log_message(self, *args) -> None:  # access logs would print waybills per request; we log outcomes
-        pass
 
-    def do_GET(self) -> None:  # noqa: N802
-        if self.path.rstrip("/") == "/health":
-            _answer(self, 200, {"ok": True, "counts": dict(self.server.counts)})
-        else:
-            _answer(self, 404, {"result": False, "returnCode": "404", "message": "not found"})
+class _TooLarge(Exception):
+    pass
 
-    def do_POST(self) -> None:  # noqa: N802
-        srv = self.server
-        if self.path.split("?", 1)[0].rstrip("/") != srv.path.rstrip("/"):
-            _answer(self, 404, {"result": False, "returnCode": "404", "message": "not found"})
+
+class HeaderDeadlineH11(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request's line and headers: a client that sends half a
+    request (or nothing) is answered 408 and closed, instead of holding the connection forever."""
+
+    header_timeout = HEADER_TIMEOUT_SECONDS
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm(None)
+
+    def _arm(self, scope) -> None:
+        self._deadline_scope = scope
+        self._deadline = self.loop.call_later(self.header_timeout, self._check_deadline)
+
+    def _check_deadline(self) -> None:
+        if self.transport.is_closing():
             return
-        length = int(self.headers.get("Content-Length") or 0)
-        if length <= 0 or length > MAX_BODY_BYTES:
-            self._reject(f"body length {length} out of range", status=413 if length > 0 else 400)
-            return
-        raw = self.rfile.read(length)
-        try:
-            form = parse_qs(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
-        except UnicodeDecodeError:
-            self._reject("body is not UTF-8 form data")
-            return
-        param = (form.get("param") or [None])[0]
-        sign = (form.get("sign") or [None])[0]
-        try:
-            notice = verify_push(param, sign, srv.salt)
-        except PushRejected as exc:
-            self._reject(str(exc))
+        busy = self.cycle is not None and not self.cycle.response_complete
+        if busy or self.scope is not self._deadline_scope:
+            self._arm(self.scope)  # a request arrived (or is being answered) since: watch the next one
             return
         try:
-            became = srv.land(Push(param, notice, srv.clock()))
-        except Exception:  # noqa: BLE001 - answer "failed" so Kuaidi100 pushes again
-            log.exception("could not land a push for waybill %s", notice.num)
-            srv.counts["store_failed"] += 1
-            _answer(self, 500, {"result": False, "returnCode": "500", "message": "保存失败，请稍后重推"})
-            return
-        srv.counts["duplicate" if became == "duplicate" else "landed"] += 1
-        if became == "applied":
-            srv.counts["applied"] += 1
-        _answer(self, 200, PUSH_OK)
+            body = b'{"result":false,"returnCode":"408","message":"request timeout"}'
+            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+                                 b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n"
+                                 + body)  # fmt: skip
+        finally:
+            self.transport.close()
 
-    def _reject(self, reason: str, status: int = 400) -> None:
-        self.server.counts["rejected"] += 1
-        log.warning("rejected push from %s: %s", self.client_address[0], reason)
-        _answer(self, status, {"result": False, "returnCode": str(status), "message": f"rejected: {reason}"})
+    def connection_lost(self, exc) -> None:
+        deadline = getattr(self, "_deadline", None)
+        if deadline is not None:
+            deadline.cancel()
+        super().connection_lost(exc)
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    land: Land
-    salt: str
-    path: str
-    clock: Callable[[], datetime]
-    counts: Counter
+def _answer(status: int, body: dict) -> JSONResponse:
+    return JSONResponse(body, status_code=status, media_type="application/json;charset=UTF-8")
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class PushReceiver:
-    """``with PushReceiver(land, salt, host=…, port=…, path=…) as srv: srv.url`` — or ``serve_forever()``."""
+    """``with PushReceiver(land, salt, host=…, port=…, path=…, apply=…) as srv: srv.url`` — or
+    ``serve_forever()`` in the foreground (Ctrl-C or SIGTERM stop it gracefully)."""
 
     def __init__(
         self,
@@ -129,39 +155,156 @@ class PushReceiver:
         port: int,
         path: str,
         clock: Callable[[], datetime] = utc_now,
+        apply: Apply | None = None,
+        apply_every: float = 1.0,
+        backlog: int = BACKLOG,
+        land_threads: int = LAND_THREADS,
+        header_timeout: float = HEADER_TIMEOUT_SECONDS,
+        body_timeout: float = BODY_TIMEOUT_SECONDS,
     ):
-        self.server = _Server((host, port), _Handler)
-        self.server.land = land
-        self.server.salt = salt
-        self.server.path = path
-        self.server.clock = clock
-        self.server.counts = Counter()
+        self.land, self.apply, self.salt, self.path, self.clock = land, apply, salt, path, clock
+        self.apply_every, self.land_threads, self.body_timeout = apply_every, land_threads, body_timeout
+        self.counts: Counter = Counter()
+        self._apply_lock = threading.Lock()
+        self._landed_since_apply = 0
+        self.socket = socket.create_server((host, port), backlog=backlog, reuse_port=False)
+        protocol = type("DeadlineH11", (HeaderDeadlineH11,), {"header_timeout": header_timeout})
+        self.config = uvicorn.Config(
+            self._app(), http=protocol, lifespan="on", loop="asyncio", log_level="warning", access_log=False,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS, timeout_graceful_shutdown=5, backlog=backlog,
+        )  # fmt: skip
+        self.server = uvicorn.Server(self.config)
         self._thread: threading.Thread | None = None
+
+    # --- the application ------------------------------------------------------------------------------------
+
+    def _app(self) -> Starlette:
+        async def receive(request: Request) -> JSONResponse:
+            return await self._receive(request)
+
+        async def health(_request: Request) -> JSONResponse:
+            return _answer(200, {"ok": True, "counts": dict(self.counts)})
+
+        async def not_found(_request: Request, _exc) -> JSONResponse:
+            return _answer(404, {"result": False, "returnCode": "404", "message": "not found"})
+
+        async def not_allowed(_request: Request, _exc) -> JSONResponse:
+            return _answer(405, {"result": False, "returnCode": "405", "message": "method not allowed"})
+
+        routes = [Route(self.path.rstrip("/") or "/", receive, methods=["POST"]), Route("/health", health)]
+        if self.path.rstrip("/"):
+            routes.append(Route(self.path.rstrip("/") + "/", receive, methods=["POST"]))
+        return Starlette(routes=routes, exception_handlers={404: not_found, 405: not_allowed},
+                         lifespan=self._lifespan)  # fmt: skip
+
+    def _lifespan(self, _app):
+        receiver = self
+
+        class _Lifespan:
+            async def __aenter__(self):
+                receiver._land_limiter = anyio.CapacityLimiter(receiver.land_threads)
+                receiver._applier = asyncio.create_task(receiver._apply_loop()) if receiver.apply else None
+
+            async def __aexit__(self, *exc):
+                if receiver._applier is not None:
+                    receiver._applier.cancel()
+                if receiver.apply:
+                    await anyio.to_thread.run_sync(receiver.apply_pending)  # what landed last is applied too
+
+        return _Lifespan()
+
+    async def _receive(self, request: Request) -> JSONResponse:
+        try:
+            raw = await asyncio.wait_for(_read_body(request, MAX_BODY_BYTES), self.body_timeout)
+        except _TooLarge:
+            return self._reject(request, f"body over {MAX_BODY_BYTES} bytes", status=413)
+        except TimeoutError:
+            return self._reject(request, "body not received in time", status=408)
+        if not raw:
+            return self._reject(request, "empty body")
+        try:
+            form = parse_qs(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+        except UnicodeDecodeError:
+            return self._reject(request, "body is not UTF-8 form data")
+        param = (form.get("param") or [None])[0]
+        sign = (form.get("sign") or [None])[0]
+        try:
+            notice = verify_push(param, sign, self.salt)
+        except PushRejected as exc:
+            return self._reject(request, str(exc))
+        now = self.clock()
+        why = implausible_checkpoint(notice, now)
+        if why:
+            return self._reject(request, why)
+        try:
+            became = await anyio.to_thread.run_sync(self.land, Push(param, notice, now), limiter=self._land_limiter)
+        except Exception:  # noqa: BLE001 - answer "failed" so Kuaidi100 pushes again
+            log.exception("could not land a push for waybill %s", notice.num)
+            self.counts["store_failed"] += 1
+            return _answer(500, {"result": False, "returnCode": "500", "message": "保存失败，请稍后重推"})
+        self.counts["duplicate" if became == "duplicate" else "landed"] += 1
+        if became != "duplicate":
+            self._landed_since_apply += 1
+        return _answer(200, PUSH_OK)
+
+    def _reject(self, request: Request, reason: str, status: int = 400) -> JSONResponse:
+        self.counts["rejected"] += 1
+        client = request.client.host if request.client else "?"
+        log.warning("rejected push from %s: %s", client, reason)
+        return _answer(status, {"result": False, "returnCode": str(status), "message": f"rejected: {reason}"})
+
+    # --- applying -------------------------------------------------------------------------------------------
+
+    async def _apply_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.apply_every)
+            if self._landed_since_apply:
+                self._landed_since_apply = 0
+                try:
+                    await anyio.to_thread.run_sync(self.apply_pending)
+                except Exception:  # noqa: BLE001 - landed pushes stay landed; the next round (or a poll) applies
+                    log.exception("applying landed pushes failed; they stay landed")
+
+    def apply_pending(self) -> int:
+        """Apply every landed push now, in batches (also what the background loop calls); returns how many."""
+        if self.apply is None:
+            return 0
+        total = 0
+        with self._apply_lock:
+            while applied := self.apply():
+                total += applied
+        self.counts["applied"] += total
+        return total
+
+    # --- running --------------------------------------------------------------------------------------------
 
     @property
     def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}{self.server.path}"
-
-    @property
-    def counts(self) -> Counter:
-        return self.server.counts
+        host, port = self.socket.getsockname()[:2]
+        return f"http://{host}:{port}{self.path}"
 
     def start(self) -> PushReceiver:
-        self._thread = threading.Thread(
-            target=self.server.serve_forever, args=(0.05,), name="kuaidi100-callbacks", daemon=True
-        )
+        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]},
+                                        name="kuaidi100-callbacks", daemon=True)  # fmt: skip
         self._thread.start()
+        while not self.server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("the push receiver did not start")
+            self._thread.join(0.01)
         return self
 
     def serve_forever(self) -> None:
-        self.server.serve_forever()
+        """In the foreground: uvicorn stops gracefully on Ctrl-C and SIGTERM (what service managers send)."""
+        try:
+            self.server.run(sockets=[self.socket])
+        finally:
+            self.socket.close()
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.should_exit = True
         if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=10)
+        self.socket.close()
 
     def __enter__(self) -> PushReceiver:
         return self.start()

@@ -20,7 +20,7 @@ from demo.standins.kuaidi100 import start
 from demo.standins.parcel_routes import SimClock
 from flows.tracking import ensure_rate_limit, poll_carriers
 from tasks.tracking.polling import make_client, make_pacer
-from tasks.tracking.pushes import receive_push
+from tasks.tracking.pushes import apply_landed_batch, receive_push
 from yidi.bulk import insert_rows, read_frame
 from yidi.db import get_engine
 from yidi.schema import orders, shipments
@@ -180,7 +180,8 @@ def tracking_demo(
     cycles_run = []
     # The same push receiver as `yidi tracking callbacks` (app/callbacks.py), on a free port.
     receiver = PushReceiver(partial(receive_push, engine, policy), salt, host=policy.callback_host, port=0,
-                            path=policy.callback_path, clock=clock.now)  # fmt: skip
+                            path=policy.callback_path, clock=clock.now,
+                            apply=lambda: apply_landed_batch(engine, policy, clock.now()))  # fmt: skip
     with start(customer=customer, key=key, clock=clock, seed=seed) as carrier, receiver:
         carrier.register_many(registrations)
         subscribe = [r["num"] for r in registrations[:pushed_share]]

@@ -71,6 +71,7 @@ def test_signed_push_is_landed_applied_and_answered_as_published(setup):
     pushes = carrier.push_updates()
     assert [p["answer"] for p in pushes] == [PUSH_OK, PUSH_OK]
     assert count(engine, tracking_push_receipts) == 2
+    assert setup["receiver"].apply_pending() == 2  # what the receiver does in batches after landing
     events = count(engine, tracking_events)
     # One tracking event per checkpoint the carrier had published for the two waybills by then, no more.
     state = carrier.state
@@ -93,6 +94,7 @@ def test_pushed_waybills_are_not_polled_inside_the_interval(ssetup):
     engine, carrier, clock = ssetup["engine"], ssetup["carrier"], ssetup["clock"]
     clock.advance(hours=30)
     carrier.push_updates()
+    ssetup["receiver"].apply_pending()
     clock.advance(minutes=10)
     summary = poll_cycle(in_process, engine=engine, client=ssetup["client"], policy=ssetup["policy"], now=clock.now(),
                          actor="test")  # fmt: skip
@@ -170,6 +172,7 @@ def test_abort_push_ends_the_subscription_and_polling_takes_over(ssetup):
     num = ssetup["ships"]["waybill_no"][0]
     answer = carrier.push(num, status="abort", message="3天查询无记录")
     assert answer["accepted"]
+    ssetup["receiver"].apply_pending()
     with engine.connect() as conn:
         assert "aborted" in set(conn.execute(select(tracking_shipment_state.c.subscription_status)).scalars())
 
@@ -183,6 +186,7 @@ def test_push_for_a_waybill_we_do_not_ship_is_kept_as_unmatched(ssetup):
     )  # fmt: skip
     response = _post(ssetup["receiver"], {"param": param, "sign": push_sign(param, SALT)})
     assert response.json() == PUSH_OK
+    ssetup["receiver"].apply_pending()
     with engine.connect() as conn:
         assert conn.execute(select(tracking_push_receipts.c.status)).scalar() == "unmatched"
     assert count(engine, tracking_events) == 0

@@ -1,19 +1,26 @@
 """Kuaidi100 pushes (T2): subscribing shipments, landing verified pushes, applying them like polls.
 
-A verified push is landed first (``tracking_push_receipts``, once per identical payload) and only then answered
-with success, so an accepted push is never lost; it is applied at once through the same path as polling, and if
-that fails the receipt stays ``landed`` and the next ``poll-carriers`` run applies it.
+A verified push is landed first (``tracking_push_receipts``, once per identical payload) in one short transaction,
+retried while the database is busy (SQLite "database is locked", a PostgreSQL serialization failure), and only
+then answered with success, so an acknowledged push is never lost. Landed pushes are applied afterwards in
+batches (``apply_landed_batch``: the receiver calls it while pushes arrive) through the same path as polling;
+whatever is still ``landed`` is applied by the next ``poll-carriers`` run.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import random
+import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
 import pandas as pd
 from sqlalchemy import Connection, Engine
+from sqlalchemy.exc import OperationalError
 
 from connectors.kuaidi100 import PHONE_REQUIRED, ErrorKind, Kuaidi100Client, Kuaidi100Error, parse_result
 from connectors.kuaidi100_push import Push
@@ -24,6 +31,7 @@ from yidi.bulk import frame_records
 from yidi.settings import TrackingPolicy
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 SUBSCRIPTION_AFTER_PUSH = {
     "polling": "active",
     "updateall": "active",
@@ -32,21 +40,51 @@ SUBSCRIPTION_AFTER_PUSH = {
 }
 
 
+LAND_ATTEMPTS = 8  # a busy database is retried this often (about 5 s in all) before the push is answered "failed"
+APPLY_BATCH = 500  # landed pushes applied per transaction
+
+
+def _busy(exc: OperationalError) -> bool:
+    """A database that is busy right now (worth another try), not one that is broken."""
+    text = str(exc.orig).lower()
+    code = getattr(exc.orig, "sqlstate", None)
+    return "locked" in text or "busy" in text or code in {"40001", "40P01", "55P03"}
+
+
+def with_busy_retry(work: Callable[[], T], attempts: int = LAND_ATTEMPTS, pause: Callable[[float], None] = time.sleep
+                    ) -> T:
+    """``work()`` (one transaction), again after a short growing pause while the database reports itself busy."""
+    for attempt in range(attempts):
+        try:
+            return work()
+        except OperationalError as exc:
+            if attempt == attempts - 1 or not _busy(exc):
+                raise
+            pause(min(0.02 * 2**attempt, 1.0) * (0.5 + random.random()))  # noqa: S311 - jitter, not security
+    raise AssertionError("unreachable")
+
+
 def receive_push(engine: Engine, policy: TrackingPolicy, push: Push) -> str:
-    """What the push receiver calls for each verified push: land it (its own transaction; an error here makes the
-    receiver answer "failed", so Kuaidi100 pushes again), then apply it. Returns ``duplicate``, ``landed`` (kept,
-    applied by the next polling run) or ``applied``."""
-    with engine.begin() as conn:
-        receipt = store.insert_push_receipt(conn, push.param, push.notice, push.received_at)
-    if receipt is None:
-        return "duplicate"
-    try:
+    """What the push receiver calls for each verified push: land it in one short transaction (retried while the
+    database is busy; an error after that makes the receiver answer "failed", so Kuaidi100 pushes again).
+    Returns ``landed`` (kept; ``apply_landed_batch`` applies it) or ``duplicate``."""
+
+    def land() -> int | None:
         with engine.begin() as conn:
-            apply_landed_pushes(conn, push.received_at, policy, receipt_ids=[receipt])
-    except Exception:  # noqa: BLE001 - landed; the next polling run applies it
-        log.exception("push receipt %s landed but not applied yet", receipt)
-        return "landed"
-    return "applied"
+            return store.insert_push_receipt(conn, push.param, push.notice, push.received_at)
+
+    return "duplicate" if with_busy_retry(land) is None else "landed"
+
+
+def apply_landed_batch(engine: Engine, policy: TrackingPolicy, now: datetime, limit: int = APPLY_BATCH) -> int:
+    """Apply up to ``limit`` landed pushes (oldest first) in one transaction; returns how many were handled."""
+
+    def apply() -> int:
+        with engine.begin() as conn:
+            summary = apply_landed_pushes(conn, now, policy, limit=limit)
+        return sum(summary.outcomes[k] for k in ("applied", "unmatched"))
+
+    return with_busy_retry(apply)
 
 
 def apply_landed_pushes(
@@ -56,10 +94,13 @@ def apply_landed_pushes(
     *,
     receipt_ids: list[int] | None = None,
     actor: str = "carrier:kuaidi100-push",
+    limit: int | None = None,
 ) -> BatchSummary:
-    """Apply landed pushes (oldest first) through the same path as polls."""
+    """Apply landed pushes (oldest first, at most ``limit``) through the same path as polls, as one batch: one
+    ``apply_outcomes`` for all of them. A second push for a shipment already in this batch waits for the next."""
     summary = BatchSummary()
-    for rec in frame_records(store.landed_pushes(conn, receipt_ids)):
+    ship_frames, outcomes, state_rows, marks, seen = [], [], [], [], set()
+    for rec in frame_records(store.landed_pushes(conn, receipt_ids, limit=limit)):
         body = json.loads(rec["content"])
         last = body.get("lastResult") or {}
         try:
@@ -71,22 +112,27 @@ def apply_landed_pushes(
         coms = [c for c in {rec["carrier"], body.get("comOld") or None, last.get("com")} if c]
         ship = store.shipment_for_waybill(conn, rec["waybill_no"], coms)
         if ship.empty:
-            store.mark_push(
-                conn, rec["id"], now, status="unmatched", error="no shipment with this waybill and carrier"
-            )
+            marks.append({"receipt_id": int(rec["id"]), "status": "unmatched", "shipment_id": None,
+                          "error": "no shipment with this waybill and carrier"})  # fmt: skip
             summary.outcomes["unmatched"] += 1
             continue
         sid = int(ship["shipment_id"].iloc[0])
+        if sid in seen:
+            continue
+        seen.add(sid)
+        ship_frames.append(ship.iloc[:1])
         if result is not None and result.checkpoints:
-            outcome = PollOutcome(sid, "ok", result=result)
-            summary.merge(apply_outcomes(conn, ship, [outcome], now, policy, source="push", actor=actor))
-        store.upsert_shipment_state(
-            conn,
-            pd.DataFrame([{"shipment_id": sid, "last_push_at": now,
-                           "subscription_status": SUBSCRIPTION_AFTER_PUSH[body.get("status")], "updated_at": now}]),
-        )  # fmt: skip
-        store.mark_push(conn, rec["id"], now, status="applied", shipment_id=sid)
+            outcomes.append(PollOutcome(sid, "ok", result=result))
+        state_rows.append({"shipment_id": sid, "last_push_at": now,
+                           "subscription_status": SUBSCRIPTION_AFTER_PUSH[body.get("status")], "updated_at": now})  # fmt: skip
+        marks.append({"receipt_id": int(rec["id"]), "status": "applied", "shipment_id": sid, "error": None})
         summary.outcomes["applied"] += 1
+    if outcomes:
+        frame = pd.concat(ship_frames, ignore_index=True)
+        summary.merge(apply_outcomes(conn, frame, outcomes, now, policy, source="push", actor=actor))
+    if state_rows:
+        store.upsert_shipment_state(conn, pd.DataFrame(state_rows))
+    store.mark_pushes(conn, marks, now)
     return summary
 
 

@@ -425,19 +425,27 @@ def insert_push_receipt(conn: Connection, param: str, notice: PushNotice, now: d
     ).scalar_one()
 
 
-def landed_pushes(conn: Connection, receipt_ids: Sequence[int] | None = None) -> pd.DataFrame:
+def landed_pushes(conn: Connection, receipt_ids: Sequence[int] | None = None, limit: int | None = None
+                  ) -> pd.DataFrame:
     stmt = select(tracking_push_receipts).where(tracking_push_receipts.c.status == "landed")
     if receipt_ids is not None:
         stmt = stmt.where(tracking_push_receipts.c.id.in_(list(receipt_ids)))
-    return read_frame(conn, stmt.order_by(tracking_push_receipts.c.id))
+    stmt = stmt.order_by(tracking_push_receipts.c.id)
+    return read_frame(conn, stmt.limit(limit) if limit else stmt)
 
 
-def mark_push(conn: Connection, receipt_id: int, now: datetime, **values) -> None:
+def mark_pushes(conn: Connection, marks: list[dict], now: datetime) -> None:
+    """Mark receipts as applied or unmatched in one statement (``receipt_id``, ``status``, ``shipment_id``,
+    ``error`` per mark)."""
+    if not marks:
+        return
     conn.execute(
         update(tracking_push_receipts)
-        .where(tracking_push_receipts.c.id == receipt_id)
-        .values(applied_at=now, **values)
-    )
+        .where(tracking_push_receipts.c.id == bindparam("receipt_id"))
+        .values(applied_at=now, status=bindparam("status"), shipment_id=bindparam("shipment_id"),
+                error=bindparam("error")),
+        marks,
+    )  # fmt: skip
 
 
 def shipment_for_waybill(conn: Connection, waybill_no: str, carriers: Sequence[str]) -> pd.DataFrame:
