@@ -209,6 +209,11 @@ def test_bank_export_in_the_published_shape_is_recognised_and_read(policy, name,
     assert set(frame["account"]) == set(policy.accounts.bank[source.partition(":")[2]])
 
 
+def test_an_export_without_a_title_is_recognised_by_its_own_columns_whatever_its_name(policy):
+    found, frame = _read(BANK / "statement.csv", policy, (BANK / "abc-transactions.gbk.csv").read_bytes())
+    assert found == "bank:abc" and len(frame) == 3
+
+
 def test_bank_lines_with_a_placeholder_serial_keep_their_own_identity(policy):
     _, frame = _read(BANK / "abc-transactions.gbk.csv", policy)
     assert frame["line_key"].tolist()[:2] == ["369396001", "369396002"]
@@ -526,3 +531,26 @@ def test_settlement_templates_lists_every_layout_readable_at_80_columns_and_as_j
     finally:
         (tmp_path / "yidi.toml").unlink()
         reload_settings()
+
+
+@pytest.mark.parametrize(
+    "carrier", ["shunfeng", "zhongtong", "yuantong", "yunda", "jd", "ems", "shentong", "debangwuliu"]
+)
+def test_every_shipped_carrier_layout_is_recognised_read_and_checked(tmp_path, policy, carrier):
+    import pandas as pd
+
+    from demo.standins.payment_files import Faults, write_cod_remittance
+
+    remits = pd.DataFrame({"waybill_no": ["W0001", "W0002"], "merchant_order_no": ["YD1", "YD2"],
+                           "amount_fen": [129900, 5000], "fee_fen": [1299, 50],
+                           "txn_time": [utc(2026, 11, 5, 0, 0, 0)] * 2})  # fmt: skip
+    path = write_cod_remittance(remits, tmp_path / f"{carrier}.csv", carrier=carrier, template=policy.cod_templates[carrier])
+    found, frame = _read(path, policy)
+    assert found == f"cod:{carrier}"
+    assert frame["amount_fen"].tolist() == [129900, 5000] and frame["fee_fen"].tolist() == [1299, 50]
+    assert frame["txn_time"].tolist() == [utc(2026, 11, 5, 0, 0, 0)] * 2
+    bad = write_cod_remittance(remits, tmp_path / f"{carrier}-bad.csv", carrier=carrier,
+                               template=policy.cod_templates[carrier], faults=Faults(wrong_totals=True))  # fmt: skip
+    with pytest.raises(PaymentFileError) as caught:
+        _read(bad, policy)
+    assert caught.value.reason == "totals_mismatch"

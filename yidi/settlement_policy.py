@@ -90,8 +90,9 @@ class _Layout(_Strict):
     )
     detect_words: list[str] = Field(
         [],
-        description="Words of which one must appear in the title lines above the header or in the file name "
-        "for the template to fit (telling apart exports with the same columns); empty = columns decide",
+        description="Words of which one must appear in the title lines above the header, in the header row or "
+        "in the file name for the template to fit (telling apart exports with the same columns); empty = columns "
+        "decide",
     )
     skip_markers: list[str] = Field(
         [], description="Rows inside the data whose first cell starts with one of these are skipped (本页小计)"

@@ -110,8 +110,9 @@ def fit_reason(
     if header_at is None:
         wanted = " + ".join(names[0] for names in required)
         return f"no header with {wanted}" + (f" in row {header_row}" if header_row is not None else "")
-    if not words_found(detect_words, title_text(rows, header_at), name):
-        return f"header found, but none of {list(detect_words)} in the title lines or file name"
+    seen = title_text(rows, header_at) + " " + normalise_text(" ".join(rows[header_at]))
+    if not words_found(detect_words, seen, name):
+        return f"header found, but none of {list(detect_words)} in the title lines, header or file name"
     return None
 
 
