@@ -1,5 +1,5 @@
 """Settlement tables (issue 7): statement files, ingested payment lines, matches, discrepancy cases with their
-history, the receivables ledger, dunning actions and reconciliation runs.
+history, the receivables ledger, dunning actions, reconciliation runs and the provider bill days received.
 
 Idempotency lives in the keys: a file is known by its content hash, a payment line by ``(source, line_key)``
 (its identity at the provider, stable across re-exports), a match by ``(payment_line_id, order_id)``, a case by
@@ -182,4 +182,19 @@ settlement_runs = Table(
     Column("source", String(40)),
     Column("period", String(40)),
     Column("summary", Text),  # JSON: files, lines, match rate, cases by class, ageing totals
+    Column("as_of", UTCDateTime),  # the moment states, cases and dunning were computed for (end of a business day)
+)
+
+# Which days' bills each provider account has sent (issue 12): a prepaid online order is "unpaid past terms" only
+# once the bills of every day it could have been paid on are in, so a bill arriving a day later opens no case.
+provider_bill_days = Table(
+    "provider_bill_days",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("source", String(40), nullable=False),  # alipay | wechatpay
+    Column("account", String(64), nullable=False),
+    Column("bill_day", Date, nullable=False),  # Asia/Shanghai calendar day the bill covers
+    Column("file_id", ForeignKey("statement_files.id"), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    UniqueConstraint("source", "account", "bill_day", name="uq_provider_bill_days_day"),
 )
