@@ -73,4 +73,6 @@ def reconcile_name() -> str:
         return f"reconcile file {Path(str(params['file_path'])).name}"
     source = _shown(params["source"]) if params.get("source") else "all"
     period = params.get("period") or (_started().date() - timedelta(days=1)).isoformat()
+    if params.get("as_of"):
+        return f"reconcile {source} {params.get('period') or ''} as of {params['as_of']}".replace("  ", " ")
     return f"reconcile {source} {period}"

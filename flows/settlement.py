@@ -21,7 +21,7 @@ committed, and every step is idempotent, so the next run picks up where this one
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -37,7 +37,7 @@ from flows.naming import reconcile_name, run_name
 from tasks.settlement.cases import current_conditions, sync_cases
 from tasks.settlement.files import files_to_reconcile, ingest_payment_file, known_sources, refused_files
 from tasks.settlement.payments import refresh_payment_states, run_matching, settle_paid_orders
-from tasks.settlement.receivables import refresh_receivables, take_dunning_steps
+from tasks.settlement.receivables import ledger_plan, refresh_receivables, take_dunning_steps
 from tasks.settlement.report import (
     ageing_report,
     cases_by_class,
@@ -51,8 +51,8 @@ from tasks.settlement.report import (
     weekly_trends,
     write_workbook,
 )
-from tasks.settlement.rules import business_today, period_bounds
-from tasks.settlement.store import new_line_ids_since
+from tasks.settlement.rules import business_today, end_of_business_day, parse_as_of, period_bounds
+from tasks.settlement.store import latest_as_of, new_line_ids_since
 from yidi.bulk import utc_now
 from yidi.db import get_engine
 from yidi.lifecycle import current_actor
@@ -93,16 +93,18 @@ def ingest_file_task(
 
 
 @task(name="match-payments", cache_policy=NO_CACHE)
-def match_task(now: datetime, actor: str, engine: Engine | None = None) -> dict:
-    """Match unmatched lines and advance the orders' payment states, in one transaction."""
+def match_task(now: datetime, actor: str, engine: Engine | None = None, at: datetime | None = None,
+               write_states: bool = True) -> dict:  # fmt: skip
+    """Match unmatched lines (dated up to ``at``) and advance the orders' payment states, in one transaction."""
     policy = get_settings().settlement
     with (engine or get_engine()).begin() as conn:
-        matching = run_matching(conn, policy, actor=actor, now=now)
+        matching = run_matching(conn, policy, actor=actor, now=now, at=at)
         new_matches = matching.pop("new_matches", None)
         matching.pop("order_ids", None)
-        matching["payment_states"] = refresh_payment_states(
-            conn, policy, actor=actor, now=now, new_matches=new_matches
-        )
+        matching["payment_states"] = (
+            refresh_payment_states(conn, policy, actor=actor, now=now, new_matches=new_matches, at=at)
+            if write_states else {"changed": 0, "events": 0, "by_state": {}, "skipped": "store is at a later date"}
+        )  # fmt: skip
     return matching
 
 
@@ -113,40 +115,55 @@ def settle_task(actor: str, engine: Engine | None = None) -> dict:
 
 
 @task(name="refresh-receivables", cache_policy=NO_CACHE)
-def receivables_task(now: datetime, engine: Engine | None = None) -> dict:
+def receivables_task(now: datetime, engine: Engine | None = None, at: datetime | None = None) -> dict:
     with (engine or get_engine()).begin() as conn:
-        return refresh_receivables(conn, get_settings().settlement, now=now)
+        return refresh_receivables(conn, get_settings().settlement, now=now, at=at)
 
 
 @task(name="sync-discrepancy-cases", cache_policy=NO_CACHE)
-def cases_task(now: datetime, actor: str, engine: Engine | None = None) -> dict:
+def cases_task(now: datetime, actor: str, engine: Engine | None = None, at: datetime | None = None) -> dict:
+    """Cases as of ``at`` (default ``now``) opened, updated and cleared; the case history is stamped ``now``."""
     settings = get_settings()
+    at = at or now
     with (engine or get_engine()).begin() as conn:
         conditions, scopes = current_conditions(
-            conn, settings, today=business_today(now), now=now, new_line_ids=new_line_ids_since(conn, now)
+            conn, settings, today=business_today(at), now=at, new_line_ids=new_line_ids_since(conn, now), at=at
         )
         return sync_cases(conn, conditions, scopes, settings.settlement, now=now, actor=actor)
 
 
 @task(name="dunning", cache_policy=NO_CACHE)
-def dunning_task(now: datetime, actor: str, engine: Engine | None = None) -> dict:
+def dunning_task(now: datetime, actor: str, engine: Engine | None = None, at: datetime | None = None) -> dict:
     with (engine or get_engine()).begin() as conn:
-        return take_dunning_steps(conn, get_settings(), today=business_today(now), now=now, actor=actor)
+        return take_dunning_steps(conn, get_settings(), today=business_today(at or now), now=now, actor=actor)
 
 
 @task(name="settlement-report", cache_policy=NO_CACHE)
 def report_task(
-    period: str | None, now: datetime, run: dict, engine: Engine | None = None
+    period: str | None, now: datetime, run: dict, engine: Engine | None = None, as_of: date | None = None
 ) -> tuple[dict, dict]:
-    """The run's summary and the period's report tables; the finance workbook (full values) is written."""
+    """The run's summary and the period's report tables; the finance workbook (full values) is written.
+
+    As of a day, the ledger, cases and dunning list are computed for the end of that day from the facts dated
+    up to then (not read from the store, which a later run may have moved on), so a close re-run gives the same
+    report; the default period is then that day."""
     settings = get_settings()
-    today = business_today(now)
+    today = as_of + timedelta(days=1) if as_of else business_today(now)
     start, end, label = period_bounds(period, today)
     with (engine or get_engine()).connect() as conn:
-        report = reconciliation_report(conn, settings, start=start, end=end, today=today)
+        view = None
+        if as_of:
+            at = end_of_business_day(as_of)
+            plan = ledger_plan(conn, settings.settlement, at=at)
+            conditions, _ = current_conditions(conn, settings, today=as_of, now=at, new_line_ids=[], at=at,
+                                               plan=plan)  # fmt: skip
+            view = {"plan": plan, "conditions": conditions}
+        report = reconciliation_report(conn, settings, start=start, end=end, today=as_of or today, view=view)
     summary = run_summary(report, run, label)
-    workbook = write_workbook({"summary": summary_sheet(summary), **report},
-                              report_path(settings, f"settlement-{label}.xlsx"))  # fmt: skip
+    if as_of:
+        summary["as_of"] = f"{as_of.isoformat()} 24:00 Asia/Shanghai"
+    name = f"settlement-{label}" + (f"-as-of-{as_of:%Y%m%d}" if as_of else "")
+    workbook = write_workbook({"summary": summary_sheet(summary), **report}, report_path(settings, f"{name}.xlsx"))
     summary["workbook"] = str(workbook)
     return summary, report
 
@@ -210,9 +227,20 @@ def record_run_task(
     period: str | None,
     summary: dict,
     engine: Engine | None = None,
+    at: datetime | None = None,
 ) -> None:
     with (engine or get_engine()).begin() as conn:
-        record_run(conn, started=started, actor=actor, source=source, period=period, summary=summary)
+        record_run(conn, started=started, actor=actor, source=source, period=period, summary=summary, as_of=at)
+
+
+@task(name="check-as-of", cache_policy=NO_CACHE)
+def store_date_task(engine: Engine | None = None) -> datetime | None:
+    """The moment the store's states, ledger and cases were last brought to."""
+    with (engine or get_engine()).connect() as conn:
+        return latest_as_of(conn)
+
+
+SKIPPED = {"skipped": "the store is reconciled to a later date; this run reports as of its date"}
 
 
 def reconciliation(
@@ -226,29 +254,41 @@ def reconciliation(
     retry_rejected: bool = False,
     publish: bool = False,
     engine: Engine | None = None,
+    as_of: date | None = None,
 ) -> dict:
     """The reconciliation's steps, in order, one transaction each: take in ``files``, match and advance payment
     states, settle, refresh receivables, sync discrepancy cases, dunning, report, record the run.
 
     ``retry_rejected``: parse files refused before again (a file named explicitly) instead of only listing them
     (inbox runs). ``publish``: the report's Prefect artifacts too (flow runs; there is no UI in process).
+    ``as_of``: compute states, ageing, cases and dunning as of the end of that business day (Asia/Shanghai), from
+    the facts dated up to then; when a later run has already brought the store past that moment, the store's
+    states, ledger, cases and dunning are left as they are and only the report is computed as of the day (a
+    month-end close re-run later gives the same result and disturbs nothing).
     Returns the steps' results and the report's summary; refused files are in ``files``, not raised.
     """
     now = now or utc_now()
     actor = actor or current_actor()
+    if as_of and as_of > business_today(now):
+        raise ValueError(f"as-of date {as_of} is in the future (today is {business_today(now)}, Asia/Shanghai)")
+    at = end_of_business_day(as_of) if as_of else now
     ingested = [run(ingest_file_task, str(f), source, now, actor, retry_rejected, engine) for f in files]
+    reached = run(store_date_task, engine)
+    current = reached is None or at >= reached
     result = {
         "files": ingested,
-        "matching": run(match_task, now, actor, engine),
-        "settled": run(settle_task, actor, engine),
-        "receivables": run(receivables_task, now, engine),
-        "cases": run(cases_task, now, actor, engine),
-        "dunning": run(dunning_task, now, actor, engine),
-    }
-    summary, report = run(report_task, period, now, result, engine)
+        "matching": run(match_task, now, actor, engine, at, current),
+        "settled": run(settle_task, actor, engine) if current else {"settled": 0, **SKIPPED},
+        "receivables": run(receivables_task, now, engine, at) if current else SKIPPED,
+        "cases": run(cases_task, now, actor, engine, at) if current else {
+            "opened": 0, "updated": 0, "auto_resolved": 0, "reopened": 0, **SKIPPED},
+        "dunning": run(dunning_task, now, actor, engine, at) if current else {
+            "overdue_parties": 0, "actions": 0, "notices": 0, **SKIPPED},
+    }  # fmt: skip
+    summary, report = run(report_task, period, now, result, engine, as_of)
     if publish:
         run(publish_task, summary, report, result, now)
-    run(record_run_task, now, actor, source, period, summary, engine)
+    run(record_run_task, now, actor, source, period, summary, engine, at if current else reached)
     return {**result, "report": summary}
 
 
@@ -268,11 +308,13 @@ Source = Literal[_source_choices()]  # type: ignore[valid-type]
 SourceParam = Annotated[Source | None, Field(examples=["wechatpay", "bank:icbc"])]
 PeriodParam = Annotated[str | None, Field(examples=["2026-11-30", "2026-11", "2026-W48", "2026-11-01..2026-11-15"])]
 FileParam = Annotated[str | None, Field(examples=["/srv/yidi/settlement/inbox/alipay/20881234_20261130.csv"])]
+AsOfParam = Annotated[str | None, Field(examples=["2026-11-30"])]
 
 
 @flow(name="reconcile-settlements", log_prints=True, flow_run_name=reconcile_name)
 def reconcile_settlements(
-    source: SourceParam = None, period: PeriodParam = None, file_path: FileParam = None
+    source: SourceParam = None, period: PeriodParam = None, file_path: FileParam = None,
+    as_of: AsOfParam = None,
 ) -> dict:
     """Reconcile payment files against orders.
 
@@ -282,13 +324,16 @@ def reconcile_settlements(
         period: The report's period: a day YYYY-MM-DD, a month YYYY-MM, an ISO week YYYY-Www, or a range A..B.
             Empty: yesterday (Asia/Shanghai).
         file_path: One file to reconcile instead of the inbox (a path the worker can read).
+        as_of: A day YYYY-MM-DD: states, ageing, cases and dunning as of the end of that day (Asia/Shanghai),
+            e.g. a month-end close; re-running it later gives the same result. Empty: now.
     """
     require_store()
-    period_bounds(period, business_today())  # a bad period fails before any work
+    day = parse_as_of(as_of)  # a bad date or period fails before any work
+    period_bounds(period, day or business_today())
     files = files_to_reconcile(get_settings(), source, file_path)
     # a file named explicitly is always parsed again; an inbox file refused before is only listed
     result = reconciliation(with_prefect, files=files, source=source, period=period,
-                            retry_rejected=bool(file_path), publish=True)  # fmt: skip
+                            retry_rejected=bool(file_path), publish=True, as_of=day)  # fmt: skip
     failure = refused_files(result["files"])
     if failure:
         raise failure

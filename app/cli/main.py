@@ -71,6 +71,7 @@ class ReferenceKind(StrEnum):
     customers = "customers"
     stock = "stock"  # goods receipts (fulfilment: app/cli/fulfilment.py)
     supplier_prices = "supplier-prices"  # supplier price lists (fulfilment)
+    orders = "orders"  # existing orders from the old system (onboarding: app/cli/onboarding.py)
 
 
 @cli.command()
@@ -79,9 +80,16 @@ def load(
     path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="csv or xlsx, UTF-8 or GBK")],
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Load reference data (catalog or customers) from a staff spreadsheet; re-loading is safe."""
+    """Load reference data (catalog or customers), stock, supplier prices or existing orders from a staff
+    spreadsheet; re-loading is safe."""
     from yidi.reference import ReferenceFileError, load_reference_file
     from yidi.textfiles import UnreadableText
+
+    if kind is ReferenceKind.orders:
+        from app.cli.onboarding import load_orders_file
+
+        load_orders_file(path, json_out)
+        return
 
     if kind in (ReferenceKind.stock, ReferenceKind.supplier_prices):
         from app.cli.fulfilment import load_fulfilment_file

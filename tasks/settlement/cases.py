@@ -10,10 +10,11 @@ from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, bindparam, select, text, update
 
 from tasks.settlement.discrepancies import (
     CASE_COLUMNS,
+    awaiting_bills,
     cod_cases,
     duplicate_payments,
     fee_cases,
@@ -21,11 +22,11 @@ from tasks.settlement.discrepancies import (
     order_cases,
 )
 from tasks.settlement.rules import REFUND_REASON_STATES, cod_due_dates, payment_states
-from tasks.settlement.store import in_list, order_payment_frame
+from tasks.settlement.store import TIME, in_list, order_payment_frame
 from yidi.bulk import drop_temp_tables, insert_rows, read_frame, temp_key_table, utc_now
 from yidi.lifecycle import current_actor
 from yidi.money import decimal_to_fen
-from yidi.schema_settlement import payment_lines, settlement_case_events, settlement_cases
+from yidi.schema_settlement import payment_lines, provider_bill_days, settlement_case_events, settlement_cases
 from yidi.settings import Settings
 from yidi.settlement_policy import SettlementPolicy
 from yidi.workdays import BUSINESS_TZ
@@ -34,20 +35,45 @@ CASE_STATUSES = ("open", "explained", "resolved")
 SYSTEM = "system"  # the actor of automatic changes; a case resolved by anyone else stays resolved
 
 
-def current_conditions(
-    conn: Connection, settings: Settings, *, today: date, now: datetime, new_line_ids: list[int]
-) -> tuple[pd.DataFrame, dict[str, set | None]]:
-    """Every discrepancy that holds now, and per class the subjects evaluated (None = all of them)."""
-    policy = settings.settlement
-    paid = payment_states(order_payment_frame(conn), policy)
-    ledger = read_frame(
+LEDGER_SELECT = """SELECT r.order_id, r.due_date, r.amount_fen, r.status, r.payment_terms, o.order_no, o.customer_id,
+                  o.state, o.order_total_fen, o.installments, o.payment_method, o.order_time
+           FROM receivables r JOIN orders o ON o.id = r.order_id"""
+
+
+def _ledger(conn: Connection, plan: pd.DataFrame | None) -> pd.DataFrame:
+    """Receivable rows with their orders' columns: the stored ledger, or ``plan`` (a ledger computed as of a past
+    day and not written)."""
+    # COD money is owed by the carrier once delivered: that is a cod_not_remitted case, not the customer's debt
+    if plan is None:
+        return read_frame(conn, f"{LEDGER_SELECT} WHERE r.status <> 'void' AND r.payment_terms <> 'cod'")
+    rows = plan[(plan["status"] != "void") & (plan["payment_terms"] != "cod")]
+    table = temp_key_table(conn, rows["order_id"], "int")
+    found = read_frame(
         conn,
-        # COD money is owed by the carrier once delivered: that is a cod_not_remitted case, not the customer's debt
-        """SELECT r.order_id, r.due_date, r.amount_fen, r.status, o.order_no, o.customer_id, o.state,
-                  o.order_total_fen, o.installments
-           FROM receivables r JOIN orders o ON o.id = r.order_id
-           WHERE r.status <> 'void' AND r.payment_terms <> 'cod'""",
+        f"""SELECT o.id AS order_id, o.order_no, o.customer_id, o.state, o.order_total_fen, o.installments,
+                   o.payment_method, o.order_time FROM orders o WHERE o.id IN (SELECT k FROM {table})""",
     )
+    drop_temp_tables(conn, table)
+    return rows[["order_id", "due_date", "amount_fen", "status", "payment_terms"]].merge(found, on="order_id")
+
+
+def bill_days(conn: Connection) -> pd.DataFrame:
+    return read_frame(
+        conn, select(provider_bill_days.c.source, provider_bill_days.c.account, provider_bill_days.c.bill_day)
+    )
+
+
+def current_conditions(
+    conn: Connection, settings: Settings, *, today: date, now: datetime, new_line_ids: list[int],
+    at: datetime | None = None, plan: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, dict[str, set | None]]:  # fmt: skip
+    """Every discrepancy that holds now, and per class the subjects evaluated (None = all of them).
+
+    ``at``: as of that moment (facts dated later are left out); ``plan``: the ledger as of then, when it was
+    computed and not written (a past close re-run after later reconciliations)."""
+    policy = settings.settlement
+    paid = payment_states(order_payment_frame(conn, at), policy)
+    ledger = _ledger(conn, plan)
     if len(ledger):
         due_dates = pd.to_datetime(ledger["due_date"])
         ledger["due_now_fen"] = np.where(
@@ -57,10 +83,17 @@ def current_conditions(
             order_no=("order_no", "first"), customer_id=("customer_id", "first"), state=("state", "first"),
             order_total_fen=("order_total_fen", "first"), installments=("installments", "first"),
             due_so_far_fen=("due_now_fen", "sum"), first_due_date=("due_date", "min"),
+            payment_terms=("payment_terms", "first"), payment_method=("payment_method", "first"),
+            order_time=("order_time", "first"),
         ).reset_index()  # fmt: skip
+        order_date = pd.to_datetime(per_order["order_time"], utc=True).dt.tz_convert(BUSINESS_TZ).dt.date
+        per_order["awaiting_bills"] = awaiting_bills(
+            per_order.assign(order_date=order_date), bill_days(conn), policy
+        )
     else:
         per_order = pd.DataFrame(columns=["order_id", "order_no", "customer_id", "state", "order_total_fen",
-                                          "installments", "due_so_far_fen", "first_due_date"])  # fmt: skip
+                                          "installments", "due_so_far_fen", "first_due_date",
+                                          "awaiting_bills"])  # fmt: skip
     summary = per_order.merge(paid[["order_id", "paid_fen", "refunded_fen"]], on="order_id", how="outer")
     missing = summary["order_no"].isna()
     if missing.any():
@@ -80,7 +113,7 @@ def current_conditions(
         table = temp_key_table(conn, refunded_ids, "int")
         history = read_frame(
             conn,
-            f"""SELECT DISTINCT order_id FROM order_events WHERE kind = 'state'
+            f"""SELECT DISTINCT order_id FROM order_events WHERE kind IN ('state', 'imported')
                 AND to_state IN ({in_list(sorted(REFUND_REASON_STATES))}) AND order_id IN (SELECT k FROM {table})""",
         )
         # A refund the after-sales area decided (a case with a refund request) is explained too (A3).
@@ -108,19 +141,17 @@ def current_conditions(
         duplicates = duplicate_payments(matched, totals, policy)
     parts = [order_cases(summary, duplicates, policy, today)]
 
-    unmatched = read_frame(
-        conn,
-        select(
-            payment_lines.c.id,
-            payment_lines.c.source,
-            payment_lines.c.line_key,
-            payment_lines.c.amount_fen,
-            payment_lines.c.txn_time,
-            payment_lines.c.payer_name,
-            payment_lines.c.memo,
-            payment_lines.c.merchant_order_no,
-        ).where(payment_lines.c.match_status == "unmatched"),
-    )
+    unmatched = select(
+        payment_lines.c.id,
+        payment_lines.c.source,
+        payment_lines.c.line_key,
+        payment_lines.c.amount_fen,
+        payment_lines.c.txn_time,
+        payment_lines.c.payer_name,
+        payment_lines.c.memo,
+        payment_lines.c.merchant_order_no,
+    ).where(payment_lines.c.match_status == "unmatched")
+    unmatched = read_frame(conn, unmatched if at is None else unmatched.where(payment_lines.c.txn_time <= at))
     if len(unmatched):
         parts.append(line_cases(unmatched, now, policy))
 
@@ -146,14 +177,19 @@ def current_conditions(
         parts.append(fee_cases(fresh, policy, cod_contracts))
         scopes["fee_mismatch"] = {f"fee_mismatch:line:{i}" for i in fresh["id"]}
 
-    shipments_due = read_frame(
-        conn,
-        """SELECT s.id AS shipment_id, s.order_id, s.carrier, s.waybill_no, s.cod_amount_fen, s.delivered_at,
-                  o.order_no, o.customer_id
-           FROM shipments s JOIN orders o ON o.id = s.order_id
-           WHERE s.cod_amount_fen > 0 AND s.delivered_at IS NOT NULL
-             AND NOT EXISTS (SELECT 1 FROM payment_lines l WHERE l.kind = 'cod' AND l.waybill_no = s.waybill_no)""",
+    remitted = "AND l.txn_time <= :at" if at is not None else ""
+    delivered = "AND s.delivered_at <= :at" if at is not None else ""
+    shipments_due = text(
+        f"""SELECT s.id AS shipment_id, s.order_id, s.carrier, s.waybill_no, s.cod_amount_fen, s.delivered_at,
+                   o.order_no, o.customer_id
+            FROM shipments s JOIN orders o ON o.id = s.order_id
+            WHERE s.cod_amount_fen > 0 AND s.delivered_at IS NOT NULL {delivered}
+              AND NOT EXISTS (SELECT 1 FROM payment_lines l WHERE l.kind = 'cod' AND l.waybill_no = s.waybill_no
+                              {remitted})"""
     )
+    if at is not None:
+        shipments_due = shipments_due.bindparams(bindparam("at", type_=TIME))
+    shipments_due = read_frame(conn, shipments_due, {"at": at} if at is not None else None)
     if len(shipments_due):
         shipments_due["delivered_date"] = (
             pd.to_datetime(shipments_due["delivered_at"], utc=True).dt.tz_convert(BUSINESS_TZ).dt.date

@@ -39,7 +39,9 @@ def order_cases(
 
     ``summary``: order_id, order_no, customer_id, state, installments, order_total_fen, paid_fen, refunded_fen,
     due_fen, net_fen, tolerance_fen, due_so_far_fen (instalments due by today; the whole amount for orders
-    paid outside a receivable), first_due_date, has_return (bool).
+    paid outside a receivable), first_due_date, has_return (bool), optionally awaiting_bills (bool: a prepaid
+    online order whose provider bills for its payment window are not all in yet is not unpaid, see
+    ``awaiting_bills``).
     ``duplicates``: order_id, duplicate_lines, duplicate_fen (positive lines each ≈ the order total).
     """
     parts = []
@@ -49,7 +51,8 @@ def order_cases(
     first_due = pd.to_datetime(s["first_due_date"])
     late = first_due + pd.Timedelta(days=policy.unpaid_grace_days) < pd.Timestamp(today)
 
-    unpaid = s[(paid == 0) & (refunded == 0) & (due_now > 0) & late.fillna(False)]
+    waiting = s["awaiting_bills"].fillna(False).astype(bool) if "awaiting_bills" in s else False
+    unpaid = s[(paid == 0) & (refunded == 0) & (due_now > 0) & late.fillna(False) & ~waiting]
     parts.append(
         _case_frame(
             {
@@ -189,6 +192,48 @@ def order_cases(
         if any(len(p) for p in parts)
         else _case_frame({}, 0)
     )
+
+
+# Payment methods whose payments arrive in a provider's bill (its source in the settlement inbox).
+BILLED_METHODS = {"alipay": "alipay", "wechatpay": "wechatpay"}
+
+
+def awaiting_bills(orders: pd.DataFrame, bill_days: pd.DataFrame, policy: SettlementPolicy) -> pd.Series:
+    """Per order: True while a prepaid online order's provider bills do not yet cover every day it could have been
+    paid on (order date to due date + grace), so "unpaid past terms" waits for the bills instead of opening a
+    case the next bill closes again.
+
+    ``orders``: payment_method, payment_terms, order_date, first_due_date. ``bill_days``: source, account,
+    bill_day received. A day is covered when every account of the provider has sent its bill for it: the
+    accounts in ``[settlement.accounts]``, else every account a bill was ever received from (none: not covered).
+    Other orders (bank transfer, net terms, COD, instalments) never wait: their payments have no daily bill.
+    """
+    result = pd.Series(False, index=orders.index)
+    source = orders["payment_method"].map(BILLED_METHODS)
+    candidates = orders[source.notna() & (orders["payment_terms"] == "prepaid") & orders["first_due_date"].notna()
+                        & orders["order_date"].notna()]  # fmt: skip
+    if candidates.empty:
+        return result
+    days = bill_days.assign(bill_day=pd.to_datetime(bill_days["bill_day"]).dt.date)
+    covered: dict[str, set] = {}
+    for name in set(source[candidates.index]):
+        mine = days[days["source"] == name]
+        accounts = policy.accounts.for_source(name) or sorted(set(mine["account"]))
+        per_account = [set(mine.loc[mine["account"] == a, "bill_day"]) for a in accounts]
+        covered[name] = set.intersection(*per_account) if per_account else set()
+    start = pd.to_datetime(candidates["order_date"])
+    end = np.maximum(pd.to_datetime(candidates["first_due_date"]) + pd.Timedelta(days=policy.unpaid_grace_days),
+                     start)  # fmt: skip
+    n = ((end - start).dt.days + 1).to_numpy()
+    window = pd.DataFrame({"order": candidates.index.repeat(n), "source": source[candidates.index].repeat(n).to_numpy(),
+                           "day": start.repeat(n).to_numpy()})  # fmt: skip
+    window["day"] = (window["day"] + pd.to_timedelta(window.groupby("order").cumcount(), unit="D")).dt.date
+    have = pd.DataFrame([(name, day) for name, days_in in covered.items() for day in days_in],
+                        columns=["source", "day"]).assign(have=True)  # fmt: skip
+    window = window.merge(have, on=["source", "day"], how="left")
+    complete = window["have"].fillna(False).astype(bool).groupby(window["order"]).all()
+    result.loc[complete.index] = ~complete
+    return result
 
 
 def duplicate_payments(matched: pd.DataFrame, totals: pd.DataFrame, policy: SettlementPolicy) -> pd.DataFrame:

@@ -3,23 +3,27 @@ optionally of one source) and taking each in whole or not at all.
 
 Idempotency: a file already ingested (same content hash) is skipped; a line already known (same source and line
 identity) is not inserted again; a refused file is recorded with its reason and, on scheduled inbox runs, only
-listed afterwards, so a bad file fails one run, not every run until someone removes it.
+listed afterwards, so a bad file fails one run, not every run until someone removes it. The days an Alipay or
+WeChat Pay bill covers are recorded per account (``provider_bill_days``): cases wait for them (issue 12).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import Connection, select, update
 
 from connectors.payment_files import file_source, is_source, read_payment_file, source_hint
+from connectors.payment_files.alipay import bill_period
 from connectors.payment_files.common import PaymentFileError, file_hash, read_source
 from yidi.bulk import insert_rows, utc_now
 from yidi.lifecycle import current_actor
-from yidi.schema_settlement import payment_lines, statement_files
+from yidi.schema_settlement import payment_lines, provider_bill_days, statement_files
 from yidi.settings import Settings, get_settings, yidi_home
+from yidi.workdays import BUSINESS_TZ
 
 
 class ReconciliationFailed(RuntimeError):
@@ -81,6 +85,27 @@ def refused_files(ingested: list[dict]) -> ReconciliationFailed | None:
         f"{len(rejected)} of {len(ingested)} file(s) rejected (the rest was reconciled):\n"
         + "\n".join(f"  {f['error']}" for f in rejected)
     )
+
+
+BILLED_SOURCES = ("alipay", "wechatpay")
+
+
+def bill_days_covered(frame: pd.DataFrame, data: bytes, name: str, source: str) -> list[date]:
+    """The business days a provider bill covers: its stated period where the format prints one (Alipay's
+    起始日期/终止日期, end exclusive), and every day from its first to its last transaction."""
+    local = pd.to_datetime(frame["txn_time"], utc=True).dt.tz_convert(BUSINESS_TZ).dt.date
+    first, last = local.min(), local.max()
+    if source == "alipay":
+        try:
+            period = bill_period(data)
+        except PaymentFileError:
+            period = None
+        stamps = [re.findall(r"\d+", p) for p in period or ()]
+        if len(stamps) == 2 and all(len(s) >= 3 for s in stamps):
+            start = date(*map(int, stamps[0][:3]))
+            end = datetime(*map(int, stamps[1][:6] + ["0"] * (6 - len(stamps[1][:6])))) - timedelta(microseconds=1)
+            first, last = min(first, start), max(last, end.date())
+    return [d.date() for d in pd.date_range(first, last, freq="D")]
 
 
 def ingest_payment_file(
@@ -164,5 +189,9 @@ def ingest_payment_file(
     )
     new = insert_rows(conn, payment_lines, lines, on_conflict=["source", "line_key"])
     conn.execute(update(statement_files).where(statement_files.c.id == file_id).values(new_lines=new))
+    if detected in BILLED_SOURCES and len(frame):
+        days = [{"source": detected, "account": str(frame["account"].iloc[0]), "bill_day": d, "file_id": file_id,
+                 "received_at": now} for d in bill_days_covered(frame, data, name, detected)]  # fmt: skip
+        insert_rows(conn, provider_bill_days, pd.DataFrame(days), on_conflict=["source", "account", "bill_day"])
     return {"file": name, "status": "ingested", "source": detected, "file_id": file_id, "rows": len(frame),
             "new_lines": new}  # fmt: skip

@@ -123,14 +123,15 @@ def candidate_orders(
     return frame, invoices
 
 
-def run_matching(conn: Connection, policy: SettlementPolicy, *, actor: str, now: datetime) -> dict:
-    """Match every unmatched line that can be matched now; returns counts and the orders touched."""
-    lines = read_frame(
-        conn,
-        select(*(payment_lines.c[c] for c in LINE_COLUMNS)).where(
-            payment_lines.c.match_status == "unmatched"
-        ),
-    )
+def run_matching(
+    conn: Connection, policy: SettlementPolicy, *, actor: str, now: datetime, at: datetime | None = None
+) -> dict:
+    """Match every unmatched line that can be matched now; returns counts and the orders touched. ``at``: a
+    reconciliation as of a past day leaves lines dated after it for a later run."""
+    stmt = select(*(payment_lines.c[c] for c in LINE_COLUMNS)).where(payment_lines.c.match_status == "unmatched")
+    if at is not None:
+        stmt = stmt.where(payment_lines.c.txn_time <= at)
+    lines = read_frame(conn, stmt)
     if lines.empty:
         return {"candidates": 0, "matched_lines": 0, "ignored_lines": 0, "by_rule": {}, "order_ids": []}
     for column in (
@@ -195,10 +196,12 @@ def refresh_payment_states(
     actor: str,
     now: datetime,
     new_matches: pd.DataFrame | None = None,
+    at: datetime | None = None,
 ) -> dict:
-    """Recompute every paid order's payment state; changed ones are updated with one 'payment' event each, and
-    orders with newly matched payments get an event even when their state stays."""
-    frame = payment_states(order_payment_frame(conn), policy)
+    """Recompute every paid order's payment state (from payments dated up to ``at`` when given); changed ones are
+    updated with one 'payment' event each, and orders with newly matched payments get an event even when their
+    state stays."""
+    frame = payment_states(order_payment_frame(conn, at), policy)
     changed = frame[frame["new_payment_state"] != frame["payment_state"]]
     if len(changed):
         conn.execute(

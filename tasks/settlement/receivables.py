@@ -27,23 +27,32 @@ from yidi.settlement_policy import SettlementPolicy
 from yidi.workdays import BUSINESS_TZ
 
 
-def refresh_receivables(conn: Connection, policy: SettlementPolicy, *, now: datetime) -> dict:
-    """Rebuild the ledger plan for accepted orders and write the rows that changed."""
+def ledger_plan(conn: Connection, policy: SettlementPolicy, *, at: datetime | None = None) -> pd.DataFrame:
+    """The receivables ledger as it should be (``plan_receivables`` over every accepted order), as of ``at`` when
+    given: orders placed later are left out, shipments and deliveries after it have not happened, payments dated
+    after it are not counted. Imported orders bring the terms and due date their old system agreed."""
     states = in_list(sorted(RECEIVABLE_STATES))
     frame = read_frame(
         conn,
         f"""SELECT o.id, o.customer_id, o.state, o.order_total_fen, o.payment_method, o.installments, o.order_time,
                    c.payment_terms AS customer_terms, c.net_days AS customer_net_days,
-                   s.shipped_at, s.delivered_at
+                   s.shipped_at, s.delivered_at, i.payment_terms AS import_terms, i.net_days AS import_net_days,
+                   i.due_date AS import_due_date
             FROM orders o
             LEFT JOIN customers c ON c.id = o.customer_id
+            LEFT JOIN order_imports i ON i.order_id = o.id
             LEFT JOIN (SELECT order_id, MIN(shipped_at) AS shipped_at, MAX(delivered_at) AS delivered_at
                        FROM shipments GROUP BY order_id) s ON s.order_id = o.id
             WHERE o.state IN ({states}) OR o.id IN (SELECT order_id FROM receivables)""",
     )
+    if at is not None and len(frame):
+        frame = frame[~(pd.to_datetime(frame["order_time"], utc=True) > at)].reset_index(drop=True)
+        for column in ("shipped_at", "delivered_at"):
+            stamps = pd.to_datetime(frame[column], utc=True)
+            frame[column] = stamps.where(~(stamps > at))
     if frame.empty:
-        return {"receivables": 0, "written": 0}
-    sums = order_payments(conn)
+        return plan_receivables(frame, policy)
+    sums = order_payments(conn, at=at)
     frame = frame.merge(sums, left_on="id", right_on="order_id", how="left").drop(columns="order_id")
     frame[["paid_fen", "refunded_fen"]] = frame[["paid_fen", "refunded_fen"]].fillna(0).astype("int64")
     frame = payment_states(frame, policy)
@@ -55,9 +64,18 @@ def refresh_receivables(conn: Connection, policy: SettlementPolicy, *, now: date
         stamps = pd.to_datetime(frame[source], utc=True)
         frame[column] = stamps.dt.tz_convert(BUSINESS_TZ).dt.date.astype(object).where(stamps.notna(), None)
     cod = frame.loc[frame["payment_method"] == "cod"].set_index("id")["delivered_date"]
-    plan = plan_receivables(
+    return plan_receivables(
         frame, policy, cod_due_dates=cod_due_dates(cod, policy.cod_remittance_working_days)
     )
+
+
+def refresh_receivables(
+    conn: Connection, policy: SettlementPolicy, *, now: datetime, at: datetime | None = None
+) -> dict:
+    """Rebuild the ledger plan for accepted orders (as of ``at``) and write the rows that changed."""
+    plan = ledger_plan(conn, policy, at=at)
+    if plan.empty and not conn.execute(select(receivables.c.id).limit(1)).first():
+        return {"receivables": 0, "written": 0}
     existing = read_frame(
         conn,
         select(

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, bindparam, text
 
 from tasks.settlement.rules import ageing, ageing_table, bucket_labels
 from tasks.settlement.store import overdue_receivables
-from yidi.bulk import insert_rows, json_text, read_frame, utc_now
+from yidi.bulk import drop_temp_tables, insert_rows, json_text, read_frame, temp_key_table, utc_now
 from yidi.masking import mask_series
 from yidi.money import yuan_text
 from yidi.schema_settlement import payment_lines, settlement_runs
@@ -113,16 +113,33 @@ def case_list(conn: Connection) -> pd.DataFrame:
     )
 
 
-def ageing_report(conn: Connection, settings: Settings, today: date) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(bucket table, per-customer ageing pivot) as of ``today``."""
+def _with_names(conn: Connection, plan: pd.DataFrame) -> pd.DataFrame:
+    """Open rows of a ledger computed in memory, with order number, customer name and contacts."""
+    rows = plan[(plan["status"] == "open") & (plan["outstanding_fen"] > 0)]
+    table = temp_key_table(conn, rows["order_id"], "int")
+    names = read_frame(
+        conn,
+        f"""SELECT o.id AS order_id, o.order_no, COALESCE(c.name, o.customer_name) AS customer_name,
+                   COALESCE(c.email, o.customer_email) AS email, COALESCE(c.phone, o.customer_phone) AS phone
+            FROM orders o LEFT JOIN customers c ON c.id = o.customer_id WHERE o.id IN (SELECT k FROM {table})""",
+    )
+    drop_temp_tables(conn, table)
+    return rows.merge(names, on="order_id")
+
+
+def ageing_report(
+    conn: Connection, settings: Settings, today: date, plan: pd.DataFrame | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(bucket table, per-customer ageing pivot) as of ``today``; of the stored ledger, or of ``plan`` (a ledger
+    computed as of a past day, not written)."""
     policy = settings.settlement
-    ledger = read_frame(
+    ledger = _with_names(conn, plan) if plan is not None else read_frame(
         conn,
         """SELECT r.order_id, r.installment_no, r.customer_id, r.payment_terms, r.due_date, r.outstanding_fen,
                   r.status, o.order_no, COALESCE(c.name, o.customer_name) AS customer_name
            FROM receivables r JOIN orders o ON o.id = r.order_id LEFT JOIN customers c ON c.id = r.customer_id
            WHERE r.status = 'open' AND r.outstanding_fen > 0""",
-    )
+    )  # fmt: skip
     if ledger.empty:
         empty = pd.DataFrame({"bucket": bucket_labels(policy), "receivables": 0, "outstanding_fen": 0})
         empty["outstanding_yuan"] = "0.00"
@@ -142,9 +159,21 @@ def ageing_report(conn: Connection, settings: Settings, today: date) -> tuple[pd
     return table, per_customer
 
 
-def dunning_list(conn: Connection, settings: Settings, today: date) -> pd.DataFrame:
+def overdue_in_plan(conn: Connection, plan: pd.DataFrame, today: date) -> pd.DataFrame:
+    """``overdue_receivables`` of a ledger computed in memory."""
+    rows = _with_names(conn, plan)
+    rows = rows[(rows["payment_terms"] != "cod") & (pd.to_datetime(rows["due_date"]) < pd.Timestamp(today))]
+    rows = rows.assign(due_date=pd.to_datetime(rows["due_date"]).dt.date)
+    return rows.assign(party_key=np.where(rows["customer_id"].notna(),
+                                          "customer:" + rows["customer_id"].astype("Int64").astype("string"),
+                                          "order:" + rows["order_id"].astype("string")))  # fmt: skip
+
+
+def dunning_list(
+    conn: Connection, settings: Settings, today: date, plan: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Overdue parties: overdue total, oldest due date, days, step reached, last step taken, next step."""
-    overdue = overdue_receivables(conn, today)
+    overdue = overdue_receivables(conn, today) if plan is None else overdue_in_plan(conn, plan, today)
     if overdue.empty:
         return pd.DataFrame(columns=["party_key", "customer_name", "phone", "overdue_yuan", "oldest_due_date",
                                      "days_overdue", "last_step", "last_step_at", "next_step"])  # fmt: skip
@@ -198,18 +227,48 @@ def period_files(conn: Connection, start: datetime, end: datetime) -> pd.DataFra
     )
 
 
+def cases_as_of(conn: Connection, conditions: pd.DataFrame, start: datetime, end: datetime) -> tuple:
+    """(cases by class, case list) of the conditions that held as of a past day, with the stored case's id, status
+    and owner where there is one (a case a person resolved stays resolved)."""
+    stored = read_frame(conn, "SELECT id, case_key, status, owner, opened_at, updated_at, resolved_by FROM "
+                              "settlement_cases")  # fmt: skip
+    rows = conditions.merge(stored, on="case_key", how="left")
+    person_resolved = (rows["status"] == "resolved") & (rows["resolved_by"] != "system")
+    rows["status"] = rows["status"].where(person_resolved | rows["status"].eq("explained"), "open")
+    table = cases_by_class(conn, start, end)
+    for status in ("open", "explained"):
+        part = rows[rows["status"] == status].groupby("case_class")["amount_fen"].agg(["size", "sum"])
+        table[status] = table["case_class"].map(part["size"]).fillna(0).astype(int)
+        table[f"{status}_fen"] = table["case_class"].map(part["sum"]).fillna(0).astype("int64")
+    table["open_amount_yuan"] = (table["open_fen"] + table["explained_fen"]).map(
+        lambda fen: yuan_text(fen, grouping=True)
+    )
+    table_ids = temp_key_table(conn, rows["order_id"].dropna(), "int")
+    numbers = read_frame(conn, f"SELECT id AS order_id, order_no FROM orders WHERE id IN (SELECT k FROM {table_ids})")
+    drop_temp_tables(conn, table_ids)
+    listed = rows[rows["status"] != "resolved"].merge(numbers, on="order_id", how="left")
+    listed = listed.sort_values(["case_class", "amount_fen"], ascending=[True, False])
+    return table, listed[["id", "case_class", "status", "owner", "order_no", "payment_line_id", "shipment_id",
+                          "amount_fen", "summary", "opened_at", "updated_at"]].reset_index(drop=True)  # fmt: skip
+
+
 def reconciliation_report(
-    conn: Connection, settings: Settings, *, start: date, end: date, today: date
+    conn: Connection, settings: Settings, *, start: date, end: date, today: date, view: dict | None = None
 ) -> dict:
+    """The period's tables. ``view``: {plan, conditions} computed as of a past day (a month-end close): ageing,
+    cases and the dunning list come from it instead of the stored ledger and cases."""
     a, b = utc_bounds(start, end)
-    buckets, per_customer = ageing_report(conn, settings, today)
+    plan = view["plan"] if view else None
+    buckets, per_customer = ageing_report(conn, settings, today, plan)
+    by_class, listed = cases_as_of(conn, view["conditions"], a, b) if view else (cases_by_class(conn, a, b),
+                                                                                 case_list(conn))  # fmt: skip
     return {
         "match_rates": match_rates(conn, a, b),
-        "cases_by_class": cases_by_class(conn, a, b),
-        "cases": case_list(conn),
+        "cases_by_class": by_class,
+        "cases": listed,
         "ageing": buckets,
         "ageing_by_customer": per_customer,
-        "dunning": dunning_list(conn, settings, today),
+        "dunning": dunning_list(conn, settings, today, plan),
         "lines": period_lines(conn, a, b),
         "files": period_files(conn, a, b),
     }
@@ -242,11 +301,12 @@ def summary_sheet(summary: dict) -> pd.DataFrame:
 
 
 def record_run(
-    conn: Connection, *, started: datetime, actor: str, source: str | None, period: str | None, summary: dict
-) -> None:
-    """One ``settlement_runs`` row per reconciliation: when, by whom, of what, and its summary."""
+    conn: Connection, *, started: datetime, actor: str, source: str | None, period: str | None, summary: dict,
+    as_of: datetime | None = None,
+) -> None:  # fmt: skip
+    """One ``settlement_runs`` row per reconciliation: when, by whom, of what, as of when, and its summary."""
     row = {"started_at": started, "finished_at": utc_now(), "actor": actor, "source": source,
-           "period": summary.get("period") or period, "summary": json_text(summary)}  # fmt: skip
+           "period": summary.get("period") or period, "summary": json_text(summary), "as_of": as_of or started}  # fmt: skip
     insert_rows(conn, settlement_runs, pd.DataFrame([row]))
 
 

@@ -9,7 +9,7 @@ Money is integer fen throughout; dates are Asia/Shanghai calendar dates (``datet
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,23 @@ REFUND_REASON_STATES = frozenset({"returned", "after_sales", "cancelled"})
 def business_today(now: datetime | None = None) -> date:
     """The Asia/Shanghai calendar date of ``now`` (default: the clock)."""
     return (now or utc_now()).astimezone(BUSINESS_TZ).date()
+
+
+def end_of_business_day(day: date) -> datetime:
+    """The last instant of ``day`` in Asia/Shanghai, as UTC: the moment a reconciliation "as of" ``day`` is computed
+    for (a month-end close of 30 November counts everything up to 23:59:59.999999 that day, nothing after)."""
+    midnight = datetime(day.year, day.month, day.day, tzinfo=BUSINESS_TZ) + timedelta(days=1)
+    return (midnight - timedelta(microseconds=1)).astimezone(UTC)
+
+
+def parse_as_of(text: str | date | None) -> date | None:
+    """An as-of date from a parameter or option: YYYY-MM-DD (or a date); None stays None."""
+    if text is None or isinstance(text, date):
+        return text
+    try:
+        return date.fromisoformat(str(text).strip())
+    except ValueError:
+        raise ValueError(f"as-of date {text!r} is not YYYY-MM-DD") from None
 
 
 # ----------------------------------------------------------------------------------------- payment state
@@ -98,7 +115,9 @@ def plan_receivables(
     """One row per (order, instalment): terms, due date, amount, paid (FIFO), outstanding, status.
 
     ``orders``: id, customer_id, state, order_total_fen, payment_method, installments, customer_terms,
-    customer_net_days, order_date, shipped_date, delivered_date, due_fen, net_fen (from ``payment_states``).
+    customer_net_days, order_date, shipped_date, delivered_date, due_fen, net_fen (from ``payment_states``);
+    for imported orders optionally import_terms, import_net_days, import_due_date (the old system's agreement,
+    which wins over what would be computed).
     ``cod_due_dates``: order id -> due date for delivered COD orders (delivery + N working days, computed by the
     caller with the official calendar).
     Due dates: prepaid = order date + ``prepaid_due_days``; COD = delivery + remittance working days (none before
@@ -110,7 +129,12 @@ def plan_receivables(
                      "paid_fen", "outstanding_fen", "status"]
         )  # fmt: skip
     frame = orders.reset_index(drop=True).copy()
+    if "import_net_days" in frame:  # what an imported order's old system agreed comes first
+        frame["customer_net_days"] = frame["import_net_days"].astype("Float64").fillna(
+            frame["customer_net_days"].astype("Float64"))  # fmt: skip
     frame["terms"] = order_terms(frame)
+    if "import_terms" in frame:
+        frame["terms"] = frame["import_terms"].where(frame["import_terms"].notna(), frame["terms"]).astype(str)
     n = np.where(frame["terms"] == "installment", frame["installments"].fillna(1).clip(lower=1), 1).astype(
         int
     )
@@ -139,6 +163,11 @@ def plan_receivables(
     due_date = due_date.where(terms != "installment", installment_due)
     due_date = due_date.where(terms != "net", net_due)
     due_date = due_date.where(terms != "cod", cod_due)
+    if "import_due_date" in rows:
+        agreed = pd.to_datetime(rows["import_due_date"]) + pd.to_timedelta(
+            (rows["installment_no"] - 1) * policy.installment_interval_days, unit="D"
+        )
+        due_date = agreed.where(agreed.notna(), due_date)
     rows["due_date"] = due_date.dt.date.astype(object).where(due_date.notna(), None)
 
     # payments allocated to instalments in due order (FIFO)

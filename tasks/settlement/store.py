@@ -1,5 +1,5 @@
 """Settlement's SQL helpers and shared reads (A1, K2): temporary key tables for joins, what each order has been paid,
-the orders with payments, overdue receivables. The step modules (``files``, ``payments``, ``receivables``,
+the orders with payments, overdue receivables, the moment a reconciliation is computed for. The step modules (``files``, ``payments``, ``receivables``,
 ``cases``) use them inside the transaction they are given.
 """
 
@@ -9,10 +9,12 @@ from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, bindparam, select, text
+from sqlalchemy import Connection, bindparam, func, select, text
 
 from yidi.bulk import read_frame
-from yidi.schema_settlement import payment_lines, receivables
+from yidi.schema_settlement import payment_lines, receivables, settlement_runs
+
+TIME = payment_lines.c.txn_time.type
 
 
 def in_list(values) -> str:
@@ -20,27 +22,35 @@ def in_list(values) -> str:
     return ", ".join(f"'{v}'" for v in values)
 
 
-def order_payments(conn: Connection, id_table: str | None = None) -> pd.DataFrame:
-    """paid_fen / refunded_fen per order from the matches (all orders, or those in ``id_table``)."""
+def order_payments(conn: Connection, id_table: str | None = None, at: datetime | None = None) -> pd.DataFrame:
+    """paid_fen / refunded_fen per order (all orders, or those in ``id_table``): the matched payment lines (dated
+    up to ``at`` when given: a reconciliation as of a past day counts nothing paid after it) and what was paid in
+    the old system before an order was imported (``order_imports.paid_fen``)."""
     where = f"WHERE order_id IN (SELECT k FROM {id_table})" if id_table else ""
-    return read_frame(
-        conn,
+    dated = "JOIN payment_lines l ON l.id = m.payment_line_id WHERE l.txn_time <= :at" if at else ""
+    stmt = text(
         f"""SELECT order_id,
                    SUM(CASE WHEN amount_fen > 0 THEN amount_fen ELSE 0 END) AS paid_fen,
                    SUM(CASE WHEN amount_fen < 0 THEN -amount_fen ELSE 0 END) AS refunded_fen
-            FROM payment_matches {where} GROUP BY order_id""",
+            FROM (SELECT m.order_id, m.amount_fen FROM payment_matches m {dated}
+                  UNION ALL SELECT order_id, paid_fen AS amount_fen FROM order_imports WHERE paid_fen > 0) p
+            {where} GROUP BY order_id"""
     )
+    if not at:
+        return read_frame(conn, stmt)
+    return read_frame(conn, stmt.bindparams(bindparam("at", type_=TIME)), {"at": at})
 
 
-def order_payment_frame(conn: Connection) -> pd.DataFrame:
-    """Orders with any payment (or a payment state to undo), with paid/refunded sums."""
-    sums = order_payments(conn)
+def order_payment_frame(conn: Connection, at: datetime | None = None) -> pd.DataFrame:
+    """Orders with any payment (or a payment state to undo), with paid/refunded sums (as of ``at``)."""
+    sums = order_payments(conn, at=at)
     frame = read_frame(
         conn,
         """SELECT o.id AS order_id, o.order_no, o.customer_id, o.state, o.payment_state, o.order_total_fen,
                   o.installments
            FROM orders o
-           WHERE o.id IN (SELECT order_id FROM payment_matches) OR o.payment_state <> 'unpaid'""",
+           WHERE o.id IN (SELECT order_id FROM payment_matches) OR o.payment_state <> 'unpaid'
+              OR o.id IN (SELECT order_id FROM order_imports WHERE paid_fen > 0)""",
     )
     frame = frame.merge(sums, on="order_id", how="left")
     frame[["paid_fen", "refunded_fen"]] = frame[["paid_fen", "refunded_fen"]].fillna(0).astype("int64")
@@ -77,3 +87,9 @@ def new_line_ids_since(conn: Connection, since: datetime) -> list[int]:
     """Payment lines stored since ``since`` (this run's new lines: their fees are checked against the contracts)."""
     rows = conn.execute(select(payment_lines.c.id).where(payment_lines.c.ingested_at >= since)).scalars()
     return [int(i) for i in rows]
+
+
+def latest_as_of(conn: Connection) -> datetime | None:
+    """The latest moment a reconciliation has brought the store to (its payment states, ledger and cases)."""
+    value = conn.execute(select(func.max(settlement_runs.c.as_of))).scalar()
+    return None if value is None else pd.Timestamp(value).tz_convert("UTC").to_pydatetime()
