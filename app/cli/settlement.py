@@ -46,6 +46,11 @@ def reconcile(
             "--no-prefect", help="Run in this process without a Prefect flow run (scripts, no artifacts)"
         ),
     ] = False,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="YYYY-MM-DD: states, ageing, cases and dunning as of the end of that day "
+                     "(Asia/Shanghai), e.g. a month-end close; the same result whenever it is re-run"),
+    ] = None,  # fmt: skip
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Reconcile payments against orders now (the `reconcile-settlements` flow).
@@ -54,13 +59,14 @@ def reconcile(
     one folder per source: alipay/, wechatpay/, bank-icbc/, cod-shunfeng/ …). Re-running on the same files or
     period changes nothing. Exit code 1 when a file was rejected (the rest is still reconciled).
     """
-    from datetime import date
-
     from tasks.settlement.files import unknown_source
-    from tasks.settlement.rules import period_bounds
+    from tasks.settlement.rules import business_today, parse_as_of, period_bounds
 
     try:
-        period_bounds(period, date.today())
+        day = parse_as_of(as_of)
+        if day and day > business_today():
+            raise ValueError(f"--as-of {day} is in the future (today is {business_today()}, Asia/Shanghai)")
+        period_bounds(period, day or business_today())
     except ValueError as exc:
         raise fail(str(exc)) from None
     if unknown_source(source):  # seen: `--source bogus` exited 0 with "files 0 ingested"
@@ -68,9 +74,9 @@ def reconcile(
     engine = engine_or_exit()
     file_path = str(file) if file else None
     if no_prefect:
-        result, failed = _reconcile_in_process(engine, source, period, file_path)
+        result, failed = _reconcile_in_process(engine, source, period, file_path, day)
     else:
-        result, failed = _reconcile_in_a_flow_run(source, period, file_path)
+        result, failed = _reconcile_in_a_flow_run(source, period, file_path, day)
     if isinstance(result, BaseException):
         if json_out:
             emit_json({"status": "failed", "error": str(result)})
@@ -98,6 +104,10 @@ def reconcile(
         f"{report['dunning']['actions']} ({report['dunning']['notices']} notices)",
         highlight=False,
     )
+    if report.get("as_of"):
+        skipped = "skipped" in result["cases"]
+        console.print(f"as of {report['as_of']}" + ("; the store is reconciled to a later date and was left as it "
+                      "is (the report and workbook are as of this day)" if skipped else ""), highlight=False)  # fmt: skip
     console.print(f"workbook: {report['workbook']}", highlight=False)
 
 
@@ -183,21 +193,22 @@ def templates(
                   highlight=False)  # fmt: skip
 
 
-def _reconcile_in_a_flow_run(source: str | None, period: str | None, file_path: str | None):
+def _reconcile_in_a_flow_run(source: str | None, period: str | None, file_path: str | None, as_of=None):
     """(result or the run's error, whether the run failed)."""
     from app.local_stack import use_local_server_if_running
     from flows.settlement import reconcile_settlements
 
     use_local_server_if_running()
     logging.getLogger("prefect").setLevel(logging.WARNING)
-    state = reconcile_settlements(source=source, period=period, file_path=file_path, return_state=True)
+    state = reconcile_settlements(source=source, period=period, file_path=file_path,
+                                  as_of=as_of.isoformat() if as_of else None, return_state=True)  # fmt: skip
     try:
         return state.result(raise_on_failure=False), state.is_failed()
     except Exception as exc:  # noqa: BLE001 - the run's own error is what the user needs
         return exc, True
 
 
-def _reconcile_in_process(engine, source: str | None, period: str | None, file_path: str | None):
+def _reconcile_in_process(engine, source: str | None, period: str | None, file_path: str | None, as_of=None):
     """The flow's step list in this process (``flows.settlement.reconciliation`` with ``in_process``)."""
     from flows.compose import in_process
     from flows.settlement import reconciliation
@@ -209,7 +220,7 @@ def _reconcile_in_process(engine, source: str | None, period: str | None, file_p
     except FileNotFoundError as exc:
         return exc, True
     result = reconciliation(in_process, files=files, source=source, period=period,
-                            retry_rejected=bool(file_path), engine=engine)  # fmt: skip
+                            retry_rejected=bool(file_path), engine=engine, as_of=as_of)  # fmt: skip
     return (refused_files(result["files"]) or result), False
 
 
@@ -218,6 +229,10 @@ def cases_list(
     status: Annotated[str, typer.Option(help="open | explained | resolved | all")] = "open",
     case_class: Annotated[str | None, typer.Option("--class", help="Only this discrepancy class")] = None,
     limit: Annotated[int, typer.Option(help="At most this many")] = 50,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="YYYY-MM-DD: the cases that held at the end of that day (Asia/Shanghai)"),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """List discrepancy cases (largest amounts first)."""
@@ -228,6 +243,9 @@ def cases_list(
     from yidi.schema_settlement import settlement_cases
 
     engine = engine_or_exit()
+    if as_of:
+        _cases_as_of(engine, as_of, status, case_class, limit, json_out)
+        return
     stmt = select(
         settlement_cases.c.id, settlement_cases.c.case_class, settlement_cases.c.status, settlement_cases.c.owner,
         settlement_cases.c.amount_fen, settlement_cases.c.summary,
@@ -247,6 +265,36 @@ def cases_list(
     for row in frame.itertuples(index=False):
         table.add_row(str(row.id), row.case_class, row.status, row.owner or "",
                       yuan_text(row.amount_fen, grouping=True), row.summary)  # fmt: skip
+    console.print(table)
+
+
+def _cases_as_of(engine, as_of: str, status: str, case_class: str | None, limit: int, json_out: bool) -> None:
+    """The cases as they stood at the end of a day, computed from the facts dated up to then."""
+    from tasks.settlement.report import case_list_as_of
+    from tasks.settlement.rules import parse_as_of
+    from yidi.money import yuan_text
+    from yidi.settings import get_settings
+
+    try:
+        day = parse_as_of(as_of)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    with engine.connect() as conn:
+        frame = case_list_as_of(conn, get_settings(), day)
+    if status != "all":
+        frame = frame[frame["status"] == status]
+    if case_class:
+        frame = frame[frame["case_class"] == case_class]
+    frame = frame.sort_values("amount_fen", ascending=False, kind="stable").head(limit)
+    if json_out:
+        emit_json(frame.drop(columns=["opened_at", "updated_at"]).to_dict("records"))
+        return
+    table = RichTable(title=f"settlement cases ({status}) as of {day} 24:00 Asia/Shanghai", title_justify="left")
+    for column in ("id", "class", "status", "amount", "summary"):
+        table.add_column(column)
+    for row in frame.itertuples(index=False):
+        shown = "" if row.id is None or row.id != row.id else str(int(row.id))
+        table.add_row(shown, row.case_class, row.status, yuan_text(row.amount_fen, grouping=True), row.summary)
     console.print(table)
 
 

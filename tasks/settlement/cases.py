@@ -22,11 +22,11 @@ from tasks.settlement.discrepancies import (
     order_cases,
 )
 from tasks.settlement.rules import REFUND_REASON_STATES, cod_due_dates, payment_states
-from tasks.settlement.store import TIME, in_list, order_payment_frame
+from tasks.settlement.store import TIME, bill_days, in_list, order_payment_frame
 from yidi.bulk import drop_temp_tables, insert_rows, read_frame, temp_key_table, utc_now
 from yidi.lifecycle import current_actor
 from yidi.money import decimal_to_fen
-from yidi.schema_settlement import payment_lines, provider_bill_days, settlement_case_events, settlement_cases
+from yidi.schema_settlement import payment_lines, settlement_case_events, settlement_cases
 from yidi.settings import Settings
 from yidi.settlement_policy import SettlementPolicy
 from yidi.workdays import BUSINESS_TZ
@@ -55,12 +55,6 @@ def _ledger(conn: Connection, plan: pd.DataFrame | None) -> pd.DataFrame:
     )
     drop_temp_tables(conn, table)
     return rows[["order_id", "due_date", "amount_fen", "status", "payment_terms"]].merge(found, on="order_id")
-
-
-def bill_days(conn: Connection) -> pd.DataFrame:
-    return read_frame(
-        conn, select(provider_bill_days.c.source, provider_bill_days.c.account, provider_bill_days.c.bill_day)
-    )
 
 
 def current_conditions(

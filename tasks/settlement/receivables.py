@@ -123,7 +123,7 @@ def take_dunning_steps(
 ) -> dict:
     """Take each overdue party's due step once: record it and queue its notices (customer and internal)."""
     policy = settings.settlement
-    overdue = overdue_receivables(conn, today)
+    overdue = overdue_receivables(conn, today, policy)
     if overdue.empty:
         return {"overdue_parties": 0, "actions": 0, "notices": 0}
     taken = set(read_frame(conn, select(dunning_actions.c.dedupe_key))["dedupe_key"])

@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, bindparam, text
 
+from tasks.settlement.discrepancies import awaiting_bills
 from tasks.settlement.rules import ageing, ageing_table, bucket_labels
-from tasks.settlement.store import overdue_receivables
+from tasks.settlement.store import bill_days, overdue_receivables, with_order_dates
 from yidi.bulk import drop_temp_tables, insert_rows, json_text, read_frame, temp_key_table, utc_now
 from yidi.masking import mask_series
 from yidi.money import yuan_text
@@ -159,11 +160,17 @@ def ageing_report(
     return table, per_customer
 
 
-def overdue_in_plan(conn: Connection, plan: pd.DataFrame, today: date) -> pd.DataFrame:
+def overdue_in_plan(conn: Connection, plan: pd.DataFrame, today: date, policy) -> pd.DataFrame:
     """``overdue_receivables`` of a ledger computed in memory."""
     rows = _with_names(conn, plan)
     rows = rows[(rows["payment_terms"] != "cod") & (pd.to_datetime(rows["due_date"]) < pd.Timestamp(today))]
     rows = rows.assign(due_date=pd.to_datetime(rows["due_date"]).dt.date)
+    table = temp_key_table(conn, rows["order_id"], "int")
+    orders_of = read_frame(conn, f"SELECT id AS order_id, payment_method, order_time FROM orders "
+                                 f"WHERE id IN (SELECT k FROM {table})")  # fmt: skip
+    drop_temp_tables(conn, table)
+    rows = rows.merge(orders_of, on="order_id")
+    rows = rows[~awaiting_bills(with_order_dates(rows), bill_days(conn), policy).to_numpy()]
     return rows.assign(party_key=np.where(rows["customer_id"].notna(),
                                           "customer:" + rows["customer_id"].astype("Int64").astype("string"),
                                           "order:" + rows["order_id"].astype("string")))  # fmt: skip
@@ -173,7 +180,8 @@ def dunning_list(
     conn: Connection, settings: Settings, today: date, plan: pd.DataFrame | None = None
 ) -> pd.DataFrame:
     """Overdue parties: overdue total, oldest due date, days, step reached, last step taken, next step."""
-    overdue = overdue_receivables(conn, today) if plan is None else overdue_in_plan(conn, plan, today)
+    overdue = (overdue_receivables(conn, today, settings.settlement) if plan is None
+               else overdue_in_plan(conn, plan, today, settings.settlement))
     if overdue.empty:
         return pd.DataFrame(columns=["party_key", "customer_name", "phone", "overdue_yuan", "oldest_due_date",
                                      "days_overdue", "last_step", "last_step_at", "next_step"])  # fmt: skip
@@ -232,7 +240,8 @@ def cases_as_of(conn: Connection, conditions: pd.DataFrame, start: datetime, end
     and owner where there is one (a case a person resolved stays resolved)."""
     stored = read_frame(conn, "SELECT id, case_key, status, owner, opened_at, updated_at, resolved_by FROM "
                               "settlement_cases")  # fmt: skip
-    rows = conditions.merge(stored, on="case_key", how="left")
+    stored["case_key"] = stored["case_key"].astype(object)
+    rows = conditions.assign(case_key=conditions["case_key"].astype(object)).merge(stored, on="case_key", how="left")
     person_resolved = (rows["status"] == "resolved") & (rows["resolved_by"] != "system")
     rows["status"] = rows["status"].where(person_resolved | rows["status"].eq("explained"), "open")
     table = cases_by_class(conn, start, end)
@@ -432,3 +441,17 @@ def weekly_trends(
     frame["received_yuan"] = frame["received_fen"].map(lambda fen: yuan_text(fen, grouping=True))
     frame["refunded_yuan"] = frame["refunded_fen"].map(lambda fen: yuan_text(fen, grouping=True))
     return frame
+
+
+def case_list_as_of(conn: Connection, settings: Settings, day: date) -> pd.DataFrame:
+    """The discrepancy cases that held at the end of ``day`` (Asia/Shanghai), computed from the facts dated up to
+    then; the same list however much later it is asked for."""
+    from tasks.settlement.cases import current_conditions
+    from tasks.settlement.receivables import ledger_plan
+    from tasks.settlement.rules import end_of_business_day
+
+    at = end_of_business_day(day)
+    plan = ledger_plan(conn, settings.settlement, at=at)
+    conditions, _ = current_conditions(conn, settings, today=day, now=at, new_line_ids=[], at=at, plan=plan)
+    a, b = utc_bounds(day, day + timedelta(days=1))
+    return cases_as_of(conn, conditions, a, b)[1]

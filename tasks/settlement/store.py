@@ -11,8 +11,11 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, bindparam, func, select, text
 
+from tasks.settlement.discrepancies import awaiting_bills
 from yidi.bulk import read_frame
-from yidi.schema_settlement import payment_lines, receivables, settlement_runs
+from yidi.schema_settlement import payment_lines, provider_bill_days, receivables, settlement_runs
+from yidi.settlement_policy import SettlementPolicy
+from yidi.workdays import BUSINESS_TZ
 
 TIME = payment_lines.c.txn_time.type
 
@@ -57,13 +60,15 @@ def order_payment_frame(conn: Connection, at: datetime | None = None) -> pd.Data
     return frame
 
 
-def overdue_receivables(conn: Connection, today: date) -> pd.DataFrame:
+def overdue_receivables(conn: Connection, today: date, policy: SettlementPolicy | None = None) -> pd.DataFrame:
     """Open receivables past due (COD excepted: the carrier owes those), with contacts and a ``party_key`` per
-    customer (or per order without a customer): the dunning ladder's input."""
+    customer (or per order without a customer): the dunning ladder's input. With ``policy``, prepaid online orders
+    whose provider bills are not all in yet are left out (nobody is reminded of a payment the next bill shows)."""
     frame = read_frame(
         conn,
         text(
-            """SELECT r.order_id, r.customer_id, r.outstanding_fen, r.due_date, o.order_no,
+            """SELECT r.order_id, r.customer_id, r.outstanding_fen, r.due_date, r.payment_terms, o.order_no,
+                      o.payment_method, o.order_time,
                       COALESCE(c.name, o.customer_name) AS customer_name,
                       COALESCE(c.email, o.customer_email) AS email, COALESCE(c.phone, o.customer_phone) AS phone
                FROM receivables r JOIN orders o ON o.id = r.order_id LEFT JOIN customers c ON c.id = r.customer_id
@@ -80,7 +85,23 @@ def overdue_receivables(conn: Connection, today: date) -> pd.DataFrame:
         "order:" + frame["order_id"].astype("string"),
     )
     frame["due_date"] = pd.to_datetime(frame["due_date"]).dt.date
-    return frame
+    if policy is not None:
+        frame = frame[~awaiting_bills(with_order_dates(frame), bill_days(conn), policy).to_numpy()]
+    return frame.reset_index(drop=True)
+
+
+def with_order_dates(frame: pd.DataFrame) -> pd.DataFrame:
+    """``awaiting_bills``' input from receivable rows: order_date (Asia/Shanghai) and first_due_date per order."""
+    order_date = pd.to_datetime(frame["order_time"], utc=True).dt.tz_convert(BUSINESS_TZ).dt.date
+    first_due = frame.groupby("order_id")["due_date"].transform("min")
+    return frame.assign(order_date=order_date, first_due_date=first_due)
+
+
+def bill_days(conn: Connection) -> pd.DataFrame:
+    """The provider bill days received (source, account, bill_day)."""
+    return read_frame(
+        conn, select(provider_bill_days.c.source, provider_bill_days.c.account, provider_bill_days.c.bill_day)
+    )
 
 
 def new_line_ids_since(conn: Connection, since: datetime) -> list[int]:
