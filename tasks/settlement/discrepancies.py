@@ -205,11 +205,14 @@ def awaiting_bills(orders: pd.DataFrame, bill_days: pd.DataFrame, policy: Settle
 
     ``orders``: payment_method, payment_terms, order_date, first_due_date. ``bill_days``: source, account,
     bill_day received. A day is covered when every account of the provider has sent its bill for it: the
-    accounts in ``[settlement.accounts]``, else every account a bill was ever received from (none: not covered).
-    Other orders (bank transfer, net terms, COD, instalments) never wait: their payments have no daily bill.
+    accounts in ``[settlement.accounts]``, else every account a bill was ever received from. A provider none of
+    whose bills was ever received is not waited for (the company does not reconcile it in yidi: its orders would
+    otherwise never be found unpaid). Other orders (bank transfer, net terms, COD, instalments) never wait: their
+    payments have no daily bill.
     """
     result = pd.Series(False, index=orders.index)
     source = orders["payment_method"].map(BILLED_METHODS)
+    source = source.where(source.isin(set(bill_days["source"])))
     candidates = orders[source.notna() & (orders["payment_terms"] == "prepaid") & orders["first_due_date"].notna()
                         & orders["order_date"].notna()]  # fmt: skip
     if candidates.empty:
