@@ -511,7 +511,7 @@ def test_settlement_templates_lists_every_layout_readable_at_80_columns_and_as_j
     sources = [r["source"] for r in rows]
     assert sources == [*(f"cod:{c}" for c in ("shunfeng", "zhongtong", "yuantong", "yunda", "jd", "ems", "shentong",
                                                "debangwuliu")),
-                       *(f"bank:{b}" for b in ("icbc", "cmb", "cqrcb", "ccb", "abc", "boc"))]  # fmt: skip
+                       *(f"bank:{b}" for b in ("icbc", "cmb", "cqrcb", "ccb", "abc", "boc", "icbc_card"))]  # fmt: skip
     for source in sources:
         assert f"│ {source} " in shown.output
     assert all(r["shape"] for r in rows)  # every layout says where its shape comes from
@@ -554,3 +554,23 @@ def test_every_shipped_carrier_layout_is_recognised_read_and_checked(tmp_path, p
     with pytest.raises(PaymentFileError) as caught:
         _read(bad, policy)
     assert caught.value.reason == "totals_mismatch"
+
+
+def test_icbc_card_details_in_the_published_shape_with_padded_cells_and_a_totals_row(policy):
+    found, frame = _read(BANK / "icbc-card-details.csv", policy)
+    assert found == "bank:icbc_card"
+    assert frame["amount_fen"].tolist() == [129900, -1340, 50000]
+    assert frame["payer_name"].tolist() == ["重庆两江机电有限公司", "财付通支付科技有限公司", "张三丰"]
+    assert frame["txn_time"].tolist() == [utc(2026, 11, 3, 0, 0, 0)] * 2 + [utc(2026, 11, 4, 0, 0, 0)]
+    assert set(frame["account"]) == {"6222020200112233445"}  # the export masks the card: the configured one
+
+
+@pytest.mark.parametrize(("old", "new", "words"), [('"1,799.00', '"1,800.00', "credit"), ('"13.40 ', '"13.41 ', "debit")])
+def test_icbc_card_details_whose_totals_row_disagrees_is_refused_for_its_totals(policy, old, new, words):
+    text = (BANK / "icbc-card-details.csv").read_text(encoding="utf-8")
+    footer_at = text.index("人民币合计")
+    assert old in text[footer_at:]
+    edited = text[:footer_at] + text[footer_at:].replace(old, new)
+    with pytest.raises(PaymentFileError) as caught:
+        _read(BANK / "x.csv", policy, edited.encode("utf-8"))
+    assert caught.value.reason == "totals_mismatch" and f"totals row {words} total" in caught.value.problem
