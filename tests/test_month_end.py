@@ -287,3 +287,41 @@ def test_bad_orders_are_quarantined_whole_with_their_rows_and_reason(engine, tmp
     order_import(in_process, path=path, now=utc(2026, 11, 2), actor="test", engine=engine)
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(intake_records)).scalar() == 4
+
+
+def test_cli_load_orders_and_a_month_end_close(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from app.cli.main import cli
+
+    runner = CliRunner()
+    assert runner.invoke(cli, ["init"]).exit_code == 0
+    customers_file = tmp_path / "customers.csv"
+    customers_file.write_text("code,name,payment_terms,net_days\nC1,张三丰,prepaid,0\nC2,重庆两江机电有限公司,net,30\n")
+    assert runner.invoke(cli, ["load", "customers", str(customers_file)]).exit_code == 0
+    export = write_export(tmp_path / "orders.csv", FIRST_EXPORT + ["X1,2026-11-01,已发货,,某人,1,货,1,1,1,,,,,,,,SF9,,,"])
+    result = runner.invoke(cli, ["load", "orders", export, "--json"])
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.stdout)
+    assert (counts["imported"], counts["quarantined"]) == (8, 1)
+    result = runner.invoke(cli, ["load", "orders", export])
+    assert "0 imported, 8 already imported (unchanged), 1" in " ".join(result.output.split())
+
+    cod = write_cod_remittance(pd.DataFrame({"waybill_no": ["SF2026003"], "amount_fen": [56000],
+                                             "txn_time": [utc(2026, 11, 5, 10)]}),
+                               tmp_path / "sf-1105.csv", fee_rate=0.01, fee_min_fen=500)  # fmt: skip
+    result = runner.invoke(cli, ["settlement", "reconcile", str(cod), "--no-prefect", "--as-of", "2026-11-30",
+                                 "--period", "2026-11"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "as of 2026-11-30 24:00 Asia/Shanghai" in result.output
+    result = runner.invoke(cli, ["settlement", "cases", "list", "--as-of", "2026-11-30", "--json"])
+    assert result.exit_code == 0, result.output
+    listed = {(c["case_class"], c["order_no"]) for c in json.loads(result.stdout)}
+    # no provider bills were ever received here, so the online orders are not waited for
+    assert listed == {("unpaid_past_terms", "YD20261020001"), ("unpaid_past_terms", "YD20261025002"),
+                      ("unpaid_past_terms", "YD20261101007"), ("unpaid_past_terms", "YD20261101008"),
+                      ("cod_not_remitted", "YD20261030004")}  # fmt: skip
+    result = runner.invoke(cli, ["reconcile", "--no-prefect", "--as-of", "2026-11-31"])
+    assert result.exit_code == 1 and "is not YYYY-MM-DD" in result.output

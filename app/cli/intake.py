@@ -205,6 +205,11 @@ def quarantine_replay(
         row = conn.execute(select(r.c.channel, r.c.content, r.c.status).where(r.c.id == record_id)).first()
     if row is None:
         raise fail(f"no intake record {record_id}")
+    from tasks.onboarding.rules import IMPORT_CHANNEL
+
+    if row.channel == IMPORT_CHANNEL:  # refused by `yidi load orders`: corrected in its file, not replayed
+        raise fail(f"record {record_id} is an order refused by `yidi load orders`: fix its rows in the file and "
+                   "load the file again (orders already imported stay as they are), or discard the record")  # fmt: skip
     content = None
     if content_file is not None:
         content = content_file.read_text(encoding="utf-8")
