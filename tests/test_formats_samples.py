@@ -574,3 +574,38 @@ def test_icbc_card_details_whose_totals_row_disagrees_is_refused_for_its_totals(
     with pytest.raises(PaymentFileError) as caught:
         _read(BANK / "x.csv", policy, edited.encode("utf-8"))
     assert caught.value.reason == "totals_mismatch" and f"totals row {words} total" in caught.value.problem
+
+
+def test_a_new_carrier_described_only_in_yidi_toml_is_read_without_code(tmp_path):
+    policy = _policy_with(tmp_path, """
+[settlement.accounts]
+cod = { jtexpress = ["JT0230001"] }
+[settlement.cod_templates.jtexpress]
+carrier_name = "极兔速递"
+encoding = "gb18030"
+header_row = 2
+totals_row_markers = ["总计"]
+skip_markers = ["本页小计"]
+fee_sign = "negative"
+remitted_statuses = ["已打款"]
+pending_statuses = ["待打款"]
+account_labels = ["商家编号"]
+[settlement.cod_templates.jtexpress.columns]
+waybill = ["运单编号"]
+collected = ["COD金额"]
+fee = ["服务费"]
+remitted = ["打款金额"]
+remit_date = ["打款日期"]
+status = ["打款状态"]
+""")  # fmt: skip
+    export = ("极兔速递 COD 打款明细\n商家编号：JT0230001\n运单编号,COD金额,服务费,打款金额,打款日期,打款状态\n"
+              "JT0001,100.00,-1.00,99.00,2026/11/06,已打款\nJT0002,50.00,-0.50,49.50,,待打款\n本页小计,150.00,-1.50,148.50,,\n"
+              "JT0003,20.00,-0.20,19.80,2026/11/06,已打款\n总计,170.00,-1.70,168.30,,\n")  # fmt: skip
+    found, frame = _read(COD / "jt.csv", policy, export.encode("gbk"))
+    assert found == "cod:jtexpress"
+    assert frame["waybill_no"].tolist() == ["JT0001", "JT0003"]  # JT0002 not paid back yet
+    assert frame["amount_fen"].tolist() == [10000, 2000] and frame["fee_fen"].tolist() == [100, 20]
+    assert frame["txn_time"].tolist() == [utc(2026, 11, 6, 0, 0, 0)] * 2
+    with pytest.raises(PaymentFileError) as caught:
+        _read(COD / "jt.csv", policy, export.replace("总计,170.00", "总计,171.00").encode("gbk"))
+    assert caught.value.reason == "totals_mismatch"
