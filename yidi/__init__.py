@@ -20,4 +20,8 @@ _PREFECT_DEFAULTS = {
 for _key, _value in _PREFECT_DEFAULTS.items():
     os.environ.setdefault(_key, _value)
 
+# The store, documents, reports and exports hold personal data: every file a yidi process creates is readable by
+# its owner only (files 0600, directories 0700). Only tightens: a stricter umask the operator set stays.
+os.umask(os.umask(0o077) | 0o077)
+
 __version__ = "0.1.0"

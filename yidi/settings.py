@@ -526,7 +526,7 @@ class Settings(Section):
 def yidi_home() -> Path:
     """Where the embedded database, documents and reports live (``YIDI_HOME``, default ``./.yidi``)."""
     home = Path(os.environ.get("YIDI_HOME", ".yidi")).expanduser().resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)  # personal data: created readable by its owner only
     return home
 
 
@@ -563,6 +563,29 @@ def _read_toml(path: Path) -> dict:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{path}: not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"{path}: not UTF-8 text (byte {exc.start}); save the policy file as UTF-8") from None
+    except OSError as exc:
+        raise SettingsError(f"{path}: cannot be read ({exc.strerror})") from None
+
+
+SECRET_WORDS = ("password", "passwd", "secret", "token", "salt", "credential", "api_key", "apikey", "private")
+
+
+def secret_like(key: str) -> bool:
+    """A key whose value must never be shown: its name says secret (``*_env`` keys name a variable, not a secret)."""
+    name = key.lower()
+    return not name.endswith("_env") and any(word in name for word in SECRET_WORDS)
+
+
+def _shown_input(key: str, err: dict) -> str:
+    """What a validation error may echo: nothing for an unknown key (a secret put under a wrong name must not be
+    printed) or a secret-like one; the value otherwise."""
+    if err.get("type") == "extra_forbidden":
+        return "unknown key; its value is not shown"
+    if secret_like(key):
+        return "value not shown"
+    return f"got {err.get('input')!r}"
 
 
 def load_settings(path: Path | str | None = None) -> Settings:
@@ -577,7 +600,7 @@ def load_settings(path: Path | str | None = None) -> Settings:
         problems = []
         for err in exc.errors():
             key = ".".join(str(part) for part in err["loc"])
-            problems.append(f"{key}: {err['msg']} (got {err.get('input')!r})")
+            problems.append(f"{key}: {err['msg']} ({_shown_input(key, err)})")
         source = override_path or DEFAULTS_PATH
         raise SettingsError(f"invalid policy in {source}:\n  " + "\n  ".join(problems)) from None
 

@@ -5,6 +5,7 @@ store check. The area modules (``app/cli/<area>.py``) register on ``cli``; ``app
 from __future__ import annotations
 
 import json
+import logging
 import sys
 
 import pandas as pd
@@ -21,8 +22,22 @@ console = Console()
 EXIT_NOT_FOUND, EXIT_CONFIG, EXIT_DATABASE = 1, 3, 4
 
 
+@cli.callback()
+def _before_every_command() -> None:
+    """The policy file is validated before any command runs (README: "validated at start-up"): a bad or
+    undecodable file stops every command the same way, exit 3, instead of failing later inside a step."""
+    from yidi.settings import SettingsError, reload_settings
+
+    try:
+        reload_settings()  # read afresh: this command's policy file, as it is now
+    except SettingsError as exc:
+        raise fail(f"invalid policy: {exc}", EXIT_CONFIG) from None
+
+
 def fail(message: str, code: int = EXIT_NOT_FOUND) -> typer.Exit:
-    Console(stderr=True).print(f"[red]error:[/red] {message}")
+    from rich.markup import escape
+
+    Console(stderr=True).print(f"[red]error:[/red] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 
@@ -31,19 +46,46 @@ def emit_json(payload) -> None:
 
 
 def engine_or_exit():
-    from sqlalchemy.exc import OperationalError
-
+    """The order store's engine, or exit 4: "cannot be reached" when no connection opens (the hint is about the
+    database), "not initialised" when it answers but has no schema (the hint is `yidi init`)."""
     from yidi.db import get_engine
 
     engine = get_engine()
+    conn = store_connection_or_exit(engine)
     try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1 FROM orders WHERE 1 = 0")
-    except OperationalError as exc:
-        raise fail(f"the order store is not ready ({exc.orig}); run `yidi init`", EXIT_DATABASE) from None
-    except Exception as exc:  # noqa: BLE001 - ProgrammingError on PostgreSQL when tables are missing
-        raise fail(f"the order store is not ready ({exc}); run `yidi init`", EXIT_DATABASE) from None
+        conn.exec_driver_sql("SELECT 1 FROM orders WHERE 1 = 0")
+    except Exception as exc:  # noqa: BLE001 - OperationalError (SQLite) / ProgrammingError (PostgreSQL): no tables
+        raise fail(f"the order store at {safe_url(engine.url)} is not initialised ({_first_line(exc)}); "
+                   "run `yidi init`", EXIT_DATABASE) from None  # fmt: skip
+    finally:
+        conn.close()
     return engine
+
+
+def store_connection_or_exit(engine):
+    """An open connection to the store, or exit 4 saying the database cannot be reached (not `yidi init`)."""
+    try:
+        return engine.connect()
+    except Exception as exc:  # noqa: BLE001 - the driver's own error (refused, unknown host, bad login, no file)
+        raise fail(f"the order store at {safe_url(engine.url)} cannot be reached: {_first_line(exc)}\n"
+                   "check YIDI_DATABASE_URL (or YIDI_HOME for the embedded store) and that the database is up",
+                   EXIT_DATABASE) from None  # fmt: skip
+
+
+def safe_url(url) -> str:
+    """A database URL as it may be shown: the password masked."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(str(url) if not hasattr(url, "render_as_string") else url).render_as_string(
+            hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy understands: show nothing of it
+        return "(the configured database)"
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    return (str(orig).strip().splitlines() or [type(orig).__name__])[0]
 
 
 def local_time(value, missing: str = "") -> str:
@@ -51,3 +93,113 @@ def local_time(value, missing: str = "") -> str:
     if value is None or pd.isna(value):
         return missing
     return pd.Timestamp(value).tz_convert(BUSINESS_TZ).strftime("%Y-%m-%d %H:%M")
+
+
+# --- files named on the command line ---------------------------------------------------------------------------
+
+
+def regular_file(path, what: str = "file"):
+    """``path`` when it is a regular file; else a refusal (exit 1). Devices, FIFOs and directories are refused
+    before anything opens them: reading /dev/zero never ends and opening a FIFO blocks until a writer comes."""
+    import os
+    import stat
+    from pathlib import Path
+
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise fail(f"{path}: no such {what}") from None
+    except OSError as exc:
+        raise fail(f"{path}: cannot be read ({exc.strerror})") from None
+    if not stat.S_ISREG(mode):
+        raise fail(f"{path} is not a regular file")
+    return path
+
+
+# --- where flows run: a Prefect server when there is one, else in this process -----------------------------------
+
+PREFECT_OPTION_HELP = (
+    "Run as a Prefect flow run on the configured server (PREFECT_API_URL, or the local one from `make up`), or "
+    "--no-prefect: the same steps in this process. Default: Prefect when a server is configured or answers, "
+    "else in this process. yidi never starts a temporary Prefect server."
+)
+
+
+def prefect_server_url() -> str | None:
+    """The Prefect API this command would report to, without importing Prefect: ``PREFECT_API_URL`` (the
+    environment, else the active Prefect profile), else the local server of `make up` when it answers."""
+    import os
+
+    configured = os.environ.get("PREFECT_API_URL") or _configured_api_url()
+    if configured:
+        return configured
+    from app.local_stack import API_URL, HOST, PORT
+
+    return API_URL if _port_open(HOST, PORT) else None
+
+
+def _configured_api_url() -> str | None:
+    import os
+    import tomllib
+    from pathlib import Path
+
+    if "prefect.settings" in sys.modules:  # Prefect already loaded (tests, the demo): ask it
+        from prefect.settings import PREFECT_API_URL
+
+        return PREFECT_API_URL.value() or None
+    home = Path(os.environ.get("PREFECT_HOME", "~/.prefect")).expanduser()
+    try:
+        profiles = tomllib.loads((Path(os.environ.get("PREFECT_PROFILES_PATH", home / "profiles.toml"))
+                                  .expanduser()).read_text(encoding="utf-8"))  # fmt: skip
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    active = os.environ.get("PREFECT_PROFILE") or profiles.get("active", "")
+    return (profiles.get("profiles", {}).get(active, {}) or {}).get("PREFECT_API_URL") or None
+
+
+def _port_open(host: str, port: int) -> bool:
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _server_answers(url: str, timeout: float = 3.0) -> bool:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=timeout) as answer:  # noqa: S310 - the operator's own server
+            return answer.status == 200
+    except (OSError, ValueError, urllib.error.URLError):
+        return False
+
+
+def use_prefect(choice: bool | None) -> bool:
+    """Whether a flow command runs as a Prefect flow run. ``choice``: ``--prefect`` (True), ``--no-prefect``
+    (False) or neither (None: Prefect when a server is configured or the local one answers).
+
+    Never a temporary server: Prefect would start one per command (~20 s, two at once time out connecting to each
+    other, and a killed command leaves it running), so a Prefect run needs a real server, checked here (exit 4).
+    """
+    import os
+
+    if choice is False:
+        return False
+    url = prefect_server_url()
+    if url is None:
+        if choice:
+            raise fail("no Prefect server: start one with `make up` or set PREFECT_API_URL "
+                       "(or leave out --prefect to run in this process)", EXIT_DATABASE)  # fmt: skip
+        return False
+    if not _server_answers(url):
+        raise fail(f"the Prefect server at {url} does not answer (PREFECT_API_URL); start it, or run in this "
+                   "process with --no-prefect", EXIT_DATABASE)  # fmt: skip
+    os.environ["PREFECT_API_URL"] = url
+    os.environ["PREFECT_SERVER_EPHEMERAL_ENABLED"] = "false"  # belt and braces: never a temporary server
+    logging.getLogger("prefect").setLevel(logging.WARNING)
+    return True

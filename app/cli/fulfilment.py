@@ -7,7 +7,6 @@ Registered on the main CLI by the one import line in ``app/cli/main.py``'s area 
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -16,7 +15,16 @@ from typing import Annotated
 import typer
 from rich.table import Table as RichTable
 
-from app.cli.common import cli, console, emit_json, engine_or_exit, fail
+from app.cli.common import (
+    PREFECT_OPTION_HELP,
+    cli,
+    console,
+    emit_json,
+    engine_or_exit,
+    fail,
+    regular_file,
+    use_prefect,
+)
 
 RENAMED = "renamed to `yidi fulfilment {}`; this name goes in the next release"
 fulfilment_app = typer.Typer(help="Fulfilment: allocation runs, stock, customer decisions, production and purchase.",
@@ -53,25 +61,23 @@ def fulfilment_run(
     carrier_url: Annotated[str | None, typer.Option(help="Carrier e-waybill gateway (default: policy file)")] = None,
     supplier_url: Annotated[str | None, typer.Option(help="Supplier PO gateway (default: policy file)")] = None,
     as_of: Annotated[datetime | None, typer.Option(help="Act as if it were this time (UTC unless a zone is given)")] = None,
-    no_prefect: Annotated[bool, typer.Option("--no-prefect", help="Run the same steps in this process, "
-                                             "without Prefect (no task runs or artifacts in the UI)")] = False,
+    prefect: Annotated[bool | None, typer.Option("--prefect/--no-prefect", help=PREFECT_OPTION_HELP)] = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Run the `fulfilment-handoff` flow now: allocate, request, send purchase orders, create waybills."""
     from datetime import UTC
 
-    from app.local_stack import use_local_server_if_running
-    from flows.compose import in_process
-    from flows.fulfilment import fulfilment_handoff, handoff
-
     engine_or_exit()
     if as_of is not None and as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=UTC)
-    if no_prefect:
+    if not use_prefect(prefect):
+        from flows.compose import in_process
+        from flows.fulfilment import handoff
+
         summary = handoff(in_process, carrier_api_url=carrier_url, supplier_api_url=supplier_url, as_of=as_of)
     else:
-        use_local_server_if_running()
-        logging.getLogger("prefect").setLevel(logging.WARNING)
+        from flows.fulfilment import fulfilment_handoff
+
         summary = fulfilment_handoff(carrier_api_url=carrier_url, supplier_api_url=supplier_url, as_of=as_of)
     if json_out:
         emit_json(summary)
@@ -208,24 +214,26 @@ def fulfilment_report(json_out: Annotated[bool, typer.Option("--json")] = False)
 
 @fulfilment_app.command("stocktake")
 def fulfilment_stocktake(
-    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Count sheet: csv or xlsx, UTF-8 or GBK")],
+    path: Annotated[Path, typer.Argument(help="Count sheet: csv or xlsx, UTF-8 or GBK")],
+    prefect: Annotated[bool | None, typer.Option("--prefect/--no-prefect", help=PREFECT_OPTION_HELP)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Import a stocktake: variances correct the books (adjustments with reasons); report of variances,
     slow-moving, expired and damaged stock. Refused rows are listed; exit code 1 when any row was refused."""
-    from app.local_stack import use_local_server_if_running
     from tasks.fulfilment.stock import StockFileError
     from yidi.textfiles import UnreadableText
 
+    regular_file(path)
     engine_or_exit()
-    logging.getLogger("prefect").setLevel(logging.WARNING)
-    from flows.compose import in_process
-    from flows.fulfilment import stock_count, stocktake
-
     try:
-        if use_local_server_if_running():
+        if use_prefect(prefect):
+            from flows.fulfilment import stocktake
+
             summary = stocktake(str(path))
-        else:  # no Prefect server: the flow's step list in this process, report file only
+        else:  # the flow's step list in this process, report file only
+            from flows.compose import in_process
+            from flows.fulfilment import stock_count
+
             summary = stock_count(in_process, str(path)).as_dict()
     except (StockFileError, UnreadableText) as exc:
         raise fail(str(exc)) from None

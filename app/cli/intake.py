@@ -6,7 +6,6 @@ Registered on the main CLI by the one import line in ``app/cli/main.py``'s area 
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import tempfile
@@ -16,7 +15,17 @@ from typing import Annotated
 import typer
 from rich.table import Table as RichTable
 
-from app.cli.common import cli, console, emit_json, engine_or_exit, fail, local_time
+from app.cli.common import (
+    PREFECT_OPTION_HELP,
+    cli,
+    console,
+    emit_json,
+    engine_or_exit,
+    fail,
+    local_time,
+    regular_file,
+    use_prefect,
+)
 
 SHOW_LINES = 40  # of a record's content, unless --full (a bulk drop's chunk holds thousands of rows)
 COUNT_COLUMNS = ["read", "new", "updated", "unchanged", "quarantined", "remote", "local", "unknown"]
@@ -48,34 +57,27 @@ def intake_run(
                                                       "taobao, woocommerce, email, spreadsheet")] = None,
     file: Annotated[list[Path] | None, typer.Option("--file", "-f", help="Take in this csv/xlsx/eml file "
                                                     "(repeatable; the file is not moved)")] = None,
-    no_prefect: Annotated[bool, typer.Option("--no-prefect", help="Run in this process without a Prefect "
-                                             "flow run (scripts, benchmarks)")] = False,
+    prefect: Annotated[bool | None, typer.Option("--prefect/--no-prefect", help=PREFECT_OPTION_HELP)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Pull orders now: every enabled channel, the ones named, or the given files (the `intake-orders` flow)."""
     from connectors.registry import ORDER_CHANNELS
 
-    engine_or_exit()
     for name in channel or []:
         if name not in ORDER_CHANNELS:
             raise fail(f"unknown channel {name!r}; channels: {', '.join(ORDER_CHANNELS)}")
-    for path in file or []:
-        if not path.is_file():
-            raise fail(f"{path} is not a file")
-    files = [str(p.resolve()) for p in file or []]
+    files = [str(regular_file(p).resolve()) for p in file or []]
+    engine_or_exit()
     failed = False
-    if no_prefect:
+    if not use_prefect(prefect):
         from flows.compose import in_process
         from flows.intake import order_intake
 
         results = order_intake(in_process, channels=channel or None, files=files or None)
         failed = any(result.get("error") for result in results.values())
     else:
-        from app.local_stack import use_local_server_if_running
         from flows.intake import intake_orders
 
-        use_local_server_if_running()
-        logging.getLogger("prefect").setLevel(logging.WARNING)
         state = intake_orders(channels=channel or None, files=files or None, return_state=True)
         try:
             results = state.result()
@@ -212,7 +214,10 @@ def quarantine_replay(
                    "load the file again (orders already imported stay as they are), or discard the record")  # fmt: skip
     content = None
     if content_file is not None:
-        content = content_file.read_text(encoding="utf-8")
+        try:
+            content = regular_file(content_file).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise fail(f"{content_file}: not UTF-8 text") from None
     elif edit:
         content = _edit(row.content)
         if content == row.content:

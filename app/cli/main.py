@@ -16,7 +16,17 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 import yidi  # noqa: F401  (Prefect offline defaults)
-from app.cli.common import EXIT_CONFIG, cli, console, emit_json, engine_or_exit, fail
+from app.cli.common import (
+    EXIT_CONFIG,
+    cli,
+    console,
+    emit_json,
+    engine_or_exit,
+    fail,
+    regular_file,
+    safe_url,
+    store_connection_or_exit,
+)
 from yidi.settings import SettingsError
 
 config_app = typer.Typer(help="Inspect the policy file.", no_args_is_help=True)
@@ -28,19 +38,15 @@ cli.add_typer(order_app, name="order")
 @cli.command()
 def init(json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False) -> None:
     """Create or upgrade the order store's schema (all migrations)."""
-    from yidi.db import database_url, init_db
+    from yidi.db import database_url, get_engine, init_db
 
-    heads = init_db()
+    engine = get_engine()
+    store_connection_or_exit(engine).close()  # unreachable: exit 4 with the database's own reason, no traceback
+    heads = init_db(engine)
     if json_out:
-        emit_json({"database": _safe_url(database_url()), "heads": heads})
+        emit_json({"database": safe_url(database_url()), "heads": heads})
     else:
-        console.print(f"order store ready at {_safe_url(database_url())} (migrations: {', '.join(heads)})")
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
+        console.print(f"order store ready at {safe_url(database_url())} (migrations: {', '.join(heads)})")
 
 
 @config_app.command("show")
@@ -53,17 +59,37 @@ def config_show(json_out: Annotated[bool, typer.Option("--json")] = False) -> No
         source = policy_file_path()
     except SettingsError as exc:
         raise fail(str(exc), EXIT_CONFIG) from None
-    data = settings.model_dump(mode="json")
+    from yidi.db import database_url
+
+    data = masked(settings.model_dump(mode="json"))
     if json_out:
         emit_json(data)
         return
     console.print(
         f"# effective policy: defaults + {source or 'no policy file'}", highlight=False, markup=False
     )
+    console.print(f"# order store: {safe_url(database_url())}", highlight=False, markup=False)
     for section, values in data.items():
         console.print(f"\n[{section}]", highlight=False, markup=False)
         for key, value in values.items():
             console.print(f"{key} = {json.dumps(value, ensure_ascii=False)}", highlight=False, markup=False)
+
+
+def masked(value, key: str = ""):
+    """Settings as they may be shown: secret-like keys' values and passwords inside URLs replaced by ``***``."""
+    import re
+
+    from yidi.settings import secret_like
+
+    if isinstance(value, dict):
+        return {k: masked(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(v, key) for v in value]
+    if isinstance(value, str) and value and secret_like(key):
+        return "***"
+    if isinstance(value, str):
+        return re.sub(r"(?<=://)([^/@:\s]*):[^/@\s]*@", r"\1:***@", value)
+    return value
 
 
 class ReferenceKind(StrEnum):
@@ -77,7 +103,7 @@ class ReferenceKind(StrEnum):
 @cli.command()
 def load(
     kind: Annotated[ReferenceKind, typer.Argument(help="What the file holds")],
-    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="csv or xlsx, UTF-8 or GBK")],
+    path: Annotated[Path, typer.Argument(help="csv or xlsx, UTF-8 or GBK")],
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Load reference data (catalog or customers), stock, supplier prices or existing orders from a staff
@@ -85,6 +111,7 @@ def load(
     from yidi.reference import ReferenceFileError, load_reference_file
     from yidi.textfiles import UnreadableText
 
+    regular_file(path)
     if kind is ReferenceKind.orders:
         from app.cli.onboarding import load_orders_file
 
@@ -172,14 +199,20 @@ def export(
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="File (default: TABLE.FORMAT)")
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the output file when it exists")] = False,
 ) -> None:
     """Export a table for staff (full, unmasked values; csv is UTF-8 with BOM so Excel reads Chinese)."""
     from rich.progress import Progress
 
     from yidi.export import UnknownTable, count_rows, export_table
 
-    engine = engine_or_exit()
     output = output or Path(f"{table}.{fmt.value}")
+    if output.exists() or output.is_symlink():
+        if not force:
+            raise fail(f"{output} exists; give --force to replace it, or another -o")
+        if not output.is_file():
+            raise fail(f"{output} is not a regular file; not replacing it")
+    engine = engine_or_exit()
     try:
         with engine.connect() as conn, Progress(console=Console(stderr=True), transient=True) as bar:
             job = bar.add_task(f"exporting {table}", total=count_rows(conn, table))

@@ -17,7 +17,16 @@ import pandas as pd
 import typer
 from rich.table import Table as RichTable
 
-from app.cli.common import cli, console, emit_json, engine_or_exit, fail, local_time
+from app.cli.common import (
+    PREFECT_OPTION_HELP,
+    cli,
+    console,
+    emit_json,
+    engine_or_exit,
+    fail,
+    local_time,
+    use_prefect,
+)
 
 review_app = typer.Typer(help="Order review: pending orders, findings, decisions, deadlines.", no_args_is_help=True)
 cli.add_typer(review_app, name="review")
@@ -165,14 +174,22 @@ def review_reject(
 @review_app.command("run")
 def review_run(
     order: Annotated[list[int] | None, typer.Option("--order", help="Only these order ids (repeatable)")] = None,
+    prefect: Annotated[bool | None, typer.Option("--prefect/--no-prefect", help=PREFECT_OPTION_HELP)] = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Run the automated review now (received orders, and orders changed since their last check)."""
-    from flows.compose import in_process
-    from flows.review import automated_review
-    from yidi.settings import get_settings
+    """Run the automated review now (received orders, and orders changed since their last check): the
+    `auto-review` flow's steps; customer notices are queued (the `send-notifications` flow sends them)."""
+    engine = engine_or_exit()
+    if use_prefect(prefect):
+        from flows.review import auto_review
 
-    result = automated_review(in_process, engine=engine_or_exit(), settings=get_settings(), order_ids=order or None)
+        result = auto_review(order_ids=order or None, send=False)
+    else:
+        from flows.compose import in_process
+        from flows.review import automated_review
+        from yidi.settings import get_settings
+
+        result = automated_review(in_process, engine=engine, settings=get_settings(), order_ids=order or None)
     if json_out:
         emit_json(result)
         return
@@ -182,15 +199,25 @@ def review_run(
 
 
 @review_app.command("deadlines")
-def review_deadlines(json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Send due reminders and escalations now (the hourly flow does the same); print the backlog by age."""
-    from tasks.review.deadlines import check_deadlines
+def review_deadlines(
+    prefect: Annotated[bool | None, typer.Option("--prefect/--no-prefect", help=PREFECT_OPTION_HELP)] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Send due reminders and escalations now (the hourly `check-review-deadlines` flow); print the backlog by age."""
+    engine = engine_or_exit()
+    if use_prefect(prefect):
+        from flows.review import check_review_deadlines
 
-    report = check_deadlines(engine_or_exit())
+        outcome = check_review_deadlines(send=False)
+    else:
+        from tasks.review.deadlines import check_deadlines
+
+        report = check_deadlines(engine)
+        outcome = {"reminded": report.reminded, "escalated": report.escalated,
+                   "backlog": report.backlog.to_dict("records")}  # fmt: skip
     if json_out:
-        emit_json({"reminded": report.reminded, "escalated": report.escalated,
-                   "backlog": report.backlog.to_dict("records")})  # fmt: skip
+        emit_json({key: outcome[key] for key in ("reminded", "escalated", "backlog")})
         return
-    console.print(f"reminded {len(report.reminded)}, escalated {len(report.escalated)}")
-    for row in report.backlog.itertuples(index=False):
-        console.print(f"  {row.bucket}: {row.orders}")
+    console.print(f"reminded {len(outcome['reminded'])}, escalated {len(outcome['escalated'])}")
+    for row in outcome["backlog"]:
+        console.print(f"  {row['bucket']}: {row['orders']}")

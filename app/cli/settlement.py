@@ -8,14 +8,22 @@ import line in ``app/cli/main.py``.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table as RichTable
 
-from app.cli.common import cli, console, emit_json, engine_or_exit, fail
+from app.cli.common import (
+    PREFECT_OPTION_HELP,
+    cli,
+    console,
+    emit_json,
+    engine_or_exit,
+    fail,
+    regular_file,
+    use_prefect,
+)
 
 RENAMED = "renamed to `yidi settlement {}`; this name goes in the next release"
 settlement_app = typer.Typer(help="Settlement: reconcile payment files against orders, discrepancy cases.",
@@ -30,7 +38,7 @@ cli.add_typer(cases_app, name="cases", hidden=True, help=RENAMED.format("cases â
 @settlement_app.command("reconcile")
 def reconcile(
     file: Annotated[
-        Path | None, typer.Argument(exists=True, dir_okay=False, help="One bill/statement/remittance file")
+        Path | None, typer.Argument(help="One bill/statement/remittance file")
     ] = None,
     source: Annotated[
         str | None,
@@ -40,12 +48,7 @@ def reconcile(
         str | None,
         typer.Option("--period", "-p", help="YYYY-MM-DD, YYYY-MM, YYYY-Www or A..B (default: yesterday)"),
     ] = None,
-    no_prefect: Annotated[
-        bool,
-        typer.Option(
-            "--no-prefect", help="Run in this process without a Prefect flow run (scripts, no artifacts)"
-        ),
-    ] = False,
+    prefect: Annotated[bool | None, typer.Option("--prefect/--no-prefect", help=PREFECT_OPTION_HELP)] = None,
     as_of: Annotated[
         str | None,
         typer.Option("--as-of", help="YYYY-MM-DD: states, ageing, cases and dunning as of the end of that day "
@@ -71,12 +74,12 @@ def reconcile(
         raise fail(str(exc)) from None
     if unknown_source(source):  # seen: `--source bogus` exited 0 with "files 0 ingested"
         raise fail(unknown_source(source))
+    file_path = str(regular_file(file)) if file else None
     engine = engine_or_exit()
-    file_path = str(file) if file else None
-    if no_prefect:
-        result, failed = _reconcile_in_process(engine, source, period, file_path, day)
-    else:
+    if use_prefect(prefect):
         result, failed = _reconcile_in_a_flow_run(source, period, file_path, day)
+    else:
+        result, failed = _reconcile_in_process(engine, source, period, file_path, day)
     if isinstance(result, BaseException):
         if json_out:
             emit_json({"status": "failed", "error": str(result)})
@@ -195,11 +198,8 @@ def templates(
 
 def _reconcile_in_a_flow_run(source: str | None, period: str | None, file_path: str | None, as_of=None):
     """(result or the run's error, whether the run failed)."""
-    from app.local_stack import use_local_server_if_running
     from flows.settlement import reconcile_settlements
 
-    use_local_server_if_running()
-    logging.getLogger("prefect").setLevel(logging.WARNING)
     state = reconcile_settlements(source=source, period=period, file_path=file_path,
                                   as_of=as_of.isoformat() if as_of else None, return_state=True)  # fmt: skip
     try:

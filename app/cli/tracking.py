@@ -15,7 +15,16 @@ from typing import Annotated
 import typer
 from rich.table import Table as RichTable
 
-from app.cli.common import cli, console, emit_json, engine_or_exit, fail, local_time
+from app.cli.common import (
+    PREFECT_OPTION_HELP,
+    cli,
+    console,
+    emit_json,
+    engine_or_exit,
+    fail,
+    local_time,
+    use_prefect,
+)
 
 tracking = typer.Typer(help="Carrier tracking: polling, push callbacks, incidents.", no_args_is_help=True)
 cli.add_typer(tracking, name="tracking")
@@ -35,14 +44,8 @@ def poll(
     query_url: Annotated[
         str | None, typer.Option(help="Kuaidi100 query URL (default: the policy file)")
     ] = None,
-    no_prefect: Annotated[
-        bool,
-        typer.Option(
-            "--no-prefect",
-            help="Run in this process without a Prefect "
-            "flow run (scripts; no shared rate limit across processes)",
-        ),
-    ] = False,
+    prefect: Annotated[bool | None, typer.Option("--prefect/--no-prefect", help=PREFECT_OPTION_HELP
+                                                 + " In this process the request rate is not shared.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Poll carriers now (the `poll-carriers` flow): every due shipment, or one waybill.
@@ -60,14 +63,11 @@ def poll(
             found = conn.execute(select(shipments.c.id).where(shipments.c.waybill_no == waybill)).first()
         if found is None:
             raise fail(f"no shipment with waybill {waybill}")
-    if no_prefect:
+    if not use_prefect(prefect):
         summary = _poll_here(engine, waybill, as_of, query_url)
     else:
-        from app.local_stack import use_local_server_if_running
         from flows.tracking import poll_carriers
 
-        use_local_server_if_running()
-        logging.getLogger("prefect").setLevel(logging.WARNING)
         summary = poll_carriers(waybill=waybill, as_of=as_of, query_url=query_url)
     summary.pop("incident_ids", None)
     if json_out:
