@@ -37,7 +37,7 @@ def _before_every_command() -> None:
 def fail(message: str, code: int = EXIT_NOT_FOUND) -> typer.Exit:
     from rich.markup import escape
 
-    Console(stderr=True).print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 

@@ -16,6 +16,7 @@ import typer
 from rich.table import Table as RichTable
 
 from app.cli.common import (
+    EXIT_CONFIG,
     PREFECT_OPTION_HELP,
     cli,
     console,
@@ -63,12 +64,17 @@ def poll(
             found = conn.execute(select(shipments.c.id).where(shipments.c.waybill_no == waybill)).first()
         if found is None:
             raise fail(f"no shipment with waybill {waybill}")
-    if not use_prefect(prefect):
-        summary = _poll_here(engine, waybill, as_of, query_url)
-    else:
-        from flows.tracking import poll_carriers
+    from connectors.kuaidi100 import MissingCredentials
 
-        summary = poll_carriers(waybill=waybill, as_of=as_of, query_url=query_url)
+    try:
+        if not use_prefect(prefect):
+            summary = _poll_here(engine, waybill, as_of, query_url)
+        else:
+            from flows.tracking import poll_carriers
+
+            summary = poll_carriers(waybill=waybill, as_of=as_of, query_url=query_url)
+    except MissingCredentials as exc:  # the account's secrets live in the environment: a configuration problem
+        raise fail(str(exc), EXIT_CONFIG) from None
     summary.pop("incident_ids", None)
     if json_out:
         emit_json(summary)
