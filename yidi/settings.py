@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 # After-sales, feedback and service (issue 14) have their own module: yidi/aftersales_policy.py.
 from yidi.aftersales_policy import AftersalesPolicy, FeedbackPolicy, ServicePolicy
+from yidi.redact import shown_input
 
 # The settlement section is a schema of its own (bank templates, dunning ladder): yidi/settlement_policy.py.
 from yidi.settlement_policy import SettlementPolicy
@@ -563,29 +564,9 @@ def _read_toml(path: Path) -> dict:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"{path}: not valid TOML: {exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise SettingsError(f"{path}: not UTF-8 text (byte {exc.start}); save the policy file as UTF-8") from None
-    except OSError as exc:
-        raise SettingsError(f"{path}: cannot be read ({exc.strerror})") from None
-
-
-SECRET_WORDS = ("password", "passwd", "secret", "token", "salt", "credential", "api_key", "apikey", "private")
-
-
-def secret_like(key: str) -> bool:
-    """A key whose value must never be shown: its name says secret (``*_env`` keys name a variable, not a secret)."""
-    name = key.lower()
-    return not name.endswith("_env") and any(word in name for word in SECRET_WORDS)
-
-
-def _shown_input(key: str, err: dict) -> str:
-    """What a validation error may echo: nothing for an unknown key (a secret put under a wrong name must not be
-    printed) or a secret-like one; the value otherwise."""
-    if err.get("type") == "extra_forbidden":
-        return "unknown key; its value is not shown"
-    if secret_like(key):
-        return "value not shown"
-    return f"got {err.get('input')!r}"
+    except (UnicodeDecodeError, OSError) as exc:  # a GBK-saved file, a directory, no permission: exit 3, no traceback
+        problem = f"not UTF-8 text (byte {exc.start})" if isinstance(exc, UnicodeDecodeError) else exc.strerror
+        raise SettingsError(f"{path}: cannot be read: {problem}; save the policy file as UTF-8 text") from None
 
 
 def load_settings(path: Path | str | None = None) -> Settings:
@@ -600,7 +581,7 @@ def load_settings(path: Path | str | None = None) -> Settings:
         problems = []
         for err in exc.errors():
             key = ".".join(str(part) for part in err["loc"])
-            problems.append(f"{key}: {err['msg']} ({_shown_input(key, err)})")
+            problems.append(f"{key}: {err['msg']} ({shown_input(key, err)})")
         source = override_path or DEFAULTS_PATH
         raise SettingsError(f"invalid policy in {source}:\n  " + "\n  ".join(problems)) from None
 

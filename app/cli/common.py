@@ -134,9 +134,9 @@ def prefect_server_url() -> str | None:
     configured = os.environ.get("PREFECT_API_URL") or _configured_api_url()
     if configured:
         return configured
-    from app.local_stack import API_URL, HOST, PORT
+    from app.local_stack import HOST, api_url, port
 
-    return API_URL if _port_open(HOST, PORT) else None
+    return api_url() if _port_open(HOST, port()) else None
 
 
 def _configured_api_url() -> str | None:

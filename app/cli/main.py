@@ -60,8 +60,9 @@ def config_show(json_out: Annotated[bool, typer.Option("--json")] = False) -> No
     except SettingsError as exc:
         raise fail(str(exc), EXIT_CONFIG) from None
     from yidi.db import database_url
+    from yidi.redact import redacted
 
-    data = masked(settings.model_dump(mode="json"))
+    data = redacted(settings.model_dump(mode="json"))
     if json_out:
         emit_json(data)
         return
@@ -73,23 +74,6 @@ def config_show(json_out: Annotated[bool, typer.Option("--json")] = False) -> No
         console.print(f"\n[{section}]", highlight=False, markup=False)
         for key, value in values.items():
             console.print(f"{key} = {json.dumps(value, ensure_ascii=False)}", highlight=False, markup=False)
-
-
-def masked(value, key: str = ""):
-    """Settings as they may be shown: secret-like keys' values and passwords inside URLs replaced by ``***``."""
-    import re
-
-    from yidi.settings import secret_like
-
-    if isinstance(value, dict):
-        return {k: masked(v, str(k)) for k, v in value.items()}
-    if isinstance(value, list):
-        return [masked(v, key) for v in value]
-    if isinstance(value, str) and value and secret_like(key):
-        return "***"
-    if isinstance(value, str):
-        return re.sub(r"(?<=://)([^/@:\s]*):[^/@\s]*@", r"\1:***@", value)
-    return value
 
 
 class ReferenceKind(StrEnum):
