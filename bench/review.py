@@ -229,6 +229,12 @@ def pandas_failures(frame: pd.DataFrame, settings) -> pd.DataFrame:
         ("V1.region.remote", "REGION_LOCAL", "V1", not_in("region", ["local"])),
         ("V1.credit.limit", "CREDIT_LIMIT_EXCEEDED", "V1", outside("credit_headroom_fen", low=0)),
         ("V1.credit.overdue", "CREDIT_OVERDUE", "V1", outside("credit_overdue_fen", high=0)),
+        ("V1.credit.grade_review", "CREDIT_GRADE_REVIEW", "V1", outside("credit_grade_review", high=0)),
+        ("V1.credit.guarantee", "CREDIT_GUARANTEE_REQUIRED", "V1", outside("credit_guarantee_required", high=0)),
+        ("V1.credit.cod", "CREDIT_GRADE_COD_REFUSED", "V1", outside("credit_cod_refused", high=0)),
+        ("V1.credit.installments", "CREDIT_GRADE_INSTALLMENTS_REFUSED", "V1",
+         outside("credit_installments_refused", high=0)),
+        ("V1.credit.prepayment", "CREDIT_PREPAYMENT_REQUIRED", "V1", outside("credit_prepayment_due_fen", high=0)),
         ("V2.lines.present", "ORDER_NO_LINES", "V2", outside("line_count", low=1)),
     ]  # fmt: skip
     from expectations.product import COUNT_RULES as V2_COUNTS

@@ -3,7 +3,8 @@
 Checked on the order-level review frame. ``phone_kind`` (mobile / landline / service / invalid; empty when there
 is no phone) comes from ``yidi.phone``; ``credit_headroom_fen`` and ``credit_overdue_fen`` are filled only for
 orders that get a credit check (important customers, large orders) and are empty otherwise, which Great
-Expectations skips.
+Expectations skips. The ``credit_grade_*`` columns carry the measures of the customer's credit grade (K1) and are
+empty for customers without one.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from expectations._tag import tagged
 
 SUITE = "review_v1_customer"
 COLUMNS = ["customer_name", "customer_phone", "phone_kind", "ship_province", "ship_city", "ship_district",
-           "ship_detail", "region", "credit_headroom_fen", "credit_overdue_fen"]  # fmt: skip
+           "ship_detail", "region", "credit_headroom_fen", "credit_overdue_fen", "credit_grade_review",
+           "credit_guarantee_required", "credit_cod_refused", "credit_installments_refused",
+           "credit_prepayment_due_fen"]  # fmt: skip
 
 # Written for both regex engines pandas may use (RE2 in pyarrow: no look-arounds or back-references, so the rules
 # stay vectorised on Arrow strings; Python's re as a fallback).
@@ -70,4 +73,15 @@ def build(settings) -> list:
                column="credit_headroom_fen", min_value=0),
         tagged(gxe.ExpectColumnValuesToBeBetween, "V1.credit.overdue", "CREDIT_OVERDUE", settings,
                column="credit_overdue_fen", max_value=0),
+        # K1: the measures of the customer's credit grade (empty for customers without a grade)
+        tagged(gxe.ExpectColumnValuesToBeBetween, "V1.credit.grade_review", "CREDIT_GRADE_REVIEW", settings,
+               column="credit_grade_review", max_value=0),
+        tagged(gxe.ExpectColumnValuesToBeBetween, "V1.credit.guarantee", "CREDIT_GUARANTEE_REQUIRED", settings,
+               column="credit_guarantee_required", max_value=0),
+        tagged(gxe.ExpectColumnValuesToBeBetween, "V1.credit.cod", "CREDIT_GRADE_COD_REFUSED", settings,
+               column="credit_cod_refused", max_value=0),
+        tagged(gxe.ExpectColumnValuesToBeBetween, "V1.credit.installments", "CREDIT_GRADE_INSTALLMENTS_REFUSED",
+               settings, column="credit_installments_refused", max_value=0),
+        tagged(gxe.ExpectColumnValuesToBeBetween, "V1.credit.prepayment", "CREDIT_PREPAYMENT_REQUIRED", settings,
+               column="credit_prepayment_due_fen", max_value=0),
     ]  # fmt: skip

@@ -46,6 +46,8 @@ CUSTOMERS = [
      "net_days": 30, "payment_terms": "net"},
     {"code": "C-BLOCK", "name": "被冻结客户", "blocked": True},
     {"code": "C-PLAN", "name": "分期客户", "prepayment_ratio": 0.3},
+    {"code": "C-GRADE-E", "name": "信用E级客户"},  # K1 graded by the risk area (store_history)
+    {"code": "C-GRADE-C", "name": "信用C级客户"},
 ]  # fmt: skip
 
 CLEAN_ORDER = {
@@ -123,6 +125,13 @@ CASES: dict[str, tuple[dict, set[str]]] = {
     "installments_10_prepaid_share": (variant(customer="C-PLAN", payment_method="installment", installments=10,
                                               payment_state="unpaid"), {"PAYMENT_SPECIAL_REVIEW"}),
     "blocked": (variant(customer="C-BLOCK"), {"CUSTOMER_BLOCKED"}),
+    "grade_e_cod": (variant(customer="C-GRADE-E", payment_method="cod", payment_state="unpaid"),
+                    {"PAYMENT_SPECIAL_REVIEW", "CREDIT_GRADE_REVIEW", "CREDIT_GUARANTEE_REQUIRED",
+                     "CREDIT_GRADE_COD_REFUSED", "CREDIT_PREPAYMENT_REQUIRED"}),
+    "grade_c_installments": (variant(customer="C-GRADE-C", payment_method="installment", installments=3,
+                                     payment_state="unpaid"),
+                             {"PAYMENT_SPECIAL_REVIEW", "CREDIT_GRADE_INSTALLMENTS_REFUSED"}),
+    "grade_c_paid_ok": (variant(customer="C-GRADE-C"), set()),
     "purchase_limit": (variant(one_line(item_code="SKU-LIM", item_name="限量款风扇", model="LX-1", quantity=2.0),
                                customer_phone="13900001111"), {"PURCHASE_LIMIT_EXCEEDED"}),
     "promo_in_window": (variant(one_line(item_code="SKU-PROMO", item_name="促销风扇", model="PR-1",
@@ -171,7 +180,14 @@ def insert_order(conn, spec: dict, customer_ids: dict[str, int] | None = None, n
 
 
 def store_history(conn, customer_ids: dict[str, int]) -> None:
-    """Orders already in the store that the credit, overdue and purchase-limit rules must count."""
+    """Orders already in the store that the credit, overdue and purchase-limit rules must count, and the credit
+    grades the risk area gave two customers (K1)."""
+    from yidi.schema_risk import customer_credit
+
+    insert_rows(conn, customer_credit, pd.DataFrame([
+        {"customer_id": customer_ids[code], "score": score, "grade": code[-1], "evaluation_id": 0,
+         "evaluated_at": ORDER_TIME - timedelta(days=1)} for code, score in (("C-GRADE-E", 20.0), ("C-GRADE-C", 60.0))
+    ]))  # fmt: skip
     insert_order(conn, variant(customer="C-VIP", payment_state="unpaid", state="approved"), customer_ids,
                  no="YD-H-VIP-OPEN")
     insert_order(conn, variant(customer="C-OVERDUE", payment_state="unpaid", state="delivered",

@@ -21,6 +21,7 @@ from yidi.aftersales_policy import AftersalesPolicy, FeedbackPolicy, ServicePoli
 from yidi.redact import shown_input
 
 # The settlement section is a schema of its own (bank templates, dunning ladder): yidi/settlement_policy.py.
+from yidi.risk_policy import AuditPolicy, CreditPolicy, KpiPolicy, RiskPolicy
 from yidi.settlement_policy import SettlementPolicy
 
 DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
@@ -501,10 +502,6 @@ class TrackingPolicy(Section):
         }
 
 
-class RiskPolicy(Section):
-    pass
-
-
 class Settings(Section):
     general: GeneralPolicy = GeneralPolicy()
     review: ReviewPolicy = ReviewPolicy()
@@ -522,6 +519,9 @@ class Settings(Section):
     aftersales: AftersalesPolicy = AftersalesPolicy()
     feedback: FeedbackPolicy = FeedbackPolicy()
     service: ServicePolicy = ServicePolicy()
+    credit: CreditPolicy = CreditPolicy()
+    kpi: KpiPolicy = KpiPolicy()
+    audit: AuditPolicy = AuditPolicy()
 
 
 def yidi_home() -> Path:

@@ -27,6 +27,10 @@ LINE_INPUT_COLUMNS = ["order_id", "line_no", "item_code", "item_kind", "item_nam
 CATALOG_COLUMNS = ["code", "kind", "name", "spec", "model", "unit", "list_price_fen", "active", "min_order_qty",
                    "max_order_qty"]  # fmt: skip
 CUSTOMER_COLUMNS = ["id", "is_important", "credit_limit_fen", "blocked", "prepayment_ratio"]
+# The customer's effective credit grade and its measures (K1, from yidi.credit.effective_credit); optional: a
+# customer without these columns, or with an empty grade, has no grade measures.
+GRADE_COLUMNS = ["grade", "grade_limit_fen", "grade_prepayment_ratio", "guarantee_required", "cod_allowed",
+                 "installments_allowed", "manual_review"]  # fmt: skip
 HISTORY_COLUMNS = ["order_id", "customer_id", "customer_phone", "item_code", "order_time", "quantity"]
 CREDIT_COLUMNS = ["customer_id", "open_unpaid_fen", "receivable_fen", "overdue_fen"]
 
@@ -217,6 +221,18 @@ def _customer_keys(customer_ids: pd.Series, phones: pd.Series) -> pd.Series:
     return by_id.where(ids.notna(), by_phone)
 
 
+def _grade_measures(customers: pd.DataFrame, customer_value, index: pd.Index):
+    """(graded, measure): which orders' customers have a credit grade, and a lookup of the grade's measures."""
+    if "grade" not in customers.columns:
+        return pd.Series(False, index=index), lambda column, default: pd.Series(default, index=index)
+    graded = customer_value("grade", None).notna()
+
+    def measure(column, default):
+        return customer_value(column, default).where(graded, default).infer_objects()
+
+    return graded, measure
+
+
 def compute_review_columns(inputs: ReviewInputs, settings) -> ReviewColumns:
     orders = inputs.orders.set_index("id", drop=False)
     orders.index.name = "order_id"
@@ -264,7 +280,11 @@ def compute_review_columns(inputs: ReviewInputs, settings) -> ReviewColumns:
                             "unpaid": unpaid}).sort_values(["t"], kind="stable")  # fmt: skip
     batch_cumulative = by_time.groupby("key", sort=False)["unpaid"].cumsum().reindex(orders.index)
     exposure = store_value("open_unpaid_fen") + store_value("receivable_fen") + batch_cumulative
-    limit = customer_value("credit_limit_fen", 0).astype("float64")
+    own_limit = customer_value("credit_limit_fen", 0).astype("float64")
+    graded, measure = _grade_measures(customers, customer_value, orders.index)
+    # K1: the grade's limit applies, unless the customer's own (positive) limit is lower.
+    grade_limit = measure("grade_limit_fen", np.nan).astype("float64")
+    limit = own_limit.where(~graded, np.fmin(own_limit.where(own_limit > 0), grade_limit))
     overdue = store_value("overdue_fen")
     frame["credit_headroom_fen"] = (limit - exposure).where(checked)
     frame["credit_overdue_fen"] = overdue.where(checked)
@@ -364,12 +384,26 @@ def compute_review_columns(inputs: ReviewInputs, settings) -> ReviewColumns:
     installments = pd.to_numeric(orders["installments"], errors="coerce").astype("float64")
     is_plan = method == "installment"
     frame["installment_count"] = installments.where(is_plan)
-    prepayment = customer_value("prepayment_ratio", 0.0).astype("float64").fillna(0.0)
+    prepayment = np.maximum(customer_value("prepayment_ratio", 0.0).astype("float64").fillna(0.0),
+                            measure("grade_prepayment_ratio", 0.0).astype("float64").fillna(0.0))
     frame["first_installment_ratio"] = np.maximum(1 / installments.clip(lower=1), prepayment).where(is_plan)
 
     # V4
     frame["customer_blocked"] = customer_value("blocked", False).astype(bool).astype("int64")
     frame["formula_text_fields"] = formula_text_fields(orders, inputs.lines)
+
+    # K1 the grade's measures, for every order of a graded customer (empty otherwise, which GX skips)
+    flag = lambda column, default: measure(column, default).astype(bool).astype("int64").where(graded)  # noqa: E731
+    frame["credit_grade_review"] = flag("manual_review", False)
+    frame["credit_guarantee_required"] = flag("guarantee_required", False)
+    frame["credit_cod_refused"] = ((method == "cod") & ~measure("cod_allowed", True).astype(bool)).astype(
+        "int64").where(graded)  # fmt: skip
+    frame["credit_installments_refused"] = (is_plan & ~measure("installments_allowed", True).astype(bool)).astype(
+        "int64").where(graded)  # fmt: skip
+    grade_ratio = measure("grade_prepayment_ratio", 0.0).astype("float64").fillna(0.0)
+    unpaid_now = orders["payment_state"].astype("str") != "paid"
+    frame["credit_prepayment_due_fen"] = (total * grade_ratio).round().where(unpaid_now & ~is_plan, 0).where(
+        graded).astype("float64")  # fmt: skip
     return ReviewColumns(frame, flags, credit_details)
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, String, and_, cast, func, literal, or
 from tasks.review.columns import (
     CATALOG_COLUMNS,
     CREDIT_COLUMNS,
+    GRADE_COLUMNS,
     HISTORY_COLUMNS,
     LINE_INPUT_COLUMNS,
     ORDER_INPUT_COLUMNS,
@@ -34,6 +35,7 @@ from yidi.bulk import (
     stage_frame,
     utc_now,
 )
+from yidi.credit import effective_credit
 from yidi.lifecycle import OrderState, current_actor
 from yidi.schema import catalog_items, customers, order_lines, orders
 from yidi.schema_review import review_checks, review_decisions, review_findings, review_runs
@@ -95,6 +97,7 @@ def load_inputs(conn: Connection, order_ids: Sequence[int], settings: Settings, 
                                                     customers.c.credit_limit_fen, customers.c.blocked,
                                                     customers.c.prepayment_ratio, customers.c.net_days)
                              .where(customers.c.id.in_(c)), customer_ids)  # fmt: skip
+    customer_frame = with_credit_grades(conn, customer_frame, settings, as_of)
     return ReviewInputs(
         orders=chunk_orders,
         lines=lines,
@@ -104,6 +107,18 @@ def load_inputs(conn: Connection, order_ids: Sequence[int], settings: Settings, 
         credit=load_credit(conn, chunk_orders, customer_frame, settings, as_of),
         as_of=as_of,
     )
+
+
+def with_credit_grades(conn: Connection, customer_frame: pd.DataFrame, settings: Settings,
+                       as_of: datetime) -> pd.DataFrame:
+    """The customers with their effective credit grade and its measures at ``as_of`` (K1; empty when ungraded)."""
+    grades = effective_credit(conn, customer_frame["id"].tolist(), as_of, settings.credit)
+    grades = grades.rename(columns={"customer_id": "id"})[["id", *GRADE_COLUMNS]]
+    frame = customer_frame.merge(grades, on="id", how="left") if not customer_frame.empty else customer_frame
+    for column in GRADE_COLUMNS:
+        if column not in frame:
+            frame[column] = pd.Series(dtype=object)
+    return frame
 
 
 def load_history(conn: Connection, chunk_orders: pd.DataFrame, settings: Settings) -> pd.DataFrame:
