@@ -1,0 +1,204 @@
+"""KPI definitions (E2), each written once as a pure function over the period's facts (``kpi_store``).
+
+An order-based KPI takes the facts of the orders received in the period and a grouping column (``None`` for the
+total) and returns ``value``, ``numerator`` and ``denominator`` per group; the README's KPI table describes each.
+Percentiles are pandas' linear interpolation (the same as DuckDB's ``quantile_cont``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from tasks.risk.periods import rag
+
+HOUR = 3600.0
+
+
+@dataclass(frozen=True)
+class Kpi:
+    name: str
+    label: str
+    unit: str
+    compute: Callable  # (facts, by) -> DataFrame[group, value, numerator, denominator]
+    by_dimension: bool = True  # False: only a total (money and feedback KPIs)
+
+
+def _groups(facts: pd.DataFrame, by: str | None) -> pd.Series:
+    if by is None:
+        return pd.Series("all", index=facts.index)
+    return facts[by].astype(object).where(facts[by].notna(), "(none)")
+
+
+def _rate(facts, by, hit: pd.Series, base: pd.Series) -> pd.DataFrame:
+    keys = _groups(facts, by)
+    frame = pd.DataFrame({"group": keys, "n": hit & base, "d": base})
+    out = frame.groupby("group").agg(numerator=("n", "sum"), denominator=("d", "sum"))
+    out["value"] = np.where(
+        out["denominator"] > 0,
+        out["numerator"] / out["denominator"].where(out["denominator"] > 0, 1) * 100,
+        np.nan,
+    )
+    return out.reset_index()
+
+
+def _quantile(facts, by, hours: pd.Series, q: float) -> pd.DataFrame:
+    keys = _groups(facts, by)
+    frame = pd.DataFrame({"group": keys, "h": hours}).dropna()
+    grouped = frame.groupby("group")["h"]
+    out = pd.DataFrame({"value": grouped.quantile(q), "denominator": grouped.size()})
+    out["numerator"] = np.nan
+    return out.reset_index()
+
+
+def _decision_hours(facts):
+    return (facts["decided_at"] - facts["received_at"]).dt.total_seconds() / HOUR
+
+
+def _ship_hours(facts):
+    return (facts["shipped_at"] - facts["approved_at"]).dt.total_seconds() / HOUR
+
+
+def _review_on_time(facts, by):
+    base = facts["manual_decided_at"].notna() & facts["review_due_at"].notna()
+    return _rate(facts, by, (facts["manual_decided_at"] <= facts["review_due_at"]).fillna(False), base)
+
+
+def _on_time_delivery(facts, by):
+    from tasks.risk.periods import business_dates
+
+    due = facts["promised_date"].where(facts["promised_date"].notna(), facts["expected_date"])
+    delivered_day = pd.to_datetime(business_dates(facts["delivered_at"].dropna())).reindex(facts.index)
+    base = facts["delivered_at"].notna() & due.notna()
+    return _rate(facts, by, (delivered_day <= due).fillna(False), base)
+
+
+def _exception_rate(facts, by):
+    return _rate(
+        facts,
+        by,
+        facts["exception"].astype(bool) | facts["incident"].astype(bool),
+        facts["shipped_at"].notna(),
+    )
+
+
+def _return_rate(facts, by):
+    return _rate(facts, by, facts["returned"].astype(bool), facts["delivered_at"].notna())
+
+
+def _refund_rate(facts, by):
+    return _rate(facts, by, facts["refunded"].astype(bool), pd.Series(True, index=facts.index))
+
+
+ORDER_KPIS = [
+    Kpi(
+        "decision_hours_p50",
+        "受理→审核决定 中位数 (h)",
+        "h",
+        lambda f, by: _quantile(f, by, _decision_hours(f), 0.5),
+    ),
+    Kpi(
+        "decision_hours_p90",
+        "受理→审核决定 P90 (h)",
+        "h",
+        lambda f, by: _quantile(f, by, _decision_hours(f), 0.9),
+    ),
+    Kpi("ship_hours_p50", "批准→发货 中位数 (h)", "h", lambda f, by: _quantile(f, by, _ship_hours(f), 0.5)),
+    Kpi("ship_hours_p90", "批准→发货 P90 (h)", "h", lambda f, by: _quantile(f, by, _ship_hours(f), 0.9)),
+    Kpi("review_on_time_pct", "审核按期率 %", "%", _review_on_time),
+    Kpi("on_time_delivery_pct", "准时送达率 %", "%", _on_time_delivery),
+    Kpi("exception_rate_pct", "异常率 %", "%", _exception_rate),
+    Kpi("return_rate_pct", "退货率 %", "%", _return_rate),
+    Kpi("refund_rate_pct", "退款率 %", "%", _refund_rate),
+]
+
+
+def order_kpis(facts: pd.DataFrame, incident_orders: set, dimensions: list[str]) -> pd.DataFrame:
+    """Every order KPI for the total and by each dimension: kpi, dimension, dimension_value, value, numerator,
+    denominator."""
+    facts = facts.assign(incident=facts["order_id"].isin(incident_orders))
+    pieces = []
+    for kpi in ORDER_KPIS:
+        for dimension in [None, *dimensions]:
+            if facts.empty:
+                continue
+            out = kpi.compute(facts, dimension)
+            out = out.rename(columns={"group": "dimension_value"})
+            if dimension is not None:  # a breakdown lists the groups the KPI has data for
+                out = out[out["denominator"] > 0]
+            out.insert(0, "dimension", dimension or "all")
+            out.insert(0, "kpi", kpi.name)
+            pieces.append(out)
+    return pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame(
+        columns=["kpi", "dimension", "dimension_value", "value", "numerator", "denominator"])  # fmt: skip
+
+
+def exception_kinds(facts: pd.DataFrame, incidents: pd.DataFrame) -> pd.DataFrame:
+    """Exception rate by incident kind: orders with an incident of the kind per 100 shipped orders."""
+    shipped = set(facts.loc[facts["shipped_at"].notna(), "order_id"])
+    if not shipped or incidents.empty:
+        return pd.DataFrame(
+            columns=["kpi", "dimension", "dimension_value", "value", "numerator", "denominator"]
+        )
+    hit = incidents[incidents["order_id"].isin(shipped)].drop_duplicates()
+    counts = hit.groupby("incident_type")["order_id"].nunique()
+    return pd.DataFrame({"kpi": "exception_rate_pct", "dimension": "kind", "dimension_value": counts.index,
+                         "value": counts.to_numpy() / len(shipped) * 100, "numerator": counts.to_numpy(),
+                         "denominator": len(shipped)})  # fmt: skip
+
+
+def money_kpis(money: dict, period_days: int) -> pd.DataFrame:
+    """Collection rate (paid share of what fell due in the period), DSO (outstanding at the end / the period's
+    sales × its days) and the settlement match rate (matched payment lines of the period)."""
+    rows = [
+        ("collection_rate_pct", money["paid_fen"], money["due_fen"], 100),
+        ("dso_days", money["outstanding_fen"], money["sales_fen"], period_days),
+        ("settlement_match_pct", money["matched_lines"], money["payment_lines"], 100),
+    ]
+    return pd.DataFrame([{"kpi": k, "dimension": "all", "dimension_value": "all", "numerator": float(n),
+                          "denominator": float(d), "value": n / d * scale if d else np.nan}
+                         for k, n, d, scale in rows])  # fmt: skip
+
+
+def feedback_kpis(feedback: dict, orders: int) -> pd.DataFrame:
+    """Complaint rate per 100 orders, complaint response and resolution hours (median), satisfaction (mean 1-5)."""
+    complaints = feedback["complaints"]
+    rows = [{"kpi": "complaint_rate_pct", "numerator": float(len(complaints)), "denominator": float(orders),
+             "value": len(complaints) / orders * 100 if orders else np.nan}]  # fmt: skip
+    for kpi, column in (
+        ("response_hours_p50", "first_responded_at"),
+        ("resolution_hours_p50", "resolved_at"),
+    ):
+        if complaints.empty:
+            hours = pd.Series(dtype="float64")
+        else:
+            hours = ((pd.to_datetime(complaints[column], utc=True) - pd.to_datetime(complaints["received_at"], utc=True))
+                     .dt.total_seconds() / HOUR).dropna()  # fmt: skip
+        rows.append({"kpi": kpi, "numerator": np.nan, "denominator": float(len(hours)),
+                     "value": float(hours.median()) if len(hours) else np.nan})  # fmt: skip
+    scores = feedback["scores"]
+    rows.append({"kpi": "satisfaction_score", "numerator": float(scores.sum()), "denominator": float(len(scores)),
+                 "value": float(scores.mean()) if len(scores) else np.nan})  # fmt: skip
+    frame = pd.DataFrame(rows)
+    frame.insert(1, "dimension", "all")
+    frame.insert(2, "dimension_value", "all")
+    return frame
+
+
+def with_status(values: pd.DataFrame, targets: dict) -> pd.DataFrame:
+    """``target`` and ``status`` (green/amber/red/none) from ``[kpi.targets]``."""
+    values = values.copy()
+    values["target"] = values["kpi"].map(lambda k: targets[k].target if k in targets else np.nan)
+    values["status"] = [
+        rag(v, targets[k].target, targets[k].amber, targets[k].higher_is_better) if k in targets else "none"
+        for k, v in zip(values["kpi"], values["value"], strict=True)
+    ]
+    return values
+
+
+KPI_NAMES = [k.name for k in ORDER_KPIS] + ["collection_rate_pct", "dso_days", "settlement_match_pct",
+                                            "complaint_rate_pct", "response_hours_p50", "resolution_hours_p50",
+                                            "satisfaction_score"]  # fmt: skip
