@@ -65,6 +65,7 @@ from tasks.fulfilment.stock import (
     warehouse_order,
 )
 from yidi.bulk import insert_rows
+from yidi.carrier_routes import route_standing
 from yidi.lifecycle import current_actor, record_events, transition_orders
 from yidi.money import decimal_to_fen
 from yidi.schema_fulfilment import QTY_EPSILON, allocation_runs, allocations
@@ -192,6 +193,8 @@ def _allocate_once(
         insurance_threshold_fen=decimal_to_fen(policy.insurance_threshold_yuan),
         insurance_provinces=policy.insurance_route_provinces,
         calendar=calendar,
+        route_standing=route_standing(conn, now),
+        route_penalty_pct=settings.risk.carrier.penalty_points,
     )
     failed = choice.choices["exception"].notna().to_numpy()
     if failed.any():

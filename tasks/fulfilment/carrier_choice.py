@@ -115,11 +115,16 @@ def choose_carriers(
     insurance_threshold_fen: int,
     insurance_provinces: list[str] | tuple[str, ...] = (),
     calendar: DispatchCalendar | None = None,
+    route_standing: pd.DataFrame | None = None,
+    route_penalty_pct: float = 0.0,
 ) -> CarrierChoice:
     """Price every carrier for every shipment and pick the winner (see module docstring).
 
     ``shipments`` has ``SHIPMENT_COLUMNS``. A shipment no carrier can take gets ``carrier`` NA and an
     ``exception`` text naming why (unserved destination, no weight, too heavy, insurance/COD not offered).
+    ``route_standing`` (``yidi.carrier_routes``: carrier, province, status) excludes a carrier on a route the risk
+    scorecard excluded it from, and ranks it ``route_penalty_pct`` % dearer where it is penalised (K3); the price
+    charged is unchanged.
     """
     calendar = calendar or DispatchCalendar()
     n, k = len(shipments), len(table.cards)
@@ -188,7 +193,8 @@ def choose_carriers(
     too_heavy = chargeable > max_weight
     no_insurance = needs_insurance & ~cards["insurance"].to_numpy(dtype=bool)[c_idx]
     no_cod = needs_cod & ~cards["cod"].to_numpy(dtype=bool)[c_idx]
-    eligible = has_weight & served & ~too_heavy & ~no_insurance & ~no_cod
+    route_excluded, route_penalised = _route_measures(route_standing, cards, province, s_idx, c_idx)
+    eligible = has_weight & served & ~too_heavy & ~no_insurance & ~no_cod & ~route_excluded
 
     # Expected delivery: dispatch day + transit working days (few distinct values: compute each once).
     eta_by_days, flagged_days = {}, set()
@@ -207,6 +213,7 @@ def choose_carriers(
 
     # Exclusion reason per option, most fundamental last (it wins): codes into EXCLUSION_REASONS.
     excluded = np.zeros(n * k, dtype=np.int8)
+    excluded[~eligible & route_excluded] = 6
     excluded[~eligible & no_cod] = 5
     excluded[~eligible & no_insurance] = 4
     excluded[~eligible & too_heavy] = 3
@@ -219,8 +226,9 @@ def choose_carriers(
     group_meets = any_meets[s_idx]
     big = np.iinfo(np.int64).max // 4
     key1 = np.where(eligible, np.where(group_meets, (~meets).astype(np.int64), 0), 2)
-    key2 = np.where(group_meets, total, transit.astype(np.int64))
-    key3 = np.where(group_meets, transit.astype(np.int64), total)
+    ranked_total = np.where(route_penalised, _round_half_up(total * (1 + route_penalty_pct / 100.0)), total)
+    key2 = np.where(group_meets, ranked_total, transit.astype(np.int64))
+    key3 = np.where(group_meets, transit.astype(np.int64), ranked_total)
     key2 = np.where(eligible, key2, big)
     order = np.lexsort((c_idx, key3, key2, key1, s_idx))
     rank = np.empty(n * k, dtype=np.int64)
@@ -297,7 +305,22 @@ EXCLUSION_REASONS = [
     "over weight limit",
     "no insurance under agreement",
     "no COD under agreement",
+    "excluded on this route (carrier scorecard)",
 ]
+
+
+def _route_measures(standing, cards, province: pd.Series, s_idx, c_idx) -> tuple[np.ndarray, np.ndarray]:
+    """Per option: is the carrier excluded / penalised on the shipment's destination province (K3)."""
+    size = len(s_idx)
+    if standing is None or len(standing) == 0:
+        return np.zeros(size, dtype=bool), np.zeros(size, dtype=bool)
+    routes = pd.MultiIndex.from_arrays([standing["carrier"].astype(object),
+                                        standing["province"].map(province_short_name).astype(object)])
+    carriers = np.asarray(cards["carrier"].astype(object).tolist(), dtype=object)
+    options = pd.MultiIndex.from_arrays([carriers[c_idx], province.to_numpy(dtype=object)[s_idx]])
+    at = routes.get_indexer(options)
+    status = np.where(at >= 0, standing["status"].to_numpy(dtype=object)[np.clip(at, 0, None)], "")
+    return status == "excluded", status == "penalised"
 
 
 def _reasons(winner: pd.DataFrame, promised, win_ok, any_meets) -> list:
