@@ -68,6 +68,8 @@ EXPECTED_JOURNEYS: dict[str, list[str]] = {
     "refused and returned": ["exception", "returned"],
     "lost and cancelled": ["exception", "cancelled"],
     "damage found at delivery": ["delivered", "exception"],
+    # S2: a service-only order (installation, repair) is done when the technician reports its jobs done.
+    "service-only order done on site": ["approved", "delivered"],
     # A3: after-sales from delivery, after payment, and after closing (warranty repair).
     "repaired before payment": ["delivered", "after_sales", "delivered"],
     "after-sales then paid": ["after_sales", "settled"],

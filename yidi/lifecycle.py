@@ -49,7 +49,8 @@ LEGAL_TRANSITIONS: dict[OrderState, frozenset[OrderState]] = {
     S.PENDING_REVIEW: frozenset({S.APPROVED, S.REJECTED, S.AUTO_REJECTED, S.CANCELLED}),
     S.REJECTED: frozenset({S.PENDING_REVIEW, S.CLOSED}),
     # An order changed at the source after review goes back to review (I3).
-    S.APPROVED: frozenset({S.ALLOCATED, S.BACKORDERED, S.PENDING_REVIEW, S.CANCELLED}),
+    # A service-only order (installation, repair; S2) has nothing to ship: done when its service jobs are.
+    S.APPROVED: frozenset({S.ALLOCATED, S.BACKORDERED, S.PENDING_REVIEW, S.CANCELLED, S.DELIVERED}),
     S.BACKORDERED: frozenset({S.ALLOCATED, S.IN_PRODUCTION, S.IN_PROCUREMENT, S.PENDING_REVIEW, S.CANCELLED}),
     S.IN_PRODUCTION: frozenset({S.ALLOCATED, S.CANCELLED}),
     S.IN_PROCUREMENT: frozenset({S.ALLOCATED, S.CANCELLED}),
