@@ -16,13 +16,11 @@ import json
 import re
 from collections.abc import Sequence
 from datetime import datetime
-from email import message_from_bytes
-from email import policy as email_policy
 
 import pandas as pd
 from sqlalchemy import Connection, or_, select, update
 
-from connectors.email_body import body_text, envelope_of
+from connectors.service_inbox_files import email_record
 from tasks.feedback.rules import classify, deadlines, due_alerts
 from yidi.bulk import insert_rows, read_frame, reserve_ids
 from yidi.outbox import enqueue, enqueue_customer_notices
@@ -38,10 +36,7 @@ ORDER_NO = re.compile(r"\bYD[0-9A-Z-]{6,}\b")
 
 def from_email(raw: bytes) -> tuple[str | None, dict]:
     """A raw RFC 822 message as (Message-ID, feedback record)."""
-    message = message_from_bytes(raw, policy=email_policy.default)
-    envelope = envelope_of(message)
-    return envelope["message_id"] or None, {"contact": envelope["from"], "subject": envelope["subject"],
-                                            "body": body_text(message).strip(), "received_at": envelope["date"]}
+    return email_record(raw)
 
 
 def _parse(content: str, landed_at: datetime) -> dict:

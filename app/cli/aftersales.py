@@ -1,0 +1,252 @@
+"""After-sales commands (issue 14): ``yidi aftersales request|list|show|assess|receive|schedule|service-result|
+resolve|run``. Times are shown in Beijing time (Asia/Shanghai), money in yuan, names and phones masked in lists."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import typer
+from rich.table import Table as RichTable
+
+from app.cli.common import cli, console, emit_json, engine_or_exit, fail, local_time
+
+aftersales = typer.Typer(help="After-sales: requests, decisions, returns, refunds, service jobs.",
+                         no_args_is_help=True)  # fmt: skip
+cli.add_typer(aftersales, name="aftersales")
+
+AsOf = Annotated[datetime | None, typer.Option(help="Act as if it were this time (Beijing time unless a zone)")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+
+
+def _now(as_of: datetime | None) -> datetime:
+    from yidi.bulk import utc_now
+    from yidi.workdays import BUSINESS_TZ
+
+    if as_of is None:
+        return utc_now()
+    return as_of if as_of.tzinfo else as_of.replace(tzinfo=BUSINESS_TZ)
+
+
+@aftersales.command("request")
+def request_(
+    order_no: str, kind: Annotated[str, typer.Argument(help="return|exchange|repair|refund_only|installation_problem")],
+    item: Annotated[list[str] | None, typer.Option(help="CODE or CODE:QTY (default: every goods line)")] = None,
+    quality: Annotated[bool, typer.Option("--quality", help="The goods do not meet quality requirements")] = False,
+    opened: Annotated[bool, typer.Option("--opened", help="Digital goods downloaded or unsealed")] = False,
+    description: Annotated[str, typer.Option(help="What the customer said")] = "",
+    as_of: AsOf = None, json_out: JsonOut = False,
+) -> None:  # fmt: skip
+    """Take an after-sales request by phone (the phone form's path): it lands like every other channel's."""
+    from tasks.aftersales.landing import land_requests
+    from yidi.settings import get_settings
+
+    now = _now(as_of)
+    items = [{"item_code": i.split(":")[0], "quantity": float(i.split(":")[1]) if ":" in i else None}
+             for i in item or []]  # fmt: skip
+    record = {"order_no": order_no, "kind": kind, "items": items, "quality_problem": quality, "goods_opened": opened,
+              "description": description, "requested_at": now.isoformat()}  # fmt: skip
+    with engine_or_exit().begin() as conn:
+        counts = land_requests(conn, "form", [(f"cli:{order_no}:{kind}:{now.isoformat()}", record)], get_settings(),
+                               now)  # fmt: skip
+    if json_out:
+        return emit_json(counts)
+    if counts["quarantined"]:
+        raise fail("the request could not be read; see `yidi aftersales list --quarantine`")
+    console.print(f"request taken: {counts['landed']} case(s) opened; `yidi aftersales assess` decides them")
+
+
+@aftersales.command("list")
+def list_(
+    status: Annotated[str | None, typer.Option(help="Only cases in this status")] = None,
+    quarantine: Annotated[bool, typer.Option("--quarantine", help="Show inbound records that could not be read")] = False,
+    json_out: JsonOut = False,
+) -> None:  # fmt: skip
+    """Cases (newest last), or the quarantined inbound records."""
+    from sqlalchemy import select
+
+    from tasks.aftersales.store import cases
+    from yidi.bulk import frame_records, read_frame
+    from yidi.masking import mask_name
+    from yidi.schema_aftersales import aftersales_inbox
+
+    with engine_or_exit().connect() as conn:
+        if quarantine:
+            rows = read_frame(conn, select(aftersales_inbox.c.id, aftersales_inbox.c.kind, aftersales_inbox.c.channel,
+                                           aftersales_inbox.c.received_at, aftersales_inbox.c.reason)
+                              .where(aftersales_inbox.c.status == "quarantined"))  # fmt: skip
+            if json_out:
+                return emit_json(frame_records(rows))
+            table = RichTable("id", "kind", "channel", "received (Beijing)", "reason")
+            for r in frame_records(rows):
+                table.add_row(str(r["id"]), r["kind"], r["channel"], local_time(r["received_at"]), r["reason"])
+            return console.print(table)
+        found = cases(conn, status=status)
+    if json_out:
+        return emit_json(frame_records(found.drop(columns=["customer_phone"], errors="ignore")))
+    table = RichTable("case", "order", "customer", "type", "status", "decision", "asked (Beijing)")
+    for r in frame_records(found):
+        table.add_row(r["case_no"], r["order_no"], mask_name(r["customer_name"]), r["kind"], r["status"],
+                      r["decision_rule"] or "", local_time(r["requested_at"]))  # fmt: skip
+    console.print(table)
+
+
+@aftersales.command("show")
+def show(case_no: str, json_out: JsonOut = False) -> None:
+    """One case: the decision with its rule and citation, the return, the refund."""
+    from sqlalchemy import select
+
+    from tasks.aftersales.store import case_lines, cases
+    from yidi.bulk import frame_records, read_frame
+    from yidi.masking import mask_name, mask_phone
+    from yidi.money import yuan_text
+    from yidi.schema_aftersales import refund_requests
+
+    with engine_or_exit().connect() as conn:
+        found = cases(conn, case_no=case_no)
+        if found.empty:
+            raise fail(f"no after-sales case {case_no}")
+        case = frame_records(found)[0]
+        lines = frame_records(case_lines(conn, [int(case["id"])]))
+        refund = frame_records(read_frame(conn, select(refund_requests).where(refund_requests.c.case_id == case["id"])))
+    if json_out:
+        return emit_json({**case, "customer_phone": mask_phone(case["customer_phone"]), "lines": lines,
+                          "refund": refund[0] if refund else None})  # fmt: skip
+    console.print(f"[bold]{case['case_no']}[/bold]  order {case['order_no']}  {mask_name(case['customer_name'])} "
+                  f"{mask_phone(case['customer_phone'])}")  # fmt: skip
+    console.print(f"type {case['kind']}{' (quality problem)' if case['quality_problem'] else ''}, asked "
+                  f"{local_time(case['requested_at'])} Beijing time, goods received {case['received_date'] or '-'}")
+    for line in lines:
+        console.print(f"  {line['item_code']} x {line['quantity']:g}  {yuan_text(line['amount_fen'])} 元")
+    console.print(f"status [bold]{case['status']}[/bold]; decision {case['decision'] or '-'} "
+                  f"({case['decision_rule'] or 'not decided'})")  # fmt: skip
+    if case["decision_text"]:
+        console.print(f"  {case['decision_text']}")
+        console.print(f"  [dim]{case['decision_citation']}[/dim]")
+    if case["return_received_at"] is not None and str(case["return_received_at"]) != "NaT":
+        console.print(f"returned goods received {local_time(case['return_received_at'])}: {case['inspection']}"
+                      f" {case['inspection_reason'] or ''}")  # fmt: skip
+    if refund:
+        r = refund[0]
+        console.print(f"refund {yuan_text(r['amount_fen'])} 元 by {r['route']}: {r['status']}, due {r['due_date']}"
+                      f" (key {r['idempotency_key']})")  # fmt: skip
+
+
+@aftersales.command("assess")
+def assess(as_of: AsOf = None, json_out: JsonOut = False) -> None:
+    """Decide every open case against the policy and the law (each decision names its rule and citation)."""
+    from tasks.aftersales.assessment import assess_open_cases
+    from yidi.settings import get_settings
+
+    with engine_or_exit().begin() as conn:
+        counts = assess_open_cases(conn, get_settings(), _now(as_of))
+    if json_out:
+        return emit_json(counts)
+    console.print("decided: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "nothing open"))
+
+
+@aftersales.command("receive")
+def receive(
+    case_no: str,
+    inspection: Annotated[str, typer.Option(help="good (back to stock) or damaged")],
+    reason: Annotated[str | None, typer.Option(help="What the inspection found")] = None,
+    waybill: Annotated[str | None, typer.Option(help="The return shipment's waybill number")] = None,
+    scrap: Annotated[bool, typer.Option("--scrap", help="Damaged goods are scrapped, not quarantined")] = False,
+    as_of: AsOf = None, json_out: JsonOut = False,
+) -> None:  # fmt: skip
+    """Record returned goods received and inspected: refund or replacement follows."""
+    import pandas as pd
+
+    from tasks.aftersales.returns import ReturnError, receive_returns
+    from tasks.fulfilment.returns import restock_returns
+    from yidi.settings import get_settings
+
+    receipt = pd.DataFrame([{"case_no": case_no, "inspection": inspection, "reason": reason, "waybill_no": waybill,
+                             "disposition": "scrap" if scrap else None}])  # fmt: skip
+    now = _now(as_of)
+    try:
+        with engine_or_exit().begin() as conn:
+            counts = receive_returns(conn, receipt, get_settings(), now)
+            counts["stock"] = restock_returns(conn, now)
+    except ReturnError as exc:
+        raise fail(str(exc)) from None
+    if json_out:
+        return emit_json(counts)
+    console.print(", ".join(f"{k} {v}" for k, v in counts.items() if k != "stock"))
+
+
+@aftersales.command("schedule")
+def schedule(as_of: AsOf = None, json_out: JsonOut = False) -> None:
+    """Create service jobs for approved orders' service lines and book them on working days."""
+    from tasks.aftersales.service import create_jobs, schedule_jobs
+    from yidi.settings import get_settings
+
+    now = _now(as_of)
+    with engine_or_exit().begin() as conn:
+        counts = {"created": create_jobs(conn, get_settings(), now), "booked": schedule_jobs(conn, get_settings(), now)}
+    if json_out:
+        return emit_json(counts)
+    console.print(f"service jobs created {counts['created']}, booked {counts['booked']}")
+
+
+@aftersales.command("service-result")
+def service_result(
+    job_no: str, result: Annotated[str, typer.Argument(help="done|needs_parts|customer_absent|rescheduled")],
+    note: Annotated[str | None, typer.Option(help="The technician's note")] = None,
+    as_of: AsOf = None, json_out: JsonOut = False,
+) -> None:  # fmt: skip
+    """Record a technician's result for a service job."""
+    from tasks.aftersales.service import record_result
+
+    try:
+        with engine_or_exit().begin() as conn:
+            outcome = record_result(conn, job_no, result, _now(as_of), note=note)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if json_out:
+        return emit_json(outcome)
+    console.print(f"{job_no}: {outcome['status']}; orders completed {outcome['orders_completed']}")
+
+
+@aftersales.command("resolve")
+def resolve(case_no: str, note: Annotated[str, typer.Option(help="How it was resolved")], json_out: JsonOut = False,
+            as_of: AsOf = None) -> None:  # fmt: skip
+    """Close a case by hand (a repair done, a failed inspection settled with the customer)."""
+    from tasks.aftersales.assessment import restore_orders
+    from tasks.aftersales.store import cases, update_cases
+
+    now = _now(as_of)
+    with engine_or_exit().begin() as conn:
+        found = cases(conn, case_no=case_no)
+        if found.empty:
+            raise fail(f"no after-sales case {case_no}")
+        case = found.iloc[0]
+        if case["status"] in ("closed", "rejected"):
+            raise fail(f"{case_no} is already {case['status']}")
+        update_cases(conn, [{"id": int(case["id"]), "status": "closed", "closed_at": now,
+                             "inspection_reason": note if case["status"] == "inspection_failed" else case[
+                                 "inspection_reason"], "decision_text": f"{case['decision_text'] or ''} 处理结果：{note}"}],
+                     ["status", "closed_at", "inspection_reason", "decision_text"], now)  # fmt: skip
+        if case["decision"] in ("repair", "exchange"):
+            restore_orders(conn, [int(case["order_id"])], actor=None, reason=f"售后单 {case_no} 已处理完毕")
+    if json_out:
+        return emit_json({"case_no": case_no, "status": "closed"})
+    console.print(f"{case_no} closed")
+
+
+@aftersales.command("run")
+def run(
+    no_prefect: Annotated[bool, typer.Option("--no-prefect", help="Run in this process, without a flow run")] = False,
+    as_of: AsOf = None, json_out: JsonOut = False,
+) -> None:  # fmt: skip
+    """Run the after-sales cycle now (the `after-sales` flow)."""
+    from flows.aftersales import after_sales, after_sales_cycle
+    from flows.compose import in_process
+
+    engine_or_exit()
+    now = _now(as_of) if as_of else None
+    result = after_sales_cycle(in_process, now=now) if no_prefect else after_sales(now=now)
+    if json_out:
+        return emit_json(result)
+    for step, value in result.items():
+        console.print(f"{step}: {value}")

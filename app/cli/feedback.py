@@ -1,0 +1,147 @@
+"""Feedback commands (issue 14; T3): ``yidi feedback add|list|show|reply|close``. Times in Beijing time; contacts
+masked in lists."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import typer
+from rich.table import Table as RichTable
+
+from app.cli.common import cli, console, emit_json, engine_or_exit, fail, local_time
+
+feedback = typer.Typer(help="Customer feedback: one queue, answered within working hours.", no_args_is_help=True)
+cli.add_typer(feedback, name="feedback")
+
+JsonOut = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+AsOf = Annotated[datetime | None, typer.Option(help="Act as if it were this time (Beijing time unless a zone)")]
+
+
+def _now(as_of):
+    from app.cli.aftersales import _now as now
+
+    return now(as_of)
+
+
+def _mask_contact(contact) -> str:
+    from yidi.masking import mask_phone
+
+    if not contact:
+        return ""
+    if "@" in contact:
+        name, _, domain = contact.partition("@")
+        return f"{name[:1]}***@{domain}"
+    return mask_phone(contact)
+
+
+@feedback.command("add")
+def add(
+    body: str, contact: Annotated[str, typer.Option(help="Phone or email of the caller")],
+    order: Annotated[str | None, typer.Option(help="Order number, when the caller gave one")] = None,
+    channel: Annotated[str, typer.Option(help="phone|email|website|platform")] = "phone",
+    as_of: AsOf = None, json_out: JsonOut = False,
+) -> None:  # fmt: skip
+    """Take feedback by phone (or key in a letter): it joins the one queue."""
+    from tasks.feedback.queue import land_feedback
+    from yidi.settings import get_settings
+
+    now = _now(as_of)
+    record = {"body": body, "contact": contact, "order_no": order, "received_at": now.isoformat()}
+    try:
+        with engine_or_exit().begin() as conn:
+            counts = land_feedback(conn, channel, [(f"cli:{contact}:{now.isoformat()}", record)], get_settings(), now)
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if json_out:
+        return emit_json(counts)
+    console.print(f"feedback taken ({counts['landed']} new)")
+
+
+@feedback.command("list")
+def list_(
+    status: Annotated[str | None, typer.Option(help="open|answered|closed")] = None,
+    category: Annotated[str | None, typer.Option(help="inquiry|suggestion|complaint|praise")] = None,
+    json_out: JsonOut = False,
+) -> None:  # fmt: skip
+    """The queue, oldest first, with its limits in Beijing time."""
+    from sqlalchemy import select
+
+    from yidi.bulk import frame_records, read_frame
+    from yidi.schema_aftersales import feedback_items
+
+    stmt = select(feedback_items).order_by(feedback_items.c.received_at)
+    if status:
+        stmt = stmt.where(feedback_items.c.status == status)
+    if category:
+        stmt = stmt.where(feedback_items.c.category == category)
+    with engine_or_exit().connect() as conn:
+        rows = frame_records(read_frame(conn, stmt))
+    for r in rows:
+        r["contact"] = _mask_contact(r["contact"])
+    if json_out:
+        return emit_json(rows)
+    table = RichTable("no", "class", "status", "contact", "respond by", "escalated")
+    for r in rows:
+        table.add_row(r["feedback_no"], r["category"], r["status"], r["contact"],
+                      local_time(r["first_response_due_at"]), "yes" if local_time(r["escalated_at"]) else "")  # fmt: skip
+    console.print(table)
+    console.print("[dim]times: Beijing time (Asia/Shanghai)[/dim]")
+
+
+@feedback.command("show")
+def show(feedback_no: str, json_out: JsonOut = False) -> None:
+    """One item with its investigation."""
+    from sqlalchemy import select
+
+    from yidi.bulk import frame_records, read_frame
+    from yidi.schema_aftersales import feedback_items
+
+    with engine_or_exit().connect() as conn:
+        rows = frame_records(read_frame(conn, select(feedback_items).where(feedback_items.c.feedback_no == feedback_no)))
+    if not rows:
+        raise fail(f"no feedback {feedback_no}")
+    item = {**rows[0], "contact": _mask_contact(rows[0]["contact"])}
+    if json_out:
+        return emit_json(item)
+    console.print(f"[bold]{item['feedback_no']}[/bold] {item['category']} via {item['channel']} from {item['contact']},"
+                  f" {local_time(item['received_at'])} Beijing time; status {item['status']}")  # fmt: skip
+    console.print(item["body"])
+    console.print(f"respond by {local_time(item['first_response_due_at'])}, resolve by "
+                  f"{local_time(item['resolution_due_at'])} (Beijing time)")  # fmt: skip
+    for key in ("owner", "cause_category", "findings", "resolution", "answer"):
+        if item[key]:
+            console.print(f"{key}: {item[key]}")
+
+
+def _answer(feedback_no, answer, cause, findings, resolution, owner, close, as_of, json_out):
+    from tasks.feedback.queue import reply
+    from yidi.settings import get_settings
+
+    try:
+        with engine_or_exit().begin() as conn:
+            outcome = reply(conn, feedback_no, answer, get_settings(), _now(as_of), cause=cause, findings=findings,
+                            resolution=resolution, owner=owner, close=close)  # fmt: skip
+    except ValueError as exc:
+        raise fail(str(exc)) from None
+    if json_out:
+        return emit_json(outcome)
+    console.print(f"{feedback_no}: {outcome['status']}; the customer is told")
+
+
+Cause = Annotated[str | None, typer.Option(help="Complaint cause: product_quality|logistics|service|billing|other")]
+Text = Annotated[str | None, typer.Option()]
+
+
+@feedback.command("reply")
+def reply_(feedback_no: str, answer: str, cause: Cause = None, findings: Text = None, resolution: Text = None,
+           owner: Text = None, as_of: AsOf = None, json_out: JsonOut = False) -> None:  # fmt: skip
+    """Answer the customer (first response); a complaint's investigation fields can be filled here too."""
+    _answer(feedback_no, answer, cause, findings, resolution, owner, False, as_of, json_out)
+
+
+@feedback.command("close")
+def close(feedback_no: str, answer: str, cause: Cause = None, findings: Text = None, resolution: Text = None,
+          owner: Text = None, as_of: AsOf = None, json_out: JsonOut = False) -> None:  # fmt: skip
+    """Resolve and close with the final answer to the customer."""
+    _answer(feedback_no, answer, cause, findings, resolution, owner, True, as_of, json_out)

@@ -1,0 +1,57 @@
+"""After-sales, feedback and survey replies dropped as files (the phone form, the website contact form, the
+platforms' refund lists and the SMS gateway's inbound messages write here; the demo's stand-ins do too).
+
+Layout under the inbox folder: ``<kind>/<channel>/<name>.json`` (one record, or a list of records) and
+``<kind>/<channel>/<name>.eml`` (a raw RFC 822 message). Kinds: ``requests``, ``feedback``, ``replies``. A record's
+source key is its ``source_id``/``message_id`` field when it has one, else the file name and position; an email's
+is its Message-ID. Files are left in place: re-reading them is harmless (the inbox keeps each record once). A file
+that is not JSON is still handed on, as text, so it is kept and quarantined with its reason, never dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from email import message_from_bytes
+from email import policy as email_policy
+from pathlib import Path
+
+from connectors.email_body import body_text, envelope_of
+
+KINDS = ("requests", "feedback", "replies")
+
+
+def read_inbox(root: Path) -> Iterator[tuple[str, str, list[tuple[str | None, object]]]]:
+    """(kind, channel, records) per channel folder, files in name order."""
+    for kind in KINDS:
+        base = root / kind
+        if not base.is_dir():
+            continue
+        for folder in sorted(p for p in base.iterdir() if p.is_dir()):
+            records: list[tuple[str | None, object]] = []
+            for file in sorted(folder.iterdir()):
+                if file.suffix == ".eml":
+                    records.append(email_record(file.read_bytes()))
+                elif file.suffix == ".json":
+                    records.extend(json_records(file))
+            if records:
+                yield kind, folder.name, records
+
+
+def email_record(raw: bytes) -> tuple[str | None, dict]:
+    message = message_from_bytes(raw, policy=email_policy.default)
+    env = envelope_of(message)
+    return env["message_id"] or None, {"contact": env["from"], "subject": env["subject"],
+                                       "body": body_text(message).strip(), "text": body_text(message).strip(),
+                                       "received_at": env["date"]}  # fmt: skip
+
+
+def json_records(file: Path) -> list[tuple[str | None, object]]:
+    text = file.read_text(encoding="utf-8", errors="replace")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return [(f"{file.name}", text)]
+    items = data if isinstance(data, list) else [data]
+    return [((str(i.get("source_id") or i.get("message_id") or "") or f"{file.name}#{n}")
+             if isinstance(i, dict) else f"{file.name}#{n}", i) for n, i in enumerate(items)]  # fmt: skip

@@ -1,0 +1,118 @@
+"""The after-sales step list over the inbox folders (every inbound path, a re-read adds nothing), the CLI as staff
+use it, and the customer-facing outcomes: one notice each, sent once."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from aftersales_support import add_order, build_reference, local
+from sqlalchemy import func, select
+from tests_feedback_mail import COMPLAINT_MAIL
+from typer.testing import CliRunner
+
+from demo.standins.refunds import RefundStandIn
+from flows.aftersales import after_sales_cycle, report_tables
+from flows.compose import in_process
+from tasks.aftersales.refunds import make_refund_clients
+from yidi.bulk import read_frame
+from yidi.db import get_engine, init_db
+from yidi.schema import notification_outbox
+from yidi.schema_aftersales import aftersales_cases, aftersales_inbox, feedback_items, service_jobs
+from yidi.settings import get_settings
+
+
+def _inbox(tmp_path):
+    root = tmp_path / "inbox"
+    (root / "requests" / "woocommerce").mkdir(parents=True)
+    (root / "requests" / "woocommerce" / "refunds-1.json").write_text(json.dumps([
+        {"source_id": "woo-refund-11", "order_no": "YD-A", "kind": "退货", "requested_at": "2026-12-05T10:00:00+08:00"},
+        {"source_id": "woo-refund-12", "order_no": "YD-GONE", "kind": "退货"},
+    ], ensure_ascii=False), encoding="utf-8")  # fmt: skip
+    (root / "feedback" / "email").mkdir(parents=True)
+    (root / "feedback" / "email" / "m1.eml").write_bytes(COMPLAINT_MAIL)
+    shutil.copy(root / "feedback" / "email" / "m1.eml", root / "feedback" / "email" / "m1-again.eml")
+    (root / "feedback" / "website").mkdir(parents=True)
+    (root / "feedback" / "website" / "contact.json").write_text("{not json", encoding="utf-8")
+    return root
+
+
+def test_the_cycle_lands_every_path_once_and_a_rerun_adds_nothing(sqlite_engine, tmp_path):
+    engine = sqlite_engine
+    build_reference(engine)
+    add_order(engine, "YD-A", {"SKU-0009": 1}, delivered=local(2026, 12, 2))
+    add_order(engine, "YD-SVC", {"SV-REPAIR": 1}, state="approved", delivered=None)
+    inbox = _inbox(tmp_path)
+    with RefundStandIn() as provider:
+        clients = make_refund_clients(get_settings().aftersales.model_copy(update={"alipay_url": provider.url}))
+        first = after_sales_cycle(in_process, engine=engine, now=local(2026, 12, 5, 11), inbox=inbox, clients=clients,
+                                  actor="test")  # fmt: skip
+        second = after_sales_cycle(in_process, engine=engine, now=local(2026, 12, 5, 11, 15), inbox=inbox,
+                                   clients=clients, actor="test")  # fmt: skip
+    assert first["inbox"]["requests/woocommerce"] == {"landed": 1, "duplicates": 0, "quarantined": 1}
+    assert first["inbox"]["feedback/email"] == {"landed": 1, "duplicates": 1, "quarantined": 0}
+    assert first["inbox"]["feedback/website"]["quarantined"] == 1
+    assert first["assessed"] == {"return": 1} and first["service"] == {"created": 1, "booked": 1}
+    assert all(v["landed"] == 0 for v in second["inbox"].values())
+    assert second["assessed"] == {} and second["service"] == {"created": 0, "booked": 0}
+    with engine.connect() as conn:
+        counts = {t.name: conn.execute(select(func.count()).select_from(t)).scalar()
+                  for t in (aftersales_inbox, aftersales_cases, feedback_items, service_jobs)}  # fmt: skip
+    assert counts == {"aftersales_inbox": 4, "aftersales_cases": 1, "feedback_items": 1, "service_jobs": 1}
+    tables = report_tables(engine, local(2026, 12, 5, 12))
+    assert tables["open-cases-by-age"] == [{"type": "return", "< 1 天": 1, "1-3 天": 0, "3-7 天": 0, "> 7 天": 0}]
+    assert "13900000000" not in json.dumps(tables, ensure_ascii=False)
+
+
+CUSTOMER_OUTCOMES = {
+    # outcome -> (the template the customer receives, notices: SMS and mail each, the survey by SMS alone) (P2, T2)
+    "request received": ("aftersales_received", 2),
+    "decision": ("aftersales_decision", 2),
+    "returned goods received": ("aftersales_goods_received", 2),
+    "refund": ("aftersales_refunded", 2),
+    "service appointment": ("service_appointment", 2),
+    "answer to feedback": ("feedback_answer", 2),
+    "satisfaction survey after the closed case": ("satisfaction_survey", 1),
+}
+
+
+def test_each_customer_facing_outcome_produces_one_notice_sent_once(tmp_path):
+    from app.cli.main import cli
+
+    init_db()
+    engine = get_engine()
+    build_reference(engine)
+    add_order(engine, "YD-N", {"SKU-0009": 1}, delivered=local(2026, 12, 2), method="bank_transfer")
+    add_order(engine, "YD-S", {"SV-INSTALL": 1}, state="approved", delivered=None)
+    runner = CliRunner()
+
+    def ok(*args):
+        result = runner.invoke(cli, list(args))
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    for _ in range(2):  # everything twice: no outcome may notify twice
+        ok("aftersales", "request", "YD-N", "退货", "--quality", "--as-of", "2026-12-05T10:00:00")
+    ok("aftersales", "assess", "--as-of", "2026-12-05T11:00:00")
+    case_no = json.loads(ok("aftersales", "list", "--json"))[0]["case_no"]
+    shown = ok("aftersales", "show", case_no)
+    assert "QUALITY_RETURN_7D" in shown and "第二十四条" in shown
+    ok("aftersales", "receive", case_no, "--inspection", "good", "--waybill", "SF-R9", "--as-of", "2026-12-08T10:00")
+    failed = runner.invoke(cli, ["aftersales", "receive", case_no, "--inspection", "good"])
+    assert failed.exit_code == 1 and "not awaiting returned goods" in failed.output
+    for _ in range(2):
+        after_sales_cycle(in_process, engine=engine, now=local(2026, 12, 8, 11), inbox=tmp_path / "none", clients={},
+                          actor="test")  # fmt: skip
+    ok("feedback", "add", "请问发票什么时候开？", "--contact", "13900000000", "--order", "YD-N",
+       "--as-of", "2026-12-08T10:00")
+    ok("feedback", "close", "FB00000001", "发票已开具并发送到您的邮箱。", "--as-of", "2026-12-08T11:00")
+    listed = ok("feedback", "list")
+    assert "139****0000" in listed and "Beijing" in listed
+    with engine.connect() as conn:
+        sent = read_frame(conn, select(notification_outbox.c.template, notification_outbox.c.medium,
+                                       notification_outbox.c.order_id))  # fmt: skip
+    per_template = sent.groupby("template").size().to_dict()
+    assert {outcome: per_template.get(t) for outcome, (t, _) in CUSTOMER_OUTCOMES.items()} == {
+        outcome: n for outcome, (_, n) in CUSTOMER_OUTCOMES.items()}
+    # a bank-transfer refund is an instruction for finance, and the customer hears about it once per medium
+    assert sorted(sent[sent["template"] == "aftersales_refunded"]["medium"]) == ["email", "sms"]
