@@ -38,7 +38,8 @@ def lifecycle_demo(order_count: int = 3000, approve: int = 280, reject: int = 20
     """Reference data, then every stage of the order lifecycle, each as a subflow against the stand-ins:
     intake from all channels → automated review → a reviewer's decisions through the review form → fulfilment
     (stock, production/purchase requests, carrier choice, waybills) → carrier tracking (delays, damage, loss)
-    → settlement (bills, statements, COD remittances) → customer notifications."""
+    → settlement (bills, statements, COD remittances) → after-sales and feedback → customer notifications."""
+    from demo.aftersales import aftersales_demo
     from demo.fulfilment import fulfilment_demo
     from demo.intake import intake_demo
     from demo.review import demo_review
@@ -60,6 +61,7 @@ def lifecycle_demo(order_count: int = 3000, approve: int = 280, reject: int = 20
         result["fulfilment"] = fulfilment_demo(home / "inbox")
         result["tracking"] = tracking_demo()
         result["settlement"] = settlement_demo()
+        result["aftersales"] = aftersales_demo()
         result["notifications"] = send_notifications()
         result["notifications"]["emails_received"] = len(mail.received())
         result["notifications"]["sms_received"] = len(gateway.messages)

@@ -116,3 +116,32 @@ def test_each_customer_facing_outcome_produces_one_notice_sent_once(tmp_path):
         outcome: n for outcome, (_, n) in CUSTOMER_OUTCOMES.items()}
     # a bank-transfer refund is an instruction for finance, and the customer hears about it once per medium
     assert sorted(sent[sent["template"] == "aftersales_refunded"]["medium"]) == ["email", "sms"]
+
+
+def test_the_demo_returns_refunds_and_reconciles_on_the_prefect_server(prefect_server, tmp_path, monkeypatch):
+    """`make demo`'s after-sales stage on a small store: decisions, a damaged return not restocked, refunds made
+    once by the stand-in, survey replies stored, the refund bill reconciled with no refund-without-return case."""
+    from demo.aftersales import aftersales_demo
+    from demo.flows import point_notifications_at
+    from yidi.schema_aftersales import surveys
+    from yidi.schema_settlement import settlement_cases
+
+    init_db()
+    engine = get_engine()
+    build_reference(engine)
+    monkeypatch.setenv("YIDI_CONFIG", str(tmp_path / "yidi.toml"))  # restored after the test
+    point_notifications_at(tmp_path, 2525, "http://127.0.0.1:9/sms/send")
+    for n in range(14):
+        add_order(engine, f"YD-D{n}", {"SKU-0009": 1, "SKU-0001": 1} if n % 4 else {"SKU-0004": 2},
+                  delivered=local(2026, 11, 20 + n % 3), method="alipay" if n % 3 else "wechatpay")  # fmt: skip
+    result = aftersales_demo()
+    with engine.connect() as conn:
+        decided = read_frame(conn, select(aftersales_cases.c.decision_rule, aftersales_cases.c.status))
+        scored = read_frame(conn, select(surveys.c.score).where(surveys.c.score.is_not(None)))
+        flagged = read_frame(conn, select(settlement_cases.c.case_class).where(
+            settlement_cases.c.case_class == "refund_without_return"))  # fmt: skip
+    assert len(decided) == 8
+    assert {"NO_REASON_RETURN_7D", "NO_REASON_WINDOW_PASSED", "NO_REASON_EXCEPTION_FRESH_PERISHABLE",
+            "QUALITY_EXCHANGE_7D", "INSTALLATION_REVISIT"} <= set(decided["decision_rule"])
+    assert result["refunds_made"] >= 1 and result["settlement"]["refund_files"] >= 1
+    assert len(scored) >= 1 and flagged.empty
