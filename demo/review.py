@@ -20,7 +20,8 @@ class ReviewRunEnded(RuntimeError):
 
 def wait_until_paused(flow_run_id: UUID | str, timeout: float = 60, after_state: str | None = None) -> dict:
     """Block until the review run pauses for input (in a state other than ``after_state``); returns the form:
-    ``flow_run_id``, ``state_id``, ``orders`` (order numbers offered) and ``description`` (the markdown)."""
+    ``flow_run_id``, ``state_id``, ``orders`` (order numbers offered), ``description`` (the markdown) and ``schema``
+    (the form the Resume dialog draws, with the details in its fields' descriptions)."""
     from prefect import get_client
     from prefect.input.run_input import keyset_from_paused_state
 
@@ -39,7 +40,7 @@ def wait_until_paused(flow_run_id: UUID | str, timeout: float = 60, after_state:
                     continue
                 offered = [d["order_no"] for d in schema["properties"]["decisions"].get("default", [])]
                 return {"flow_run_id": str(run.id), "state_id": str(state.id), "orders": offered,
-                        "description": description}  # fmt: skip
+                        "description": description, "schema": schema}  # fmt: skip
             if state is not None and state.is_final():
                 raise ReviewRunEnded(f"review run ended ({state.name})")
             time.sleep(0.3)

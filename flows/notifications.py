@@ -40,6 +40,10 @@ def send_notifications(max_batches: int = 50) -> dict:
     logger = get_run_logger()
     report = notification_pass(with_prefect, max_batches=max_batches)
     total, errors = report.as_dict(), report.errors
+    for why in report.unreachable.values():  # first: the reason this run will end Failed
+        logger.error("could not send: %s", why)
+    logger.info("notifications: %s claimed, %s sent, %s to retry, %s given up", total["claimed"], total["sent"],
+                total["failed"], total["gave_up"])
     if total["failed"] or total["gave_up"]:
         logger.warning("notifications: %s sent, %s to retry, %s given up", total["sent"], total["failed"],
                        total["gave_up"])
@@ -62,4 +66,12 @@ def send_notifications(max_batches: int = 50) -> dict:
                 ),
                 description="Notices that did not go out in this pass (recipients masked)",
             )  # fmt: skip
+    if report.unreachable:
+        # Red, not green with the failure hidden in an artifact (issue 15): the notices wait for the next pass.
+        raise RelayUnreachable("; ".join(report.unreachable.values())
+                               + f" — {total['failed']} notice(s) wait for the next pass")
     return total
+
+
+class RelayUnreachable(RuntimeError):
+    """The SMTP relay or the SMS gateway did not answer (or refused us): nothing could be sent through it."""

@@ -35,6 +35,7 @@ from prefect.input import RunInput
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
+from expectations.reasons import REASONS
 from flows.compose import Run, require_store, with_prefect
 from flows.naming import run_name
 from tasks.review.automated import build_data_docs, review_chunk_task
@@ -63,6 +64,7 @@ from yidi.db import get_engine
 from yidi.masking import mask_address, mask_name, mask_phone
 from yidi.money import yuan_text
 from yidi.settings import Settings, get_settings
+from yidi.workdays import BUSINESS_TZ
 
 
 def _flow_run_id() -> str | None:
@@ -120,7 +122,7 @@ def auto_review(order_ids: list[int] | None = None, send: bool = True) -> dict:
     if send and total.notices:
         from flows.notifications import send_notifications
 
-        send_notifications()
+        send_notifications(return_state=True)  # a dead relay fails that run, not this one's decisions
     logger.info("automated review: %s checked, %s auto-rejected, %s pending review", total.checked,
                 total.auto_rejected, total.pending_review)
     return result
@@ -183,13 +185,33 @@ class ReviewForm(RunInput):
     decisions: list[OrderDecision]
 
 
+# What markdown reads inside a line (emphasis, code, links, html, tables, strike-through); our text never starts one.
+_MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>|~"})
+
+
+def md(text) -> str:
+    """Text from an order or a reviewer, safe inside markdown: ``199****3662`` stays ``199****3662`` when rendered
+    (unescaped, markdown reads the asterisks as emphasis and shows ``1993662``)."""
+    return "" if text is None or (not isinstance(text, str) and pd.isna(text)) else str(text).translate(_MARKDOWN_SPECIAL)
+
+
+def refused_banner(problems: list[str] | None) -> str:
+    """The reason a submission was refused, for the top of the form (markdown)."""
+    if not problems:
+        return ""
+    return "⚠ **Input refused — nothing was applied; the orders are still pending.** " + " ".join(
+        f"({i}) {md(p)}" for i, p in enumerate(problems, 1))
+
+
 def review_markdown(page: pd.DataFrame, findings: pd.DataFrame, problems: list[str] | None = None,
-                    credit: dict[int, str] | None = None) -> str:
-    """The form's description: each order with its (masked) customer data and every finding."""
+                    credit: dict[int, str] | None = None, waiting_since: datetime | None = None) -> str:
+    """The form's text: each order with its (masked, markdown-escaped) customer data and every finding."""
     lines = []
     if problems:
         lines += ["### ⚠ Input refused — nothing was applied; the orders are still pending", ""]
-        lines += [f"- {p}" for p in problems] + [""]
+        lines += [f"- {md(p)}" for p in problems] + [""]
+    if waiting_since is not None:
+        lines += [f"Waiting for a reviewer since {waiting_label(waiting_since)}.", ""]
     lines += ["Decide each order: **approve**, **reject** (reason and proposed solution required: the customer "
               "receives both), or **skip** (stays pending). Personal data is masked here; `yidi review show ORDER` "
               "shows it in full.", ""]  # fmt: skip
@@ -200,11 +222,13 @@ def review_markdown(page: pd.DataFrame, findings: pd.DataFrame, problems: list[s
         address = f"{row.ship_province or ''}{row.ship_city or ''}{row.ship_district or ''}{mask_address(row.ship_detail)}"
         total = yuan_text(row.order_total_fen, grouping=True, symbol=True)
         lines += [
-            f"#### {row.order_no} · {total} · {row.payment_method or '—'} · due {due}",
-            f"{mask_name(row.customer_name)} · {mask_phone(row.customer_phone)} · {address} · region {row.region}",
+            f"#### {md(row.order_no)} · {md(total)} · {md(row.channel)} · {md(row.payment_method or '—')} · "
+            f"due {due} (Asia/Shanghai)",
+            f"{md(mask_name(row.customer_name))} · {md(mask_phone(row.customer_phone))} · {md(address)} · "
+            f"region {md(row.region)}",
         ]
         if (credit or {}).get(row.id):
-            lines.append(f"- {credit[row.id]}")
+            lines.append(f"- {md(credit[row.id])}")
         group = by_order.get(row.id)
         if group is None or group.empty:
             lines.append("- no findings: passed every automated check")
@@ -218,9 +242,37 @@ def review_markdown(page: pd.DataFrame, findings: pd.DataFrame, problems: list[s
                     elif "exposure_fen" in detail:
                         exposure, limit, overdue = credit_amounts(detail)
                         extra = f" (exposure {exposure} vs limit {limit}, overdue {overdue})"
-                lines.append(f"- `{item.reason_code}` [{item.severity}] {item.message_zh} / {item.message_en}{extra}")
-        lines.append("")
-    return "\n".join(lines)
+                lines.append(f"- `{item.reason_code}` \\[{item.severity}\\] {md(item.message_zh)} / "
+                             f"{md(item.message_en)}{md(extra)}")
+    # one paragraph per line: the Resume dialog's markdown would join single lines into one run-on paragraph
+    return "\n\n".join(line for line in lines if line)
+
+
+def waiting_label(since: datetime) -> str:
+    """``2026-12-05 09:30 (Asia/Shanghai), 2 h 5 min ago``."""
+    minutes = max(0, int((utc_now() - since).total_seconds() // 60))
+    ago = f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+    return f"{pd.Timestamp(since).tz_convert(BUSINESS_TZ):%Y-%m-%d %H:%M} (Asia/Shanghai), {ago} ago"
+
+
+def review_form(orders_text: str, order_nos: Sequence[str], problems: list[str] | None = None) -> type[ReviewForm]:
+    """The form for one page, with its initial data. Seen (issue 15): the Prefect UI's Resume dialog does not show
+    the input's description (and ``RunInput.with_initial_data`` drops the fields' own descriptions), so what the
+    reviewer decides on goes where the dialog shows it, in the fields' descriptions: the refusal reason (if any) on
+    the first field, at the top of the form; every order's details and findings on the decisions."""
+    from pydantic import create_model
+
+    reviewer_help = "Your name (recorded with each decision)"
+    if problems:
+        reviewer_help = f"{refused_banner(problems)}\n\n{reviewer_help}"
+    model = create_model(
+        "ReviewForm", __base__=ReviewForm,
+        reviewer=(str, Field("", min_length=1, max_length=100, description=reviewer_help)),
+        decisions=(list[OrderDecision], Field([OrderDecision(order_no=no) for no in order_nos],
+                                              description=orders_text)),
+    )  # fmt: skip
+    model._description = orders_text  # the input's description too (API readers, `demo.review`)
+    return model
 
 
 def check_form(form: ReviewForm, page: pd.DataFrame) -> list[str]:
@@ -244,32 +296,79 @@ def check_form(form: ReviewForm, page: pd.DataFrame) -> list[str]:
     return problems
 
 
+OrderChannel = Literal["taobao", "website", "email", "phone", "fax", "form"]
+ReasonCode = Literal[tuple(REASONS)]  # type: ignore[valid-type]  (the Run form offers every reason code)
+
+
+def review_slice(conn, pending: pd.DataFrame, *, channel: str | None = None, min_age_hours: float | None = None,
+                 min_total_yuan: float | None = None, max_total_yuan: float | None = None,
+                 reason_code: str | None = None) -> pd.DataFrame:
+    """The pending orders a reviewer asked for: one channel, waiting at least so long, an amount band, one finding."""
+    keep = pd.Series(True, index=pending.index)
+    if channel:
+        keep &= pending["channel"] == channel
+    if min_age_hours:
+        keep &= pd.to_datetime(pending["order_time"], utc=True) <= pd.Timestamp(utc_now()) - pd.Timedelta(
+            hours=min_age_hours)
+    if min_total_yuan is not None:
+        keep &= pending["order_total_fen"] >= round(min_total_yuan * 100)
+    if max_total_yuan is not None:
+        keep &= pending["order_total_fen"] <= round(max_total_yuan * 100)
+    chosen = pending[keep]
+    if reason_code and not chosen.empty:
+        findings = current_findings(conn, chosen["id"].tolist())
+        chosen = chosen[chosen["id"].isin(findings.loc[findings["reason_code"] == reason_code, "order_id"])]
+    return chosen
+
+
 @flow(name="review-orders", flow_run_name=run_name("review", "channel", "reason_code", when="%m-%d %H:%M"))
 def review_orders(limit: int | None = None, order_nos: list[str] | None = None, poll_interval: int = 5,
-                  timeout_hours: float | None = None) -> dict:
-    """Manual review (V6): pending orders with their findings, page by page, in the run's pause form."""
+                  timeout_hours: float | None = None, channel: OrderChannel | None = None,
+                  min_age_hours: float | None = None, min_total_yuan: float | None = None,
+                  max_total_yuan: float | None = None, reason_code: ReasonCode | None = None,
+                  page_size: int | None = None) -> dict:
+    """Manual review (V6): pending orders with their findings, page by page, in the run's Resume form.
+
+    Args:
+        limit: At most this many orders in this run (earliest deadline first). Empty: every order in the slice.
+        order_nos: Only these orders (order numbers or ids).
+        poll_interval: Seconds between checks for the reviewer's answer.
+        timeout_hours: How long each form waits; undecided orders simply stay pending. Empty: the policy's.
+        channel: Only orders from this channel.
+        min_age_hours: Only orders placed at least this many hours ago.
+        min_total_yuan: Only orders of at least this amount (yuan).
+        max_total_yuan: Only orders of at most this amount (yuan).
+        reason_code: Only orders with this finding (e.g. ADDRESS_INCOMPLETE, CREDIT_LIMIT_EXCEEDED).
+        page_size: Orders per form (1-100). Empty: the policy's [review].ui_batch_size.
+    """
     require_store()
     logger = get_run_logger()
     settings = get_settings()
     engine = get_engine()
     timeout = int((timeout_hours or settings.review.pause_timeout_hours) * 3600)
     with engine.connect() as conn:
-        pending = pending_orders(conn, limit=limit, order_refs=order_nos)
+        pending = pending_orders(conn, order_refs=order_nos)
+        pending = review_slice(conn, pending, channel=channel, min_age_hours=min_age_hours,
+                               min_total_yuan=min_total_yuan, max_total_yuan=max_total_yuan, reason_code=reason_code)
+    if limit:
+        pending = pending.head(limit)
+    logger.info("review: %d pending order(s) in this slice", len(pending))
     applied, refused = [], []
-    page_size = settings.review.ui_batch_size
+    page_size = max(1, min(100, page_size or settings.review.ui_batch_size))
     for start in range(0, len(pending), page_size):
         page = pending.iloc[start : start + page_size]
         problems: list[str] | None = None
+        waiting_since = utc_now()
         while True:
             with engine.connect() as conn:
                 findings = current_findings(conn, page["id"].tolist())
                 checks = latest_checks(conn, page["id"].tolist())
             credit = {int(o): credit_summary(c) for o, c in zip(checks["order_id"], checks["credit"], strict=True)}
-            description = review_markdown(page, findings, problems, credit)
-            initial = ReviewForm.with_initial_data(
-                description=description, reviewer="",
-                decisions=[OrderDecision(order_no=no) for no in page["order_no"]],
-            )  # fmt: skip
+            description = review_markdown(page, findings, problems, credit, waiting_since=waiting_since)
+            initial = review_form(description, page["order_no"].tolist(), problems)
+            logger.info("review form for %d order(s) (%s) waiting for a reviewer since %s", len(page),
+                        ", ".join(page["order_no"].head(5)) + (" …" if len(page) > 5 else ""),
+                        waiting_label(waiting_since))  # fmt: skip
             try:
                 form = pause_flow_run(wait_for_input=initial, timeout=timeout, poll_interval=poll_interval)
             except FlowPauseTimeout:
@@ -305,7 +404,11 @@ def _finish_review(applied: list[dict], refused: list[dict], timed_out: bool = F
     if any(r["applied"] for r in rows):
         from flows.notifications import send_notifications
 
-        send_notifications()
+        send_notifications(return_state=True)  # a dead relay fails that run, not this one's decisions
+    get_run_logger().info("review: %d approved, %d rejected, %d refused (another reviewer won or the order changed)%s",
+                          sum(r["decision"] == "approve" for r in applied),
+                          sum(r["decision"] == "reject" for r in applied), len(refused),
+                          "; the form timed out" if timed_out else "")  # fmt: skip
     return {"approved": sum(r["decision"] == "approve" for r in applied),
             "rejected": sum(r["decision"] == "reject" for r in applied),
             "refused": refused, "timed_out": timed_out}  # fmt: skip
@@ -323,6 +426,6 @@ def check_review_deadlines(send: bool = True) -> dict:
     if send and (report.reminded or report.escalated):
         from flows.notifications import send_notifications
 
-        send_notifications()
+        send_notifications(return_state=True)  # a dead relay fails that run, not this one's decisions
     return {"reminded": report.reminded, "escalated": report.escalated, "backlog": backlog.to_dict("records"),
             "checked_at": utc_now().isoformat()}  # fmt: skip

@@ -60,6 +60,7 @@ class SendReport:
     gave_up: int = 0  # permanent error or out of attempts: stays failed
     by_medium: Counter = field(default_factory=Counter)
     errors: list[dict] = field(default_factory=list)  # masked, for artifacts
+    unreachable: dict[str, str] = field(default_factory=dict)  # medium -> why its relay/gateway did not answer
 
     def add(self, other: SendReport) -> None:
         self.claimed += other.claimed
@@ -68,10 +69,11 @@ class SendReport:
         self.gave_up += other.gave_up
         self.by_medium.update(other.by_medium)
         self.errors.extend(other.errors)
+        self.unreachable.update(other.unreachable)
 
     def as_dict(self) -> dict:
         return {"claimed": self.claimed, "sent": self.sent, "failed": self.failed, "gave_up": self.gave_up,
-                "by_medium": dict(self.by_medium)}  # fmt: skip
+                "by_medium": dict(self.by_medium), "unreachable": dict(self.unreachable)}  # fmt: skip
 
 
 # --- rendering -------------------------------------------------------------------------------------------------
@@ -226,6 +228,7 @@ def _send_email(rows: list[dict], engine: Engine, settings: Settings, now: datet
                 _fail(engine, rows[index:] if exc.connection else [row], str(exc), exc.transient, now, settings,
                       report)
                 if exc.connection:
+                    report.unreachable["email"] = str(exc)  # names the relay and why
                     return
                 continue
             _sent(engine, row, now, message_id, report)
@@ -250,6 +253,7 @@ def _send_sms(rows: list[dict], engine: Engine, settings: Settings, now: datetim
                 _fail(engine, rows[index:] if exc.connection else [row], str(exc), exc.transient, now, settings,
                       report)
                 if exc.connection:
+                    report.unreachable["sms"] = f"{exc} at {settings.notifications.sms_gateway_url}"
                     return
                 continue
             _sent(engine, row, now, result.message_id, report)

@@ -223,3 +223,34 @@ def test_send_notifications_flow(prefect_server, tmp_path, monkeypatch, relays):
     assert result["sent"] == 1 and len(smtp.received()) == 1
     assert send_notifications()["claimed"] == 0
     assert json.loads(outbox_rows(engine)["context"].iloc[0])["order_no"] == "YD-N-1"
+
+
+def test_send_notifications_ends_failed_naming_the_unreachable_relay_and_gateway(prefect_server, tmp_path,
+                                                                                 monkeypatch, relays):
+    """Seen (issue 15): send-notifications stayed green while the relay and gateway were down; the failure was
+    only inside its artifact."""
+    from flows.notifications import RelayUnreachable, send_notifications
+    from yidi.db import get_engine, init_db
+
+    smtp, sms, _settings = relays
+    monkeypatch.setenv("YIDI_DATABASE_URL", f"sqlite:///{tmp_path / 'down.db'}")
+    engine = get_engine()
+    init_db(engine)
+    with engine.begin() as conn:
+        oid = make_order(conn)
+        enqueue(conn, pd.DataFrame([notice(oid, "email", "down@example.com", "down:mail"),
+                                    notice(oid, "sms", "13812348000", "down:sms")]))  # fmt: skip
+    relay, gateway = f"127.0.0.1:{smtp.port}", sms.url
+    smtp.stop()
+    sms.stop()
+    state = send_notifications(return_state=True)
+    assert state.is_failed()
+    with pytest.raises(RelayUnreachable) as failure:
+        state.result()
+    said = str(failure.value)
+    assert f"SMTP relay {relay} unreachable" in said
+    assert f"SMS gateway unreachable: ConnectionError at {gateway}" in said
+    assert "2 notice(s) wait for the next pass" in said
+    assert set(outbox_rows(engine)["status"]) == {"failed"}  # kept for the next pass, not lost
+    smtp.start()  # the fixture stops them
+    sms.start()

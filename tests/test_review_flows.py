@@ -86,7 +86,14 @@ def test_manual_review_in_the_form_refuses_bad_input_then_applies_decisions(pref
         form = wait_until_paused(run_id)
         offered = form["orders"]
         assert len(offered) == 3 and all(no in form["description"] for no in offered)
-        assert "138****8000" in form["description"] and "13812348000" not in form["description"]  # masked
+        # masked, and escaped so that markdown shows the asterisks (seen: `199****3662` rendered as `1993662`)
+        assert "138\\*\\*\\*\\*8000" in form["description"] and "13812348000" not in form["description"]
+        # in the form itself: the Resume dialog draws the fields' descriptions, not the input's description
+        fields = form["schema"]["properties"]
+        assert fields["decisions"]["description"] == form["description"]
+        assert "Waiting for a reviewer since" in fields["decisions"]["description"]
+        assert "(Asia/Shanghai)" in fields["decisions"]["description"]
+        assert "Input refused" not in fields["reviewer"]["description"]
         # Not even accepted by the server: the schema says decision is approve/reject/skip.
         with pytest.raises(RuntimeError):
             resume_flow_run(run_id, run_input={"reviewer": "alice",
@@ -95,6 +102,8 @@ def test_manual_review_in_the_form_refuses_bad_input_then_applies_decisions(pref
         submit_review(run_id, "alice", [{"order_no": offered[0], "decision": "reject", "reason": "价格不符"}])
         again = wait_until_paused(run_id, after_state=form["state_id"])
         assert "Input refused" in again["description"] and "proposed solution" in again["description"]
+        top = again["schema"]["properties"]["reviewer"]["description"]  # the first field: the top of the form
+        assert top.startswith("⚠ **Input refused") and "proposed solution" in top and offered[0] in top
         assert set(states(engine, pending[:3]).values()) == {"pending_review"}
         submit_review(run_id, "alice", [
             {"order_no": offered[0], "decision": "approve"},
@@ -178,3 +187,35 @@ def test_cli_run_reviews_without_a_server_and_a_rerun_changes_nothing(store):
     assert set(states(engine, ids.values()).values()) <= {"auto_rejected", "pending_review"}
     again = json.loads(runner.invoke(cli, ["review", "run", "--json"]).stdout)
     assert (again["candidates"], again["checked"]) == (0, 0)
+
+
+def test_a_review_slice_by_channel_amount_and_reason_code(store):
+    """Seen: a run without parameters paged through every pending order ten at a time; a reviewer can now ask for a
+    slice (channel, age, amount band, reason code)."""
+    from flows.review import review_slice
+    from tasks.review.store import current_findings, pending_orders
+
+    engine, ids, _smtp, _sms = store
+    run_auto_review(engine, list(ids.values()), build_docs=False, keep_results=False)
+    with engine.connect() as conn:
+        pending = pending_orders(conn)
+        findings = current_findings(conn, pending["id"].tolist())
+        assert len(pending) >= 3
+        channel = pending["channel"].iloc[0]
+        by_channel = review_slice(conn, pending, channel=channel)
+        assert set(by_channel["channel"]) == {channel} and len(by_channel) == (pending["channel"] == channel).sum()
+        low, high = sorted(pending["order_total_fen"])[:2]
+        band = review_slice(conn, pending, min_total_yuan=low / 100, max_total_yuan=high / 100)
+        assert set(band["order_total_fen"]) <= {low, high} and len(band) >= 1
+        code = findings["reason_code"].iloc[0]
+        with_code = review_slice(conn, pending, reason_code=code)
+        assert set(with_code["id"]) == set(findings.loc[findings["reason_code"] == code, "order_id"])
+        assert review_slice(conn, pending, min_age_hours=24 * 365 * 100).empty  # nothing a century old
+
+
+def test_markdown_keeps_masked_digits_and_reviewer_text_literal():
+    from flows.review import md
+
+    assert md("199****3662") == "199\\*\\*\\*\\*3662"
+    assert md("[link](http://x) _a_ #1 <b> YD-1") == "\\[link\\](http://x) \\_a\\_ #1 \\<b\\> YD-1"
+    assert md(None) == ""
