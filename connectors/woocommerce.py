@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import os
@@ -206,6 +207,13 @@ def _gmt(text: str) -> datetime:
     return stamp.replace(tzinfo=UTC) if stamp.tzinfo is None else stamp.astimezone(UTC)
 
 
+def _text(value) -> str | None:
+    """Text as the shop shows it: WordPress stores names with HTML entities (``Hoodie &ndash; Blue``, ``&amp;``)
+    and the REST API sends them encoded."""
+    text = clean_text(value)
+    return html.unescape(text).strip() or None if text and "&" in text else text
+
+
 def _money(value, name: str) -> int | None:
     if isinstance(value, float):
         try:
@@ -262,7 +270,7 @@ def _order(idx: int, order, payment_methods: dict, order_channel: str) -> tuple[
                 "line_no": n,
                 "item_code": clean_text(item.get("sku")) or (f"WC-{item.get('product_id')}"
                                                               if item.get("product_id") else None),
-                "item_name": clean_text(item.get("name")),
+                "item_name": _text(item.get("name")),
                 "quantity": float(quantity),
                 "unit_price_fen": price,
                 "discount_fen": max((subtotal or 0) - (total or 0), 0) if total is not None else 0,
@@ -272,14 +280,14 @@ def _order(idx: int, order, payment_methods: dict, order_channel: str) -> tuple[
     shipping = order.get("shipping") or {}
     billing = order.get("billing") or {}
     address = shipping if clean_text(shipping.get("address_1")) or clean_text(shipping.get("city")) else billing
-    first, last = clean_text(address.get("first_name")) or "", clean_text(address.get("last_name")) or ""
+    first, last = _text(address.get("first_name")) or "", _text(address.get("last_name")) or ""
     if not (first or last):
-        first, last = clean_text(billing.get("first_name")) or "", clean_text(billing.get("last_name")) or ""
+        first, last = _text(billing.get("first_name")) or "", _text(billing.get("last_name")) or ""
     country = (clean_text(address.get("country")) or "CN").upper()
-    state = clean_text(address.get("state"))
+    state = _text(address.get("state"))
     province = CN_STATES.get(state.upper(), state) if country == "CN" and state else state
-    detail = " ".join(p for p in (clean_text(address.get("address_1")), clean_text(address.get("address_2"))) if p)
-    company = clean_text(address.get("company"))
+    detail = " ".join(p for p in (_text(address.get("address_1")), _text(address.get("address_2"))) if p)
+    company = _text(address.get("company"))
     # Chinese names: family name (last_name) first, no space; Latin names keep "first last".
     name = (last + first) if _is_cjk(last + first) else " ".join(p for p in (first, last) if p)
     method_id = clean_text(order.get("payment_method"))
@@ -316,7 +324,7 @@ def _order(idx: int, order, payment_methods: dict, order_channel: str) -> tuple[
         "customer_email": clean_text(billing.get("email")),
         "ship_country": country,
         "ship_province": province,
-        "ship_city": clean_text(address.get("city")),
+        "ship_city": _text(address.get("city")),
         "ship_district": None,
         "ship_detail": detail or None,
         "ship_postcode": clean_text(address.get("postcode")),
@@ -331,7 +339,7 @@ def _order(idx: int, order, payment_methods: dict, order_channel: str) -> tuple[
         "source_cancelled": status in CANCELLED_STATUSES,
         "order_time": order_time,
         "source_modified_at": modified_at,
-        "buyer_note": clean_text(order.get("customer_note")),
+        "buyer_note": _text(order.get("customer_note")),
         "source_extra": json_text(extra) if extra else None,
     }
     return row, lines

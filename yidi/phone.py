@@ -18,6 +18,8 @@ numbers that spreadsheets turned into floats (``13812345678.0``). When a field h
 
 from __future__ import annotations
 
+import unicodedata
+
 import pandas as pd
 import phonenumbers
 import pyarrow as pa
@@ -223,3 +225,31 @@ def _foreign_numbers(candidates: pa.Array) -> tuple[pa.Array, pa.Array]:
                 seen[v] = None
     e164 = [seen.get(v) if v is not None else None for v in values]
     return pa.array(e164, type=pa.string()), pa.array([x is not None for x in e164])
+
+
+def foreign_phones(values: pd.Series, regions: pd.Series) -> pd.Series:
+    """E.164 numbers of orders shipped abroad, read in the destination's numbering (``(650) 253-0000`` for ``US``),
+    once per distinct (number, region); NA where libphonenumber finds no valid number of another country there, so
+    the Chinese reading (``normalise_phones``) stands for a Chinese number given on a foreign order."""
+    seen: dict[tuple[str, str], str | None] = {}
+    out = []
+    for value, region in zip(values.tolist(), regions.tolist(), strict=True):
+        key = (value, region)
+        if key not in seen:
+            seen[key] = _in_region(value, region)
+        out.append(seen[key])
+    return pd.Series(out, index=values.index, dtype="str")
+
+
+def _in_region(value: object, region: object) -> str | None:
+    if not isinstance(value, str) or not isinstance(region, str) or not value.strip():
+        return None
+    text = unicodedata.normalize("NFKC", value).strip()
+    text = "+" + text[2:].lstrip() if text.startswith("00") else text
+    try:
+        parsed = phonenumbers.parse(text, region.upper())
+    except phonenumbers.NumberParseException:
+        return None
+    if parsed.country_code == 86 or not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)

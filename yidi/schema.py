@@ -104,6 +104,7 @@ orders = Table(
     Column("customer_name", String(200)),
     Column("customer_phone", String(32)),
     Column("customer_email", String(200)),
+    Column("ship_country", String(2)),  # ISO 3166-1 alpha-2; CN for domestic orders
     Column("ship_province", String(32)),
     Column("ship_city", String(64)),
     Column("ship_district", String(64)),

@@ -44,8 +44,8 @@ HASH_LINE_FIELDS = ["line_no", "item_code", "item_kind", "item_name", "spec", "m
 
 # Columns written to ``orders`` by intake (state, order_no, ids and times are set by landing).
 ORDER_STORE_COLUMNS = [
-    "channel", "channel_order_id", "customer_name", "customer_phone", "customer_email", "ship_province",
-    "ship_city", "ship_district", "ship_detail", "ship_admin_code", "ship_postcode", "region", "region_note",
+    "channel", "channel_order_id", "customer_name", "customer_phone", "customer_email", "ship_country",
+    "ship_province", "ship_city", "ship_district", "ship_detail", "ship_admin_code", "ship_postcode", "region", "region_note",
     "payment_method", "installments", "currency", "goods_total_fen", "discount_fen", "freight_fen",
     "order_total_fen", "source_status", "order_time", "source_modified_at", "buyer_note", "content_hash",
 ]  # fmt: skip
@@ -133,8 +133,33 @@ def _normalise_phones(raw: pd.Series) -> pd.DataFrame:
     return normalise_phones(raw)
 
 
-def normalise_phone_column(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """(phone to store, phone kind). Distinct values are normalised once."""
+def country_codes(raw: pd.Series) -> pd.Series:
+    """ISO 3166-1 alpha-2 codes as stored (upper case); anything else is not a code and is left out (the region
+    note still names the country the classifier recognised)."""
+    text = raw.astype("str").str.strip().str.upper()
+    return text.where(text.str.fullmatch(r"[A-Z]{2}").fillna(False).astype(bool)).astype("str")
+
+
+def normalise_phone_column(raw: pd.Series, country: pd.Series | None = None) -> tuple[pd.Series, pd.Series]:
+    """(phone to store, phone kind). Distinct values are normalised once. With ``country`` (ISO codes), numbers of
+    orders shipped abroad are read in that country's numbering first (E.164, ``foreign``)."""
+    stored, kinds = _phone_column(raw)
+    if country is None:
+        return stored, kinds
+    code = country.astype("str").str.strip().str.upper()
+    abroad = (code.notna() & (code != "CN") & code.str.fullmatch(r"[A-Z]{2}").fillna(False) & raw.notna()).to_numpy(
+        dtype=bool)
+    if abroad.any():
+        from yidi.phone import foreign_phones
+
+        e164 = foreign_phones(raw[abroad].astype("str"), code[abroad])
+        found = e164.notna()
+        stored.loc[found.index[found]] = e164[found]
+        kinds.loc[found.index[found]] = "foreign"
+    return stored, kinds
+
+
+def _phone_column(raw: pd.Series) -> tuple[pd.Series, pd.Series]:
     codes, uniques = pd.factorize(raw.astype("str"), use_na_sentinel=True)
     if len(uniques) == 0:
         return raw.astype("str"), pd.Series(pd.NA, index=raw.index, dtype="str")
@@ -211,7 +236,16 @@ def classify(frame: pd.DataFrame) -> pd.DataFrame:
     out = pd.concat(parts)[columns] if len(parts) > 1 else parts[0][columns]
     if len(parts) > 1:
         out = out.sort_index()
-    return out.set_axis(frame.index).astype("str")
+    out = out.set_axis(frame.index).astype("str")
+    # Shipped abroad (or to HK/MO/TW): the gazetteer knows no foreign state or city, so what the channel sent is
+    # kept as sent (state, city, the street lines whole) beside the country; the classifier only adds the region.
+    abroad = (country.notna() & (country.str.upper() != "CN")).to_numpy(dtype=bool)
+    if abroad.any():
+        for name, given in (("province", frame["ship_province"]), ("city", frame["ship_city"])):
+            out.loc[abroad, name] = out[name].where(out[name].notna(), given.astype("str"))[abroad]
+        out.loc[abroad, "detail"] = frame["ship_detail"].astype("str").where(
+            frame["ship_detail"].notna(), out["detail"])[abroad]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -322,7 +356,8 @@ def normalise(parsed: Parsed, *, catalog_kinds: dict[str, str] | None = None) ->
     out["content_hash"] = hashes.to_numpy()
 
     # Contact phone and address.
-    out["customer_phone"], out["phone_kind"] = normalise_phone_column(out["customer_phone"])
+    out["customer_phone"], out["phone_kind"] = normalise_phone_column(out["customer_phone"], out["ship_country"])
+    out["ship_country"] = country_codes(out["ship_country"])
     if len(out):
         where = classify(out)
         out["ship_province"] = where["province"].to_numpy()
