@@ -78,6 +78,17 @@ class Gazetteer:
                     if short not in self.name.values():
                         add(short, code, "old", note, old)
 
+        # Old names from the published change list (yidi/data/build_history.py): after the curated ones, so a
+        # curated note wins; a name that is also a division of today elsewhere becomes ambiguous, as it is.
+        with (DATA_DIR / "division_history.csv").open(encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                code, old = row["code"], row["alias"]
+                note = f"pre-{row['year']} name {old} → {self.name[code]}"
+                add(old, code, "old", note, old)
+                for short in self._short_forms(old, self.level[code]):
+                    if short not in self.name.values() and short not in entries:
+                        add(short, code, "old", note, old)
+
         self.entries = {surface: tuple(bucket) for surface, bucket in entries.items()}
         self.only_short = frozenset(s for s, b in self.entries.items() if all(e.kind == "short" for e in b))
         self.has_short = frozenset(s for s, b in self.entries.items() if any(e.kind == "short" for e in b))
