@@ -140,7 +140,7 @@ def test_fast_path_equals_one_by_one_on_synthetic_addresses():
         ({"full_address": "日本东京都新宿区西新宿2-8-1"}, "remote", None, None, None, "foreign address: 日本"),
         ({"full_address": "1600 Amphitheatre Parkway, Mountain View, CA 94043, USA"}, "remote", None, None, None, "美国"),
         ({"country": "JP", "province": "Tokyo", "detail": "1-2-3"}, "remote", None, None, None, "foreign address: 日本"),
-        ({"full_address": "香港九龙尖沙咀弥敦道100号"}, "remote", "香港特别行政区", None, "810000", "cross-border"),
+        ({"full_address": "香港九龙尖沙咀弥敦道100号"}, "remote", "香港特别行政区", "油尖旺区", "810109", "cross-border"),
         ({"full_address": "台湾省台北市大安区"}, "remote", "台湾省", "大安区", "710112", "cross-border: 台湾省"),
         # Platform shapes: WooCommerce codes, abbreviations, structured fields beat text.
         ({"province": "CN23", "city": "Chongqing", "detail": "渝中区解放碑"}, "local", "重庆市", "渝中区", "500103", None),
@@ -149,7 +149,7 @@ def test_fast_path_equals_one_by_one_on_synthetic_addresses():
         ({"province": "重庆", "city": "重庆市", "district": "渝中区", "detail": "重庆 重庆市 渝中区 民族路1号"},
          "local", "重庆市", "渝中区", "500103", None),
         ({"full_address": "Room 101, No. 8 Jiefang Road, Yuzhong District, Chongqing, China"},
-         "local", "重庆市", None, "500000", None),
+         "local", "重庆市", "渝中区", "500103", None),
         # Garbage.
         ({"full_address": "不详"}, "unknown", None, None, None, "empty address"),
         ({}, "unknown", None, None, None, "empty address"),

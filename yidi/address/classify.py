@@ -11,6 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from yidi.address.gazetteer import gazetteer
+from yidi.address.messy import needs_repair
 from yidi.address.names import (
     EMPTY_WORDS,
     LEADING_JUNK,
@@ -19,7 +20,7 @@ from yidi.address.names import (
     STREET_NEXT_2,
     WORD_NEXT_2,
 )
-from yidi.address.reading import classify_text, resolve_fields
+from yidi.address.reading import classify_text, repair, resolve_fields
 
 INPUT_COLUMNS = ("province", "city", "district", "detail", "full_address")
 OUTPUT_COLUMNS = ("province", "city", "district", "detail", "admin_code", "region", "region_note")
@@ -77,6 +78,7 @@ def classify_addresses(df: pd.DataFrame) -> pd.DataFrame:
         results.append(result)
         ends.append(end_)
     details = [(t[ends[slot]:] or None) if t else None for t, slot in zip(texts, row_result, strict=True)]
+    _repair_rows(results, row_result, details, texts, ends, fields, None if single else field_codes)
 
     take = pa.array(row_result)
     out = {}
@@ -88,6 +90,36 @@ def classify_addresses(df: pd.DataFrame) -> pd.DataFrame:
             values = pa.array([r[k] for r in results], type=pa.large_string()).take(take)
         out[name] = pd.Series(values, dtype="str", index=df.index)
     return pd.DataFrame(out, index=df.index)
+
+
+def _repair_rows(results: list[tuple], row_result: list[int], details: list, texts: list, ends: list[int],
+                 fields: list, field_codes: np.ndarray | None) -> None:
+    """The slow path, in place: rows whose fast reading found no district and whose text looks messy (traditional
+    or spaced characters, a misspelt name, HK/MO, see ``messy.needs_repair``) are read again, once per distinct
+    (fields, text); an improved reading gets a slot of its own."""
+    # No district, and not foreign (foreign readings have no province and region remote).
+    short = np.fromiter((r[2] is None and (r[0] is not None or r[4] == "unknown") for r in results),
+                        dtype=bool, count=len(results))
+    if not short.any():
+        return
+    rows = np.flatnonzero(short[np.asarray(row_result, dtype=np.int64)])
+    done: dict = {}
+    for i in rows.tolist():
+        text = texts[i]
+        slot = row_result[i]
+        if not needs_repair(results[slot], text, ends[slot]):
+            continue
+        fid = 0 if field_codes is None else int(field_codes[i])
+        key = (fid, text)
+        if key not in done:
+            repaired = repair(fields[fid], text, results[slot])
+            if repaired is not None:
+                results.append(repaired[0])
+                done[key] = (len(results) - 1, repaired[1])
+            else:
+                done[key] = None
+        if done[key] is not None:
+            row_result[i], details[i] = done[key]
 
 
 def _clean_column(series: pd.Series) -> pa.Array:
@@ -169,7 +201,7 @@ def _make_text_key():
             while pos < n and text[pos] in separators:
                 pos += 1
         if pos == start:
-            if not fields_known:
+            if not fields_known or text.isascii():
                 return text  # nothing at the start: the classifier may search further, read Latin or a country
             last = ""
         nxt = text[pos : pos + 1]

