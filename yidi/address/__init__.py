@@ -6,7 +6,7 @@ specific level it is sure of, and says why when it is not sure.
 
 Modules: ``classify`` (``classify_addresses``: a frame of addresses), ``reading`` (``classify_one``: one
 address, the rules below), ``gazetteer`` (the division names from ``yidi/data/``, see ``yidi/data/README.md``),
-``names`` (abbreviations, pinyin, foreign countries, platform fillers).
+``names`` (abbreviations, pinyin, foreign countries, platform fillers), ``messy`` (the slow path below).
 
 Rules (the reasons, not only the what):
 - Structured province/city/district fields from a platform beat parsing free text; text is parsed only
@@ -21,6 +21,13 @@ Rules (the reasons, not only the what):
   different carrier service), with a note. HK/MO/TW keep their GB/T 2260 codes (810000/820000/710000).
 - Short forms of district names (南山 for 南山区) are only read inside a known province/city, except
   Chongqing's own (万州, 酉阳 …); short forms followed by 路/街/道/大道… are street names, not places.
+
+- Messy writing is read on a slow path (``messy``), only for addresses the fast reading left without a
+  district and whose text shows the sign: traditional characters (OpenCC), characters separated by spaces,
+  one-character typos (only when the known province or city leaves exactly one candidate), Hong Kong / Macao
+  localities, pinyin/English names (pypinyin over the division table). Old names come from the published
+  change list (``yidi/data/division_history.csv``). A bare short name that is also a district elsewhere (朝阳)
+  stays ambiguous unless a following name decides it (朝阳双塔区, 西安长安区).
 
 Speed: the work is done once per distinct address (rows are factorised first), with a prefix
 dictionary over the division names (longest match at a position, O(address length)).

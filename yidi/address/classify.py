@@ -78,7 +78,8 @@ def classify_addresses(df: pd.DataFrame) -> pd.DataFrame:
         results.append(result)
         ends.append(end_)
     details = [(t[ends[slot]:] or None) if t else None for t, slot in zip(texts, row_result, strict=True)]
-    _repair_rows(results, row_result, details, texts, ends, fields, None if single else field_codes)
+    _repair_rows(results, row_result, details, texts, ends, fields, None if single else field_codes,
+                 lambda fid, text: key_of(text, known[fid], town_sensitive[fid]))
 
     take = pa.array(row_result)
     out = {}
@@ -93,10 +94,22 @@ def classify_addresses(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _repair_rows(results: list[tuple], row_result: list[int], details: list, texts: list, ends: list[int],
-                 fields: list, field_codes: np.ndarray | None) -> None:
+                 fields: list, field_codes: np.ndarray | None, key_of) -> None:
     """The slow path, in place: rows whose fast reading found no district and whose text looks messy (traditional
     or spaced characters, a misspelt name, HK/MO, see ``messy.needs_repair``) are read again, once per distinct
-    (fields, text); an improved reading gets a slot of its own."""
+    (fields, text); an improved reading gets a slot of its own. Simplified texts are read through the same
+    admin-prefix keys as the fast path, so distinct streets after 重慶市沙坪壩區 cost one conversion each."""
+    clean: dict = {}
+
+    def reader(fid: int):
+        def read(plain: str) -> tuple[tuple, int]:
+            key = (fid, key_of(fid, plain))
+            if key not in clean:
+                clean[key] = classify_text(fields[fid], key[1])
+            return clean[key]
+
+        return read
+
     # No district, and not foreign (foreign readings have no province and region remote).
     short = np.fromiter((r[2] is None and (r[0] is not None or r[4] == "unknown") for r in results),
                         dtype=bool, count=len(results))
@@ -112,7 +125,7 @@ def _repair_rows(results: list[tuple], row_result: list[int], details: list, tex
         fid = 0 if field_codes is None else int(field_codes[i])
         key = (fid, text)
         if key not in done:
-            repaired = repair(fields[fid], text, results[slot])
+            repaired = repair(fields[fid], text, results[slot], reader(fid))
             if repaired is not None:
                 results.append(repaired[0])
                 done[key] = (len(results) - 1, repaired[1])
@@ -123,7 +136,7 @@ def _repair_rows(results: list[tuple], row_result: list[int], details: list, tex
 
 
 def _clean_column(series: pd.Series) -> pa.Array:
-    """NFKC (full-width → ASCII), trimmed, placeholders like 不详/无/null as missing; vectorised in Arrow."""
+    """NFKC (full-width → ASCII), 市辖区 dropped, trimmed, placeholders like 不详/无/null as missing; in Arrow."""
     if isinstance(series.dtype, pd.StringDtype):
         arr = pa.array(series.array)  # Arrow-backed already: no copy through Python objects
         if isinstance(arr, pa.ChunkedArray):
@@ -131,7 +144,9 @@ def _clean_column(series: pd.Series) -> pa.Array:
         arr = arr.cast(pa.large_string())
     else:
         arr = pa.array(series.astype("str").to_numpy(dtype=object, na_value=None), type=pa.large_string())
-    arr = pc.utf8_trim_whitespace(pc.utf8_normalize(arr, form="NFKC"))
+    # 市辖区 (the code tables' "districts of the city" row) is written out by platforms and customers between a
+    # city and its district (北京市市辖区朝阳区); it names nothing, so it goes before anything is read.
+    arr = pc.utf8_trim_whitespace(pc.replace_substring(pc.utf8_normalize(arr, form="NFKC"), "市辖区", ""))
     blank = pc.or_kleene(pc.equal(arr, ""), pc.is_in(pc.utf8_lower(arr), value_set=_EMPTY_VALUES))
     return pc.if_else(pc.fill_null(blank, False), pa.scalar(None, pa.large_string()), arr)
 

@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import csv
 import re
-from dataclasses import dataclass
 from functools import lru_cache
 
 from yidi.address.gazetteer import DATA_DIR, gazetteer
-from yidi.address.names import AUTONOMOUS, CROSS_BORDER, HAS_CJK
+from yidi.address.names import AUTONOMOUS, CROSS_BORDER, CROSS_BORDER_FILLERS, HAS_CJK
 
 _SPACED = re.compile(r"[\u3400-\u9fff][ \t\u3000]+[\u3400-\u9fff][ \t\u3000]+[\u3400-\u9fff]")
 _SPACE_BETWEEN_HAN = re.compile(r"(?<=[\u3400-\u9fff])[ \t\u3000]+(?=[\u3400-\u9fff])")
-_SUFFIXES = "区县市旗盟州"
+_SUFFIXES = "区县市旗"
 # Area words that end like a division but are not one: never read as a typo of a division (高新区 ≠ 高坪区).
 NOT_DIVISIONS = frozenset({
     "高新区", "经开区", "开发区", "工业区", "保税区", "园区", "新区", "城区", "市区", "郊区", "景区", "校区", "社区",
     "小区", "厂区", "营区", "库区", "港区", "商业区", "生活区", "风景区", "示范区", "试验区", "实验区", "产业区",
     "综合区", "自贸区", "旅游区", "管理区", "办事处", "街道",
 })  # fmt: skip
+_NOT_DIVISION_ENDINGS = ("园区", "开发区", "高新区", "经开区", "工业区", "保税区", "景区", "社区", "小区", "校区")
 # Words of Latin-script addresses that name the level, not the place; the letter tells which suffix fits.
 LATIN_LEVEL_WORDS = {
     "district": "区", "qu": "区", "county": "县", "xian": "县", "city": "市", "shi": "市", "prefecture": "",
@@ -38,32 +38,37 @@ LATIN_STREET_WORDS = frozenset({
 })  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Messy:
-    traditional: re.Pattern  # a character OpenCC's t2s changes
-    below: dict[str, tuple[str, ...]]  # every division under a code (for typo search)
-    places: dict[str, tuple[str, str]]  # HK/MO locality → (district code, note)
-    places_by_prefix: dict[str, tuple[str, ...]]
-    latin: dict[str, tuple[str, ...]]  # pinyin of a division's base name → codes
+@lru_cache(maxsize=1)
+def _traditional() -> re.Pattern:
+    """A character OpenCC's t2s changes (built once from the CJK block, about 10 ms)."""
+    han = "".join(chr(c) for c in range(0x4E00, 0xA000))
+    changed = sorted({a for a, b in zip(han, _converter().convert(han), strict=False) if a != b})
+    return re.compile("[" + "".join(changed) + "]")
 
 
 @lru_cache(maxsize=1)
-def messy() -> Messy:
+def _converter():
     import opencc
-    from pypinyin import lazy_pinyin
 
+    return opencc.OpenCC("t2s")
+
+
+@lru_cache(maxsize=1)
+def _below() -> dict[str, tuple[str, ...]]:
+    """Every division under a code (the candidates of a typo)."""
     g = gazetteer()
-    converter = opencc.OpenCC("t2s")
-    han = "".join(chr(c) for c in range(0x4E00, 0xA000))
-    changed = sorted({a for a, b in zip(han, converter.convert(han), strict=False) if a != b})
-    traditional = re.compile("[" + "".join(changed) + "]")
-
     below: dict[str, list[str]] = {}
     for code in g.name:
         for ancestor in g.chain[code]:
             if ancestor != code:
                 below.setdefault(ancestor, []).append(code)
+    return {k: tuple(v) for k, v in below.items()}
 
+
+@lru_cache(maxsize=1)
+def _places() -> tuple[dict[str, tuple[str, str]], dict[str, tuple[str, ...]]]:
+    """HK/MO locality → (district code, English name), and the localities by first character."""
+    g = gazetteer()
     places: dict[str, tuple[str, str]] = {}
     with (DATA_DIR / "cross_border_places.csv").open(encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
@@ -73,10 +78,19 @@ def messy() -> Messy:
             places.setdefault(name, (code, ""))
             if len(name) > 3:
                 places.setdefault(name[:-1], (code, ""))
-    by_prefix: dict[str, list[str]] = {}
+    by_first: dict[str, list[str]] = {}
     for place in places:
-        by_prefix.setdefault(place[:1], []).append(place)
+        by_first.setdefault(place[:1], []).append(place)
+    return places, {k: tuple(sorted(v, key=len, reverse=True)) for k, v in by_first.items()}
 
+
+@lru_cache(maxsize=1)
+def _latin_index() -> dict[str, tuple[str, ...]]:
+    """Pinyin of each city's and county's base name (沙坪坝区 → shapingba) → codes; built on the first Latin
+    address (pypinyin loads its dictionary then, about a second)."""
+    from pypinyin import lazy_pinyin
+
+    g = gazetteer()
     latin: dict[str, list[str]] = {}
     for code, name in g.name.items():
         if g.level[code] == 1 or code[:2] in ("71", "81", "82"):
@@ -85,15 +99,8 @@ def messy() -> Messy:
         base = m.group(1) if m else re.sub(r"(特别行政区|地区|新区|林区|盟|市|区|县|旗)$", "", name) or name
         if len(base) < 2:
             base = name
-        key = "".join(lazy_pinyin(base))
-        latin.setdefault(key, []).append(code)
-    return Messy(
-        traditional,
-        {k: tuple(v) for k, v in below.items()},
-        places,
-        {k: tuple(sorted(v, key=len, reverse=True)) for k, v in by_prefix.items()},
-        {k: tuple(v) for k, v in latin.items()},
-    )
+        latin.setdefault("".join(lazy_pinyin(base)), []).append(code)
+    return {k: tuple(v) for k, v in latin.items()}
 
 
 def needs_repair(result: tuple, text: str | None, end: int) -> bool:
@@ -104,31 +111,30 @@ def needs_repair(result: tuple, text: str | None, end: int) -> bool:
     note = result[5] or ""
     if note.startswith(("foreign address", "ambiguous")) or "ambiguous" in note:
         return False
-    if _SPACED.search(text) or messy().traditional.search(text):
+    if _SPACED.search(text) or _traditional().search(text):
         return True
     if result[3] is None:
         return False
+    rest = text[end : end + 18].lstrip(" ,，、")
     if result[3][:2] + "0000" in CROSS_BORDER:
-        return True
-    rest = text[end : end + 12]
-    return any(ch in _SUFFIXES for ch in rest)
+        return rest.startswith(CROSS_BORDER_FILLERS) or place_at(rest, 0) is not None
+    # A word of 3–15 characters ending like a division (区/县/市/旗), without digits and not an area word.
+    for i in range(2, min(len(rest), 15)):
+        if rest[i] in _SUFFIXES:
+            word = rest[: i + 1]
+            return not (any(ch.isdigit() for ch in word) or word in NOT_DIVISIONS
+                        or word.endswith(_NOT_DIVISION_ENDINGS))
+    return False
 
 
 def simplified(text: str) -> str:
     """Traditional characters to simplified (OpenCC t2s) and spaces between Chinese characters removed."""
     out = text
-    if messy().traditional.search(out):
+    if _traditional().search(out):
         out = _converter().convert(out)
     if _SPACED.search(out):
         out = _SPACE_BETWEEN_HAN.sub("", out)
     return out
-
-
-@lru_cache(maxsize=1)
-def _converter():
-    import opencc
-
-    return opencc.OpenCC("t2s")
 
 
 def typo_at(parent: str, text: str, pos: int) -> str | None:
@@ -136,7 +142,7 @@ def typo_at(parent: str, text: str, pos: int) -> str | None:
     same last character), or None when there is none or more than one."""
     g = gazetteer()
     found: set[str] = set()
-    for code in messy().below.get(parent, ()):
+    for code in _below().get(parent, ()):
         name = g.name[code]
         size = len(name)
         if size < 3:
@@ -153,10 +159,10 @@ def typo_at(parent: str, text: str, pos: int) -> str | None:
 
 def place_at(text: str, pos: int) -> tuple[str, str, str] | None:
     """A Hong Kong or Macao locality at ``pos``: (surface, district code, note)."""
-    m = messy()
-    for place in m.places_by_prefix.get(text[pos : pos + 1], ()):
+    places, by_first = _places()
+    for place in by_first.get(text[pos : pos + 1], ()):
         if text.startswith(place, pos):
-            code, note = m.places[place]
+            code, note = places[place]
             return place, code, note
     return None
 
@@ -164,7 +170,7 @@ def place_at(text: str, pos: int) -> tuple[str, str, str] | None:
 def latin_places(text: str) -> list[tuple[str, tuple[str, ...]]]:
     """Comma-separated parts of a Latin-script address read as division names: (part, candidate codes), the
     candidates narrowed by the level word written with them (District → 区, County → 县)."""
-    m = messy()
+    index = _latin_index()
     g = gazetteer()
     out = []
     for part in re.split(r"[,;/\n|]+", text.lower()):
@@ -181,7 +187,7 @@ def latin_places(text: str) -> list[tuple[str, tuple[str, ...]]]:
         key = "".join(kept)
         if len(key) < 4:
             continue
-        codes = m.latin.get(key, ())
+        codes = index.get(key, ())
         if suffix:
             codes = tuple(c for c in codes if g.name[c].endswith(suffix)) or codes
         if codes:

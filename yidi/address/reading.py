@@ -63,7 +63,7 @@ STREET_START_MARKS = frozenset("-+=@#'\"(（[【《<")
 def _normalise(text: object) -> str:
     if text is None or text is pd.NA or (isinstance(text, float) and text != text):
         return ""
-    s = unicodedata.normalize("NFKC", str(text)).strip()
+    s = unicodedata.normalize("NFKC", str(text)).replace("市辖区", "").strip()  # as classify._clean_column
     return "" if s.lower() in EMPTY_WORDS else s
 
 
@@ -163,7 +163,7 @@ def _scan(g: Gazetteer, st: State, text: str, pos: int, *, anywhere: bool = Fals
         else:
             return pos
     for _ in range(6):
-        if pos >= len(text) - 1 or st.depth == 3:
+        if pos >= len(text) - 1 or st.depth == 3 and st.district not in AREA_COUNTIES:
             break
         hit = _match_at(g, text, pos, st, free=st.depth == 0)
         if hit is None and st.province == SICHUAN and st.depth == 1:
@@ -453,21 +453,26 @@ def _score(result: tuple) -> int:
     return sum(v is not None for v in result[:3]) + (result[4] != "unknown")
 
 
-def repair(fields: Fields, text: str, fast: tuple) -> tuple[tuple, str | None] | None:
+def repair(fields: Fields, text: str, fast: tuple, read=None) -> tuple[tuple, str | None] | None:
     """The slow reading of an address the fast one left without a district (``messy.needs_repair``): traditional
-    characters simplified, spaced characters joined, then typos and HK/MO localities; kept only when it reads
-    more (result without detail, detail)."""
+    characters simplified and spaced characters joined, read as usual (``read``: the caller's cached reading of
+    clean text, by default ``classify_text``); if that finds no district, read again with typos and HK/MO
+    localities. Kept only when it reads more: (result without detail, detail)."""
     from yidi.address.messy import simplified
 
     plain = simplified(text)
-    result, end = classify_text(fields, plain, messy=True)
+    result, end = (None, 0)
+    if plain != text:
+        result, end = read(plain) if read is not None else classify_text(fields, plain)
+    if result is None or result[2] is None:
+        result, end = classify_text(fields, plain, messy=True)
     if _score(result) <= _score(fast):
         return None
     # The rest of the address as the customer wrote it where the simplification kept its length (t2s does).
     rest = text[end:] if len(plain) == len(text) else plain[end:]
     if plain != text:
         note = "read as " + ("simplified characters" if len(plain) == len(text) else "joined characters")
-        result = (*result[:5], "; ".join(n for n in (result[5], note) if n))
+        result = (*result[:5], _note([n for n in (result[5], note) if n]))
     return result, rest or None
 
 
@@ -502,12 +507,12 @@ def _finish(g: Gazetteer, st: State, *, empty: bool) -> tuple:
     if st.foreign is not None:
         region = "remote"
         notes.insert(0, f"foreign address: {st.foreign}")
-        return (None, None, None, None, region, "; ".join(notes))
+        return (None, None, None, None, region, _note(notes))
     if st.province is None:
         region = "unknown"
         if not notes:
             notes.append("empty address" if empty else "no recognisable province, city or district")
-        return (None, None, None, None, region, "; ".join(notes))
+        return (None, None, None, None, region, _note(notes))
     if st.province in CROSS_BORDER:
         notes.insert(0, f"cross-border: {g.name[st.province]}")
     region = "local" if st.province == CHONGQING else "remote"
@@ -518,6 +523,11 @@ def _finish(g: Gazetteer, st: State, *, empty: bool) -> tuple:
         g.name[st.district] if st.district else None,
         st.deepest,
         region,
-        "; ".join(notes) or None,
+        _note(notes),
     )
 
+
+def _note(notes: list[str]) -> str | None:
+    """The notes as stored: orders.region_note keeps 200 characters (long candidate lists are cut, marked …)."""
+    text = "; ".join(notes)
+    return (text if len(text) <= 200 else text[:199] + "…") or None
