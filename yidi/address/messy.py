@@ -84,22 +84,29 @@ def _places() -> tuple[dict[str, tuple[str, str]], dict[str, tuple[str, ...]]]:
     return places, {k: tuple(sorted(v, key=len, reverse=True)) for k, v in by_first.items()}
 
 
+def _base(name: str) -> str:
+    m = AUTONOMOUS.match(name)
+    base = m.group(1) if m else re.sub(r"(特别行政区|地区|新区|林区|盟|市|区|县|旗)$", "", name) or name
+    return base if len(base) >= 2 else name
+
+
 @lru_cache(maxsize=1)
-def _latin_index() -> dict[str, tuple[str, ...]]:
-    """Pinyin of each city's and county's base name (沙坪坝区 → shapingba) → codes; built on the first Latin
-    address (pypinyin loads its dictionary then, about a second)."""
+def _latin_index() -> dict[str, tuple[tuple[str, str, str], ...]]:
+    """Pinyin of each city's and county's base name (沙坪坝区 → shapingba) → (code, the name so spelt, note), old
+    names included with their note (Yubei → 两江新区, "pre-2025 name 渝北区"); built on the first Latin address
+    (pypinyin loads its dictionary then, about a second)."""
     from pypinyin import lazy_pinyin
 
     g = gazetteer()
-    latin: dict[str, list[str]] = {}
+    latin: dict[str, list[tuple[str, str, str]]] = {}
     for code, name in g.name.items():
         if g.level[code] == 1 or code[:2] in ("71", "81", "82"):
             continue  # provinces: their English names are in names.PINYIN_PLACES; HK/MO/TW romanise otherwise
-        m = AUTONOMOUS.match(name)
-        base = m.group(1) if m else re.sub(r"(特别行政区|地区|新区|林区|盟|市|区|县|旗)$", "", name) or name
-        if len(base) < 2:
-            base = name
-        latin.setdefault("".join(lazy_pinyin(base)), []).append(code)
+        latin.setdefault("".join(lazy_pinyin(_base(name))), []).append((code, name, ""))
+    for surface, bucket in g.entries.items():
+        for e in bucket:
+            if e.kind == "old" and surface == e.alias and g.level[e.code] > 1:
+                latin.setdefault("".join(lazy_pinyin(_base(surface))), []).append((e.code, surface, e.note))
     return {k: tuple(v) for k, v in latin.items()}
 
 
@@ -167,11 +174,10 @@ def place_at(text: str, pos: int) -> tuple[str, str, str] | None:
     return None
 
 
-def latin_places(text: str) -> list[tuple[str, tuple[str, ...]]]:
-    """Comma-separated parts of a Latin-script address read as division names: (part, candidate codes), the
-    candidates narrowed by the level word written with them (District → 区, County → 县)."""
+def latin_places(text: str) -> list[tuple[str, dict[str, str]]]:
+    """Comma-separated parts of a Latin-script address read as division names: (part, {candidate code: the note of
+    an old name, or ""}), narrowed by the level word written with them (District → a name ending in 区)."""
     index = _latin_index()
-    g = gazetteer()
     out = []
     for part in re.split(r"[,;/\n|]+", text.lower()):
         words = re.findall(r"[a-z]+", part.replace("'", ""))
@@ -187,9 +193,13 @@ def latin_places(text: str) -> list[tuple[str, tuple[str, ...]]]:
         key = "".join(kept)
         if len(key) < 4:
             continue
-        codes = index.get(key, ())
+        spellings = index.get(key, ())
         if suffix:
-            codes = tuple(c for c in codes if g.name[c].endswith(suffix)) or codes
-        if codes:
-            out.append((part.strip(), codes))
+            spellings = tuple(x for x in spellings if x[1].endswith(suffix)) or spellings
+        candidates: dict[str, str] = {}
+        for code, _, note in spellings:
+            if not candidates.get(code):
+                candidates[code] = note
+        if candidates:
+            out.append((part.strip(), candidates))
     return out

@@ -268,6 +268,10 @@ def _written_cq_district(g: Gazetteer, text: str, start: int, end: int) -> str |
 def _resolve_field(g: Gazetteer, st: State, raw: str, level: str) -> None:
     if not raw:
         return
+    if not raw.isascii():
+        from yidi.address.messy import simplified
+
+        raw = simplified(raw)  # 重慶市 / 沙坪壩區 in a field (once per distinct set of fields)
     if level == "province":
         key = raw if not raw.isascii() else raw.lower()
         code = g.province_field.get(key)
@@ -316,13 +320,16 @@ def _latin(g: Gazetteer, st: State, text: str) -> None:
         e = Entry(place, g.level[place], "full", place)
         if _consistent(g, e, st):
             _apply(g, st, [e])
-    for part, codes in reversed(latin_places(text)):
+    for part, old_notes in reversed(latin_places(text)):
+        codes = tuple(old_notes)
         known = st.deepest
         fits = {c for c in codes if c != known and not (known and c in g.chain[known])
                 and _consistent(g, Entry(c, g.level[c], "full", part), st)}
         if len(fits) == 1:
             code = fits.pop()
             _apply(g, st, [Entry(code, g.level[code], "full", part)])
+            if old_notes[code]:
+                st.notes.append(old_notes[code])
 
 
 @dataclass(slots=True)
