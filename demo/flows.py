@@ -12,6 +12,7 @@ from pathlib import Path
 from prefect import flow
 
 from demo.data import demo_catalog, demo_customers
+from flows.naming import run_name
 from yidi.settings import reload_settings, yidi_home
 
 
@@ -33,7 +34,7 @@ def write_reference_files(home: Path) -> tuple[Path, Path]:
     return catalog_path, customers_path
 
 
-@flow(name="lifecycle-demo", log_prints=True)
+@flow(name="lifecycle-demo", log_prints=True, flow_run_name=run_name("demo", "order_count"))
 def lifecycle_demo(order_count: int = 3000, approve: int = 280, reject: int = 20) -> dict:
     """Reference data, then every stage of the order lifecycle, each as a subflow against the stand-ins:
     intake from all channels → automated review → a reviewer's decisions through the review form → fulfilment
@@ -65,7 +66,32 @@ def lifecycle_demo(order_count: int = 3000, approve: int = 280, reject: int = 20
         result["notifications"] = send_notifications()
         result["notifications"]["emails_received"] = len(mail.received())
         result["notifications"]["sms_received"] = len(gateway.messages)
+    result["summary"] = publish_summary(home)
     return result
+
+
+def publish_summary(home: Path) -> dict:
+    """The demo's summary as a markdown artifact of this run (``demo-summary``) and in its log: orders by state,
+    channel, region and payment, then what needs a person with the command for each."""
+    from prefect import get_run_logger
+    from prefect.artifacts import create_markdown_artifact
+
+    from demo.summary import counts, needs_action, summary_markdown, yidi_command
+    from yidi.db import get_engine
+
+    engine = get_engine()
+    tallies = counts(engine)
+    actions = needs_action(engine, yidi_command(home))
+    api = os.environ.get("PREFECT_API_URL", "")
+    ui_runs = api.removesuffix("/api") + "/runs" if api else None
+    create_markdown_artifact(summary_markdown(tallies, actions, ui_runs), key="demo-summary",
+                             description="What the demo did, and what needs action")  # fmt: skip
+    logger = get_run_logger()
+    for key in ("state", "channel", "region", "payment_state"):
+        logger.info("orders by %s: %s", key.replace("_", " "), ", ".join(f"{v} {n:,}" for v, n in tallies[key]))
+    for action in actions:
+        logger.info("needs action: %s %s → %s", action["count"], action["what"], action["command"])
+    return {"counts": tallies, "needs_action": actions}
 
 
 def point_notifications_at(home: Path, smtp_port: int, sms_url: str) -> None:

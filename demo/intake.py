@@ -31,6 +31,7 @@ from demo.standins.orders_data import demo_neutral_orders, hostile_order, overlo
 from demo.standins.spreadsheets import template_frame, write_csv, write_xlsx
 from demo.standins.taobao import TaobaoStandin, trade_from_neutral
 from demo.standins.woocommerce import WooCommerceStandin, order_from_neutral
+from flows.naming import run_name
 
 
 def _split(orders: list[dict]) -> dict[str, list[dict]]:
@@ -124,7 +125,7 @@ def intake_standins(order_count: int = 3000, home: Path | None = None, *, seed: 
         yield json.loads(json.dumps(options))
 
 
-@flow(name="intake-demo", log_prints=True)
+@flow(name="intake-demo", log_prints=True, flow_run_name=run_name("intake demo", "order_count"))
 def intake_demo(order_count: int = 3000) -> dict[str, dict]:
     """``make demo``'s intake stage: every channel's stand-in with demo orders and bad records, then
     ``intake-orders`` as a subflow. Quarantined records are then listed by ``yidi intake quarantine list``."""

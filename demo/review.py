@@ -47,8 +47,9 @@ def wait_until_paused(flow_run_id: UUID | str, timeout: float = 60, after_state:
     raise TimeoutError(f"review run {flow_run_id} did not pause within {timeout:.0f}s")
 
 
-def find_paused_review_run(timeout: float = 60) -> str:
-    """The id of the newest ``review-orders`` run waiting for input, waiting up to ``timeout`` seconds."""
+def find_paused_review_run(timeout: float = 60, created_after=None) -> str:
+    """The id of the newest ``review-orders`` run waiting for input (created after ``created_after``, if given),
+    waiting up to ``timeout`` seconds."""
     from prefect import get_client
     from prefect.client.schemas.filters import (
         FlowFilter,
@@ -65,6 +66,7 @@ def find_paused_review_run(timeout: float = 60) -> str:
         while time.monotonic() < deadline:
             runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["review-orders"])),
                                          flow_run_filter=paused)  # fmt: skip
+            runs = [r for r in runs if created_after is None or r.created >= created_after]
             if runs:
                 return str(max(runs, key=lambda r: r.created).id)
             time.sleep(0.3)
@@ -73,33 +75,41 @@ def find_paused_review_run(timeout: float = 60) -> str:
 
 def run_review_session(decide, reviewer: str = "demo-reviewer", limit: int | None = None,
                        timeout: float = 120) -> dict:
-    """Run ``review_orders`` and answer each of its forms through the UI's input path: ``decide(orders_offered)``
-    returns the decisions (dicts with order_no, decision, reason, proposed_solution). For ``make demo``/scripts."""
+    """Run ``review_orders`` here (inside a flow: as its subflow, so the parent's timeline has no gap) and answer
+    each of its forms from a helper thread through the UI's input path: ``decide(orders_offered)`` returns the
+    decisions (dicts with order_no, decision, reason, proposed_solution). For ``make demo``/scripts."""
     import threading
+    from datetime import UTC, datetime, timedelta
 
-    outcome: dict = {}
+    started = datetime.now(UTC) - timedelta(seconds=1)
+    done = threading.Event()
 
-    def run():
-        try:
-            outcome["result"] = review_orders(limit=limit, poll_interval=1)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller below
-            outcome["error"] = exc
+    def answer_forms() -> None:
+        deadline = time.monotonic() + timeout
+        while not done.is_set() and time.monotonic() < deadline:
+            try:
+                run_id = find_paused_review_run(timeout=1, created_after=started)
+            except TimeoutError:
+                continue
+            last = None
+            while not done.is_set():
+                try:
+                    form = wait_until_paused(run_id, timeout=1, after_state=last)
+                except TimeoutError:
+                    continue
+                except ReviewRunEnded:
+                    return
+                submit_review(run_id, reviewer, decide(form["orders"]))
+                last = form["state_id"]
+            return
 
-    thread = threading.Thread(target=run, name="review-orders", daemon=True)
-    thread.start()
+    answerer = threading.Thread(target=answer_forms, name="demo-reviewer", daemon=True)
+    answerer.start()
     try:
-        run_id = find_paused_review_run(timeout)
-        last = None
-        while True:
-            form = wait_until_paused(run_id, timeout, after_state=last)
-            submit_review(run_id, reviewer, decide(form["orders"]))
-            last = form["state_id"]
-    except (ReviewRunEnded, TimeoutError):
-        pass
-    thread.join(timeout)
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("result", {})
+        return review_orders(limit=limit, poll_interval=1, timeout_hours=timeout / 3600)
+    finally:
+        done.set()
+        answerer.join(10)
 
 
 def demo_review(approve: int = 5, reject: int = 3, reviewer: str = "演示审核员") -> dict:

@@ -24,6 +24,7 @@ from demo.standins.payment_files import (
     write_cod_remittance,
     write_wechatpay_bill,
 )
+from flows.naming import run_name
 from flows.settlement import reconcile_settlements, settlement_analysis
 from tasks.settlement.files import inbox_dir
 from yidi import schema
@@ -158,7 +159,7 @@ def write_demo_files(frames: dict[str, pd.DataFrame], inbox: str | Path) -> list
     return written
 
 
-@flow(name="settlement-demo", log_prints=True)
+@flow(name="settlement-demo", log_prints=True, flow_run_name=run_name("settlement demo"))
 def settlement_demo(seed: int = 7) -> dict:
     """`make demo`: the stand-ins deliver the bills, statements and COD remittances for the orders in the store
     (with the usual troubles mixed in) into the settlement inbox; then the reconciliation and the weekly analysis

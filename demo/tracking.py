@@ -18,6 +18,7 @@ from sqlalchemy import Connection, select
 from connectors.kuaidi100_push import PushReceiver
 from demo.standins.kuaidi100 import start
 from demo.standins.parcel_routes import SimClock
+from flows.naming import run_name
 from flows.tracking import ensure_rate_limit, poll_carriers
 from tasks.tracking.polling import make_client, make_pacer
 from tasks.tracking.pushes import apply_landed_batch, receive_push
@@ -143,7 +144,7 @@ def standin_registrations(
     return rows
 
 
-@flow(name="tracking-demo")
+@flow(name="tracking-demo", flow_run_name=run_name("tracking demo"))
 def tracking_demo(
     cycles: int = 8,
     hours_per_cycle: float = 12.0,

@@ -162,3 +162,66 @@ def test_the_reconcile_flow_refuses_an_unknown_source_before_any_work():
 
     with pytest.raises(ParameterTypeError):
         reconcile_settlements.validate_parameters({"source": "bogus"})
+
+
+# --- the demo's summary (Build 7) ------------------------------------------------------------------------------------
+
+
+def _store_needing_action(engine):
+    import pandas as pd
+
+    from yidi.bulk import insert_rows
+    from yidi.schema import intake_records, orders
+
+    with engine.begin() as conn:
+        insert_rows(conn, orders, pd.DataFrame({
+            "order_no": [f"YD-S-{i}" for i in range(3)], "channel": ["taobao", "website", "fax"],
+            "channel_order_id": ["a", "b", "c"], "state": ["pending_review", "approved", "pending_review"]}))
+        insert_rows(conn, intake_records, pd.DataFrame({
+            "channel": ["email"], "content_hash": ["h1"], "status": ["quarantined"], "content": ["?"],
+            "reason": ["unreadable"]}))  # fmt: skip
+
+
+def test_the_demo_summary_lists_what_needs_action_with_runnable_commands_in_80_columns(sqlite_engine, tmp_path,
+                                                                                          monkeypatch):
+    """Seen: the summary wrapped badly at 80 columns, suggested `yidi order show 1` with yidi not on PATH, and
+    left out quarantined records, open cases and incidents."""
+    import sys
+
+    from demo.summary import counts, needs_action, summary_markdown, terminal_lines, yidi_command
+
+    _store_needing_action(sqlite_engine)
+    venv_bin = tmp_path / ".venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "yidi").write_text("#!/bin/sh\n")
+    monkeypatch.setattr(sys, "executable", str(venv_bin / "python"))
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # yidi is not on PATH
+    monkeypatch.chdir(tmp_path)
+    command = yidi_command(tmp_path / ".yidi" / "demo")
+    assert command == "YIDI_HOME=.yidi/demo .venv/bin/yidi"
+    actions = needs_action(sqlite_engine, command)
+    assert [(a["what"].split(" (")[0], a["count"], a["command"]) for a in actions] == [
+        ("intake records quarantined", 1, "YIDI_HOME=.yidi/demo .venv/bin/yidi intake quarantine list"),
+        ("orders waiting for manual review", 2, "YIDI_HOME=.yidi/demo .venv/bin/yidi review list"),
+    ]
+    tallies = counts(sqlite_engine)
+    lines = terminal_lines(tallies, actions)
+    assert max(map(len, lines)) <= 80
+    assert "    YIDI_HOME=.yidi/demo .venv/bin/yidi review list" in lines
+    markdown = summary_markdown(tallies, actions, "http://127.0.0.1:4200/runs")
+    assert "| orders waiting for manual review | 2 | `YIDI_HOME=.yidi/demo .venv/bin/yidi review list` |" in markdown
+    assert "pending_review 2" in markdown and "# Demo: 3 orders" in markdown
+
+
+def test_yidi_on_path_from_this_environment_is_called_by_its_name(tmp_path, monkeypatch):
+    import sys
+
+    from demo.summary import yidi_command
+
+    venv_bin = tmp_path / "bin"
+    venv_bin.mkdir()
+    (venv_bin / "yidi").write_text("#!/bin/sh\n")
+    (venv_bin / "yidi").chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(venv_bin / "python"))
+    monkeypatch.setenv("PATH", f"{venv_bin}:/usr/bin:/bin")
+    assert yidi_command() == "yidi"

@@ -219,3 +219,28 @@ def test_markdown_keeps_masked_digits_and_reviewer_text_literal():
     assert md("199****3662") == "199\\*\\*\\*\\*3662"
     assert md("[link](http://x) _a_ #1 <b> YD-1") == "\\[link\\](http://x) \\_a\\_ #1 \\<b\\> YD-1"
     assert md(None) == ""
+
+
+def test_the_demo_review_is_a_subflow_of_the_run_that_asks_for_it(prefect_server, store):
+    """Seen (issue 15): the demo's manual review ran as a separate top-level run, leaving a gap in the
+    lifecycle-demo timeline."""
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+
+    from demo.review import demo_review
+
+    engine, ids, _smtp, _sms = store
+    run_auto_review(engine, list(ids.values()), build_docs=False, keep_results=False)
+
+    @flow(name="review-parent")
+    def parent():
+        return demo_review(approve=1, reject=1, reviewer="demo")
+
+    state = parent(return_state=True)
+    assert state.is_completed() and state.result()["approved"] == 1 and state.result()["rejected"] == 1
+    with get_client(sync_client=True) as client:
+        from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+        children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[state.state_details.flow_run_id])))
+        assert [client.read_flow(c.flow_id).name for c in children] == ["review-orders"]

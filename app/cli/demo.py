@@ -9,13 +9,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
-from sqlalchemy import func, select
 
 from app.cli.common import cli, console, fail
 from app.local_stack import API_URL, UI_URL, ForeignServer, start_server
-from yidi.db import get_engine, init_db
-from yidi.schema import orders
+from yidi.db import init_db
 from yidi.settings import reload_settings, yidi_home
 
 
@@ -34,23 +31,6 @@ def demo(
     console.print(f"Prefect server {'started' if started else 'already running'} at {UI_URL}")
     run_demo(orders=orders, fresh=fresh, console=console)
 
-
-
-def summary_tables(console: Console) -> None:
-    engine = get_engine()
-    with engine.connect() as conn:
-        for column, title in ((orders.c.state, "orders by state"), (orders.c.channel, "orders by channel"),
-                              (orders.c.region, "orders by region (remote = outside Chongqing)"),
-                              (orders.c.payment_state, "orders by payment state")):  # fmt: skip
-            rows = conn.execute(
-                select(column, func.count()).group_by(column).order_by(func.count().desc())
-            ).all()
-            table = Table(title=title, title_justify="left")
-            table.add_column(column.name)
-            table.add_column("orders", justify="right")
-            for value, count in rows:
-                table.add_row(str(value), f"{count:,}")
-            console.print(table)
 
 
 def run_demo(orders: int = 3000, fresh: bool = True, console: Console | None = None) -> dict:
@@ -72,9 +52,14 @@ def run_demo(orders: int = 3000, fresh: bool = True, console: Console | None = N
 
     with temporary_settings({PREFECT_API_URL: API_URL}):
         result = lifecycle_demo(order_count=orders)
-    summary_tables(console)
-    console.print(
-        f"\nDemo store: {demo_home / 'yidi.db'}   (inspect: YIDI_HOME={demo_home} yidi order show 1)"
-    )
-    console.print(f"Watch the runs in the Prefect UI: {UI_URL}/runs   — stop the server with `make down`.")
+    from demo.summary import terminal_lines, yidi_command
+
+    summary = result.get("summary") or {}
+    for line in terminal_lines(summary.get("counts", {}), summary.get("needs_action", [])):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    command = yidi_command(demo_home)
+    for line in ("", f"Demo store: {demo_home / 'yidi.db'}", "Look at an order:",
+                 f"    {command} order show 1", f"Runs in the Prefect UI: {UI_URL}/runs",
+                 "Stop the server: make down"):  # fmt: skip
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     return result
