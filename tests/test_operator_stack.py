@@ -225,3 +225,30 @@ def test_yidi_on_path_from_this_environment_is_called_by_its_name(tmp_path, monk
     monkeypatch.setattr(sys, "executable", str(venv_bin / "python"))
     monkeypatch.setenv("PATH", f"{venv_bin}:/usr/bin:/bin")
     assert yidi_command() == "yidi"
+
+
+# --- README matches prefect.yaml (Build 10) ----------------------------------------------------------------------------
+
+
+def test_the_readme_flow_table_lists_exactly_the_deployments_of_prefect_yaml():
+    """Seen: the README's flow table listed deployments prefect.yaml does not have (`intake-demo`, `tracking-demo`)."""
+    import re
+    from pathlib import Path
+
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    deployed = {d["name"] for d in yaml.safe_load((root / "prefect.yaml").read_text(encoding="utf-8"))["deployments"]}
+    renamed = {"ingest-orders", "enter-phone-order", "fulfill-orders"}  # the 0.2 aliases, in their own section
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    table = readme.split("## The flows", 1)[1].split("\n## ", 1)[0]
+    named, subflows = set(), set()
+    for row in (line for line in table.splitlines() if line.startswith("| `")):
+        first, schedule = row.split(" | ")[0:2]
+        tokens = re.findall(r"`([^`]+)`", first)
+        names = {tokens[0]} | {tokens[0] + t if t.startswith("-") else t for t in tokens[1:]}
+        (subflows if "no deployment" in schedule else named).update(names)
+    assert deployed - renamed <= named, "deployments missing from the README's table"
+    flows_only = {"import-orders", "reconcile-settlements"}  # a flow named beside its deployments
+    assert named - flows_only <= deployed, "README rows that are no deployment"
+    assert subflows == {"intake-demo", "tracking-demo"} and not subflows & deployed
