@@ -17,12 +17,16 @@ answer was lost is sent again next run with the same request number.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
+from typing import Literal
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import FlowPauseTimeout
+from prefect.input import RunInput
+from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select
 
 from connectors.service_inbox_files import read_inbox
@@ -32,15 +36,17 @@ from tasks.aftersales.assessment import assess_open_cases
 from tasks.aftersales.landing import land_requests
 from tasks.aftersales.refunds import make_refund_clients, send_refunds
 from tasks.aftersales.report import open_cases_by_age, satisfaction, sla_compliance
-from tasks.aftersales.service import create_jobs, schedule_jobs
+from tasks.aftersales.service import create_jobs, record_result, schedule_jobs
 from tasks.feedback.queue import land_feedback, raise_alerts
 from tasks.feedback.surveys import land_survey_replies, send_surveys
 from tasks.fulfilment.returns import restock_returns
 from yidi.bulk import read_frame, utc_now
 from yidi.db import get_engine
 from yidi.lifecycle import current_actor
-from yidi.schema_aftersales import aftersales_cases, feedback_items, surveys
+from yidi.schema import orders
+from yidi.schema_aftersales import aftersales_cases, feedback_items, service_jobs, surveys
 from yidi.settings import get_settings, yidi_home
+from yidi.workdays import BUSINESS_TZ
 
 FEEDBACK_CHANNEL = {"form": "phone", "phone": "phone", "email": "email", "website": "website", "taobao": "platform",
                     "woocommerce": "platform", "platform": "platform"}  # fmt: skip
@@ -147,3 +153,58 @@ def after_sales(now: datetime | None = None) -> dict:
     create_markdown_artifact(key="after-sales-summary", markdown="\n".join(
         f"- **{step}**: {value}" for step, value in result.items()), description="after-sales cycle")  # fmt: skip
     return result
+
+
+# --- the technician's result form -----------------------------------------------------------------------------
+
+
+class JobResult(BaseModel):
+    job_no: str
+    result: Literal["skip", "done", "needs_parts", "customer_absent", "rescheduled"] = "skip"
+    note: str = Field("", max_length=500, description="What was done or why not")
+
+
+class ServiceResultForm(RunInput):
+    technician: str = Field(..., min_length=1, max_length=100, description="Who reports (recorded with the result)")
+    results: list[JobResult]
+
+
+@flow(name="record-service-result", flow_run_name=run_name("service results", "day", when="%m-%d %H:%M"))
+def record_service_results(day: str | None = None, timeout_hours: float = 8, poll_interval: int = 5) -> dict:
+    """The technicians' form: the jobs booked for ``day`` (YYYY-MM-DD, default today in Beijing time) wait in the
+    run's pause form; Resume with a result per job (done, needs parts, customer absent, rescheduled). Also
+    ``yidi aftersales service-result``."""
+    from prefect.flow_runs import pause_flow_run
+
+    require_store()
+    engine = get_engine()
+    when = date.fromisoformat(day) if day else utc_now().astimezone(BUSINESS_TZ).date()
+    with engine.connect() as conn:
+        jobs = read_frame(conn, select(service_jobs.c.job_no, service_jobs.c.kind, service_jobs.c.technician,
+                                       orders.c.order_no, orders.c.ship_city, orders.c.ship_district)
+                          .join(orders, orders.c.id == service_jobs.c.order_id)
+                          .where(service_jobs.c.status == "scheduled", service_jobs.c.scheduled_date == when)
+                          .order_by(service_jobs.c.technician, service_jobs.c.job_no))  # fmt: skip
+    if jobs.empty:
+        return {"day": str(when), "jobs": 0, "recorded": []}
+    description = "\n".join([f"### 上门服务 {when}（北京时间）", "", "| job | kind | technician | order | area |",
+                             "|---|---|---|---|---|"] + [
+        f"| {r['job_no']} | {r['kind']} | {r['technician']} | {r['order_no']} | {r['ship_city']}{r['ship_district']} |"
+        for r in jobs.to_dict("records")])  # fmt: skip
+    initial = ServiceResultForm.with_initial_data(description=description, technician="",
+                                                  results=[JobResult(job_no=j) for j in jobs["job_no"]])  # fmt: skip
+    try:
+        form = pause_flow_run(wait_for_input=initial, timeout=int(timeout_hours * 3600), poll_interval=poll_interval)
+    except FlowPauseTimeout:
+        return {"day": str(when), "jobs": len(jobs), "recorded": [], "timed_out": True}
+    recorded = []
+    for item in form.results:
+        if item.result == "skip" or item.job_no not in set(jobs["job_no"]):
+            continue
+        with engine.begin() as conn:
+            outcome = record_result(conn, item.job_no, item.result, utc_now(), note=item.note or None,
+                                    actor=f"technician:{form.technician}")  # fmt: skip
+        recorded.append(outcome)
+    if recorded:
+        create_table_artifact(key="service-results", table=recorded, description=f"service results {when}")
+    return {"day": str(when), "jobs": len(jobs), "recorded": recorded}

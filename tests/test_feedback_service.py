@@ -166,3 +166,50 @@ def test_survey_replies_land_against_the_right_case(store):
     assert sorted(scored.itertuples(index=False, name=None)) == sorted([(first, 5, "满意"), (second, 2, "处理太慢")])
     assert raw["status"].tolist() == ["landed", "landed", "quarantined", "quarantined"]
     assert "unknown survey code ZZZZZZ" in raw["reason"].iloc[3]
+
+
+def test_the_technicians_form_records_results_through_the_ui_input_path(prefect_server, sqlite_engine, monkeypatch):
+    """The `record-service-result` run pauses with the day's jobs; resuming it as the UI's form does records the
+    result, and the service-only order is delivered."""
+    import threading
+    import time
+    from uuid import UUID
+
+    from prefect import get_client
+    from prefect.flow_runs import resume_flow_run
+
+    from flows.aftersales import record_service_results
+    from yidi.db import init_db
+
+    monkeypatch.setenv("YIDI_DATABASE_URL", str(sqlite_engine.url))
+    init_db()
+    build_reference(sqlite_engine)
+    add_order(sqlite_engine, "YD-FORM", {"SV-REPAIR": 1}, state="approved", delivered=None)
+    with sqlite_engine.begin() as conn:
+        create_jobs(conn, get_settings(), local(2026, 12, 4, 15))
+        schedule_jobs(conn, get_settings(), local(2026, 12, 4, 15))
+        job_no = conn.execute(select(service_jobs.c.job_no)).scalar_one()
+    outcome: dict = {}
+    thread = threading.Thread(target=lambda: outcome.update(r=record_service_results(day="2026-12-07",
+                                                                                     poll_interval=1)))
+    thread.start()
+    deadline, paused = time.monotonic() + 60, None
+    with get_client(sync_client=True) as client:  # wait (polling the server) until the form is open and saved
+        from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+        from prefect.input.run_input import keyset_from_paused_state
+
+        while paused is None and time.monotonic() < deadline:
+            runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["record-service-result"])))
+            run = next((r for r in runs if r.state and r.state.is_paused()), None)
+            try:
+                if run is not None and client.read_flow_run_input(run.id, keyset_from_paused_state(run.state)["schema"]):
+                    paused = run
+            except Exception:  # noqa: BLE001 - saved just after the pause
+                pass
+            time.sleep(0.3)
+    assert paused is not None, "the form did not open"
+    resume_flow_run(UUID(str(paused.id)), run_input={"technician": "王师傅", "results": [
+        {"job_no": job_no, "result": "done", "note": "已修复"}]})  # fmt: skip
+    thread.join(60)
+    assert outcome["r"]["recorded"] == [{"job_no": job_no, "status": "done", "orders_completed": 1}]
+    assert order_state(sqlite_engine, "YD-FORM") == "delivered"
