@@ -67,7 +67,6 @@ def list_(
 
     from tasks.aftersales.store import cases
     from yidi.bulk import frame_records, read_frame
-    from yidi.masking import mask_name
     from yidi.schema_aftersales import aftersales_inbox
 
     with engine_or_exit().connect() as conn:
@@ -84,11 +83,15 @@ def list_(
         found = cases(conn, status=status)
     if json_out:
         return emit_json(frame_records(found.drop(columns=["customer_phone"], errors="ignore")))
-    table = RichTable("case", "order", "customer", "type", "status", "decision", "asked (Beijing)")
+    from rich import box
+
+    # fits 80 columns: the decision and the customer are in `show`
+    table = RichTable("case", "order", "type", "status", "asked", box=box.SIMPLE, padding=(0, 1))
     for r in frame_records(found):
-        table.add_row(r["case_no"], r["order_no"], mask_name(r["customer_name"]), r["kind"], r["status"],
-                      r["decision_rule"] or "", local_time(r["requested_at"]))  # fmt: skip
+        table.add_row(r["case_no"], r["order_no"], r["kind"], r["status"],
+                      local_time(r["requested_at"])[5:])  # fmt: skip
     console.print(table)
+    console.print("[dim]asked: Beijing time (Asia/Shanghai), MM-DD HH:MM[/dim]")
 
 
 @aftersales.command("show")
