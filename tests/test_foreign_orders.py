@@ -6,10 +6,15 @@ import json
 from pathlib import Path
 
 import pandas as pd
+from intake_support import woo_connector
+from sqlalchemy import select
 
+from connectors.base import Batch, make_records
 from connectors.woocommerce import DEFAULT_PAYMENT_METHODS, parse_orders
+from tasks.intake.landing import land_batch
 from tasks.intake.normalise import normalise, normalise_phone_column
 from yidi.phone import foreign_phones
+from yidi.schema import order_lines, orders
 
 SAMPLE = Path(__file__).parent / "data" / "formats" / "woocommerce_order_abroad.json"
 
@@ -68,3 +73,18 @@ def test_foreign_phones_read_in_the_destination_numbering():
     stored, kinds = normalise_phone_column(values[:3], regions[:3])
     assert stored.tolist() == ["+16502530000", "+442079460958", "13812345678"]
     assert kinds.tolist() == ["foreign", "foreign", "mobile"]
+
+
+def test_the_whole_foreign_address_is_stored(engine):
+    connector = woo_connector("http://127.0.0.1:9")  # nothing is fetched: the batch is landed directly
+    records = make_records([SAMPLE.read_text(encoding="utf-8")], "woocommerce:/wp-json/wc/v3/orders#page=1",
+                           content_type="application/json", source_keys=["897"])
+    land_batch(engine, connector, Batch(records, label="page 1/1"))
+    with engine.connect() as conn:
+        row = conn.execute(select(orders.c.ship_country, orders.c.ship_province, orders.c.ship_city,
+                                  orders.c.ship_detail, orders.c.ship_postcode, orders.c.region,
+                                  orders.c.customer_phone)).one()
+        names = conn.execute(select(order_lines.c.item_name)).scalars().all()
+    assert tuple(row) == ("US", "CA", "Mountain View", "1600 Amphitheatre Parkway Bldg 40", "94043", "remote",
+                          "+16502530000")
+    assert names == ["Sichuan pepper – 250 g"]
