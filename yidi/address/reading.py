@@ -296,7 +296,12 @@ def _resolve_field(g: Gazetteer, st: State, raw: str, level: str) -> None:
     before = (st.province, st.city, st.district, st.ambiguous)
     end = _scan(g, st, raw, 0)
     if (st.province, st.city, st.district, st.ambiguous) == before and end < len(raw):
-        if st.deepest and not st.ambiguous:
+        typo = _typo(g, st, raw, 0) if st.deepest and not st.ambiguous and level != "province" else None
+        if typo is not None and len(typo[0]) == len(raw):  # a field that misspells one name of the province/city
+            _apply(g, st, typo[1])
+        elif st.deepest and not st.ambiguous:
+            if typo is not None:
+                st.notes.pop()  # the typo note of a name that is only part of the field
             st.notes.append(f"{level} {raw} not found in {g.name[st.deepest]}")
         elif not st.ambiguous:
             st.notes.append(f"unrecognised {level} {raw}")
