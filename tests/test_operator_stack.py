@@ -252,3 +252,26 @@ def test_the_readme_flow_table_lists_exactly_the_deployments_of_prefect_yaml():
     flows_only = {"import-orders", "reconcile-settlements"}  # a flow named beside its deployments
     assert named - flows_only <= deployed, "README rows that are no deployment"
     assert subflows == {"intake-demo", "tracking-demo"} and not subflows & deployed
+
+
+def test_every_deployments_parameters_are_valid_for_its_flow(monkeypatch):
+    """`prefect deploy` sends them with enforce_parameter_schema: a value the flow's schema refuses (a null for a
+    required file_path) makes the server refuse the deployment, and `make up` stops there."""
+    from pathlib import Path
+
+    import jsonschema
+    import yaml
+    from prefect.flows import load_flow_from_entrypoint
+    from prefect.utilities.callables import parameter_schema
+
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(root)
+    for deployment in yaml.safe_load((root / "prefect.yaml").read_text(encoding="utf-8"))["deployments"]:
+        flow = load_flow_from_entrypoint(str(root / deployment["entrypoint"]))
+        schema = parameter_schema(flow).model_dump_for_openapi()
+        params = deployment.get("parameters") or {}
+        given = {k: v for k, v in params.items() if v is not None}
+        jsonschema.validate(given, {**schema, "required": []})
+        for name, value in params.items():
+            if value is None:
+                assert name not in schema.get("required", []), f"{deployment['name']}: {name} is required"
