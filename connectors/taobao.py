@@ -296,6 +296,10 @@ def parse_trades(contents: list[str], order_channel: str = "taobao") -> Parsed:
         except (BadValue, BadAmount) as exc:
             problems.append((idx, f"trade {trade.get('tid') if isinstance(trade, dict) else '?'}: {exc}"))
             continue
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:  # a part of the wrong kind
+            problems.append((idx, f"trade {trade.get('tid') if isinstance(trade, dict) else '?'}: not the published "
+                             f"shape ({type(exc).__name__}: {exc}); fix the text and replay"))
+            continue
         orders.append(order)
         lines.extend(order_lines)
     return Parsed(frame_from_rows(orders, ORDER_COLUMNS), frame_from_rows(lines, LINE_COLUMNS),

@@ -237,6 +237,11 @@ def parse_orders(contents: list[str], payment_methods: dict, order_channel: str 
             ident = order.get("id") if isinstance(order, dict) else "?"
             problems.append((idx, f"woocommerce order {ident}: {exc}"))
             continue
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:  # a part of the wrong kind
+            ident = order.get("id") if isinstance(order, dict) else "?"
+            problems.append((idx, f"woocommerce order {ident}: not the published shape ({type(exc).__name__}: "
+                             f"{exc}); fix the text and replay"))
+            continue
         orders.append(row)
         lines.extend(order_lines)
     return Parsed(frame_from_rows(orders, ORDER_COLUMNS), frame_from_rows(lines, LINE_COLUMNS),

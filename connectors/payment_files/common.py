@@ -30,6 +30,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time
+from itertools import zip_longest
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +149,16 @@ def cell_text(value) -> str:
     return str(value)
 
 
+def _formula_as_text(value, formula):
+    """A formula cell is read as its text (a payer name ``=HYPERLINK(…)`` stays that), unless its saved result is
+    a number (a computed amount)."""
+    if isinstance(formula, str) and formula.startswith("=") and not (
+        isinstance(value, int | float) and not isinstance(value, bool)
+    ):
+        return formula
+    return value
+
+
 def read_cells(data: bytes, file: str, *, encoding: str = "gb18030", delimiter: str = ",") -> list[list[str]]:
     """A csv/txt/xlsx export as rows of cell strings (xlsx: first sheet; text: strict decoding)."""
     if is_workbook(data, file):
@@ -155,9 +166,12 @@ def read_cells(data: bytes, file: str, *, encoding: str = "gb18030", delimiter: 
 
         try:
             book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
-            sheet = book.worksheets[0]
-            rows = [[cell_text(v) for v in row] for row in sheet.iter_rows(values_only=True)]
+            formulas = load_workbook(io.BytesIO(data), read_only=True, data_only=False)
+            rows = [[cell_text(_formula_as_text(v, f)) for v, f in zip_longest(row or (), formula_row or ())]
+                    for row, formula_row in zip_longest(book.worksheets[0].iter_rows(values_only=True),
+                                                        formulas.worksheets[0].iter_rows(values_only=True))]
             book.close()
+            formulas.close()
         except Exception as exc:  # noqa: BLE001 - openpyxl/zipfile raise many types for a damaged file
             raise PaymentFileError(
                 file, "truncated", f"not a readable xlsx workbook (cut off or damaged: {type(exc).__name__})"
