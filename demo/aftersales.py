@@ -16,6 +16,7 @@ import pandas as pd
 from prefect import flow
 from sqlalchemy import select
 
+from demo.standins import carrier_shipping
 from demo.standins.payment_files import write_alipay_bill, write_wechatpay_bill
 from demo.standins.refunds import RefundStandIn
 from flows.aftersales import after_sales, inbox_dir
@@ -117,13 +118,14 @@ def aftersales_demo() -> dict:
                                perishable)  # fmt: skip
     print(f"stand-ins dropped {made} after-sales requests and some feedback into {inbox}")
     result: dict = {}
+    carrier = carrier_shipping.start()
     with RefundStandIn() as provider:
         policy = Path(os.environ.get("YIDI_CONFIG", "")) if os.environ.get("YIDI_CONFIG") else None
         if policy and policy.is_file():
             policy.write_text(policy.read_text(encoding="utf-8") + f'\n[aftersales]\nalipay_url = "{provider.url}"\n'
                               f'wechatpay_url = "{provider.url}"\n', encoding="utf-8")  # fmt: skip
             reload_settings()
-        result["first"] = after_sales()
+        result["first"] = after_sales(carrier_api_url=carrier.url)
         with engine.begin() as conn:  # the warehouse receives what came back: one damaged
             waiting = read_frame(conn, select(aftersales_cases.c.case_no).where(
                 aftersales_cases.c.status == "awaiting_return").order_by(aftersales_cases.c.id))["case_no"].tolist()
@@ -133,14 +135,15 @@ def aftersales_demo() -> dict:
             if waiting:
                 result["received"] = receive_returns(conn, receipts, get_settings(), utc_now())
                 restock_returns(conn, utc_now())
-        result["second"] = after_sales()
+        result["second"] = after_sales(carrier_api_url=carrier.url)
         result["refunds_made"] = len(provider.refunds)
     with engine.begin() as conn:  # customers answer the surveys
         sent = read_frame(conn, select(surveys.c.code, surveys.c.recipient).limit(5))
     replies = [{"message_id": f"demo-reply-{c}", "from": r, "text": f"{c} {5 - i % 3} 服务不错"}
                for i, (c, r) in enumerate(zip(sent["code"], sent["recipient"], strict=True))]  # fmt: skip
     _write(inbox / "replies" / "sms" / "replies.json", replies)
-    result["third"] = after_sales()
+    result["third"] = after_sales(carrier_api_url=carrier.url)
+    carrier.stop()
     result["settlement"] = _refund_bill_reconciles(engine)
     return result
 

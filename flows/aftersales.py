@@ -3,7 +3,8 @@ technician's result).
 
 ``after_sales_cycle`` is the area's one step list (``flows.compose``): land what the inbound paths brought
 (after-sales requests, feedback, survey replies: raw records first, unreadable ones quarantined), assess open
-cases, move returned goods into stock (fulfilment's step, meeting after-sales in ``returned_goods``), send
+cases, ask the carrier for return waybills (once per case), move returned goods into stock (fulfilment's step,
+meeting after-sales in ``returned_goods``), send
 refunds, create and book service jobs, remind and escalate feedback on its working-hour limits, send satisfaction
 surveys, then the report. The flow runs it ``with_prefect``; ``yidi aftersales run --no-prefect`` and the tests
 run it ``in_process``. Customer notices go through the outbox (``send-notifications`` sends them).
@@ -36,6 +37,7 @@ from tasks.aftersales.assessment import assess_open_cases
 from tasks.aftersales.landing import land_requests
 from tasks.aftersales.refunds import make_refund_clients, send_refunds
 from tasks.aftersales.report import open_cases_by_age, satisfaction, sla_compliance
+from tasks.aftersales.return_waybills import issue_return_waybills
 from tasks.aftersales.service import create_jobs, record_result, schedule_jobs
 from tasks.feedback.queue import land_feedback, raise_alerts
 from tasks.feedback.surveys import land_survey_replies, send_surveys
@@ -81,6 +83,19 @@ def assess_task(engine: Engine, now: datetime, actor: str) -> dict:
         return assess_open_cases(conn, get_settings(), now, actor=actor)
 
 
+@task(name="issue-return-waybills", cache_policy=NO_CACHE)
+def return_waybills_task(engine: Engine, carrier, carrier_api_url: str | None, now: datetime) -> dict:
+    from connectors.carrier_shipping import CarrierShippingClient
+
+    settings = get_settings()
+    policy = settings.fulfilment
+    client = carrier or CarrierShippingClient(carrier_api_url or policy.carrier_api_url,
+                                              timeout=policy.carrier_api_timeout_seconds,
+                                              attempts=policy.carrier_api_attempts)  # fmt: skip
+    with engine.begin() as conn:
+        return issue_return_waybills(conn, client, settings, now)
+
+
 @task(name="restock-returns", **_retry)
 def restock_task(engine: Engine, now: datetime, actor: str) -> dict:
     with engine.begin() as conn:
@@ -115,7 +130,8 @@ def surveys_task(engine: Engine, now: datetime) -> int:
 
 
 def after_sales_cycle(run: Run, *, engine: Engine | None = None, now: datetime | None = None,
-                      actor: str | None = None, inbox: Path | None = None, clients: dict | None = None) -> dict:  # fmt: skip
+                      actor: str | None = None, inbox: Path | None = None, clients: dict | None = None,
+                      carrier=None, carrier_api_url: str | None = None) -> dict:  # fmt: skip
     """The after-sales steps in order, one transaction each; returns what each did."""
     engine = engine or get_engine()
     require_store(engine)
@@ -123,6 +139,7 @@ def after_sales_cycle(run: Run, *, engine: Engine | None = None, now: datetime |
     return {
         "inbox": run(land_inbox_task, engine, inbox or inbox_dir(), now, actor),
         "assessed": run(assess_task, engine, now, actor),
+        "return_waybills": run(return_waybills_task, engine, carrier, carrier_api_url, now),
         "restocked": run(restock_task, engine, now, actor),
         "refunds": run(refunds_task, engine, clients, now),
         "service": run(service_task, engine, now),
@@ -142,10 +159,15 @@ def report_tables(engine: Engine, now: datetime) -> dict[str, list[dict]]:
 
 
 @flow(name="after-sales", flow_run_name=run_name("after-sales"))
-def after_sales(now: datetime | None = None) -> dict:
-    """Scheduled after-sales cycle with its artifacts (open cases by age and type, feedback SLA, satisfaction)."""
+def after_sales(now: datetime | None = None, carrier_api_url: str | None = None) -> dict:
+    """Scheduled after-sales cycle with its artifacts (open cases by age and type, feedback SLA, satisfaction).
+
+    Args:
+        now: Act as if it were this time (default: the clock).
+        carrier_api_url: The carrier gateway for return waybills (default: [fulfilment].carrier_api_url).
+    """
     engine = get_engine()
-    result = after_sales_cycle(with_prefect, engine=engine, now=now)
+    result = after_sales_cycle(with_prefect, engine=engine, now=now, carrier_api_url=carrier_api_url)
     tables = report_tables(engine, now or utc_now())
     for key, rows in tables.items():
         if rows:

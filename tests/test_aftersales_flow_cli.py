@@ -11,6 +11,8 @@ from sqlalchemy import func, select
 from tests_feedback_mail import COMPLAINT_MAIL
 from typer.testing import CliRunner
 
+from connectors.carrier_shipping import CarrierShippingClient
+from demo.standins import carrier_shipping
 from demo.standins.refunds import RefundStandIn
 from flows.aftersales import after_sales_cycle, report_tables
 from flows.compose import in_process
@@ -43,12 +45,20 @@ def test_the_cycle_lands_every_path_once_and_a_rerun_adds_nothing(sqlite_engine,
     add_order(engine, "YD-A", {"SKU-0009": 1}, delivered=local(2026, 12, 2))
     add_order(engine, "YD-SVC", {"SV-REPAIR": 1}, state="approved", delivered=None)
     inbox = _inbox(tmp_path)
-    with RefundStandIn() as provider:
-        clients = make_refund_clients(get_settings().aftersales.model_copy(update={"alipay_url": provider.url}))
-        first = after_sales_cycle(in_process, engine=engine, now=local(2026, 12, 5, 11), inbox=inbox, clients=clients,
-                                  actor="test")  # fmt: skip
-        second = after_sales_cycle(in_process, engine=engine, now=local(2026, 12, 5, 11, 15), inbox=inbox,
-                                   clients=clients, actor="test")  # fmt: skip
+    carrier = carrier_shipping.start()
+    try:
+        with RefundStandIn() as provider, CarrierShippingClient(carrier.url, backoff_seconds=0.01) as waybills:
+            clients = make_refund_clients(get_settings().aftersales.model_copy(update={"alipay_url": provider.url}))
+            carrier.fail_next("lost")  # the carrier makes the waybill, the answer is lost: asked again, same key
+            first = after_sales_cycle(in_process, engine=engine, now=local(2026, 12, 5, 11), inbox=inbox,
+                                      clients=clients, carrier=waybills, actor="test")  # fmt: skip
+            second = after_sales_cycle(in_process, engine=engine, now=local(2026, 12, 5, 11, 15), inbox=inbox,
+                                       clients=clients, carrier=waybills, actor="test")  # fmt: skip
+    finally:
+        carrier.stop()
+    assert first["return_waybills"] == {"issued": 1, "waiting": 0, "refused": 0}
+    assert second["return_waybills"] == {"issued": 0, "waiting": 0, "refused": 0}
+    assert len(carrier.created) == 1  # one return waybill at the carrier
     assert first["inbox"]["requests/woocommerce"] == {"landed": 1, "duplicates": 0, "quarantined": 1}
     assert first["inbox"]["feedback/email"] == {"landed": 1, "duplicates": 1, "quarantined": 0}
     assert first["inbox"]["feedback/website"]["quarantined"] == 1
@@ -68,6 +78,7 @@ CUSTOMER_OUTCOMES = {
     # outcome -> (the template the customer receives, notices: SMS and mail each, the survey by SMS alone) (P2, T2)
     "request received": ("aftersales_received", 2),
     "decision": ("aftersales_decision", 2),
+    "return waybill": ("aftersales_return_waybill", 2),
     "returned goods received": ("aftersales_goods_received", 2),
     "refund": ("aftersales_refunded", 2),
     "service appointment": ("service_appointment", 2),
@@ -97,7 +108,15 @@ def test_each_customer_facing_outcome_produces_one_notice_sent_once(tmp_path):
     case_no = json.loads(ok("aftersales", "list", "--json"))[0]["case_no"]
     shown = ok("aftersales", "show", case_no)
     assert "QUALITY_RETURN_7D" in shown and "第二十四条" in shown
-    ok("aftersales", "receive", case_no, "--inspection", "good", "--waybill", "SF-R9", "--as-of", "2026-12-08T10:00")
+    carrier = carrier_shipping.start()
+    try:
+        with CarrierShippingClient(carrier.url) as waybills:
+            for _ in range(2):
+                after_sales_cycle(in_process, engine=engine, now=local(2026, 12, 5, 12), inbox=tmp_path / "none",
+                                  clients={}, carrier=waybills, actor="test")  # fmt: skip
+    finally:
+        carrier.stop()
+    ok("aftersales", "receive", case_no, "--inspection", "good", "--as-of", "2026-12-08T10:00")
     failed = runner.invoke(cli, ["aftersales", "receive", case_no, "--inspection", "good"])
     assert failed.exit_code == 1 and "not awaiting returned goods" in failed.output
     for _ in range(2):
