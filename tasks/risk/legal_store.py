@@ -37,10 +37,16 @@ def load_deliveries(conn: Connection, start: datetime, end: datetime) -> pd.Data
     """Orders received in the window with a promised date: promised_date, delivered_at, shipped."""
     shipped = select(shipments.c.order_id, func.min(shipments.c.delivered_at).label("delivered_at")) \
         .group_by(shipments.c.order_id).subquery()  # fmt: skip
+    # delivered: the order's first move to delivered (as the KPIs count it), else the shipment's own record
+    moved = select(order_events.c.order_id, func.min(order_events.c.occurred_at).label("at")) \
+        .where(order_events.c.kind == "state", order_events.c.to_state == "delivered") \
+        .group_by(order_events.c.order_id).subquery()  # fmt: skip
     return result_frame(conn.execute(
-        select(orders.c.id.label("order_id"), orders.c.promised_date, shipped.c.delivered_at,
+        select(orders.c.id.label("order_id"), orders.c.promised_date,
+               func.coalesce(moved.c.at, shipped.c.delivered_at).label("delivered_at"),
                case((shipped.c.order_id.is_not(None), 1), else_=0).label("shipped"))
-        .select_from(orders.outerjoin(shipped, shipped.c.order_id == orders.c.id))
+        .select_from(orders.outerjoin(shipped, shipped.c.order_id == orders.c.id)
+                     .outerjoin(moved, moved.c.order_id == orders.c.id))
         .where(orders.c.received_at >= start, orders.c.received_at < end, orders.c.promised_date.is_not(None),
                orders.c.state.not_in(("cancelled", "rejected", "auto_rejected")))))  # fmt: skip
 
