@@ -213,6 +213,7 @@ import app.cli.feedback  # noqa: E402, F401  (feedback add|list|show|reply|close
 import app.cli.fulfilment  # noqa: E402, F401  (fulfilment run|stock|decide|produce|qc|receive|report|stocktake)
 import app.cli.intake  # noqa: E402, F401  (intake run, intake quarantine list|show|replay|discard)
 import app.cli.review  # noqa: E402, F401  (review list|show|approve|reject|run|deadlines)
+import app.cli.risk  # noqa: E402, F401  (risk run|credit|override|carriers, kpi, audit run|list|show|resolve|verify|close)
 import app.cli.settlement  # noqa: E402, F401  (settlement reconcile|cases …)
 import app.cli.tracking  # noqa: E402, F401  (tracking poll|callbacks|incidents|incident-resolve)
 

@@ -79,7 +79,7 @@ def recheck(
     """Re-check the open and rectifying findings of ``check_codes`` against this run's failing keys; ``scope``
     (finding keys) limits it to the findings this run evaluated again."""
     rows = read_frame(conn, select(risk_findings.c.id, risk_findings.c.finding_key, risk_findings.c.state)
-                      .where(risk_findings.c.check_code.in_(check_codes),
+                      .where(risk_findings.c.check_code.in_(check_codes), risk_findings.c.opened_at < now,
                              risk_findings.c.state.in_(("open", "rectifying"))))  # fmt: skip
     counts = {"verified": 0, "reopened": 0, "still_failing": 0}
     if scope is not None and not rows.empty:

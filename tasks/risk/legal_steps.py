@@ -47,7 +47,7 @@ def _finding_rows(violations: pd.DataFrame, period: str) -> pd.DataFrame:
         rows.append({"finding_key": f"legal:{code}:{period}", "source": "legal", "check_code": code,
                      "severity": rule.severity, "period": period,
                      "order_id": int(group["order_id"].iloc[0]) if len(group) == 1 else None,
-                     "summary": f"{rule.title}（{rule.citation}）: {len(group)} orders in {period}",
+                     "summary": f"{rule.title}（{rule.citation}）: orders in {period}: {len(group)}",
                      "details": {"citation": rule.citation, "orders": len(group),
                                  "order_ids": [int(i) for i in group["order_id"].head(50)],
                                  "examples": group["summary"].head(5).tolist()}})  # fmt: skip
