@@ -50,6 +50,9 @@ def lifecycle_demo(order_count: int = 3000, approve: int = 280, reject: int = 20
     from flows.notifications import send_notifications
     from flows.reference import load_reference_data
     from flows.review import auto_review
+    from flows.risk import assess_risk_and_kpis, internal_audit
+    from tasks.risk.periods import default_period
+    from yidi.bulk import utc_now
 
     home = yidi_home()
     catalog_path, customers_path = write_reference_files(home)
@@ -63,6 +66,8 @@ def lifecycle_demo(order_count: int = 3000, approve: int = 280, reject: int = 20
         result["tracking"] = tracking_demo()
         result["settlement"] = settlement_demo()
         result["aftersales"] = aftersales_demo()
+        result["risk"] = assess_risk_and_kpis()  # issue 13: credit, KPIs, carriers, legal rules, receivables
+        result["audit"] = internal_audit(period=default_period(utc_now()))  # the demo's orders are this month's
         result["notifications"] = send_notifications()
         result["notifications"]["emails_received"] = len(mail.received())
         result["notifications"]["sms_received"] = len(gateway.messages)

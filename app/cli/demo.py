@@ -57,6 +57,14 @@ def run_demo(orders: int = 3000, fresh: bool = True, console: Console | None = N
     summary = result.get("summary") or {}
     for line in terminal_lines(summary.get("counts", {}), summary.get("needs_action", [])):
         console.print(line, highlight=False, markup=False, soft_wrap=True)
+    if "risk" in result:  # issue 13: the assessment's headline figures
+        risk, audit = result["risk"], result["audit"]
+        legal = {k: v for k, v in risk["legal"]["violations"].items() if v}
+        for line in (f"Risk {risk['period']}: credit grades {risk['credit']['by_grade']}",
+                     f"  carriers: {risk['carriers']['penalised']} routes penalised, {risk['carriers']['excluded']} excluded",
+                     f"  legal rules broken: {legal or 'none'}",
+                     f"  audit: {audit['findings']} findings (yidi audit list; yidi kpi)"):  # fmt: skip
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
     command = yidi_command(demo_home)
     for line in ("", f"Demo store: {demo_home / 'yidi.db'}", "Look at an order:",
                  f"    {command} order show 1", f"Runs in the Prefect UI: {UI_URL}/runs",
