@@ -165,7 +165,8 @@ def rederive_orders(records: pd.DataFrame) -> pd.DataFrame:
                 "audit: channel %s records could not be re-derived: %s", channel, exc
             )
             continue
-        pieces.append(normal.orders.assign(channel=str(channel)))
+        orders = normal.orders  # carries the order's own channel (a phone order arrives as a spreadsheet)
+        pieces.append(orders if "channel" in orders else orders.assign(channel=str(channel)))
     return (
         pd.concat(pieces, ignore_index=True)
         if pieces

@@ -132,6 +132,10 @@ def build(conn) -> dict[str, int]:
         "fully_received": add_order(conn, cid, received_at=T, **due, events=chain(FULL)),
         "tampered": add_order(conn, cid, received_at=T, **due, events=chain(FULL)),
     }
+    # intake records an order's creation as a state event into received, with no state before it
+    insert_rows(conn, order_events, pd.DataFrame([{"order_id": o["clean"], "occurred_at": T, "actor": "intake",
+                                                   "kind": "state", "from_state": None, "to_state": "received",
+                                                   "reason": "received"}]))  # fmt: skip
     for name in ("changed", "changed_reviewed"):
         insert_rows(
             conn,

@@ -80,10 +80,12 @@ def process_checks(
         _rows("SHIPPED_WITHOUT_APPROVAL", shipped.index[(before.isna() | (before > shipped)).to_numpy()])
     )
 
+    # The order's creation is recorded as a state event into received with no state before it.
+    created = state["from_state"].isna() & (state["to_state"] == "received")
     previous = state.groupby("order_id")["to_state"].shift(1).fillna("received")
     legal = np.array([is_legal(f, t) if isinstance(f, str) and isinstance(t, str) else False
                       for f, t in zip(state["from_state"], state["to_state"], strict=True)], dtype=bool)  # fmt: skip
-    broken = state[(previous.to_numpy() != state["from_state"].to_numpy()) | ~legal]
+    broken = state[~created.to_numpy() & ((previous.to_numpy() != state["from_state"].to_numpy()) | ~legal)]
     broken = broken.drop_duplicates("order_id")
     pieces.append(
         _rows(
