@@ -17,6 +17,7 @@ from email import policy as email_policy
 from pathlib import Path
 
 from connectors.email_body import body_text, envelope_of
+from connectors.taobao_refunds import refund_requests
 
 KINDS = ("requests", "feedback", "replies")
 
@@ -32,6 +33,8 @@ def read_inbox(root: Path) -> Iterator[tuple[str, str, list[tuple[str | None, ob
             for file in sorted(folder.iterdir()):
                 if file.suffix == ".eml":
                     records.append(email_record(file.read_bytes()))
+                elif file.suffix == ".json" and kind == "requests" and folder.name == "taobao":
+                    records.extend(taobao_records(file))
                 elif file.suffix == ".json":
                     records.extend(json_records(file))
             if records:
@@ -44,6 +47,15 @@ def email_record(raw: bytes) -> tuple[str | None, dict]:
     return env["message_id"] or None, {"contact": env["from"], "subject": env["subject"],
                                        "body": body_text(message).strip(), "text": body_text(message).strip(),
                                        "received_at": env["date"]}  # fmt: skip
+
+
+def taobao_records(file: Path) -> list[tuple[str | None, object]]:
+    """A saved ``taobao.refunds.receive.get`` answer: one request per refund."""
+    text = file.read_text(encoding="utf-8", errors="replace")
+    try:
+        return refund_requests(json.loads(text))
+    except ValueError:
+        return [(file.name, text)]
 
 
 def json_records(file: Path) -> list[tuple[str | None, object]]:

@@ -209,3 +209,28 @@ def test_settlement_matches_a_refund_with_a_case_and_flags_one_without(store, tm
             orders, orders.c.id == settlement_cases.c.order_id))  # fmt: skip
     flagged = found[found["case_class"] == "refund_without_return"]["order_no"].tolist()
     assert flagged == ["YD-NOCASE"]
+
+
+def test_the_platforms_refund_list_lands_as_requests_against_its_trades(store):
+    """A real taobao.refunds.receive.get answer (tests/data/formats/): the trade is our channel order id."""
+    import json
+    from pathlib import Path
+
+    from connectors.taobao_refunds import refund_requests
+    from tasks.aftersales.landing import land_requests
+
+    answer = json.loads((Path(__file__).parent / "data/formats/taobao_refunds_receive_get_response.json")
+                        .read_text(encoding="utf-8"))  # fmt: skip
+    records = refund_requests(answer)
+    assert records == [("refund:9001", {
+        "source_id": "refund:9001", "order_channel": "taobao", "channel_order_id": "8001", "kind": "return",
+        "quality_problem": True, "description": "质量问题 表面有划痕", "requested_at": "2026-09-01T10:00:00+08:00"})]
+    oid = add_order(store, "YD-TB", {"SKU-0009": 1}, delivered=local(2026, 8, 30), channel="taobao")
+    with store.begin() as conn:
+        conn.execute(orders.update().where(orders.c.id == oid).values(channel_order_id="8001"))
+        first = land_requests(conn, "taobao", records, get_settings(), local(2026, 9, 1, 11))
+        again = land_requests(conn, "taobao", refund_requests(answer), get_settings(), local(2026, 9, 1, 11, 30))
+    assert (first["landed"], again["duplicates"]) == (1, 1)
+    assess(store, local(2026, 9, 1, 12))
+    case = case_of(store, "YD-TB")
+    assert (case["kind"], case["decision_rule"]) == ("return", "QUALITY_RETURN_7D")

@@ -45,8 +45,10 @@ def _parse(content: str, landed_at: datetime) -> dict:
     if not isinstance(body, dict):
         raise ValueError("a request is a mapping of fields")
     order_no = str(body.get("order_no") or "").strip()
+    if not order_no and body.get("order_channel") and body.get("channel_order_id"):
+        order_no = f"{body['order_channel']}:{body['channel_order_id']}"  # the platform's own number
     if not order_no:
-        raise ValueError("no order number (order_no)")
+        raise ValueError("no order number (order_no, or order_channel and channel_order_id)")
     kind = normalise_kind(body.get("kind"))
     if kind is None:
         raise ValueError(f"unknown request type {body.get('kind')!r}")

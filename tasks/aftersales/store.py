@@ -17,19 +17,29 @@ from yidi.workdays import BUSINESS_TZ
 
 
 def orders_by_number(conn: Connection, order_nos: Sequence[str]) -> pd.DataFrame:
-    """order_no -> order_id, state, channel, payment_method, customer_id, customer_kind."""
-    def stmt(chunk):
+    """order_no -> order_id, state, channel, payment_method, customer_id, customer_kind. A number may also be the
+    channel's own, written ``channel:channel_order_id`` (a platform's refund names its trade)."""
+    def stmt(where):
         return (
             select(orders.c.order_no, orders.c.id.label("order_id"), orders.c.state, orders.c.channel,
-                   orders.c.payment_method, orders.c.customer_id, customers.c.kind.label("customer_kind"))
-            .select_from(orders.outerjoin(customers, customers.c.id == orders.c.customer_id))
-            .where(orders.c.order_no.in_(chunk))
+                   orders.c.channel_order_id, orders.c.payment_method, orders.c.customer_id,
+                   customers.c.kind.label("customer_kind"))
+            .select_from(orders.outerjoin(customers, customers.c.id == orders.c.customer_id)).where(where)
         )  # fmt: skip
 
-    frame = read_in(conn, stmt, sorted(set(order_nos)))
-    if len(frame):
-        frame["customer_kind"] = frame["customer_kind"].where(frame["customer_kind"].notna(), "consumer")
-    return frame
+    ours = sorted({n for n in order_nos if ":" not in n})
+    theirs = sorted({n for n in order_nos if ":" in n})
+    frame = read_in(conn, lambda chunk: stmt(orders.c.order_no.in_(chunk)), ours) if ours else pd.DataFrame()
+    if theirs:
+        found = read_in(conn, lambda chunk: stmt(orders.c.channel_order_id.in_(chunk)),
+                        sorted({n.split(":", 1)[1] for n in theirs}))  # fmt: skip
+        found["order_no"] = found["channel"] + ":" + found["channel_order_id"]
+        frame = pd.concat([frame, found[found["order_no"].isin(theirs)]], ignore_index=True)
+    if frame.empty:
+        return pd.DataFrame(columns=["order_no", "order_id", "state", "channel", "payment_method", "customer_id",
+                                     "customer_kind"])  # fmt: skip
+    frame["customer_kind"] = frame["customer_kind"].where(frame["customer_kind"].notna(), "consumer")
+    return frame.drop(columns=["channel_order_id"])
 
 
 def product_lines(conn: Connection, order_ids: Sequence[int]) -> pd.DataFrame:
