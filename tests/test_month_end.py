@@ -9,6 +9,7 @@ were due before 30 November and never paid.
 
 from __future__ import annotations
 
+import json
 from datetime import date
 
 import pandas as pd
@@ -247,6 +248,15 @@ def test_the_import_keeps_numbers_terms_shipments_and_the_old_state_as_an_import
     assert ship["delivered_at"] == utc(2026, 10, 30)
     assert (event["kind"], event["to_state"]) == ("imported", "delivered")
     assert "已签收" in event["reason"] and "orders-1101.csv" in event["reason"]
+    # the ledger keeps the due date the old system agreed (30 days from shipment would be 20 November)
+    reconcile(engine, [], date(2026, 11, 1))
+    with engine.connect() as conn:
+        ledger = read_frame(conn, select(orders.c.order_no, receivables.c.due_date, receivables.c.payment_terms,
+                                         receivables.c.outstanding_fen)
+                            .select_from(receivables.join(orders, orders.c.id == receivables.c.order_id)))  # fmt: skip
+    due = {r.order_no: (str(r.due_date), r.payment_terms, r.outstanding_fen) for r in ledger.itertuples()}
+    assert due["YD20261020001"] == ("2026-11-21", "net", 300000)
+    assert due["YD20261015005"][2] == 0  # paid in the old system
     # the same file again changes nothing
     again = order_import(in_process, path=tmp_path / "orders-1101.csv", now=utc(2026, 11, 2), engine=engine)
     assert (again["imported"], again["unchanged"], again["quarantined"]) == (0, 8, 0)
@@ -282,7 +292,8 @@ def test_bad_orders_are_quarantined_whole_with_their_rows_and_reason(engine, tmp
     assert "运单号 (waybill_no) without 承运商 (carrier)" in reasons["A3"]
     assert "already used by a website order" in reasons["YD20260000999"]
     assert "下单时间 (order_time)" in reasons["A5"]
-    assert '"unit_price": "abc"' in quarantined.set_index("source_key").loc["A2", "content"]
+    kept = json.loads(quarantined.set_index("source_key").loc["A2", "content"])  # the rows as read, whole
+    assert [row["unit_price"] for row in kept] == ["abc"] and kept[0]["customer"] == "乙"
     # loading it again adds no second quarantine record
     order_import(in_process, path=path, now=utc(2026, 11, 2), actor="test", engine=engine)
     with engine.connect() as conn:
@@ -290,8 +301,6 @@ def test_bad_orders_are_quarantined_whole_with_their_rows_and_reason(engine, tmp
 
 
 def test_cli_load_orders_and_a_month_end_close(tmp_path):
-    import json
-
     from typer.testing import CliRunner
 
     from app.cli.main import cli
@@ -325,3 +334,23 @@ def test_cli_load_orders_and_a_month_end_close(tmp_path):
                       ("cod_not_remitted", "YD20261030004")}  # fmt: skip
     result = runner.invoke(cli, ["reconcile", "--no-prefect", "--as-of", "2026-11-31"])
     assert result.exit_code == 1 and "is not YYYY-MM-DD" in result.output
+
+
+def test_an_online_order_waits_for_every_account_s_bill_of_its_payment_window():
+    from tasks.settlement.discrepancies import awaiting_bills
+
+    policy = get_settings().settlement.model_copy(update={"unpaid_grace_days": 1})
+    policy = policy.model_copy(update={"accounts": policy.accounts.model_copy(update={"alipay": ["A1", "A2"]})})
+    orders_frame = pd.DataFrame({
+        "payment_method": ["alipay", "alipay", "bank_transfer", "wechatpay", "alipay"],
+        "payment_terms": ["prepaid", "prepaid", "net", "prepaid", "installment"],
+        "order_date": [date(2026, 11, 10)] * 5,
+        "first_due_date": [date(2026, 11, 11)] * 5,
+    })  # fmt: skip
+    days = pd.DataFrame({"source": ["alipay"] * 5, "account": ["A1", "A1", "A1", "A2", "A2"],
+                         "bill_day": [date(2026, 11, d) for d in (10, 11, 12, 10, 11)]})  # fmt: skip
+    # window 10–12 November (due the 11th + 1 day of grace): A2's bill of the 12th is missing
+    assert awaiting_bills(orders_frame, days, policy).tolist() == [True, True, False, False, False]
+    days = pd.concat([days, pd.DataFrame({"source": ["alipay"], "account": ["A2"], "bill_day": [date(2026, 11, 12)]})])
+    # every day in for both accounts; WeChat Pay never sent a bill here, so its orders are not waited for
+    assert awaiting_bills(orders_frame, days, policy).tolist() == [False] * 5
