@@ -152,3 +152,23 @@ def test_a_formula_cell_in_an_incoming_spreadsheet_is_read_as_its_text(engine, t
 def test_review_does_not_take_other_starting_characters_for_formulas(text):
     order = pd.DataFrame({"customer_name": ["张三"], "ship_detail": [text]}, index=[1])
     assert formula_text_fields(order, pd.DataFrame(columns=["order_id", "item_name", "spec", "model"])).tolist() == [0]
+
+
+def test_every_spreadsheet_and_csv_we_write_goes_through_the_one_writer():
+    """pandas' own writers would store '=…' as a live formula (xlsx) or raw (csv): production code calls
+    ``yidi.sheets`` instead. (Reading csv text into rows, as the template reader does, is not writing a file.)"""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    direct = re.compile(r"\.to_excel\(|ExcelWriter\(|\.to_csv\(|csv\.writer\(|csv\.DictWriter\(|Workbook\(\)")
+    allowed = {"yidi/sheets.py", "connectors/template/csv_rows.py"}  # and yidi/data/build_*: reference data
+    offenders = [
+        f"{path.relative_to(root)}:{n}"
+        for package in ("app", "flows", "tasks", "connectors", "yidi")
+        for path in sorted((root / package).rglob("*.py"))
+        if str(path.relative_to(root)) not in allowed and not str(path.relative_to(root)).startswith("yidi/data/")
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if direct.search(line)
+    ]
+    assert offenders == []
