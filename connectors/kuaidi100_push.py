@@ -299,12 +299,15 @@ class PushReceiver:
             self.server.run(sockets=[self.socket])
         finally:
             self.socket.close()
+        self.apply_pending()
 
     def stop(self) -> None:
+        """Stop accepting, finish the requests under way, then apply everything that landed."""
         self.server.should_exit = True
         if self._thread is not None:
-            self._thread.join(timeout=10)
+            self._thread.join(timeout=60)
         self.socket.close()
+        self.apply_pending()  # the server's own last round may have been cut short: nothing stays landed
 
     def __enter__(self) -> PushReceiver:
         return self.start()
