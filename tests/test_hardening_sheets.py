@@ -163,12 +163,15 @@ def test_every_spreadsheet_and_csv_we_write_goes_through_the_one_writer():
     root = Path(__file__).resolve().parent.parent
     direct = re.compile(r"\.to_excel\(|ExcelWriter\(|\.to_csv\(|csv\.writer\(|csv\.DictWriter\(|Workbook\(\)")
     allowed = {"yidi/sheets.py", "connectors/template/csv_rows.py"}  # and yidi/data/build_*: reference data
-    offenders = [
-        f"{path.relative_to(root)}:{n}"
-        for package in ("app", "flows", "tasks", "connectors", "yidi")
-        for path in sorted((root / package).rglob("*.py"))
-        if str(path.relative_to(root)) not in allowed and not str(path.relative_to(root)).startswith("yidi/data/")
-        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
-        if direct.search(line)
-    ]
+    offenders = []
+    for package in ("app", "flows", "tasks", "connectors", "yidi"):
+        for path in sorted((root / package).rglob("*.py")):
+            name = str(path.relative_to(root))
+            if name in allowed or name.startswith("yidi/data/"):
+                continue
+            text = path.read_text(encoding="utf-8")
+            inside_safe_writer = "excel_writer(" in text  # frames written into yidi.sheets.excel_writer
+            for n, line in enumerate(text.splitlines(), start=1):
+                if direct.search(line) and not (inside_safe_writer and ".to_excel(writer" in line):
+                    offenders.append(f"{name}:{n}")
     assert offenders == []
