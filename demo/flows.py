@@ -44,6 +44,7 @@ def lifecycle_demo(order_count: int = 3000, approve: int = 280, reject: int = 20
     from demo.fulfilment import fulfilment_demo
     from demo.intake import intake_demo
     from demo.review import demo_review
+    from demo.risk import seed_history
     from demo.settlement import settlement_demo
     from demo.standins import sms, smtp
     from demo.tracking import tracking_demo
@@ -66,6 +67,7 @@ def lifecycle_demo(order_count: int = 3000, approve: int = 280, reject: int = 20
         result["tracking"] = tracking_demo()
         result["settlement"] = settlement_demo()
         result["aftersales"] = aftersales_demo()
+        seed_history()  # back-dated facts a one-day demo cannot have (tenure, long overdue, a missed promise)
         result["risk"] = assess_risk_and_kpis()  # issue 13: credit, KPIs, carriers, legal rules, receivables
         result["audit"] = internal_audit(period=default_period(utc_now()))  # the demo's orders are this month's
         result["notifications"] = send_notifications()

@@ -27,30 +27,41 @@ class Kpi:
     by_dimension: bool = True  # False: only a total (money and feedback KPIs)
 
 
-def _groups(facts: pd.DataFrame, by: str | None) -> pd.Series:
+def _groups(facts: pd.DataFrame, by: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """(integer group code per order, group labels): the total is one group ``all``; a missing value is
+    ``(none)``. Factorised once per dimension (``order_kpis`` keeps them in ``facts.attrs``)."""
+    cached = facts.attrs.get("groups", {}).get(by)
+    if cached is not None:
+        return cached
     if by is None:
-        return pd.Series("all", index=facts.index)
-    return facts[by].astype(object).where(facts[by].notna(), "(none)")
+        return np.zeros(len(facts), dtype=np.int64), np.array(["all"], dtype=object)
+    codes, labels = pd.factorize(facts[by], use_na_sentinel=True)
+    labels = np.append(np.asarray(labels, dtype=object), "(none)")
+    return np.where(codes < 0, len(labels) - 1, codes), labels
 
 
 def _rate(facts, by, hit: pd.Series, base: pd.Series) -> pd.DataFrame:
-    keys = _groups(facts, by)
-    frame = pd.DataFrame({"group": keys, "n": hit & base, "d": base})
-    out = frame.groupby("group").agg(numerator=("n", "sum"), denominator=("d", "sum"))
-    out["value"] = np.where(
-        out["denominator"] > 0,
-        out["numerator"] / out["denominator"].where(out["denominator"] > 0, 1) * 100,
-        np.nan,
-    )
-    return out.reset_index()
+    codes, labels = _groups(facts, by)
+    base = base.to_numpy(dtype=bool)
+    numerator = np.bincount(codes, weights=hit.to_numpy(dtype=bool) & base, minlength=len(labels))
+    denominator = np.bincount(codes, weights=base, minlength=len(labels))
+    present = np.bincount(codes, minlength=len(labels)) > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1) * 100, np.nan)
+    out = pd.DataFrame({"group": labels, "numerator": numerator, "denominator": denominator, "value": value})
+    return out[present].sort_values("group").reset_index(drop=True)
 
 
 def _quantile(facts, by, hours: pd.Series, q: float) -> pd.DataFrame:
-    keys = _groups(facts, by)
-    frame = pd.DataFrame({"group": keys, "h": hours}).dropna()
-    grouped = frame.groupby("group")["h"]
+    codes, labels = _groups(facts, by)
+    values = hours.to_numpy(dtype="float64")
+    keep = ~np.isnan(values)
+    frame = pd.DataFrame({"g": codes[keep], "h": values[keep]})
+    grouped = frame.groupby("g")["h"]
     out = pd.DataFrame({"value": grouped.quantile(q), "denominator": grouped.size()})
     out["numerator"] = np.nan
+    out.index = labels[out.index.to_numpy()]
+    out.index.name = "group"
     return out.reset_index()
 
 
@@ -71,7 +82,8 @@ def _on_time_delivery(facts, by):
     from tasks.risk.periods import business_dates
 
     due = facts["promised_date"].where(facts["promised_date"].notna(), facts["expected_date"])
-    delivered_day = pd.to_datetime(business_dates(facts["delivered_at"].dropna())).reindex(facts.index)
+    delivered_day = facts["delivered_day"] if "delivered_day" in facts else pd.to_datetime(
+        business_dates(facts["delivered_at"].dropna())).reindex(facts.index)  # fmt: skip
     base = facts["delivered_at"].notna() & due.notna()
     return _rate(facts, by, (delivered_day <= due).fillna(False), base)
 
@@ -120,6 +132,13 @@ def order_kpis(facts: pd.DataFrame, incident_orders: set, dimensions: list[str])
     """Every order KPI for the total and by each dimension: kpi, dimension, dimension_value, value, numerator,
     denominator."""
     facts = facts.assign(incident=facts["order_id"].isin(incident_orders))
+    if len(facts):
+        from tasks.risk.periods import business_dates
+
+        delivered = facts["delivered_at"].dropna()
+        facts["delivered_day"] = pd.to_datetime(pd.Series(business_dates(delivered).to_numpy(), index=delivered.index)
+                                                ).reindex(facts.index)  # fmt: skip
+        facts.attrs["groups"] = {d: _groups(facts, d) for d in dimensions}
     pieces = []
     for kpi in ORDER_KPIS:
         for dimension in [None, *dimensions]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import pandas as pd
-from sqlalchemy import Connection, and_, case, func, select
+from sqlalchemy import Connection, String, and_, case, func, select, type_coerce
 
 from yidi.bulk import result_frame
 from yidi.schema import order_events, orders, shipments
@@ -56,12 +56,17 @@ def load_facts(conn: Connection, start: datetime, end: datetime) -> pd.DataFrame
         select(payment_matches.c.order_id).where(payment_matches.c.amount_fen < 0)
         .group_by(payment_matches.c.order_id).subquery()
     )  # fmt: skip
+    # SQLite keeps times as text: read them as text and parse whole columns at once (not one value at a time)
+    raw = (lambda c, name: type_coerce(c, String).label(name)) if conn.dialect.name == "sqlite" else (
+        lambda c, name: c.label(name))  # fmt: skip
     stmt = (
         select(
             orders.c.id.label("order_id"), orders.c.channel, orders.c.ship_province.label("province"),
-            shipped.c.carrier, orders.c.received_at, orders.c.review_due_at, orders.c.order_total_fen,
-            milestones.c.decided_at, milestones.c.manual_decided_at, milestones.c.approved_at,
-            milestones.c.shipped_at, milestones.c.delivered_at, func.coalesce(milestones.c.returned, 0).label("returned"),
+            shipped.c.carrier, raw(orders.c.received_at, "received_at"), raw(orders.c.review_due_at, "review_due_at"),
+            orders.c.order_total_fen,
+            *[raw(milestones.c[c], c) for c in ("decided_at", "manual_decided_at", "approved_at", "shipped_at",
+                                                  "delivered_at")],
+            func.coalesce(milestones.c.returned, 0).label("returned"),
             func.coalesce(milestones.c.exception, 0).label("exception"), orders.c.promised_date,
             shipped.c.expected_date, case((refunds.c.order_id.is_not(None), 1), else_=0).label("refunded"),
         )
@@ -73,7 +78,7 @@ def load_facts(conn: Connection, start: datetime, end: datetime) -> pd.DataFrame
     facts = result_frame(conn.execute(stmt))
     for column in ("received_at", "review_due_at", "decided_at", "manual_decided_at", "approved_at", "shipped_at",
                    "delivered_at"):  # fmt: skip
-        facts[column] = pd.to_datetime(facts[column], utc=True)
+        facts[column] = pd.to_datetime(facts[column], utc=True, format="ISO8601")
     for column in ("promised_date", "expected_date"):
         facts[column] = pd.to_datetime(facts[column])
     return facts
