@@ -16,6 +16,7 @@ help:
 	@echo "make test   ruff + import contracts + the test suite (PostgreSQL cases need 127.0.0.1:5432 or are skipped)"
 	@echo "make up     order store initialised/upgraded, local Prefect server (PREFECT_PORT=4200), worker, deployments"
 	@echo "make down   stop what make up (or make demo) started"
+	@echo "make browser-test  the rendered Prefect UI in Debian's chromium (local stack + short demo; a few minutes)"
 	@echo "make bench  benchmarks beside their baselines (BENCH=name for one, BENCH_N=rows to scale down)"
 	@echo "make bench-report  the README's benchmark table from the committed bench/results/*.json"
 
@@ -35,6 +36,11 @@ test: venv
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
+
+# Screenshots and page text of a failed check: .yidi/browser-shots/ (YIDI_BROWSER_SHOTS). Needs /usr/bin/chromium
+# and /usr/bin/chromedriver (Debian: chromium chromium-driver fonts-noto-cjk; .ci/run installs them).
+browser-test: venv
+	YIDI_BROWSER_TEST=1 $(BIN)/python -m pytest -q -p no:randomly tests/test_browser_ui.py
 
 demo: venv
 	$(BIN)/yidi demo

@@ -33,7 +33,7 @@ def demo(
 
 
 
-def run_demo(orders: int = 3000, fresh: bool = True, console: Console | None = None) -> dict:
+def run_demo(orders: int = 3000, fresh: bool = True, console: Console | None = None, **demo_options) -> dict:
     """The demo on the local Prefect server (`yidi demo` starts it before Prefect is imported)."""
     console = console or Console()
     base = yidi_home()
@@ -51,7 +51,7 @@ def run_demo(orders: int = 3000, fresh: bool = True, console: Console | None = N
     from demo.flows import lifecycle_demo
 
     with temporary_settings({PREFECT_API_URL: API_URL}):
-        result = lifecycle_demo(order_count=orders)
+        result = lifecycle_demo(order_count=orders, **demo_options)  # approve/reject: how many the reviewer decides
     from demo.summary import terminal_lines, yidi_command
 
     summary = result.get("summary") or {}
