@@ -138,6 +138,11 @@ def test_survey_replies_land_against_the_right_case(store):
         sent = send_surveys(conn, get_settings().model_copy(update={"service": get_settings().service.model_copy(
             update={"survey_after": ["case"]})}), local(2026, 12, 20, 12))  # fmt: skip
     assert sent == 0  # rejected cases are not closed ones
+    with store.begin() as conn:  # delivered on 2 Dec: too long ago to ask on 20 Dec (survey_within_days = 7)
+        only_delivery = get_settings().model_copy(update={"service": get_settings().service.model_copy(
+            update={"survey_after": ["delivery"]})})  # fmt: skip
+        assert send_surveys(conn, only_delivery, local(2026, 12, 20, 12)) == 0
+        assert send_surveys(conn, only_delivery, local(2026, 12, 6, 12)) == 2
     with store.begin() as conn:
         conn.execute(surveys.delete())
         from yidi.schema_aftersales import aftersales_cases

@@ -132,3 +132,6 @@ class ServicePolicy(_Strict):
         ["delivery", "service", "case", "complaint"], description="Send a satisfaction survey after these"
     )
     survey_medium: Literal["sms", "email"] = "sms"
+    survey_within_days: int = Field(
+        7, ge=1, description="Survey only what finished this recently (never a flood for old orders on first run)"
+    )

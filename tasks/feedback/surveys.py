@@ -10,7 +10,7 @@ import base64
 import hashlib
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pandas as pd
 from sqlalchemy import Connection, bindparam, select, update
@@ -18,7 +18,7 @@ from sqlalchemy import Connection, bindparam, select, update
 from tasks.feedback.rules import read_survey_reply
 from yidi.bulk import insert_rows, read_frame
 from yidi.outbox import enqueue
-from yidi.schema import orders
+from yidi.schema import orders, shipments
 from yidi.schema_aftersales import aftersales_cases, feedback_items, service_jobs, surveys
 from yidi.service_inbox import land_raw, settle_records
 from yidi.settings import Settings
@@ -31,32 +31,37 @@ def survey_code(key: str) -> str:
     return base64.b32encode(hashlib.sha256(key.encode()).digest()).decode()[:6]
 
 
-def _candidates(conn: Connection, after: list[str]) -> pd.DataFrame:
+def _candidates(conn: Connection, after: list[str], since: datetime) -> pd.DataFrame:
+    """What finished since ``since`` and may be surveyed: deliveries, done jobs, closed cases, closed complaints."""
     parts = []
     if "delivery" in after:
-        parts.append(read_frame(conn, select(orders.c.id.label("order_id")).where(orders.c.state == "delivered"))
+        parts.append(read_frame(conn, select(orders.c.id.label("order_id")).where(
+            orders.c.state == "delivered", orders.c.id.in_(select(shipments.c.order_id).where(
+                shipments.c.delivered_at >= since))))
                      .assign(trigger="delivery", case_id=None, feedback_id=None, service_job_id=None))  # fmt: skip
     if "service" in after:
         parts.append(read_frame(conn, select(service_jobs.c.order_id, service_jobs.c.id.label("service_job_id"))
-                                .where(service_jobs.c.status == "done"))
+                                .where(service_jobs.c.status == "done", service_jobs.c.done_at >= since))
                      .assign(trigger="service", case_id=None, feedback_id=None))  # fmt: skip
     if "case" in after:
         parts.append(read_frame(conn, select(aftersales_cases.c.order_id, aftersales_cases.c.id.label("case_id"))
-                                .where(aftersales_cases.c.status == "closed"))
+                                .where(aftersales_cases.c.status == "closed", aftersales_cases.c.closed_at >= since))
                      .assign(trigger="case", feedback_id=None, service_job_id=None))  # fmt: skip
     if "complaint" in after:
         parts.append(read_frame(conn, select(feedback_items.c.order_id, feedback_items.c.id.label("feedback_id"),
                                              feedback_items.c.contact)
-                                .where(feedback_items.c.status == "closed", feedback_items.c.category == "complaint"))
+                                .where(feedback_items.c.status == "closed", feedback_items.c.category == "complaint",
+                                       feedback_items.c.resolved_at >= since))
                      .assign(trigger="complaint", case_id=None, service_job_id=None))  # fmt: skip
     parts = [p for p in parts if len(p)]
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
 
 
 def send_surveys(conn: Connection, settings: Settings, now: datetime) -> int:
-    """Queue one survey per finished delivery, service job, case and complaint not surveyed yet; returns how many."""
+    """Queue one survey per delivery, service job, case and complaint finished within ``survey_within_days`` and
+    not surveyed yet; returns how many."""
     policy = settings.service
-    found = _candidates(conn, policy.survey_after)
+    found = _candidates(conn, policy.survey_after, now - timedelta(days=policy.survey_within_days))
     if found.empty:
         return 0
     subject = {"delivery": "order_id", "service": "service_job_id", "case": "case_id", "complaint": "feedback_id"}
