@@ -218,3 +218,21 @@ def test_the_technicians_form_records_results_through_the_ui_input_path(prefect_
     thread.join(60)
     assert outcome["r"]["recorded"] == [{"job_no": job_no, "status": "done", "orders_completed": 1}]
     assert order_state(sqlite_engine, "YD-FORM") == "delivered"
+
+
+def test_an_order_with_goods_and_services_settles_only_when_both_are_done(store):
+    """S2: the goods were delivered and paid, but the installation is still booked: the order waits."""
+    from tasks.settlement.payments import settle_paid_orders
+    from yidi.schema import orders
+
+    oid = add_order(store, "YD-BOTH", {"SKU-0001": 1, "SV-INSTALL": 1}, state="delivered",
+                    delivered=local(2026, 12, 2))  # fmt: skip
+    with store.begin() as conn:
+        conn.execute(orders.update().where(orders.c.id == oid).values(payment_state="paid"))
+        create_jobs(conn, get_settings(), local(2026, 12, 2, 12))
+        schedule_jobs(conn, get_settings(), local(2026, 12, 2, 12))
+        assert settle_paid_orders(conn, actor="test")["settled"] == 0
+        job_no = conn.execute(select(service_jobs.c.job_no)).scalar_one()
+        record_result(conn, job_no, "done", local(2026, 12, 3, 16))
+        assert settle_paid_orders(conn, actor="test")["settled"] == 1
+    assert order_state(store, "YD-BOTH") == "settled"

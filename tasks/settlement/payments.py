@@ -11,7 +11,7 @@ from datetime import datetime
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, bindparam, select, text, update
+from sqlalchemy import Connection, bindparam, exists, select, text, update
 
 from tasks.settlement.match import LINE_COLUMNS, match_lines, memo_tokens
 from tasks.settlement.rules import payment_states
@@ -19,6 +19,7 @@ from tasks.settlement.store import in_list, order_payment_frame, order_payments
 from yidi.bulk import drop_temp_tables, insert_rows, read_frame, temp_key_table
 from yidi.lifecycle import OrderState, record_events, transition_orders
 from yidi.schema import orders
+from yidi.schema_aftersales import service_jobs
 from yidi.schema_settlement import payment_lines, payment_matches
 from yidi.settlement_policy import SettlementPolicy
 from yidi.workdays import BUSINESS_TZ
@@ -266,12 +267,14 @@ def refresh_payment_states(
 
 
 def settle_paid_orders(conn: Connection, *, actor: str) -> dict:
-    """Delivered orders that are fully paid become settled (lifecycle transition with its event)."""
+    """Delivered orders that are fully paid become settled (lifecycle transition with its event), once their
+    service jobs (installation, commissioning…; ``service_jobs``, S2) are done too: goods and services both."""
+    open_job = exists().where(service_jobs.c.order_id == orders.c.id, service_jobs.c.status != "done")
     ids = [
         row.id
         for row in conn.execute(
             select(orders.c.id).where(
-                orders.c.state == OrderState.DELIVERED, orders.c.payment_state == "paid"
+                orders.c.state == OrderState.DELIVERED, orders.c.payment_state == "paid", ~open_job
             )
         )
     ]
