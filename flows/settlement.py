@@ -52,7 +52,7 @@ from tasks.settlement.report import (
     write_workbook,
 )
 from tasks.settlement.rules import business_today, end_of_business_day, parse_as_of, period_bounds
-from tasks.settlement.store import latest_as_of, new_line_ids_since
+from tasks.settlement.store import fee_case_line_ids, latest_as_of, new_line_ids_since
 from yidi.bulk import utc_now
 from yidi.db import get_engine
 from yidi.lifecycle import current_actor
@@ -155,8 +155,8 @@ def report_task(
         if as_of:
             at = end_of_business_day(as_of)
             plan = ledger_plan(conn, settings.settlement, at=at)
-            conditions, _ = current_conditions(conn, settings, today=as_of, now=at, new_line_ids=[], at=at,
-                                               plan=plan)  # fmt: skip
+            conditions, _ = current_conditions(conn, settings, today=as_of, now=at, plan=plan, at=at,
+                                               new_line_ids=fee_case_line_ids(conn, at))  # fmt: skip
             view = {"plan": plan, "conditions": conditions}
         report = reconciliation_report(conn, settings, start=start, end=end, today=as_of or today, view=view)
     summary = run_summary(report, run, label)

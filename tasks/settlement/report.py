@@ -15,7 +15,7 @@ from sqlalchemy import Connection, bindparam, text
 
 from tasks.settlement.discrepancies import awaiting_bills
 from tasks.settlement.rules import ageing, ageing_table, bucket_labels
-from tasks.settlement.store import bill_days, overdue_receivables, with_order_dates
+from tasks.settlement.store import bill_days, fee_case_line_ids, overdue_receivables, with_order_dates
 from yidi.bulk import drop_temp_tables, insert_rows, json_text, read_frame, temp_key_table, utc_now
 from yidi.masking import mask_series
 from yidi.money import yuan_text
@@ -452,6 +452,7 @@ def case_list_as_of(conn: Connection, settings: Settings, day: date) -> pd.DataF
 
     at = end_of_business_day(day)
     plan = ledger_plan(conn, settings.settlement, at=at)
-    conditions, _ = current_conditions(conn, settings, today=day, now=at, new_line_ids=[], at=at, plan=plan)
+    conditions, _ = current_conditions(conn, settings, today=day, now=at, new_line_ids=fee_case_line_ids(conn, at),
+                                       at=at, plan=plan)  # fmt: skip
     a, b = utc_bounds(day, day + timedelta(days=1))
     return cases_as_of(conn, conditions, a, b)[1]

@@ -114,3 +114,17 @@ def latest_as_of(conn: Connection) -> datetime | None:
     """The latest moment a reconciliation has brought the store to (its payment states, ledger and cases)."""
     value = conn.execute(select(func.max(settlement_runs.c.as_of))).scalar()
     return None if value is None else pd.Timestamp(value).tz_convert("UTC").to_pydatetime()
+
+
+def fee_case_line_ids(conn: Connection, at: datetime) -> list[int]:
+    """Payment lines dated up to ``at`` that have a fee case: a report as of a past day checks their fees again
+    (fees are checked once, when a line arrives, so only these can hold a fee discrepancy)."""
+    frame = read_frame(
+        conn,
+        text(
+            """SELECT l.id FROM payment_lines l JOIN settlement_cases c ON c.payment_line_id = l.id
+               WHERE c.case_class = 'fee_mismatch' AND l.txn_time <= :at"""
+        ).bindparams(bindparam("at", type_=TIME)),
+        {"at": at},
+    )
+    return [int(i) for i in frame["id"]]
