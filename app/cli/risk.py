@@ -291,6 +291,8 @@ def audit_list(
 @audit_app.command("show")
 def audit_show(finding_id: int, json_out: JSON = False) -> None:
     """One finding with its history."""
+    import pandas as pd
+
     from tasks.risk.findings import history, listing
 
     with engine_or_exit().connect() as conn:
@@ -308,6 +310,14 @@ def audit_show(finding_id: int, json_out: JSON = False) -> None:
     )
     console.print(f"  {row['summary']}", soft_wrap=True)
     console.print(f"  owner {row['owner']}, due {row['due_date']}, period {row['period']}")
+    if pd.notna(row["order_id"]):
+        console.print(f"  order {int(row['order_id'])} (`yidi order show {int(row['order_id'])}`)")
+    details = json.loads(row["details"]) if isinstance(row["details"], str) else {}
+    if details.get("order_ids"):
+        console.print(f"  orders ({details.get('orders')}): {', '.join(map(str, details['order_ids'][:20]))}",
+                      soft_wrap=True)  # fmt: skip
+    for example in details.get("examples", []):
+        console.print(f"    {example}", soft_wrap=True)
     if row["recheck_result"]:
         console.print(f"  last re-check {local_time(row['rechecked_at'])} (Beijing): {row['recheck_result']}")
     for e in events.itertuples(index=False):

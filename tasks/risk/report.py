@@ -50,8 +50,7 @@ def markdown(summary: dict, kpis: pd.DataFrame) -> str:
         f"**{credit['downgrades']} downgraded**, {credit['upgrades']} upgraded",
         f"- Carriers {carriers['month']}: {carriers['routes']} routes, **{carriers['penalised']} penalised, "
         f"{carriers['excluded']} excluded**, {carriers['uninsured']} high-value shipments uninsured",
-        "- Legal: " + ", ".join(f"{k} {v}" for k, v in legal["violations"].items() if v)
-        or "- Legal: no violations",
+        "- Legal: " + (", ".join(f"{k} {v}" for k, v in legal["violations"].items() if v) or "no violations"),
         f"- Receivables: exposure {yuan_text(recv['exposure_fen'], grouping=True, symbol=True)}, overdue "
         f"{yuan_text(recv['overdue_fen'], grouping=True, symbol=True)} (top customers {recv['top_share_pct']:.1f} %)",
         f"- Anonymised {summary['anonymised']['anonymised']} orders past the retention period",
