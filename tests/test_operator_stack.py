@@ -275,3 +275,77 @@ def test_every_deployments_parameters_are_valid_for_its_flow(monkeypatch):
         for name, value in params.items():
             if value is None:
                 assert name not in schema.get("required", []), f"{deployment['name']}: {name} is required"
+
+
+# --- times and money for people (Build 5) ----------------------------------------------------------------------------
+
+
+def _order_with_late_recorded_event(engine):
+    from datetime import UTC, datetime
+
+    import pandas as pd
+    from sqlalchemy import insert, select
+
+    from yidi.lifecycle import record_events
+    from yidi.schema import orders
+
+    with engine.begin() as conn:
+        conn.execute(insert(orders), [{"order_no": "YD-T-1", "channel": "website", "channel_order_id": "t1",
+                                       "order_total_fen": 5190, "order_time": datetime(2026, 11, 26, 1, 5, tzinfo=UTC)}])
+        oid = conn.execute(select(orders.c.id)).scalar_one()
+        # a carrier checkpoint of the 27th recorded after a note of the 28th
+        record_events(conn, pd.DataFrame([
+            {"order_id": oid, "kind": "note", "reason": "second", "occurred_at": datetime(2026, 11, 28, 2, 0, tzinfo=UTC)},
+            {"order_id": oid, "kind": "tracking", "reason": "first", "occurred_at": datetime(2026, 11, 27, 2, 0, tzinfo=UTC)},
+        ]), actor="test")  # fmt: skip
+    return oid
+
+
+def test_an_orders_timeline_is_in_time_order(engine):
+    """Seen: an order's timeline was in the order events were recorded, not when they happened."""
+    from yidi.lifecycle import timeline
+
+    oid = _order_with_late_recorded_event(engine)
+    with engine.connect() as conn:
+        assert timeline(conn, oid)["reason"].tolist() == ["first", "second"]
+
+
+def test_order_show_prints_shanghai_times_labelled_and_json_says_its_units(sqlite_engine, monkeypatch):
+    """Seen: `order show` printed UTC, unlabelled."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from app.cli.main import cli
+
+    monkeypatch.setenv("YIDI_DATABASE_URL", str(sqlite_engine.url))
+    _order_with_late_recorded_event(sqlite_engine)
+    result = CliRunner().invoke(cli, ["order", "show", "YD-T-1"], env={"COLUMNS": "100"})
+    assert result.exit_code == 0, result.output
+    assert "ordered 2026-11-26 09:05 (Asia/Shanghai)" in result.output
+    assert "timeline (times in Asia/Shanghai)" in result.output
+    assert "2026-11-27 10:00" in result.output and "2026-11-28 10:00" in result.output
+    assert result.output.index("2026-11-27 10:00") < result.output.index("2026-11-28 10:00")
+    as_json = json.loads(CliRunner().invoke(cli, ["order", "show", "YD-T-1", "--json"]).output)
+    assert as_json["units"] == {"money": "CNY yuan", "times": "UTC (ISO 8601)"}
+    assert str(as_json["order"]["order_total"]) == "51.90"
+
+
+def test_the_xlsx_export_shows_yuan_numbers_with_a_currency_format_and_shanghai_times(sqlite_engine, tmp_path):
+    """Seen: the xlsx export had `order_total_fen 5190` for ¥51.90 and UTC datetimes without a zone."""
+    from datetime import datetime
+
+    from openpyxl import load_workbook
+
+    from yidi.export import export_table
+
+    _order_with_late_recorded_event(sqlite_engine)
+    with sqlite_engine.connect() as conn:
+        export_table(conn, "orders", "xlsx", tmp_path / "orders.xlsx")
+    sheet = load_workbook(tmp_path / "orders.xlsx").active
+    header = [c.value for c in sheet[1]]
+    assert "order_total_fen" not in header and "order_time" not in header
+    total = sheet.cell(row=2, column=header.index("order_total_yuan") + 1)
+    assert (total.value, total.data_type, total.number_format) == (51.9, "n", '"¥"#,##0.00')
+    when = sheet.cell(row=2, column=header.index("order_time (Asia/Shanghai)") + 1)
+    assert when.value == datetime(2026, 11, 26, 9, 5) and when.is_date

@@ -212,8 +212,10 @@ def record_events(conn: Connection, events: pd.DataFrame, *, actor: str | None =
 
 
 def timeline(conn: Connection, order_id: int) -> pd.DataFrame:
-    """An order's full event history, oldest first."""
+    """An order's full event history, oldest first by when it happened (a carrier checkpoint or a bank line can be
+    recorded after later events; the id breaks ties in the order they were recorded)."""
     from yidi.bulk import read_frame
 
-    stmt = select(order_events).where(order_events.c.order_id == order_id).order_by(order_events.c.id)
+    stmt = (select(order_events).where(order_events.c.order_id == order_id)
+            .order_by(order_events.c.occurred_at, order_events.c.id))  # fmt: skip
     return read_frame(conn, stmt)

@@ -134,8 +134,17 @@ def order_show(
         except OrderNotFound as exc:
             raise fail(str(exc)) from None
     if json_out:
-        emit_json(view)
+        # machine output says its units: money in yuan (decimal strings), times ISO 8601 in UTC
+        emit_json({**view, "units": {"money": "CNY yuan", "times": "UTC (ISO 8601)"}})
         return
+    from app.cli.common import local_time
+
+    for rows, columns in ((view["shipments"], ("expected_delivery_date", "delivered_at")),
+                          (view["timeline"], ("occurred_at",))):  # fmt: skip
+        for row in rows:
+            for column in columns:
+                if column in row and not isinstance(row[column], str) and hasattr(row[column], "tzinfo"):
+                    row[column] = local_time(row[column])
     order = view["order"]
     console.print(
         f"[bold]{order['order_no']}[/bold]  {order['channel']}:{order['channel_order_id']}  "
@@ -146,18 +155,20 @@ def order_show(
         f"{order['ship_city'] or ''}{order['ship_district'] or ''}{order['ship_detail'] or ''}",
         highlight=False,
     )
-    console.print(f"total ¥{order['order_total']}  payment method {order['payment_method']}", highlight=False)
+    console.print(f"total ¥{order['order_total']}  payment method {order['payment_method']}  ordered "
+                  f"{local_time(order.get('order_time'), '—')} (Asia/Shanghai)", highlight=False)
     _print_rows(
         "lines", view["lines"], ["line_no", "item_code", "item_name", "quantity", "unit_price", "line_total"]
     )
     if view["shipments"]:
         _print_rows(
-            "shipments",
+            "shipments (times in Asia/Shanghai)",
             view["shipments"],
             ["shipment_no", "carrier", "waybill_no", "status", "expected_delivery_date", "delivered_at"],
         )
     _print_rows(
-        "timeline", view["timeline"], ["occurred_at", "actor", "kind", "from_state", "to_state", "reason"]
+        "timeline (times in Asia/Shanghai)", view["timeline"],
+        ["occurred_at", "actor", "kind", "from_state", "to_state", "reason"],
     )
 
 
