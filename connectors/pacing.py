@@ -31,6 +31,8 @@ class RatePacer:
         chunk: int | None = None,
         pace_fraction: float = 0.95,
         acquire_timeout_seconds: float | None = 300,
+        clock=time.monotonic,
+        sleep=time.sleep,
     ):
         if rate_per_second <= 0:
             raise ValueError("rate_per_second must be positive")
@@ -40,6 +42,7 @@ class RatePacer:
         # A quarter second's worth per Prefect round trip: few calls, and small enough to share fairly.
         self.chunk = max(1, int(chunk or self.rate / 4))
         self.acquire_timeout = acquire_timeout_seconds
+        self._clock, self._sleep = clock, sleep  # a simulated clock in tests: pacing without waiting
         self._lock = threading.Lock()
         self._next_at = 0.0
         self._reservoir = 0
@@ -57,7 +60,7 @@ class RatePacer:
             if self.limit_name and self._reservoir <= 0:
                 self._take_from_shared_limit()
             self._reservoir -= 1
-            now = time.monotonic()
+            now = self._clock()
             slot = max(self._next_at, now)
             # Never more than the allowed count in any trailing second, whatever the spacing did.
             while len(self._recent) >= self._window_max:
@@ -66,9 +69,9 @@ class RatePacer:
             self._recent.append(slot)
             self._next_at = slot + self.interval
             self.sent += 1
-        wait = slot - time.monotonic()
+        wait = slot - self._clock()
         if wait > 0:
-            time.sleep(wait)
+            self._sleep(wait)
 
     def _take_from_shared_limit(self) -> None:
         from prefect.concurrency.sync import rate_limit

@@ -64,6 +64,9 @@ DEFAULT_FIELDS = (
 CANCELLED_STATUSES = {"TRADE_CLOSED", "TRADE_CLOSED_BY_TAOBAO"}
 TRANSIENT_CODES = {7, 10, 15, 520}  # call limited, service unavailable, remote service error, isp errors
 THROTTLE_CODES = {7}
+# isv.* sub codes are the caller's fault (bad argument, wrong order state) even under code 15, except these
+# "try again later" ones (发货异常，请稍等后重试).
+ISV_RETRY_LATER = {"isv.logistics-offline-service-error:B150"}
 
 
 class TopError(ChannelError):
@@ -188,7 +191,7 @@ class TopClient:
                 or sub_code.startswith("isp.")
                 or "limit" in sub_code
                 or "flow-control" in sub_code
-            )
+            ) and (not sub_code.startswith("isv.") or sub_code in ISV_RETRY_LATER)  # isv.*: the caller's own fault
             cls = TopTransientError if transient else TopError
             raise cls(code, err.get("msg"), err.get("sub_code"), err.get("sub_msg"))
         key = method.replace("taobao.", "", 1).replace(".", "_") + "_response"

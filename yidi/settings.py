@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 # After-sales, feedback and service (issue 14) have their own module: yidi/aftersales_policy.py.
 from yidi.aftersales_policy import AftersalesPolicy, FeedbackPolicy, ServicePolicy
+from yidi.channels_policy import ChannelsPolicy
 from yidi.redact import shown_input
 
 # The settlement section is a schema of its own (bank templates, dunning ladder): yidi/settlement_policy.py.
@@ -522,6 +523,7 @@ class Settings(Section):
     credit: CreditPolicy = CreditPolicy()
     kpi: KpiPolicy = KpiPolicy()
     audit: AuditPolicy = AuditPolicy()
+    channels: ChannelsPolicy = ChannelsPolicy()
 
 
 def yidi_home() -> Path:

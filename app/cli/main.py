@@ -219,6 +219,7 @@ def export(
 
 # --- area commands: each area registers its commands here (one line each) ---
 import app.cli.aftersales  # noqa: E402, F401  (aftersales request|list|show|assess|receive|schedule|resolve|run)
+import app.cli.channels  # noqa: E402, F401  (channels confirm|sync)
 import app.cli.demo  # noqa: E402, F401  (demo)
 import app.cli.feedback  # noqa: E402, F401  (feedback add|list|show|reply|close)
 import app.cli.fulfilment  # noqa: E402, F401  (fulfilment run|stock|decide|produce|qc|receive|report|stocktake)

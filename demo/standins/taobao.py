@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
 from connectors.base import SHANGHAI
 from connectors.taobao import METHOD, RESPONSE_KEY, TIME_FORMAT, sign_params
+from connectors.taobao_writeback import OFFLINE_SEND, QUANTITY_UPDATE
 from demo.standins._http import QuietHandler, StandinServer
 
+WRITE_METHODS = (OFFLINE_SEND, QUANTITY_UPDATE)
+ALREADY_SHIPPED = ("isv.logistics-offline-service-error:B04", "订单状态不对该物流订单已经发货或者已关闭，不能重复发货")
 STATUS_BY_NEUTRAL = {"paid": "WAIT_SELLER_SEND_GOODS", "unpaid": "WAIT_BUYER_PAY", "cancelled": "TRADE_CLOSED"}
 
 
@@ -112,6 +116,11 @@ class _Handler(QuietHandler):
             self.send_body(404, b'{"error":"not found"}')
             return
         fault = standin.faults.take(params)
+        if fault and fault.kind == "lost":  # the call is done, its answer never arrives (issue 18)
+            standin.answer(params)
+            self.close_connection = True
+            self.connection.close()
+            return
         if fault and fault.kind != "duplicate" and self.apply_fault(fault, throttle_body(standin.ban_seconds)):
             return
         status, body = standin.answer(params, duplicate=bool(fault and fault.kind == "duplicate"))
@@ -134,6 +143,15 @@ class TaobaoStandin(StandinServer):
             self.trades[int(trade["tid"])] = trade
         self.calls: list[dict] = []  # API parameters of every accepted call (for tests)
         self.ban_seconds = 1  # what a throttling answer says the ban lasts
+        # Writes (issue 18): shipped sub-orders per trade, accepted confirmations, listings' stock figures, and
+        # the time of every write call on ``clock`` (tests pass a simulated clock) against ``write_rate``.
+        self.shipped: dict[int, set[int]] = {}
+        self.confirmations: list[dict] = []
+        self.items: dict[int, dict] = {}  # num_iid -> {"num": int, "skus": {sku_id: int}}
+        self.refuse_items: set[int] = set()  # num_iids whose update the platform refuses
+        self.clock = time.monotonic
+        self.write_rate: float | None = None  # calls per second allowed; above it: code 7 App Call Limited
+        self.write_times: list[float] = []
 
     @property
     def url(self) -> str:  # the gateway URL
@@ -173,6 +191,8 @@ class TaobaoStandin(StandinServer):
                                "timestamp must be within 10 minutes of the server time")
         if self.session is not None and params.get("session") != self.session:
             return 200, _error(27, "Invalid session", "invalid-sessionkey")
+        if params.get("method") in WRITE_METHODS:
+            return self.write(params)
         if params.get("method") != METHOD:
             return 200, _error(22, "Invalid Method")
         self.calls.append({k: v for k, v in params.items() if k not in ("sign", "timestamp")})
@@ -205,3 +225,58 @@ class TaobaoStandin(StandinServer):
         else:
             body["total_results"] = len(matching)
         return 200, json.dumps({RESPONSE_KEY: body}, ensure_ascii=False).encode()
+
+    # --- writes (issue 18): taobao.logistics.offline.send, taobao.item.quantity.update ---------------------------
+    def add_listing(self, num_iid: int, num: int = 0) -> None:
+        with self._lock:
+            self.items[int(num_iid)] = {"num": int(num), "skus": {}}
+
+    def write(self, params: dict) -> tuple[int, bytes]:
+        with self._lock:
+            now = self.clock()
+            self.write_times.append(now)
+            if self.write_rate is not None and sum(1 for t in self.write_times if now - t < 1.0) > self.write_rate:
+                return 200, throttle_body(self.ban_seconds)
+            if params["method"] == OFFLINE_SEND:
+                return self._offline_send(params)
+            return self._quantity_update(params)
+
+    def _offline_send(self, params: dict) -> tuple[int, bytes]:
+        try:
+            tid = int(params["tid"])
+            out_sid, company = params["out_sid"], params["company_code"]
+        except (KeyError, ValueError):
+            return 200, _error(41, "Invalid Arguments", "isv.missing-parameter", "tid, out_sid, company_code")
+        trade = self.trades.get(tid)
+        if trade is None:
+            return 200, _error(15, "Remote service error", "isv.logistics-offline-service-error:B01", "订单不存在")
+        oids = {int(o["oid"]) for o in trade["orders"]["order"]}
+        done = self.shipped.setdefault(tid, set())
+        wanted = {int(x) for x in params.get("sub_tid", "").split(",") if x.strip()} if params.get("is_split") == "1" \
+            else oids
+        if not wanted <= oids:
+            return 200, _error(15, "Remote service error", "isv.logistics-offline-service-error:P38", "拆单校验未通过")
+        if trade["status"] != "WAIT_SELLER_SEND_GOODS" or wanted <= done or (params.get("is_split") != "1" and done):
+            return 200, _error(15, "Remote service error", *ALREADY_SHIPPED)
+        done |= wanted
+        if done == oids:
+            trade["status"] = "WAIT_BUYER_CONFIRM_GOODS"
+        self.confirmations.append({"tid": tid, "out_sid": out_sid, "company_code": company,
+                                   "sub_tid": sorted(wanted) if params.get("is_split") == "1" else None})
+        body = {"logistics_offline_send_response": {"shipping": {"is_success": True}, "request_id": "standin"}}
+        return 200, json.dumps(body).encode()
+
+    def _quantity_update(self, params: dict) -> tuple[int, bytes]:
+        try:
+            num_iid, quantity = int(params["num_iid"]), int(params["quantity"])
+        except (KeyError, ValueError):
+            return 200, _error(41, "Invalid Arguments", "isv.missing-parameter", "num_iid, quantity")
+        item = self.items.get(num_iid)
+        if item is None or num_iid in self.refuse_items:
+            return 200, _error(15, "Remote service error", "isv.item-not-exist", f"宝贝 {num_iid} 不存在或已删除")
+        if params.get("type", "1") == "1" and quantity < 0:
+            return 200, _error(41, "Invalid Arguments", "isv.invalid-parameter:quantity", "全量更新库存不能小于0")
+        item["num"] = quantity if params.get("type", "1") == "1" else item["num"] + quantity
+        body = {"item_quantity_update_response": {"item": {"num_iid": num_iid, "num": item["num"],
+                                                           "modified": _t(datetime.now(UTC))}}}
+        return 200, json.dumps(body, ensure_ascii=False).encode()

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from connectors.woocommerce import CN_STATES, ORDERS_PATH
 from demo.standins._http import QuietHandler, StandinServer
 
+PRODUCTS_PATH = "/wp-json/wc/v3/products"
+NOTES_RE = re.compile(r"^/wp-json/wc/v3/orders/(\d+)/notes$")
+ORDER_RE = re.compile(r"^/wp-json/wc/v3/orders/(\d+)$")
 STATE_BY_PROVINCE = {name: code for code, name in CN_STATES.items()}
 METHOD_IDS = {"alipay": "alipay", "wechatpay": "wechatpay", "bank_transfer": "bacs", "cod": "cod",
               "installment": "installment"}
@@ -107,6 +112,9 @@ class _Handler(QuietHandler):
         standin.requests += 1
         parts = urlsplit(self.path)
         params = dict(parse_qsl(parts.query, keep_blank_values=True))
+        if parts.path.startswith(ORDERS_PATH + "/") or parts.path.startswith(PRODUCTS_PATH):
+            self._write("GET", parts.path, params)
+            return
         if parts.path != ORDERS_PATH:
             self.send_body(404, b'{"code":"rest_no_route","message":"No route was found","data":{"status":404}}')
             return
@@ -125,6 +133,41 @@ class _Handler(QuietHandler):
         self.send_body(status, body, headers=headers)
 
 
+    # --- writes (issue 18): order notes, order status, products batch --------------------------------------------
+    def do_POST(self):  # noqa: N802
+        parts = urlsplit(self.path)
+        self._write("POST", parts.path, dict(parse_qsl(parts.query, keep_blank_values=True)))
+
+    def do_PUT(self):  # noqa: N802
+        parts = urlsplit(self.path)
+        self._write("PUT", parts.path, dict(parse_qsl(parts.query, keep_blank_values=True)))
+
+    def _write(self, method: str, path: str, params: dict) -> None:
+        standin: WooCommerceStandin = self.server.standin  # type: ignore[attr-defined]
+        standin.requests += 1
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        if not standin.authorised(self.headers.get("Authorization"), params):
+            self.send_body(401, b'{"code":"woocommerce_rest_cannot_create","message":"Sorry, you are not allowed '
+                                b'to create resources.","data":{"status":401}}')
+            return
+        fault = standin.faults.take({"method": method, "path": path, **params})
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            self.send_body(400, b'{"code":"rest_invalid_json","message":"Invalid JSON body passed.","data":{"status":400}}')
+            return
+        if fault and fault.kind == "lost":  # done, but the answer never arrives
+            standin.write(method, path, body, params)
+            self.close_connection = True
+            self.connection.close()
+            return
+        if fault and self.apply_fault(fault, b'{"code":"too_many_requests","message":"Too many requests"}', 429):
+            return
+        status, answer = standin.write(method, path, body, params)
+        self.send_body(status, json.dumps(answer, ensure_ascii=False).encode())
+
+
 class WooCommerceStandin(StandinServer):
     handler_class = _Handler
 
@@ -134,6 +177,13 @@ class WooCommerceStandin(StandinServer):
         self.consumer_key, self.consumer_secret = consumer_key, consumer_secret
         self._lock = threading.Lock()
         self.orders: dict[int, dict] = {}
+        # Writes (issue 18): notes per order, products' stock, the time of every write on ``clock`` (tests pass a
+        # simulated clock) against ``write_rate`` requests per second (above it: HTTP 429).
+        self.notes: dict[int, list[dict]] = {}
+        self.products: dict[int, dict] = {}
+        self.clock = time.monotonic
+        self.write_rate: float | None = None
+        self.write_times: list[float] = []
         for i, order in enumerate(orders or []):
             self.orders[first_id + i] = order_from_neutral(order, first_id + i)
 
@@ -226,3 +276,72 @@ class WooCommerceStandin(StandinServer):
         if links:
             headers["Link"] = ", ".join(links)
         return 200, json.dumps(chunk, ensure_ascii=False).encode(), headers
+
+    # --- writes (issue 18) ----------------------------------------------------------------------------------------
+    def add_product(self, product_id: int, sku: str, stock_quantity: int | None = None) -> None:
+        with self._lock:
+            self.products[int(product_id)] = {"id": int(product_id), "sku": sku, "manage_stock": True,
+                                              "stock_quantity": stock_quantity}
+
+    def write(self, method: str, path: str, body, params: dict) -> tuple[int, object]:
+        with self._lock:
+            now = self.clock()
+            if method != "GET":
+                self.write_times.append(now)
+                if self.write_rate is not None and \
+                        sum(1 for t in self.write_times if now - t < 1.0) > self.write_rate:
+                    return 429, {"code": "too_many_requests", "message": "Too many requests", "data": {"status": 429}}
+            notes, order = NOTES_RE.match(path), ORDER_RE.match(path)
+            if notes:
+                return self._notes(method, int(notes.group(1)), body, params)
+            if order and method == "PUT":
+                return self._update_order(int(order.group(1)), body)
+            if path == PRODUCTS_PATH + "/batch" and method == "POST":
+                return self._products_batch(body)
+        return 404, {"code": "rest_no_route", "message": "No route was found matching the URL and request method.",
+                     "data": {"status": 404}}
+
+    def _notes(self, method: str, order_id: int, body, params: dict) -> tuple[int, object]:
+        if order_id not in self.orders:
+            return 404, {"code": "woocommerce_rest_shop_order_invalid_id", "message": "Invalid ID.",
+                         "data": {"status": 404}}
+        notes = self.notes.setdefault(order_id, [])
+        if method == "GET":
+            kind = params.get("type", "any")
+            return 200, [n for n in reversed(notes)
+                         if kind == "any" or (kind == "customer") == bool(n["customer_note"])]
+        if not isinstance(body, dict) or not str(body.get("note") or "").strip():
+            return 400, {"code": "rest_missing_callback_param", "message": "Missing parameter(s): note",
+                         "data": {"status": 400}}
+        stamp = datetime.now(UTC)
+        note = {"id": 300 + sum(len(v) for v in self.notes.values()), "author": "system",
+                "date_created": _local(stamp), "date_created_gmt": _gmt(stamp), "note": body["note"],
+                "customer_note": bool(body.get("customer_note"))}
+        notes.append(note)
+        return 201, note
+
+    def _update_order(self, order_id: int, body) -> tuple[int, object]:
+        if order_id not in self.orders:
+            return 404, {"code": "woocommerce_rest_shop_order_invalid_id", "message": "Invalid ID.",
+                         "data": {"status": 404}}
+        order = self.orders[order_id]
+        if isinstance(body, dict) and body.get("status"):
+            order["status"] = body["status"]
+        return 200, order
+
+    def _products_batch(self, body) -> tuple[int, object]:
+        updates = (body or {}).get("update") or [] if isinstance(body, dict) else []
+        if len(updates) > 100:
+            return 413, {"code": "woocommerce_rest_request_entity_too_large",
+                         "message": "Unable to accept more than 100 items for this request.", "data": {"status": 413}}
+        answered = []
+        for item in updates:
+            product = self.products.get(int(item.get("id", 0)))
+            if product is None:
+                answered.append({"id": item.get("id"), "error": {"code": "woocommerce_rest_product_invalid_id",
+                                                                 "message": "Invalid ID.", "data": {"status": 400}}})
+                continue
+            if "stock_quantity" in item:
+                product["stock_quantity"] = int(item["stock_quantity"])
+            answered.append(dict(product))
+        return 200, {"update": answered}

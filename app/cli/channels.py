@@ -1,0 +1,86 @@
+"""Channels commands (issue 18): ``yidi channels confirm [--channel]``, ``yidi channels sync [--channel]``.
+
+Registered on the main CLI by the one import line in ``app/cli/main.py``'s area block.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from app.cli.common import PREFECT_OPTION_HELP, cli, console, emit_json, engine_or_exit, use_prefect
+
+channels = typer.Typer(help="Write back to the order channels: shipment confirmations, stock figures.",
+                       no_args_is_help=True)
+cli.add_typer(channels, name="channels")
+
+ChannelOption = Annotated[str | None, typer.Option("--channel", "-c",
+                                                   help="Only this channel (taobao, website, phone, …)")]
+PrefectOption = Annotated[bool | None, typer.Option("--prefect/--no-prefect", help=PREFECT_OPTION_HELP)]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+
+
+@channels.command("confirm")
+def confirm(channel: ChannelOption = None, prefect: PrefectOption = None, json_out: JsonOption = False,
+            top_url: Annotated[str | None, typer.Option(help="TOP gateway URL (default: intake.taobao.url)")] = None,
+            woo_url: Annotated[str | None, typer.Option(help="Website root (default: intake.woocommerce.url)")] = None,
+            ) -> None:
+    """Confirm every parcel with a waybill on its channel, once (the `confirm-shipments` flow), and check the
+    shipping deadlines."""
+    engine_or_exit()
+    if use_prefect(prefect):
+        from flows.channels import confirm_shipments
+
+        summary = confirm_shipments(channel=channel, top_url=top_url, woo_url=woo_url)
+    else:
+        from flows.channels import confirmation_cycle
+        from flows.compose import in_process
+
+        summary = confirmation_cycle(in_process, datetime.now(UTC), channel, top_url, woo_url)
+    if json_out:
+        emit_json(summary)
+        return
+    d = summary["deadlines"]
+    console.print(f"confirmations: {summary['planned']} planned, {summary['confirmed']} confirmed, "
+                  f"{summary['already']} already shipped there, {summary['notified']} customers told",
+                  highlight=False)
+    console.print(f"  {summary['failed']} failed (retried next run), {summary['refused']} refused, "
+                  f"{summary['pending']} still pending", highlight=False)
+    for problem in summary["problems"][:10]:
+        console.print(f"  refused {problem['channel']} {problem['channel_order_id']}: {problem['error']}",
+                      highlight=False)
+    console.print(f"shipping deadlines: {d['warning']} near, {d['escalated']} escalated, {d['missed']} missed",
+                  highlight=False)
+    for order in d["orders"][:20]:
+        console.print(f"  {order['order_no']}  {order['channel']:<8} {order['level']:<9} due {order['deadline']} "
+                      "(Asia/Shanghai)", highlight=False)
+
+
+@channels.command("sync")
+def sync(channel: ChannelOption = None, prefect: PrefectOption = None, json_out: JsonOption = False,
+         top_url: Annotated[str | None, typer.Option(help="TOP gateway URL (default: intake.taobao.url)")] = None,
+         woo_url: Annotated[str | None, typer.Option(help="Website root (default: intake.woocommerce.url)")] = None,
+         ) -> None:
+    """Push each listed item's available stock to the channels where it changed (the `sync-channel-stock`
+    flow), within each channel's rate."""
+    engine_or_exit()
+    if use_prefect(prefect):
+        from flows.channels import sync_channel_stock
+
+        summary = sync_channel_stock(channel=channel, top_url=top_url, woo_url=woo_url)
+    else:
+        from flows.channels import stock_cycle
+        from flows.compose import in_process
+
+        summary = stock_cycle(in_process, channel, top_url, woo_url)
+    if json_out:
+        emit_json(summary)
+        return
+    console.print(f"stock: {summary['checked']} listings checked, {summary['changed']} changed, "
+                  f"{summary['pushed']} pushed, {summary['refused']} refused, {summary['failed']} failed "
+                  f"({summary['requests']} requests)", highlight=False)
+    for refusal in summary["refusals"][:20]:
+        console.print(f"  refused {refusal['channel']} {refusal['item_code']} = {refusal['available']}: "
+                      f"{refusal['error']}", highlight=False)

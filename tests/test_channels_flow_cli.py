@@ -1,0 +1,86 @@
+"""The channels flows and commands (issue 18): `confirm-shipments` as a Prefect flow with its artifacts, and
+`yidi channels confirm|sync --no-prefect` running the same steps in process."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from prefect_support import artifacts_of
+from typer.testing import CliRunner
+
+from demo.standins.taobao import TaobaoStandin
+from demo.standins.woocommerce import WooCommerceStandin
+from tests.channels_data import add_channel_order, add_parcel, top_trade
+from yidi.bulk import insert_rows
+from yidi.db import get_engine, init_db
+from yidi.schema_channels import channel_listings
+
+TID = 3_900_000_000_000_000_901
+
+
+@pytest.fixture
+def secrets(monkeypatch):
+    for name, value in {"YIDI_TAOBAO_APP_KEY": "k", "YIDI_TAOBAO_APP_SECRET": "s", "YIDI_TAOBAO_SESSION": "x",
+                        "YIDI_WC_CONSUMER_KEY": "ck", "YIDI_WC_CONSUMER_SECRET": "cs"}.items():
+        monkeypatch.setenv(name, value)
+
+
+def _seed(engine):
+    with engine.begin() as conn:
+        taobao = add_channel_order(conn, "taobao", str(TID), [("A-STOCK", 1)], raw=top_trade(TID, [TID * 10 + 1]))
+        add_parcel(conn, taobao, [1], waybill_no="ZT5001")
+        website = add_channel_order(conn, "website", "5001", [("A-STOCK", 1)])
+        add_parcel(conn, website, [1], carrier="shunfeng", waybill_no="SF5001")
+        add_channel_order(conn, "taobao", "42", [("A-STOCK", 1)], state="approved",
+                          paid_at=pd.Timestamp("2026-01-05T00:00:00Z").to_pydatetime())  # long overdue
+
+
+def test_confirm_shipments_flow_tells_both_channels_and_publishes_artifacts(prefect_server, secrets):
+    from flows.channels import confirm_shipments
+
+    init_db()
+    _seed(get_engine())
+    with TaobaoStandin(app_key="k", app_secret="s", session="x") as top, \
+            WooCommerceStandin(consumer_key="ck", consumer_secret="cs") as woo:
+        top.add_trade(top_trade(TID, [TID * 10 + 1]))
+        woo.add_order({"id": 5001, "status": "processing"})
+        state = confirm_shipments(top_url=top.url, woo_url=woo.url, return_state=True)
+        assert state.is_completed()
+        summary = state.result()
+        assert (summary["planned"], summary["confirmed"], summary["pending"]) == (2, 2, 0)
+        assert summary["deadlines"]["missed"] == 1
+        assert len(top.confirmations) == 1 and woo.orders[5001]["status"] == "completed"
+    artifacts = artifacts_of(state)
+    assert {"channel-confirmations", "shipping-deadlines"} <= set(artifacts)
+    assert "| 2 | 2 | 0 | 0 | 0 | 0 | 0 |" in str(artifacts["channel-confirmations"].data)
+
+
+def test_cli_confirm_and_sync_without_prefect(secrets):
+    from app.cli.main import cli
+
+    init_db()
+    engine = get_engine()
+    _seed(engine)
+    from tests.fulfilment_data import add_stock, seed_reference
+
+    with engine.begin() as conn:
+        seed_reference(conn)
+        add_stock(conn, [("CQ-XY", "A-STOCK", 7)])
+        insert_rows(conn, channel_listings, pd.DataFrame([{"channel": "taobao", "item_code": "A-STOCK",
+                                                           "listing_id": "101"}]))
+    with TaobaoStandin(app_key="k", app_secret="s", session="x") as top:
+        top.add_trade(top_trade(TID, [TID * 10 + 1]))
+        top.add_listing(101)
+        runner = CliRunner()
+        confirmed = runner.invoke(cli, ["channels", "confirm", "--no-prefect", "--channel", "taobao",
+                                        "--top-url", top.url])
+        assert confirmed.exit_code == 0, confirmed.output
+        assert "1 confirmed" in confirmed.output and "1 missed" in confirmed.output
+        assert "(Asia/Shanghai)" in confirmed.output
+        assert all(len(line) <= 80 for line in confirmed.output.splitlines())
+        synced = runner.invoke(cli, ["channels", "sync", "--no-prefect", "--channel", "taobao", "--top-url", top.url,
+                                     "--json"])
+        assert synced.exit_code == 0, synced.output
+        assert json.loads(synced.output)["pushed"] == 1 and top.items[101]["num"] == 7
