@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Literal
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -34,7 +35,7 @@ from sqlalchemy import Engine
 import yidi  # noqa: F401  (Prefect offline defaults)
 from connectors.base import TransientChannelError
 from connectors.phone_form import FormLine, PhoneOrder, form_record
-from connectors.registry import build_connector, connector_for_file, enabled_channels
+from connectors.registry import ORDER_CHANNELS, build_connector, connector_for_file, enabled_channels
 from flows.compose import Run, require_store, resolved, step_logger, submitted, with_prefect
 from flows.naming import run_name
 from tasks.intake.landing import run_channel
@@ -130,22 +131,34 @@ def _settled(label: str, outcome) -> dict:
                 "error": message[:500]}
 
 
+# The channel as staff call it (the orders' own channel column says taobao, website, email, phone, fax); seen:
+# "spreadsheet" in the summary for what staff know as phone and fax orders.
+CHANNEL_LABELS = {"taobao": "taobao (platform)", "woocommerce": "website (WooCommerce)", "email": "email",
+                  "spreadsheet": "phone/fax (order templates)", "form": "phone/fax (UI form)"}  # fmt: skip
+IntakeChannel = Literal[ORDER_CHANNELS]  # type: ignore[valid-type]  (the Run form offers these)
+
+
 def _summary_rows(results: dict[str, dict]) -> list[dict]:
     rows = []
     for name, result in results.items():
-        row = {"channel": name, **{k: result.get(k, 0) for k in SUMMARY_FIELDS}}
+        row = {"channel": CHANNEL_LABELS.get(name, name), **{k: result.get(k, 0) for k in SUMMARY_FIELDS}}
         row["error"] = result.get("error") or ""
         rows.append(row)
     return rows
 
 
 @flow(name="intake-orders", log_prints=True, flow_run_name=run_name("intake", "channels", "files"))
-def intake_orders(channels: list[str] | None = None, files: list[str] | None = None,
+def intake_orders(channels: list[IntakeChannel] | None = None, files: list[str] | None = None,
                   options: dict[str, dict] | None = None) -> dict[str, dict]:
     """Pull orders from the configured channels (or ``channels``), or take in ``files`` (csv/xlsx/eml).
 
-    ``options`` overrides policy-file settings per channel (e.g. ``{"taobao": {"url": ...}}``; no secrets: those
-    stay in environment variables)."""
+    Args:
+        channels: Only these channels: taobao (the platform's TOP API), woocommerce (the website), email (order
+            mails), spreadsheet (phone/fax order templates in the inbox). Empty: every channel enabled in [intake].
+        files: Take in these files instead (csv/xlsx order templates, .eml order mails), paths the worker can read.
+        options: Per-channel overrides of the policy file, e.g. {"taobao": {"url": "http://127.0.0.1:8021"}} (no
+            secrets: those stay in environment variables).
+    """
     require_store()
     results = order_intake(submitted, channels=channels, files=files, options=options)
     rows = _summary_rows(results)

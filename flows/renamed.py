@@ -14,11 +14,11 @@ from datetime import datetime
 from prefect import flow
 
 from flows.fulfilment import fulfilment_handoff
-from flows.intake import intake_orders, intake_phone_order
+from flows.intake import IntakeChannel, intake_orders, intake_phone_order
 
 
 @flow(name="ingest-orders", log_prints=True)
-def ingest_orders(channels: list[str] | None = None, files: list[str] | None = None,
+def ingest_orders(channels: list[IntakeChannel] | None = None, files: list[str] | None = None,
                   options: dict[str, dict] | None = None) -> dict[str, dict]:
     """Renamed to ``intake-orders``; this name goes in 0.3."""
     return intake_orders.fn(channels=channels, files=files, options=options)

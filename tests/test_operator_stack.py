@@ -349,3 +349,44 @@ def test_the_xlsx_export_shows_yuan_numbers_with_a_currency_format_and_shanghai_
     assert (total.value, total.data_type, total.number_format) == (51.9, "n", '"¥"#,##0.00')
     when = sheet.cell(row=2, column=header.index("order_time (Asia/Shanghai)") + 1)
     assert when.value == datetime(2026, 11, 26, 9, 5) and when.is_date
+
+
+def test_quarantine_list_labels_its_times_and_cases_list_says_how_many(sqlite_engine, monkeypatch):
+    """Seen: `quarantine list` printed Shanghai time unlabelled; `cases list` printed ~100 rows with no count."""
+    from datetime import UTC, datetime
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from app.cli.main import cli
+    from yidi.bulk import insert_rows
+    from yidi.schema import intake_records
+    from yidi.schema_settlement import settlement_cases
+
+    monkeypatch.setenv("YIDI_DATABASE_URL", str(sqlite_engine.url))
+    with sqlite_engine.begin() as conn:
+        insert_rows(conn, intake_records, pd.DataFrame({
+            "channel": ["email"], "content_hash": ["h"], "status": ["quarantined"], "content": ["?"],
+            "reason": ["unreadable"], "received_at": [datetime(2026, 11, 26, 1, 5, tzinfo=UTC)]}))
+        columns = {c.name for c in settlement_cases.columns}
+        base = {"case_class": "short_paid", "status": "open", "amount_fen": 100, "summary": "s", "case_key": "k",
+                "opened_at": datetime(2026, 11, 26, tzinfo=UTC), "updated_at": datetime(2026, 11, 26, tzinfo=UTC)}
+        rows = [{k: (f"k{i}" if k == "case_key" else v) for k, v in base.items() if k in columns} for i in range(7)]
+        insert_rows(conn, settlement_cases, pd.DataFrame(rows))  # fmt: skip
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["intake", "quarantine", "list"], env={"COLUMNS": "120"})
+    assert listed.exit_code == 0, listed.output
+    assert "(Asia/Shanghai)" in listed.output and "2026-11-26 09:05" in listed.output
+    cases = runner.invoke(cli, ["settlement", "cases", "list", "--limit", "3"], env={"COLUMNS": "120"})
+    assert cases.exit_code == 0, cases.output
+    assert "3 of 7, largest first; --limit 7 for all" in cases.output
+
+
+def test_the_intake_run_form_offers_the_channels():
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.intake import intake_orders
+
+    properties = parameter_schema(intake_orders).model_dump()["properties"]
+    assert properties["channels"]["anyOf"][0]["items"]["enum"] == ["taobao", "woocommerce", "email", "spreadsheet"]
+    assert all(properties[name].get("description") for name in ("channels", "files", "options"))

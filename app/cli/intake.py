@@ -138,7 +138,7 @@ def quarantine_list(
         emit_json({"total": total, "records": [dict(row) for row in rows]})
         return
     table = RichTable(title=f"intake records ({status}): {total:,}", title_justify="left")
-    for column in ("id", "channel", "received", "source", "reason"):
+    for column in ("id", "channel", "received (Asia/Shanghai)", "source", "reason"):
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(str(row["id"]), row["channel"], local_time(row["received_at"]), (row["source_ref"] or "")[-60:],

@@ -250,22 +250,30 @@ def cases_list(
         settlement_cases.c.id, settlement_cases.c.case_class, settlement_cases.c.status, settlement_cases.c.owner,
         settlement_cases.c.amount_fen, settlement_cases.c.summary,
     ).order_by(settlement_cases.c.amount_fen.desc()).limit(limit)  # fmt: skip
+    from sqlalchemy import func
+
+    counted = select(func.count()).select_from(settlement_cases)
     if status != "all":
         stmt = stmt.where(settlement_cases.c.status == status)
+        counted = counted.where(settlement_cases.c.status == status)
     if case_class:
         stmt = stmt.where(settlement_cases.c.case_class == case_class)
+        counted = counted.where(settlement_cases.c.case_class == case_class)
     with engine.connect() as conn:
         frame = read_frame(conn, stmt)
+        total = int(conn.execute(counted).scalar_one())
     if json_out:
         emit_json(frame.to_dict("records"))
         return
+    more = f"; --limit {total} for all" if total > len(frame) else ""
     table = RichTable(title=f"settlement cases ({status})", title_justify="left")
-    for column in ("id", "class", "status", "owner", "amount", "summary"):
+    for column in ("id", "class", "status", "owner", "amount (¥)", "summary"):
         table.add_column(column)
     for row in frame.itertuples(index=False):
         table.add_row(str(row.id), row.case_class, row.status, row.owner or "",
                       yuan_text(row.amount_fen, grouping=True), row.summary)  # fmt: skip
     console.print(table)
+    console.print(f"{len(frame)} of {total}, largest first{more}", highlight=False)
 
 
 def _cases_as_of(engine, as_of: str, status: str, case_class: str | None, limit: int, json_out: bool) -> None:
