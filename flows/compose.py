@@ -10,6 +10,7 @@ Both paths therefore run the same steps in the same order with the same transact
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +35,8 @@ def submitted(step, *args, **kwargs):
 
 def resolved(outcome):
     """A step's value whichever runner ran it: a future's result, or the value itself."""
+    if "prefect.futures" not in sys.modules:  # Prefect not loaded (``in_process``): no future can exist
+        return outcome
     from prefect.futures import PrefectFuture
 
     return outcome.result() if isinstance(outcome, PrefectFuture) else outcome
@@ -41,6 +44,8 @@ def resolved(outcome):
 
 def step_logger(name: str) -> logging.Logger | logging.LoggerAdapter:
     """The run's logger inside Prefect (shown in the UI); the module's logger in process (``in_process``)."""
+    if "prefect.context" not in sys.modules:  # Prefect not loaded: not inside a run
+        return logging.getLogger(name)
     from prefect import get_run_logger
     from prefect.exceptions import MissingContextError
 

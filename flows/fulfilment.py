@@ -24,13 +24,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
-
 from flows.compose import Run, require_store, retry_on_database_error, with_prefect
 from flows.naming import run_name
 from yidi.settings import get_settings
+from yidi.steps import NO_CACHE, create_markdown_artifact, create_table_artifact, flow, get_run_logger, task
 
 
 @task(name="prepare-stock", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_database_error)

@@ -22,14 +22,10 @@ committed and its cursor stays at the last of them. Channels never share a trans
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
-from prefect.input import RunInput
-from prefect.tasks import exponential_backoff
 from sqlalchemy import Engine
 
 import yidi  # noqa: F401  (Prefect offline defaults)
@@ -42,6 +38,15 @@ from tasks.intake.landing import run_channel
 from tasks.intake.rules import ChannelSummary
 from yidi.db import get_engine
 from yidi.settings import get_settings
+from yidi.steps import (
+    NO_CACHE,
+    create_markdown_artifact,
+    create_table_artifact,
+    exponential_backoff,
+    flow,
+    get_run_logger,
+    task,
+)
 
 SUMMARY_FIELDS = ["read", "new", "updated", "unchanged", "quarantined", "cancelled", "rereview", "remote", "local",
                   "unknown", "batches"]
@@ -183,8 +188,16 @@ def intake_orders(channels: list[IntakeChannel] | None = None, files: list[str] 
 # The phone-order form
 
 
-class PhoneOrderForm(RunInput, PhoneOrder):
-    """The form shown in the Prefect UI (fields of ``connectors.phone_form.PhoneOrder``)."""
+@cache
+def phone_order_form() -> type:
+    """The form shown in the Prefect UI (fields of ``connectors.phone_form.PhoneOrder``); made in the flow run, where
+    Prefect is loaded (``yidi.steps``)."""
+    from prefect.input import RunInput
+
+    class PhoneOrderForm(RunInput, PhoneOrder):
+        """The phone-order form."""
+
+    return PhoneOrderForm
 
 
 FORM_HELP = """### 电话/传真订单录入 — phone or fax order
@@ -202,8 +215,8 @@ def intake_phone_order(timeout_hours: float = 8.0, entered_by: str = "") -> dict
     from prefect.flow_runs import pause_flow_run
 
     logger = get_run_logger()
-    answer: PhoneOrderForm = pause_flow_run(
-        wait_for_input=PhoneOrderForm.with_initial_data(
+    answer = pause_flow_run(
+        wait_for_input=phone_order_form().with_initial_data(
             description=FORM_HELP,
             customer_name="",
             phone="",

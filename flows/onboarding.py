@@ -12,9 +12,6 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
 
 from flows.compose import Run, retry_on_database_error, step_logger, with_prefect
@@ -23,6 +20,7 @@ from yidi.bulk import utc_now
 from yidi.db import get_engine
 from yidi.lifecycle import current_actor
 from yidi.settings import get_settings
+from yidi.steps import NO_CACHE, create_markdown_artifact, flow, task
 
 
 @task(name="import-order-file", cache_policy=NO_CACHE, retries=2, retry_condition_fn=retry_on_database_error)

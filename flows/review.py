@@ -23,15 +23,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import Literal
 
 import pandas as pd
-from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.context import FlowRunContext
-from prefect.exceptions import FlowPauseTimeout
-from prefect.flow_runs import pause_flow_run
-from prefect.input import RunInput
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
@@ -64,13 +59,8 @@ from yidi.db import get_engine
 from yidi.masking import mask_address, mask_name, mask_phone
 from yidi.money import yuan_text
 from yidi.settings import Settings, get_settings
+from yidi.steps import create_markdown_artifact, create_table_artifact, flow, flow_run_id, get_run_logger
 from yidi.workdays import BUSINESS_TZ
-
-
-def _flow_run_id() -> str | None:
-    ctx = FlowRunContext.get()
-    return str(ctx.flow_run.id) if ctx and ctx.flow_run else None
-
 
 # --- automated review ----------------------------------------------------------------------------------------------
 
@@ -111,7 +101,7 @@ def auto_review(order_ids: list[int] | None = None, send: bool = True) -> dict:
     logger = get_run_logger()
     engine = get_engine()
     result = automated_review(with_prefect, engine=engine, settings=get_settings(), order_ids=order_ids,
-                              flow_run_id=_flow_run_id())  # fmt: skip
+                              flow_run_id=flow_run_id())  # fmt: skip
     if not result["candidates"]:
         logger.info("no orders waiting for the automated review")
         return result
@@ -180,9 +170,17 @@ class OrderDecision(BaseModel):
     proposed_solution: str = Field("", max_length=500, description="What the customer can do (required to reject)")
 
 
-class ReviewForm(RunInput):
-    reviewer: str = Field(..., min_length=1, max_length=100, description="Your name (recorded with each decision)")
-    decisions: list[OrderDecision]
+@cache
+def review_form_base() -> type:
+    """The pause form's input model; made in the flow run, where Prefect is loaded (``yidi.steps``)."""
+    from prefect.input import RunInput
+
+    class ReviewForm(RunInput):
+        reviewer: str = Field(..., min_length=1, max_length=100,
+                              description="Your name (recorded with each decision)")  # fmt: skip
+        decisions: list[OrderDecision]
+
+    return ReviewForm
 
 
 # What markdown reads inside a line (emphasis, code, links, html, tables, strike-through); our text never starts one.
@@ -255,7 +253,7 @@ def waiting_label(since: datetime) -> str:
     return f"{pd.Timestamp(since).tz_convert(BUSINESS_TZ):%Y-%m-%d %H:%M} (Asia/Shanghai), {ago} ago"
 
 
-def review_form(orders_text: str, order_nos: Sequence[str], problems: list[str] | None = None) -> type[ReviewForm]:
+def review_form(orders_text: str, order_nos: Sequence[str], problems: list[str] | None = None) -> type:
     """The form for one page, with its initial data. Seen (issue 15): the Prefect UI's Resume dialog does not show
     the input's description (and ``RunInput.with_initial_data`` drops the fields' own descriptions), so what the
     reviewer decides on goes where the dialog shows it, in the fields' descriptions: the refusal reason (if any) on
@@ -266,7 +264,7 @@ def review_form(orders_text: str, order_nos: Sequence[str], problems: list[str] 
     if problems:
         reviewer_help = f"{refused_banner(problems)}\n\n{reviewer_help}"
     model = create_model(
-        "ReviewForm", __base__=ReviewForm,
+        "ReviewForm", __base__=review_form_base(),
         reviewer=(str, Field("", min_length=1, max_length=100, description=reviewer_help)),
         decisions=(list[OrderDecision], Field([OrderDecision(order_no=no) for no in order_nos],
                                               description=orders_text)),
@@ -275,7 +273,7 @@ def review_form(orders_text: str, order_nos: Sequence[str], problems: list[str] 
     return model
 
 
-def check_form(form: ReviewForm, page: pd.DataFrame) -> list[str]:
+def check_form(form, page: pd.DataFrame) -> list[str]:
     """Problems with the reviewer's input (any problem refuses the whole form)."""
     problems = []
     known = set(page["order_no"])
@@ -369,6 +367,9 @@ def review_orders(limit: int | None = None, order_nos: list[str] | None = None, 
             logger.info("review form for %d order(s) (%s) waiting for a reviewer since %s", len(page),
                         ", ".join(page["order_no"].head(5)) + (" …" if len(page) > 5 else ""),
                         waiting_label(waiting_since))  # fmt: skip
+            from prefect.exceptions import FlowPauseTimeout
+            from prefect.flow_runs import pause_flow_run
+
             try:
                 form = pause_flow_run(wait_for_input=initial, timeout=timeout, poll_interval=poll_interval)
             except FlowPauseTimeout:
@@ -385,7 +386,7 @@ def review_orders(limit: int | None = None, order_nos: list[str] | None = None, 
             result = apply_decision(
                 engine, item.order_no, item.decision, form.reviewer, reason=item.reason,
                 proposed_solution=item.proposed_solution, source="ui", seen_version=int(versions[item.order_no]),
-                flow_run_id=_flow_run_id(), settings=settings,
+                flow_run_id=flow_run_id(), settings=settings,
             )  # fmt: skip
             record = {"order_no": result.order_no, "decision": item.decision, "reviewer": form.reviewer,
                       "applied": result.applied, "state": result.state, "message": result.message}  # fmt: skip

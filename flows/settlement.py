@@ -26,9 +26,6 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import pandas as pd
-from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
 from pydantic import Field
 from sqlalchemy import Engine
 
@@ -58,6 +55,7 @@ from yidi.db import get_engine
 from yidi.lifecycle import current_actor
 from yidi.money import yuan_text
 from yidi.settings import get_settings
+from yidi.steps import NO_CACHE, create_markdown_artifact, create_table_artifact, flow, task
 
 
 def _records(frame: pd.DataFrame) -> list[dict]:

@@ -26,10 +26,6 @@ from contextlib import nullcontext
 from datetime import UTC, datetime
 
 import pandas as pd
-from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
-from prefect.concurrency.sync import concurrency
 from sqlalchemy import Engine
 
 from connectors.kuaidi100 import Kuaidi100Client
@@ -52,6 +48,7 @@ from yidi.bulk import utc_now
 from yidi.db import get_engine
 from yidi.lifecycle import current_actor
 from yidi.settings import TrackingPolicy, get_settings
+from yidi.steps import NO_CACHE, create_markdown_artifact, create_table_artifact, flow, get_run_logger, task
 from yidi.workdays import BUSINESS_TZ
 
 log = logging.getLogger(__name__)
@@ -149,6 +146,8 @@ def poll_cycle(
     total.merge(run(apply_pushes_task, runtime, now))
     if policy.push_enabled:
         logger.info("subscriptions: %s", run(subscribe_task, runtime, now))
+    if shared_limits:  # only flow runs share limits: Prefect is loaded there
+        from prefect.concurrency.sync import concurrency
     lock = concurrency(policy.cycle_lock_name, occupy=1, strict=False) if shared_limits else nullcontext()
     with lock:
         due = run(select_due, runtime, now, waybill, limit)

@@ -29,9 +29,6 @@ from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-from prefect.tasks import exponential_backoff
 from sqlalchemy import Engine, and_, bindparam, or_, select, update
 
 from connectors.sms_gateway import SmsGateway, SmsSendError
@@ -42,6 +39,7 @@ from yidi.lifecycle import record_events
 from yidi.masking import mask_phone
 from yidi.schema import notification_outbox as outbox
 from yidi.settings import Settings, get_settings
+from yidi.steps import NO_CACHE, exponential_backoff, task
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "yidi" / "templates"
 MOBILE = re.compile(r"^1[3-9]\d{9}$")

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from yidi.db import get_engine
 from yidi.reference import prepare_catalog, prepare_customers, upsert_catalog, upsert_customers
+from yidi.steps import NO_CACHE, task
 from yidi.textfiles import read_table
 
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
 
 from yidi.settings import yidi_home
+
+if TYPE_CHECKING:  # alembic is imported when the schema is touched, not by every command (0.3-0.7 s)
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -80,6 +82,8 @@ def get_engine(url: str | None = None) -> Engine:
 
 
 def alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["engine"] = engine
@@ -91,6 +95,8 @@ def init_db(engine: Engine | None = None) -> list[str]:
 
     "head", not "heads": the migrations are one line (0007 joined the area branches), and alembic refuses to
     upgrade when a change adds a second head, instead of applying branches in an order nobody chose."""
+    from alembic import command
+
     engine = engine or get_engine()
     command.upgrade(alembic_config(engine), "head")
     return current_heads(engine)
@@ -101,6 +107,7 @@ STORE_NOT_READY = "the order store is not initialised"
 
 def code_heads() -> list[str]:
     """The migration head this code expects (``yidi/migrations``)."""
+    from alembic.config import Config
     from alembic.script import ScriptDirectory
 
     config = Config()

@@ -8,6 +8,7 @@ and appends one event per order with time, actor, reason and details.
 from __future__ import annotations
 
 import getpass
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -97,6 +98,8 @@ def is_legal(from_state: str, to_state: str) -> bool:
 def current_actor() -> str:
     """Who acts: the Prefect flow run when inside one, else the logged-in user."""
     try:
+        if "prefect.context" not in sys.modules:  # Prefect not loaded: no flow run (and none imported for nothing)
+            raise ImportError
         from prefect.context import FlowRunContext
 
         ctx = FlowRunContext.get()

@@ -19,8 +19,6 @@ from collections.abc import Sequence
 from datetime import datetime
 
 import pandas as pd
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Connection, Engine, update
 
 from tasks.review.columns import ReviewInputs, line_details
@@ -40,6 +38,7 @@ from yidi.outbox import enqueue
 from yidi.schema import orders
 from yidi.schema_review import review_checks, review_findings
 from yidi.settings import Settings, get_settings
+from yidi.steps import NO_CACHE, task
 
 
 def rule_messages(settings: Settings) -> dict[str, tuple[str, str]]:
