@@ -206,6 +206,14 @@ def test_prefect_without_a_server_is_refused_not_a_temporary_server(no_prefect_s
     assert result.exit_code == 4 and "no Prefect server" in result.output and "make up" in result.output
 
 
+def test_load_orders_with_prefect_but_no_server_is_refused(no_prefect_server, sqlite_engine, monkeypatch, tmp_path):
+    use_store(monkeypatch, sqlite_engine)
+    orders = tmp_path / "orders.csv"
+    orders.write_text("订单号,客户\nYD1,张三\n", encoding="utf-8")
+    result = runner.invoke(cli, ["load", "orders", str(orders), "--prefect"])
+    assert result.exit_code == 4 and "no Prefect server" in result.output
+
+
 def test_tracking_poll_without_the_carrier_account_is_a_clean_exit_3(no_prefect_server, sqlite_engine, monkeypatch):
     use_store(monkeypatch, sqlite_engine)
     monkeypatch.delenv("YIDI_KUAIDI100_CUSTOMER", raising=False)

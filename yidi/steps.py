@@ -36,15 +36,16 @@ def _no_cache():
 NO_CACHE = Later(_no_cache)
 
 
-def exponential_backoff(backoff_factor: float) -> Later:
-    """``prefect.tasks.exponential_backoff``, made when the task is built."""
+def exponential_backoff(backoff_factor: float):
+    """``prefect.tasks.exponential_backoff``: at once where Prefect is loaded (a real task's ``with_options`` needs
+    the value), else made when the task is built."""
 
     def make():
         from prefect.tasks import exponential_backoff as prefect_backoff
 
         return prefect_backoff(backoff_factor=backoff_factor)
 
-    return Later(make)
+    return make() if _prefect_loaded() else Later(make)
 
 
 def _resolved(options: dict) -> dict:

@@ -18,6 +18,7 @@ from rich.table import Table as RichTable
 import yidi  # noqa: F401  (Prefect offline defaults)
 from app.cli.common import (
     EXIT_CONFIG,
+    PREFECT_OPTION_HELP,
     cli,
     console,
     emit_json,
@@ -89,6 +90,8 @@ def load(
     kind: Annotated[ReferenceKind, typer.Argument(help="What the file holds")],
     path: Annotated[Path, typer.Argument(help="csv or xlsx, UTF-8 or GBK")],
     json_out: Annotated[bool, typer.Option("--json")] = False,
+    prefect: Annotated[bool | None, typer.Option("--prefect/--no-prefect",
+                                                 help="orders only: " + PREFECT_OPTION_HELP)] = None,
 ) -> None:
     """Load reference data (catalog or customers), stock, supplier prices or existing orders from a staff
     spreadsheet; re-loading is safe."""
@@ -99,7 +102,7 @@ def load(
     if kind is ReferenceKind.orders:
         from app.cli.onboarding import load_orders_file
 
-        load_orders_file(path, json_out)
+        load_orders_file(path, json_out, prefect)
         return
 
     if kind in (ReferenceKind.stock, ReferenceKind.supplier_prices):

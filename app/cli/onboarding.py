@@ -8,17 +8,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from app.cli.common import console, emit_json, engine_or_exit, fail
+from app.cli.common import console, emit_json, engine_or_exit, fail, use_prefect
 
 
-def load_orders_file(path: Path, json_out: bool = False) -> None:
+def load_orders_file(path: Path, json_out: bool = False, prefect: bool | None = None) -> None:
     from flows.compose import in_process
     from flows.onboarding import order_import
     from tasks.onboarding.rules import ImportFileError
 
     engine = engine_or_exit()
     try:
-        result = order_import(in_process, path=path, engine=engine)
+        if use_prefect(prefect):  # the `import-orders` flow run, on the configured server
+            from flows.onboarding import import_orders
+
+            result = import_orders(file_path=str(path.resolve()))
+        else:
+            result = order_import(in_process, path=path, engine=engine)
     except ImportFileError as exc:
         raise fail(f"{path}: nothing imported: {exc}") from None
     if json_out:
