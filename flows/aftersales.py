@@ -19,14 +19,10 @@ answer was lost is sent again next run with the same request number.
 from __future__ import annotations
 
 from datetime import date, datetime
+from functools import cache
 from pathlib import Path
 from typing import Literal
 
-from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
-from prefect.exceptions import FlowPauseTimeout
-from prefect.input import RunInput
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select
 
@@ -48,6 +44,7 @@ from yidi.lifecycle import current_actor
 from yidi.schema import orders
 from yidi.schema_aftersales import aftersales_cases, feedback_items, service_jobs, surveys
 from yidi.settings import get_settings, yidi_home
+from yidi.steps import NO_CACHE, create_markdown_artifact, create_table_artifact, flow, task
 from yidi.workdays import BUSINESS_TZ
 
 FEEDBACK_CHANNEL = {"form": "phone", "phone": "phone", "email": "email", "website": "website", "taobao": "platform",
@@ -186,9 +183,17 @@ class JobResult(BaseModel):
     note: str = Field("", max_length=500, description="What was done or why not")
 
 
-class ServiceResultForm(RunInput):
-    technician: str = Field(..., min_length=1, max_length=100, description="Who reports (recorded with the result)")
-    results: list[JobResult]
+@cache
+def service_result_form() -> type:
+    """The technicians' form model; made in the flow run, where Prefect is loaded (``yidi.steps``)."""
+    from prefect.input import RunInput
+
+    class ServiceResultForm(RunInput):
+        technician: str = Field(..., min_length=1, max_length=100,
+                                description="Who reports (recorded with the result)")  # fmt: skip
+        results: list[JobResult]
+
+    return ServiceResultForm
 
 
 @flow(name="record-service-result", flow_run_name=run_name("service results", "day", when="%m-%d %H:%M"))
@@ -196,6 +201,7 @@ def record_service_results(day: str | None = None, timeout_hours: float = 8, pol
     """The technicians' form: the jobs booked for ``day`` (YYYY-MM-DD, default today in Beijing time) wait in the
     run's pause form; Resume with a result per job (done, needs parts, customer absent, rescheduled). Also
     ``yidi aftersales service-result``."""
+    from prefect.exceptions import FlowPauseTimeout
     from prefect.flow_runs import pause_flow_run
 
     require_store()
@@ -213,7 +219,7 @@ def record_service_results(day: str | None = None, timeout_hours: float = 8, pol
                              "|---|---|---|---|---|"] + [
         f"| {r['job_no']} | {r['kind']} | {r['technician']} | {r['order_no']} | {r['ship_city']}{r['ship_district']} |"
         for r in jobs.to_dict("records")])  # fmt: skip
-    initial = ServiceResultForm.with_initial_data(description=description, technician="",
+    initial = service_result_form().with_initial_data(description=description, technician="",
                                                   results=[JobResult(job_no=j) for j in jobs["job_no"]])  # fmt: skip
     try:
         form = pause_flow_run(wait_for_input=initial, timeout=int(timeout_hours * 3600), poll_interval=poll_interval)

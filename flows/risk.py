@@ -17,9 +17,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import pandas as pd
-from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Engine
 
 from flows.compose import Run, require_store, retry_on_database_error, step_logger, with_prefect
@@ -33,6 +30,7 @@ from tasks.risk.periods import parse_period, period_of
 from yidi.bulk import utc_now
 from yidi.db import get_engine
 from yidi.settings import get_settings, yidi_home
+from yidi.steps import NO_CACHE, create_markdown_artifact, create_table_artifact, flow, task
 from yidi.workdays import BUSINESS_TZ
 
 STEP = {"cache_policy": NO_CACHE, "retries": 2, "retry_condition_fn": retry_on_database_error}

@@ -24,6 +24,8 @@ FLOW_COMMANDS = [
     ["fulfilment", "run"],
     ["tracking", "poll"],
     ["settlement", "reconcile"],
+    ["risk", "run"],
+    ["aftersales", "run"],
 ]
 
 

@@ -59,6 +59,8 @@ FLOW_COMMANDS = [
     (["tracking", "poll"], IN_PROCESS),
     (["settlement", "reconcile"], IN_PROCESS),
     (["load", "orders", "{orders}"], IN_PROCESS),
+    (["risk", "run"], IN_PROCESS),
+    (["aftersales", "run"], IN_PROCESS),
 ]
 
 

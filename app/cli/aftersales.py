@@ -9,7 +9,16 @@ from typing import Annotated
 import typer
 from rich.table import Table as RichTable
 
-from app.cli.common import cli, console, emit_json, engine_or_exit, fail, local_time
+from app.cli.common import (
+    PREFECT_OPTION_HELP,
+    cli,
+    console,
+    emit_json,
+    engine_or_exit,
+    fail,
+    local_time,
+    use_prefect,
+)
 
 aftersales = typer.Typer(help="After-sales: requests, decisions, returns, refunds, service jobs.",
                          no_args_is_help=True)  # fmt: skip
@@ -239,7 +248,7 @@ def resolve(case_no: str, note: Annotated[str, typer.Option(help="How it was res
 
 @aftersales.command("run")
 def run(
-    no_prefect: Annotated[bool, typer.Option("--no-prefect", help="Run in this process, without a flow run")] = False,
+    prefect: Annotated[bool | None, typer.Option("--prefect/--no-prefect", help=PREFECT_OPTION_HELP)] = None,
     as_of: AsOf = None, json_out: JsonOut = False,
 ) -> None:  # fmt: skip
     """Run the after-sales cycle now (the `after-sales` flow)."""
@@ -248,7 +257,7 @@ def run(
 
     engine_or_exit()
     now = _now(as_of) if as_of else None
-    result = after_sales_cycle(in_process, now=now) if no_prefect else after_sales(now=now)
+    result = after_sales(now=now) if use_prefect(prefect) else after_sales_cycle(in_process, now=now)
     if json_out:
         return emit_json(result)
     for step, value in result.items():
