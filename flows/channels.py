@@ -16,13 +16,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
-
 from flows.compose import Run, require_store, retry_on_database_error, with_prefect
 from flows.naming import run_name
 from yidi.settings import get_settings
+from yidi.steps import NO_CACHE, create_markdown_artifact, create_table_artifact, flow, task
 
 
 def _writers(channel: str | None, top_url: str | None, woo_url: str | None, pacers: dict | None = None):

@@ -61,6 +61,8 @@ FLOW_COMMANDS = [
     (["load", "orders", "{orders}"], IN_PROCESS),
     (["risk", "run"], IN_PROCESS),
     (["aftersales", "run"], IN_PROCESS),
+    (["channels", "confirm"], IN_PROCESS),
+    (["channels", "sync"], IN_PROCESS),
 ]
 
 
