@@ -358,3 +358,26 @@ def test_an_online_order_waits_for_every_account_s_bill_of_its_payment_window():
     days = pd.concat([days, pd.DataFrame({"source": ["alipay"], "account": ["A2"], "bill_day": [date(2026, 11, 12)]})])
     # every day in for both accounts; WeChat Pay never sent a bill here, so its orders are not waited for
     assert awaiting_bills(orders_frame, days, policy).tolist() == [False] * 5
+
+
+def test_imported_orders_addresses_are_classified_like_intake(engine, tmp_path):
+    """Requirement S1: every order is remote, local or unknown from its address, imported ones too."""
+    path = tmp_path / "addresses.csv"
+    path.write_text(
+        "订单号,下单时间,订单状态,客户名称,收货地址,省,市,区县,订单金额\n"
+        "B1,2026-10-01,已审核,甲,沙坪坝区三峡广场1号,,,,10.00\n"  # a Chongqing district without 重庆
+        "B2,2026-10-01,已审核,乙,四川省成都市武侯区人民南路四段1号,,,,10.00\n"
+        "B3,2026-10-01,已审核,丙,asdf 随便写写 ###,,,,10.00\n"
+        "B4,2026-10-01,已审核,丁,解放碑步行街8号,重庆市,重庆市,渝中区,10.00\n",
+        encoding="utf-8",
+    )
+    result = order_import(in_process, path=path, now=utc(2026, 11, 1), actor="test", engine=engine)
+    assert (result["imported"], result["quarantined"]) == (4, 0)
+    with engine.connect() as conn:
+        rows = conn.execute(select(orders.c.order_no, orders.c.region, orders.c.ship_province, orders.c.ship_city,
+                                   orders.c.ship_district, orders.c.ship_detail)).all()  # fmt: skip
+    got = {r.order_no: tuple(r)[1:] for r in rows}
+    assert got["B1"] == ("local", "重庆市", "重庆市", "沙坪坝区", "三峡广场1号")
+    assert got["B2"] == ("remote", "四川省", "成都市", "武侯区", "人民南路四段1号")
+    assert got["B3"][0] == "unknown" and got["B3"][4] == "asdf 随便写写 ###"  # nothing the customer wrote is lost
+    assert got["B4"] == ("local", "重庆市", "重庆市", "渝中区", "解放碑步行街8号")
