@@ -332,6 +332,13 @@ def reconcile_settlements(
     # a file named explicitly is always parsed again; an inbox file refused before is only listed
     result = reconciliation(with_prefect, files=files, source=source, period=period,
                             retry_rejected=bool(file_path), publish=True, as_of=day)  # fmt: skip
+    report = result["report"]
+    rate = report.get("match_rate")
+    step_logger(__name__).info(
+        "reconciled %s: files %s ingested, %s already known, %s rejected; new lines %s, matched %s (match rate %s); "
+        "settled %s; workbook %s", report.get("period"), report.get("files_ingested"), report.get("files_duplicate"),
+        report.get("files_rejected"), report.get("new_lines"), report.get("matched_lines"),
+        "n/a" if rate is None else f"{rate:.1%}", report.get("settled"), report.get("workbook"))  # fmt: skip
     failure = refused_files(result["files"])
     if failure:
         raise failure

@@ -206,14 +206,25 @@ def poll_carriers(
             with_prefect, engine=engine, client=client, policy=policy, now=aware(as_of), actor=current_actor(),
             waybill=waybill, limit=max_shipments, shared_limits=True, logger=logger,
         )  # fmt: skip
-    if summary["breaker"]:
-        logger.warning("polling stopped early: %s", summary["breaker"])
+    outcomes = summary["outcomes"]
+    # The carrier could not be reached: the breaker tripped, or every query failed and none got an answer.
+    unreachable = summary["breaker"] or (
+        f"every query failed ({outcomes.get('failed')})" if outcomes.get("failed") and not outcomes.get("ok") else None)
+    if unreachable:
+        logger.error("could not reach the carrier API: %s", unreachable)
     logger.info(
         "polled %d: %s; new checkpoints %d; exceptions %s",
         summary["due"], summary["outcomes"], summary["new_events"], summary["exceptions"],
     )  # fmt: skip
     _artifacts(engine, summary)
+    if unreachable:
+        # Red, not green (issue 15): the shipments not polled are due again at the next run.
+        raise CarrierUnreachable(f"carrier API unreachable: {unreachable}; outcomes {outcomes}")
     return summary
+
+
+class CarrierUnreachable(RuntimeError):
+    """The carrier's API kept failing: the circuit breaker stopped the run's polling."""
 
 
 def _artifacts(engine: Engine, summary: dict) -> None:

@@ -184,3 +184,23 @@ def test_tracking_demo_moves_shipments_and_opens_incidents(tracking_env):
     assert {"delivered", "exception"} <= states
     assert kinds & {"damaged", "lost", "delay", "refused"}
     assert receipts and set(receipts) == {"applied"}
+
+
+def test_poll_carriers_ends_failed_when_the_carrier_api_is_down(tracking_env):
+    """Seen (issue 15): a run that could not reach a system it needs stayed green."""
+    from datetime import timedelta
+
+    from flows.tracking import CarrierUnreachable, poll_carriers
+
+    engine, carrier, clock = tracking_env
+    with engine.begin() as conn:
+        ships = make_shipped_orders(conn, 12, shipped_at=T0)
+        carrier.register_many(standin_registrations(conn, scenarios={n: "normal" for n in ships["waybill_no"]}))
+    clock.advance(hours=60)
+    carrier.down(timedelta(hours=1))
+    state = poll_carriers(as_of=clock.now(), query_url=carrier.query_url, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(CarrierUnreachable, match="carrier API unreachable"):
+        state.result()
+    with engine.connect() as conn:
+        assert set(conn.execute(select(orders.c.state)).scalars()) == {"shipped"}  # nothing half-done
