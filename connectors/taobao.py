@@ -126,6 +126,7 @@ class TopClient:
     attempts: int = 4  # per call, for transient errors
     backoff: float = 0.5  # seconds, doubled per attempt (jittered); throttling waits what the server says
     max_wait: float = 30.0
+    keep_alive: bool = False  # one pooled HTTP session for many calls (stock sync); thread-safe for plain posts
 
     def call(self, method: str, **api_params) -> dict:
         """Call ``method``; returns the ``<method>_response`` object; raises TopError / TransientChannelError."""
@@ -143,6 +144,14 @@ class TopClient:
                 time.sleep(wait)
         assert last is not None
         raise last
+
+    def _session(self) -> requests.Session:
+        if getattr(self, "_http", None) is None:
+            self._http = requests.Session()
+            adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=32)
+            self._http.mount("http://", adapter)
+            self._http.mount("https://", adapter)
+        return self._http
 
     def _wait_for(self, exc: Exception, attempt: int) -> float:
         wait = self.backoff * 2 ** (attempt - 1) * (1 + random.random() * 0.25)
@@ -167,7 +176,8 @@ class TopClient:
         params = {k: str(v) for k, v in params.items()}
         params["sign"] = sign_params(params, self.app_secret, self.sign_method)
         try:
-            response = requests.post(self.url, data=params, timeout=self.timeout)
+            poster = self._session().post if self.keep_alive else requests.post
+            response = poster(self.url, data=params, timeout=self.timeout)
         except (requests.Timeout, requests.ConnectionError) as exc:
             raise TransientChannelError(f"taobao gateway unreachable or slow: {type(exc).__name__}") from None
         if response.status_code == 429 or response.status_code >= 500:

@@ -90,6 +90,7 @@ def test_stock_is_pushed_only_when_changed_and_never_above_the_rate(engine):
         settings = get_settings()
         settings.channels.rate_per_second.update({"taobao": 3.0, "website": 1.0})
         settings.channels.woocommerce_batch_size = 2
+        settings.channels.push_workers = 1  # one thread: the simulated clock advances only as that thread waits
         writers = ChannelWriters(TopClient(url=top.url, app_key="k", app_secret="s", session="x", attempts=1),
                                  WooWriter(woo.url, "ck", "cs"))
 

@@ -43,4 +43,5 @@ class ChannelsPolicy(BaseModel):
     safety_stock_items: dict[str, float] = {}  # item code -> units held back (overrides safety_stock)
     rate_per_second: dict[str, float] = {"taobao": 10.0, "website": 2.0}  # requests per second per channel
     woocommerce_batch_size: int = Field(100, ge=1, le=100)  # products per batch request (the API's maximum)
+    push_workers: int = Field(8, ge=1, le=64)  # TOP calls in flight at once (the pacer still holds the rate)
     top_update_type: int = Field(1, ge=1, le=2)  # taobao.item.quantity.update type: 1 full, 2 incremental

@@ -53,6 +53,8 @@ class Faults:
 class QuietHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "yidi-standin/1.0"
+    # Headers and body go out in two writes; with keep-alive, Nagle + delayed ACK would hold the body ~40 ms.
+    disable_nagle_algorithm = True
 
     def log_message(self, format, *args):  # noqa: A002 - stdlib signature
         pass

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import deque
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
@@ -152,6 +153,9 @@ class TaobaoStandin(StandinServer):
         self.clock = time.monotonic
         self.write_rate: float | None = None  # calls per second allowed; above it: code 7 App Call Limited
         self.write_times: list[float] = []
+        self._recent: deque[float] = deque()  # write times in the trailing second
+        self.max_writes_in_any_second = 0
+        self.throttled = 0
 
     @property
     def url(self) -> str:  # the gateway URL
@@ -235,7 +239,12 @@ class TaobaoStandin(StandinServer):
         with self._lock:
             now = self.clock()
             self.write_times.append(now)
-            if self.write_rate is not None and sum(1 for t in self.write_times if now - t < 1.0) > self.write_rate:
+            while self._recent and now - self._recent[0] >= 1.0:
+                self._recent.popleft()
+            self._recent.append(now)
+            self.max_writes_in_any_second = max(self.max_writes_in_any_second, len(self._recent))
+            if self.write_rate is not None and len(self._recent) > self.write_rate:
+                self.throttled += 1
                 return 200, throttle_body(self.ban_seconds)
             if params["method"] == OFFLINE_SEND:
                 return self._offline_send(params)

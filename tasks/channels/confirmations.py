@@ -69,6 +69,7 @@ class ChannelWriters:
         if "taobao" in wanted:
             options = {**channel_options("taobao", settings), **({"url": top_url} if top_url else {})}
             top = TaobaoConnector(name="taobao", options=options).client()
+            top.keep_alive = True  # many calls per run (stock figures): one pooled session
         if "website" in wanted:
             o = channel_options("woocommerce", settings)
             key, secret = os.environ.get(o["consumer_key_env"]), os.environ.get(o["consumer_secret_env"])
