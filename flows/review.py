@@ -35,7 +35,7 @@ from flows.compose import Run, require_store, with_prefect
 from flows.naming import run_name
 from tasks.review.automated import build_data_docs, review_chunk_task
 from tasks.review.deadlines import check_deadlines
-from tasks.review.decisions import apply_decision
+from tasks.review.decisions import DecisionResult, apply_decision
 from tasks.review.rules import (
     ChunkSummary,
     InvalidDecision,
@@ -59,6 +59,7 @@ from yidi.db import get_engine
 from yidi.masking import mask_address, mask_name, mask_phone
 from yidi.money import yuan_text
 from yidi.settings import Settings, get_settings
+from yidi.staff import NotPermitted, StaffPolicy, act_as
 from yidi.steps import create_markdown_artifact, create_table_artifact, flow, flow_run_id, get_run_logger
 from yidi.workdays import BUSINESS_TZ
 
@@ -260,7 +261,7 @@ def review_form(orders_text: str, order_nos: Sequence[str], problems: list[str] 
     the first field, at the top of the form; every order's details and findings on the decisions."""
     from pydantic import create_model
 
-    reviewer_help = "Your name (recorded with each decision)"
+    reviewer_help = "Your staff name or login (a listed reviewer; recorded with each decision)"
     if problems:
         reviewer_help = f"{refused_banner(problems)}\n\n{reviewer_help}"
     model = create_model(
@@ -273,9 +274,13 @@ def review_form(orders_text: str, order_nos: Sequence[str], problems: list[str] 
     return model
 
 
-def check_form(form, page: pd.DataFrame) -> list[str]:
+def check_form(form, page: pd.DataFrame, staff: StaffPolicy | None = None) -> list[str]:
     """Problems with the reviewer's input (any problem refuses the whole form)."""
     problems = []
+    try:  # the reviewer must be listed staff with the reviewer role (issue 20)
+        act_as(staff or get_settings().staff, "review", form.reviewer or "-")
+    except NotPermitted as exc:
+        problems.append(str(exc))
     known = set(page["order_no"])
     seen = set()
     for item in form.decisions:
@@ -375,7 +380,7 @@ def review_orders(limit: int | None = None, order_nos: list[str] | None = None, 
             except FlowPauseTimeout:
                 logger.warning("review form not answered in time; undecided orders stay pending")
                 return _finish_review(applied, refused, timed_out=True)
-            problems = check_form(form, page)
+            problems = check_form(form, page, settings.staff)
             if not problems:
                 break
             logger.warning("review input refused: %s", "; ".join(problems))
@@ -383,11 +388,14 @@ def review_orders(limit: int | None = None, order_nos: list[str] | None = None, 
         for item in form.decisions:
             if item.decision == "skip":
                 continue
-            result = apply_decision(
-                engine, item.order_no, item.decision, form.reviewer, reason=item.reason,
-                proposed_solution=item.proposed_solution, source="ui", seen_version=int(versions[item.order_no]),
-                flow_run_id=flow_run_id(), settings=settings,
-            )  # fmt: skip
+            try:
+                result = apply_decision(
+                    engine, item.order_no, item.decision, form.reviewer, reason=item.reason,
+                    proposed_solution=item.proposed_solution, source="ui", seen_version=int(versions[item.order_no]),
+                    flow_run_id=flow_run_id(), settings=settings,
+                )  # fmt: skip
+            except InvalidDecision as exc:  # e.g. a separated duty (issue 20): this order stays pending
+                result = DecisionResult(item.order_no, False, "pending_review", str(exc))
             record = {"order_no": result.order_no, "decision": item.decision, "reviewer": form.reviewer,
                       "applied": result.applied, "state": result.state, "message": result.message}  # fmt: skip
             (applied if result.applied else refused).append(record)

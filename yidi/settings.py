@@ -24,6 +24,7 @@ from yidi.redact import shown_input
 # The settlement section is a schema of its own (bank templates, dunning ladder): yidi/settlement_policy.py.
 from yidi.risk_policy import AuditPolicy, CreditPolicy, KpiPolicy, RiskPolicy
 from yidi.settlement_policy import SettlementPolicy
+from yidi.staff import StaffPolicy  # issue 20: who may decide what
 
 DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
 
@@ -524,6 +525,7 @@ class Settings(Section):
     kpi: KpiPolicy = KpiPolicy()
     audit: AuditPolicy = AuditPolicy()
     channels: ChannelsPolicy = ChannelsPolicy()
+    staff: StaffPolicy = StaffPolicy()
 
 
 def yidi_home() -> Path:

@@ -150,12 +150,13 @@ def _decide(ref: str, decision: str, reviewer: str, reason: str | None, solution
 @review_app.command("approve")
 def review_approve(
     ref: Annotated[str, typer.Argument(help="Order id or order number")],
-    reviewer: Annotated[str, typer.Option(help="Who decides (default: your login)")] = "",
+    reviewer: Annotated[str, typer.Option("--reviewer", "--as", help="A listed reviewer's name or login "
+                                          "(default: your login; see [staff] in the policy file)")] = "",
     version: Annotated[int | None, typer.Option(help="The order version you reviewed (refused if it changed)")] = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Approve a pending order: it moves on to fulfilment and the customer is told."""
-    _decide(ref, "approve", reviewer or _login(), None, None, version, json_out)
+    _decide(ref, "approve", reviewer or _login() or "-", None, None, version, json_out)
 
 
 @review_app.command("reject")
@@ -163,12 +164,13 @@ def review_reject(
     ref: Annotated[str, typer.Argument(help="Order id or order number")],
     reason: Annotated[str, typer.Option(help="Why (told to the customer)")],
     solution: Annotated[str, typer.Option("--solution", help="Proposed solution for the customer")],
-    reviewer: Annotated[str, typer.Option(help="Who decides (default: your login)")] = "",
+    reviewer: Annotated[str, typer.Option("--reviewer", "--as", help="A listed reviewer's name or login "
+                                          "(default: your login; see [staff] in the policy file)")] = "",
     version: Annotated[int | None, typer.Option(help="The order version you reviewed")] = None,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Reject a pending order with a reason and a proposed solution; the customer receives both."""
-    _decide(ref, "reject", reviewer or _login(), reason, solution, version, json_out)
+    _decide(ref, "reject", reviewer or _login() or "-", reason, solution, version, json_out)
 
 
 @review_app.command("run")

@@ -201,15 +201,17 @@ def override(
     grade: str,
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded)")],
     days: Annotated[int, typer.Option("--days", help="Expires after this many days")] = 30,
-    by: Annotated[str, typer.Option("--by", help="The manager")] = "manager",
+    by: Annotated[str, typer.Option("--as", "--by", help="A listed manager's name or login (default: your login)")]
+    = "",
     as_of: AS_OF = None,
 ) -> None:
     """A manager's grade override for a customer, with a reason; it expires by itself."""
     from tasks.risk.credit_steps import OverrideError, override_grade
     from yidi.settings import get_settings
 
+    actor = _staff_or_exit("override_grade", by, f"the grade of {customer} is unchanged")
     try:
-        result = override_grade(engine_or_exit(), get_settings(), customer, grade.upper(), reason, by, days,
+        result = override_grade(engine_or_exit(), get_settings(), customer, grade.upper(), reason, actor, days,
                                 _aware(as_of))  # fmt: skip
     except OverrideError as exc:
         raise fail(str(exc), 2) from None
@@ -324,34 +326,47 @@ def audit_show(finding_id: int, json_out: JSON = False) -> None:
         console.print(f"  {local_time(e.occurred_at)} {e.actor}: {e.action} {e.note or ''}")
 
 
+def _staff_or_exit(action: str, who: str, unchanged: str) -> str:
+    """The acting listed person as the log records them (``role:name``), or exit 1 naming the role needed."""
+    from yidi.settings import get_settings
+    from yidi.staff import NotPermitted, act_as
+
+    try:
+        return act_as(get_settings().staff, action, who).text
+    except NotPermitted as exc:
+        raise fail(f"{exc} ({unchanged})") from None
+
+
 def _move(finding_id: int, to_state: str, by: str, note: str | None, as_of) -> None:
     from tasks.risk.findings import FindingError, move
 
+    action = "audit_resolve" if to_state == "rectifying" else "audit_verify"
+    actor = _staff_or_exit(action, by, f"finding #{finding_id} unchanged")
     try:
         with engine_or_exit().begin() as conn:
-            result = move(conn, finding_id, to_state, by, note, _aware(as_of))
+            result = move(conn, finding_id, to_state, actor, note, _aware(as_of))
     except FindingError as exc:
         raise fail(str(exc), 2) from None
     console.print(f"finding #{finding_id}: {result['from']} → {result['to']}")
 
 
 NOTE = Annotated[str | None, typer.Option("--note", help="What was done")]
-BY = Annotated[str, typer.Option("--by", help="Who")]
+BY = Annotated[str, typer.Option("--as", "--by", help="A listed person's name or login (default: your login)")]
 
 
 @audit_app.command("resolve")
-def audit_resolve(finding_id: int, note: NOTE = None, by: BY = "ops", as_of: AS_OF = None) -> None:
+def audit_resolve(finding_id: int, note: NOTE = None, by: BY = "", as_of: AS_OF = None) -> None:
     """The fix is in: open → rectifying (the next run re-checks it)."""
     _move(finding_id, "rectifying", by, note, as_of)
 
 
 @audit_app.command("verify")
-def audit_verify(finding_id: int, note: NOTE = None, by: BY = "audit", as_of: AS_OF = None) -> None:
+def audit_verify(finding_id: int, note: NOTE = None, by: BY = "", as_of: AS_OF = None) -> None:
     """An auditor confirms the fix: rectifying → verified."""
     _move(finding_id, "verified", by, note, as_of)
 
 
 @audit_app.command("close")
-def audit_close(finding_id: int, note: NOTE = None, by: BY = "audit", as_of: AS_OF = None) -> None:
+def audit_close(finding_id: int, note: NOTE = None, by: BY = "", as_of: AS_OF = None) -> None:
     """Close a finding without verification (accepted risk, false positive): a note is required."""
     _move(finding_id, "closed", by, note, as_of)

@@ -342,13 +342,31 @@ def cases_show(case_id: int, json_out: Annotated[bool, typer.Option("--json")] =
     console.print(table)
 
 
-def _change(case_id: int, note: str, to_status: str | None = None, owner: str | None = None) -> None:
+def _change(case_id: int, note: str, to_status: str | None = None, owner: str | None = None,
+            who: str | None = None) -> None:
+    from sqlalchemy import select
+
     from tasks.settlement.cases import change_case
+    from yidi.schema_settlement import settlement_cases
+    from yidi.settings import get_settings
+    from yidi.staff import NotPermitted, act_as, approved_by, check_separation
 
     engine = engine_or_exit()
     try:
         with engine.begin() as conn:
-            result = change_case(conn, case_id, to_status=to_status, owner=owner, note=note)
+            actor = None
+            if to_status == "resolved":  # issue 20: finance resolves, and not the person who approved the order
+                staff = get_settings().staff
+                actor = act_as(staff, "resolve_case", who)
+                order_id = conn.execute(select(settlement_cases.c.order_id)
+                                        .where(settlement_cases.c.id == case_id)).scalar()  # fmt: skip
+                if order_id is not None:
+                    check_separation(staff, "approve_and_resolve", actor, approved_by(conn, order_id),
+                                     f"approved the order of case {case_id} and may not resolve its payment case")
+            result = change_case(conn, case_id, to_status=to_status, owner=owner, note=note,
+                                 actor=actor.text if actor else None)  # fmt: skip
+    except NotPermitted as exc:
+        raise fail(f"{exc} (case {case_id} unchanged)") from None
     except (KeyError, ValueError) as exc:
         raise fail(str(exc).strip("'\"")) from None
     console.print(f"case {case_id}: {result['status']} (owner {result['owner']})", highlight=False)
@@ -364,10 +382,12 @@ def cases_explain(
 
 @cases_app.command("resolve")
 def cases_resolve(
-    case_id: int, note: Annotated[str, typer.Option("--note", "-m", help="How it was resolved")]
+    case_id: int, note: Annotated[str, typer.Option("--note", "-m", help="How it was resolved")],
+    who: Annotated[str, typer.Option("--as", help="A listed finance person's name or login (default: your login)")]
+    = "",
 ) -> None:
-    """Resolve a case; reconciliations never reopen a case a person resolved."""
-    _change(case_id, note, "resolved")
+    """Resolve a case (finance role); reconciliations never reopen a case a person resolved."""
+    _change(case_id, note, "resolved", who=who)
 
 
 @cases_app.command("reopen")

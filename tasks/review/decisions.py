@@ -26,6 +26,7 @@ from yidi.lifecycle import OrderState, record_events, transition_orders
 from yidi.outbox import enqueue
 from yidi.schema_review import review_decisions
 from yidi.settings import Settings, get_settings
+from yidi.staff import Actor, NotPermitted, act_as, check_separation, keyed_by
 
 
 @dataclass
@@ -43,9 +44,12 @@ def apply_decision(engine: Engine, ref: str | int, decision: str, reviewer: str,
     another reviewer (or meets a changed order) comes back with ``applied=False`` and a clear message."""
     settings = settings or get_settings()
     validate_decision(decision, reviewer, reason, proposed_solution)
-    reviewer = reviewer.strip()
+    try:  # a listed person with the reviewer role (issue 20); the log records that person, never the typed text
+        actor = act_as(settings.staff, "review", reviewer)
+    except NotPermitted as exc:
+        raise InvalidDecision(str(exc)) from None
     try:
-        return _apply_decision(engine, ref, decision, reviewer, reason, proposed_solution, source, seen_version,
+        return _apply_decision(engine, ref, decision, actor, reason, proposed_solution, source, seen_version,
                                flow_run_id, settings)  # fmt: skip
     except _LostRace as lost:
         # Another writer moved the order between our read and our update: report what happened to it.
@@ -61,12 +65,19 @@ class _LostRace(Exception):
         self.order_id = order_id
 
 
-def _apply_decision(engine, ref, decision, reviewer, reason, proposed_solution, source, seen_version, flow_run_id,
+def _apply_decision(engine, ref, decision, actor: Actor, reason, proposed_solution, source, seen_version, flow_run_id,
                     settings) -> DecisionResult:
     with engine.begin() as conn:
         order = order_by_ref(conn, ref)
         if order is None:
             raise InvalidDecision(f"no order {ref!r}")
+        reviewer = actor.name
+        try:
+            if decision == "approve":
+                check_separation(settings.staff, "key_and_approve", actor, keyed_by(conn, order["id"]),
+                                 f"keyed in order {order['order_no']} and may not approve it")
+        except NotPermitted as exc:
+            raise InvalidDecision(str(exc)) from None
         if order["state"] != OrderState.PENDING_REVIEW.value:
             return DecisionResult(order["order_no"], False, order["state"],
                                   already_decided(order, latest_decision(conn, order["id"])))
@@ -86,10 +97,10 @@ def _apply_decision(engine, ref, decision, reviewer, reason, proposed_solution, 
             return DecisionResult(order["order_no"], False, order["state"], already_decided(order, winner))
         target = OrderState.APPROVED if decision == "approve" else OrderState.REJECTED
         moved = transition_orders(
-            conn, [order["id"]], target, actor=f"reviewer:{reviewer}", skip_illegal=True,
+            conn, [order["id"]], target, actor=actor.text, skip_illegal=True,
             reason=("人工审核通过 / approved by reviewer" if decision == "approve"
                     else f"人工审核驳回 / rejected by reviewer: {reason.strip()}"),
-            details={"reviewer": reviewer, "source": source, "reason": reason, "proposed_solution": proposed_solution,
+            details={"reviewer": reviewer, **actor.details(), "source": source, "reason": reason, "proposed_solution": proposed_solution,
                      "order_version": int(order["version"]), "flow_run_id": flow_run_id},
         ).moved  # fmt: skip
         if not moved:

@@ -1,0 +1,166 @@
+"""Who may decide what (issue 20): staff listed in the policy file, their roles, and separated duties.
+
+Staff are listed under ``[staff] people`` (name, OS login, roles). A decision is accepted only from a listed
+person holding a role the action needs (``ACTION_ROLES``); the CLI maps the operating-system login to a person,
+or takes ``--as NAME`` (a name or a login), checked against the list. The event log then records
+``role:name`` of a listed person, never free text.
+
+Bootstrap: while ``people`` is empty and ``allow_unlisted`` is true (the shipped default, so a fresh install and
+the tests work), anyone is accepted and recorded as ``role:name`` with ``"listed": false`` in the details. As soon
+as one person is listed, the list is the only way in. Set ``allow_unlisted = false`` to refuse everything until
+staff are listed.
+
+Separated duties (``[staff] separate``): the same person may not key in an order and approve it
+(``key_and_approve``), or approve an order and resolve its payment case (``approve_and_resolve``).
+"""
+
+from __future__ import annotations
+
+import getpass
+from dataclasses import dataclass
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import select
+
+Role = Literal["reviewer", "finance", "operations", "manager", "auditor"]
+SeparationRule = Literal["key_and_approve", "approve_and_resolve"]
+
+# The roles each guarded action needs (any one of them). Fixed in code: the issue names them, managers list people.
+ACTION_ROLES: dict[str, tuple[str, ...]] = {
+    "review": ("reviewer",),  # approve/reject an order (form and CLI)
+    "resolve_case": ("finance",),  # settlement case resolution
+    "override_grade": ("manager",),  # credit grade override
+    "audit_resolve": ("operations", "finance", "manager"),  # "the fix is in" on an audit finding
+    "audit_verify": ("auditor",),  # verify or close an audit finding
+    "stock_adjust": ("operations",),  # stocktake import (corrects the books)
+}
+ACTION_WORDS = {
+    "review": "decide a review", "resolve_case": "resolve a settlement case",
+    "override_grade": "override a credit grade", "audit_resolve": "mark an audit finding fixed",
+    "audit_verify": "verify or close an audit finding", "stock_adjust": "adjust stock (stocktake)",
+}  # fmt: skip
+
+
+class NotPermitted(PermissionError):
+    """The acting person is unknown, lacks the role, or would breach a separation of duties."""
+
+
+class StaffMember(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(..., min_length=1, max_length=60, description="Recorded in the event log")
+    login: str = Field("", max_length=60, description="Operating-system login the CLI maps to this person")
+    roles: list[Role] = Field(..., min_length=1)
+
+
+class StaffPolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    people: list[StaffMember] = Field([], description="Listed staff; empty = bootstrap (see allow_unlisted)")
+    allow_unlisted: bool = Field(True, description="While people is empty, accept anyone (bootstrap)")
+    separate: list[SeparationRule] = Field(["key_and_approve", "approve_and_resolve"],
+                                           description="Duties one person may not both do")  # fmt: skip
+
+    @model_validator(mode="after")
+    def _unique(self) -> StaffPolicy:
+        seen: set[str] = set()
+        for person in self.people:
+            for key in {person.name.casefold(), person.login.casefold()} - {""}:
+                if key in seen:
+                    raise ValueError(f"staff name or login {key!r} is listed twice")
+                seen.add(key)
+        return self
+
+    def find(self, who: str) -> StaffMember | None:
+        key = (who or "").strip().casefold()
+        return next((p for p in self.people if key and key in (p.name.casefold(), p.login.casefold())), None)
+
+
+@dataclass(frozen=True)
+class Actor:
+    name: str
+    role: str
+    listed: bool
+
+    @property
+    def text(self) -> str:
+        """What the event log's actor column records."""
+        return f"{self.role}:{self.name}"
+
+    def details(self) -> dict:
+        return {"person": self.name, "role": self.role, "listed": self.listed}
+
+
+def os_login() -> str:
+    try:
+        return getpass.getuser()
+    except OSError:  # pragma: no cover - no login name in some containers
+        return ""
+
+
+def act_as(policy: StaffPolicy, action: str, who: str | None = None) -> Actor:
+    """The person doing ``action``: ``who`` (a name or login, e.g. ``--as``) or else the OS login. Raises
+    ``NotPermitted`` naming the role needed."""
+    roles = ACTION_ROLES[action]
+    needed = " or ".join(roles)
+    who = (who or "").strip() or os_login()
+    if not policy.people:
+        if policy.allow_unlisted and who:
+            return Actor(who[:60], roles[0], False)
+        raise NotPermitted(f"refused: no staff are listed ([staff] people in the policy file); to "
+                           f"{ACTION_WORDS[action]} list a person with the {needed} role")  # fmt: skip
+    member = policy.find(who)
+    if member is None:
+        raise NotPermitted(f"refused: {who!r} is not listed staff; to {ACTION_WORDS[action]} you need the {needed} "
+                           f"role ([staff] people in the policy file; use --as NAME)")  # fmt: skip
+    held = [r for r in roles if r in member.roles]
+    if not held:
+        raise NotPermitted(f"refused: {member.name} ({', '.join(member.roles)}) lacks the {needed} role needed to "
+                           f"{ACTION_WORDS[action]}")  # fmt: skip
+    return Actor(member.name, held[0], True)
+
+
+def same_person(policy: StaffPolicy, a: str | None, b: str | None) -> bool:
+    """Whether two recorded names (a name, a login or ``role:name``) are one person."""
+
+    def canonical(value: str | None) -> str:
+        value = (value or "").strip()
+        value = value.split(":", 1)[1] if ":" in value else value
+        member = policy.find(value)
+        return (member.name if member else value).casefold()
+
+    return bool(canonical(a)) and canonical(a) == canonical(b)
+
+
+def keyed_by(conn, order_id: int) -> str | None:
+    """Who keyed an order in (phone/fax form: the raw record's ``form:NAME`` source), if a person did."""
+    from sqlalchemy import or_
+
+    from yidi.schema import intake_records, orders
+
+    ref = conn.execute(
+        select(intake_records.c.source_ref).where(intake_records.c.source_ref.like("form:%"), or_(
+            intake_records.c.order_id == int(order_id),
+            intake_records.c.id == select(orders.c.raw_record_id).where(orders.c.id == int(order_id)).scalar_subquery(),
+        )).order_by(intake_records.c.id).limit(1)
+    ).scalar()  # fmt: skip
+    if ref and str(ref).startswith("form:") and str(ref)[5:] not in ("", "staff"):
+        return str(ref)[5:]
+    return None
+
+
+def approved_by(conn, order_id: int) -> str | None:
+    """The reviewer who approved an order (latest approval), if any."""
+    from yidi.schema_review import review_decisions
+
+    return conn.execute(
+        select(review_decisions.c.reviewer).where(review_decisions.c.order_id == int(order_id),
+                                                  review_decisions.c.decision == "approve")
+        .order_by(review_decisions.c.decided_at.desc()).limit(1)
+    ).scalar()  # fmt: skip
+
+
+def check_separation(policy: StaffPolicy, rule: str, actor: Actor, earlier: str | None, what: str) -> None:
+    """Refuse ``actor`` if the policy separates ``rule`` and ``earlier`` (who did the other duty) is the same person."""
+    if rule in policy.separate and earlier and same_person(policy, actor.name, earlier):
+        raise NotPermitted(f"refused: {actor.name} {what}; the policy separates these duties ([staff] separate = "
+                           f"{rule!r}): another person must do it")  # fmt: skip
