@@ -225,6 +225,7 @@ def test_tracking_poll_without_the_carrier_account_is_a_clean_exit_3(no_prefect_
 
 def test_a_configured_server_that_does_not_answer_is_exit_4(monkeypatch, sqlite_engine):
     use_store(monkeypatch, sqlite_engine)
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
     monkeypatch.setattr(common, "_configured_api_url", lambda: "http://127.0.0.1:1/api")
     result = runner.invoke(cli, ["settlement", "reconcile"])
     assert result.exit_code == 4 and "does not answer" in result.output and "--no-prefect" in result.output

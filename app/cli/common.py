@@ -199,7 +199,8 @@ def use_prefect(choice: bool | None) -> bool:
     if not _server_answers(url):
         raise fail(f"the Prefect server at {url} does not answer (PREFECT_API_URL); start it, or run in this "
                    "process with --no-prefect", EXIT_DATABASE)  # fmt: skip
-    os.environ["PREFECT_API_URL"] = url
-    os.environ["PREFECT_SERVER_EPHEMERAL_ENABLED"] = "false"  # belt and braces: never a temporary server
+    if "prefect.settings" not in sys.modules:  # Prefect reads these when this command first imports it
+        os.environ["PREFECT_API_URL"] = url
+        os.environ["PREFECT_SERVER_EPHEMERAL_ENABLED"] = "false"  # belt and braces: never a temporary server
     logging.getLogger("prefect").setLevel(logging.WARNING)
     return True
