@@ -133,3 +133,41 @@ def test_a_street_part_beginning_with_a_dash_keeps_it(engine):
                           "lines": [{"item_code": "SKU-1", "quantity": 1, "unit_price_yuan": "10"}]}))
     run_channel(engine, FormConnector("form", {"records": record}))
     assert frame(engine, "SELECT ship_detail FROM orders")["ship_detail"].tolist() == ["-2+3 路1号"]
+
+
+# Free-text addresses whose division names come after other text: the text before them stays in the detail.
+FREE_TEXT = [("=A1 重庆市渝中区解放碑1号", "渝中区", "=A1 解放碑1号"),
+             ("收货：四川省成都市武侯区人民南路4段1号", "武侯区", "收货:人民南路4段1号"),
+             ("收件人张三 重庆市渝北区龙溪街道1号", "两江新区", "收件人张三 龙溪街道1号")]
+
+
+def free_text_orders(start: int) -> list[dict]:
+    orders = []
+    for i, (address, _, _) in enumerate(FREE_TEXT):
+        order = neutral(1)[0]
+        order.update(ref=str(start + i), province="", city="", district="", detail=address)
+        orders.append(order)
+    return orders
+
+
+def addresses(engine) -> list[tuple]:
+    rows = frame(engine, "SELECT ship_district, ship_detail FROM orders ORDER BY channel_order_id")
+    return list(rows.itertuples(index=False, name=None))
+
+
+def test_text_before_the_division_names_is_kept_through_the_template_csv(engine, tmp_path):
+    inbox = tmp_path / "inbox"
+    write_csv(template_frame(free_text_orders(10), prefix="C"), inbox / "订单.csv", "utf-8")
+    summary = run_channel(engine, inbox_connector(inbox))
+    assert (summary.new, summary.quarantined) == (3, 0), summary.reasons
+    assert addresses(engine) == [(district, detail) for _, district, detail in FREE_TEXT]
+
+
+def test_text_before_the_division_names_is_kept_through_order_emails(engine, tmp_path, monkeypatch):
+    monkeypatch.setenv("YIDI_HOME", str(tmp_path / "home"))
+    maildir = tmp_path / "Maildir"
+    write_maildir(maildir, [attachment_email(free_text_orders(20), encoding="utf-8")])
+    connector = EmailConnector("email", {"source": "maildir", "maildir": str(maildir), "processed_flag": "S"})
+    summary = run_channel(engine, connector)
+    assert (summary.new, summary.quarantined) == (3, 0), summary.reasons
+    assert addresses(engine) == [(district, detail) for _, district, detail in FREE_TEXT]

@@ -20,7 +20,7 @@ from yidi.address.names import (
     STREET_NEXT_2,
     WORD_NEXT_2,
 )
-from yidi.address.reading import classify_text, repair, resolve_fields
+from yidi.address.reading import classify_text, repair, resolve_fields, rest_of
 
 INPUT_COLUMNS = ("province", "city", "district", "detail", "full_address")
 OUTPUT_COLUMNS = ("province", "city", "district", "detail", "admin_code", "region", "region_note")
@@ -71,13 +71,13 @@ def classify_addresses(df: pd.DataFrame) -> pd.DataFrame:
     slot_of: dict = {}
     row_result = [slot_of.setdefault(k, len(slot_of)) for k in keys]
     results: list[tuple] = []
-    ends: list[int] = []
+    ends: list = []
     for key in slot_of:  # insertion order is slot order
         fid, text_key = (0, key) if single else key
         result, end_ = classify_text(fields[fid], text_key)
         results.append(result)
         ends.append(end_)
-    details = [(t[ends[slot]:] or None) if t else None for t, slot in zip(texts, row_result, strict=True)]
+    details = [rest_of(t, ends[slot]) for t, slot in zip(texts, row_result, strict=True)]
     _repair_rows(results, row_result, details, texts, ends, fields, None if single else field_codes,
                  lambda fid, text: key_of(text, known[fid], town_sensitive[fid]))
 
@@ -93,7 +93,7 @@ def classify_addresses(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out, index=df.index)
 
 
-def _repair_rows(results: list[tuple], row_result: list[int], details: list, texts: list, ends: list[int],
+def _repair_rows(results: list[tuple], row_result: list[int], details: list, texts: list, ends: list,
                  fields: list, field_codes: np.ndarray | None, key_of) -> None:
     """The slow path, in place: rows whose fast reading found no district and whose text looks messy (traditional
     or spaced characters, a misspelt name, HK/MO, see ``messy.needs_repair``) are read again, once per distinct
@@ -120,7 +120,7 @@ def _repair_rows(results: list[tuple], row_result: list[int], details: list, tex
     for i in rows.tolist():
         text = texts[i]
         slot = row_result[i]
-        if not needs_repair(results[slot], text, ends[slot]):
+        if not needs_repair(results[slot], text, ends[slot][1]):
             continue
         fid = 0 if field_codes is None else int(field_codes[i])
         key = (fid, text)

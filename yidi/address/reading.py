@@ -149,9 +149,11 @@ def _apply(g: Gazetteer, st: State, entries: list[Entry]) -> bool:
     return True
 
 
-def _scan(g: Gazetteer, st: State, text: str, pos: int, *, anywhere: bool = False, messy: bool = False) -> int:
+def _scan(g: Gazetteer, st: State, text: str, pos: int, *, anywhere: bool = False, messy: bool = False,
+          found_at: list[int] | None = None) -> int:
     """Consume leading division names of ``text`` from ``pos``; returns the position after them. ``messy`` also
-    reads one-character typos under a known province or city and Hong Kong / Macao localities (``messy.py``)."""
+    reads one-character typos under a known province or city and Hong Kong / Macao localities (``messy.py``).
+    ``anywhere``: the names may begin further on; where they begin is appended to ``found_at``."""
     pos = _skip_separators(text, pos)
     if anywhere and st.depth == 0:
         # Nothing at the start: look for the first *full* name further on ("xx公司 重庆市渝北区 …").
@@ -159,6 +161,8 @@ def _scan(g: Gazetteer, st: State, text: str, pos: int, *, anywhere: bool = Fals
             hit = _match_at(g, text, i, st, free=True)
             if hit and any(e.kind != "short" for e in hit[1]) and not _looks_like_street(text, i + len(hit[0])):
                 pos = i
+                if found_at is not None:
+                    found_at.append(i)
                 break
         else:
             return pos
@@ -382,13 +386,29 @@ def resolve_fields(prov_raw: str, city_raw: str, dist_raw: str, country_raw: str
     return Fields(st, structured, written, field_depth, empty=not (structured or country_raw))
 
 
-def classify_text(fields: Fields, text: str | None, *, messy: bool = False) -> tuple[tuple, int]:
-    """Classify with the fields' state plus ``text``; returns (result without detail, end of the admin part).
+Cut = tuple[int, int]  # the division names read from a text: text[:cut[0]] + text[cut[1]:] is the detail
+
+
+def rest_of(text: str | None, cut: Cut) -> str | None:
+    """The detail: what the division reading did not consume (text before names read from the middle, and the
+    text after them), so nothing the customer wrote is lost; surrounding whitespace trimmed."""
+    if not text:
+        return None
+    before, after = cut
+    if before:
+        return (text[:before] + text[after:]).strip() or None
+    return text[after:] or None
+
+
+def classify_text(fields: Fields, text: str | None, *, messy: bool = False) -> tuple[tuple, Cut]:
+    """Classify with the fields' state plus ``text``; returns (result without detail, the admin part's span
+    ``(begin, end)``: begin > 0 only when the names were found further on, see ``rest_of``).
     ``messy`` also reads typos and HK/MO localities (the slow path, see ``repair``)."""
     g = gazetteer()
     st = fields.state.copy()
     written = fields.written
     start = 0
+    found_at: list[int] = []
     if text and st.foreign is None:
         m = LEADING_JUNK.match(text)
         start = m.end() if m else 0
@@ -411,9 +431,10 @@ def classify_text(fields: Fields, text: str | None, *, messy: bool = False) -> t
             before_depth = st.depth
             end = _scan(g, st, text, start, messy=messy)
             if end == start and before_depth == 0 and not st.ambiguous:
-                end = _scan(g, st, text, start, anywhere=True, messy=messy)
+                end = _scan(g, st, text, start, anywhere=True, messy=messy, found_at=found_at)
                 if st.depth == 0:
                     end = start
+                    found_at.clear()
             if written is None:
                 written = _written_cq_district(g, text, start, end)
             end = _apply_2025_towns(g, st, written, text, _skip_separators(text, end))
@@ -428,6 +449,7 @@ def classify_text(fields: Fields, text: str | None, *, messy: bool = False) -> t
                 _latin(g, st, text)
                 if (st.depth, st.foreign) != before_latin:
                     start = 0  # a Latin address stays whole in detail
+                    found_at.clear()
         if start == junk_end and all(c in SEPARATORS for c in text[:junk_end]):
             # No division name after the leading punctuation: it belongs to the street part as written
             # (an address "-2+3 路1号" keeps its "-"); only surrounding whitespace is trimmed.
@@ -437,7 +459,9 @@ def classify_text(fields: Fields, text: str | None, *, messy: bool = False) -> t
                 start -= 1  # "渝中区-2+3 路1号": the "-" begins the street part, it is not a separator here
     elif not text and written is not None:
         _apply_2025_towns(g, st, written, "", 0)
-    return _finish(g, st, empty=fields.empty and not text), start
+    # Names read from the middle ("收货：四川省成都市…"): the text before them is the customer's and stays.
+    begin = found_at[0] if found_at and found_at[0] < start else 0
+    return _finish(g, st, empty=fields.empty and not text), (begin, start)
 
 
 def classify_one(
@@ -452,9 +476,9 @@ def classify_one(
     fields = resolve_fields(_normalise(province), _normalise(city), _normalise(district), _normalise(country))
     detail_raw, full_raw = _normalise(detail), _normalise(full_address)
     text = detail_raw if (fields.structured and detail_raw) or not full_raw else full_raw
-    result, end = classify_text(fields, text or None)
-    rest = (text[end:] or None) if text else None
-    if needs_repair(result, text, end):
+    result, cut = classify_text(fields, text or None)
+    rest = rest_of(text, cut)
+    if needs_repair(result, text, cut[1]):
         repaired = repair(fields, text, result)
         if repaired is not None:
             result, rest = repaired
@@ -473,19 +497,19 @@ def repair(fields: Fields, text: str, fast: tuple, read=None) -> tuple[tuple, st
     from yidi.address.messy import simplified
 
     plain = simplified(text)
-    result, end = (None, 0)
+    result, cut = (None, (0, 0))
     if plain != text:
-        result, end = read(plain) if read is not None else classify_text(fields, plain)
+        result, cut = read(plain) if read is not None else classify_text(fields, plain)
     if result is None or result[2] is None:
-        result, end = classify_text(fields, plain, messy=True)
+        result, cut = classify_text(fields, plain, messy=True)
     if _score(result) <= _score(fast):
         return None
     # The rest of the address as the customer wrote it where the simplification kept its length (t2s does).
-    rest = text[end:] if len(plain) == len(text) else plain[end:]
+    rest = rest_of(text if len(plain) == len(text) else plain, cut)
     if plain != text:
         note = "read as " + ("simplified characters" if len(plain) == len(text) else "joined characters")
         result = (*result[:5], _note([n for n in (result[5], note) if n]))
-    return result, rest or None
+    return result, rest
 
 
 def _foreign_prefix(g: Gazetteer, text: str, pos: int) -> str | None:
