@@ -8,6 +8,9 @@ export YIDI_HOME ?= $(CURDIR)/.yidi
 # The local Prefect server's port (make up / make demo); another port when 4200 is taken: make up PREFECT_PORT=4300
 PREFECT_PORT ?= 4200
 export YIDI_PREFECT_PORT ?= $(PREFECT_PORT)
+# Listen beyond loopback only with PREFECT_SERVER_API_AUTH_STRING set (make up refuses otherwise; README: production)
+PREFECT_HOST ?= 127.0.0.1
+export YIDI_PREFECT_HOST ?= $(PREFECT_HOST)
 
 .PHONY: help venv test lint demo up down bench bench-report clean
 

@@ -36,6 +36,31 @@ def ui_url() -> str:
     return f"http://{HOST}:{port()}"
 
 
+def bind_host() -> str:
+    """Where the server listens (``YIDI_PREFECT_HOST``, ``make up PREFECT_HOST=0.0.0.0``); clients still use HOST."""
+    return os.environ.get("YIDI_PREFECT_HOST") or HOST
+
+
+class Exposed(RuntimeError):
+    """A server beyond loopback without authentication (issue 20): anyone reaching the port could approve orders."""
+
+
+def require_auth_beyond_loopback() -> None:
+    import ipaddress
+
+    host = bind_host()
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not os.environ.get("PREFECT_SERVER_API_AUTH_STRING"):
+        raise Exposed(
+            f"refusing to bind the Prefect server to {host} without authentication: set "
+            "PREFECT_SERVER_API_AUTH_STRING='user:password' (workers and the CLI get it as PREFECT_API_AUTH_STRING) "
+            "and put TLS in front (README: production)"
+        )
+
+
 PORT, API_URL, UI_URL = port(), api_url(), ui_url()  # as this process was started (``yidi demo``)
 WORK_POOL = "yidi-local"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +79,8 @@ def prefect_env() -> dict[str, str]:
     # INFO: what each run did (counts, files, decisions) shows in the UI for worker runs too
     env.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
     env.setdefault("YIDI_HOME", str(yidi_home()))
+    if env.get("PREFECT_SERVER_API_AUTH_STRING"):  # workers and the CLI authenticate to a server that requires it
+        env.setdefault("PREFECT_API_AUTH_STRING", env["PREFECT_SERVER_API_AUTH_STRING"])
     env["YIDI_REPO"] = str(REPO_ROOT)  # prefect.yaml's pull step runs flows from this checkout
     return env
 
@@ -116,7 +143,7 @@ def start_server(timeout: float = 90) -> bool:
             f"a Prefect server that `make up` did not start answers on {ui_url()}; stop it, or use another port: "
             f"`make up PREFECT_PORT={port() + 1}` (or YIDI_PREFECT_PORT={port() + 1})"
         )
-    pid = _start("server", [_prefect_bin(), "server", "start", "--host", HOST, "--port", str(port())])
+    pid = _start("server", [_prefect_bin(), "server", "start", "--host", bind_host(), "--port", str(port())])
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if api_healthy():
@@ -164,6 +191,10 @@ def init_store() -> str:
 
 
 def up() -> None:
+    try:
+        require_auth_beyond_loopback()
+    except Exposed as exc:
+        raise SystemExit(f"make up: {exc}") from None
     print(init_store())
     try:
         started = start_server()
