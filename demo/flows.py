@@ -41,6 +41,7 @@ def lifecycle_demo(order_count: int = 3000, approve: int = 280, reject: int = 20
     (stock, production/purchase requests, carrier choice, waybills) → carrier tracking (delays, damage, loss)
     → settlement (bills, statements, COD remittances) → after-sales and feedback → customer notifications."""
     from demo.aftersales import aftersales_demo
+    from demo.channels import channels_demo
     from demo.fulfilment import fulfilment_demo
     from demo.intake import intake_demo
     from demo.review import demo_review
@@ -64,6 +65,7 @@ def lifecycle_demo(order_count: int = 3000, approve: int = 280, reject: int = 20
         result["auto_review"] = auto_review()
         result["manual_review"] = demo_review(approve=approve, reject=reject)
         result["fulfilment"] = fulfilment_demo(home / "inbox")
+        result["channels"] = channels_demo()  # issue 18: platform and website told what shipped; stock pushed
         result["tracking"] = tracking_demo()
         result["settlement"] = settlement_demo()
         result["aftersales"] = aftersales_demo()
