@@ -65,6 +65,12 @@ def run_demo(orders: int = 3000, fresh: bool = True, console: Console | None = N
                      f"  legal rules broken: {legal or 'none'}",
                      f"  audit: {audit['findings']} findings (yidi audit list; yidi kpi)"):  # fmt: skip
             console.print(line, highlight=False, markup=False, soft_wrap=True)
+    if "channels" in result:  # issue 18: what the platform and the website were told
+        ch = result["channels"]
+        for line in (f"Channels: {ch['confirmed']} parcels confirmed on the platform/website, "
+                     f"{ch['already_shipped']} already there",
+                     f"  {ch['customers_told']} customers told (no API), {ch['stock_pushed']} stock figures pushed"):
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
     command = yidi_command(demo_home)
     for line in ("", f"Demo store: {demo_home / 'yidi.db'}", "Look at an order:",
                  f"    {command} order show 1", f"Runs in the Prefect UI: {UI_URL}/runs",
