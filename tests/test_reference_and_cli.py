@@ -149,7 +149,7 @@ def test_cli_init_load_show_export(tmp_path):
     assert result.exit_code == 1 and "no order" in result.output
 
     out = tmp_path / "orders.csv"
-    result = runner.invoke(cli, ["export", "orders", "--format", "csv", "--output", str(out)])
+    result = runner.invoke(cli, ["export", "orders", "--format", "csv", "--output", str(out), "--unmasked"])
     assert result.exit_code == 0, result.output
     assert out.read_bytes().startswith(b"\xef\xbb\xbf")  # BOM so Excel reads Chinese
     assert pd.read_csv(out, encoding="utf-8-sig")["customer_name"].tolist() == [

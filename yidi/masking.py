@@ -41,6 +41,11 @@ def mask_address(detail: str | None) -> str:
 _MASKERS = {"phone": mask_phone, "name": mask_name, "address": mask_address}
 
 
+def mask_value(kind: str, value) -> str:
+    """One value masked for display (``kind`` as in ``mask_series``)."""
+    return _MASKERS[kind](value) if isinstance(value, str) else ""
+
+
 def mask_series(kind: str, values: pd.Series) -> pd.Series:
     """Mask a column for display: ``kind`` is ``phone``, ``name`` or ``address``."""
     masker = _MASKERS[kind]

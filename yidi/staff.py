@@ -34,11 +34,13 @@ ACTION_ROLES: dict[str, tuple[str, ...]] = {
     "audit_resolve": ("operations", "finance", "manager"),  # "the fix is in" on an audit finding
     "audit_verify": ("auditor",),  # verify or close an audit finding
     "stock_adjust": ("operations",),  # stocktake import (corrects the books)
+    "unmasked": ("operations", "manager", "auditor"),  # personal data in full (recorded in the access log)
 }
 ACTION_WORDS = {
     "review": "decide a review", "resolve_case": "resolve a settlement case",
     "override_grade": "override a credit grade", "audit_resolve": "mark an audit finding fixed",
     "audit_verify": "verify or close an audit finding", "stock_adjust": "adjust stock (stocktake)",
+    "unmasked": "see personal data unmasked",
 }  # fmt: skip
 
 

@@ -126,9 +126,15 @@ def load(
 def order_show(
     ref: Annotated[str, typer.Argument(help="Order id, order number (YD…) or CHANNEL:CHANNEL_ORDER_ID")],
     json_out: Annotated[bool, typer.Option("--json")] = False,
+    who: Annotated[str, typer.Option("--as", help="A listed person's name or login (default: your login)")] = "",
 ) -> None:
-    """Print an order with its lines, shipments and full timeline."""
+    """Print an order with its lines, shipments and full timeline. Personal fields in full need the operations,
+    manager or auditor role (recorded in `yidi access log`); otherwise they are masked."""
+    from yidi.access_log import personal_columns, record_access
+    from yidi.masking import mask_value
     from yidi.orders_view import OrderNotFound, order_view
+    from yidi.settings import get_settings
+    from yidi.staff import NotPermitted, act_as
 
     engine = engine_or_exit()
     with engine.connect() as conn:
@@ -136,6 +142,16 @@ def order_show(
             view = order_view(conn, ref)
         except OrderNotFound as exc:
             raise fail(str(exc)) from None
+    try:
+        actor = act_as(get_settings().staff, "unmasked", who)
+    except NotPermitted as exc:
+        actor = None
+        for column, kind in personal_columns(view["order"]).items():
+            view["order"][column] = mask_value(kind, view["order"][column])
+        Console(stderr=True).print(f"personal fields masked: {exc}", highlight=False, markup=False)
+    if actor is not None:
+        with engine.begin() as conn:
+            record_access(conn, actor.text, "order_show", str(view["order"]["order_no"]), 1, listed=actor.listed)
     if json_out:
         # machine output says its units: money in yuan (decimal strings), times ISO 8601 in UTC
         emit_json({**view, "units": {"money": "CNY yuan", "times": "UTC (ISO 8601)"}})
@@ -198,11 +214,26 @@ def export(
         Path | None, typer.Option("--output", "-o", help="File (default: TABLE.FORMAT)")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the output file when it exists")] = False,
+    unmasked: Annotated[bool, typer.Option("--unmasked", help="Names, phones, addresses in full (needs the "
+                                           "operations, manager or auditor role; recorded in `yidi access log`)")]
+    = False,
+    who: Annotated[str, typer.Option("--as", help="A listed person's name or login (default: your login)")] = "",
 ) -> None:
-    """Export a table for staff (full, unmasked values; csv is UTF-8 with BOM so Excel reads Chinese)."""
+    """Export a table for staff (personal data masked unless --unmasked; csv is UTF-8 with BOM so Excel reads
+    Chinese)."""
     from rich.progress import Progress
 
+    from yidi.access_log import record_access
     from yidi.export import UnknownTable, count_rows, export_table
+    from yidi.settings import get_settings
+    from yidi.staff import NotPermitted, act_as
+
+    actor = None
+    if unmasked:
+        try:
+            actor = act_as(get_settings().staff, "unmasked", who)
+        except NotPermitted as exc:
+            raise fail(f"{exc} (nothing exported)") from None
 
     output = output or Path(f"{table}.{fmt.value}")
     if output.exists() or output.is_symlink():
@@ -214,13 +245,21 @@ def export(
     try:
         with engine.connect() as conn, Progress(console=Console(stderr=True), transient=True) as bar:
             job = bar.add_task(f"exporting {table}", total=count_rows(conn, table))
-            rows = export_table(conn, table, fmt.value, output, progress=lambda n: bar.advance(job, n))
+            stats: dict = {}
+            rows = export_table(conn, table, fmt.value, output, progress=lambda n: bar.advance(job, n),
+                                mask=not unmasked, stats=stats)  # fmt: skip
+        if actor is not None and stats.get("people"):
+            with engine.begin() as conn:
+                record_access(conn, actor.text, "export_unmasked", f"{table} → {output.resolve()}", stats["people"],
+                              rows=rows, format=fmt.value, listed=actor.listed)  # fmt: skip
     except UnknownTable as exc:
         raise fail(str(exc)) from None
-    console.print(f"{rows} row(s) of {table} written to {output}")
+    shown = f"UNMASKED, recorded as {actor.text}" if actor is not None else "personal data masked; --unmasked for full"
+    console.print(f"{rows} row(s) of {table} written to {output} ({shown})")
 
 
 # --- area commands: each area registers its commands here (one line each) ---
+import app.cli.access  # noqa: E402, F401  (access log)
 import app.cli.aftersales  # noqa: E402, F401  (aftersales request|list|show|assess|receive|schedule|resolve|run)
 import app.cli.channels  # noqa: E402, F401  (channels confirm|sync)
 import app.cli.demo  # noqa: E402, F401  (demo)
