@@ -381,3 +381,19 @@ def test_imported_orders_addresses_are_classified_like_intake(engine, tmp_path):
     assert got["B2"] == ("remote", "四川省", "成都市", "武侯区", "人民南路四段1号")
     assert got["B3"][0] == "unknown" and got["B3"][4] == "asdf 随便写写 ###"  # nothing the customer wrote is lost
     assert got["B4"] == ("local", "重庆市", "重庆市", "渝中区", "解放碑步行街8号")
+
+
+def test_an_empty_wechat_bill_records_its_day_as_received(engine, tmp_path):
+    """A day without WeChat Pay transactions still closes that day: the bill's day is the one its file name states
+    (the 交易账单 does not print it), and with no rows the merchant is our one WeChat Pay account."""
+    from yidi.schema_settlement import provider_bill_days
+
+    nothing = pd.DataFrame(columns=["merchant_order_no", "kind", "amount_fen", "txn_time"])
+    empty = write_wechatpay_bill(nothing, tmp_path / "wechatpay-2026-11-20.csv")
+    one = write_wechatpay_bill(pd.DataFrame([pay("YD1", 1000, utc(2026, 11, 21, 2))]), tmp_path / "wx_20261121.csv")
+    result = reconcile(engine, [empty, one], date(2026, 11, 22))
+    assert [(f["status"], f.get("rows")) for f in result["files"]] == [("ingested", 0), ("ingested", 1)]
+    with engine.connect() as conn:
+        days = {tuple(r) for r in conn.execute(select(provider_bill_days.c.source, provider_bill_days.c.account,
+                                                      provider_bill_days.c.bill_day))}  # fmt: skip
+    assert days == {("wechatpay", "1900012345", date(2026, 11, 20)), ("wechatpay", "1900012345", date(2026, 11, 21))}

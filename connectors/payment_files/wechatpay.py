@@ -168,7 +168,11 @@ def parse_wechatpay_bill(
     merchants = sorted(set(merchant))
     if len(merchants) > 1:
         raise PaymentFileError(file, "other_account", f"rows for several merchants {merchants}")
-    account = check_account(merchants[0] if merchants else None, accounts, file=file, source=SOURCE)
+    if not merchants and accounts is not None and len(accounts) == 1:
+        # a day without transactions: rows are what name the merchant, so an empty bill is ours when we have one
+        account = accounts[0]
+    else:
+        account = check_account(merchants[0] if merchants else None, accounts, file=file, source=SOURCE)
 
     try:
         units = {}

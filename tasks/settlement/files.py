@@ -90,11 +90,27 @@ def refused_files(ingested: list[dict]) -> ReconciliationFailed | None:
 BILLED_SOURCES = ("alipay", "wechatpay")
 
 
+def day_in_file_name(name: str) -> date | None:
+    """The bill day a file's name gives (``…2026-11-02…``, ``…20261102…``, ``…2026_11_02…``), None without one.
+
+    A WeChat Pay 交易账单 does not print its day (it is the ``bill_date`` it was downloaded for), so the name the
+    file was saved under is where the day is stated; an empty bill has no rows to date it either."""
+    for match in re.finditer(r"(?<!\d)(20\d\d)[-_.]?(\d\d)[-_.]?(\d\d)(?!\d)", name):
+        try:
+            return date(*map(int, match.groups()))
+        except ValueError:
+            continue
+    return None
+
+
 def bill_days_covered(frame: pd.DataFrame, data: bytes, name: str, source: str) -> list[date]:
     """The business days a provider bill covers: its stated period where the format prints one (Alipay's
-    起始日期/终止日期, end exclusive), and every day from its first to its last transaction."""
+    起始日期/终止日期, end exclusive), the day its file name states (WeChat Pay, whose bill does not print it),
+    and every day from its first to its last transaction. An empty bill covers only its stated days."""
     local = pd.to_datetime(frame["txn_time"], utc=True).dt.tz_convert(BUSINESS_TZ).dt.date
-    first, last = local.min(), local.max()
+    first, last = (local.min(), local.max()) if len(local) else (None, None)
+    if source == "wechatpay" and (named := day_in_file_name(name)) is not None:
+        first, last = min(first or named, named), max(last or named, named)
     if source == "alipay":
         try:
             period = bill_period(data)
@@ -104,8 +120,19 @@ def bill_days_covered(frame: pd.DataFrame, data: bytes, name: str, source: str) 
         if len(stamps) == 2 and all(len(s) >= 3 for s in stamps):
             start = date(*map(int, stamps[0][:3]))
             end = datetime(*map(int, stamps[1][:6] + ["0"] * (6 - len(stamps[1][:6])))) - timedelta(microseconds=1)
-            first, last = min(first, start), max(last, end.date())
+            first, last = min(first or start, start), max(last or end.date(), end.date())
+    if first is None:
+        return []
     return [d.date() for d in pd.date_range(first, last, freq="D")]
+
+
+def billed_account(frame: pd.DataFrame, source: str, settings: Settings) -> str | None:
+    """The provider account a bill is for: its rows' account; for an empty bill, the one account the policy
+    names for the provider (None when it names several: which account's day it was is then not known)."""
+    if len(frame):
+        return str(frame["account"].iloc[0])
+    ours = getattr(settings.settlement.accounts, source, None) if source in BILLED_SOURCES else None
+    return str(ours[0]) if isinstance(ours, list) and len(ours) == 1 else None
 
 
 def ingest_payment_file(
@@ -189,9 +216,11 @@ def ingest_payment_file(
     )
     new = insert_rows(conn, payment_lines, lines, on_conflict=["source", "line_key"])
     conn.execute(update(statement_files).where(statement_files.c.id == file_id).values(new_lines=new))
-    if detected in BILLED_SOURCES and len(frame):
-        days = [{"source": detected, "account": str(frame["account"].iloc[0]), "bill_day": d, "file_id": file_id,
+    account = billed_account(frame, detected, settings)
+    if detected in BILLED_SOURCES and account is not None:
+        days = [{"source": detected, "account": account, "bill_day": d, "file_id": file_id,
                  "received_at": now} for d in bill_days_covered(frame, data, name, detected)]  # fmt: skip
-        insert_rows(conn, provider_bill_days, pd.DataFrame(days), on_conflict=["source", "account", "bill_day"])
+        if days:
+            insert_rows(conn, provider_bill_days, pd.DataFrame(days), on_conflict=["source", "account", "bill_day"])
     return {"file": name, "status": "ingested", "source": detected, "file_id": file_id, "rows": len(frame),
             "new_lines": new}  # fmt: skip
