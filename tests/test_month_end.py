@@ -397,3 +397,33 @@ def test_an_empty_wechat_bill_records_its_day_as_received(engine, tmp_path):
         days = {tuple(r) for r in conn.execute(select(provider_bill_days.c.source, provider_bill_days.c.account,
                                                       provider_bill_days.c.bill_day))}  # fmt: skip
     assert days == {("wechatpay", "1900012345", date(2026, 11, 20)), ("wechatpay", "1900012345", date(2026, 11, 21))}
+
+
+def test_a_payment_recorded_before_the_import_and_seen_again_in_a_bill_is_counted_once(engine, tmp_path):
+    """YD20261015005 was paid 800.00 by Alipay on 15 October in the old system (imported as paid on 1 November).
+    The Alipay bill of 15 October, reconciled later, shows that same payment: it is matched, but the order is paid
+    once (no overpaid case); a second payment dated after the import is new money and is an overpayment."""
+    setup_store(engine, tmp_path)
+    october = write_alipay_bill(pd.DataFrame([pay("YD20261015005", 80000, utc(2026, 10, 15, 2))]),
+                                tmp_path / "alipay-1015.zip", day=date(2026, 10, 15))  # fmt: skip
+    reconcile(engine, [october], date(2026, 11, 20))
+    assert states(engine)["YD20261015005"] == ("settled", "paid")
+    assert {c[0] for c in open_cases(engine) if c[1] == "YD20261015005"} == set()
+    with engine.connect() as conn:
+        order_id = conn.execute(select(orders.c.id).where(orders.c.order_no == "YD20261015005")).scalar_one()
+        event = conn.execute(select(order_events.c.reason, order_events.c.details)
+                             .where(order_events.c.order_id == order_id, order_events.c.kind == "payment")).one()
+        ledger = conn.execute(select(receivables.c.paid_fen, receivables.c.outstanding_fen)
+                              .where(receivables.c.order_id == order_id)).all()  # fmt: skip
+    assert "800.00 yuan already counted as paid before the import" in event.reason
+    details = json.loads(event.details) if isinstance(event.details, str) else event.details
+    assert (details["paid_fen"], details["counted_in_import_fen"]) == (80000, 80000)
+    assert [tuple(r) for r in ledger] == [(80000, 0)]
+
+    # the customer pays again after the cut-over: that is money yidi has not seen, an overpayment
+    again = write_alipay_bill(pd.DataFrame([pay("YD20261015005", 80000, utc(2026, 11, 21, 2))]),
+                              tmp_path / "alipay-1121.zip", day=date(2026, 11, 21))  # fmt: skip
+    reconcile(engine, [again], date(2026, 11, 22))
+    assert states(engine)["YD20261015005"] == ("settled", "overpaid")
+    # two lines of the order's total: the customer paid twice, a duplicate payment (it takes the place of overpaid)
+    assert {c[0] for c in open_cases(engine) if c[1] == "YD20261015005"} == {"duplicate_payment"}

@@ -236,14 +236,18 @@ def refresh_payment_states(
                     }
                 )
         details, reasons = [], []
-        columns = ["order_id", "payment_state", "new_payment_state", "paid_fen", "refunded_fen", "due_fen"]
-        for order_id, old, new, paid, refunded, due in zip(
+        columns = ["order_id", "payment_state", "new_payment_state", "paid_fen", "refunded_fen", "due_fen",
+                   "counted_in_import_fen"]  # fmt: skip
+        for order_id, old, new, paid, refunded, due, in_import in zip(
             *(events[c].tolist() for c in columns), strict=True
         ):
-            reasons.append(f"payment state {old} → {new}" if new != old else f"payment matched ({new})")
+            reason = f"payment state {old} → {new}" if new != old else f"payment matched ({new})"
+            if in_import:  # the old system's payment seen again in a bill: matched, not counted twice
+                reason += f"; {in_import / 100:.2f} yuan already counted as paid before the import"
+            reasons.append(reason)
             details.append(
                 {"from": old, "to": new, "paid_fen": int(paid), "refunded_fen": int(refunded), "due_fen": int(due),
-                 "new_lines": lines_by_order.get(int(order_id), [])}
+                 "counted_in_import_fen": int(in_import), "new_lines": lines_by_order.get(int(order_id), [])}
             )  # fmt: skip
         record_events(
             conn,

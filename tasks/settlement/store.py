@@ -28,20 +28,37 @@ def in_list(values) -> str:
 def order_payments(conn: Connection, id_table: str | None = None, at: datetime | None = None) -> pd.DataFrame:
     """paid_fen / refunded_fen per order (all orders, or those in ``id_table``): the matched payment lines (dated
     up to ``at`` when given: a reconciliation as of a past day counts nothing paid after it) and what was paid in
-    the old system before an order was imported (``order_imports.paid_fen``)."""
-    where = f"WHERE order_id IN (SELECT k FROM {id_table})" if id_table else ""
-    dated = "JOIN payment_lines l ON l.id = m.payment_line_id WHERE l.txn_time <= :at" if at else ""
+    the old system before an order was imported (``order_imports.paid_fen``).
+
+    Nothing is counted twice: an imported order's old-system payment and a provider or bank line for it dated up
+    to the import (its cut-over, ``order_imports.imported_at``) are the same money seen twice, so of the two the
+    larger counts (``max(imported, lines before cut-over)``); lines dated after the import are new money. The
+    part not counted again is ``counted_in_import_fen`` (shown in the order's payment event)."""
+    only = f"AND m.order_id IN (SELECT k FROM {id_table})" if id_table else ""
+    dated = "AND l.txn_time <= :at" if at else ""
+    before = "i.order_id IS NOT NULL AND l.txn_time <= i.imported_at"
     stmt = text(
-        f"""SELECT order_id,
-                   SUM(CASE WHEN amount_fen > 0 THEN amount_fen ELSE 0 END) AS paid_fen,
-                   SUM(CASE WHEN amount_fen < 0 THEN -amount_fen ELSE 0 END) AS refunded_fen
-            FROM (SELECT m.order_id, m.amount_fen FROM payment_matches m {dated}
-                  UNION ALL SELECT order_id, paid_fen AS amount_fen FROM order_imports WHERE paid_fen > 0) p
-            {where} GROUP BY order_id"""
+        f"""SELECT m.order_id,
+                   SUM(CASE WHEN m.amount_fen > 0 AND {before} THEN m.amount_fen ELSE 0 END) AS before_import_fen,
+                   SUM(CASE WHEN m.amount_fen > 0 AND NOT ({before}) THEN m.amount_fen ELSE 0 END) AS lines_fen,
+                   SUM(CASE WHEN m.amount_fen < 0 THEN -m.amount_fen ELSE 0 END) AS refunded_fen
+            FROM payment_matches m JOIN payment_lines l ON l.id = m.payment_line_id
+            LEFT JOIN order_imports i ON i.order_id = m.order_id AND i.paid_fen > 0
+            WHERE 1 = 1 {dated} {only} GROUP BY m.order_id"""
     )
-    if not at:
-        return read_frame(conn, stmt)
-    return read_frame(conn, stmt.bindparams(bindparam("at", type_=TIME)), {"at": at})
+    lines = read_frame(conn, stmt.bindparams(bindparam("at", type_=TIME)), {"at": at}) if at else read_frame(conn, stmt)
+    imported = read_frame(
+        conn,
+        "SELECT order_id, paid_fen AS imported_fen FROM order_imports WHERE paid_fen > 0"
+        + (f" AND order_id IN (SELECT k FROM {id_table})" if id_table else ""),
+    )
+    frame = lines.merge(imported, on="order_id", how="outer")
+    counts = ["before_import_fen", "lines_fen", "refunded_fen", "imported_fen"]
+    frame[counts] = frame[counts].fillna(0).astype("int64")
+    frame["order_id"] = frame["order_id"].astype("int64")
+    frame["paid_fen"] = np.maximum(frame["imported_fen"], frame["before_import_fen"]) + frame["lines_fen"]
+    frame["counted_in_import_fen"] = np.minimum(frame["imported_fen"], frame["before_import_fen"])
+    return frame[["order_id", "paid_fen", "refunded_fen", "counted_in_import_fen"]]
 
 
 def order_payment_frame(conn: Connection, at: datetime | None = None) -> pd.DataFrame:
@@ -56,7 +73,8 @@ def order_payment_frame(conn: Connection, at: datetime | None = None) -> pd.Data
               OR o.id IN (SELECT order_id FROM order_imports WHERE paid_fen > 0)""",
     )
     frame = frame.merge(sums, on="order_id", how="left")
-    frame[["paid_fen", "refunded_fen"]] = frame[["paid_fen", "refunded_fen"]].fillna(0).astype("int64")
+    counts = ["paid_fen", "refunded_fen", "counted_in_import_fen"]
+    frame[counts] = frame[counts].fillna(0).astype("int64")
     return frame
 
 
