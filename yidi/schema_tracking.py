@@ -133,9 +133,10 @@ tracking_push_receipts = Table(
     Column("push_status", String(16)),
     Column("content", Text, nullable=False),
     Column("content_hash", String(64), nullable=False, unique=True),
-    Column("status", String(12), nullable=False, server_default="landed"),  # landed | applied | unmatched
+    Column("status", String(12), nullable=False, server_default="landed"),  # landed | applied | unmatched | failed
     Column("shipment_id", BigInteger),
     Column("applied_at", UTCDateTime),
     Column("error", Text),
+    Column("attempts", Integer, nullable=False, server_default="0"),  # failed tries to apply (failed after N)
     Index("ix_tracking_push_receipts_status", "status"),
 )

@@ -156,12 +156,28 @@ def callbacks(
         raise fail(f"set {policy.salt_env} (the push signature salt given at subscription)")
     engine = engine_or_exit()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _show_failed_pushes(engine)
     receiver = push_receiver(engine, policy, salt, host=host, port=port)
     console.print(f"Kuaidi100 push receiver on {receiver.url} (Ctrl-C or SIGTERM stops)", highlight=False)
     serve_until_stopped(receiver)
 
 
 cli.command("callbacks", hidden=True, help=_renamed("callbacks"))(callbacks)
+
+
+def _show_failed_pushes(engine) -> None:
+    """Pushes given up on after failing to apply (kept with their reason for a person), shown at start."""
+    from tasks.tracking.store import failed_pushes
+
+    with engine.connect() as conn:
+        failed = failed_pushes(conn)
+    if failed.empty:
+        return
+    console.print(f"{len(failed)} landed push(es) failed to apply and are kept (tracking_push_receipts, "
+                  "status failed):", highlight=False)
+    for rec in failed.head(20).itertuples():
+        console.print(f"  #{rec.id} {local_time(rec.received_at)} {rec.carrier} {rec.waybill_no}: {rec.error}",
+                      highlight=False, soft_wrap=True)
 
 
 @tracking.command("incidents")

@@ -4,7 +4,9 @@ A verified push is landed first (``tracking_push_receipts``, once per identical 
 retried while the database is busy (SQLite "database is locked", a PostgreSQL serialization failure), and only
 then answered with success, so an acknowledged push is never lost. Landed pushes are applied afterwards in
 batches (``apply_landed_batch``: the receiver calls it while pushes arrive) through the same path as polling;
-whatever is still ``landed`` is applied by the next ``poll-carriers`` run.
+whatever is still ``landed`` is applied by the next ``poll-carriers`` run. A push that fails to apply
+``APPLY_ATTEMPTS`` times is marked ``failed`` with its reason and no longer holds up the pushes after it (kept for a
+person: ``yidi tracking callbacks`` lists them when it starts).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ SUBSCRIPTION_AFTER_PUSH = {
 
 LAND_ATTEMPTS = 8  # a busy database is retried this often (about 5 s in all) before the push is answered "failed"
 APPLY_BATCH = 500  # landed pushes applied per transaction
+APPLY_ATTEMPTS = 3  # a push that fails to apply this often is marked failed (it would block those after it)
 
 
 def _busy(exc: OperationalError) -> bool:
@@ -77,14 +80,36 @@ def receive_push(engine: Engine, policy: TrackingPolicy, push: Push) -> str:
 
 
 def apply_landed_batch(engine: Engine, policy: TrackingPolicy, now: datetime, limit: int = APPLY_BATCH) -> int:
-    """Apply up to ``limit`` landed pushes (oldest first) in one transaction; returns how many were handled."""
+    """Apply up to ``limit`` landed pushes (oldest first) in one transaction; returns how many were handled
+    (applied, unmatched or given up on). If the batch fails, its pushes are applied one by one so the one that
+    fails is found, counted against ``APPLY_ATTEMPTS`` and does not hold up the others."""
 
-    def apply() -> int:
+    def apply(receipt_ids: list[int] | None = None) -> int:
         with engine.begin() as conn:
-            summary = apply_landed_pushes(conn, now, policy, limit=limit)
-        return sum(summary.outcomes[k] for k in ("applied", "unmatched"))
+            summary = apply_landed_pushes(conn, now, policy, receipt_ids=receipt_ids, limit=limit)
+        return sum(summary.outcomes[k] for k in ("applied", "unmatched", "failed"))
 
-    return with_busy_retry(apply)
+    try:
+        return with_busy_retry(apply)
+    except Exception:  # noqa: BLE001 - any failure: find the push that causes it
+        log.warning("a batch of landed pushes failed to apply; applying them one by one", exc_info=True)
+    with engine.connect() as conn:
+        ids = [int(i) for i in store.landed_pushes(conn, limit=limit)["id"]]
+    handled = 0
+    for receipt_id in ids:
+        try:
+            handled += with_busy_retry(lambda rid=receipt_id: apply([rid]))
+        except Exception as exc:  # noqa: BLE001 - kept with its reason, tried again up to APPLY_ATTEMPTS
+            handled += _failed_try(engine, receipt_id, f"{type(exc).__name__}: {exc}", now) == "failed"
+    return handled
+
+
+def _failed_try(engine: Engine, receipt_id: int, error: str, now: datetime) -> str:
+    with engine.begin() as conn:
+        status = store.record_push_failure(conn, receipt_id, error, APPLY_ATTEMPTS, now)
+    if status == "failed":
+        log.warning("push receipt %s failed to apply %d times, marked failed: %s", receipt_id, APPLY_ATTEMPTS, error)
+    return status
 
 
 def apply_landed_pushes(
@@ -100,9 +125,22 @@ def apply_landed_pushes(
     ``apply_outcomes`` for all of them. A second push for a shipment already in this batch waits for the next."""
     summary = BatchSummary()
     ship_frames, outcomes, state_rows, marks, seen = [], [], [], [], set()
+    landed = []
     for rec in frame_records(store.landed_pushes(conn, receipt_ids, limit=limit)):
-        body = json.loads(rec["content"])
-        last = body.get("lastResult") or {}
+        try:  # a push that cannot be read is counted against APPLY_ATTEMPTS here, not failing the batch
+            body = json.loads(rec["content"])
+            last = body.get("lastResult") or {}
+            subscription = SUBSCRIPTION_AFTER_PUSH[body.get("status")]
+        except Exception as exc:  # noqa: BLE001 - kept with its reason for a person
+            status = store.record_push_failure(conn, int(rec["id"]), f"unreadable push: {type(exc).__name__}: {exc}",
+                                               APPLY_ATTEMPTS, now)  # fmt: skip
+            summary.outcomes["failed"] += status == "failed"
+            continue
+        landed.append((rec, body, last, subscription))
+    # One shipment lookup for the whole batch (not one query per push).
+    by_waybill = {num: group for num, group in
+                  store.shipments_for_waybills(conn, [rec["waybill_no"] for rec, *_ in landed]).groupby("waybill_no")}
+    for rec, body, last, subscription in landed:
         try:
             result = parse_result(
                 last, com_old=body.get("comOld") or None, com_new=body.get("comNew") or None
@@ -110,8 +148,9 @@ def apply_landed_pushes(
         except Exception:  # noqa: BLE001 - an abort may carry no readable result
             result = None
         coms = [c for c in {rec["carrier"], body.get("comOld") or None, last.get("com")} if c]
-        ship = store.shipment_for_waybill(conn, rec["waybill_no"], coms)
-        if ship.empty:
+        ship = by_waybill.get(rec["waybill_no"])
+        ship = ship[ship["carrier"].isin(coms)] if ship is not None else None
+        if ship is None or ship.empty:
             marks.append({"receipt_id": int(rec["id"]), "status": "unmatched", "shipment_id": None,
                           "error": "no shipment with this waybill and carrier"})  # fmt: skip
             summary.outcomes["unmatched"] += 1
@@ -120,11 +159,11 @@ def apply_landed_pushes(
         if sid in seen:
             continue
         seen.add(sid)
-        ship_frames.append(ship.iloc[:1])
+        ship_frames.append(ship.iloc[:1].reset_index(drop=True))
         if result is not None and result.checkpoints:
             outcomes.append(PollOutcome(sid, "ok", result=result))
-        state_rows.append({"shipment_id": sid, "last_push_at": now,
-                           "subscription_status": SUBSCRIPTION_AFTER_PUSH[body.get("status")], "updated_at": now})  # fmt: skip
+        state_rows.append({"shipment_id": sid, "last_push_at": now, "subscription_status": subscription,
+                           "updated_at": now})  # fmt: skip
         marks.append({"receipt_id": int(rec["id"]), "status": "applied", "shipment_id": sid, "error": None})
         summary.outcomes["applied"] += 1
     if outcomes:

@@ -448,14 +448,40 @@ def mark_pushes(conn: Connection, marks: list[dict], now: datetime) -> None:
     )  # fmt: skip
 
 
-def shipment_for_waybill(conn: Connection, waybill_no: str, carriers: Sequence[str]) -> pd.DataFrame:
+def shipments_for_waybills(conn: Connection, waybill_nos: Sequence[str]) -> pd.DataFrame:
+    """The shipments with any of these waybill numbers (any carrier; the caller matches the carrier), in one
+    query per batch, oldest shipment first."""
+    if not waybill_nos:
+        return pd.DataFrame(columns=["shipment_id", "order_id", "shipment_no", "carrier", "waybill_no", "status"])
     return read_frame(
         conn,
         select(
             shipments.c.id.label("shipment_id"), shipments.c.order_id, shipments.c.shipment_no, shipments.c.carrier,
             shipments.c.waybill_no, shipments.c.status,
-        ).where(shipments.c.waybill_no == waybill_no, shipments.c.carrier.in_(list(carriers))),
+        ).where(shipments.c.waybill_no.in_(sorted({w for w in waybill_nos if w}))).order_by(shipments.c.id),
     )  # fmt: skip
+
+
+def record_push_failure(conn: Connection, receipt_id: int, error: str, give_up_after: int, now: datetime) -> str:
+    """One more failed try to apply a landed push; after ``give_up_after`` tries it is marked ``failed`` (kept,
+    with the reason, for a person). Returns the receipt's status."""
+    attempts = conn.execute(
+        update(tracking_push_receipts).where(tracking_push_receipts.c.id == receipt_id)
+        .values(attempts=tracking_push_receipts.c.attempts + 1, error=error[:2000])
+        .returning(tracking_push_receipts.c.attempts)
+    ).scalar_one()
+    if attempts < give_up_after:
+        return "landed"
+    conn.execute(update(tracking_push_receipts).where(tracking_push_receipts.c.id == receipt_id)
+                 .values(status="failed", applied_at=now))
+    return "failed"
+
+
+def failed_pushes(conn: Connection) -> pd.DataFrame:
+    """Pushes given up on (status ``failed``), oldest first, with their reason."""
+    t = tracking_push_receipts
+    return read_frame(conn, select(t.c.id, t.c.received_at, t.c.carrier, t.c.waybill_no, t.c.attempts, t.c.error)
+                      .where(t.c.status == "failed").order_by(t.c.id))
 
 
 def unsubscribed_shipments(conn: Connection, limit: int) -> pd.DataFrame:
