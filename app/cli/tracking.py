@@ -173,8 +173,8 @@ def _show_failed_pushes(engine) -> None:
         failed = failed_pushes(conn)
     if failed.empty:
         return
-    console.print(f"{len(failed)} landed push(es) failed to apply and are kept (tracking_push_receipts, "
-                  "status failed):", highlight=False)
+    console.print(f"{len(failed)} landed push(es) failed to apply, kept as status failed (received at, "
+                  "Asia/Shanghai):", highlight=False)
     for rec in failed.head(20).itertuples():
         console.print(f"  #{rec.id} {local_time(rec.received_at)} {rec.carrier} {rec.waybill_no}: {rec.error}",
                       highlight=False, soft_wrap=True)
