@@ -156,6 +156,7 @@ class NotificationsPolicy(Section):
         ["sms", "email"], description="Customer notices go out on each medium the order has a contact for"
     )
     notify_on_approval: bool = Field(True, description="Tell the customer when a reviewer approves the order")
+    notify_on_receipt: bool = Field(True, description="Tell the customer a new order was received (P2, T2)")
     service_contact: str = Field("023-6000 0000", description="Where customers reach us (printed in notices)")
     send_batch_size: int = Field(200, ge=1, le=10_000, description="Outbox rows claimed per sending pass")
     max_attempts: int = Field(8, ge=1, le=100, description="Give up (status failed, no retry) after this many")
