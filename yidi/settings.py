@@ -457,6 +457,9 @@ class TrackingPolicy(Section):
         description="Incident types the customer is told about (P2)",
     )
     notify_statuses: list[str] = Field(["out_for_delivery", "delivered"], description="Progress notices (T2)")
+    delay_revised_working_days: int = Field(
+        1, ge=1, le=30, description="A delay notice gives a revised delivery date this many working days after the "
+        "delay is found (T2)")
     notice_media: list[str] = Field(["sms", "email"], description="Each medium the order has a contact for")
     claim_due_working_days: int = Field(5, ge=1, description="File a loss/damage claim with the carrier within")
     uninsured_freight_multiple: dict[str, float] = Field(

@@ -54,7 +54,7 @@ from tasks.fulfilment.allocation_store import (
     write_shipment_requests,
 )
 from tasks.fulfilment.carrier_choice import DispatchCalendar, choose_carriers
-from tasks.fulfilment.decisions import offer_decisions
+from tasks.fulfilment.decisions import offer_decisions, queue_waiting_notices
 from tasks.fulfilment.purchasing import raise_requests
 from tasks.fulfilment.rate_cards import fastest_transit, rate_table, served_provinces
 from tasks.fulfilment.stock import (
@@ -304,6 +304,7 @@ def _allocate_once(
             reason=f"short items covered by a {'production' if kind == 'production' else 'purchase'} request",
             actor=actor, details=lambda o: {"ready_date": str(ready_of.get(o))},
         )  # fmt: skip
+        queue_waiting_notices(conn, dict.fromkeys(movers, kind), ready_of, settings)
     result.decisions_offered = offer_decisions(conn, short, ready, info, outcomes, cand, lines, transit, calendar, policy, settings, now)
     record_carrier_events(conn, ships, choices, request_ids, actor, now)
     result.exceptions = len(exceptions)

@@ -35,6 +35,21 @@ DECISION_OPTIONS = {
 }
 
 
+WAITING_FOR = {"production": "安排生产", "purchase": "向供应商采购"}
+
+
+def queue_waiting_notices(conn: Connection, waiting: dict[int, str], ready_of: dict, settings: Settings) -> int:
+    """P2/T2 'waiting for production or procurement': the customer hears why the order waits and the date its goods
+    are expected ready, once per order and kind (``waiting``: order id -> 'production' | 'purchase')."""
+    notices = []
+    for oid, kind in sorted(waiting.items()):
+        ready = ready_of.get(oid)
+        notices.append({"order_id": int(oid), "template": "fulfilment_waiting", "dedupe": f"fulfil-waiting:{oid}:{kind}",
+                        "context": {"waiting_for": WAITING_FOR[kind],
+                                    "ready_date": "待定（正在确认货源）" if ready is None or pd.isna(ready) else str(ready)}})
+    return enqueue_customer_notices(conn, notices, settings.fulfilment.notice_media, settings.general.company_name)
+
+
 def offer_decisions(conn, short, ready, info, outcomes, cand, lines, transit, calendar, policy, settings, now) -> int:
     """Orders that cannot be delivered by their promised date get a notice with options (once per order)."""
     if not short:
@@ -125,6 +140,13 @@ def record_customer_decision(
         select(cd.id).where(cd.order_id == order_id, cd.choice.is_(None)).order_by(cd.id.desc()).limit(1)
     ).scalar_one_or_none()
     if open_id is None:
+        # The same answer recorded again (a retried command, a second clerk) is the decision already made: no new
+        # decision row and no second notice. A different answer is a change of mind and is recorded as such.
+        last = conn.execute(
+            select(cd.id, cd.choice).where(cd.order_id == order_id).order_by(cd.id.desc()).limit(1)
+        ).first()
+        if last is not None and last.choice == choice:
+            return {"order_id": order_id, "decision_id": int(last.id), "choice": choice, "repeated": True}
         open_id = conn.execute(
             insert(customer_decisions).values(order_id=order_id, offered_at=now, options=json_text(list(CHOICES)))
             .returning(cd.id)

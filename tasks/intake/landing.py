@@ -297,7 +297,8 @@ def _queue_received_notices(conn: Connection, new_orders: pd.DataFrame) -> int:
                  "company_name": settings.general.company_name}
                 for no, name, total in zip(new_orders["order_no"], names, yuan_texts(new_orders["order_total_fen"]),
                                            strict=True)]  # fmt: skip
-    from tasks.notifications import sms_number  # landlines cannot take an SMS: no row rather than a failing one
+    # Landlines cannot take an SMS: no row rather than one that fails at the gateway.
+    from tasks.notifications import sms_number
 
     frames = []
     for medium in settings.notifications.customer_media:

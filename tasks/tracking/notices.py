@@ -18,6 +18,7 @@ from tasks.tracking.status import STATUS_LABELS_ZH, TrackingStatus
 from yidi.bulk import frame_records
 from yidi.outbox import enqueue_customer_notices
 from yidi.settings import TrackingPolicy, get_settings
+from yidi.workdays import BUSINESS_TZ, add_working_days
 
 
 def shipment_context(fact: dict) -> dict:
@@ -47,11 +48,21 @@ def incident_notices(conn: Connection, incidents: pd.DataFrame, policy: Tracking
             "template": f"tracking_{rec['incident_type']}",
             "dedupe": f"tracking:incident:{int(rec['id'])}:{int(rec['occurrences'])}",
             "context": {**shipment_context(facts[int(rec["shipment_id"])]),
-                        "incident_label": INCIDENT_LABELS_ZH.get(rec["incident_type"], rec["incident_type"])},
+                        "incident_label": INCIDENT_LABELS_ZH.get(rec["incident_type"], rec["incident_type"]),
+                        "revised_delivery_date": _revised_date(rec, policy)},
         }
         for rec in frame_records(notify)
     ]  # fmt: skip
     return _enqueue(conn, rows, policy)
+
+
+def _revised_date(incident: dict, policy: TrackingPolicy) -> str:
+    """T2 'a revised date when tracking finds a delay': the working day(s) after the incident was (re)opened."""
+    found = pd.Timestamp(incident.get("last_seen_at") or incident["opened_at"])
+    if found.tzinfo is None:
+        found = found.tz_localize("UTC")
+    day = found.tz_convert(BUSINESS_TZ).date()
+    return add_working_days(day, policy.delay_revised_working_days).isoformat()
 
 
 def progress_notices(conn: Connection, changes: pd.DataFrame, policy: TrackingPolicy) -> int:
