@@ -293,6 +293,7 @@ def _allocate_once(
     )  # fmt: skip
     waiting = {o: kinds for o, kinds in zip(ready.index.tolist(), ready["kinds"].tolist(), strict=True)
                if o in short_set} if len(ready) else {}  # fmt: skip
+    told_waiting: dict[int, str] = {}
     for target, kind in ((S.IN_PRODUCTION, "production"), (S.IN_PROCUREMENT, "purchase")):
         movers = [
             o for o, kinds in waiting.items()
@@ -304,8 +305,9 @@ def _allocate_once(
             reason=f"short items covered by a {'production' if kind == 'production' else 'purchase'} request",
             actor=actor, details=lambda o: {"ready_date": str(ready_of.get(o))},
         )  # fmt: skip
-        queue_waiting_notices(conn, dict.fromkeys(movers, kind), ready_of, settings)
+        told_waiting.update(dict.fromkeys(movers, kind))
     result.decisions_offered = offer_decisions(conn, short, ready, info, outcomes, cand, lines, transit, calendar, policy, settings, now)
+    queue_waiting_notices(conn, told_waiting, ready_of, settings)
     record_carrier_events(conn, ships, choices, request_ids, actor, now)
     result.exceptions = len(exceptions)
     result.exception_rows = record_exception_events(conn, exceptions, info, actor)

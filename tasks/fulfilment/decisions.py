@@ -40,9 +40,16 @@ WAITING_FOR = {"production": "安排生产", "purchase": "向供应商采购"}
 
 def queue_waiting_notices(conn: Connection, waiting: dict[int, str], ready_of: dict, settings: Settings) -> int:
     """P2/T2 'waiting for production or procurement': the customer hears why the order waits and the date its goods
-    are expected ready, once per order and kind (``waiting``: order id -> 'production' | 'purchase')."""
+    are expected ready, once per order and kind (``waiting``: order id -> 'production' | 'purchase'). An order asked
+    to choose (its promise cannot be kept) already heard the earliest date in that notice: not told twice."""
+    if not waiting:
+        return 0
+    cd = customer_decisions.c
+    asked = set(conn.execute(select(cd.order_id).where(cd.order_id.in_(list(waiting)), cd.choice.is_(None))).scalars())
     notices = []
     for oid, kind in sorted(waiting.items()):
+        if oid in asked:
+            continue
         ready = ready_of.get(oid)
         notices.append({"order_id": int(oid), "template": "fulfilment_waiting", "dedupe": f"fulfil-waiting:{oid}:{kind}",
                         "context": {"waiting_for": WAITING_FOR[kind],
