@@ -62,6 +62,8 @@ class AftersalesPolicy(_Strict):
     )
     return_carrier: str = Field("shunfeng", description="Carrier code used for return waybills")
     return_warehouse: str = Field("CQ-XY", description="Warehouse returned goods are received into")
+    website_refund_lookback_days: int = Field(
+        60, ge=1, le=366, description="The website's refunds are read for its orders placed within this many days")
     alipay_url: str = Field("http://127.0.0.1:8041", description="Alipay open API gateway (stand-in in the demo)")
     wechatpay_url: str = Field("http://127.0.0.1:8042", description="WeChat Pay API v3 base URL")
     refund_timeout_seconds: float = Field(10.0, gt=0)

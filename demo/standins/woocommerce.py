@@ -106,22 +106,34 @@ def _parse_time(text: str) -> datetime:
     return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
 
 
+def _refunds_route(path: str) -> int | None:
+    """The order id of ``/wp-json/wc/v3/orders/<id>/refunds``, else None."""
+    head, _, rest = path.partition(ORDERS_PATH + "/")
+    order_id, _, tail = rest.partition("/")
+    return int(order_id) if not head and tail == "refunds" and order_id.isdigit() else None
+
+
 class _Handler(QuietHandler):
     def do_GET(self):  # noqa: N802
         standin: WooCommerceStandin = self.server.standin  # type: ignore[attr-defined]
         standin.requests += 1
         parts = urlsplit(self.path)
         params = dict(parse_qsl(parts.query, keep_blank_values=True))
-        if parts.path.startswith(ORDERS_PATH + "/") or parts.path.startswith(PRODUCTS_PATH):
+        refunds_of = _refunds_route(parts.path)
+        if refunds_of is None and (parts.path.startswith(ORDERS_PATH + "/") or parts.path.startswith(PRODUCTS_PATH)):
             self._write("GET", parts.path, params)
             return
-        if parts.path != ORDERS_PATH:
+        if parts.path != ORDERS_PATH and refunds_of is None:
             self.send_body(404, b'{"code":"rest_no_route","message":"No route was found","data":{"status":404}}')
             return
         if not standin.authorised(self.headers.get("Authorization"), params):
             self.send_body(401, json.dumps({"code": "woocommerce_rest_cannot_view",
                                             "message": "Sorry, you cannot list resources.",
                                             "data": {"status": 401}}).encode())
+            return
+        if refunds_of is not None:
+            status, body = standin.list_refunds(refunds_of)
+            self.send_body(status, body)
             return
         fault = standin.faults.take(params)
         if fault and fault.kind != "duplicate" and self.apply_fault(
@@ -184,6 +196,7 @@ class WooCommerceStandin(StandinServer):
         self.clock = time.monotonic
         self.write_rate: float | None = None
         self.write_times: list[float] = []
+        self.order_refunds: dict[int, list] = {}  # newest first, as the API lists them
         for i, order in enumerate(orders or []):
             self.orders[first_id + i] = order_from_neutral(order, first_id + i)
 
@@ -212,17 +225,37 @@ class WooCommerceStandin(StandinServer):
             self.orders[int(order_id)] = order
             return order
 
-    def refund(self, order_id: int, amount_fen: int, reason: str = "", full: bool = False) -> dict:
+    def refund(self, order_id: int, amount_fen: int, reason: str = "", full: bool = False,
+               items: list[tuple[str, float, int]] | None = None, at: datetime | None = None) -> dict:
+        """A refund made in the shop: on the order (``refunds``) and in ``orders/<id>/refunds`` in the published
+        shape, ``items`` (sku, quantity, unit price fen) being the goods returned."""
+        stamp = at or datetime.now(UTC)
         with self._lock:
             order = self.orders[int(order_id)]
-            refunds = [*order.get("refunds", []), {"id": 900 + len(order.get("refunds", [])),
-                                                    "reason": reason, "total": _yuan(-amount_fen)}]
+            refund_id = 900 + sum(len(r) for r in self.order_refunds.values()) + len(order.get("refunds", []))
+            refunds = [*order.get("refunds", []), {"id": refund_id, "reason": reason, "total": _yuan(-amount_fen)}]
+            self.order_refunds.setdefault(int(order_id), []).insert(0, {
+                "id": refund_id, "date_created": _local(stamp), "date_created_gmt": _gmt(stamp),
+                "amount": _yuan(amount_fen), "reason": reason, "refunded_by": 1, "refunded_payment": False,
+                "meta_data": [], "shipping_lines": [], "tax_lines": [], "fee_lines": [],
+                "line_items": [{"id": refund_id * 10 + n, "name": sku, "product_id": 1000 + n, "variation_id": 0,
+                                "quantity": -qty, "subtotal": _yuan(-round(qty * fen)), "total": _yuan(-round(qty * fen)),
+                                "sku": sku, "price": -fen / 100, "meta_data": []}
+                               for n, (sku, qty, fen) in enumerate(items or [], start=1)],
+            })  # fmt: skip
         fields = {"refunds": refunds}
         if full:
             fields["status"] = "refunded"
         return self.modify(order_id, **fields)
 
     # --- the API ----------------------------------------------------------------------------------------------
+    def list_refunds(self, order_id: int) -> tuple[int, bytes]:
+        with self._lock:
+            if order_id not in self.orders:
+                return 404, json.dumps({"code": "woocommerce_rest_invalid_order_id", "message": "Invalid order ID.",
+                                        "data": {"status": 404}}).encode()  # fmt: skip
+            return 200, json.dumps(self.order_refunds.get(order_id, []), ensure_ascii=False).encode()
+
     def list_orders(self, params: dict, host: str, duplicate: bool = False) -> tuple[int, bytes, dict]:
         try:
             per_page = int(params.get("per_page", 10))
