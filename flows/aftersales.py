@@ -35,6 +35,7 @@ from tasks.aftersales.refunds import make_refund_clients, send_refunds
 from tasks.aftersales.report import open_cases_by_age, satisfaction, sla_compliance
 from tasks.aftersales.return_waybills import issue_return_waybills
 from tasks.aftersales.service import create_jobs, record_result, schedule_jobs
+from tasks.aftersales.web_refunds import website_refunds
 from tasks.feedback.queue import land_feedback, raise_alerts
 from tasks.feedback.surveys import land_survey_replies, send_surveys
 from tasks.fulfilment.returns import restock_returns
@@ -72,6 +73,23 @@ def land_inbox_task(engine: Engine, folder: Path, now: datetime, actor: str) -> 
                 got = land_survey_replies(conn, "email" if channel == "email" else "sms", records, now)
         counts[f"{kind}/{channel}"] = got
     return counts
+
+
+@task(name="land-website-refunds", cache_policy=NO_CACHE)
+def website_refunds_task(engine: Engine, client, now: datetime, actor: str) -> dict:
+    """The website's refunds as requests; only when the website channel is enabled (or a client is given)."""
+    import os
+
+    from connectors.woocommerce_refunds import WooRefundsClient
+
+    settings = get_settings()
+    site = settings.intake.woocommerce
+    if client is None:
+        if not site.enabled:
+            return {"skipped": "intake.woocommerce is not enabled"}
+        client = WooRefundsClient(site.url, os.environ.get(site.consumer_key_env, ""),
+                                  os.environ.get(site.consumer_secret_env, ""), timeout=site.timeout_seconds)  # fmt: skip
+    return website_refunds(engine, client, settings, now, actor=actor)
 
 
 @task(name="assess-aftersales-cases", **_retry)
@@ -128,13 +146,14 @@ def surveys_task(engine: Engine, now: datetime) -> int:
 
 def after_sales_cycle(run: Run, *, engine: Engine | None = None, now: datetime | None = None,
                       actor: str | None = None, inbox: Path | None = None, clients: dict | None = None,
-                      carrier=None, carrier_api_url: str | None = None) -> dict:  # fmt: skip
+                      carrier=None, carrier_api_url: str | None = None, website=None) -> dict:  # fmt: skip
     """The after-sales steps in order, one transaction each; returns what each did."""
     engine = engine or get_engine()
     require_store(engine)
     now, actor = now or utc_now(), actor or current_actor()
     return {
         "inbox": run(land_inbox_task, engine, inbox or inbox_dir(), now, actor),
+        "website_refunds": run(website_refunds_task, engine, website, now, actor),
         "assessed": run(assess_task, engine, now, actor),
         "return_waybills": run(return_waybills_task, engine, carrier, carrier_api_url, now),
         "restocked": run(restock_task, engine, now, actor),
