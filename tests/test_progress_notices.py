@@ -41,6 +41,9 @@ LIFECYCLE_OUTCOMES = {
     "promised date cannot be met: choose wait, partial or cancel": "fulfilment_delay_options",
     "the customer's choice recorded": "fulfilment_decision",
     "shipped, with the expected delivery date": "fulfilment_shipped",
+    # the same outcome for a parcel confirmed on a channel without an API: it shares fulfilment_shipped's dedupe key,
+    # so the customer is told once either way (tasks/channels/confirmations.py, tested with the channels)
+    "shipped, told by the channel confirmation": "channels_shipped",
     "out for delivery": "tracking_out_for_delivery",
     "delayed, with a revised delivery date": "tracking_delay",
     "delivered": "tracking_delivered",

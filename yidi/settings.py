@@ -3,6 +3,7 @@
 Defaults ship in ``yidi/defaults.toml`` (each key commented there). An operator's ``yidi.toml`` (path from
 ``YIDI_CONFIG``; ``./yidi.toml`` when present) overrides any subset. Everything is validated at start-up:
 a bad value raises ``SettingsError`` naming the key and the problem.
+Longer than 600 lines because every section's model sits here with its validation, read as one reference.
 """
 
 from __future__ import annotations
@@ -457,9 +458,7 @@ class TrackingPolicy(Section):
         description="Incident types the customer is told about (P2)",
     )
     notify_statuses: list[str] = Field(["out_for_delivery", "delivered"], description="Progress notices (T2)")
-    delay_revised_working_days: int = Field(
-        1, ge=1, le=30, description="A delay notice gives a revised delivery date this many working days after the "
-        "delay is found (T2)")
+    delay_revised_working_days: int = Field(1, ge=1, le=30, description="Delay notice: revised date N working days on")
     notice_media: list[str] = Field(["sms", "email"], description="Each medium the order has a contact for")
     claim_due_working_days: int = Field(5, ge=1, description="File a loss/damage claim with the carrier within")
     uninsured_freight_multiple: dict[str, float] = Field(
