@@ -96,6 +96,13 @@ def test_allocation_to_waybills_end_to_end(engine, carrier):
         assert "人民南路四段1号" in html, doc  # ship-to (F5)
         assert "西永微电园 1 号仓" in html, doc  # ship-from
     assert any(p.endswith(".xlsx") for p in waybills.pick_lists)
+    from yidi.schema_access import personal_data_access
+
+    with engine.connect() as conn:  # issue 20: documents with full addresses are recorded
+        trail = read_frame(conn, select(personal_data_access))
+    assert trail["action"].tolist() == ["document"] and trail["subject"].iloc[0].startswith(f"{len(docs)} shipping")
+    assert trail["people"].iloc[0] == len({(p["customer_name"], p["customer_phone"], p["ship_detail"])
+                                          for p in order_frame_rows(engine, shipped["order_id"])})
     # Nothing left to do: a second pass creates nothing and allocates nothing twice.
     assert create_waybills(engine, carrier_client(carrier), now=NOW).created == 0
     again = allocate_orders(engine, now=NOW)
@@ -373,3 +380,9 @@ def test_partial_shipment_then_the_backordered_rest_ships_when_stock_arrives(sql
         assert read_frame(conn, select(backorders))["status"].eq("filled").all()
         assert read_frame(conn, select(allocations.c.quantity))["quantity"].sum() == 6.0  # 5 + 1, nothing twice
     assert allocate_orders(sqlite_engine, now=NOW).considered == 0
+
+
+def order_frame_rows(engine, order_ids) -> list[dict]:
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(select(orders.c.customer_name, orders.c.customer_phone, orders.c.ship_detail)
+                                              .where(orders.c.id.in_([int(i) for i in order_ids]))).mappings()]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, bindparam, select, update
@@ -21,6 +22,7 @@ from sqlalchemy import Connection, Engine, bindparam, select, update
 from connectors.carrier_shipping import CarrierRejected, CarrierUnavailable
 from tasks.fulfilment.documents import write_pick_lists, write_shipping_document
 from tasks.fulfilment.stock import apply_movements, fefo_issue_plan
+from yidi.access_log import record_access
 from yidi.bulk import chunked, frame_records, read_frame, upsert_returning_ids, utc_now
 from yidi.lifecycle import OrderState, current_actor, record_events, transition_orders
 from yidi.masking import mask_name, mask_phone
@@ -386,6 +388,11 @@ def _write_documents(engine, created, goods_by_request, settings, now) -> tuple[
             .values(document_path=bindparam("path")),
             [{"rid": rid, "path": p} for rid, p in paths.items()],
         )  # fmt: skip
+        if docs:  # shipping documents carry full names, phones and addresses: the access trail (issue 20)
+            people = {(r["customer_name"], r["customer_phone"], r["ship_detail"]) for r in created}
+            record_access(conn, current_actor(), "document",
+                          f"{len(docs)} shipping document(s) under {Path(docs[0]).parent}", len(people),
+                          shipments=[r["shipment_no"] for r in created][:1000])  # fmt: skip
         pick_frame = pd.DataFrame(picks)
         if len(pick_frame):
             expiry = read_frame(conn, select(stock_batches.c.warehouse, stock_batches.c.item_code,
