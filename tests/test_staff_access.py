@@ -148,3 +148,11 @@ def test_bootstrap_and_its_end():
     with pytest.raises(ValueError, match="listed twice"):
         StaffPolicy(people=[{"name": "a", "login": "x", "roles": ["finance"]},
                             {"name": "x", "roles": ["auditor"]}])  # fmt: skip
+
+
+def test_a_stocktake_needs_the_operations_role(staffed, tmp_path, sqlite_engine, monkeypatch):
+    monkeypatch.setenv("YIDI_DATABASE_URL", sqlite_engine.url.render_as_string(hide_password=False))
+    sheet = tmp_path / "count.csv"
+    sheet.write_text("warehouse,item_code,counted\nCQ-XY,A-1,3\n", encoding="utf-8")
+    refused = runner.invoke(cli, ["fulfilment", "stocktake", str(sheet), "--no-prefect", "--as", "li.wei"])
+    assert refused.exit_code == 1 and "operations role" in refused.output and "stock unchanged" in refused.output

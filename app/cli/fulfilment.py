@@ -217,14 +217,21 @@ def fulfilment_stocktake(
     path: Annotated[Path, typer.Argument(help="Count sheet: csv or xlsx, UTF-8 or GBK")],
     prefect: Annotated[bool | None, typer.Option("--prefect/--no-prefect", help=PREFECT_OPTION_HELP)] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+    who: Annotated[str, typer.Option("--as", help="A listed operations person (default: your login)")] = "",
 ) -> None:
-    """Import a stocktake: variances correct the books (adjustments with reasons); report of variances,
-    slow-moving, expired and damaged stock. Refused rows are listed; exit code 1 when any row was refused."""
+    """Import a stocktake (operations role): variances correct the books (adjustments with reasons); report of
+    variances, slow-moving, expired and damaged stock. Refused rows are listed; exit code 1 when any was refused."""
     from tasks.fulfilment.stock import StockFileError
+    from yidi.settings import get_settings
+    from yidi.staff import NotPermitted, act_as
     from yidi.textfiles import UnreadableText
 
     regular_file(path)
     engine_or_exit()
+    try:  # issue 20: a stocktake adjusts stock; only a listed person with the operations role
+        act_as(get_settings().staff, "stock_adjust", who)
+    except NotPermitted as exc:
+        raise fail(f"{exc} (stock unchanged)") from None
     try:
         if use_prefect(prefect):
             from flows.fulfilment import stocktake
