@@ -13,7 +13,7 @@ from functools import partial
 from sqlalchemy import Engine
 
 from connectors.kuaidi100_push import PushReceiver
-from tasks.tracking.pushes import apply_landed_batch, receive_push
+from tasks.tracking.pushes import APPLY_BATCH, apply_landed_batch, receive_push
 from yidi.bulk import utc_now
 from yidi.settings import TrackingPolicy
 
@@ -38,6 +38,7 @@ def push_receiver(
         clock=clock,
         apply=lambda: apply_landed_batch(engine, policy, clock()),
         apply_every=apply_every,
+        apply_batch=APPLY_BATCH,  # a full batch waiting is applied without waiting for the burst to quiet
     )
 
 

@@ -27,6 +27,7 @@ import asyncio
 import logging
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -157,6 +158,7 @@ class PushReceiver:
         clock: Callable[[], datetime] = utc_now,
         apply: Apply | None = None,
         apply_every: float = 1.0,
+        apply_batch: int = 500,
         backlog: int = BACKLOG,
         land_threads: int = LAND_THREADS,
         header_timeout: float = HEADER_TIMEOUT_SECONDS,
@@ -167,6 +169,8 @@ class PushReceiver:
         self.counts: Counter = Counter()
         self._apply_lock = threading.Lock()
         self._landed_since_apply = 0
+        self.apply_batch = apply_batch
+        self._first_pending = self._last_landed = 0.0  # monotonic times of the burst being landed
         self.socket = socket.create_server((host, port), backlog=backlog, reuse_port=False)
         protocol = type("DeadlineH11", (HeaderDeadlineH11,), {"header_timeout": header_timeout})
         self.config = uvicorn.Config(
@@ -244,6 +248,9 @@ class PushReceiver:
             return _answer(500, {"result": False, "returnCode": "500", "message": "保存失败，请稍后重推"})
         self.counts["duplicate" if became == "duplicate" else "landed"] += 1
         if became != "duplicate":
+            self._last_landed = time.monotonic()
+            if not self._landed_since_apply:
+                self._first_pending = self._last_landed
             self._landed_since_apply += 1
         return _answer(200, PUSH_OK)
 
@@ -255,10 +262,19 @@ class PushReceiver:
 
     # --- applying -------------------------------------------------------------------------------------------
 
+    def _time_to_apply(self, now: float) -> bool:
+        """Apply when the burst has quieted (nothing landed for ``apply_every`` s) or a full batch is waiting,
+        so applying does not compete with landing for the database (PostgreSQL row locks, SQLite's one writer);
+        a steady trickle that never quiets is applied after 10 × ``apply_every`` at the latest."""
+        pending = self._landed_since_apply
+        return pending > 0 and (now - self._last_landed >= self.apply_every or pending >= self.apply_batch
+                                or now - self._first_pending >= 10 * self.apply_every)
+
     async def _apply_loop(self) -> None:
+        tick = min(self.apply_every, 0.1)
         while True:
-            await asyncio.sleep(self.apply_every)
-            if self._landed_since_apply:
+            await asyncio.sleep(tick)
+            if self._time_to_apply(time.monotonic()):
                 self._landed_since_apply = 0
                 try:
                     await anyio.to_thread.run_sync(self.apply_pending)

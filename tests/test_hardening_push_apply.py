@@ -115,3 +115,25 @@ def test_a_push_whose_apply_fails_does_not_block_the_next(engine, monkeypatch):
     with engine.connect() as conn:
         failed = pushes.store.failed_pushes(conn)
     assert failed["error"].tolist() == ["RuntimeError: carrier text the store refuses"]
+
+
+def test_the_receiver_applies_when_the_burst_quiets_or_a_full_batch_waits():
+    """Applying in the background waits for a quiet moment (``apply_every`` s without a landing) or a full batch,
+    so it does not compete with landing; a steady trickle is applied after 10 × ``apply_every`` at the latest.
+    Times are the receiver's monotonic readings, set here (no clock, no sleep)."""
+    from connectors.kuaidi100_push import PushReceiver
+
+    receiver = PushReceiver(lambda push: "landed", SALT, host="127.0.0.1", port=0, path="/p", apply=lambda: 0,
+                            apply_every=1.0, apply_batch=500)
+    try:
+        assert not receiver._time_to_apply(100.0)  # nothing landed
+        receiver._first_pending, receiver._last_landed, receiver._landed_since_apply = 100.0, 100.5, 40
+        assert not receiver._time_to_apply(101.0)  # pushes still arriving: landing has the database
+        assert receiver._time_to_apply(101.5)  # quiet for apply_every
+        receiver._landed_since_apply = 500
+        assert receiver._time_to_apply(100.6)  # a full batch waits
+        receiver._landed_since_apply, receiver._last_landed = 40, 109.9
+        assert not receiver._time_to_apply(109.95)
+        assert receiver._time_to_apply(110.0)  # never quiet: applied after 10 × apply_every
+    finally:
+        receiver.socket.close()
