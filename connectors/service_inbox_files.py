@@ -4,7 +4,9 @@ platforms' refund lists and the SMS gateway's inbound messages write here; the d
 Layout under the inbox folder: ``<kind>/<channel>/<name>.json`` (one record, or a list of records) and
 ``<kind>/<channel>/<name>.eml`` (a raw RFC 822 message). Kinds: ``requests``, ``feedback``, ``replies``. A record's
 source key is its ``source_id``/``message_id`` field when it has one, else the file name and position; an email's
-is its Message-ID. Files are left in place: re-reading them is harmless (the inbox keeps each record once). A file
+is its Message-ID. After the records of a folder are committed the flow moves the files it read to
+``processed/<kind>/<channel>/`` (``move_processed``), so a cycle does not read every file ever dropped; a crash
+before the move only means they are read again, which is harmless (the inbox keeps each record once). A file
 that is not JSON is still handed on, as text, so it is kept and quarantined with its reason, never dropped.
 """
 
@@ -24,13 +26,35 @@ KINDS = ("requests", "feedback", "replies")
 
 def read_inbox(root: Path) -> Iterator[tuple[str, str, list[tuple[str | None, object]]]]:
     """(kind, channel, records) per channel folder, files in name order."""
+    for kind, channel, records, _files in read_inbox_files(root):
+        yield kind, channel, records
+
+
+def move_processed(root: Path, files: list[Path]) -> int:
+    """Move files whose records are committed to ``processed/<kind>/<channel>/`` under ``root`` (a name already
+    there gets a numbered suffix: nothing is overwritten); returns how many moved."""
+    moved = 0
+    for file in files:
+        target_dir = root / "processed" / file.relative_to(root).parent
+        target_dir.mkdir(parents=True, exist_ok=True)
+        target, n = target_dir / file.name, 1
+        while target.exists():
+            target, n = target_dir / f"{file.stem}.{n}{file.suffix}", n + 1
+        file.replace(target)
+        moved += 1
+    return moved
+
+
+def read_inbox_files(root: Path) -> Iterator[tuple[str, str, list[tuple[str | None, object]], list[Path]]]:
+    """(kind, channel, records, the files read) per channel folder, files in name order."""
     for kind in KINDS:
         base = root / kind
         if not base.is_dir():
             continue
         for folder in sorted(p for p in base.iterdir() if p.is_dir()):
             records: list[tuple[str | None, object]] = []
-            for file in sorted(folder.iterdir()):
+            files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix in (".eml", ".json"))
+            for file in files:
                 if file.suffix == ".eml":
                     records.append(email_record(file.read_bytes()))
                 elif file.suffix == ".json" and kind == "requests" and folder.name == "taobao":
@@ -38,7 +62,7 @@ def read_inbox(root: Path) -> Iterator[tuple[str, str, list[tuple[str | None, ob
                 elif file.suffix == ".json":
                     records.extend(json_records(file))
             if records:
-                yield kind, folder.name, records
+                yield kind, folder.name, records, files
 
 
 def email_record(raw: bytes) -> tuple[str | None, dict]:

@@ -26,7 +26,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select
 
-from connectors.service_inbox_files import read_inbox
+from connectors.service_inbox_files import move_processed, read_inbox_files
 from flows.compose import Run, require_store, retry_on_database_error, with_prefect
 from flows.naming import run_name
 from tasks.aftersales.assessment import assess_open_cases
@@ -63,7 +63,7 @@ _retry = {"cache_policy": NO_CACHE, "retries": 2, "retry_delay_seconds": 2,
 @task(name="land-aftersales-inbox", **_retry)
 def land_inbox_task(engine: Engine, folder: Path, now: datetime, actor: str) -> dict:
     settings, counts = get_settings(), {}
-    for kind, channel, records in read_inbox(folder):
+    for kind, channel, records, files in read_inbox_files(folder):
         with engine.begin() as conn:
             if kind == "requests":
                 got = land_requests(conn, channel, records, settings, now, actor=actor)
@@ -71,6 +71,7 @@ def land_inbox_task(engine: Engine, folder: Path, now: datetime, actor: str) -> 
                 got = land_feedback(conn, FEEDBACK_CHANNEL.get(channel, "website"), records, settings, now)
             else:
                 got = land_survey_replies(conn, "email" if channel == "email" else "sms", records, now)
+        move_processed(folder, files)  # committed: the next cycle need not read them again
         counts[f"{kind}/{channel}"] = got
     return counts
 
