@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from prefect.task_runners import ThreadPoolTaskRunner
+
 Run = Callable[..., Any]
 
 
@@ -40,6 +42,70 @@ def resolved(outcome):
     from prefect.futures import PrefectFuture
 
     return outcome.result() if isinstance(outcome, PrefectFuture) else outcome
+
+
+# --- chunks side by side (issue 17) -------------------------------------------------------------------------------
+
+
+def side_by_side(run: Run, engine) -> Run:
+    """How a stage's independent chunks are started: inside a flow run on PostgreSQL each chunk is submitted to the
+    flow's task runner (threads, or Dask processes: ``configured_task_runner``) and they run concurrently; in
+    process (``in_process``), and on SQLite, where one writer at a time holds the file, one after another.
+    Only for stages whose chunks touch disjoint rows and whose writes are conditional (a moved order is skipped);
+    stages that must stay serial do not use it."""
+    if run is with_prefect and engine.dialect.name != "sqlite":
+        return submitted
+    return run
+
+
+def all_settled(outcomes: list) -> list:
+    """Every chunk's value in submission order, after all of them ended: a failed chunk raises only once the
+    others finished, so the stage's bookkeeping (a run record marked failed) never races a chunk still writing."""
+    from prefect.futures import PrefectFuture, wait
+
+    futures = [outcome for outcome in outcomes if isinstance(outcome, PrefectFuture)]
+    if futures:
+        wait(futures)
+    return [resolved(outcome) for outcome in outcomes]
+
+
+def store_for_steps(engine):
+    """The store as the flow's task runner can hand it to a step: the engine itself in this process, a picklable
+    ``StoreAddress`` when steps run in other processes (Dask workers open their own engine from it)."""
+    from prefect.context import FlowRunContext
+
+    from yidi.db import store_address
+
+    ctx = FlowRunContext.get()
+    runner = ctx.task_runner if ctx else None
+    if runner is None or isinstance(runner, ThreadPoolTaskRunner):
+        return engine
+    return store_address(engine)
+
+
+def configured_task_runner(policy=None):
+    """The task runner ``[runtime]`` asks for: threads in the flow run's process (default), or Dask: the cluster at
+    ``dask_address``, or a local cluster of ``dask_workers`` processes started for the run."""
+    from yidi.settings import get_settings
+
+    policy = policy or get_settings().runtime
+    if policy.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if policy.dask_address:
+            return DaskTaskRunner(address=policy.dask_address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": policy.dask_workers, "threads_per_worker": 1,
+                                              "processes": True, "dashboard_address": None})  # fmt: skip
+    return ThreadPoolTaskRunner(max_workers=policy.thread_workers)
+
+
+class ConfiguredTaskRunner(ThreadPoolTaskRunner):
+    """A flow's ``task_runner`` that reads ``[runtime]`` when a run starts, not when the module is imported: Prefect
+    enters ``flow.task_runner.duplicate()`` for every run, and this duplicate is the configured runner. (A
+    deployment's worker imports the flow once; the policy file decides per run.)"""
+
+    def duplicate(self):
+        return configured_task_runner()
 
 
 def step_logger(name: str) -> logging.Logger | logging.LoggerAdapter:

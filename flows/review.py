@@ -31,7 +31,15 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 
 from expectations.reasons import REASONS
-from flows.compose import Run, require_store, with_prefect
+from flows.compose import (
+    ConfiguredTaskRunner,
+    Run,
+    all_settled,
+    require_store,
+    side_by_side,
+    store_for_steps,
+    with_prefect,
+)
 from flows.naming import run_name
 from tasks.review.automated import build_data_docs, review_chunk_task
 from tasks.review.deadlines import check_deadlines
@@ -78,10 +86,14 @@ def automated_review(run: Run, *, engine: Engine, settings: Settings, order_ids:
         return {"run_id": None, "run_key": None, "candidates": 0, **ChunkSummary().as_dict(), "data_docs": None}
     run_id, run_key = run(start_run, engine, "auto", flow_run_id)
     total, stats = ChunkSummary(), []
+    # Chunks side by side on PostgreSQL (issue 17): their orders are disjoint, a check is unique by order and
+    # content, and state changes are conditional, so two chunks (or two overlapping runs) never decide twice.
+    chunk_run, store = side_by_side(run, engine), store_for_steps(engine)
     try:
-        for index, chunk in enumerate(chunked(candidates, settings.review.chunk_size)):
-            result = run(review_chunk_task, engine, chunk, run_id, run_key, index, settings=settings, now=now,
-                         keep_results=keep_results)  # fmt: skip
+        started = [chunk_run(review_chunk_task, store, chunk, run_id, run_key, index, settings=settings, now=now,
+                             keep_results=keep_results)
+                   for index, chunk in enumerate(chunked(candidates, settings.review.chunk_size))]  # fmt: skip
+        for result in all_settled(started):
             total.add(ChunkSummary.from_dict(result["summary"]))
             stats.append(pd.DataFrame(result["stats"]))
     except Exception:
@@ -95,7 +107,7 @@ def automated_review(run: Run, *, engine: Engine, settings: Settings, order_ids:
             "data_docs": docs}  # fmt: skip
 
 
-@flow(name="auto-review", flow_run_name=run_name("auto-review"))
+@flow(name="auto-review", flow_run_name=run_name("auto-review"), task_runner=ConfiguredTaskRunner())
 def auto_review(order_ids: list[int] | None = None, send: bool = True) -> dict:
     """Automated first review (V5) of every received order (or the ones given), in chunks; right after ingest."""
     require_store()

@@ -142,3 +142,40 @@ def current_heads(engine: Engine) -> list[str]:
 
     with engine.connect() as conn:
         return sorted(MigrationContext.configure(conn).get_current_heads())
+
+
+class StoreAddress:
+    """The order store as a value another process can receive (a Dask worker running a chunk): its URL, resolved
+    to that process's own engine (``engine_of``). An ``Engine`` itself cannot be pickled (its pool holds locks).
+    ``repr`` hides the password, since task arguments may end up in logs."""
+
+    __slots__ = ("url",)
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def __repr__(self) -> str:
+        from sqlalchemy.engine import make_url
+
+        return f"StoreAddress({make_url(self.url).render_as_string(hide_password=True)!r})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, StoreAddress) and other.url == self.url
+
+    def __hash__(self) -> int:
+        return hash(self.url)
+
+    def __getstate__(self):
+        return self.url
+
+    def __setstate__(self, url):
+        self.url = url
+
+
+def store_address(engine: Engine) -> StoreAddress:
+    return StoreAddress(engine.url.render_as_string(hide_password=False))
+
+
+def engine_of(store: Engine | StoreAddress) -> Engine:
+    """The engine itself, or this process's (cached) engine for a ``StoreAddress``."""
+    return get_engine(store.url) if isinstance(store, StoreAddress) else store

@@ -507,6 +507,18 @@ class TrackingPolicy(Section):
         }
 
 
+class RuntimePolicy(Section):
+    """How a flow run's concurrent steps (a stage's chunks) run (issue 17): not a business rule, but an operator's
+    choice when scaling out, so it sits in the same file and is validated the same way."""
+
+    task_runner: Literal["thread", "dask"] = Field(
+        "thread", description="thread: in the flow run's process; dask: on a Dask cluster (prefect-dask)"
+    )
+    thread_workers: int = Field(4, ge=1, le=64, description="Chunks in flight at once with the thread runner")
+    dask_address: str = Field("", description="tcp://host:8786 of a running Dask scheduler; empty: a local cluster")
+    dask_workers: int = Field(2, ge=1, le=64, description="Processes of the local Dask cluster (no dask_address)")
+
+
 class Settings(Section):
     general: GeneralPolicy = GeneralPolicy()
     review: ReviewPolicy = ReviewPolicy()
@@ -529,6 +541,7 @@ class Settings(Section):
     audit: AuditPolicy = AuditPolicy()
     channels: ChannelsPolicy = ChannelsPolicy()
     staff: StaffPolicy = StaffPolicy()
+    runtime: RuntimePolicy = RuntimePolicy()
 
 
 def yidi_home() -> Path:

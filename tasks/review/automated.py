@@ -33,6 +33,7 @@ from tasks.review.rules import (
 )
 from tasks.review.store import checks_of_run, load_inputs
 from yidi.bulk import chunked, frame_records, insert_rows, json_text, utc_now
+from yidi.db import StoreAddress, engine_of
 from yidi.lifecycle import OrderState, current_actor, record_events, transition_orders
 from yidi.outbox import enqueue
 from yidi.schema import orders
@@ -196,10 +197,11 @@ def review_chunk(engine: Engine, order_ids: Sequence[int], run_id: int, run_key:
 
 
 @task(name="review-chunk", retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE)
-def review_chunk_task(engine: Engine, order_ids: list[int], run_id: int, run_key: str, index: int, *,
+def review_chunk_task(engine: Engine | StoreAddress, order_ids: list[int], run_id: int, run_key: str, index: int, *,
                       settings: Settings, now: datetime | None = None, keep_results: bool = True) -> dict:
-    """One chunk of the automated review (a failed chunk rolls back whole and is retried)."""
-    summary, stats = review_chunk(engine, order_ids, run_id, run_key, index, settings=settings, now=now,
+    """One chunk of the automated review (a failed chunk rolls back whole and is retried). In a Dask worker the
+    store arrives as a ``StoreAddress`` and the worker opens its own engine."""
+    summary, stats = review_chunk(engine_of(engine), order_ids, run_id, run_key, index, settings=settings, now=now,
                                   keep_results=keep_results)  # fmt: skip
     return {"summary": summary.as_dict(), "stats": stats.to_dict("records")}
 

@@ -1,0 +1,128 @@
+"""Scaling out (issue 17): a stage's chunks through the task runner the policy names, and overlapping runs.
+
+The automated review's chunks run on a Dask cluster of two worker processes and decide exactly what the in-process
+path decides; on PostgreSQL several runs of the same review started together (a barrier) decide each order once.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+from prefect import flow
+from review_data import ORDER_TIME, POLICY, build_store
+from sqlalchemy import func, select
+
+from flows.compose import ConfiguredTaskRunner, configured_task_runner, in_process, with_prefect
+from flows.review import automated_review
+from yidi.db import StoreAddress, engine_of, init_db, make_engine, store_address
+from yidi.schema import notification_outbox as outbox
+from yidi.schema import order_events, orders
+from yidi.schema_review import review_findings
+from yidi.settings import RuntimePolicy, get_settings
+
+NOW = ORDER_TIME + timedelta(hours=1)
+
+
+@pytest.fixture
+def review_policy(tmp_path, monkeypatch):
+    """The review test policy, with chunks of 16 orders so the ~45 candidates make three chunks (the policy's floor
+    of 100 is for production; ``model_copy`` skips it on purpose)."""
+    path = tmp_path / "yidi.toml"
+    path.write_text(POLICY, encoding="utf-8")
+    monkeypatch.setenv("YIDI_CONFIG", str(path))
+    get_settings.cache_clear()
+    settings = get_settings()
+    return settings.model_copy(update={"review": settings.review.model_copy(update={"chunk_size": 16})})
+
+
+def decisions(engine, ids: dict[str, int]) -> dict[str, tuple]:
+    """Per case: state, review deadline, (rule, reason) findings, notices queued, state events."""
+    by_id = {oid: name for name, oid in ids.items()}
+    with engine.connect() as conn:
+        state = {oid: (st, due) for oid, st, due in conn.execute(
+            select(orders.c.id, orders.c.state, orders.c.review_due_at).where(orders.c.id.in_(by_id)))}
+        findings = pd.DataFrame(conn.execute(select(review_findings.c.order_id, review_findings.c.rule,
+                                                    review_findings.c.reason_code)).all(),
+                                columns=["order_id", "rule", "reason"])  # fmt: skip
+        notices = dict(conn.execute(select(outbox.c.order_id, func.count()).group_by(outbox.c.order_id)).all())
+        events = dict(conn.execute(select(order_events.c.order_id, func.count())
+                                   .where(order_events.c.kind == "state").group_by(order_events.c.order_id)).all())
+    return {
+        by_id[oid]: (state[oid][0], state[oid][1] and state[oid][1].replace(tzinfo=None),
+                     sorted(findings.loc[findings["order_id"] == oid, ["rule", "reason"]].itertuples(index=False,
+                                                                                                     name=None)),
+                     notices.get(oid, 0), events.get(oid, 0))
+        for oid in by_id
+    }  # fmt: skip
+
+
+def test_the_runtime_policy_picks_the_task_runner():
+    from prefect.task_runners import ThreadPoolTaskRunner
+    from prefect_dask import DaskTaskRunner
+
+    assert isinstance(configured_task_runner(RuntimePolicy()), ThreadPoolTaskRunner)
+    assert configured_task_runner(RuntimePolicy(thread_workers=3))._max_workers == 3
+    remote = configured_task_runner(RuntimePolicy(task_runner="dask", dask_address="tcp://10.0.0.5:8786"))
+    assert isinstance(remote, DaskTaskRunner) and remote.address == "tcp://10.0.0.5:8786"
+    local = configured_task_runner(RuntimePolicy(task_runner="dask", dask_workers=3))
+    assert local.address is None and local.cluster_kwargs["n_workers"] == 3
+    # The flow's runner reads the policy when a run starts (each run enters ``duplicate()``).
+    assert isinstance(ConfiguredTaskRunner().duplicate(), ThreadPoolTaskRunner)
+
+
+def test_a_store_address_travels_to_another_process_without_its_password():
+    import pickle
+
+    address = StoreAddress("postgresql+psycopg://yidi:secret@db.internal:5432/yidi")
+    assert "secret" not in repr(address)
+    assert pickle.loads(pickle.dumps(address)) == address
+    engine = engine_of(address)
+    assert engine.url.password == "secret" and engine_of(engine) is engine
+    assert store_address(engine) == address
+
+
+@flow
+def review_chunks(url: str, chunk_size: int) -> dict:
+    """The automated review's step list in a flow run (a module-level flow: Dask ships the run's context, and a
+    closure over an engine cannot be pickled)."""
+    settings = get_settings()
+    settings = settings.model_copy(update={"review": settings.review.model_copy(update={"chunk_size": chunk_size})})
+    return automated_review(with_prefect, engine=engine_of(StoreAddress(url)), settings=settings, now=NOW,
+                            build_docs=False, keep_results=False)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def dask_cluster():
+    """Two worker processes, one thread each: chunks really run in other processes."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        yield cluster
+
+
+@pytest.mark.prefect
+def test_review_chunks_on_a_dask_cluster_decide_as_in_process(prefect_server, dask_cluster, engine, tmp_path,
+                                                              review_policy):
+    from prefect_dask import DaskTaskRunner
+
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite has one writer at a time: its chunks run one after another in the flow's process")
+    sqlite_engine = make_engine(f"sqlite:///{tmp_path / 'in-process.db'}")
+    init_db(sqlite_engine)
+    one_chunk = review_policy.model_copy(update={"review": review_policy.review.model_copy(update={"chunk_size": 1000})})
+
+    with sqlite_engine.begin() as conn:
+        expected_ids = build_store(conn)
+    expected = automated_review(in_process, engine=sqlite_engine, settings=one_chunk, now=NOW, build_docs=False,
+                                keep_results=False)  # fmt: skip
+
+    with engine.begin() as conn:
+        ids = build_store(conn)
+
+    got = review_chunks.with_options(task_runner=DaskTaskRunner(address=dask_cluster.scheduler_address))(
+        store_address(engine).url, 16)
+    assert got["candidates"] == expected["candidates"] > 8 and got["checked"] == expected["checked"]
+    assert got["auto_rejected"] == expected["auto_rejected"] > 0 and got["pending_review"] == expected["pending_review"]
+    assert decisions(engine, ids) == decisions(sqlite_engine, expected_ids)
