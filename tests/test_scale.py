@@ -6,6 +6,7 @@ path decides; on PostgreSQL several runs of the same review started together (a 
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 import pandas as pd
@@ -19,7 +20,7 @@ from flows.review import automated_review
 from yidi.db import StoreAddress, engine_of, init_db, make_engine, store_address
 from yidi.schema import notification_outbox as outbox
 from yidi.schema import order_events, orders
-from yidi.schema_review import review_findings
+from yidi.schema_review import review_checks, review_findings
 from yidi.settings import RuntimePolicy, get_settings
 
 NOW = ORDER_TIME + timedelta(hours=1)
@@ -126,3 +127,59 @@ def test_review_chunks_on_a_dask_cluster_decide_as_in_process(prefect_server, da
     assert got["candidates"] == expected["candidates"] > 8 and got["checked"] == expected["checked"]
     assert got["auto_rejected"] == expected["auto_rejected"] > 0 and got["pending_review"] == expected["pending_review"]
     assert decisions(engine, ids) == decisions(sqlite_engine, expected_ids)
+
+
+def started_together(count: int, work) -> list:
+    """``work(i)`` in ``count`` threads released at once by a barrier; every result (or the exception raised)."""
+    barrier = threading.Barrier(count)
+    results: list = [None] * count
+
+    def one(i):
+        barrier.wait()
+        try:
+            results[i] = work(i)
+        except Exception as exc:  # noqa: BLE001 - the test reports it
+            results[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    return results
+
+
+@pytest.mark.parametrize("runs", [2, 4])
+def test_overlapping_reviews_decide_each_order_once(engine, review_policy, runs):
+    """The same review started by ``runs`` workers at once (a scheduled run and on-demand ones, no deployment
+    concurrency limit): every order is checked, moved, logged and told once, whoever got there first."""
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite cannot interleave writers (one write lock per file): the race needs PostgreSQL")
+    with engine.begin() as conn:
+        ids = build_store(conn)
+        before = dict(conn.execute(select(orders.c.id, orders.c.version)).all())
+
+    # Two chunks per run (each chunk is a Great Expectations validation: seconds on a loaded machine).
+    settings = review_policy.model_copy(update={"review": review_policy.review.model_copy(update={"chunk_size": 25})})
+    results = started_together(runs, lambda _i: automated_review(
+        in_process, engine=engine, settings=settings, now=NOW, build_docs=False, keep_results=False))
+    assert not [r for r in results if isinstance(r, Exception)], results
+
+    got = decisions(engine, ids)
+    with engine.connect() as conn:
+        checks = conn.execute(select(review_checks.c.order_id, func.count()).group_by(review_checks.c.order_id)
+                              .having(func.count() > 1)).all()  # fmt: skip
+        dup_notices = conn.execute(select(outbox.c.dedupe_key).group_by(outbox.c.dedupe_key)
+                                   .having(func.count() > 1)).all()  # fmt: skip
+        after = dict(conn.execute(select(orders.c.id, orders.c.version)).all())
+        checked = conn.execute(select(func.count()).select_from(review_checks)).scalar_one()
+    assert checks == [] and dup_notices == []
+    decided = {name: state for name, (state, *_rest) in got.items()}
+    assert set(decided.values()) == {"auto_rejected", "pending_review"}
+    # One state event per order, one version step per move: nobody moved an order another run had moved.
+    assert {name: events for name, (*_s, events) in got.items()} == dict.fromkeys(ids, 1)
+    assert all(after[oid] == before[oid] + 1 for oid in ids.values())
+    # The runs' own counts add up to one decision per order: no run counted an order another run decided.
+    assert sum(r["auto_rejected"] + r["pending_review"] for r in results) == checked >= len(ids)
+    assert sum(r["auto_rejected"] for r in results) == list(decided.values()).count("auto_rejected")
+    assert sum(n for *_x, n, _e in got.values()) == sum(r["notices"] for r in results) > 0
