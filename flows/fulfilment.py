@@ -14,6 +14,12 @@ each chunk of carrier answers in one transaction after the calls. The network st
 number, shipment number), so a task retry after a database error, or a rerun after a crash, never orders or ships
 twice. Artifacts in the UI summarise the run without personal data.
 
+Serial on purpose (issue 17): allocation is one task per run, not chunks side by side, because it decides who gets
+an item's scarce stock in priority order across every order. Two overlapping runs (more workers, a manual run
+during the scheduled one) are kept apart by the database, not by luck: stock is claimed by conditional UPDATEs
+that refuse to reserve beyond on hand (and a CHECK constraint), and the losing attempt is rolled back and
+planned again from the stock that is left.
+
 ``stocktake``: on demand (``yidi fulfilment stocktake FILE``); one import, one transaction (all variances or none).
 
 The CLI's ``--no-prefect`` path and the tests run the same step lists with ``flows.compose.in_process``.

@@ -24,6 +24,9 @@ from yidi.redact import shown_input
 
 # The settlement section is a schema of its own (bank templates, dunning ladder): yidi/settlement_policy.py.
 from yidi.risk_policy import AuditPolicy, CreditPolicy, KpiPolicy, RiskPolicy
+
+# How chunks run side by side when scaling out (issue 17): yidi/runtime_policy.py.
+from yidi.runtime_policy import RuntimePolicy
 from yidi.settlement_policy import SettlementPolicy
 from yidi.staff import StaffPolicy  # issue 20: who may decide what
 
@@ -505,18 +508,6 @@ class TrackingPolicy(Section):
             self.rate_limit_name: {"limit": max(1, round(rate)), "slot_decay_per_second": rate},
             self.cycle_lock_name: {"limit": 1, "slot_decay_per_second": 0.0},
         }
-
-
-class RuntimePolicy(Section):
-    """How a flow run's concurrent steps (a stage's chunks) run (issue 17): not a business rule, but an operator's
-    choice when scaling out, so it sits in the same file and is validated the same way."""
-
-    task_runner: Literal["thread", "dask"] = Field(
-        "thread", description="thread: in the flow run's process; dask: on a Dask cluster (prefect-dask)"
-    )
-    thread_workers: int = Field(4, ge=1, le=64, description="Chunks in flight at once with the thread runner")
-    dask_address: str = Field("", description="tcp://host:8786 of a running Dask scheduler; empty: a local cluster")
-    dask_workers: int = Field(2, ge=1, le=64, description="Processes of the local Dask cluster (no dask_address)")
 
 
 class Settings(Section):
