@@ -24,9 +24,7 @@ from yidi.redact import shown_input
 
 # The settlement section is a schema of its own (bank templates, dunning ladder): yidi/settlement_policy.py.
 from yidi.risk_policy import AuditPolicy, CreditPolicy, KpiPolicy, RiskPolicy
-
-# How chunks run side by side when scaling out (issue 17): yidi/runtime_policy.py.
-from yidi.runtime_policy import RuntimePolicy
+from yidi.runtime_policy import RuntimePolicy  # issue 17: how chunks run side by side when scaling out
 from yidi.settlement_policy import SettlementPolicy
 from yidi.staff import StaffPolicy  # issue 20: who may decide what
 
