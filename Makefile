@@ -8,6 +8,12 @@ export YIDI_HOME ?= $(CURDIR)/.yidi
 # The local Prefect server's port (make up / make demo); another port when 4200 is taken: make up PREFECT_PORT=4300
 PREFECT_PORT ?= 4200
 export YIDI_PREFECT_PORT ?= $(PREFECT_PORT)
+# make up DB=postgres WORKERS=2: store and Prefect server databases on PostgreSQL at 127.0.0.1:5432 (created when
+# absent; another server: YIDI_STACK_POSTGRES=postgresql://user@host:5432), N process workers (app/stack_postgres.py)
+DB ?= sqlite
+WORKERS ?= 1
+export YIDI_STACK_DB ?= $(DB)
+export YIDI_STACK_WORKERS ?= $(WORKERS)
 # Listen beyond loopback only with PREFECT_SERVER_API_AUTH_STRING set (make up refuses otherwise; README: production)
 PREFECT_HOST ?= 127.0.0.1
 export YIDI_PREFECT_HOST ?= $(PREFECT_HOST)

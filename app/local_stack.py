@@ -19,6 +19,7 @@ from pathlib import Path
 import requests
 
 import yidi  # noqa: F401  (offline defaults in the environment handed to children)
+from app import stack_postgres
 from yidi.settings import yidi_home
 
 HOST, DEFAULT_PORT = "127.0.0.1", 4200
@@ -82,6 +83,7 @@ def prefect_env() -> dict[str, str]:
     if env.get("PREFECT_SERVER_API_AUTH_STRING"):  # workers and the CLI authenticate to a server that requires it
         env.setdefault("PREFECT_API_AUTH_STRING", env["PREFECT_SERVER_API_AUTH_STRING"])
     env["YIDI_REPO"] = str(REPO_ROOT)  # prefect.yaml's pull step runs flows from this checkout
+    env.update(stack_postgres.stack_env())  # make up DB=postgres: store and server database on PostgreSQL
     return env
 
 
@@ -195,6 +197,9 @@ def up() -> None:
         require_auth_beyond_loopback()
     except Exposed as exc:
         raise SystemExit(f"make up: {exc}") from None
+    os.environ.update(stack_postgres.stack_env())  # DB=postgres: the store below is the PostgreSQL one
+    for line in stack_postgres.ensure_databases():
+        print(line)
     print(init_store())
     try:
         started = start_server()
@@ -211,10 +216,12 @@ def up() -> None:
     cleared = clear_unlisted_schedules()
     if cleared:
         print(f"schedules cleared (prefect.yaml lists none for them): {', '.join(cleared)}")
-    worker_pid = _read_pid("worker")
-    if worker_pid is None or not _alive(worker_pid):
-        _start("worker", [_prefect_bin(), "worker", "start", "--pool", WORK_POOL])
-    print(f"work pool {WORK_POOL} with a process worker; deployments from prefect.yaml are scheduled")
+    workers = stack_postgres.worker_names()  # WORKERS=N: N process workers on the pool
+    for name in workers:
+        worker_pid = _read_pid(name)
+        if worker_pid is None or not _alive(worker_pid):
+            _start(name, [_prefect_bin(), "worker", "start", "--pool", WORK_POOL, "--name", f"yidi-{name}"])
+    print(f"work pool {WORK_POOL} with {len(workers)} process worker(s); deployments from prefect.yaml are scheduled")
     print(f"open the UI: {ui_url()}  (deployments: {ui_url()}/deployments)")
     print("point the Prefect CLI at it (e.g. `prefect deployment ls`):")
     print(f"  export PREFECT_API_URL={api_url()}")
@@ -251,7 +258,8 @@ def _read_pid(name: str) -> int | None:
 
 def down() -> None:
     """Stop the worker and server this project started (process groups from the pid files)."""
-    for name in ("worker", "server"):
+    workers = sorted(path.stem for path in run_dir().glob("worker*.pid"))  # every worker make up started
+    for name in (*workers, "server"):
         pid = _read_pid(name)
         if pid is None:
             continue
