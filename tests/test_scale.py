@@ -183,3 +183,16 @@ def test_overlapping_reviews_decide_each_order_once(engine, review_policy, runs)
     assert sum(r["auto_rejected"] + r["pending_review"] for r in results) == checked >= len(ids)
     assert sum(r["auto_rejected"] for r in results) == list(decided.values()).count("auto_rejected")
     assert sum(n for *_x, n, _e in got.values()) == sum(r["notices"] for r in results) > 0
+
+
+@pytest.mark.prefect
+def test_review_chunks_with_the_default_thread_runner_on_postgres(prefect_server, engine, review_policy):
+    """The flow's own runner (``ConfiguredTaskRunner``, threads by default) with chunks submitted side by side."""
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite has one writer at a time: its chunks run one after another in the flow's process")
+    with engine.begin() as conn:
+        ids = build_store(conn)
+    got = review_chunks.with_options(task_runner=ConfiguredTaskRunner())(store_address(engine).url, 16)
+    assert got["candidates"] > 8 and got["checked"] == got["auto_rejected"] + got["pending_review"]
+    states = {state for state, *_rest in decisions(engine, ids).values()}
+    assert states == {"auto_rejected", "pending_review"}
