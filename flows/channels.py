@@ -89,6 +89,8 @@ def confirm_shipments(channel: str | None = None, as_of: datetime | None = None,
     """Confirm every parcel with a waybill on its channel once; flag and escalate shipping deadlines."""
     require_store()
     summary = confirmation_cycle(with_prefect, as_of or datetime.now(UTC), channel, top_url, woo_url)
+    for line in skipped_lines(summary["skipped"]):
+        print(line)
     deadlines = summary["deadlines"]
     create_markdown_artifact(key="channel-confirmations", markdown=summary_markdown(summary),
                              description="shipment confirmations to the channels")
@@ -103,12 +105,20 @@ def sync_channel_stock(channel: str | None = None, top_url: str | None = None, w
     """Push each listed item's available stock to the channels, only where the figure changed."""
     require_store()
     summary = stock_cycle(with_prefect, channel, top_url, woo_url)
+    for line in skipped_lines(summary["skipped"]):
+        print(line)
     create_markdown_artifact(key="channel-stock", markdown=stock_markdown(summary),
                              description="stock figures pushed to the channels")
     if summary["refusals"]:
         create_table_artifact(key="channel-stock-refused", table=summary["refusals"],
                               description="items a channel refused (sent again only when the figure changes)")
     return summary
+
+
+def skipped_lines(skipped: dict | list) -> list[str]:
+    """One INFO line per channel without credentials: a fresh stack is green, the channel simply not in use yet."""
+    counts = skipped if isinstance(skipped, dict) else dict.fromkeys(skipped)
+    return [f"{name}: not configured, skipped" + (f" ({n} left pending)" if n else "") for name, n in counts.items()]
 
 
 def summary_markdown(summary: dict) -> str:

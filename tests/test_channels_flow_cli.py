@@ -84,3 +84,38 @@ def test_cli_confirm_and_sync_without_prefect(secrets):
                                      "--json"])
         assert synced.exit_code == 0, synced.output
         assert json.loads(synced.output)["pushed"] == 1 and top.items[101]["num"] == 7
+
+
+def _run_logs(state) -> str:
+    """The run's log lines as the UI shows them (log_prints: the flow's lines are INFO logs of the run)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=5)  # logs go to the server in batches
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+    return "\n".join(entry.message for entry in logs if entry.level >= 20)
+
+
+def test_a_fresh_stack_without_channel_credentials_is_completed_and_says_what_it_skipped(prefect_server, monkeypatch):
+    """Issue 15: on a fresh `make up` no shop credentials are set; the scheduled runs must not be red."""
+    from flows.channels import confirm_shipments, sync_channel_stock
+
+    for name in ("YIDI_TAOBAO_APP_KEY", "YIDI_TAOBAO_APP_SECRET", "YIDI_TAOBAO_SESSION", "YIDI_WC_CONSUMER_KEY",
+                 "YIDI_WC_CONSUMER_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    init_db()
+    _seed(get_engine())  # one taobao and one website parcel with a waybill
+    state = confirm_shipments(return_state=True)
+    assert state.is_completed()
+    summary = state.result()
+    assert summary["skipped"] == {"taobao": 1, "website": 1}
+    assert (summary["planned"], summary["confirmed"], summary["failed"], summary["pending"]) == (2, 0, 0, 2)
+    out = _run_logs(state)
+    assert "taobao: not configured, skipped (1 left pending)" in out
+    assert "website: not configured, skipped (1 left pending)" in out
+    stock = sync_channel_stock(return_state=True)
+    assert stock.is_completed()
+    assert stock.result()["skipped"] == ["taobao", "website"] and stock.result()["pushed"] == 0
+    assert "taobao: not configured, skipped\n" in _run_logs(stock) + "\n"

@@ -36,6 +36,7 @@ class ConfirmResult:
     failed: int = 0  # transient: tried again next run
     refused: int = 0  # the channel refused, or gave up after confirm_max_attempts: a person looks
     pending: int = 0  # still waiting after this run
+    skipped: dict[str, int] = field(default_factory=dict)  # channel not configured: left pending, not tried
     problems: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -54,8 +55,9 @@ def plan_confirmations(engine: Engine, settings: Settings | None = None, limit: 
 class ChannelWriters:
     """The clients that write to each channel, built once per run from the policy (URLs overridable)."""
 
-    def __init__(self, top=None, woo=None):
+    def __init__(self, top=None, woo=None, unconfigured: list[str] | None = None):
         self.top, self.woo = top, woo
+        self.unconfigured = unconfigured or []  # channels wanted whose secrets are not set (logged, skipped)
 
     @classmethod
     def from_settings(cls, settings: Settings, top_url: str | None = None, woo_url: str | None = None,
@@ -66,17 +68,23 @@ class ChannelWriters:
 
         wanted = channels or set(settings.channels.confirm_api)
         top = woo = None
+        unconfigured = []
         if "taobao" in wanted:
             options = {**channel_options("taobao", settings), **({"url": top_url} if top_url else {})}
-            top = TaobaoConnector(name="taobao", options=options).client()
-            top.keep_alive = True  # many calls per run (stock figures): one pooled session
+            if all(os.environ.get(options.get(k) or "") for k in ("app_key_env", "app_secret_env")):
+                top = TaobaoConnector(name="taobao", options=options).client()
+                top.keep_alive = True  # many calls per run (stock figures): one pooled session
+            else:  # a fresh stack has no shop credentials: not an error, the channel is simply not in use yet
+                unconfigured.append("taobao")
         if "website" in wanted:
             o = channel_options("woocommerce", settings)
             key, secret = os.environ.get(o["consumer_key_env"]), os.environ.get(o["consumer_secret_env"])
             if key and secret:
                 woo = WooWriter(woo_url or o["url"], key, secret, float(o.get("timeout_seconds", 20)),
                                 pacer=(pacers or {}).get("website"))
-        return cls(top, woo)
+            else:
+                unconfigured.append("website")
+        return cls(top, woo, unconfigured)
 
 
 def _send_one(row: dict, writers: ChannelWriters, settings: Settings, waiting: set[int]) -> WriteOutcome:
@@ -106,7 +114,7 @@ def send_confirmations(engine: Engine, writers: ChannelWriters, *, settings: Set
     """Tell each channel about its pending confirmations; record every answer once (see the module)."""
     settings = settings or get_settings()
     policy, actor = settings.channels, actor or current_actor()
-    result = ConfirmResult()
+    result = ConfirmResult(skipped=dict.fromkeys(getattr(writers, "unconfigured", ()), 0))
     with engine.connect() as conn:
         pending = store.pending_confirmations(conn, channel, limit)
         waiting = store.orders_with_parcels_waiting(conn, [int(i) for i in pending["order_id"].unique()])
@@ -114,7 +122,12 @@ def send_confirmations(engine: Engine, writers: ChannelWriters, *, settings: Set
     if len(notices):
         _notify(engine, notices, settings, now or utc_now(), actor)
         result.notified = len(notices)
-    calls = [r for r in pending[pending["medium"] == "api"].to_dict("records")]
+    calls = []
+    for r in pending[pending["medium"] == "api"].to_dict("records"):
+        if r["channel"] in writers.unconfigured:  # left pending until the channel is configured
+            result.skipped[r["channel"]] = result.skipped.get(r["channel"], 0) + 1
+        else:
+            calls.append(r)
     for chunk in chunked(calls, policy.confirm_chunk):
         outcomes = [(row, _send_one(row, writers, settings, waiting)) for row in chunk]
         _record(engine, outcomes, policy.confirm_max_attempts, now or utc_now(), actor, result)

@@ -37,6 +37,7 @@ class SyncResult:
     refused: int = 0
     failed: int = 0
     requests: int = 0
+    skipped: list[str] = field(default_factory=list)  # channels not configured (no secrets): nothing pushed
     refusals: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -55,9 +56,9 @@ def sync_stock(engine: Engine, writers, *, settings: Settings | None = None, cha
     settings = settings or get_settings()
     policy = settings.channels
     wanted = [c for c in (channels or STOCK_CHANNELS) if c in STOCK_CHANNELS]
+    result = SyncResult(skipped=[c for c in wanted if c in getattr(writers, "unconfigured", ())])
     wanted = [c for c in wanted if (writers.top if c == "taobao" else writers.woo) is not None]
     pacers = pacers if pacers is not None else make_pacers(settings, wanted)
-    result = SyncResult()
     if not wanted:
         return result
     with engine.connect() as conn:
