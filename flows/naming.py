@@ -76,3 +76,19 @@ def reconcile_name() -> str:
     if params.get("as_of"):
         return f"reconcile {source} {params.get('period') or ''} as of {params['as_of']}".replace("  ", " ")
     return f"reconcile {source} {period}"
+
+
+def risk_name() -> str:
+    """``risk 2026-12-04``: the period asked for, else the business day the run started."""
+    period = _parameters().get("period")
+    return f"risk {period or _started().date().isoformat()}"
+
+
+def audit_name() -> str:
+    """``audit 2026-11``: the month asked for, else the previous month (the audit's default)."""
+    from datetime import timedelta
+
+    period = _parameters().get("period")
+    if not period:
+        period = f"{_started().date().replace(day=1) - timedelta(days=1):%Y-%m}"
+    return f"audit {period}"

@@ -20,6 +20,7 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from flows.compose import Run, require_store, retry_on_database_error, step_logger, with_prefect
+from flows.naming import audit_name, risk_name
 from tasks.risk import receivables, report
 from tasks.risk.audit_steps import run_audit
 from tasks.risk.carrier_steps import assess_carriers
@@ -129,7 +130,7 @@ def assessment(
     return summary
 
 
-@flow(name="assess-risk-and-kpis", log_prints=True)
+@flow(name="assess-risk-and-kpis", flow_run_name=risk_name, log_prints=True)
 def assess_risk_and_kpis(period: str | None = None) -> dict:
     """Credit, KPIs, carriers, legal rules and receivables (K1–K4, E2); ``period``: YYYY-MM, YYYY-Www or a day."""
     require_store()
@@ -188,7 +189,7 @@ def audit(
     return run(audit_task, period, now, engine)
 
 
-@flow(name="internal-audit", log_prints=True)
+@flow(name="internal-audit", flow_run_name=audit_name, log_prints=True)
 def internal_audit(period: str | None = None) -> dict:
     """Monthly internal audit (E1); ``period`` YYYY-MM (default: the previous month)."""
     require_store()

@@ -73,6 +73,25 @@ def test_runs_are_named_after_what_ran(prefect_server, sqlite_engine, monkeypatc
     assert re.fullmatch(r"notify \d\d:\d\d", names[1])
 
 
+def test_risk_and_audit_runs_are_named_after_their_period(monkeypatch):
+    """Seen: `assess-risk-and-kpis` and `internal-audit` runs had random names; wanted `risk 2026-12-04`,
+    `audit 2026-11` (the period asked for, else the day the run started / the month before it)."""
+    from datetime import datetime
+
+    from prefect.runtime import flow_run
+
+    from flows import naming
+
+    start = datetime.fromisoformat("2026-12-01T01:30:00+08:00")  # just after midnight in Shanghai, Nov 30 in UTC
+    monkeypatch.setattr(flow_run, "scheduled_start_time", start, raising=False)
+    monkeypatch.setattr(naming, "_parameters", lambda: {})
+    assert (naming.risk_name(), naming.audit_name()) == ("risk 2026-12-01", "audit 2026-11")
+    monkeypatch.setattr(naming, "_parameters", lambda: {"period": "2026-W48"})
+    assert naming.risk_name() == "risk 2026-W48"
+    monkeypatch.setattr(naming, "_parameters", lambda: {"period": "2026-10"})
+    assert naming.audit_name() == "audit 2026-10"
+
+
 def _answering(port_holder: list) -> http.server.HTTPServer:
     class Health(http.server.BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - http.server's spelling
