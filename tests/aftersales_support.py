@@ -46,7 +46,7 @@ def build_reference(engine) -> None:
 
 
 def add_order(engine, order_no: str, items: dict[str, float], *, state="delivered", delivered: datetime | None,
-              customer: int = 1, channel="woocommerce", method="alipay", city="重庆市") -> int:  # fmt: skip
+              customer: int = 1, channel="website", method="alipay", city="重庆市") -> int:  # fmt: skip
     """One order with ``items`` (code -> quantity); a delivered shipment when ``delivered`` is given."""
     total = int(sum(PRICES[c] * q for c, q in items.items()))
     with engine.begin() as conn:

@@ -22,7 +22,7 @@ def policy(**overrides) -> AftersalesPolicy:
 
 
 def decide(asked: date, items=("SKU-0009",), *, kind="return", quality=False, opened=False, customer="consumer",
-           channel="woocommerce", repairs=0, received=RECEIVED, pol=None):  # fmt: skip
+           channel="website", repairs=0, received=RECEIVED, pol=None):  # fmt: skip
     return assess(kind=kind, quality_problem=quality, goods_opened=opened, asked_on=asked, received_on=received,
                   item_codes=list(items), customer_kind=customer, channel=channel, failed_repairs=repairs,
                   policy=pol or get_settings().aftersales)  # fmt: skip
@@ -66,6 +66,19 @@ def test_sealed_digital_goods_are_still_returnable():
 
 def test_the_no_reason_right_is_for_consumers_buying_at_a_distance():
     assert decide(date(2026, 12, 3), customer="business").rule == "NO_REASON_NOT_APPLICABLE"
+    # 第二十五条: online (the platform, the website), phone and mail-order sales, by the channel intake stores.
+    for channel in ("taobao", "website", "phone", "fax", "email"):
+        assert decide(date(2026, 12, 3), channel=channel).rule == "NO_REASON_RETURN_7D", channel
+    assert decide(date(2026, 12, 3), channel="aftersales").rule == "NO_REASON_NOT_APPLICABLE"  # a replacement
+
+
+def test_distance_channels_name_channels_orders_really_have():
+    """The policy speaks of orders.channel values; connector names (woocommerce, spreadsheet, form) never match."""
+    from connectors.registry import ORDER_CHANNELS
+
+    stored = {"taobao", "website", "phone", "fax", "email"}  # what intake writes to orders.channel
+    assert set(policy().distance_channels) == stored
+    assert not set(policy().distance_channels) & (set(ORDER_CHANNELS) - stored)
 
 
 def test_a_quality_problem_inside_seven_days_is_returned_at_the_companys_cost():

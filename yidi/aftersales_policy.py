@@ -30,8 +30,9 @@ class AftersalesPolicy(_Strict):
         ["consumer"], description="Customer kinds the no-reason right applies to (the law protects consumers)"
     )
     distance_channels: list[str] = Field(
-        ["taobao", "woocommerce", "email", "spreadsheet", "form"],
-        description="Order channels that are online, phone or mail sales (第二十五条 applies to these)",
+        ["taobao", "website", "phone", "fax", "email"],
+        description="Order channels (orders.channel, as intake stores them) that are online, phone or mail sales "
+        "(第二十五条 applies to these)",
     )
     quality_return_days: int = Field(
         7, ge=7, le=90, description="第二十四条: goods not meeting quality requirements returnable within N days"
