@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -200,6 +201,14 @@ def poll_carriers(
     logger = get_run_logger()
     policy = run_policy(callback_url, requests_per_second)
     engine = get_engine()
+    if not all(os.environ.get(name) for name in (policy.customer_env, policy.key_env)):
+        # A fresh stack has no Kuaidi100 account: not an error (issue 15), the carrier is simply not in use yet.
+        from tasks.tracking.store import active_shipments
+
+        with engine.connect() as conn:
+            waiting = len(active_shipments(conn))
+        logger.info("kuaidi100: not configured, skipped (%d active shipments not polled)", waiting)
+        return {"skipped": {"kuaidi100": waiting}}
     pacer = make_pacer(policy, shared_limit=True)
     with make_client(policy, pacer=pacer, query_url=query_url, subscribe_url=subscribe_url) as client:
         summary = poll_cycle(

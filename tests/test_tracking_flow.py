@@ -204,3 +204,19 @@ def test_poll_carriers_ends_failed_when_the_carrier_api_is_down(tracking_env):
         state.result()
     with engine.connect() as conn:
         assert set(conn.execute(select(orders.c.state)).scalars()) == {"shipped"}  # nothing half-done
+
+
+def test_poll_carriers_without_a_kuaidi100_account_is_completed_and_says_it_skipped(tracking_env, monkeypatch):
+    """Issue 15: on a fresh `make up` no carrier account is set; the scheduled poll must not be red."""
+    from flows.tracking import poll_carriers
+
+    engine, _carrier, clock = tracking_env
+    monkeypatch.delenv("YIDI_KUAIDI100_CUSTOMER")
+    monkeypatch.delenv("YIDI_KUAIDI100_KEY")
+    with engine.begin() as conn:
+        make_shipped_orders(conn, 3, shipped_at=T0)
+    state = poll_carriers(as_of=clock.now(), return_state=True)
+    assert state.is_completed()
+    assert state.result() == {"skipped": {"kuaidi100": 3}}
+    with engine.connect() as conn:
+        assert set(conn.execute(select(orders.c.state)).scalars()) == {"shipped"}  # untouched, polled once configured
