@@ -257,3 +257,11 @@ def test_every_audit_check_fires_on_its_breach_and_a_fixed_finding_is_verified(e
         )
     assert states == {o["silent"]: "verified", o["late_review"]: "open"}
     assert result_of[o["late_review"]] == "still_failing"
+
+
+def test_the_audit_of_an_empty_store_finds_nothing_and_does_not_fail(engine):
+    """Issue 15: on a fresh `make up` the monthly internal-audit run was red (an empty event frame)."""
+    result = run_audit(engine, SETTINGS, "2026-11", NOW)
+    assert (result["orders"], result["sample"]) == (0, 0)
+    with engine.connect() as conn:
+        assert pd.read_sql(select(risk_findings), conn).empty

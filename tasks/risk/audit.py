@@ -49,6 +49,8 @@ def process_checks(
     """``events``: order_id, id, occurred_at, kind, from_state, to_state. ``orders``: order_id, review_due_at,
     payment_state. ``noticed``: orders with a queued notice; ``with_case``: orders with an after-sales case;
     ``refunded``: orders refunded."""
+    if events.empty:  # nothing happened in the period (a fresh store): only the refunds can be checked
+        return _rows("REFUND_WITHOUT_CASE", sorted(set(refunded) - set(with_case)))
     events = events.sort_values(["order_id", "occurred_at", "id"], kind="stable")
     events = events.assign(occurred_at=pd.to_datetime(events["occurred_at"], utc=True))
     state = events[events["kind"] == "state"]
@@ -68,7 +70,8 @@ def process_checks(
         (state["from_state"] == "pending_review") & state["to_state"].isin(("approved", "rejected"))
     ]
     due = pd.to_datetime(orders.set_index("order_id")["review_due_at"], utc=True)
-    manual = manual.assign(due=manual["order_id"].map(due))
+    # reindex, not map: map on an empty frame casts the datetimes to its float dtype and fails (an empty store)
+    manual = manual.assign(due=due.reindex(manual["order_id"].to_numpy()).to_numpy())
     late = manual[manual["due"].notna() & (manual["occurred_at"] > manual["due"])].drop_duplicates("order_id")
     pieces.append(_rows("REVIEWED_AFTER_DEADLINE", late["order_id"],
                         [f"decided {t:%Y-%m-%d %H:%M} UTC, due {d:%Y-%m-%d %H:%M} UTC"
