@@ -44,12 +44,13 @@ def table(results: list[dict]) -> str:
             f"{_cases(r)} | ≤ {r['target']} | {r.get('parity', 'not checked')} | {commit}, "
             f"{(prov.get('date') or '?')[:10]} |"
         )
-    machines = {json.dumps(r.get("provenance", {}).get("machine", {}), sort_keys=True) for r in results}
-    for machine in sorted(machines):
-        m = json.loads(machine)
-        if m:
-            lines.append("")
-            lines.append(f"Machine: {m.get('cores')} cores, {m.get('memory_gib')} GiB, {m.get('cpu')}.")
+    machines = sorted({(m.get("cores"), m.get("memory_gib"), m.get("cpu"))
+                       for r in results if (m := r.get("provenance", {}).get("machine"))})  # fmt: skip
+    loads = [r["provenance"]["machine"].get("load_average_1m") for r in results if r.get("provenance")]
+    for cores, memory, cpu in machines:
+        lines.append("")
+        lines.append(f"Machine: {cores} cores, {memory} GiB, {cpu}; 1-minute load when each started: "
+                     f"{min(loads)}–{max(loads)}.")  # fmt: skip
     return "\n".join(lines)
 
 
