@@ -14,8 +14,6 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from prefect.task_runners import ThreadPoolTaskRunner
-
 Run = Callable[..., Any]
 
 
@@ -73,6 +71,7 @@ def store_for_steps(engine):
     """The store as the flow's task runner can hand it to a step: the engine itself in this process, a picklable
     ``StoreAddress`` when steps run in other processes (Dask workers open their own engine from it)."""
     from prefect.context import FlowRunContext
+    from prefect.task_runners import ThreadPoolTaskRunner
 
     from yidi.db import store_address
 
@@ -86,6 +85,8 @@ def store_for_steps(engine):
 def configured_task_runner(policy=None):
     """The task runner ``[runtime]`` asks for: threads in the flow run's process (default), or Dask: the cluster at
     ``dask_address``, or a local cluster of ``dask_workers`` processes started for the run."""
+    from prefect.task_runners import ThreadPoolTaskRunner
+
     from yidi.settings import get_settings
 
     policy = policy or get_settings().runtime
@@ -99,13 +100,17 @@ def configured_task_runner(policy=None):
     return ThreadPoolTaskRunner(max_workers=policy.thread_workers)
 
 
-class ConfiguredTaskRunner(ThreadPoolTaskRunner):
-    """A flow's ``task_runner`` that reads ``[runtime]`` when a run starts, not when the module is imported: Prefect
-    enters ``flow.task_runner.duplicate()`` for every run, and this duplicate is the configured runner. (A
-    deployment's worker imports the flow once; the policy file decides per run.)"""
+def configured_runner_option():
+    """The ``task_runner`` option for a flow whose runner ``[runtime]`` chooses per run (``flows.runners``), made only
+    when the Prefect flow is built: the in-process path (``--no-prefect``) never imports Prefect."""
+    from yidi.steps import Later
 
-    def duplicate(self):
-        return configured_task_runner()
+    def make():
+        from flows.runners import ConfiguredTaskRunner
+
+        return ConfiguredTaskRunner()
+
+    return Later(make)
 
 
 def step_logger(name: str) -> logging.Logger | logging.LoggerAdapter:

@@ -32,9 +32,9 @@ from sqlalchemy import Engine
 
 from expectations.reasons import REASONS
 from flows.compose import (
-    ConfiguredTaskRunner,
     Run,
     all_settled,
+    configured_runner_option,
     require_store,
     side_by_side,
     store_for_steps,
@@ -107,7 +107,7 @@ def automated_review(run: Run, *, engine: Engine, settings: Settings, order_ids:
             "data_docs": docs}  # fmt: skip
 
 
-@flow(name="auto-review", flow_run_name=run_name("auto-review"), task_runner=ConfiguredTaskRunner())
+@flow(name="auto-review", flow_run_name=run_name("auto-review"), task_runner=configured_runner_option())
 def auto_review(order_ids: list[int] | None = None, send: bool = True) -> dict:
     """Automated first review (V5) of every received order (or the ones given), in chunks; right after ingest."""
     require_store()

@@ -15,8 +15,9 @@ from prefect import flow
 from review_data import ORDER_TIME, POLICY, build_store
 from sqlalchemy import func, select
 
-from flows.compose import ConfiguredTaskRunner, configured_task_runner, in_process, with_prefect
+from flows.compose import configured_task_runner, in_process, with_prefect
 from flows.review import automated_review
+from flows.runners import ConfiguredTaskRunner
 from yidi.db import StoreAddress, engine_of, init_db, make_engine, store_address
 from yidi.schema import notification_outbox as outbox
 from yidi.schema import order_events, orders
