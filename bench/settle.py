@@ -239,15 +239,28 @@ def extra(ctx: dict) -> dict:
 # --- the baseline: the same rules as DuckDB SQL --------------------------------------------------------------------
 
 
+def score_pairs(pairs: pd.DataFrame) -> None:
+    """Name (rapidfuzz WRatio on the normalised names), amount and date scores of candidate pairs, as ours weighs
+    them; adds ``name_score`` and ``score``."""
+    from rapidfuzz import fuzz
+    from rapidfuzz.process import cpdist
+
+    from tasks.settlement.match import normalise_names
+
+    name = cpdist(normalise_names(pairs["payer_name"]), normalise_names(pairs["customer_name"]), scorer=fuzz.WRatio,
+                  workers=-1)  # fmt: skip
+    pairs["name_score"] = name
+    amount_score = 100.0 * (1.0 - (pairs["amount_fen"] - pairs["target_fen"]).abs() / (pairs["tol_fen"] + 1.0))
+    pairs["score"] = 0.6 * name + 0.25 * amount_score + 0.15 * (100.0 - 2.0 * pairs["days"]).clip(0.0, 100.0)
+
+
 def duckdb_match(lines: pd.DataFrame, orders: pd.DataFrame, shipments: pd.DataFrame, policy) -> pd.DataFrame:
     """Every rule of ``match_lines`` that the data exercises, as DuckDB SQL, with the same name scorer (rapidfuzz
     WRatio on the same normalised names) for the fuzzy pairs. Returns payment_line_id, order_id, amount_fen, rule,
     score."""
     import duckdb
-    from rapidfuzz import fuzz
-    from rapidfuzz.process import cpdist
 
-    from tasks.settlement.match import CLOSED_FOR_PAYMENT, normalise_names
+    from tasks.settlement.match import CLOSED_FOR_PAYMENT
 
     abs_tol = int(round(float(policy.amount_tolerance_yuan) * 100))
     pct = float(policy.amount_tolerance_pct) / 100
@@ -370,11 +383,7 @@ def duckdb_match(lines: pd.DataFrame, orders: pd.DataFrame, shipments: pd.DataFr
                abs(floor(epoch(p.txn_time - t.anchor) / 86400)) AS days
         FROM probe p JOIN targets t ON t.bucket = p.bucket
         WHERE p.amount_fen BETWEEN t.lo AND t.hi AND p.txn_time BETWEEN t.window_start AND t.window_end""").df()
-    name = cpdist(normalise_names(pairs["payer_name"]), normalise_names(pairs["customer_name"]), scorer=fuzz.WRatio,
-                  workers=-1)  # fmt: skip
-    pairs["name_score"] = name
-    amount_score = 100.0 * (1.0 - (pairs["amount_fen"] - pairs["target_fen"]).abs() / (pairs["tol_fen"] + 1.0))
-    pairs["score"] = 0.6 * name + 0.25 * amount_score + 0.15 * (100.0 - 2.0 * pairs["days"]).clip(0.0, 100.0)
+    score_pairs(pairs)
     con.register("pairs", pairs)
     con.execute(f"""
         INSERT INTO m
@@ -407,11 +416,7 @@ def duckdb_match(lines: pd.DataFrame, orders: pd.DataFrame, shipments: pd.DataFr
         FROM probe p JOIN targets t ON t.bucket = p.bucket
         WHERE abs(p.amount_fen - t.target_fen) <= t.tol_fen AND p.txn_time BETWEEN t.window_start AND t.window_end""").df()
     if len(pairs):
-        name = cpdist(normalise_names(pairs["payer_name"]), normalise_names(pairs["customer_name"]),
-                      scorer=fuzz.WRatio, workers=-1)  # fmt: skip
-        pairs["name_score"] = name
-        amount_score = 100.0 * (1.0 - (pairs["amount_fen"] - pairs["target_fen"]).abs() / (pairs["tol_fen"] + 1.0))
-        pairs["score"] = 0.6 * name + 0.25 * amount_score + 0.15 * (100.0 - 2.0 * pairs["days"]).clip(0.0, 100.0)
+        score_pairs(pairs)
         con.register("mpairs", pairs)
         con.execute(f"""
             INSERT INTO m
