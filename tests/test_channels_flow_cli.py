@@ -119,3 +119,63 @@ def test_a_fresh_stack_without_channel_credentials_is_completed_and_says_what_it
     assert stock.is_completed()
     assert stock.result()["skipped"] == ["taobao", "website"] and stock.result()["pushed"] == 0
     assert "taobao: not configured, skipped\n" in _run_logs(stock) + "\n"
+
+
+def test_cli_confirm_names_the_channels_it_skipped_with_their_counts(monkeypatch):
+    """Without shop credentials the command says which channels it skipped and how many wait for each."""
+    from app.cli.main import cli
+
+    for name in ("YIDI_TAOBAO_APP_KEY", "YIDI_TAOBAO_APP_SECRET", "YIDI_TAOBAO_SESSION", "YIDI_WC_CONSUMER_KEY",
+                 "YIDI_WC_CONSUMER_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    init_db()
+    _seed(get_engine())  # one taobao and one website parcel with a waybill
+    runner = CliRunner()
+    confirmed = runner.invoke(cli, ["channels", "confirm", "--no-prefect"])
+    assert confirmed.exit_code == 0, confirmed.output
+    assert "skipped: 2 channel(s) not configured" in confirmed.output
+    assert "  taobao: not configured, skipped (1 left pending)" in confirmed.output
+    assert "  website: not configured, skipped (1 left pending)" in confirmed.output
+    synced = runner.invoke(cli, ["channels", "sync", "--no-prefect"])
+    assert synced.exit_code == 0, synced.output
+    assert "skipped: 2 channel(s) not configured" in synced.output
+    assert all(len(line) <= 80 for line in (confirmed.output + synced.output).splitlines())
+
+
+def test_cli_listings_loads_a_sheet_once_and_lists_what_it_refused(tmp_path):
+    from app.cli.main import cli
+    from tests.fulfilment_data import seed_reference
+
+    init_db()
+    engine = get_engine()
+    with engine.begin() as conn:
+        seed_reference(conn)
+    sheet = tmp_path / "listings.csv"
+    sheet.write_text("channel,item_code,listing_id,sku_id\n"
+                     "taobao,A-STOCK,101,5001\n"
+                     "website,A-STOCK,77,\n"
+                     "taobao,B-STOCK,102,\n"
+                     "jd,A-STOCK,9,\n"            # no stock sync for jd
+                     "taobao,Z-UNKNOWN,103,\n"    # not in the catalog
+                     "taobao,A-STOCK,104,\n"      # the same listing twice
+                     "website,B-STOCK,,\n",       # no listing id
+                     encoding="utf-8")
+    runner = CliRunner()
+    first = runner.invoke(cli, ["channels", "listings", str(sheet)])
+    assert first.exit_code == 1, first.output  # refused rows: a person looks
+    assert "listings: 7 rows, 3 loaded or changed, 0 unchanged, 4 refused" in first.output
+    assert "  row 4: channel jd has no stock sync (known: taobao, website)" in first.output
+    assert "  row 5: item Z-UNKNOWN is not in the catalog" in first.output
+    assert "  row 6: a second row for the same channel and item" in first.output
+    assert "  row 7: missing listing_id" in first.output
+    assert all(len(line) <= 80 for line in first.output.splitlines())
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql("SELECT channel, item_code, listing_id, sku_id FROM channel_listings "
+                                    "ORDER BY channel, item_code").all()
+    assert [tuple(r) for r in rows] == [("taobao", "A-STOCK", "101", "5001"), ("taobao", "B-STOCK", "102", None),
+                                        ("website", "A-STOCK", "77", None)]
+    sheet.write_text("channel,item_code,listing_id,sku_id\ntaobao,A-STOCK,101,5001\ntaobao,B-STOCK,202,\n",
+                     encoding="utf-8")
+    again = runner.invoke(cli, ["channels", "listings", str(sheet), "--json"])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output) == {"rows": 2, "loaded": 1, "unchanged": 1, "refused": []}

@@ -1,4 +1,5 @@
-"""Channels commands (issue 18): ``yidi channels confirm [--channel]``, ``yidi channels sync [--channel]``.
+"""Channels commands (issue 18): ``yidi channels confirm [--channel]``, ``yidi channels sync [--channel]``,
+``yidi channels listings FILE`` (which item is which listing on which channel).
 
 Registered on the main CLI by the one import line in ``app/cli/main.py``'s area block.
 """
@@ -6,11 +7,12 @@ Registered on the main CLI by the one import line in ``app/cli/main.py``'s area 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from app.cli.common import PREFECT_OPTION_HELP, cli, console, emit_json, engine_or_exit, use_prefect
+from app.cli.common import PREFECT_OPTION_HELP, cli, console, emit_json, engine_or_exit, fail, use_prefect
 
 channels = typer.Typer(help="Write back to the order channels: shipment confirmations, stock figures.",
                        no_args_is_help=True)
@@ -51,6 +53,7 @@ def confirm(channel: ChannelOption = None, prefect: PrefectOption = None, json_o
     for problem in summary["problems"][:10]:
         console.print(f"  refused {problem['channel']} {problem['channel_order_id']}: {problem['error']}",
                       highlight=False)
+    _print_skipped(summary["skipped"])
     console.print(f"shipping deadlines: {d['warning']} near, {d['escalated']} escalated, {d['missed']} missed",
                   highlight=False)
     for order in d["orders"][:20]:
@@ -81,6 +84,42 @@ def sync(channel: ChannelOption = None, prefect: PrefectOption = None, json_out:
     console.print(f"stock: {summary['checked']} listings checked, {summary['changed']} changed, "
                   f"{summary['pushed']} pushed, {summary['refused']} refused, {summary['failed']} failed "
                   f"({summary['requests']} requests)", highlight=False)
+    _print_skipped(summary["skipped"])
     for refusal in summary["refusals"][:20]:
         console.print(f"  refused {refusal['channel']} {refusal['item_code']} = {refusal['available']}: "
                       f"{refusal['error']}", highlight=False)
+
+
+def _print_skipped(skipped: dict | list) -> None:
+    """Channels without credentials: named, with how many confirmations wait for them (none is lost)."""
+    from flows.channels import skipped_lines
+
+    lines = skipped_lines(skipped)
+    console.print(f"skipped: {len(lines)} channel(s) not configured" if lines else "skipped: none", highlight=False)
+    for line in lines:
+        console.print(f"  {line}", highlight=False)
+
+
+@channels.command("listings")
+def listings(path: Annotated[Path, typer.Argument(help="csv or xlsx: channel, item_code, listing_id[, sku_id]",
+                                                  exists=True, dir_okay=False)],
+             json_out: JsonOption = False) -> None:
+    """Load which item is which listing on which channel (TOP num_iid/sku_id, WooCommerce product id); stock
+    sync pushes only listed items. Re-loading a sheet changes only what changed; refused rows are listed."""
+    from tasks.channels.listings import load_listings
+    from yidi.settings import get_settings
+
+    engine = engine_or_exit()
+    try:
+        result = load_listings(engine, path, set(get_settings().channels.rate_per_second))
+    except ValueError as exc:  # a missing column, or text in no encoding we accept (UnreadableText)
+        raise fail(str(exc)) from None
+    if json_out:
+        emit_json(result.as_dict())
+        return
+    console.print(f"listings: {result.rows} rows, {result.loaded} loaded or changed, {result.unchanged} "
+                  f"unchanged, {len(result.refused)} refused", highlight=False)
+    for r in result.refused[:20]:
+        console.print(f"  row {r['row']}: {r['reason']}"[:80], highlight=False)
+    if result.refused:
+        raise typer.Exit(1)
