@@ -1,7 +1,8 @@
 """The operator's day in a real browser (issue 15, Build 9): the local stack (`make up`'s store, server and
 deployments) on a free port, a short demo, then the rendered Prefect UI in Debian's chromium driven by selenium:
 the deployments list, a completed run with readable logs, a table artifact with Chinese text, the review form
-showing an order's details and a refused input's reason, and the reconcile Run form with its choices.
+showing an order's details and a refused input's reason, and the reconcile Run form with its choices; and, on a
+second server with authentication on (issue 20), the UI asking for credentials before it shows anything.
 
 Run by `make browser-test` (and `.ci/run`), which set YIDI_BROWSER_TEST=1; skipped otherwise (a few minutes, and it
 needs /usr/bin/chromium and /usr/bin/chromedriver: `apt-get install chromium chromium-driver fonts-noto-cjk`; no
@@ -212,3 +213,57 @@ def test_the_reconcile_run_form_offers_the_sources(stack, api, browser, page):
     options = [o.text for s in browser.find_elements(By.TAG_NAME, "select") for o in s.find_elements(By.TAG_NAME,
                                                                                                    "option")]
     assert {"alipay", "wechatpay", "bank:icbc", "cod:shunfeng"} <= set(options)
+
+
+AUTH_STRING = "ops:browser-s3cret"
+
+
+@pytest.fixture(scope="module")
+def auth_ui(tmp_path_factory):
+    """A second server, started by `make up`'s code with authentication on (issue 20), on its own port."""
+    home = tmp_path_factory.mktemp("auth-home")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") and k != "YIDI_DATABASE_URL"}
+    env.update(YIDI_HOME=str(home), YIDI_PREFECT_PORT=str(port), PYTHONPATH=str(ROOT), YIDI_PREFECT_HOST="127.0.0.1",
+               PREFECT_SERVER_API_AUTH_STRING=AUTH_STRING)  # fmt: skip
+    try:
+        _python("from app import local_stack as s\ns.require_auth_beyond_loopback(); s.start_server()", env, 180)
+        yield {"ui": f"http://127.0.0.1:{port}", "api": f"http://127.0.0.1:{port}/api"}
+    finally:
+        subprocess.run([sys.executable, "-m", "app.local_stack", "down"], env=env, cwd=ROOT, capture_output=True,
+                       timeout=60)  # fmt: skip
+
+
+def test_with_auth_on_the_ui_asks_for_credentials(auth_ui, browser, page):
+    """PREFECT_SERVER_API_AUTH_STRING set: the API refuses a request without credentials, the UI shows its login
+    form instead of the deployments, refuses a wrong password and lets the right one in."""
+    import base64
+
+    import requests
+    from selenium.webdriver.common.by import By
+
+    assert requests.post(f"{auth_ui['api']}/deployments/filter", json={}, timeout=10).status_code == 401
+    basic = {"Authorization": "Basic " + base64.b64encode(AUTH_STRING.encode()).decode()}
+    assert requests.post(f"{auth_ui['api']}/deployments/filter", json={}, headers=basic, timeout=10).status_code == 200
+
+    body = page(f"{auth_ui['ui']}/deployments", "Login")
+    assert "Deployments" not in body and "/login" in browser.current_url
+    shots = Path(os.environ.get("YIDI_BROWSER_SHOTS") or ROOT / ".yidi" / "browser-shots")
+    shots.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(shots / "auth-login.png"))  # looked at by a person: the login form, nothing else
+    failed = body.count("Authentication failed")  # the refused page load itself says so once
+    field = browser.find_element(By.CSS_SELECTOR, "input[type=password]")
+    field.send_keys("ops:wrong")
+    field.submit()
+    deadline = time.monotonic() + 20
+    while browser.find_element(By.TAG_NAME, "body").text.count("Authentication failed") <= failed:
+        assert time.monotonic() < deadline, "a wrong password was not refused"
+        time.sleep(0.3)
+    assert "/login" in browser.current_url
+    field = browser.find_element(By.CSS_SELECTOR, "input[type=password]")
+    field.clear()
+    field.send_keys(AUTH_STRING)
+    field.submit()
+    page.wait_for("Create a deployment to get started")  # the deployments page, read from the API with the password
+    assert browser.current_url == f"{auth_ui['ui']}/deployments"
+    browser.save_screenshot(str(shots / "auth-logged-in.png"))
