@@ -28,7 +28,7 @@ from yidi import schema
 from yidi.bulk import read_frame, utc_now
 from yidi.db import get_engine
 from yidi.schema_aftersales import aftersales_cases, refund_requests, surveys
-from yidi.settings import get_settings, reload_settings
+from yidi.settings import get_settings, reload_settings, yidi_home
 from yidi.workdays import BUSINESS_TZ
 
 SCRIPT = [  # (request type, days after receipt, quality problem, what the customer wrote, which goods)
@@ -122,8 +122,10 @@ def aftersales_demo() -> dict:
     with RefundStandIn() as provider:
         policy = Path(os.environ.get("YIDI_CONFIG", "")) if os.environ.get("YIDI_CONFIG") else None
         if policy and policy.is_file():
+            keys = provider.keys.write(yidi_home() / "demo-keys")  # test-only keys: the stand-in checks signatures
             policy.write_text(policy.read_text(encoding="utf-8") + f'\n[aftersales]\nalipay_url = "{provider.url}"\n'
-                              f'wechatpay_url = "{provider.url}"\n', encoding="utf-8")  # fmt: skip
+                              f'wechatpay_url = "{provider.url}"\n'
+                              + "".join(f'{k} = "{v}"\n' for k, v in keys.items()), encoding="utf-8")  # fmt: skip
             reload_settings()
         result["first"] = after_sales(carrier_api_url=carrier.url)
         with engine.begin() as conn:  # the warehouse receives what came back: one damaged

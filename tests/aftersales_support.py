@@ -96,3 +96,9 @@ def order_state(engine, order_no: str) -> str:
 
 def day(d: date, hh: int, mm: int = 0) -> datetime:
     return datetime.combine(d, time(hh, mm), tzinfo=BUSINESS_TZ).astimezone(UTC)
+
+
+def signed_refund_policy(provider, folder, **urls):
+    """The ``[aftersales]`` policy pointing at a refund stand-in (``urls``: alipay_url/wechatpay_url) with its
+    test-only signing keys written under ``folder``."""
+    return get_settings().aftersales.model_copy(update={**urls, **provider.keys.write(folder)})

@@ -8,7 +8,16 @@ from datetime import date
 
 import pandas as pd
 import pytest
-from aftersales_support import add_order, assess, build_reference, case_of, local, order_state, request
+from aftersales_support import (
+    add_order,
+    assess,
+    build_reference,
+    case_of,
+    local,
+    order_state,
+    request,
+    signed_refund_policy,
+)
 from sqlalchemy import func, select
 
 from demo.standins.refunds import RefundStandIn
@@ -132,7 +141,7 @@ def test_a_damaged_no_reason_return_waits_for_a_person_and_is_not_refunded(store
 
 
 @pytest.mark.parametrize("route", ["alipay", "wechatpay"])
-def test_a_refund_is_sent_exactly_once_when_the_answer_is_lost_and_the_task_retried(store, route):
+def test_a_refund_is_sent_exactly_once_when_the_answer_is_lost_and_the_task_retried(store, route, tmp_path):
     case = _awaiting_return(store, "YD-R", {"SKU-0009": 2}, quality_problem=True)
     with store.connect() as conn:
         conn.execute(orders.update().where(orders.c.order_no == "YD-R").values(payment_method=route))
@@ -141,9 +150,8 @@ def test_a_refund_is_sent_exactly_once_when_the_answer_is_lost_and_the_task_retr
         receive_returns(conn, pd.DataFrame({"case_no": [case["case_no"]], "inspection": ["good"]}), get_settings(),
                         local(2026, 12, 8))  # fmt: skip
     with RefundStandIn() as provider:
-        policy = get_settings().aftersales.model_copy(update={"alipay_url": provider.url,
-                                                              "wechatpay_url": provider.url})
-        clients = make_refund_clients(policy)
+        clients = make_refund_clients(signed_refund_policy(provider, tmp_path / "keys", alipay_url=provider.url,
+                                                           wechatpay_url=provider.url))  # fmt: skip
         provider.faults.add("lost")  # the provider refunds, the answer never arrives
         with store.begin() as conn:
             first = send_refunds(conn, clients, get_settings(), local(2026, 12, 8, 12))
@@ -194,7 +202,7 @@ def test_settlement_matches_a_refund_with_a_case_and_flags_one_without(store, tm
     assess(store, local(2026, 12, 3, 11))
     assert case_of(store, "YD-CASE")["decision_rule"] == "REFUND_BEFORE_RECEIPT"
     with RefundStandIn() as provider:
-        clients = make_refund_clients(get_settings().aftersales.model_copy(update={"wechatpay_url": provider.url}))
+        clients = make_refund_clients(signed_refund_policy(provider, tmp_path / "keys", wechatpay_url=provider.url))
         with store.begin() as conn:
             assert send_refunds(conn, clients, get_settings(), local(2026, 12, 3, 12))["succeeded"] == 1
     t = local(2026, 12, 2, 9)

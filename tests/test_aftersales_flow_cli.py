@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from aftersales_support import add_order, build_reference, local
+from aftersales_support import add_order, build_reference, local, signed_refund_policy
 from sqlalchemy import func, select
 from tests_feedback_mail import COMPLAINT_MAIL
 from typer.testing import CliRunner
@@ -21,7 +21,6 @@ from yidi.bulk import read_frame
 from yidi.db import get_engine, init_db
 from yidi.schema import notification_outbox
 from yidi.schema_aftersales import aftersales_cases, aftersales_inbox, feedback_items, service_jobs
-from yidi.settings import get_settings
 
 
 def _inbox(tmp_path):
@@ -48,7 +47,7 @@ def test_the_cycle_lands_every_path_once_and_a_rerun_adds_nothing(sqlite_engine,
     carrier = carrier_shipping.start()
     try:
         with RefundStandIn() as provider, CarrierShippingClient(carrier.url, backoff_seconds=0.01) as waybills:
-            clients = make_refund_clients(get_settings().aftersales.model_copy(update={"alipay_url": provider.url}))
+            clients = make_refund_clients(signed_refund_policy(provider, tmp_path / "keys", alipay_url=provider.url))
             carrier.fail_next("lost")  # the carrier makes the waybill, the answer is lost: asked again, same key
             first = after_sales_cycle(in_process, engine=engine, now=local(2026, 12, 5, 11), inbox=inbox,
                                       clients=clients, carrier=waybills, actor="test")  # fmt: skip

@@ -67,6 +67,15 @@ class AftersalesPolicy(_Strict):
         60, ge=1, le=366, description="The website's refunds are read for its orders placed within this many days")
     alipay_url: str = Field("http://127.0.0.1:8041", description="Alipay open API gateway (stand-in in the demo)")
     wechatpay_url: str = Field("http://127.0.0.1:8042", description="WeChat Pay API v3 base URL")
+    # Signing keys (PEM files; a relative path is under YIDI_HOME). Production keys live only there, never in git.
+    alipay_app_id: str = Field("", description="Alipay application id (app_id) that signs refund requests")
+    alipay_private_key_path: str = Field("", description="The application's RSA2 private key (PEM) signing requests")
+    alipay_public_key_path: str = Field("", description="Alipay's public key (PEM) checking the answers' sign")
+    wechatpay_mchid: str = Field("", description="WeChat Pay merchant id (mchid)")
+    wechatpay_serial_no: str = Field("", description="Serial number of the merchant API certificate (serial_no)")
+    wechatpay_private_key_path: str = Field("", description="Merchant API private key (apiclient_key.pem)")
+    wechatpay_platform_public_key_path: str = Field(
+        "", description="WeChat Pay platform public key or certificate (PEM) checking the answers' signatures")
     refund_timeout_seconds: float = Field(10.0, gt=0)
     refund_attempts: int = Field(3, ge=1, le=10, description="Tries per refund per run (same idempotency key)")
     notice_media: list[str] = Field(["sms", "email"], description="How customers hear about their case")

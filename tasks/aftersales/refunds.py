@@ -8,11 +8,13 @@ refunds once. Clients are passed in (``clients[route]``); tasks never build them
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import pandas as pd
 from sqlalchemy import Connection, bindparam, select, update
 
 from connectors.alipay_refund import AlipayRefundClient
+from connectors.provider_signing import load_private_key, load_public_key
 from connectors.refund_api import RefundRejected, RefundUnavailable
 from connectors.wechatpay_refund import WechatPayRefundClient
 from yidi.bulk import insert_rows, json_text, read_frame
@@ -21,13 +23,28 @@ from yidi.money import yuan_text
 from yidi.outbox import enqueue_customer_notices
 from yidi.schema import orders
 from yidi.schema_aftersales import aftersales_cases, refund_requests
-from yidi.settings import Settings
+from yidi.settings import Settings, yidi_home
 
 
 def make_refund_clients(policy) -> dict:
-    """The refund clients from the policy (``[aftersales]`` URLs): the one place they are built."""
-    return {"alipay": AlipayRefundClient(policy.alipay_url, timeout=policy.refund_timeout_seconds),
-            "wechatpay": WechatPayRefundClient(policy.wechatpay_url, timeout=policy.refund_timeout_seconds)}
+    """The refund clients from the policy (``[aftersales]`` URLs, ids and key files): the one place they are
+    built. A key file not configured leaves that client unable to sign (its refunds stay pending, saying why)."""
+    return {"alipay": AlipayRefundClient(policy.alipay_url, app_id=policy.alipay_app_id,
+                                         private_key=_key(policy.alipay_private_key_path, load_private_key),
+                                         alipay_public_key=_key(policy.alipay_public_key_path, load_public_key),
+                                         timeout=policy.refund_timeout_seconds),
+            "wechatpay": WechatPayRefundClient(
+                policy.wechatpay_url, mchid=policy.wechatpay_mchid, serial_no=policy.wechatpay_serial_no,
+                private_key=_key(policy.wechatpay_private_key_path, load_private_key),
+                platform_public_key=_key(policy.wechatpay_platform_public_key_path, load_public_key),
+                timeout=policy.refund_timeout_seconds)}  # fmt: skip
+
+
+def _key(path: str, loader):
+    if not path:
+        return None
+    file = Path(path) if Path(path).is_absolute() else yidi_home() / path
+    return loader(file)  # a configured file that is missing or wrong fails loudly (SigningKeyError)
 
 
 def refund_key(case_id: int) -> str:
