@@ -9,6 +9,10 @@ Parity first: a module's ``parity(ctx)`` runs ours and the baseline once and rai
 first difference when they do not produce the same rows, matches, allocations or decisions; nothing is timed
 until it passes. A module without ``parity`` is reported as "parity: not checked".
 
+Where the time goes: after the timed pairs, ours runs once more under ``bench.parts``' stack sampler, and the
+result's ``split_s`` gives the thread-seconds spent in the database, Great Expectations, Prefect, our own code and
+other threads (``split_wall_s`` is that run's wall time), so a regression shows which part moved.
+
 Each run of ours and of the baseline happens in a forked child (alternating, ``BENCH_RUNS`` pairs, default 5), so
 neither warms the other's caches in-process and each child's peak memory is its own. Min, median and max of both
 sides and of the ratio are kept; a ratio whose spread (max - min) is over 10% of its median is marked noisy.
@@ -64,6 +68,31 @@ def _child(fn, ctx, conn) -> None:
         conn.close()
 
 
+def _parts_child(fn, ctx, conn) -> None:
+    from bench.parts import sample_parts
+
+    try:
+        conn.send(("ok", sample_parts(fn, ctx)))
+    except BaseException:  # noqa: BLE001 - report any failure to the parent
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+def parts_in_child(fn, ctx) -> dict:
+    """Where one run of ``fn(ctx)`` spends its time (``bench.parts``), measured in a forked child, untimed."""
+    fork = multiprocessing.get_context("fork")
+    parent_end, child_end = fork.Pipe(duplex=False)
+    proc = fork.Process(target=_parts_child, args=(fn, ctx, child_end))
+    proc.start()
+    child_end.close()
+    status, value = parent_end.recv()
+    proc.join()
+    if status != "ok":
+        raise RuntimeError(f"benchmark child failed:\n{value}")
+    return value
+
+
 def timed_in_child(fn, ctx) -> tuple[float, float, float]:
     """Run ``fn(ctx)`` in a forked child; returns (seconds, peak RSS MB, peak growth MB)."""
     fork = multiprocessing.get_context("fork")
@@ -117,6 +146,10 @@ def run_case(module, n: int, case: str | None, runs: int, workdir: Path) -> dict
         "baseline_peak_mb": round(max(base_peak), 1),
         "runs": runs,
     }
+    # Where ours spends its time (database, Great Expectations, Prefect, our code), from one more, untimed run.
+    split = parts_in_child(module.ours, ctx)
+    result["split_s"] = split["parts_s"]
+    result["split_wall_s"] = split["wall_s"]
     if hasattr(module, "extra"):
         result.update(module.extra(ctx))
     return result
@@ -158,6 +191,8 @@ def run_benchmark(module, runs: int, scale: int | None) -> dict:
                 "peak_growth_mb",
                 "baseline_peak_mb",
                 "runs",
+                "split_s",
+                "split_wall_s",
             ):
                 result[key] = worst[key]
     result["within_target"] = result["ratio"] <= module.TARGET

@@ -54,6 +54,40 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+SPLIT_COLUMNS = (("database", "database CPU"), ("database_wait", "database wait"),
+                 ("great_expectations", "Great Expectations"), ("prefect", "Prefect"), ("ours", "our code"),
+                 ("other", "other threads"))  # fmt: skip
+
+
+def _split_rows(result: dict) -> list[tuple[str, dict, float]]:
+    """(label, split, wall) for the result, or for each of its cases."""
+    rows = []
+    if "split_s" in result and not any(isinstance(v, dict) and "split_s" in v for v in result.values()):
+        rows.append((f"`{result['name']}`", result["split_s"], result.get("split_wall_s")))
+    for key, value in result.items():
+        if isinstance(value, dict) and "split_s" in value:
+            rows.append((f"`{result['name']}` {key}", value["split_s"], value.get("split_wall_s")))
+    return rows
+
+
+def split_table(results: list[dict]) -> str:
+    """Where ours spends its time: thread-seconds per part (``bench.parts``) from one untimed run of each case."""
+    rows = [row for r in results for row in _split_rows(r)]
+    if not rows:
+        return ""
+    lines = [
+        "Where ours spends its time (thread-seconds from one more, untimed run under `bench.parts`' stack sampler; "
+        "every part is CPU time except database wait):",
+        "",
+        "| benchmark | wall s | " + " | ".join(label for _, label in SPLIT_COLUMNS) + " |",
+        "|---|---|" + "---|" * len(SPLIT_COLUMNS),
+    ]
+    for label, split, wall in rows:
+        cells = [f"{split.get(part, 0.0):.2f}" for part, _ in SPLIT_COLUMNS]
+        lines.append(f"| {label} | {wall if wall is not None else '?'} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
     readme = ROOT / "README.md"
@@ -63,7 +97,10 @@ def main() -> int:
         return 1
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    readme.write_text(f"{head}{BEGIN}\n{table(results)}\n{END}{tail}", encoding="utf-8")
+    body = table(results)
+    if split := split_table(results):
+        body += "\n\n" + split
+    readme.write_text(f"{head}{BEGIN}\n{body}\n{END}{tail}", encoding="utf-8")
     print(f"README.md: {len(results)} benchmark(s) from {RESULTS.relative_to(ROOT)}/")
     return 0
 
