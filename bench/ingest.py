@@ -173,6 +173,17 @@ def baseline(ctx: dict) -> None:
     conn.close()
 
 
+def parity(ctx: dict) -> None:
+    """Ours and the baseline land the same orders and lines (the columns both take from the file: ``bench.rows``)."""
+    from bench.rows import assert_same_rows, landed_intake
+
+    ours(ctx)
+    baseline(ctx)
+    mine, theirs = landed_intake(ctx["workdir"] / "ours.db"), landed_intake(ctx["workdir"] / "baseline.db")
+    assert_same_rows(mine[0], theirs[0], "orders")
+    assert_same_rows(mine[1], theirs[1], "order lines")
+
+
 def _child(fn, conn) -> None:
     try:
         started = time.perf_counter()
