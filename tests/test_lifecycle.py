@@ -175,12 +175,13 @@ def test_every_pair_is_legal_or_refused_in_one_batch(shared_sqlite):
             assert sorted(events["order_id"]) == sorted(outcome.moved)
 
 
-def test_single_transitions_raise_exactly_when_the_journeys_forbid(shared_sqlite):
-    """All 324 pairs, one order each, moved alone; every pair that behaves wrongly is reported at once."""
+def enforcement_disagreements(engine, pairs) -> list[str]:
+    """Each (source, target) moved alone through ``transition_orders``; every pair that moves (or not), changes the
+    state or logs events other than the journeys say, in words."""
     expected = expected_legal_moves()
     wrong = []
-    for source, target in ALL_PAIRS:
-        with shared_sqlite.begin() as conn:
+    for source, target in pairs:
+        with engine.begin() as conn:
             (order_id,) = make_orders(conn, [source.value])
             try:
                 outcome = transition_orders(conn, [order_id], target, reason="r", actor="tester")
@@ -196,7 +197,35 @@ def test_single_transitions_raise_exactly_when_the_journeys_forbid(shared_sqlite
             wrong.append(f"{source}->{target}: moved={moved}, state={state}")
         if events != (1 if should_move else 0):
             wrong.append(f"{source}->{target}: {events} events")
-    assert wrong == []
+    return wrong
+
+
+def test_single_transitions_raise_exactly_when_the_journeys_forbid(shared_sqlite):
+    """All 324 pairs, one order each, moved alone; every pair that behaves wrongly is reported at once."""
+    assert enforcement_disagreements(shared_sqlite, ALL_PAIRS) == []
+
+
+def test_a_wrong_table_entry_makes_the_enforcement_check_fail(shared_sqlite, monkeypatch):
+    """The enforcement check above can fail: with one wrong entry in the table the code enforces (received may
+    ship; shipped may no longer go in transit), ``transition_orders`` obeys it and the journeys catch both pairs."""
+    from yidi import lifecycle
+
+    monkeypatch.setitem(lifecycle.LEGAL_TRANSITIONS, OrderState.RECEIVED,
+                        lifecycle.LEGAL_TRANSITIONS[OrderState.RECEIVED] | {OrderState.SHIPPED})  # fmt: skip
+    monkeypatch.setitem(lifecycle.LEGAL_TRANSITIONS, OrderState.SHIPPED,
+                        lifecycle.LEGAL_TRANSITIONS[OrderState.SHIPPED] - {OrderState.IN_TRANSIT})  # fmt: skip
+    pairs = [(OrderState.RECEIVED, OrderState.SHIPPED), (OrderState.SHIPPED, OrderState.IN_TRANSIT),
+             (OrderState.RECEIVED, OrderState.PENDING_REVIEW)]  # fmt: skip
+    assert enforcement_disagreements(shared_sqlite, pairs) == [
+        "received->shipped: moved=True, state=shipped",
+        "received->shipped: 1 events",
+        "shipped->in_transit: moved=False, state=shipped",
+        "shipped->in_transit: 0 events",
+    ]
+    assert table_disagreements(lifecycle.LEGAL_TRANSITIONS) == [
+        "received->shipped: table says legal",
+        "shipped->in_transit: table says illegal",
+    ]
 
 
 def test_terminal_and_reachable_states():
