@@ -13,9 +13,13 @@ transactions of their own. ``check-review-deadlines`` is one step (``tasks.revie
 one transaction; the CLI's ``yidi review deadlines`` calls the same step. A reviewer's decision (form or CLI) is one
 transaction per order (``tasks.review.decisions.apply_decision``).
 
-``review_orders`` shows pending orders with their findings in the run's pause form and waits for the reviewer; it is
+``review_orders`` shows pending orders with their findings in the run's form and waits for the reviewer; it is
 answered through the UI's Resume button, or from a program through the same input path
 (``resume_flow_run(flow_run_id, run_input=...)``, as ``demo/review.py`` does for ``make demo`` and the tests).
+A deployment's run (the ``review-orders`` Run button) is suspended while it waits: no worker process is held, and
+Resume reschedules it; it then starts again from the top and reads back what it kept with the run (``RunMemory``:
+the slice, each page as shown, each answer, each page's outcome), so nothing is decided twice. A run that cannot be
+suspended (a subflow, as in ``make demo``; a run without a deployment) pauses and waits in its process.
 """
 
 from __future__ import annotations
@@ -259,11 +263,15 @@ def review_markdown(page: pd.DataFrame, findings: pd.DataFrame, problems: list[s
     return "\n\n".join(line for line in lines if line)
 
 
+def waited(since: datetime) -> str:
+    """``2 h 5 min``: how long since ``since``."""
+    minutes = max(0, int((utc_now() - since).total_seconds() // 60))
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+
+
 def waiting_label(since: datetime) -> str:
     """``2026-12-05 09:30 (Asia/Shanghai), 2 h 5 min ago``."""
-    minutes = max(0, int((utc_now() - since).total_seconds() // 60))
-    ago = f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
-    return f"{pd.Timestamp(since).tz_convert(BUSINESS_TZ):%Y-%m-%d %H:%M} (Asia/Shanghai), {ago} ago"
+    return f"{pd.Timestamp(since).tz_convert(BUSINESS_TZ):%Y-%m-%d %H:%M} (Asia/Shanghai), {waited(since)} ago"
 
 
 def review_form(orders_text: str, order_nos: Sequence[str], problems: list[str] | None = None) -> type:
@@ -361,59 +369,156 @@ def review_orders(limit: int | None = None, order_nos: list[str] | None = None, 
     settings = get_settings()
     engine = get_engine()
     timeout = int((timeout_hours or settings.review.pause_timeout_hours) * 3600)
-    with engine.connect() as conn:
-        pending = pending_orders(conn, order_refs=order_nos)
-        pending = review_slice(conn, pending, channel=channel, min_age_hours=min_age_hours,
-                               min_total_yuan=min_total_yuan, max_total_yuan=max_total_yuan, reason_code=reason_code)
-    if limit:
-        pending = pending.head(limit)
-    logger.info("review: %d pending order(s) in this slice", len(pending))
+    memory = RunMemory()
+
+    def choose_slice() -> list[str]:
+        with engine.connect() as conn:
+            pending = pending_orders(conn, order_refs=order_nos)
+            pending = review_slice(conn, pending, channel=channel, min_age_hours=min_age_hours,
+                                   min_total_yuan=min_total_yuan, max_total_yuan=max_total_yuan,
+                                   reason_code=reason_code)  # fmt: skip
+        return pending["order_no"].head(limit).tolist() if limit else pending["order_no"].tolist()
+
+    # Frozen at the run's first start: a suspended run starts again from the top when resumed, and must meet the
+    # same pages (the orders decided on an earlier page are no longer pending by then).
+    chosen = memory.once("yidi-review-slice", choose_slice)
+    if not memory.resumed:
+        logger.info("review: %d pending order(s) in this slice", len(chosen))
     applied, refused = [], []
     page_size = max(1, min(100, page_size or settings.review.ui_batch_size))
-    for start in range(0, len(pending), page_size):
-        page = pending.iloc[start : start + page_size]
-        problems: list[str] | None = None
-        waiting_since = utc_now()
-        while True:
-            with engine.connect() as conn:
-                findings = current_findings(conn, page["id"].tolist())
-                checks = latest_checks(conn, page["id"].tolist())
-            credit = {int(o): credit_summary(c) for o, c in zip(checks["order_id"], checks["credit"], strict=True)}
-            description = review_markdown(page, findings, problems, credit, waiting_since=waiting_since)
-            initial = review_form(description, page["order_no"].tolist(), problems)
-            logger.info("review form for %d order(s) (%s) waiting for a reviewer since %s", len(page),
-                        ", ".join(page["order_no"].head(5)) + (" …" if len(page) > 5 else ""),
-                        waiting_label(waiting_since))  # fmt: skip
-            from prefect.exceptions import FlowPauseTimeout
-            from prefect.flow_runs import pause_flow_run
+    for index, start in enumerate(range(0, len(chosen), page_size)):
+        done = memory.get(f"yidi-review-page-{index}-done")
+        if done is not None:  # decided before this run was suspended again
+            applied += done["applied"]
+            refused += done["refused"]
+            continue
+        outcome = _review_page(memory, index, chosen[start : start + page_size], engine, settings, timeout,
+                               poll_interval)  # fmt: skip
+        if outcome is None:
+            return _finish_review(applied, refused, timed_out=True)
+        memory.put(f"yidi-review-page-{index}-done", outcome)
+        applied += outcome["applied"]
+        refused += outcome["refused"]
+    return _finish_review(applied, refused)
 
+
+class RunMemory:
+    """What a review run decided so far, kept with the flow run on the server (flow run inputs): a suspended run
+    frees its worker and starts again from the top when resumed, so the slice, each page as shown and each page's
+    outcome are read back instead of recomputed. ``resumed``: this start is not the run's first."""
+
+    def __init__(self) -> None:
+        from prefect.input.actions import read_flow_run_input
+
+        self._read = read_flow_run_input
+        self.resumed = self.get("yidi-review-slice") is not None
+
+    def get(self, key: str):
+        return self._read(key)
+
+    def put(self, key: str, value) -> None:
+        from prefect.input.actions import create_flow_run_input
+
+        create_flow_run_input(key, value)
+
+    def once(self, key: str, compute):
+        value = self.get(key)
+        if value is None:
+            value = compute()
+            self.put(key, value)
+        return value
+
+
+def can_suspend() -> bool:
+    """A top-level run of a deployment can be suspended (its worker freed, the run rescheduled when resumed); the
+    server refuses to suspend a subflow (``make demo``'s review) or a run without a deployment (tests, scripts),
+    which pause and wait in their process instead."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    run = context.flow_run if context else None
+    return bool(run and run.deployment_id and not run.parent_task_run_id)
+
+
+def _review_page(memory: RunMemory, index: int, page_nos: list[str], engine: Engine, settings: Settings,
+                 timeout: int, poll_interval: int) -> dict | None:
+    """One page of the form until its input passes the checks, then its decisions applied: the outcome
+    (``applied``, ``refused``), or None when the form timed out (in a pausing run)."""
+    from prefect.exceptions import FlowPauseTimeout
+    from prefect.flow_runs import pause_flow_run, suspend_flow_run
+    from prefect.input.run_input import keyset_from_base_key
+
+    logger = get_run_logger()
+    suspend = can_suspend()
+
+    def show() -> dict:
+        with engine.connect() as conn:
+            page = pending_orders(conn, order_refs=page_nos)
+        return {"since": utc_now().isoformat(), "orders": page["order_no"].tolist(),
+                "versions": [int(v) for v in page["version"]]}  # fmt: skip
+
+    shown = memory.once(f"yidi-review-page-{index}-shown", show)
+    waiting_since = datetime.fromisoformat(shown["since"])
+    frozen = pd.DataFrame({"order_no": shown["orders"], "version": shown["versions"]})
+    if frozen.empty:  # decided elsewhere before this page was shown
+        return {"applied": [], "refused": []}
+    problems: list[str] | None = None
+    for attempt in range(1, 1000):
+        key = f"review-{index}-{attempt}"
+        keyset = keyset_from_base_key(f"{'suspended' if suspend else 'paused'}-{key}")
+        with engine.connect() as conn:
+            page = pending_orders(conn, order_refs=shown["orders"])
+            findings = current_findings(conn, page["id"].tolist())
+            checks = latest_checks(conn, page["id"].tolist())
+        credit = {int(o): credit_summary(c) for o, c in zip(checks["order_id"], checks["credit"], strict=True)}
+        description = review_markdown(page, findings, problems, credit, waiting_since=waiting_since)
+        initial = review_form(description, shown["orders"], problems)
+        replayed = False
+        if memory.get(keyset["response"]) is not None:  # answered before this start (a resumed, suspended run)
+            form = initial.load(keyset)
+            replayed = memory.get(f"yidi-{key}-read") is not None  # this start is not the first to read it
+            if not replayed:
+                logger.info("review form answered by %s after %s", form.reviewer, waited(waiting_since))
+                memory.put(f"yidi-{key}-read", True)
+        else:
+            logger.info("review form for %d order(s) (%s) waiting for a reviewer since %s%s", len(frozen),
+                        ", ".join(shown["orders"][:5]) + (" …" if len(frozen) > 5 else ""),
+                        waiting_label(waiting_since),
+                        "; the run is suspended (no worker held) until Resume" if suspend else "")  # fmt: skip
             try:
-                form = pause_flow_run(wait_for_input=initial, timeout=timeout, poll_interval=poll_interval)
+                if suspend:
+                    form = suspend_flow_run(wait_for_input=initial, timeout=timeout, key=key)
+                else:
+                    form = pause_flow_run(wait_for_input=initial, timeout=timeout, poll_interval=poll_interval,
+                                          key=key)  # fmt: skip
             except FlowPauseTimeout:
                 logger.warning("review form not answered in time; undecided orders stay pending")
-                return _finish_review(applied, refused, timed_out=True)
-            problems = check_form(form, page, settings.staff)
-            if not problems:
-                break
+                return None
+            logger.info("review form answered by %s after %s", form.reviewer, waited(waiting_since))
+        problems = check_form(form, frozen, settings.staff)
+        if not problems:
+            break
+        if not replayed:
             logger.warning("review input refused: %s", "; ".join(problems))
-        versions = dict(zip(page["order_no"], page["version"], strict=True))
-        for item in form.decisions:
-            if item.decision == "skip":
-                continue
-            try:
-                result = apply_decision(
-                    engine, item.order_no, item.decision, form.reviewer, reason=item.reason,
-                    proposed_solution=item.proposed_solution, source="ui", seen_version=int(versions[item.order_no]),
-                    flow_run_id=flow_run_id(), settings=settings,
-                )  # fmt: skip
-            except InvalidDecision as exc:  # e.g. a separated duty (issue 20): this order stays pending
-                result = DecisionResult(item.order_no, False, "pending_review", str(exc))
-            record = {"order_no": result.order_no, "decision": item.decision, "reviewer": form.reviewer,
-                      "applied": result.applied, "state": result.state, "message": result.message}  # fmt: skip
-            (applied if result.applied else refused).append(record)
-            if not result.applied:
-                logger.warning(result.message)
-    return _finish_review(applied, refused)
+    versions = dict(zip(frozen["order_no"], frozen["version"], strict=True))
+    applied, refused = [], []
+    for item in form.decisions:
+        if item.decision == "skip":
+            continue
+        try:
+            result = apply_decision(
+                engine, item.order_no, item.decision, form.reviewer, reason=item.reason,
+                proposed_solution=item.proposed_solution, source="ui", seen_version=int(versions[item.order_no]),
+                flow_run_id=flow_run_id(), settings=settings,
+            )  # fmt: skip
+        except InvalidDecision as exc:  # e.g. a separated duty (issue 20): this order stays pending
+            result = DecisionResult(item.order_no, False, "pending_review", str(exc))
+        record = {"order_no": result.order_no, "decision": item.decision, "reviewer": form.reviewer,
+                  "applied": result.applied, "state": result.state, "message": result.message}  # fmt: skip
+        (applied if result.applied else refused).append(record)
+        if not result.applied:
+            logger.warning(result.message)
+    return {"applied": applied, "refused": refused}
 
 
 def _finish_review(applied: list[dict], refused: list[dict], timed_out: bool = False) -> dict:

@@ -248,3 +248,69 @@ def test_the_demo_review_is_a_subflow_of_the_run_that_asks_for_it(prefect_server
         children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
             parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[state.state_details.flow_run_id])))
         assert [client.read_flow(c.flow_id).name for c in children] == ["review-orders"]
+
+
+def test_a_deployed_review_run_is_suspended_not_holding_a_worker_and_resumes_where_it_stopped(prefect_server, store):
+    """Seen (issue 15): a review run kept a worker process alive while it waited (15+ minutes). A deployment's run
+    is suspended instead: the engine returns at once (a worker would exit and be free), the form says since when it
+    waits; each Resume reschedules the run, which starts from the top and reads back what it kept (no page shown
+    twice, nothing decided twice). Run here in this process, as a worker's subprocess would run it."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import Pause
+    from prefect.flow_engine import run_flow
+
+    from demo.review import submit_review, wait_until_paused
+    from flows.review import review_orders
+
+    engine, ids, _smtp, _sms = store
+    run_auto_review(engine, list(ids.values()), build_docs=False, keep_results=False)
+    with get_client(sync_client=True) as client:
+        flow_id = client.create_flow_from_name("review-orders")
+        deployment_id = client.create_deployment(flow_id, "review-orders", entrypoint="flows/review.py:review_orders")
+        run = client.create_flow_run_from_deployment(deployment_id, parameters={"limit": 4, "page_size": 2})
+
+        def start_and_expect_suspension() -> dict:
+            with pytest.raises(Pause):  # the engine leaves: nothing waits in this process
+                run_flow(review_orders, flow_run=client.read_flow_run(run.id), parameters=run.parameters)
+            state = client.read_flow_run(run.id).state
+            assert state.is_paused() and state.name == "Suspended"
+            return wait_until_paused(run.id, timeout=5)
+
+        first = start_and_expect_suspension()
+        assert len(first["orders"]) == 2 and "Waiting for a reviewer since" in first["description"]
+        # a refused answer: the resumed run shows the same page again, with the reason at the top
+        submit_review(run.id, "alice", [{"order_no": first["orders"][0], "decision": "reject", "reason": "价格不符"}])
+        assert client.read_flow_run(run.id).state.is_scheduled()  # rescheduled for a worker, not running anywhere
+        again = start_and_expect_suspension()
+        assert again["orders"] == first["orders"] and "Input refused" in again["description"]
+        submit_review(run.id, "alice", [{"order_no": first["orders"][0], "decision": "approve"},
+                                        {"order_no": first["orders"][1], "decision": "skip"}])  # fmt: skip
+        second = start_and_expect_suspension()  # page 2: page 1's decision applied once, its orders not shown again
+        assert len(second["orders"]) == 2 and not set(second["orders"]) & set(first["orders"])
+        assert states(engine, [ids_by_no(engine, first["orders"][0])]) == {ids_by_no(engine, first["orders"][0]):
+                                                                              "approved"}  # fmt: skip
+        submit_review(run.id, "alice", [{"order_no": second["orders"][0], "decision": "reject",
+                                         "reason": "地址无法送达", "proposed_solution": "请补充门牌号后重新下单"}])
+        result = run_flow(review_orders, flow_run=client.read_flow_run(run.id), parameters=run.parameters)
+        assert client.read_flow_run(run.id).state.is_completed()
+        from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+        from prefect.logging.handlers import APILogHandler
+
+        APILogHandler().flush()  # the logs of the runs above, sent before they are read
+        logs = [log.message for log in client.read_logs(log_filter=LogFilter(
+            flow_run_id=LogFilterFlowRunId(any_=[run.id])))]  # fmt: skip
+    # Decided once each, across four starts of the run: 1 approved (page 1), 1 rejected (page 2), nothing refused.
+    assert (result["approved"], result["rejected"], result["refused"]) == (1, 1, [])
+    with engine.connect() as conn:
+        by_no = dict(conn.execute(select(orders.c.order_no, orders.c.state).where(
+            orders.c.order_no.in_(first["orders"] + second["orders"]))).all())  # fmt: skip
+    assert [by_no[no] for no in first["orders"] + second["orders"]] == [
+        "approved", "pending_review", "rejected", "pending_review"]
+    assert sum("the run is suspended (no worker held)" in m for m in logs) == 3  # three forms shown
+    assert sum(m.startswith("review form answered by alice after") for m in logs) == 3  # three answers, once each
+    assert sum(m.startswith("review input refused") for m in logs) == 1
+
+
+def ids_by_no(engine, order_no: str) -> int:
+    with engine.connect() as conn:
+        return conn.execute(select(orders.c.id).where(orders.c.order_no == order_no)).scalar_one()
