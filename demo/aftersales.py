@@ -130,7 +130,8 @@ def aftersales_demo() -> dict:
         result["first"] = after_sales(carrier_api_url=carrier.url)
         with engine.begin() as conn:  # the warehouse receives what came back: one damaged
             waiting = read_frame(conn, select(aftersales_cases.c.case_no).where(
-                aftersales_cases.c.status == "awaiting_return").order_by(aftersales_cases.c.id))["case_no"].tolist()
+                aftersales_cases.c.status.in_(["awaiting_return", "return_arrived"])).order_by(aftersales_cases.c.id)
+                                 )["case_no"].tolist()  # fmt: skip
             receipts = pd.DataFrame({"case_no": waiting, "inspection": ["damaged" if i == 1 else "good"
                                                                        for i in range(len(waiting))],
                                      "reason": ["外壳碎裂" if i == 1 else None for i in range(len(waiting))]})  # fmt: skip

@@ -3,7 +3,8 @@ technician's result).
 
 ``after_sales_cycle`` is the area's one step list (``flows.compose``): land what the inbound paths brought
 (after-sales requests, feedback, survey replies: raw records first, unreadable ones quarantined), assess open
-cases, ask the carrier for return waybills (once per case), move returned goods into stock (fulfilment's step,
+cases, ask the carrier for return waybills (once per case), track the return parcels on Kuaidi100 (arrival puts the
+case on the inspection list), move returned goods into stock (fulfilment's step,
 meeting after-sales in ``returned_goods``), send
 refunds, create and book service jobs, remind and escalate feedback on its working-hour limits, send satisfaction
 surveys, then the report. The flow runs it ``with_prefect``; ``yidi aftersales run --no-prefect`` and the tests
@@ -33,6 +34,7 @@ from tasks.aftersales.assessment import assess_open_cases
 from tasks.aftersales.landing import land_requests
 from tasks.aftersales.refunds import make_refund_clients, send_refunds
 from tasks.aftersales.report import open_cases_by_age, satisfaction, sla_compliance
+from tasks.aftersales.return_tracking import track_returns
 from tasks.aftersales.return_waybills import issue_return_waybills
 from tasks.aftersales.service import create_jobs, record_result, schedule_jobs
 from tasks.aftersales.web_refunds import website_refunds
@@ -112,6 +114,24 @@ def return_waybills_task(engine: Engine, carrier, carrier_api_url: str | None, n
         return issue_return_waybills(conn, client, settings, now)
 
 
+@task(name="track-return-parcels", cache_policy=NO_CACHE)
+def track_returns_task(engine: Engine, tracker, query_url: str | None, now: datetime) -> dict:
+    """Return parcels on Kuaidi100 with the tracking area's account ([tracking]); skipped without one."""
+    import os
+
+    from tasks.tracking.polling import make_client
+
+    settings = get_settings()
+    policy = settings.tracking
+    if tracker is None:
+        if not all(os.environ.get(name) for name in (policy.customer_env, policy.key_env)):
+            return {"skipped": "no Kuaidi100 account ([tracking] customer_env/key_env not set)"}
+        with make_client(policy, query_url=query_url) as client, engine.begin() as conn:
+            return track_returns(conn, client, settings, now)
+    with engine.begin() as conn:
+        return track_returns(conn, tracker, settings, now)
+
+
 @task(name="restock-returns", **_retry)
 def restock_task(engine: Engine, now: datetime, actor: str) -> dict:
     with engine.begin() as conn:
@@ -147,7 +167,8 @@ def surveys_task(engine: Engine, now: datetime) -> int:
 
 def after_sales_cycle(run: Run, *, engine: Engine | None = None, now: datetime | None = None,
                       actor: str | None = None, inbox: Path | None = None, clients: dict | None = None,
-                      carrier=None, carrier_api_url: str | None = None, website=None) -> dict:  # fmt: skip
+                      carrier=None, carrier_api_url: str | None = None, website=None, tracker=None,
+                      tracking_query_url: str | None = None) -> dict:  # fmt: skip
     """The after-sales steps in order, one transaction each; returns what each did."""
     engine = engine or get_engine()
     require_store(engine)
@@ -157,6 +178,7 @@ def after_sales_cycle(run: Run, *, engine: Engine | None = None, now: datetime |
         "website_refunds": run(website_refunds_task, engine, website, now, actor),
         "assessed": run(assess_task, engine, now, actor),
         "return_waybills": run(return_waybills_task, engine, carrier, carrier_api_url, now),
+        "return_parcels": run(track_returns_task, engine, tracker, tracking_query_url, now),
         "restocked": run(restock_task, engine, now, actor),
         "refunds": run(refunds_task, engine, clients, now),
         "service": run(service_task, engine, now),
@@ -176,15 +198,18 @@ def report_tables(engine: Engine, now: datetime) -> dict[str, list[dict]]:
 
 
 @flow(name="after-sales", flow_run_name=run_name("after-sales"))
-def after_sales(now: datetime | None = None, carrier_api_url: str | None = None) -> dict:
+def after_sales(now: datetime | None = None, carrier_api_url: str | None = None,
+                tracking_query_url: str | None = None) -> dict:
     """Scheduled after-sales cycle with its artifacts (open cases by age and type, feedback SLA, satisfaction).
 
     Args:
         now: Act as if it were this time (default: the clock).
         carrier_api_url: The carrier gateway for return waybills (default: [fulfilment].carrier_api_url).
+        tracking_query_url: Kuaidi100's query URL for return parcels (default: [tracking].query_url).
     """
     engine = get_engine()
-    result = after_sales_cycle(with_prefect, engine=engine, now=now, carrier_api_url=carrier_api_url)
+    result = after_sales_cycle(with_prefect, engine=engine, now=now, carrier_api_url=carrier_api_url,
+                               tracking_query_url=tracking_query_url)
     tables = report_tables(engine, now or utc_now())
     for key, rows in tables.items():
         if rows:

@@ -63,6 +63,9 @@ class AftersalesPolicy(_Strict):
     )
     return_carrier: str = Field("shunfeng", description="Carrier code used for return waybills")
     return_warehouse: str = Field("CQ-XY", description="Warehouse returned goods are received into")
+    return_tracking_interval_minutes: int = Field(
+        60, ge=30, le=1440, description="Ask Kuaidi100 about a return parcel at most this often (it refuses a "
+        "waybill asked again within 30 minutes)")
     website_refund_lookback_days: int = Field(
         60, ge=1, le=366, description="The website's refunds are read for its orders placed within this many days")
     alipay_url: str = Field("http://127.0.0.1:8041", description="Alipay open API gateway (stand-in in the demo)")

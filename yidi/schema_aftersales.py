@@ -61,7 +61,7 @@ aftersales_cases = Table(
     Column("description", Text),
     Column("requested_at", UTCDateTime, nullable=False),
     Column("received_date", Date),  # the day the customer received the goods (Asia/Shanghai)
-    # open -> decided -> awaiting_return -> received -> refunded/replaced/repaired -> closed; rejected
+    # open -> decided -> awaiting_return -> return_arrived (parcel signed for) -> received -> refunded/replaced/repaired -> closed; rejected
     Column("status", String(20), nullable=False, server_default="open"),
     Column("decision", String(16)),  # return | exchange | repair | refund | reject
     Column("decision_rule", String(48)),
@@ -73,6 +73,10 @@ aftersales_cases = Table(
     Column("return_carrier", String(32)),
     Column("return_waybill_no", String(64)),
     Column("return_received_at", UTCDateTime),
+    Column("return_parcel_state", String(16)),  # collected | in_transit | arrived | exception (Kuaidi100 polls)
+    Column("return_last_event", Text),  # the newest checkpoint, as the carrier wrote it
+    Column("return_tracked_at", UTCDateTime),  # last asked (Kuaidi100 refuses a waybill asked again too soon)
+    Column("return_arrived_at", UTCDateTime),  # signed for at the return warehouse: inspection is due
     Column("inspection", String(12)),  # good | damaged
     Column("inspection_reason", Text),
     Column("replacement_order_id", BigInteger),

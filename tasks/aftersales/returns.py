@@ -39,7 +39,7 @@ def receive_returns(conn: Connection, receipts: pd.DataFrame, settings: Settings
     """Record receipts (columns: case_no, inspection good|damaged, reason, waybill_no, disposition for damaged
     goods quarantine|scrap); returns counts. Raises ``ReturnError`` naming the bad rows (nothing recorded)."""
     policy = settings.aftersales
-    all_cases = store.cases(conn, status="awaiting_return")
+    all_cases = store.cases(conn, status=("awaiting_return", "return_arrived"))  # arrived or not: it is here
     merged = receipts.merge(all_cases, on="case_no", how="left", suffixes=("", "_case"))
     problems = [f"{c}: not awaiting returned goods" for c in merged.loc[merged["id"].isna(), "case_no"]]
     problems += [f"{c}: inspection {i!r} is not good or damaged"

@@ -96,11 +96,12 @@ def case_lines(conn: Connection, case_ids: Sequence[int]) -> pd.DataFrame:
     return read_in(conn, stmt, sorted({int(i) for i in case_ids}))
 
 
-def cases(conn: Connection, *, status: str | None = None, case_no: str | None = None) -> pd.DataFrame:
+def cases(conn: Connection, *, status: str | tuple[str, ...] | None = None, case_no: str | None = None
+          ) -> pd.DataFrame:  # fmt: skip
     stmt = select(aftersales_cases, orders.c.order_no, orders.c.customer_name, orders.c.customer_phone).join(
         orders, orders.c.id == aftersales_cases.c.order_id)
     if status:
-        stmt = stmt.where(aftersales_cases.c.status == status)
+        stmt = stmt.where(aftersales_cases.c.status.in_([status] if isinstance(status, str) else list(status)))
     if case_no:
         stmt = stmt.where(aftersales_cases.c.case_no == case_no)
     return read_frame(conn, stmt.order_by(aftersales_cases.c.id))
