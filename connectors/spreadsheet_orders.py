@@ -45,10 +45,12 @@ from connectors.template.csv_rows import (
 )
 from connectors.template.headers import map_headers
 from connectors.template.records import (
+    CHUNK_CONTENT_TYPE,
     CONTENT_TYPE,
     SeenOrders,
     TemplateResult,
     build_template_records,
+    parse_chunk_records,
     parse_template_records,
 )
 
@@ -318,13 +320,15 @@ class SpreadsheetConnector(Connector):
 
 
 def parse_file_records(records: pd.DataFrame, default_channel: str) -> Parsed:
-    """Replay path: template records are parsed again; an unreadable-file record stays unreadable."""
+    """Replay path: template records are parsed again; an unreadable-file record stays unreadable. A bulk drop's
+    chunk record is parsed whole (the internal audit re-derives its orders); its orders are numbered after the
+    records' positions (``parse_chunk_records``)."""
     types = records["content_type"].tolist()
     if all(t == CONTENT_TYPE for t in types):
         return parse_template_records(records, default_channel=default_channel)
     problems = [(i, "this record stands for a whole file that could not be read; fix the file and drop it into "
                     "the inbox again (then discard this record)")
-                for i, t in enumerate(types) if t != CONTENT_TYPE]
+                for i, t in enumerate(types) if t not in (CONTENT_TYPE, CHUNK_CONTENT_TYPE)]
     template_idx = [i for i, t in enumerate(types) if t == CONTENT_TYPE]
     parsed = parse_template_records(records.iloc[template_idx].reset_index(drop=True),
                                     default_channel=default_channel)
@@ -332,5 +336,9 @@ def parse_file_records(records: pd.DataFrame, default_channel: str) -> Parsed:
     for frame in (parsed.orders, parsed.lines, parsed.problems):
         if len(frame):
             frame["record_idx"] = mapping[frame["record_idx"].astype("int64").to_numpy()]
-    parsed.problems = pd.concat([parsed.problems, problem_rows(problems)], ignore_index=True)
+    chunk_idx = [i for i, t in enumerate(types) if t == CHUNK_CONTENT_TYPE]
+    chunks = parse_chunk_records(records.iloc[chunk_idx], default_channel=default_channel, first_idx=len(records))
+    parsed.orders = pd.concat([parsed.orders, chunks.orders], ignore_index=True)
+    parsed.lines = pd.concat([parsed.lines, chunks.lines], ignore_index=True)
+    parsed.problems = pd.concat([parsed.problems, chunks.problems, problem_rows(problems)], ignore_index=True)
     return parsed

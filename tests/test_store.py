@@ -86,6 +86,21 @@ def test_empty_text_stays_apart_from_null_and_odd_python_values_still_load(engin
     assert all(t == datetime(2026, 11, 2, 1, 30, tzinfo=UTC) for t in stored["order_time"])
 
 
+def test_a_text_column_concatenated_from_empty_frames_loads_its_values(engine):
+    """pandas' str column built by concatenating frames, the first ones empty, is an Arrow array of several chunks,
+    the first of length 0: Arrow's csv writer (PostgreSQL's COPY path) wrote garbage bytes for it until the table
+    was made one chunk per column (seen on the internal audit's findings)."""
+    pieces = [pd.DataFrame({"customer_name": pd.Series([], dtype="str")}) for _ in range(3)]
+    pieces.append(pd.DataFrame({"customer_name": pd.Series(["王伟", "李娜"], dtype="str")}))
+    names = pd.concat(pieces, ignore_index=True)["customer_name"]
+    with engine.begin() as conn:
+        assert insert_rows(conn, orders, order_frame(2).assign(customer_name=names.to_numpy())) == 2
+        assert insert_rows(conn, orders, order_frame(2, start=10).assign(customer_name=names)) == 2
+    with engine.connect() as conn:
+        stored = read_frame(conn, select(orders.c.customer_name).order_by(orders.c.id))
+    assert stored["customer_name"].tolist() == ["王伟", "李娜", "王伟", "李娜"]
+
+
 def test_conflicts_are_skipped_or_updated_only_when_changed(engine):
     frame = order_frame(10)
     with engine.begin() as conn:

@@ -239,7 +239,9 @@ def _copy_csv(table: Table, df: pd.DataFrame) -> bytes | None:
             series = series.astype("boolean")
         columns[name] = series
     try:
-        arrow = pa.Table.from_pandas(pd.DataFrame(columns), preserve_index=False)
+        # one chunk per column: Arrow's csv writer wrote garbage for a column whose first chunks are empty (a
+        # pandas str column concatenated from empty frames), silently, seen with pyarrow 26
+        arrow = pa.Table.from_pandas(pd.DataFrame(columns), preserve_index=False).combine_chunks()
         buffer = pa.BufferOutputStream()
         pacsv.write_csv(arrow, buffer, pacsv.WriteOptions(include_header=False))
     except pa.ArrowException:

@@ -305,3 +305,28 @@ def parse_template_records(records: pd.DataFrame, *, default_channel: str, recei
         pd.concat(problems, ignore_index=True) if problems else empty_problems(),
     )
 
+
+
+def parse_chunk_records(records: pd.DataFrame, *, default_channel: str, received_at: datetime | None = None,
+                        first_idx: int = 0) -> Parsed:
+    """Parse stored bulk-drop chunks again, each whole (the internal audit re-derives the orders a chunk holds):
+    the same grouping and row parse as when the chunk landed. A chunk holds many orders, so ``record_idx`` here
+    numbers the orders (from ``first_idx`` on, across the chunks): each keeps its own lines and problems."""
+    received_at = received_at or datetime.now(UTC)
+    orders, lines, problems = [], [], []
+    offset = first_idx
+    for content in records["content"].tolist():
+        chunks = list(iter_csv_chunks(io.StringIO(content), chunk_rows=content.count("\n") + 1))
+        if not chunks:
+            continue  # an empty chunk holds no order
+        result = build_template_records(chunks[0], source_ref="", default_channel=default_channel,
+                                        received_at=received_at)
+        parsed = result.parse(None)
+        for frame, pieces in ((parsed.orders, orders), (parsed.lines, lines), (parsed.problems, problems)):
+            pieces.append(frame.assign(record_idx=frame["record_idx"].astype("int64") + offset))
+        offset += result.size
+    return Parsed(
+        pd.concat(orders, ignore_index=True) if orders else empty_orders(),
+        pd.concat(lines, ignore_index=True) if lines else empty_lines(),
+        pd.concat(problems, ignore_index=True) if problems else empty_problems(),
+    )

@@ -102,10 +102,12 @@ def process_checks(
     unpaid = set(orders.loc[orders["payment_state"] != "paid", "order_id"])
     pieces.append(_rows("SETTLED_UNPAID", [o for o in settled.index if o in unpaid]))
 
-    changes = events[events["kind"] == "change"].assign(approved=lambda f: f["order_id"].map(approved))
+    changes = events[events["kind"] == "change"]
+    # reindex, not map (as above): no change events, or none approved yet, must not fail on the empty frame's dtype
+    changes = changes.assign(approved=approved.reindex(changes["order_id"].to_numpy()).to_numpy())
     after = changes[changes["approved"].notna() & (changes["occurred_at"] > changes["approved"])]
     last_review = state[state["to_state"] == "pending_review"].groupby("order_id")["occurred_at"].max()
-    after = after.assign(review=after["order_id"].map(last_review))
+    after = after.assign(review=last_review.reindex(after["order_id"].to_numpy()).to_numpy())
     unreviewed = after[after["review"].isna() | (after["review"] < after["occurred_at"])].drop_duplicates(
         "order_id"
     )

@@ -22,26 +22,16 @@ DATA_CHECKS = ["DATA_FIELD_MISMATCH", "DATA_AMOUNT_MISMATCH", "DATA_RAW_MISSING"
 Rederive = Callable[[pd.DataFrame], pd.DataFrame]
 
 
-def _rederived(conn, sample: pd.DataFrame, rederive: Rederive) -> tuple[pd.DataFrame, set[int]]:
-    """The sampled orders as their raw records give them today, and the orders whose record is one chunk of a
-    bulk file drop (thousands of rows in one record: not re-read order by order here, so not judged)."""
-    record_ids = [int(r) for r in sample["raw_record_id"].dropna()]
+def _rederived(conn, sample: pd.DataFrame, rederive: Rederive) -> pd.DataFrame:
+    """The sampled orders as their raw records give them today. A bulk drop's chunk (one record holding thousands
+    of orders) is re-read whole by its channel's parser; only the sampled orders of it are kept."""
+    record_ids = sorted({int(r) for r in sample["raw_record_id"].dropna()})
     records = audit_store.raw_records(conn, record_ids)
-    if records.empty:
-        return pd.DataFrame(columns=["order_id"]), set()
-    chunk = records["content_type"].astype(str).str.contains("chunk", regex=False)
-    skipped = set(
-        sample.loc[sample["raw_record_id"].isin(set(records.loc[chunk, "id"])), "order_id"].astype(int)
-    )
-    records = records[~chunk]
     derived = (
         rederive(records) if not records.empty else pd.DataFrame(columns=["channel", "channel_order_id"])
     )
     keys = sample[["order_id", "channel", "channel_order_id"]]
-    merged = derived.merge(keys, on=["channel", "channel_order_id"]).drop(
-        columns=["channel", "channel_order_id"]
-    )
-    return merged, skipped
+    return derived.merge(keys, on=["channel", "channel_order_id"]).drop(columns=["channel", "channel_order_id"])
 
 
 def run_audit(
@@ -69,11 +59,9 @@ def run_audit(
         compared = order_rows[order_rows["order_id"].isin(set(sample["order_id"]) | recheck_data)] if len(sample) or \
             recheck_data else order_rows.iloc[:0]  # fmt: skip
         data = [audit.amount_checks(compared, audit_store.received(conn, compared["order_id"].tolist()))]
-        not_rederivable: set[int] = set()
         if rederive is not None and not compared.empty:
-            derived, not_rederivable = _rederived(conn, compared, rederive)
-            judged = compared[~compared["order_id"].isin(not_rederivable)]
-            data.append(audit.compare_fields(judged[["order_id", *audit.COMPARED_FIELDS]], derived))
+            derived = _rederived(conn, compared, rederive)
+            data.append(audit.compare_fields(compared[["order_id", *audit.COMPARED_FIELDS]], derived))
         target = settings.kpi.targets.get("satisfaction_score")
         scores = audit_store.survey_scores(conn, lo, hi)
         satisfaction = audit.satisfaction_check(scores, target.target if target else 0, period)
@@ -83,17 +71,15 @@ def run_audit(
                             for c, o in zip(results["check"], results["order_id"], strict=True)],
             "source": "audit", "check_code": results["check"],
             "severity": results["check"].map(lambda c: audit.CHECKS[c][0]),
-            "order_id": results["order_id"], "period": period, "summary": results["summary"],
+            "order_id": pd.array(results["order_id"], dtype="Int64"), "period": period, "summary": results["summary"],
         })  # fmt: skip
         opened = findings.open_findings(conn, rows, now, settings, actor)
         scope = {f"audit:{c}:{o}" for c in PROCESS_CHECKS for o in ids}
-        scope |= {
-            f"audit:{c}:{o}" for c in DATA_CHECKS for o in compared["order_id"] if o not in not_rederivable
-        }
+        scope |= {f"audit:{c}:{o}" for c in DATA_CHECKS for o in compared["order_id"]}
         scope |= {f"audit:SATISFACTION_LOW:{period}"}
         rechecked = findings.recheck(conn, list(audit.CHECKS), set(rows["finding_key"]), now, actor, scope)
     counts = results["check"].value_counts()
-    return {"period": period, "orders": len(ids), "sample": int(len(sample)), "not_rederivable": len(not_rederivable),
+    return {"period": period, "orders": len(ids), "sample": int(len(sample)),
             "sample_ids": [int(i) for i in sample["order_id"]], "by_check": {c: int(counts.get(c, 0)) for c in audit.CHECKS},
             "findings": opened, "rechecked": rechecked,
             "satisfaction": round(float(scores.mean()), 2) if len(scores) else None}  # fmt: skip
