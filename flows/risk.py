@@ -67,12 +67,16 @@ def legal_task(period: str, now: datetime, engine: Engine | None = None) -> dict
 
 @task(name="assess-receivables", **STEP)
 def receivables_task(now: datetime, period_ends: list, engine: Engine | None = None) -> dict:
+    """Receivables risk; the ageing trend from the ledger as it stood at each period end (settlement's as-of
+    ledger, composed here because areas do not import each other)."""
+    from tasks.settlement.receivables import ledger_plan
+    from tasks.settlement.rules import end_of_business_day
+
     settings = get_settings()
     with (engine or get_engine()).connect() as conn:
         items = receivables.load_open(conn)
-    return receivables.assess(
-        items, now.astimezone(BUSINESS_TZ).date(), settings.risk.top_customers, period_ends
-    )
+        ledgers = {end: ledger_plan(conn, settings.settlement, at=end_of_business_day(end)) for end in period_ends}
+    return receivables.assess(items, now.astimezone(BUSINESS_TZ).date(), settings.risk.top_customers, ledgers)
 
 
 def periods_due(now: datetime) -> list[str]:
@@ -125,6 +129,7 @@ def assessment(
         report.write_workbook(path, {
             "KPIs": kpi_rows, "KPI values": main.values, "KPI trend": main.trend,
             "Top overdue": top.drop(columns=["overdue_fen"]), "Forecast": recv["forecast"],
+            "Ageing trend": (recv["ageing_trend"] / 100).rename_axis("yuan by age at each period end").reset_index(),
         }, main.trend, credit["by_grade"], recv["ageing"])  # fmt: skip
         summary["workbook"] = str(path)
     return summary

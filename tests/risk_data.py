@@ -101,15 +101,21 @@ def add_claim(conn, incident_id: int, shipment_id: int, order_id: int, status: s
 
 
 def add_refund(conn, order_id: int, amount_fen: int, when: datetime) -> None:
+    add_payment(conn, order_id, -amount_fen, when)
+
+
+def add_payment(conn, order_id: int, amount_fen: int, when: datetime) -> None:
+    """A statement line of ``amount_fen`` (negative: a refund) dated ``when``, matched to the order."""
     key = next(_serial)
     insert_rows(conn, statement_files, pd.DataFrame([{"file_hash": f"h{key}", "file_name": f"f{key}.csv",
                                                       "status": "ingested", "received_at": when}]))
     file_id = conn.execute(select(statement_files.c.id).where(statement_files.c.file_hash == f"h{key}")).scalar_one()
     insert_rows(conn, payment_lines, pd.DataFrame([{"source": "alipay", "line_key": f"L{key}", "file_id": file_id,
-                                                    "line_no": 1, "kind": "refund", "amount_fen": -amount_fen,
+                                                    "line_no": 1, "kind": "refund" if amount_fen < 0 else "payment",
+                                                    "amount_fen": amount_fen,
                                                     "txn_time": when, "match_status": "matched",
                                                     "ingested_at": when}]))  # fmt: skip
     line_id = conn.execute(select(payment_lines.c.id).where(payment_lines.c.line_key == f"L{key}")).scalar_one()
     insert_rows(conn, payment_matches, pd.DataFrame([{"payment_line_id": line_id, "order_id": order_id,
-                                                      "amount_fen": -amount_fen, "rule": "test", "score": 1.0,
+                                                      "amount_fen": amount_fen, "rule": "test", "score": 1.0,
                                                       "matched_at": when}]))  # fmt: skip

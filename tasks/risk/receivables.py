@@ -1,7 +1,10 @@
 """Receivables risk (K2): exposure, concentration of the overdue amount in the top customers, ageing now and at
 the end of each recent period, and a collection forecast from the due dates of what is still open.
 
-One query reads the open items of the settlement ledger; the rest is pure arithmetic on that frame.
+One query reads the open items of the settlement ledger; the rest is pure arithmetic on frames. The ageing trend
+is exact: the caller hands in the ledger as it stood at the end of each period (settlement computes it from the
+store's history: orders placed, shipments and deliveries made and payments dated up to then), each aged at its
+own period end.
 """
 
 from __future__ import annotations
@@ -39,8 +42,16 @@ def ageing(open_items: pd.DataFrame, today: date) -> pd.Series:
     )
 
 
-def assess(open_items: pd.DataFrame, today: date, top_n: int, period_ends: list[date]) -> dict:
-    """Headline figures, the top customers by overdue, ageing now and at each period end, the forecast."""
+def open_at(ledger: pd.DataFrame) -> pd.DataFrame:
+    """The open items of a ledger (what is still owed)."""
+    if ledger.empty:
+        return ledger
+    return ledger[(ledger["status"] == "open") & (ledger["outstanding_fen"] > 0)]
+
+
+def assess(open_items: pd.DataFrame, today: date, top_n: int, ledgers_at: dict[date, pd.DataFrame]) -> dict:
+    """Headline figures, the top customers by overdue, ageing now and at each period end, the forecast.
+    ``ledgers_at``: period end -> the ledger (``due_date``, ``outstanding_fen``, ``status``) as of that day's end."""
     due = (
         pd.to_datetime(open_items["due_date"]) if not open_items.empty else pd.Series(dtype="datetime64[ns]")
     )
@@ -62,7 +73,8 @@ def assess(open_items: pd.DataFrame, today: date, top_n: int, period_ends: list[
         )
         top["share_pct"] = (top["overdue_fen"] / overdue_fen * 100).round(1)
         top = top[["code", "name", "overdue_fen", "share_pct"]]
-    trend = pd.DataFrame({str(end): ageing(open_items, end) for end in period_ends})
+    trend = pd.DataFrame({str(end): ageing(open_at(ledger), end) for end, ledger in ledgers_at.items()},
+                         index=AGE_BUCKETS)
     weeks = []
     for week in range(4):
         lo, hi = (
