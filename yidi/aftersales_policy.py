@@ -119,6 +119,8 @@ class FeedbackPolicy(_Strict):
     cause_categories: list[str] = Field(
         ["product_quality", "logistics", "service", "billing", "other"], description="Complaint cause categories"
     )
+    inbound_host: str = Field("127.0.0.1", description="`yidi feedback receive` listens here (SMS replies, form)")
+    inbound_port: int = Field(8044, ge=1, le=65535, description="and on this port")
 
 
 class ServiceRegion(_Strict):

@@ -6,7 +6,8 @@ A complaint is investigated (cause, owner, findings, resolution) and answered; t
 
 A record is a mapping: ``body`` (required), ``contact`` (phone or email), ``name``, ``subject``, ``order_no``,
 ``received_at`` (ISO time), ``source_id`` (the channel's own id: an email's Message-ID). Emails arrive as the raw
-message (``from_email``).
+message (``from_email``); the website's contact form as Contact Form 7's submitted fields
+(``connectors.inbound_shapes.feedback_record`` reads them).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from datetime import datetime
 import pandas as pd
 from sqlalchemy import Connection, or_, select, update
 
+from connectors.inbound_shapes import feedback_record
 from connectors.service_inbox_files import email_record
 from tasks.feedback.rules import classify, deadlines, due_alerts
 from yidi.bulk import insert_rows, read_frame, reserve_ids
@@ -44,6 +46,8 @@ def _parse(content: str, landed_at: datetime) -> dict:
         body = json.loads(content)
     except ValueError:
         raise ValueError("not a feedback record") from None
+    if isinstance(body, dict) and ("contact_form_id" in body or "_wpcf7" in body):
+        body = {**feedback_record(body), "received_at": body.get("received_at")}  # the website's contact form
     if not isinstance(body, dict) or not str(body.get("body") or "").strip():
         raise ValueError("feedback without a message body")
     when = body.get("received_at")

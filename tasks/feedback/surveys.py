@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 from sqlalchemy import Connection, bindparam, select, update
 
+from connectors.inbound_shapes import sms_reply_text
 from tasks.feedback.rules import read_survey_reply
 from yidi.bulk import insert_rows, read_frame
 from yidi.outbox import enqueue
@@ -118,7 +119,7 @@ def land_survey_replies(conn: Connection, channel: str, records: Sequence[tuple[
     for rid, content in zip(fresh["id"], fresh["content"], strict=True):
         try:
             body = json.loads(content)
-            text = str(body.get("text") or body.get("body") or "")
+            text = sms_reply_text(body)  # Aliyun SmsUp ``content``, our gateway's ``text``, a mail's ``body``
         except (ValueError, AttributeError):
             text = ""
         reply = read_survey_reply(text)
