@@ -178,26 +178,36 @@ def fulfilment_handoff(
 
 
 @task(name="import-stocktake", cache_policy=NO_CACHE)
-def import_stocktake_task(path: str, as_of: datetime | None):
+def import_stocktake_task(path: str, as_of: datetime | None, actor: str | None = None):
     """One transaction: every variance of the count sheet corrects the books, or none does."""
     from tasks.fulfilment.stocktake import import_stocktake
     from yidi.db import get_engine
 
     with get_engine().begin() as conn:
-        return import_stocktake(conn, path, policy=get_settings().fulfilment, now=as_of)
+        return import_stocktake(conn, path, policy=get_settings().fulfilment, now=as_of, actor=actor)
 
 
-def stock_count(run: Run, path: str, *, as_of: datetime | None = None):
-    """The step list of ``stocktake``: import the count sheet (returns the ``StocktakeResult``)."""
-    return run(import_stocktake_task, path, as_of)
+def stock_count(run: Run, path: str, *, as_of: datetime | None = None, actor: str | None = None):
+    """The step list of ``stocktake``: import the count sheet (returns the ``StocktakeResult``); ``actor`` is the
+    listed operations person (``role:name``) the adjustments are recorded with."""
+    return run(import_stocktake_task, path, as_of, actor)
 
 
 @flow(name="stocktake", log_prints=True, flow_run_name=run_name("stocktake", "path", when="%Y-%m-%d %H:%M"))
-def stocktake(path: str, as_of: datetime | None = None) -> dict:
+def stocktake(path: str, as_of: datetime | None = None, imported_by: str = "") -> dict:
     """Import a stocktake file: variances become adjustments with reasons; the report goes to the UI and to
-    ``$YIDI_HOME/documents/stocktakes``."""
+    ``$YIDI_HOME/documents/stocktakes``.
+
+    Args:
+        path: The count sheet (csv or xlsx).
+        as_of: Act as if it were this time (default: the clock).
+        imported_by: Your name or login as listed in [staff] (operations role); the adjustments are recorded with it.
+    """
+    from yidi.staff import act_as
+
     require_store()
-    result = stock_count(with_prefect, path, as_of=as_of)
+    actor = act_as(get_settings().staff, "stock_adjust", imported_by)  # NotPermitted fails the run, stock unchanged
+    result = stock_count(with_prefect, path, as_of=as_of, actor=actor.text)
     summary = result.as_dict()
     create_markdown_artifact(
         key="stocktake-summary",

@@ -271,6 +271,9 @@ stocktakes = Table(
     Column("rows_applied", Integer, nullable=False, server_default="0"),
     Column("rows_rejected", Integer, nullable=False, server_default="0"),
     Column("summary", Text),
+    # issue 20: a listed manager or auditor who did not adjust the counted stock signs the count off
+    Column("verified_by", String(200)),  # role:name
+    Column("verified_at", UTCDateTime),
 )
 
 stocktake_lines = Table(

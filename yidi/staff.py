@@ -11,7 +11,10 @@ as one person is listed, the list is the only way in. Set ``allow_unlisted = fal
 staff are listed.
 
 Separated duties (``[staff] separate``): the same person may not key in an order and approve it
-(``key_and_approve``), or approve an order and resolve its payment case (``approve_and_resolve``).
+(``key_and_approve``), approve an order and resolve its payment case (``approve_and_resolve``), or adjust stock and
+verify the stocktake that covers it (``adjust_and_verify``: the count's importer and whoever adjusted a counted
+item by hand since its previous count, ``stock_adjusters``). A breach is refused at the time; the internal audit
+flags one that got through (``tasks/risk/audit.py``, ``STOCKTAKE_SELF_VERIFIED``).
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ import getpass
 from dataclasses import dataclass
 from typing import Literal
 
+import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 
 Role = Literal["reviewer", "finance", "operations", "manager", "auditor"]
-SeparationRule = Literal["key_and_approve", "approve_and_resolve"]
+SeparationRule = Literal["key_and_approve", "approve_and_resolve", "adjust_and_verify"]
 
 # The roles each guarded action needs (any one of them). Fixed in code: the issue names them, managers list people.
 ACTION_ROLES: dict[str, tuple[str, ...]] = {
@@ -33,13 +37,16 @@ ACTION_ROLES: dict[str, tuple[str, ...]] = {
     "override_grade": ("manager",),  # credit grade override
     "audit_resolve": ("operations", "finance", "manager"),  # "the fix is in" on an audit finding
     "audit_verify": ("auditor",),  # verify or close an audit finding
-    "stock_adjust": ("operations",),  # stocktake import (corrects the books)
+    "stock_adjust": ("operations",),  # stocktake import (corrects the books), manual stock adjustment
+    "stocktake_verify": ("manager", "auditor"),  # sign a stocktake off
+    "key_order": ("operations", "reviewer", "finance", "manager"),  # key in a phone/fax order (not auditors)
     "unmasked": ("operations", "manager", "auditor"),  # personal data in full (recorded in the access log)
 }
 ACTION_WORDS = {
     "review": "decide a review", "resolve_case": "resolve a settlement case",
     "override_grade": "override a credit grade", "audit_resolve": "mark an audit finding fixed",
-    "audit_verify": "verify or close an audit finding", "stock_adjust": "adjust stock (stocktake)",
+    "audit_verify": "verify or close an audit finding", "stock_adjust": "adjust stock (stocktake or by hand)",
+    "stocktake_verify": "verify a stocktake", "key_order": "key in a phone or fax order",
     "unmasked": "see personal data unmasked",
 }  # fmt: skip
 
@@ -59,7 +66,7 @@ class StaffPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
     people: list[StaffMember] = Field([], description="Listed staff; empty = bootstrap (see allow_unlisted)")
     allow_unlisted: bool = Field(True, description="While people is empty, accept anyone (bootstrap)")
-    separate: list[SeparationRule] = Field(["key_and_approve", "approve_and_resolve"],
+    separate: list[SeparationRule] = Field(["key_and_approve", "approve_and_resolve", "adjust_and_verify"],
                                            description="Duties one person may not both do")  # fmt: skip
 
     @model_validator(mode="after")
@@ -166,3 +173,51 @@ def check_separation(policy: StaffPolicy, rule: str, actor: Actor, earlier: str 
     if rule in policy.separate and earlier and same_person(policy, actor.name, earlier):
         raise NotPermitted(f"refused: {actor.name} {what}; the policy separates these duties ([staff] separate = "
                            f"{rule!r}): another person must do it")  # fmt: skip
+
+
+def stock_adjusters(conn, stocktake_ids) -> pd.DataFrame:
+    """Who adjusted the stock each stocktake covers (``adjust_and_verify``): the person who imported the count (its
+    corrections adjust the books) and whoever adjusted a counted warehouse + item by hand (``ADJ-`` movements) after
+    the previous count of that item and up to this one. Columns ``stocktake_id``, ``actor``, ``what``."""
+    from sqlalchemy import and_
+
+    from yidi.bulk import read_in
+    from yidi.schema_fulfilment import stock_movements, stocktake_lines, stocktakes
+
+    st, ln, sm = stocktakes.c, stocktake_lines.c, stock_movements.c
+    ids = sorted({int(i) for i in stocktake_ids})
+    empty = pd.DataFrame(columns=["stocktake_id", "actor", "what"])
+    if not ids:
+        return empty
+    heads = read_in(conn, lambda c: select(st.id.label("stocktake_id"), st.stocktake_no, st.imported_at, st.actor)
+                    .where(st.id.in_(c)), ids)  # fmt: skip
+    importers = pd.DataFrame({"stocktake_id": heads["stocktake_id"], "actor": heads["actor"],
+                              "what": "imported the count " + heads["stocktake_no"].astype(str)})  # fmt: skip
+    counted = read_in(conn, lambda c: select(ln.stocktake_id, ln.warehouse, ln.item_code)
+                      .where(ln.stocktake_id.in_(c), ln.status != "rejected").distinct(), ids)  # fmt: skip
+    if counted.empty:
+        return importers
+    counted = counted.merge(heads[["stocktake_id", "imported_at"]], on="stocktake_id")
+    counted["imported_at"] = pd.to_datetime(counted["imported_at"], utc=True)
+    items = sorted(set(counted["item_code"]))
+    history = read_in(conn, lambda c: select(ln.warehouse, ln.item_code, st.imported_at.label("earlier"))
+                      .join(stocktakes, st.id == ln.stocktake_id).where(ln.item_code.in_(c), ln.status != "rejected"),
+                      items)  # fmt: skip
+    history["earlier"] = pd.to_datetime(history["earlier"], utc=True)
+    pairs = counted.merge(history, on=["warehouse", "item_code"], how="left")
+    pairs = pairs[pairs["earlier"] < pairs["imported_at"]]
+    previous = pairs.groupby(["stocktake_id", "warehouse", "item_code"])["earlier"].max().rename("previous")
+    counted = counted.merge(previous.reset_index(), on=["stocktake_id", "warehouse", "item_code"], how="left")
+    manual = read_in(conn, lambda c: select(sm.warehouse, sm.item_code, sm.occurred_at, sm.actor, sm.reference)
+                     .where(and_(sm.item_code.in_(c), sm.kind == "adjustment", sm.reference.like("ADJ-%"))),
+                     items)  # fmt: skip
+    if manual.empty:
+        return importers
+    manual["occurred_at"] = pd.to_datetime(manual["occurred_at"], utc=True)
+    hits = counted.merge(manual, on=["warehouse", "item_code"])
+    hits = hits[(hits["occurred_at"] <= hits["imported_at"])
+                & (hits["previous"].isna() | (hits["occurred_at"] > hits["previous"]))]  # fmt: skip
+    by_hand = pd.DataFrame({"stocktake_id": hits["stocktake_id"], "actor": hits["actor"],
+                            "what": "adjusted " + hits["warehouse"] + "/" + hits["item_code"] + " by hand ("
+                            + hits["reference"].astype(str) + ")"})  # fmt: skip
+    return pd.concat([importers, by_hand], ignore_index=True)

@@ -1,4 +1,5 @@
-"""Fulfilment commands (issue 5): the ``yidi fulfilment run|stock|decide|produce|qc|receive|report|stocktake`` group;
+"""Fulfilment commands (issue 5): the ``yidi fulfilment run|stock|decide|produce|qc|receive|report|stocktake|adjust|
+verify-stocktake`` group;
 ``yidi load stock`` and ``yidi load supplier-prices`` are kinds of the main ``load`` command (dispatched to
 ``load_fulfilment_file``). ``yidi fulfil …`` and ``yidi stocktake`` are hidden aliases for one release.
 
@@ -229,19 +230,19 @@ def fulfilment_stocktake(
     regular_file(path)
     engine_or_exit()
     try:  # issue 20: a stocktake adjusts stock; only a listed person with the operations role
-        act_as(get_settings().staff, "stock_adjust", who)
+        actor = act_as(get_settings().staff, "stock_adjust", who)
     except NotPermitted as exc:
         raise fail(f"{exc} (stock unchanged)") from None
     try:
         if use_prefect(prefect):
             from flows.fulfilment import stocktake
 
-            summary = stocktake(str(path))
+            summary = stocktake(str(path), imported_by=actor.name)
         else:  # the flow's step list in this process, report file only
             from flows.compose import in_process
             from flows.fulfilment import stock_count
 
-            summary = stock_count(in_process, str(path)).as_dict()
+            summary = stock_count(in_process, str(path), actor=actor.text).as_dict()
     except (StockFileError, UnreadableText) as exc:
         raise fail(str(exc)) from None
     if json_out:
@@ -260,6 +261,66 @@ def fulfilment_stocktake(
 
 
 cli.command("stocktake", hidden=True, help=RENAMED.format("stocktake"))(fulfilment_stocktake)
+
+
+@fulfilment_app.command("adjust")
+def fulfilment_adjust(
+    warehouse: Annotated[str, typer.Argument(help="Warehouse code")],
+    item: Annotated[str, typer.Argument(help="Item code")],
+    delta: Annotated[float, typer.Argument(help="Units to add (negative: to take off), e.g. -2")],
+    reason: Annotated[str, typer.Option("--reason", "-m", help="Why (recorded with the movement)")],
+    batch: Annotated[str | None, typer.Option("--batch", help="Batch number, when the item is kept by batch")] = None,
+    who: Annotated[str, typer.Option("--as", help="A listed operations person (default: your login)")] = "",
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Adjust a stock balance by hand (operations role), recorded with you and the reason. Whoever adjusts a
+    counted item may not verify the stocktake that covers it ([staff] separate = adjust_and_verify)."""
+    from tasks.fulfilment.stock import InsufficientStock, StockFileError, adjust_stock
+    from yidi.settings import get_settings
+    from yidi.staff import NotPermitted, act_as
+
+    engine = engine_or_exit()
+    try:
+        actor = act_as(get_settings().staff, "stock_adjust", who)
+    except NotPermitted as exc:
+        raise fail(f"{exc} (stock unchanged)") from None
+    try:
+        with engine.begin() as conn:
+            reference = adjust_stock(conn, warehouse, item, delta, reason, actor=actor.text, batch_no=batch)
+    except (StockFileError, InsufficientStock) as exc:
+        raise fail(f"{exc} (stock unchanged)") from None
+    if json_out:
+        emit_json({"reference": reference, "warehouse": warehouse, "item_code": item, "delta": delta,
+                   "actor": actor.text})  # fmt: skip
+        return
+    console.print(f"{reference}: {warehouse}/{item} {delta:+g} by {actor.text} ({reason})", highlight=False,
+                  markup=False)  # fmt: skip
+
+
+@fulfilment_app.command("verify-stocktake")
+def fulfilment_verify_stocktake(
+    stocktake_no: Annotated[str, typer.Argument(help="The stocktake's number (ST-…)")],
+    who: Annotated[str, typer.Option("--as", help="A listed manager or auditor (default: your login)")] = "",
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Sign a stocktake off (manager or auditor role). Refused to whoever imported it or adjusted a counted item by
+    hand since that item's previous count ([staff] separate = adjust_and_verify)."""
+    from tasks.fulfilment.stocktake import StocktakeNotVerifiable, verify_stocktake
+    from yidi.settings import get_settings
+    from yidi.staff import NotPermitted, act_as
+
+    engine = engine_or_exit()
+    staff = get_settings().staff
+    try:
+        actor = act_as(staff, "stocktake_verify", who)
+        with engine.begin() as conn:
+            done = verify_stocktake(conn, stocktake_no, actor, staff)
+    except (NotPermitted, StocktakeNotVerifiable) as exc:
+        raise fail(f"{exc} (not verified)") from None
+    if json_out:
+        emit_json(done)
+        return
+    console.print(f"stocktake {stocktake_no} verified by {done['verified_by']}", highlight=False, markup=False)
 
 
 def _print_rejected(number: str) -> None:

@@ -324,3 +324,29 @@ def known_codes(conn: Connection, table, column: str, values: Sequence[str]) -> 
     for chunk in chunked(values):
         known.update(r[0] for r in conn.execute(select(column).where(column.in_(chunk))))
     return known
+
+
+# --- adjustments by hand (issue 20: recorded with the listed person who made them) -----------------------------
+
+
+def adjust_stock(conn: Connection, warehouse: str, item_code: str, delta: float, reason: str, *, actor: str,
+                 now: datetime | None = None, batch_no: str | None = None) -> str:  # fmt: skip
+    """Correct a balance by hand (found, lost, miscounted): one ``adjustment`` movement with its reason, referenced
+    ``ADJ-…`` and recorded as ``actor`` (``role:name`` of a listed operations person). Returns the reference.
+    A stocktake covering the item may then not be verified by the same person (``[staff] separate``)."""
+    from yidi.schema import catalog_items
+
+    now = now or utc_now()
+    if not reason or len(reason.strip()) < 4:
+        raise StockFileError("say why the stock is adjusted (a reason of at least 4 characters)")
+    if abs(float(delta)) <= QTY_EPSILON:
+        raise StockFileError("an adjustment of 0 changes nothing")
+    if warehouse not in known_codes(conn, warehouses, warehouses.c.code, [warehouse]):
+        raise StockFileError(f"unknown warehouse {warehouse}")
+    if item_code not in known_codes(conn, catalog_items, catalog_items.c.code, [item_code]):
+        raise StockFileError(f"item {item_code} is not in the catalog")
+    reference = f"ADJ-{now:%Y%m%d%H%M%S%f}"
+    apply_movements(conn, pd.DataFrame([{
+        "warehouse": warehouse, "item_code": item_code, "batch_no": batch_no or None, "kind": "adjustment",
+        "on_hand_delta": float(delta), "reason": reason.strip(), "reference": reference}]), actor=actor, now=now)  # fmt: skip
+    return reference

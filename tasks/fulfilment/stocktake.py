@@ -388,3 +388,29 @@ def write_stock_report(report: dict[str, pd.DataFrame], name: str) -> Path:
     write_xlsx(sheets, tmp)  # text cells typed as strings, never formulas
     tmp.replace(path)
     return path
+
+
+class StocktakeNotVerifiable(ValueError):
+    """No such stocktake, or it is verified already."""
+
+
+def verify_stocktake(conn: Connection, stocktake_no: str, actor, staff, now: datetime | None = None) -> dict:
+    """Sign a stocktake off as ``actor`` (a listed manager or auditor, ``yidi.staff.Actor``). Refused
+    (``NotPermitted``, nothing written) when ``staff`` separates ``adjust_and_verify`` and ``actor`` adjusted the
+    stock it covers; a stocktake is verified once (a conditional UPDATE: two verifiers at once, one wins)."""
+    from yidi.staff import check_separation, stock_adjusters
+
+    row = conn.execute(select(stocktakes.c.id, stocktakes.c.verified_by).where(stocktakes.c.stocktake_no == stocktake_no)
+                       ).first()  # fmt: skip
+    if row is None:
+        raise StocktakeNotVerifiable(f"no stocktake {stocktake_no}")
+    if row.verified_by:
+        raise StocktakeNotVerifiable(f"stocktake {stocktake_no} is verified already, by {row.verified_by}")
+    for earlier, what in stock_adjusters(conn, [row.id])[["actor", "what"]].itertuples(index=False, name=None):
+        check_separation(staff, "adjust_and_verify", actor, earlier, f"{what} and may not verify it")
+    now = now or utc_now()
+    done = conn.execute(update(stocktakes).where(stocktakes.c.id == row.id, stocktakes.c.verified_by.is_(None))
+                        .values(verified_by=actor.text, verified_at=now)).rowcount  # fmt: skip
+    if done != 1:
+        raise StocktakeNotVerifiable(f"stocktake {stocktake_no} was verified by someone else meanwhile")
+    return {"stocktake_no": stocktake_no, "verified_by": actor.text, "verified_at": now}

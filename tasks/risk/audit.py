@@ -25,6 +25,7 @@ CHECKS = {
     "DATA_AMOUNT_MISMATCH": ("high", "amount received differs from the stored order total"),
     "DATA_RAW_MISSING": ("medium", "no raw intake record to re-derive the order from"),
     "SATISFACTION_LOW": ("medium", "customer satisfaction below target"),
+    "STOCKTAKE_SELF_VERIFIED": ("high", "a stocktake verified by a person who adjusted the stock it covers"),
 }
 CUSTOMER_OUTCOMES = ("auto_rejected", "rejected", "shipped", "exception")
 COMPARED_FIELDS = ["customer_name", "customer_phone", "ship_province", "ship_city", "ship_district", "ship_detail",
@@ -208,3 +209,20 @@ def satisfaction_check(scores: pd.Series, target: float, period: str) -> pd.Data
     return pd.DataFrame({"check": "SATISFACTION_LOW", "order_id": [None],
                          "summary": [f"mean satisfaction {scores.mean():.2f} of {len(scores)} surveys in {period}, "
                                      f"target {target}"]})  # fmt: skip
+
+
+def stock_duty_check(verified: pd.DataFrame, adjusters: pd.DataFrame, staff) -> pd.DataFrame:
+    """Separated duties (issue 20, ``adjust_and_verify``): ``verified`` (stocktake_id, stocktake_no, verified_by)
+    against ``adjusters`` (stocktake_id, actor, what: ``yidi.staff.stock_adjusters``). One row per stocktake that
+    its verifier had adjusted, while ``staff`` (the policy) separates these duties; ``subject`` is its number."""
+    from yidi.staff import same_person
+
+    if "adjust_and_verify" not in staff.separate or verified.empty or adjusters.empty:
+        return _rows("STOCKTAKE_SELF_VERIFIED", []).assign(subject=None)
+    pairs = verified.merge(adjusters, on="stocktake_id")
+    hits = pairs[[same_person(staff, v, a) for v, a in zip(pairs["verified_by"], pairs["actor"], strict=True)]]
+    hits = hits.drop_duplicates("stocktake_id")
+    return pd.DataFrame({"check": "STOCKTAKE_SELF_VERIFIED", "subject": hits["stocktake_no"],
+                         "order_id": pd.Series(pd.NA, index=hits.index, dtype="Int64"),  # no order (typed for COPY)
+                         "summary": [f"{n} verified by {v}, who {w}" for n, v, w in
+                                     zip(hits["stocktake_no"], hits["verified_by"], hits["what"], strict=True)]})  # fmt: skip

@@ -14,6 +14,7 @@ from tasks.risk import audit, audit_store, findings
 from tasks.risk.periods import parse_period, utc_bounds
 from yidi.money import decimal_to_fen
 from yidi.settings import Settings
+from yidi.staff import stock_adjusters
 
 PROCESS_CHECKS = ["APPROVED_WITHOUT_REVIEW", "REVIEWED_AFTER_DEADLINE", "SHIPPED_WITHOUT_APPROVAL", "STATE_SKIPPED",
                   "SETTLED_UNPAID", "CHANGED_AFTER_APPROVAL", "OUTCOME_WITHOUT_NOTICE", "REFUND_WITHOUT_CASE"]  # fmt: skip
@@ -65,10 +66,14 @@ def run_audit(
         target = settings.kpi.targets.get("satisfaction_score")
         scores = audit_store.survey_scores(conn, lo, hi)
         satisfaction = audit.satisfaction_check(scores, target.target if target else 0, period)
-        results = pd.concat([process, *data, satisfaction], ignore_index=True)
+        verified = audit_store.verified_stocktakes(conn, lo, hi)  # separated duties (issue 20)
+        stock = audit.stock_duty_check(verified, stock_adjusters(conn, verified["stocktake_id"]), settings.staff)
+        results = pd.concat([process, *data, satisfaction, stock], ignore_index=True)
+        subject = results["subject"] if "subject" in results else pd.Series(None, index=results.index)
         rows = pd.DataFrame({
-            "finding_key": [f"audit:{c}:{int(o)}" if pd.notna(o) else f"audit:{c}:{period}"
-                            for c, o in zip(results["check"], results["order_id"], strict=True)],
+            "finding_key": [f"audit:{c}:{s}" if isinstance(s, str) else f"audit:{c}:{int(o)}" if pd.notna(o)
+                            else f"audit:{c}:{period}"
+                            for c, o, s in zip(results["check"], results["order_id"], subject, strict=True)],
             "source": "audit", "check_code": results["check"],
             "severity": results["check"].map(lambda c: audit.CHECKS[c][0]),
             "order_id": pd.array(results["order_id"], dtype="Int64"), "period": period, "summary": results["summary"],
@@ -76,7 +81,8 @@ def run_audit(
         opened = findings.open_findings(conn, rows, now, settings, actor)
         scope = {f"audit:{c}:{o}" for c in PROCESS_CHECKS for o in ids}
         scope |= {f"audit:{c}:{o}" for c in DATA_CHECKS for o in compared["order_id"]}
-        scope |= {f"audit:SATISFACTION_LOW:{period}"}
+        scope |= {f"audit:SATISFACTION_LOW:{period}"} | {f"audit:STOCKTAKE_SELF_VERIFIED:{n}"
+                                                         for n in verified["stocktake_no"]}  # fmt: skip
         rechecked = findings.recheck(conn, list(audit.CHECKS), set(rows["finding_key"]), now, actor, scope)
     counts = results["check"].value_counts()
     return {"period": period, "orders": len(ids), "sample": int(len(sample)),

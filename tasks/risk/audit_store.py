@@ -12,6 +12,7 @@ from tasks.risk.audit import COMPARED_FIELDS
 from yidi.bulk import read_in, result_frame
 from yidi.schema import intake_records, notification_outbox, order_events, orders
 from yidi.schema_aftersales import aftersales_cases, refund_requests, surveys
+from yidi.schema_fulfilment import stocktakes
 from yidi.schema_risk import risk_findings
 from yidi.schema_settlement import payment_matches
 
@@ -95,3 +96,10 @@ def survey_scores(conn: Connection, start: datetime, end: datetime) -> pd.Series
     frame = result_frame(conn.execute(select(surveys.c.score).where(
         surveys.c.score.is_not(None), surveys.c.replied_at >= start, surveys.c.replied_at < end)))  # fmt: skip
     return frame["score"].astype("float64") if not frame.empty else pd.Series(dtype="float64")
+
+
+def verified_stocktakes(conn: Connection, start: datetime, end: datetime) -> pd.DataFrame:
+    """Stocktakes verified in the period (issue 20: separated duties), with their verifier."""
+    st = stocktakes.c
+    return result_frame(conn.execute(select(st.id.label("stocktake_id"), st.stocktake_no, st.verified_by).where(
+        st.verified_at >= start, st.verified_at < end, st.verified_by.is_not(None))))  # fmt: skip
