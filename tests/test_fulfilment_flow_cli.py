@@ -80,7 +80,7 @@ def test_cli_loads_stock_once_and_imports_a_stocktake(tmp_path):
     assert result.exit_code == 1  # some rows refused
     summary = json.loads(result.stdout[: result.stdout.rindex("}") + 1])
     assert (summary["applied"], summary["rejected"]) == (1, 2)
-    assert "conflicting counts" in result.output or "negative count" in result.output
+    assert "conflicting counts" in result.output and "negative count" in result.output
     stock = runner.invoke(cli, ["fulfilment", "stock", "--json"])
     rows = {(r["warehouse"], r["item_code"]): r for r in json.loads(stock.stdout)}
     assert rows[("CQ-XY", "B-STOCK")]["on_hand"] == 18 and rows[("CQ-XY", "B-STOCK")]["damaged"] == 2

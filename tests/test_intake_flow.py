@@ -87,7 +87,7 @@ settle_seconds = 0
         state = intake_orders(return_state=True)
         woo_requests = shop.requests
     assert state.is_failed()  # the website's credentials are wrong: the run says so ...
-    assert "woocommerce" in state.message or "channel(s) failed" in str(state.message)
+    assert "woocommerce" in state.message and "channel(s) failed" in str(state.message), state.message
     # ... while the other channels did their work.
     channels = frame(engine, "SELECT channel, count(*) n FROM orders GROUP BY 1").set_index("channel")["n"]
     assert channels.to_dict() == {"taobao": 40, "phone": 8}

@@ -338,7 +338,14 @@ def test_bank_wrong_encoding_and_formats(tmp_path, policy, payments, key):
         parse_bank_statement(
             path, policy.bank_templates[key], template_key=key, accounts=policy.accounts.bank[key]
         )
-    assert caught.value.reason in ("encoding", "format") and "enc.csv" in str(caught.value)
+    # The encoding policy: strict UTF-8, else strict GB18030. Big5 bytes that happen to be valid GB18030 decode to
+    # the wrong characters, so the template's headers are not found (format); bytes that are not, are refused as such.
+    try:
+        path.read_bytes().decode("gb18030")
+        expected = "format"
+    except UnicodeDecodeError:
+        expected = "encoding"
+    assert (caught.value.reason, "enc.csv" in str(caught.value)) == (expected, True)
     path = write_bank_statement(
         lines,
         tmp_path / "fw.csv",

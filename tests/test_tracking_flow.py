@@ -90,8 +90,10 @@ def test_poll_carriers_flow_reports_statuses_and_exceptions(tracking_env):
     assert summary["exceptions"] == {"damaged": 4}
     assert sum(summary["statuses"].values()) == 40
     with engine.connect() as conn:
-        states = set(conn.execute(select(orders.c.state)).scalars())
-    assert states <= {"in_transit", "delivered", "exception"} and "exception" in states
+        states = list(conn.execute(select(orders.c.state)).scalars())
+    # 60 hours after shipping every normal route has been signed for; the 4 damaged parcels stop as exceptions.
+    assert summary["statuses"] == {"delivered": 40}
+    assert {s: states.count(s) for s in set(states)} == {"delivered": 36, "exception": 4}
     with get_client(sync_client=True) as client:
         published = artifacts_of(state)
         report, table = [published["poll-carriers"]], [published["tracking-exceptions"]]
@@ -176,7 +178,9 @@ def test_tracking_demo_moves_shipments_and_opens_incidents(tracking_env):
         make_shipped_orders(conn, 40, shipped_at=T0, expected_delivery_date=datetime(2026, 3, 4).date())
     result = tracking_demo(cycles=3, hours_per_cycle=36, requests_per_second=400, push_share=0.25)
     assert result["shipments"] == 40 and len(result["cycles"]) == 3
-    assert result["receiver"].get("landed", 0) > 0
+    # every push the carrier sent (a quarter of the parcels subscribed) was landed by the receiver
+    pushed = sum(cycle["pushes"] for cycle in result["cycles"])
+    assert result["receiver"]["landed"] == pushed and pushed >= 10
     with engine.connect() as conn:
         states = set(conn.execute(select(orders.c.state)).scalars())
         kinds = set(conn.execute(select(tracking_incidents.c.incident_type)).scalars())

@@ -75,11 +75,17 @@ def test_signed_push_is_landed_applied_and_answered_as_published(setup):
     events = count(engine, tracking_events)
     # One tracking event per checkpoint the carrier had published for the two waybills by then, no more.
     state = carrier.state
-    published = sum(len(state.visible(state.waybills[num], clock.now())) for num in setup["ships"]["waybill_no"])
+    visible = {num: state.visible(state.waybills[num], clock.now()) for num in setup["ships"]["waybill_no"]}
+    published = sum(len(seen) for seen in visible.values())
     assert published >= 2 and events == published
+    # Each shipment's status is its newest checkpoint's Kuaidi100 state (published codes: 0 在途, 1 揽收, 3 签收,
+    # 5 派件).
+    kuaidi100_state = {0: "in_transit", 1: "picked_up", 3: "delivered", 5: "out_for_delivery"}
     with engine.connect() as conn:
         assert set(conn.execute(select(tracking_push_receipts.c.status)).scalars()) == {"applied"}
-        assert set(conn.execute(select(shipments.c.status)).scalars()) <= {"in_transit", "out_for_delivery"}
+        stored = dict(conn.execute(select(shipments.c.waybill_no, shipments.c.status)).all())
+    assert stored == {num: kuaidi100_state[seen[-1].state] for num, seen in visible.items()}
+    with engine.connect() as conn:
         sub = set(conn.execute(select(tracking_shipment_state.c.subscription_status)).scalars())
     assert sub == {"active"}
     # A poll of the same waybills later brings the same checkpoints: still one row each.
