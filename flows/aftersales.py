@@ -2,7 +2,8 @@
 technician's result).
 
 ``after_sales_cycle`` is the area's one step list (``flows.compose``): land what the inbound paths brought
-(after-sales requests, feedback, survey replies: raw records first, unreadable ones quarantined), assess open
+(after-sales requests, feedback, survey replies: raw records first, unreadable ones quarantined; the website's
+refunds and the platform's buyer ratings through their APIs), assess open
 cases, ask the carrier for return waybills (once per case), track the return parcels on Kuaidi100 (arrival puts the
 case on the inspection list), move returned goods into stock (fulfilment's step,
 meeting after-sales in ``returned_goods``), send
@@ -95,6 +96,26 @@ def website_refunds_task(engine: Engine, client, now: datetime, actor: str) -> d
     return website_refunds(engine, client, settings, now, actor=actor)
 
 
+@task(name="land-platform-ratings", cache_policy=NO_CACHE)
+def platform_ratings_task(engine: Engine, client, now: datetime) -> dict:
+    """Buyers' ratings on the platform (TOP taobao.traderates.get) into the feedback queue, re-read over
+    ``[feedback] platform_rating_lookback_days`` (each stored once); only when the taobao channel is enabled (or
+    a client is given)."""
+    from datetime import timedelta
+
+    from connectors.registry import build_connector
+    from connectors.taobao_rates import fetch_rates
+
+    settings = get_settings()
+    if client is None:
+        if not settings.intake.taobao.enabled:
+            return {"skipped": "intake.taobao is not enabled"}
+        client = build_connector("taobao", settings).client()
+    records = fetch_rates(client, now - timedelta(days=settings.feedback.platform_rating_lookback_days), now)
+    with engine.begin() as conn:
+        return land_feedback(conn, "platform", records, settings, now)
+
+
 @task(name="assess-aftersales-cases", **_retry)
 def assess_task(engine: Engine, now: datetime, actor: str) -> dict:
     with engine.begin() as conn:
@@ -168,7 +189,7 @@ def surveys_task(engine: Engine, now: datetime) -> int:
 def after_sales_cycle(run: Run, *, engine: Engine | None = None, now: datetime | None = None,
                       actor: str | None = None, inbox: Path | None = None, clients: dict | None = None,
                       carrier=None, carrier_api_url: str | None = None, website=None, tracker=None,
-                      tracking_query_url: str | None = None) -> dict:  # fmt: skip
+                      tracking_query_url: str | None = None, platform=None) -> dict:  # fmt: skip
     """The after-sales steps in order, one transaction each; returns what each did."""
     engine = engine or get_engine()
     require_store(engine)
@@ -176,6 +197,7 @@ def after_sales_cycle(run: Run, *, engine: Engine | None = None, now: datetime |
     return {
         "inbox": run(land_inbox_task, engine, inbox or inbox_dir(), now, actor),
         "website_refunds": run(website_refunds_task, engine, website, now, actor),
+        "platform_ratings": run(platform_ratings_task, engine, platform, now),
         "assessed": run(assess_task, engine, now, actor),
         "return_waybills": run(return_waybills_task, engine, carrier, carrier_api_url, now),
         "return_parcels": run(track_returns_task, engine, tracker, tracking_query_url, now),

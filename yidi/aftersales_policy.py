@@ -119,6 +119,9 @@ class FeedbackPolicy(_Strict):
     cause_categories: list[str] = Field(
         ["product_quality", "logistics", "service", "billing", "other"], description="Complaint cause categories"
     )
+    platform_rating_lookback_days: int = Field(
+        7, ge=1, le=180, description="Buyers' platform ratings (taobao.traderates.get) re-read over this many days "
+        "each cycle (stored once; TOP keeps 180 days)")
     inbound_host: str = Field("127.0.0.1", description="`yidi feedback receive` listens here (SMS replies, form)")
     inbound_port: int = Field(8044, ge=1, le=65535, description="and on this port")
 

@@ -156,12 +156,37 @@ class TaobaoStandin(StandinServer):
         self._recent: deque[float] = deque()  # write times in the trailing second
         self.max_writes_in_any_second = 0
         self.throttled = 0
+        self.rates: list[dict] = []  # buyers' ratings served by taobao.traderates.get (TradeRate objects)
 
     @property
     def url(self) -> str:  # the gateway URL
         return super().url + "/router/rest"
 
     # --- test and demo controls -------------------------------------------------------------------------------
+    def add_rate(self, rate: dict) -> None:
+        """A buyer's rating (a ``TradeRate``: tid, oid, role, nick, result, created, content…)."""
+        with self._lock:
+            self.rates.append(rate)
+
+    def _traderates(self, params: dict) -> tuple[int, bytes]:
+        """``taobao.traderates.get`` (rate_type=get, role=buyer): ratings created in [start_date, end_date], newest
+        first, ``use_has_next`` paging (page_size ≤ 150)."""
+        try:
+            start = datetime.strptime(params["start_date"], TIME_FORMAT)
+            end = datetime.strptime(params["end_date"], TIME_FORMAT)
+            page_no, page_size = int(params.get("page_no", 1)), int(params.get("page_size", 40))
+        except (KeyError, ValueError):
+            return 200, _error(41, "Invalid Arguments", "isv.invalid-parameter", "start_date/end_date, page_no")
+        if page_size > 150 or page_size < 1 or page_no < 1 or params.get("rate_type") != "get" \
+                or params.get("role") != "buyer":  # fmt: skip
+            return 200, _error(41, "Invalid Arguments", "isv.invalid-parameter")
+        with self._lock:
+            found = sorted((r for r in self.rates if start <= datetime.strptime(r["created"], TIME_FORMAT) <= end),
+                           key=lambda r: r["created"], reverse=True)  # fmt: skip
+        page = found[(page_no - 1) * page_size: page_no * page_size]
+        body = {"trade_rates": {"trade_rate": page}, "has_next": page_no * page_size < len(found)}
+        return 200, json.dumps({"traderates_get_response": body}, ensure_ascii=False).encode()
+
     def add_trade(self, trade: dict) -> None:
         with self._lock:
             self.trades[int(trade["tid"])] = trade
@@ -197,6 +222,8 @@ class TaobaoStandin(StandinServer):
             return 200, _error(27, "Invalid session", "invalid-sessionkey")
         if params.get("method") in WRITE_METHODS:
             return self.write(params)
+        if params.get("method") == "taobao.traderates.get":
+            return self._traderates(params)
         if params.get("method") != METHOD:
             return 200, _error(22, "Invalid Method")
         self.calls.append({k: v for k, v in params.items() if k not in ("sign", "timestamp")})

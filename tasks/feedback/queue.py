@@ -23,6 +23,7 @@ from sqlalchemy import Connection, or_, select, update
 
 from connectors.inbound_shapes import feedback_record
 from connectors.service_inbox_files import email_record
+from connectors.taobao_rates import is_rate, rate_feedback_record
 from tasks.feedback.rules import classify, deadlines, due_alerts
 from yidi.bulk import insert_rows, read_frame, reserve_ids
 from yidi.outbox import enqueue, enqueue_customer_notices
@@ -48,6 +49,8 @@ def _parse(content: str, landed_at: datetime) -> dict:
         raise ValueError("not a feedback record") from None
     if isinstance(body, dict) and ("contact_form_id" in body or "_wpcf7" in body):
         body = {**feedback_record(body), "received_at": body.get("received_at")}  # the website's contact form
+    elif isinstance(body, dict) and is_rate(body):
+        body = rate_feedback_record(body)  # a buyer's rating on the platform (taobao.traderates.get)
     if not isinstance(body, dict) or not str(body.get("body") or "").strip():
         raise ValueError("feedback without a message body")
     when = body.get("received_at")
@@ -61,7 +64,8 @@ def _parse(content: str, landed_at: datetime) -> dict:
     found = ORDER_NO.search(text)
     return {"contact": str(body.get("contact") or "").strip() or None, "subject": body.get("subject"),
             "body": str(body["body"]).strip(), "received_at": received,
-            "order_no": body.get("order_no") or (found.group(0) if found else None)}  # fmt: skip
+            "order_no": body.get("order_no") or (found.group(0) if found else None),
+            "channel_order_id": body.get("channel_order_id")}  # fmt: skip
 
 
 def land_feedback(conn: Connection, channel: str, records: Sequence[tuple[str | None, object]], settings: Settings,
@@ -105,6 +109,16 @@ def _linked(conn: Connection, frame: pd.DataFrame) -> pd.DataFrame:
     by_contact = read_frame(conn, select(customers.c.id, customers.c.phone, customers.c.email).where(
         or_(customers.c.phone.in_(contacts), customers.c.email.in_(contacts)))) if contacts else pd.DataFrame(
         columns=["id", "phone", "email"])  # fmt: skip
+    trades = [t for t in frame["channel_order_id"].dropna().unique()] if "channel_order_id" in frame else []
+    if trades:  # the platform names its trade: our order on channel taobao
+        by_trade = read_frame(conn, select(orders.c.order_no, orders.c.channel_order_id).where(
+            orders.c.channel == "taobao", orders.c.channel_order_id.in_(trades)))  # fmt: skip
+        order_no_of = dict(zip(by_trade["channel_order_id"], by_trade["order_no"], strict=True))
+        frame["order_no"] = [n if isinstance(n, str) else order_no_of.get(t)
+                             for n, t in zip(frame["order_no"], frame["channel_order_id"], strict=True)]  # fmt: skip
+        more = read_frame(conn, select(orders.c.order_no, orders.c.id, orders.c.customer_id).where(
+            orders.c.order_no.in_(list(order_no_of.values()))))  # fmt: skip
+        by_no = pd.concat([by_no, more], ignore_index=True).drop_duplicates("order_no")
     order_of = dict(zip(by_no["order_no"], by_no["id"], strict=True))
     customer_of_order = dict(zip(by_no["order_no"], by_no["customer_id"], strict=True))
     customer_of = {**dict(zip(by_contact["phone"], by_contact["id"], strict=True)),
