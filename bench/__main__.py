@@ -12,6 +12,8 @@ until it passes. A module without ``parity`` is reported as "parity: not checked
 Where the time goes: after the timed pairs, ours runs once more under ``bench.parts``' stack sampler, and the
 result's ``split_s`` gives the thread-seconds spent in the database, Great Expectations, Prefect, our own code and
 other threads (``split_wall_s`` is that run's wall time), so a regression shows which part moved.
+``python -m bench --split-only NAME …`` adds (or renews) the split in committed results without timing them again,
+with its own ``split_provenance``.
 
 Each run of ours and of the baseline happens in a forked child (alternating, ``BENCH_RUNS`` pairs, default 5), so
 neither warms the other's caches in-process and each child's peak memory is its own. Min, median and max of both
@@ -250,14 +252,48 @@ def discover() -> dict[str, object]:
     return modules
 
 
+def add_split(module, result: dict) -> dict:
+    """Take the split of ours again (``bench.parts``) at the result's size, for each of its cases, and put it in the
+    result with its own provenance; the timed figures and their provenance are left as they were."""
+    cases = [c for c in getattr(module, "CASES", None) or [] if isinstance(result.get(c), dict)]
+    with tempfile.TemporaryDirectory(prefix=f"bench-{module.NAME}-split-") as tmp:
+        for case in cases or [None]:
+            workdir = Path(tmp) / (case or "run")
+            workdir.mkdir()
+            split = parts_in_child(module.ours, module.prepare(result["n"], workdir, case))
+            target = result[case] if case else result
+            target["split_s"], target["split_wall_s"] = split["parts_s"], split["wall_s"]
+    result["split_provenance"] = provenance()
+    return result
+
+
+def split_only(console, names: list[str], available: dict) -> int:
+    """``python -m bench --split-only NAME …``: add the split to committed results without timing anything again.
+
+    The split is CPU time (except database wait), so unlike a ratio it hardly moves with the machine's load."""
+    for name in names:
+        path = RESULTS / f"{name}.json"
+        if not path.exists():
+            console.print(f"[yellow]{name}: no result to add a split to[/yellow]")
+            continue
+        result = add_split(available[name], json.loads(path.read_text()))
+        path.write_text(json.dumps(result, ensure_ascii=False, indent=2) + "\n")
+        console.print(f"{name}: split added")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     console = Console(width=max(Console().width, 150))
     available = discover()
+    only_split = "--split-only" in argv
+    argv = [a for a in argv if a != "--split-only"]
     wanted = [w for arg in argv for w in arg.split(",") if w] or sorted(available)
     unknown = [w for w in wanted if w not in available]
     if unknown:
         console.print(f"[red]unknown benchmark(s) {unknown}[/red]; available: {', '.join(sorted(available))}")
         return 2
+    if only_split:
+        return split_only(console, wanted, available)
     runs = int(os.environ.get("BENCH_RUNS", "5"))
     scale = int(os.environ["BENCH_N"]) if os.environ.get("BENCH_N") else None
     RESULTS.mkdir(exist_ok=True)

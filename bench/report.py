@@ -59,15 +59,20 @@ SPLIT_COLUMNS = (("database", "database CPU"), ("database_wait", "database wait"
                  ("other", "other threads"))  # fmt: skip
 
 
-def _split_rows(result: dict) -> list[tuple[str, dict, float]]:
-    """(label, split, wall) for the result, or for each of its cases."""
-    rows = []
-    if "split_s" in result and not any(isinstance(v, dict) and "split_s" in v for v in result.values()):
-        rows.append((f"`{result['name']}`", result["split_s"], result.get("split_wall_s")))
-    for key, value in result.items():
-        if isinstance(value, dict) and "split_s" in value:
-            rows.append((f"`{result['name']}` {key}", value["split_s"], value.get("split_wall_s")))
-    return rows
+def _taken(provenance: dict) -> str:
+    commit = (provenance.get("commit") or "?")[:8] + ("+" if provenance.get("uncommitted_changes") else "")
+    return f"{commit}, {(provenance.get('date') or '?')[:10]}"
+
+
+def _split_rows(result: dict) -> list[tuple[str, dict, float | None, str]]:
+    """(label, split, wall, taken) for the result, or for each of its cases."""
+    taken = _taken(result.get("split_provenance") or result.get("provenance") or {})
+    cases = [(key, value) for key, value in result.items() if isinstance(value, dict) and "split_s" in value]
+    if cases:
+        return [(f"`{result['name']}` {key}", value["split_s"], value.get("split_wall_s"), taken) for key, value in cases]
+    if "split_s" in result:
+        return [(f"`{result['name']}`", result["split_s"], result.get("split_wall_s"), taken)]
+    return []
 
 
 def split_table(results: list[dict]) -> str:
@@ -76,15 +81,15 @@ def split_table(results: list[dict]) -> str:
     if not rows:
         return ""
     lines = [
-        "Where ours spends its time (thread-seconds from one more, untimed run under `bench.parts`' stack sampler; "
-        "every part is CPU time except database wait):",
+        "Where ours spends its time (thread-seconds from one more, untimed run at the same size under `bench.parts`' "
+        "stack sampler; every part is CPU time except database wait):",
         "",
-        "| benchmark | wall s | " + " | ".join(label for _, label in SPLIT_COLUMNS) + " |",
-        "|---|---|" + "---|" * len(SPLIT_COLUMNS),
+        "| benchmark | wall s | " + " | ".join(label for _, label in SPLIT_COLUMNS) + " | commit, date |",
+        "|---|---|" + "---|" * len(SPLIT_COLUMNS) + "---|",
     ]
-    for label, split, wall in rows:
+    for label, split, wall, taken in rows:
         cells = [f"{split.get(part, 0.0):.2f}" for part, _ in SPLIT_COLUMNS]
-        lines.append(f"| {label} | {wall if wall is not None else '?'} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label} | {wall if wall is not None else '?'} | " + " | ".join(cells) + f" | {taken} |")
     return "\n".join(lines)
 
 

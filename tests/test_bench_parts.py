@@ -90,10 +90,27 @@ def test_time_inside_sqlite_is_charged_to_the_database():
 
 def test_the_readme_split_table_is_written_from_the_results():
     result = {"name": "store_insert", "n": 1000, "sqlite": {"split_s": {"database": 1.5, "database_wait": 0.25,
-              "great_expectations": 0.0, "prefect": 0.0, "ours": 0.5, "other": 0.0}, "split_wall_s": 2.3}}  # fmt: skip
+              "great_expectations": 0.0, "prefect": 0.0, "ours": 0.5, "other": 0.0}, "split_wall_s": 2.3},
+              "split_provenance": {"commit": "0123456789abcdef", "date": "2026-12-05T01:00:00+00:00"}}  # fmt: skip
     assert report.split_table([result]).splitlines()[2:] == [
-        "| benchmark | wall s | database CPU | database wait | Great Expectations | Prefect | our code | other threads |",
-        "|---|---|---|---|---|---|---|---|",
-        "| `store_insert` sqlite | 2.3 | 1.50 | 0.25 | 0.00 | 0.00 | 0.50 | 0.00 |",
+        "| benchmark | wall s | database CPU | database wait | Great Expectations | Prefect | our code | other threads "
+        "| commit, date |",
+        "|---|---|---|---|---|---|---|---|---|",
+        "| `store_insert` sqlite | 2.3 | 1.50 | 0.25 | 0.00 | 0.00 | 0.50 | 0.00 | 01234567, 2026-12-05 |",
     ]
     assert report.split_table([{"name": "old", "n": 1}]) == ""
+
+
+def test_split_only_adds_the_split_to_a_committed_result_and_keeps_its_figures(tmp_path, monkeypatch):
+    import json
+
+    import bench.__main__ as harness
+
+    monkeypatch.setattr(harness, "RESULTS", tmp_path)
+    committed = {"name": "allocate", "n": 3000, "ratio": 0.78, "provenance": {"commit": "abc"}}
+    (tmp_path / "allocate.json").write_text(json.dumps(committed))
+    assert harness.main(["--split-only", "allocate"]) == 0
+    result = json.loads((tmp_path / "allocate.json").read_text())
+    assert {k: result[k] for k in committed} == committed  # the timed figures and their provenance untouched
+    assert set(result["split_s"]) == set(parts.PARTS) and result["split_provenance"]["commit"] != "abc"
+    assert (result["split_s"]["database"], result["split_s"]["great_expectations"]) == (0.0, 0.0)
