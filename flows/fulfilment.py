@@ -2,12 +2,13 @@
 
 ``fulfilment-handoff`` (renamed from ``fulfill-orders``): every 15 minutes (prefect.yaml) and on demand (``yidi
 fulfilment run``). Its step list, ``handoff``: warehouses from the policy and expired batches quarantined, then one
-allocation run over every approved order (in-stock orders first), then the purchase orders it raised go to the
-suppliers and the shipments it planned get their waybills from the carrier, with shipping documents and pick lists
+allocation run over every approved order (in-stock orders first), then shipments of one customer to one address
+from one warehouse are merged into parcels (issue 18; ``tasks.fulfilment.parcels``), then the purchase orders it
+raised go to the suppliers and the shipments it planned get their waybills from the carrier (one per parcel), with shipping documents and pick lists
 written under ``$YIDI_HOME/documents``. Each step is a task over whole batches (never one task per order).
 
 Transaction scope: one transaction per step, never one around the run, and no network call inside a
-transaction. prepare-stock is one transaction; allocate-orders is one transaction per attempt (a conflict with
+transaction. prepare-stock is one transaction; merge-parcels is one; allocate-orders is one transaction per attempt (a conflict with
 another run rolls the attempt back whole and it is planned again, ``tasks.fulfilment.allocation_run``);
 send-purchase-orders records each supplier's answer in its own transaction after the call; create-waybills records
 each chunk of carrier answers in one transaction after the calls. The network steps carry idempotency keys (PO
@@ -58,6 +59,14 @@ def allocate_task(as_of: datetime | None) -> dict:
     return result.as_dict() | {"exception_rows": result.exception_rows}
 
 
+@task(name="merge-parcels", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_database_error)
+def merge_parcels_task(as_of: datetime | None) -> dict:
+    from tasks.fulfilment.parcels import merge_parcels
+    from yidi.db import get_engine
+
+    return merge_parcels(get_engine(), now=as_of).as_dict()
+
+
 @task(name="send-purchase-orders", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5, retry_condition_fn=retry_on_database_error)
 def purchase_orders_task(supplier_api_url: str | None) -> dict:
     from connectors.supplier import SupplierClient
@@ -104,9 +113,10 @@ def handoff(
     moment = as_of or datetime.now(UTC)
     expired = run(prepare_stock_task, moment)
     allocation = run(allocate_task, as_of)
+    merged = run(merge_parcels_task, as_of)
     purchases = run(purchase_orders_task, supplier_api_url) if send_purchase_orders else {}
     waybills = run(waybills_task, carrier_api_url, as_of) if create_shipments else {}
-    return {"as_of": moment.isoformat(), "expired_batches": expired, "allocation": allocation,
+    return {"as_of": moment.isoformat(), "expired_batches": expired, "allocation": allocation, "parcels": merged,
             "purchases": purchases, "waybills": waybills}  # fmt: skip
 
 
@@ -122,6 +132,8 @@ def _publish(summary: dict) -> None:
         f"({allocation['partial']} partial), {allocation['backordered']} short, {allocation['exceptions']} exceptions |",
         f"| requests | {allocation['production_requests']} production, {allocation['purchase_requests']} purchase; "
         f"{allocation['decisions_offered']} customers asked to choose wait/partial/cancel |",
+        f"| parcels | {summary['parcels']['parcels']} merged parcels carrying {summary['parcels']['orders']} orders "
+        f"({summary['parcels']['no_carrier']} groups no carrier takes together ship apart) |",
         f"| purchase orders | {purchases.get('sent', 0)} sent, {purchases.get('failed', 0)} to retry, "
         f"{purchases.get('rejected', 0)} refused |",
         f"| waybills | {waybills.get('created', 0)} created ({waybills.get('replayed', 0)} recovered after a lost answer), "
@@ -171,7 +183,7 @@ def fulfilment_handoff(
     allocation, waybills = summary["allocation"], summary["waybills"]
     print(
         f"fulfilment: {allocation['allocated']} allocated, {allocation['backordered']} short, "
-        f"{allocation['exceptions']} exceptions; waybills {waybills.get('created', 0)} created, "
+        f"{allocation['exceptions']} exceptions; {summary['parcels']['parcels']} parcels merged; waybills {waybills.get('created', 0)} created, "
         f"{waybills.get('failed', 0)} to retry"
     )
     return summary

@@ -5,6 +5,7 @@ stocktake`` (bad rows refused with reasons), ``yidi fulfilment stock``; the old 
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import pytest
 from fulfilment_data import NOW, add_orders, add_stock, seed_reference
@@ -29,7 +30,9 @@ def test_fulfilment_handoff_flow_runs_against_the_standins(prefect_server, tmp_p
     with engine.begin() as conn:
         seed_reference(conn)
         add_stock(conn, [("CQ-XY", "A-STOCK", 10)])
-        add_orders(conn, [{"lines": [("A-STOCK", 1)]} for _ in range(5)] + [{"lines": [("A-STOCK", 1)], "province": "台湾"}])
+        # five addresses, so five parcels (one customer's orders to one address merge: tests/test_parcels.py)
+        add_orders(conn, [{"lines": [("A-STOCK", 1)], "city": city} for city in ("成都市", "绵阳市", "德阳市", "乐山市", "宜宾市")]
+                   + [{"lines": [("A-STOCK", 1)], "province": "台湾"}])  # fmt: skip
     with carrier_shipping.start() as carrier, supplier.start() as sup:
         carrier.fail_next("lost")
         state = fulfilment_handoff(carrier_api_url=carrier.url, supplier_api_url=sup.url, as_of=NOW, return_state=True)
@@ -37,6 +40,7 @@ def test_fulfilment_handoff_flow_runs_against_the_standins(prefect_server, tmp_p
     summary = state.result()
     assert summary["allocation"]["allocated"] == 5 and summary["allocation"]["exceptions"] == 1
     assert summary["waybills"]["created"] == 5 and summary["waybills"]["replayed"] == 1
+    assert (summary["parcels"]["parcels"], summary["parcels"]["orders"]) == (0, 0)
     with engine.connect() as conn:
         assert read_frame(conn, select(orders.c.state))["state"].value_counts().to_dict() == {"shipped": 5, "approved": 1}
         assert len(read_frame(conn, select(shipments))) == 5
@@ -100,12 +104,21 @@ def test_fulfilment_run_without_prefect_runs_the_same_steps_in_process():
         carrier.fail_next("lost")
         result = CliRunner().invoke(cli, ["fulfilment", "run", "--no-prefect", "--carrier-url", carrier.url,
                                           "--supplier-url", sup.url, "--as-of", NOW.isoformat(), "--json"])  # fmt: skip
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout)
-    assert summary["allocation"]["allocated"] == 3 and summary["allocation"]["exceptions"] == 1
-    assert summary["waybills"]["created"] == 3 and summary["waybills"]["replayed"] == 1
+        assert result.exit_code == 0, result.output
+        summary = json.loads(result.stdout)
+        assert summary["allocation"]["allocated"] == 3 and summary["allocation"]["exceptions"] == 1
+        # One customer, one address: the three orders ship as one parcel, after the hold (the time to undo it).
+        assert (summary["parcels"]["parcels"], summary["parcels"]["orders"]) == (1, 3)
+        assert summary["waybills"]["created"] == 0 and carrier.created == {}
+        later = CliRunner().invoke(cli, ["fulfilment", "run", "--no-prefect", "--carrier-url", carrier.url,
+                                         "--supplier-url", sup.url, "--as-of", (NOW + timedelta(minutes=15)).isoformat()])
+        assert later.exit_code == 0, later.output
+        text = " ".join(later.output.split())  # the console wraps at 80 columns
+        assert "3 waybills created, 0 to retry" in text and "parcels: 0 merged" in text
+        assert len(carrier.created) == 1  # one waybill for the parcel (its lost answer recovered with the same key)
     with engine.connect() as conn:
         assert read_frame(conn, select(orders.c.state))["state"].value_counts().to_dict() == {"shipped": 3, "approved": 1}
+        assert read_frame(conn, select(shipments.c.waybill_no))["waybill_no"].nunique() == 1
 
 
 def test_the_old_command_names_still_work_for_one_release(tmp_path):

@@ -329,8 +329,49 @@ shipment_requests = Table(
     Column("shipment_id", BigInteger),  # shipments.id once created
     Column("run_id", BigInteger),
     Column("document_path", String(500)),
+    # Issue 18: the parcel this request travels in with other orders' requests (``parcels.parcel_no``); NULL = its
+    # own parcel. ``no_merge``: an operator undid a merge, so this request is never merged again.
+    Column("parcel_no", String(48)),
+    Column("no_merge", Boolean, nullable=False, server_default="0"),
     created_at_column(),
     Column("updated_at", UTCDateTime),
     Index("ix_shipment_requests_status", "status"),
     Index("ix_shipment_requests_order_id", "order_id"),
+    Index("ix_shipment_requests_parcel_no", "parcel_no"),
+)
+
+parcels = Table(
+    "parcels",
+    metadata,
+    # Issue 18: approved orders of one customer to one address from one warehouse, shipped together. Each order
+    # keeps its shipment request (lines, allocations), its own ``shipments`` row and so its own tracking,
+    # confirmation and settlement; the parcel holds the carrier choice for the combined goods and gets one waybill.
+    Column("id", Id, primary_key=True),
+    Column("parcel_no", String(48), nullable=False, unique=True),
+    Column("idempotency_key", String(100), nullable=False, unique=True),  # the carrier call's key
+    Column("warehouse", String(32), nullable=False),
+    Column("orders", Integer, nullable=False),  # how many orders travel in it
+    Column("carrier", String(32), nullable=False),
+    Column("service", String(64)),
+    Column("weight_kg", Float),
+    Column("chargeable_weight_kg", Float),
+    Column("volume_m3", Float),
+    Column("declared_value_fen", BigInteger, nullable=False, server_default="0"),
+    Column("insured", Boolean, nullable=False, server_default="0"),
+    Column("insurance_fee_fen", BigInteger, nullable=False, server_default="0"),
+    Column("freight_fen", BigInteger, nullable=False, server_default="0"),
+    Column("expected_delivery_date", Date),
+    Column("choice_reason", Text),
+    Column("alternatives", Text),
+    # planned (waiting for its waybill) -> created | rejected; undone (an operator split it before the waybill)
+    Column("status", String(12), nullable=False, server_default="planned"),
+    Column("hold_until", UTCDateTime),  # no waybill asked before this: the operator's time to undo the merge
+    Column("requested_at", UTCDateTime),  # first waybill call: from then on the merge cannot be undone
+    Column("waybill_no", String(64)),
+    Column("document_path", String(500)),
+    Column("undone_at", UTCDateTime),
+    Column("undone_by", String(200)),
+    created_at_column(),
+    Column("updated_at", UTCDateTime),
+    Index("ix_parcels_status", "status"),
 )

@@ -9,6 +9,9 @@
   unknown_waybill), with owner and due date; reopened when new evidence follows a resolution.
 * ``liability_claims``: K3, a claim against the carrier for loss or damage with insured and declared value.
 * ``tracking_push_receipts``: every verified push as received, landed before it is applied.
+* ``carrier_interceptions`` (issue 18, 拦截): one per parcel (shipment) whose order was cancelled, refunded or
+  changed at the source after its waybill existed: the request to the carrier, its answer and the outcome the
+  parcel's route showed afterwards; fulfilment reads ``outcome = 'returned'`` to put the goods back in stock.
 """
 
 from __future__ import annotations
@@ -139,4 +142,32 @@ tracking_push_receipts = Table(
     Column("error", Text),
     Column("attempts", Integer, nullable=False, server_default="0"),  # failed tries to apply (failed after N)
     Index("ix_tracking_push_receipts_status", "status"),
+)
+
+carrier_interceptions = Table(
+    "carrier_interceptions",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("shipment_id", BigInteger, nullable=False, unique=True),
+    Column("order_id", BigInteger, nullable=False),
+    Column("carrier", String(32), nullable=False),
+    Column("waybill_no", String(64), nullable=False),
+    Column("trigger", String(12), nullable=False),  # cancelled | refunded | changed
+    Column("reason", Text),
+    # pending (to ask) -> requested (the carrier accepted: 拦截已受理) | too_late (the carrier can no longer stop
+    # it) | refused (the carrier refused the request itself: a person looks)
+    Column("status", String(12), nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
+    Column("task_id", String(64)),  # the carrier's id for the request
+    Column("answer", Text),  # the carrier's answer (JSON), for the record
+    Column("requested_at", UTCDateTime),
+    # what the route showed after: returning (return in transit) | returned (back at the warehouse) | delivered
+    # (delivered anyway: after-sales)
+    Column("outcome", String(12)),
+    Column("outcome_at", UTCDateTime),
+    Column("restocked_at", UTCDateTime),  # fulfilment put the goods back in stock (once)
+    Column("created_at", UTCDateTime, nullable=False, server_default=func.current_timestamp()),
+    Column("updated_at", UTCDateTime),
+    Index("ix_carrier_interceptions_status", "status"),
 )

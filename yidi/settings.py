@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 # After-sales, feedback and service (issue 14) have their own module: yidi/aftersales_policy.py.
 from yidi.aftersales_policy import AftersalesPolicy, FeedbackPolicy, ServicePolicy
 from yidi.channels_policy import ChannelsPolicy
+from yidi.parcels_policy import InterceptionPolicy, ParcelPolicy
 from yidi.redact import shown_input
 
 # The settlement section is a schema of its own (bank templates, dunning ladder): yidi/settlement_policy.py.
@@ -353,6 +354,7 @@ class FulfilmentPolicy(Section):
     notice_media: list[str] = Field(
         default_factory=lambda: ["sms", "email"], description="P2/T2: how customers hear about shipments and delays"
     )
+    parcels: ParcelPolicy = ParcelPolicy()  # issue 18: orders merged into one parcel
 
     @model_validator(mode="after")
     def _known_destinations(self):
@@ -467,6 +469,7 @@ class TrackingPolicy(Section):
         description="Uninsured loss/damage: claim at most this multiple of the freight (per carrier code)",
     )
     push_enabled: bool = Field(False, description="Subscribe new shipments to Kuaidi100 pushes")
+    interception: InterceptionPolicy = InterceptionPolicy()  # issue 18: 拦截
     callback_host: str = Field("127.0.0.1", description="`yidi tracking callbacks` listens here")
     callback_port: int = Field(8039, ge=1, le=65535)
     callback_path: str = "/kuaidi100/callback"

@@ -1,5 +1,5 @@
 """Fulfilment commands (issue 5): the ``yidi fulfilment run|stock|decide|produce|qc|receive|report|stocktake|adjust|
-verify-stocktake`` group;
+verify-stocktake`` group, ``parcels`` and ``unmerge`` (issue 18: orders shipped together);
 ``yidi load stock`` and ``yidi load supplier-prices`` are kinds of the main ``load`` command (dispatched to
 ``load_fulfilment_file``). ``yidi fulfil …`` and ``yidi stocktake`` are hidden aliases for one release.
 
@@ -83,13 +83,65 @@ def fulfilment_run(
     if json_out:
         emit_json(summary)
         return
-    allocation, waybills = summary["allocation"], summary["waybills"]
+    allocation, waybills, merged = summary["allocation"], summary["waybills"], summary["parcels"]
     console.print(
         f"{allocation['considered']} orders considered: {allocation['allocated']} allocated "
         f"({allocation['partial']} partial), {allocation['backordered']} short, {allocation['exceptions']} exceptions; "
         f"{waybills.get('created', 0)} waybills created, {waybills.get('failed', 0)} to retry",
         highlight=False,
     )
+    console.print(f"parcels: {merged['parcels']} merged, carrying {merged['orders']} orders", highlight=False)
+    for row in merged["rows"][:20]:
+        console.print(f"  {row['parcel_no']}  {row['carrier']}: {', '.join(row['orders'])}"[:80], highlight=False)
+
+
+@fulfilment_app.command("parcels")
+def fulfilment_parcels(
+    status: Annotated[str | None, typer.Option(help="planned, created, undone or rejected")] = None,
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Parcels carrying several orders (newest first): their orders, carrier and waybill. A planned parcel
+    without a waybill request yet can be split back with `yidi fulfilment unmerge PARCEL`."""
+    import pandas as pd
+
+    from tasks.fulfilment.parcels import parcels_frame
+    from yidi.money import yuan_text
+    from yidi.workdays import BUSINESS_TZ
+
+    with engine_or_exit().connect() as conn:
+        frame = parcels_frame(conn, status)
+    if json_out:
+        emit_json(frame.to_dict("records"))
+        return
+    if frame.empty:
+        console.print("no merged parcels" + (f" {status}" if status else ""), highlight=False)
+        return
+    for r in frame.head(50).to_dict("records"):
+        console.print(f"{r['parcel_no']}  {r['status']}  {r['warehouse']}  {r['carrier']}  "
+                      f"{yuan_text(r['freight_fen'], symbol=True)}", highlight=False)
+        console.print(f"  orders: {r['order_nos']}"[:80], highlight=False)
+        if isinstance(r["waybill_no"], str):
+            console.print(f"  waybill: {r['waybill_no']}", highlight=False)
+        elif r["status"] == "planned" and pd.isna(r["requested_at"]) and pd.notna(r["hold_until"]):
+            console.print(f"  held until {r['hold_until'].astimezone(BUSINESS_TZ):%m-%d %H:%M} (Asia/Shanghai); "
+                          "can be undone", highlight=False)
+
+
+@fulfilment_app.command("unmerge")
+def fulfilment_unmerge(
+    parcel_no: Annotated[str, typer.Argument(help="The parcel (P…) to split back into its orders' own shipments")],
+    reason: Annotated[str, typer.Option(help="Why (kept in each order's timeline)")] = "",
+) -> None:
+    """Undo a merge before its waybill was asked for: each order ships on its own again (with its own carrier
+    choice) and is never merged again."""
+    from tasks.fulfilment.parcels import ParcelNotUndoable, undo_merge
+
+    engine = engine_or_exit()
+    try:
+        shipments = undo_merge(engine, parcel_no, reason=reason)
+    except ParcelNotUndoable as exc:
+        raise fail(str(exc)) from None
+    console.print(f"{parcel_no} split: {', '.join(shipments)} ship on their own", highlight=False)
 
 
 @fulfilment_app.command("stock")

@@ -5,6 +5,10 @@ Calls go to the carrier outside any transaction (a pool of ``carrier_api_concurr
 request's idempotency key; each chunk of answers is recorded in one transaction, and only the first recording of
 a request (still ``pending``) writes anything, so a lost answer, a crash before recording or two runs at once
 never make a second shipment.
+
+A parcel carrying several orders (``parcels``, issue 18) is one carrier call with the parcel's key, figures and
+combined goods, asked once its hold is over; the waybill is recorded on every member request (each order its own
+``shipments`` row with its share of the freight) and one shipping document covers the parcel.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from connectors.carrier_shipping import CarrierRejected, CarrierUnavailable
 from tasks.fulfilment.documents import write_pick_lists, write_shipping_document
+from tasks.fulfilment.parcels import claim_parcels_for_waybills, mark_parcels, member_rows, parcel_request_row
 from tasks.fulfilment.stock import apply_movements, fefo_issue_plan
 from yidi.access_log import record_access
 from yidi.bulk import chunked, frame_records, read_frame, upsert_returning_ids, utc_now
@@ -29,7 +34,14 @@ from yidi.masking import mask_name, mask_phone
 from yidi.money import yuan_text
 from yidi.outbox import enqueue_customer_notices
 from yidi.schema import catalog_items, order_lines, orders, shipments
-from yidi.schema_fulfilment import allocations, backorders, shipment_requests, stock_batches, warehouses
+from yidi.schema_fulfilment import (
+    allocations,
+    backorders,
+    parcels,
+    shipment_requests,
+    stock_batches,
+    warehouses,
+)
 from yidi.settings import Settings, get_settings
 from yidi.workdays import BUSINESS_TZ
 
@@ -60,7 +72,7 @@ def pending_shipment_requests(conn: Connection, limit: int | None = None) -> pd.
             sr.id, sr.shipment_no, sr.idempotency_key, sr.order_id, sr.warehouse, sr.carrier, sr.service,
             sr.weight_kg, sr.chargeable_weight_kg, sr.volume_m3, sr.declared_value_fen, sr.insured,
             sr.insurance_fee_fen, sr.cod_amount_fen, sr.freight_fen, sr.expected_delivery_date, sr.choice_reason,
-            sr.attempts, sr.last_error,
+            sr.attempts, sr.last_error, sr.parcel_no,
             o.order_no, o.customer_name, o.customer_phone, o.ship_province, o.ship_city, o.ship_district,
             o.ship_detail, o.ship_postcode, o.buyer_note,
             w.name.label("wh_name"), w.province.label("wh_province"), w.city.label("wh_city"),
@@ -150,21 +162,29 @@ def create_waybills(
         return result
     goods_by_request = {k: frame_records(g) for k, g in goods.groupby("shipment_request_id")} if len(goods) else {}
     created_rows: list[dict] = []
+    moment = now or utc_now()
 
-    def call(row: dict):
-        body = waybill_request_body(row, goods_by_request.get(row["id"], []))
+    def call(unit: tuple[dict | None, list[dict]]) -> list[tuple]:
+        parcel, rows = unit
+        if parcel is None:
+            row, key = rows[0], rows[0]["idempotency_key"]
+            body = waybill_request_body(row, goods_by_request.get(row["id"], []))
+        else:  # one call for the parcel; its answer is every member's
+            key, rows = parcel["idempotency_key"], member_rows(parcel, rows)
+            body = waybill_request_body(parcel_request_row(parcel, rows),
+                                        [g for r in rows for g in goods_by_request.get(r["id"], [])])
         try:
-            return row, client.create_waybill(body, row["idempotency_key"]), None, False
+            waybill = client.create_waybill(body, key)
+            return [(row, waybill, None, False) for row in rows]
         except CarrierRejected as exc:
-            return row, None, f"rejected by carrier: {exc}", True
+            return [(row, None, f"rejected by carrier: {exc}", True) for row in rows]
         except CarrierUnavailable as exc:
-            return row, None, f"carrier unavailable: {exc}", False
+            return [(row, None, f"carrier unavailable: {exc}", False) for row in rows]
 
     workers = max(1, settings.fulfilment.carrier_api_concurrency)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="waybills") as pool:
-        chunks = list(chunked(frame_records(pending), chunk_size))
-        for chunk in chunks:
-            outcomes = list(pool.map(call, chunk))
+        for chunk in _call_units(engine, frame_records(pending), chunk_size, moment):
+            outcomes = [o for unit in pool.map(call, chunk) for o in unit]
             answers = [(row, waybill) for row, waybill, _, _ in outcomes if waybill is not None]
             failures = [(row, error, rejected, client.attempts) for row, waybill, error, rejected in outcomes
                         if waybill is None]  # fmt: skip
@@ -182,11 +202,31 @@ def create_waybills(
     return result
 
 
+def _call_units(engine, rows: list[dict], chunk_size: int, now: datetime):
+    """Chunks of carrier calls: a request on its own, or a parcel (its members together) whose hold is over and
+    that is now stamped as asked for; members of a parcel still on hold (or undone meanwhile) wait."""
+    parcel_nos = sorted({r["parcel_no"] for r in rows if isinstance(r.get("parcel_no"), str)})
+    with engine.begin() as conn:
+        ready = claim_parcels_for_waybills(conn, parcel_nos, now)
+    units: list[tuple[dict | None, list[dict]]] = []
+    members: dict[str, list[dict]] = {}
+    for r in rows:
+        if not isinstance(r.get("parcel_no"), str):
+            units.append((None, [r]))
+        elif r["parcel_no"] in ready:
+            members.setdefault(r["parcel_no"], []).append(r)
+    units.extend((ready[k], v) for k, v in members.items())
+    yield from chunked(units, chunk_size)
+
+
 def _record_chunk(engine, answers, failures, goods_by_request, settings, now, actor, result) -> list[dict]:
     """One transaction per chunk of answers: shipments, stock issues, states, notices (or the failures)."""
     with engine.begin() as conn:
         recorded = _record_waybills(conn, answers, goods_by_request, settings, now or utc_now(), actor)
         _record_failures(conn, failures, actor)
+        mark_parcels(conn, {r["parcel_no"]: r["waybill_no"] for r in recorded if isinstance(r.get("parcel_no"), str)},
+                     {r["parcel_no"] for r, _, rejected, _ in failures if rejected and isinstance(r.get("parcel_no"), str)},
+                     now or utc_now())  # fmt: skip
     result.created += len(recorded)
     result.replayed += sum(1 for _, w in answers if w.replayed)
     result.failed += sum(1 for f in failures if not f[2])
@@ -347,14 +387,27 @@ def _record_failures(conn, failures, actor) -> None:
         )  # fmt: skip
 
 
+def _document_groups(created: list[dict]) -> list[list[dict]]:
+    """One shipping document per parcel: the members of a merged parcel together, every other shipment alone."""
+    groups: dict[object, list[dict]] = {}
+    for r in created:
+        groups.setdefault(r["parcel_no"] if isinstance(r.get("parcel_no"), str) else ("alone", r["id"]), []).append(r)
+    return list(groups.values())
+
+
 def _write_documents(engine, created, goods_by_request, settings, now) -> tuple[list[str], list[str]]:
     cards = settings.fulfilment.rate_cards
     ship_date = now.astimezone(BUSINESS_TZ).date()
     docs, picks, paths = [], [], {}
-    for r in created:
-        goods = goods_by_request.get(r["id"], [])
+    for group in _document_groups(created):
+        r = group[0]
+        goods = [g | {"order_no": m["order_no"]} for m in group for g in goods_by_request.get(m["id"], [])]
+        total = {k: sum(float(m[k] or 0) for m in group) for k in
+                 ("weight_kg", "chargeable_weight_kg", "volume_m3", "declared_value_fen", "insurance_fee_fen",
+                  "cod_amount_fen", "freight_fen")}  # fmt: skip
         doc = {
-            "shipment_no": r["shipment_no"], "order_no": r["order_no"], "waybill_no": r["waybill_no"],
+            "shipment_no": r.get("parcel_no") if len(group) > 1 else r["shipment_no"],
+            "order_no": "、".join(m["order_no"] for m in group), "waybill_no": r["waybill_no"],
             "carrier": r["carrier"], "carrier_name": cards[r["carrier"]].name if r["carrier"] in cards else r["carrier"],
             "service": r["service"], "sort_code": r.get("sort_code"), "ship_date": ship_date,
             "expected_delivery_date": r["expected_delivery_date"],
@@ -365,29 +418,35 @@ def _write_documents(engine, created, goods_by_request, settings, now) -> tuple[
                           "city": r["ship_city"], "district": r["ship_district"], "address": r["ship_detail"],
                           "postcode": r["ship_postcode"]},
             "goods": [{"item_code": g["item_code"], "name": g["name"], "spec": g.get("spec"), "unit": g.get("unit"),
-                       "quantity": g["quantity"], "batch_no": g.get("batch_no"),
+                       "quantity": g["quantity"], "batch_no": g.get("batch_no"), "order_no": g["order_no"],
                        "weight_kg": (g.get("weight_kg") or 0) * g["quantity"]} for g in goods],
-            "weight_kg": float(r["weight_kg"] or 0), "chargeable_weight_kg": float(r["chargeable_weight_kg"] or 0),
-            "volume_m3": float(r["volume_m3"] or 0), "declared_value_fen": int(r["declared_value_fen"] or 0),
-            "insured": bool(r["insured"]), "insurance_fee_fen": int(r["insurance_fee_fen"] or 0),
-            "cod_amount_fen": int(r["cod_amount_fen"] or 0), "freight_fen": int(r["freight_fen"] or 0),
+            "weight_kg": total["weight_kg"], "chargeable_weight_kg": total["chargeable_weight_kg"],
+            "volume_m3": total["volume_m3"], "declared_value_fen": int(total["declared_value_fen"]),
+            "insured": bool(r["insured"]), "insurance_fee_fen": int(total["insurance_fee_fen"]),
+            "cod_amount_fen": int(total["cod_amount_fen"]), "freight_fen": int(total["freight_fen"]),
             "liability": cards[r["carrier"]].liability if r["carrier"] in cards else "",
             "choice_reason": r["choice_reason"],
         }  # fmt: skip
         path = write_shipping_document(doc)
-        paths[r["id"]] = str(path)
+        for m in group:
+            paths[m["id"]] = str(path)
         docs.append(str(path))
-        for g in goods:
-            picks.append({"warehouse": r["warehouse"], "item_code": g["item_code"], "item_name": g["name"],
-                          "spec": g.get("spec"), "batch_no": g.get("batch_no"), "expiry_date": None,
-                          "quantity": g["quantity"], "unit": g.get("unit"), "shipment_no": r["shipment_no"],
-                          "order_no": r["order_no"], "carrier": r["carrier"], "waybill_no": r["waybill_no"]})  # fmt: skip
+        for m in group:
+            for g in goods_by_request.get(m["id"], []):
+                picks.append({"warehouse": m["warehouse"], "item_code": g["item_code"], "item_name": g["name"],
+                              "spec": g.get("spec"), "batch_no": g.get("batch_no"), "expiry_date": None,
+                              "quantity": g["quantity"], "unit": g.get("unit"), "shipment_no": m["shipment_no"],
+                              "order_no": m["order_no"], "carrier": m["carrier"], "waybill_no": m["waybill_no"]})  # fmt: skip
     with engine.begin() as conn:
         conn.execute(
             update(shipment_requests).where(shipment_requests.c.id == bindparam("rid"))
             .values(document_path=bindparam("path")),
             [{"rid": rid, "path": p} for rid, p in paths.items()],
         )  # fmt: skip
+        parcel_docs = {r["parcel_no"]: paths[r["id"]] for r in created if isinstance(r.get("parcel_no"), str)}
+        if parcel_docs:
+            conn.execute(update(parcels).where(parcels.c.parcel_no == bindparam("pno")).values(document_path=bindparam("path")),
+                         [{"pno": k, "path": v} for k, v in parcel_docs.items()])  # fmt: skip
         if docs:  # shipping documents carry full names, phones and addresses: the access trail (issue 20)
             people = {(r["customer_name"], r["customer_phone"], r["ship_detail"]) for r in created}
             record_access(conn, current_actor(), "document",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -147,8 +147,16 @@ def poll_frame(
     rows = frame_records(frame)
     if not rows:
         return []
-    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(rows))), thread_name_prefix="poll") as pool:
-        return list(pool.map(lambda row: poll_one(client, row, breaker), rows))
+    # A parcel carrying several orders has one waybill and one shipment per order (issue 18): the waybill is asked
+    # once (the carrier locks faster queries of one waybill) and its answer is every such shipment's.
+    first: dict[tuple, dict] = {}
+    for row in rows:
+        first.setdefault((row["carrier"], row["waybill_no"]), row)
+    unique = list(first.values())
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(unique))), thread_name_prefix="poll") as pool:
+        answers = list(pool.map(lambda row: poll_one(client, row, breaker), unique))
+    by_waybill = {(r["carrier"], r["waybill_no"]): a for r, a in zip(unique, answers, strict=True)}
+    return [replace(by_waybill[(r["carrier"], r["waybill_no"])], shipment_id=int(r["shipment_id"])) for r in rows]
 
 
 def split_batches(frame: pd.DataFrame, size: int) -> list[pd.DataFrame]:
