@@ -11,12 +11,14 @@ from rich.table import Table as RichTable
 
 from app.cli.common import (
     PREFECT_OPTION_HELP,
+    UNMASKED_HELP,
     cli,
     console,
     emit_json,
     engine_or_exit,
     fail,
     local_time,
+    personal_data_view,
     use_prefect,
 )
 
@@ -26,6 +28,8 @@ cli.add_typer(aftersales, name="aftersales")
 
 AsOf = Annotated[datetime | None, typer.Option(help="Act as if it were this time (Beijing time unless a zone)")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+Unmasked = Annotated[bool, typer.Option("--unmasked", help=UNMASKED_HELP)]
+ActingAs = Annotated[str, typer.Option("--as", help="A listed person's name or login (default: your login)")]
 
 
 def _now(as_of: datetime | None) -> datetime:
@@ -104,8 +108,9 @@ def list_(
 
 
 @aftersales.command("show")
-def show(case_no: str, json_out: JsonOut = False) -> None:
-    """One case: the decision with its rule and citation, the return, the refund."""
+def show(case_no: str, json_out: JsonOut = False, unmasked: Unmasked = False, who: ActingAs = "") -> None:
+    """One case: the decision with its rule and citation, the return, the refund. The customer's name and phone are
+    masked unless --unmasked (a role; recorded in `yidi access log`)."""
     from sqlalchemy import select
 
     from tasks.aftersales.store import case_lines, cases
@@ -114,18 +119,20 @@ def show(case_no: str, json_out: JsonOut = False) -> None:
     from yidi.money import yuan_text
     from yidi.schema_aftersales import refund_requests
 
-    with engine_or_exit().connect() as conn:
+    engine = engine_or_exit()
+    with engine.connect() as conn:
         found = cases(conn, case_no=case_no)
         if found.empty:
             raise fail(f"no after-sales case {case_no}")
         case = frame_records(found)[0]
         lines = frame_records(case_lines(conn, [int(case["id"])]))
         refund = frame_records(read_frame(conn, select(refund_requests).where(refund_requests.c.case_id == case["id"])))
+    if personal_data_view(engine, unmasked, who, "aftersales_show", case_no) is None:
+        case = {**case, "customer_name": mask_name(case["customer_name"]), "customer_phone": mask_phone(case["customer_phone"])}
     if json_out:
-        return emit_json({**case, "customer_phone": mask_phone(case["customer_phone"]), "lines": lines,
-                          "refund": refund[0] if refund else None})  # fmt: skip
-    console.print(f"[bold]{case['case_no']}[/bold]  order {case['order_no']}  {mask_name(case['customer_name'])} "
-                  f"{mask_phone(case['customer_phone'])}")  # fmt: skip
+        return emit_json({**case, "lines": lines, "refund": refund[0] if refund else None})
+    console.print(f"[bold]{case['case_no']}[/bold]  order {case['order_no']}  {case['customer_name']} "
+                  f"{case['customer_phone']}", highlight=False, markup=False)  # fmt: skip
     console.print(f"type {case['kind']}{' (quality problem)' if case['quality_problem'] else ''}, asked "
                   f"{local_time(case['requested_at'])} Beijing time, goods received {case['received_date'] or '-'}")
     for line in lines:

@@ -204,3 +204,28 @@ def use_prefect(choice: bool | None) -> bool:
         os.environ["PREFECT_SERVER_EPHEMERAL_ENABLED"] = "false"  # belt and braces: never a temporary server
     logging.getLogger("prefect").setLevel(logging.WARNING)
     return True
+
+
+UNMASKED_HELP = ("Names, phones and addresses in full (operations, manager or auditor role; recorded in "
+                 "`yidi access log`)")  # fmt: skip
+
+
+def personal_data_view(engine, unmasked: bool, who: str, action: str, subject: str, people: int = 1):
+    """Issue 20: personal fields stay masked unless ``--unmasked``, which needs a role (refused: exit 1, nothing
+    shown), writes one access record and says so on stderr (stdout stays machine-readable). Returns the actor or
+    None (masked: nothing recorded)."""
+    if not unmasked:
+        return None
+    from yidi.access_log import record_access
+    from yidi.settings import get_settings
+    from yidi.staff import NotPermitted, act_as
+
+    try:
+        actor = act_as(get_settings().staff, "unmasked", who)
+    except NotPermitted as exc:
+        raise fail(f"{exc} (nothing shown)") from None
+    with engine.begin() as conn:
+        record_access(conn, actor.text, action, subject, people, listed=actor.listed)
+    Console(stderr=True).print(f"UNMASKED personal data, recorded as {actor.text} (yidi access log)", highlight=False,
+                               markup=False)  # fmt: skip
+    return actor

@@ -9,7 +9,16 @@ from typing import Annotated
 import typer
 from rich.table import Table as RichTable
 
-from app.cli.common import cli, console, emit_json, engine_or_exit, fail, local_time
+from app.cli.common import (
+    UNMASKED_HELP,
+    cli,
+    console,
+    emit_json,
+    engine_or_exit,
+    fail,
+    local_time,
+    personal_data_view,
+)
 
 feedback = typer.Typer(help="Customer feedback: one queue, answered within working hours.", no_args_is_help=True)
 cli.add_typer(feedback, name="feedback")
@@ -33,6 +42,15 @@ def _mask_contact(contact) -> str:
         name, _, domain = contact.partition("@")
         return f"{name[:1]}***@{domain}"
     return mask_phone(contact)
+
+
+def _mask_mobiles(text):
+    """Mobile numbers a customer wrote into the text (``13812348000`` -> ``138****8000``)."""
+    import re
+
+    from yidi.masking import mask_phone
+
+    return re.sub(r"(?<!\d)1[3-9]\d{9}(?!\d)", lambda m: mask_phone(m.group()), text) if isinstance(text, str) else text
 
 
 @feedback.command("add")
@@ -90,18 +108,29 @@ def list_(
 
 
 @feedback.command("show")
-def show(feedback_no: str, json_out: JsonOut = False) -> None:
-    """One item with its investigation."""
+def show(
+    feedback_no: str,
+    json_out: JsonOut = False,
+    unmasked: Annotated[bool, typer.Option("--unmasked", help=UNMASKED_HELP)] = False,
+    who: Annotated[str, typer.Option("--as", help="A listed person's name or login (default: your login)")] = "",
+) -> None:
+    """One item with its investigation. The contact, wherever it appears, and mobile numbers in the text are masked
+    unless --unmasked (a role; recorded in `yidi access log`)."""
     from sqlalchemy import select
 
     from yidi.bulk import frame_records, read_frame
     from yidi.schema_aftersales import feedback_items
 
-    with engine_or_exit().connect() as conn:
+    engine = engine_or_exit()
+    with engine.connect() as conn:
         rows = frame_records(read_frame(conn, select(feedback_items).where(feedback_items.c.feedback_no == feedback_no)))
     if not rows:
         raise fail(f"no feedback {feedback_no}")
-    item = {**rows[0], "contact": _mask_contact(rows[0]["contact"])}
+    item = rows[0]
+    if personal_data_view(engine, unmasked, who, "feedback_show", feedback_no) is None:
+        contact, masked = item["contact"], _mask_contact(item["contact"])  # it is in the dedupe key too
+        item = {k: _mask_mobiles(v.replace(contact, masked) if contact and isinstance(v, str) else v)
+                for k, v in item.items()}
     if json_out:
         return emit_json(item)
     console.print(f"[bold]{item['feedback_no']}[/bold] {item['category']} via {item['channel']} from {item['contact']},"

@@ -19,12 +19,14 @@ from rich.table import Table as RichTable
 
 from app.cli.common import (
     PREFECT_OPTION_HELP,
+    UNMASKED_HELP,
     cli,
     console,
     emit_json,
     engine_or_exit,
     fail,
     local_time,
+    personal_data_view,
     use_prefect,
 )
 
@@ -76,10 +78,14 @@ def review_list(
 def review_show(
     ref: Annotated[str, typer.Argument(help="Order id or order number")],
     json_out: Annotated[bool, typer.Option("--json")] = False,
+    unmasked: Annotated[bool, typer.Option("--unmasked", help=UNMASKED_HELP)] = False,
+    who: Annotated[str, typer.Option("--as", help="A listed person's name or login (default: your login)")] = "",
 ) -> None:
-    """An order's review: state, deadline, current findings (with lines / credit figures), decisions."""
+    """An order's review: state, deadline, current findings (with lines / credit figures), decisions. The customer's
+    name, phone and address are masked unless --unmasked (a role; recorded in `yidi access log`)."""
     from tasks.review.rules import credit_summary
     from tasks.review.store import current_findings, decisions_of, latest_checks, order_by_ref
+    from yidi.masking import mask_address, mask_name, mask_phone
     from yidi.money import yuan_text
 
     engine = engine_or_exit()
@@ -90,11 +96,13 @@ def review_show(
         findings = current_findings(conn, [order["id"]])
         checks = latest_checks(conn, [order["id"]])
         decisions = decisions_of(conn, order["id"])
+    full = personal_data_view(engine, unmasked, who, "review_show", str(order["order_no"])) is not None
     view = {
         "order_no": order["order_no"], "state": order["state"], "version": order["version"],
-        "customer": order["customer_name"], "phone": order["customer_phone"],
+        "customer": order["customer_name"] if full else mask_name(order["customer_name"]),
+        "phone": order["customer_phone"] if full else mask_phone(order["customer_phone"]),
         "address": f"{order['ship_province'] or ''}{order['ship_city'] or ''}{order['ship_district'] or ''}"
-                   f"{order['ship_detail'] or ''}",
+                   f"{(order['ship_detail'] or '') if full else mask_address(order['ship_detail'])}",
         "total": yuan_text(order["order_total_fen"]), "payment_method": order["payment_method"],
         "review_due_at": local_time(order["review_due_at"], "—"),
         "credit_check": credit_summary(checks["credit"].iloc[0]) if len(checks) else None,
