@@ -64,9 +64,8 @@ def classify(frame) -> str:
         if package == "prefect":
             return "prefect"
         if package == "ours":
-            if innermost and DRIVER_CALL.search(linecache.getline(frame.f_code.co_filename, frame.f_lineno)):
-                return "database"
-            return "ours"
+            line = linecache.getline(frame.f_code.co_filename, frame.f_lineno) if frame.f_lineno else ""
+            return "database" if innermost and DRIVER_CALL.search(line) else "ours"
         innermost = False
         frame = frame.f_back
     return "other"
@@ -80,6 +79,7 @@ class Sampler:
         self.seconds = dict.fromkeys(PARTS, 0.0)
         self._last: dict[int, tuple[float, float]] = {}  # thread id -> (wall, cpu) at the last look
         self._stop = threading.Event()
+        self._failure: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="bench-parts-sampler", daemon=True)
 
     def start(self) -> Sampler:
@@ -87,15 +87,21 @@ class Sampler:
         return self
 
     def stop(self) -> dict[str, float]:
+        """The seconds per part; raises what stopped the sampler early (a partial split is never reported)."""
         self._stop.set()
         self._thread.join()
+        if self._failure is not None:
+            raise RuntimeError("the stack sampler stopped early") from self._failure
         return self.seconds
 
     def _run(self) -> None:
         me = threading.get_ident()
-        while not self._stop.wait(self.interval_s):
+        try:
+            while not self._stop.wait(self.interval_s):
+                self.look(skip=me)
             self.look(skip=me)
-        self.look(skip=me)
+        except BaseException as exc:  # noqa: BLE001 - handed to stop()
+            self._failure = exc
 
     def look(self, skip: int | None = None) -> None:
         wall = time.perf_counter()

@@ -114,3 +114,19 @@ def test_split_only_adds_the_split_to_a_committed_result_and_keeps_its_figures(t
     assert {k: result[k] for k in committed} == committed  # the timed figures and their provenance untouched
     assert set(result["split_s"]) == set(parts.PARTS) and result["split_provenance"]["commit"] != "abc"
     assert (result["split_s"]["database"], result["split_s"]["great_expectations"]) == (0.0, 0.0)
+
+
+def test_a_frame_without_a_line_number_is_still_charged():
+    """Seen: a frame whose f_lineno is None (mid-call) stopped the sampler and left a partial split."""
+    frame = stack(STEP, (BULK, 1))
+    frame.f_lineno = None
+    assert parts.classify(frame) == "ours"
+
+
+def test_a_sampler_that_stops_early_fails_the_split_instead_of_reporting_part_of_it(monkeypatch):
+    def broken(self, skip=None):
+        raise TypeError("boom")
+
+    monkeypatch.setattr(parts.Sampler, "look", broken)
+    with pytest.raises(RuntimeError, match="the stack sampler stopped early"):
+        parts.sample_parts(lambda _ctx: sum(range(10_000)), None)
