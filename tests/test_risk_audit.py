@@ -131,6 +131,7 @@ def build(conn) -> dict[str, int]:
         "short_received": add_order(conn, cid, received_at=T, **due, events=chain(FULL)),
         "fully_received": add_order(conn, cid, received_at=T, **due, events=chain(FULL)),
         "tampered": add_order(conn, cid, received_at=T, **due, events=chain(FULL)),
+        "raw_missing": add_order(conn, cid, received_at=T, **due, events=chain(FULL)),
     }
     # intake records an order's creation as a state event into received, with no state before it
     insert_rows(conn, order_events, pd.DataFrame([{"order_id": o["clean"], "occurred_at": T, "actor": "intake",
@@ -165,9 +166,11 @@ def build(conn) -> dict[str, int]:
                                                        "requested_at": T + 9 * H}]))  # fmt: skip
     payment(conn, o["short_received"], 9_000)
     payment(conn, o["fully_received"], 10_000)
-    # Every order has its raw record; the tampered one was changed in the store afterwards.
+    # Every order but one has its raw record; the tampered one was changed in the store afterwards.
     stored = pd.read_sql(select(orders).where(orders.c.id.in_(list(o.values()))), conn)
     for r in stored.itertuples():
+        if r.id == o["raw_missing"]:
+            continue  # its raw record is gone: nothing to re-derive it from
         content = json.dumps(
             {f: getattr(r, f) for f in ["channel_order_id", *audit.COMPARED_FIELDS]}, default=int
         )
@@ -211,6 +214,7 @@ EXPECTED = {
     "refund_no_case": {"REFUND_WITHOUT_CASE"},
     "short_received": {"DATA_AMOUNT_MISMATCH"},
     "tampered": {"DATA_FIELD_MISMATCH"},
+    "raw_missing": {"DATA_RAW_MISSING"},
 }
 
 
@@ -233,23 +237,23 @@ def test_every_audit_check_fires_on_its_breach_and_a_fixed_finding_is_verified(e
     first = run_audit(engine, small, "2026-11", NOW)["sample_ids"]
     assert run_audit(engine, small, "2026-11", NOW)["sample_ids"] == first and len(first) == 3
 
-    # The silent rejection gets its notice and is marked rectifying; the late review cannot be undone.
+    # The silent rejection gets its notice and is marked rectifying; the tampered order gets its address back
+    # (a data finding of a November order, re-checked by December's run); the late review cannot be undone.
     silent = int(found.loc[(found["order_id"] == o["silent"]), "id"].iloc[0])
     with engine.begin() as conn:
         notice(conn, o["silent"])
         findings.move(conn, silent, "rectifying", "ops", "notice sent to the customer", NOW)
+        conn.execute(update(orders).where(orders.c.id == o["tampered"]).values(ship_detail="人民南路1号"))
     december = run_audit(engine, settings, "2026-12", NOW + timedelta(days=31), rederive=rederive)
-    # The one finding fixed (the silent rejection, noticed) is verified; every other earlier finding that December
-    # evaluates again still fails. December samples no orders, so the sampled data checks and November's
-    # satisfaction finding are not evaluated again.
-    again = found[~found["check_code"].str.startswith("DATA_") & (found["check_code"] != "SATISFACTION_LOW")]
+    # 15 findings. December samples no orders of its own, yet re-compares the orders of open data findings (the
+    # tampered one now passes); November's satisfaction finding is not judged again. 2 fixed, 12 still failing.
     assert december["sample"] == 0
-    assert december["rechecked"] == {"verified": 1, "reopened": 0, "still_failing": len(again) - 1}
+    assert december["rechecked"] == {"verified": 2, "reopened": 0, "still_failing": 12}
     with engine.connect() as conn:
         states = dict(
             conn.execute(
                 select(risk_findings.c.order_id, risk_findings.c.state).where(
-                    risk_findings.c.order_id.in_([o["silent"], o["late_review"]])
+                    risk_findings.c.order_id.in_([o["silent"], o["late_review"], o["tampered"]])
                 )
             ).all()
         )
@@ -260,7 +264,7 @@ def test_every_audit_check_fires_on_its_breach_and_a_fixed_finding_is_verified(e
                 )
             ).all()
         )
-    assert states == {o["silent"]: "verified", o["late_review"]: "open"}
+    assert states == {o["silent"]: "verified", o["late_review"]: "open", o["tampered"]: "verified"}
     assert result_of[o["late_review"]] == "still_failing"
 
 

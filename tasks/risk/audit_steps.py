@@ -48,15 +48,17 @@ def run_audit(
     policy = settings.audit
     with engine.begin() as conn:
         ids = audit_store.audited_orders(conn, lo, hi, PROCESS_CHECKS)
+        # open data-accuracy findings are compared again whatever month their order is from
+        recheck_data = set(audit_store.open_finding_orders(conn, DATA_CHECKS))
         events = audit_store.load_events(conn, ids)
-        order_rows = audit_store.load_orders(conn, ids)
-        process = audit.process_checks(events, order_rows, audit_store.noticed(conn, ids),
-                                       audit_store.with_case(conn, ids), audit_store.refunded(conn, ids))  # fmt: skip
+        order_rows = audit_store.load_orders(conn, sorted(set(ids) | recheck_data))
+        process = audit.process_checks(events, order_rows[order_rows["order_id"].isin(ids)],
+                                       audit_store.noticed(conn, ids), audit_store.with_case(conn, ids),
+                                       audit_store.refunded(conn, ids))  # fmt: skip
         in_period = order_rows[order_rows["order_id"].isin(
             audit_store.audited_orders(conn, lo, hi, []))]  # fmt: skip
         sample = audit.stratified_sample(in_period, policy.sample_size, policy.sample_seed,
                                          [decimal_to_fen(b) for b in policy.amount_bands_yuan])  # fmt: skip
-        recheck_data = set(audit_store.open_finding_orders(conn, DATA_CHECKS))
         compared = order_rows[order_rows["order_id"].isin(set(sample["order_id"]) | recheck_data)] if len(sample) or \
             recheck_data else order_rows.iloc[:0]  # fmt: skip
         data = [audit.amount_checks(compared, audit_store.received(conn, compared["order_id"].tolist()))]
