@@ -77,9 +77,9 @@ def request(engine, order_no: str, kind: str, asked: datetime, *, channel="form"
                              get_settings(), asked)  # fmt: skip
 
 
-def assess(engine, now: datetime) -> dict:
+def assess(engine, now: datetime, settings=None) -> dict:
     with engine.begin() as conn:
-        return assess_open_cases(conn, get_settings(), now, actor="test")
+        return assess_open_cases(conn, settings or get_settings(), now, actor="test")
 
 
 def case_of(engine, order_no: str) -> dict:

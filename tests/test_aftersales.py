@@ -27,7 +27,7 @@ from tasks.aftersales.store import case_lines
 from tasks.fulfilment.returns import restock_returns
 from yidi.bulk import read_frame
 from yidi.schema import notification_outbox, orders
-from yidi.schema_aftersales import aftersales_inbox, refund_requests
+from yidi.schema_aftersales import aftersales_cases, aftersales_inbox, refund_requests
 from yidi.schema_fulfilment import stock_levels
 from yidi.settings import get_settings
 
@@ -77,6 +77,51 @@ def test_exceptions_and_quality_problems_on_the_store(store):
     assert (case_of(store, "YD-Q-IN")["decision"], case_of(store, "YD-Q-IN")["freight_payer"]) == ("return", "company")
     out = case_of(store, "YD-Q-OUT")
     assert (out["decision"], out["decision_rule"], out["status"]) == ("repair", "QUALITY_REPAIR", "repairing")
+
+
+@pytest.mark.parametrize(
+    ("opened", "policy_change", "rule", "clause"),
+    [
+        (True, {"categories": {"software": ["SKU-0009"]}, "statutory_exceptions": {"digital_unsealed": ["software"]}},
+         "NO_REASON_EXCEPTION_DIGITAL_UNSEALED", "第（三）项"),
+        (False, {"categories": {"magazines": ["SKU-0009"]}, "statutory_exceptions": {"periodicals": ["magazines"]}},
+         "NO_REASON_EXCEPTION_PERIODICALS", "第（四）项"),
+        (False, {"confirmed_non_returnable_items": ["SKU-0009"]},
+         "NO_REASON_EXCEPTION_CONFIRMED_NON_RETURNABLE", "第二款"),
+    ],
+)  # fmt: skip
+def test_the_other_statutory_exceptions_refuse_the_no_reason_return_on_the_store(store, opened, policy_change, rule,
+                                                                                 clause):  # fmt: skip
+    """The three exceptions the shipped catalog has no goods for, each by a policy naming SKU-0009 under it: asked
+    on day 1 of the seven, the no-reason return is still refused, naming the exception's clause."""
+    settings = get_settings()
+    changed = settings.model_copy(update={"aftersales": settings.aftersales.model_copy(update=policy_change)})
+    add_order(store, "YD-EX", {"SKU-0009": 1}, delivered=DELIVERED)
+    request(store, "YD-EX", "return", local(2026, 12, 3), goods_opened=opened)
+    assert assess(store, local(2026, 12, 3, 11), changed) == {"reject": 1}
+    case = case_of(store, "YD-EX")
+    assert (case["decision_rule"], case["status"], case["refund_fen"]) == (rule, "rejected", 0)
+    assert "第二十五条" in case["decision_citation"] and clause in case["decision_citation"]
+
+
+def test_a_quality_problem_after_two_failed_repairs_is_returned_on_the_store(store):
+    """第二十四条: outside the seven days a quality problem is repaired, until the policy's termination condition
+    (termination_after_failed_repairs = 2 repairs closed without curing it) lets the customer end the contract."""
+    add_order(store, "YD-REP", {"SKU-0001": 1}, delivered=DELIVERED)
+    for n, day_of_month in enumerate((15, 22), start=1):
+        request(store, "YD-REP", "return", local(2026, 12, day_of_month), quality_problem=True, source_id=f"rep-{n}")
+        assess(store, local(2026, 12, day_of_month, 11))
+        repaired = case_of(store, "YD-REP")
+        assert (repaired["decision"], repaired["decision_rule"]) == ("repair", "QUALITY_REPAIR")
+        with store.begin() as conn:  # the repair is done and the case closed (yidi aftersales resolve)
+            conn.execute(aftersales_cases.update().where(aftersales_cases.c.id == int(repaired["id"]))
+                         .values(status="closed"))  # fmt: skip
+    request(store, "YD-REP", "return", local(2026, 12, 29), quality_problem=True, source_id="rep-3")
+    assess(store, local(2026, 12, 29, 11))
+    ended = case_of(store, "YD-REP")
+    assert (ended["decision"], ended["decision_rule"], ended["status"], ended["freight_payer"]) == (
+        "return", "QUALITY_RETURN_TERMINATION", "awaiting_return", "company")
+    assert ended["refund_fen"] == 328000 and "第二十四条" in ended["decision_citation"]
 
 
 def test_requests_land_once_and_unreadable_ones_are_quarantined_with_the_reason(store):
@@ -170,7 +215,16 @@ def test_a_refund_is_sent_exactly_once_when_the_answer_is_lost_and_the_task_retr
     assert notices == 2  # SMS and mail, once
 
 
-def test_an_exchange_ships_once(store):
+def test_an_exchange_ships_once(store, monkeypatch):
+    """The replacement order is made once however often it is asked for, and fulfilment ships it once: one
+    shipment, one waybill at the carrier, even when the carrier's first answer is lost."""
+    from fulfilment_data import add_stock
+
+    from demo.standins import carrier_shipping
+    from flows.compose import in_process
+    from flows.fulfilment import handoff
+    from yidi.schema import catalog_items, shipments
+
     case = _awaiting_return(store, "YD-X", {"SKU-0009": 1}, kind="换货", quality_problem=True)
     assert case["decision"] == "exchange"
     with store.begin() as conn:
@@ -187,6 +241,24 @@ def test_an_exchange_ships_once(store):
     assert made.to_dict("records") == [{"order_no": f"YD-X-X{int(case['id'])}", "state": "approved",
                                         "order_total_fen": 0}]  # fmt: skip
     assert case_of(store, "YD-X")["replacement_order_id"] is not None
+    with store.begin() as conn:  # a good one on the shelf (the damaged one went to quarantine), weighed for pricing
+        add_stock(conn, [("CQ-XY", "SKU-0009", 3)])
+        conn.execute(catalog_items.update().where(catalog_items.c.code == "SKU-0009").values(weight_kg=0.5))
+    monkeypatch.setenv("YIDI_DATABASE_URL", store.url.render_as_string(hide_password=False))
+    with carrier_shipping.start() as carrier:
+        carrier.fail_next("lost")  # the waybill is made, the answer lost: asked again with the same key
+        first = handoff(in_process, carrier_api_url=carrier.url, as_of=local(2026, 12, 8, 10),
+                        send_purchase_orders=False)  # fmt: skip
+        second = handoff(in_process, carrier_api_url=carrier.url, as_of=local(2026, 12, 8, 11),
+                         send_purchase_orders=False)  # fmt: skip
+        made_at_carrier = len(carrier.created)
+    assert (first["allocation"]["allocated"], second["allocation"]["allocated"]) == (1, 0)
+    assert made_at_carrier == 1
+    with store.connect() as conn:
+        shipped = read_frame(conn, select(orders.c.order_no, orders.c.state, func.count(shipments.c.id).label("n"))
+                             .join(shipments, shipments.c.order_id == orders.c.id)
+                             .where(orders.c.channel == "aftersales").group_by(orders.c.order_no, orders.c.state))
+    assert shipped.to_dict("records") == [{"order_no": f"YD-X-X{int(case['id'])}", "state": "shipped", "n": 1}]
 
 
 def test_settlement_matches_a_refund_with_a_case_and_flags_one_without(store, tmp_path):
