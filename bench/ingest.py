@@ -86,6 +86,9 @@ def make_csv(n: int, path: Path, seed: int = 3) -> None:
 
 def prepare(n: int, workdir: Path, case=None) -> dict:
     import flows.intake  # noqa: F401  (imported here, before the timed children fork: Prefect's import is not intake)
+    from connectors.registry import _classes
+
+    _classes()  # the channel modules imported before the fork too (the baseline's pyarrow is imported already)
     from yidi.db import init_db, make_engine
 
     csv_path = workdir / "orders.csv"

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, and_, bindparam, or_, select, update
 
@@ -123,6 +124,22 @@ def sms_number(recipient: str) -> str | None:
         if digits.startswith(prefix):
             digits = digits[len(prefix):]
     return digits if MOBILE.match(digits) else None
+
+
+def sms_numbers(recipients: pd.Series) -> pd.Series:
+    """``sms_number`` of a whole column (None where there is none). Texts of plain ASCII digits, what intake stores,
+    are checked column-wise in Arrow; anything else goes through ``sms_number`` itself."""
+    present = recipients.notna().to_numpy()
+    text = pd.Series(recipients.where(present, "").astype(str).to_numpy(), dtype="string[pyarrow]")
+    digits_only = text.str.fullmatch(r"[0-9]+").to_numpy(dtype=bool)
+    number = text.str.replace(r"^0086", "", regex=True)  # the only prefix plain digits can carry
+    mobile = number.str.fullmatch(r"1[3-9][0-9]{9}").to_numpy(dtype=bool)
+    out = pd.Series(np.where(digits_only & mobile, number.to_numpy(dtype=object), None), index=recipients.index,
+                    dtype=object)
+    other = np.flatnonzero(present & ~digits_only)
+    if len(other):
+        out.iloc[other] = [sms_number(v) for v in recipients.iloc[other].tolist()]
+    return out
 
 
 def mask_recipient(medium: str, recipient: str) -> str:

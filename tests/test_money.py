@@ -40,6 +40,17 @@ def test_a_column_formats_like_one_value_at_a_time_even_beyond_float_precision()
     assert yuan_texts(np.array([1.0, np.nan])) == ["0.01", None]
 
 
+def test_an_integer_column_formats_column_wise_exactly_like_one_value_at_a_time():
+    # The Arrow path (integer arrays, no grouping) against yuan_text, the rule's one definition.
+    values = [0, 5, 99, 100, 123456, -1, -150, -100, 2**53 + 7, -(2**53) - 9, 2**61, -(2**61)]
+    assert yuan_texts(np.array(values, dtype=np.int64)) == ["0.00", "0.05", "0.99", "1.00", "1234.56", "-0.01",
+                                                            "-1.50", "-1.00", "90071992547409.99", "-90071992547410.01",
+                                                            "23058430092136939.52", "-23058430092136939.52"]
+    assert yuan_texts(pd.Series(values), symbol=True) == [yuan_text(v, symbol=True) for v in values]
+    extremes = [2**63 - 1, -(2**63)]  # beyond the Arrow path's range: the loop formats them
+    assert yuan_texts(np.array(extremes, dtype=np.int64)) == ["92233720368547758.07", "-92233720368547758.08"]
+
+
 def test_a_missing_amount_is_not_zero():
     assert fen_to_yuan(None) is None and fen_to_yuan(float("nan")) is None and fen_to_yuan(0) == "0.00"
 

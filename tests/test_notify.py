@@ -78,6 +78,15 @@ def test_sms_numbers_are_normalised_and_landlines_refused():
     assert sms_number("023-6123 4567") is None
 
 
+def test_a_column_of_numbers_is_read_for_sms_like_one_at_a_time():
+    from tasks.notifications import sms_numbers
+
+    column = pd.Series(["13812348000", "008613812348000", "+86 138-1234-8000", "02361234567", None, "1381234800",
+                        "23812348000", "", "138\u300012348000", "１３８12348000"], dtype=object)
+    assert sms_numbers(column).tolist() == ["13812348000", "13812348000", "13812348000", None, None, None, None,
+                                            None, "13812348000", None]
+
+
 def test_each_notice_sent_once_and_failures_stay_visible(engine, relays):
     smtp, sms, settings = relays
     with engine.begin() as conn:

@@ -9,7 +9,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from yidi.bulk import CONSTANT_CHECK_ROWS, ids_for_keys, insert_rows, read_frame, upsert_returning_ids
+from yidi.bulk import (
+    CONSTANT_CHECK_ROWS,
+    ids_for_keys,
+    insert_rows,
+    json_object_texts,
+    json_text,
+    read_frame,
+    upsert_returning_ids,
+)
 from yidi.db import current_heads, init_db
 from yidi.outbox import enqueue
 from yidi.schema import catalog_items, notification_outbox, orders, shipments
@@ -176,6 +184,15 @@ def test_outbox_queues_each_notice_once(engine):
     assert "电话无效" in stored["context"].iloc[0]
     with pytest.raises(ValueError, match="media"), engine.begin() as conn:
         enqueue(conn, notices.assign(medium="fax"))
+
+
+def test_json_objects_built_column_wise_are_the_text_json_text_writes():
+    names = pd.Series(["王伟", 'say "hi"', "back\\slash", "line\nbreak", None, "\x01", "\u3000全角", "plain"])
+    texts = json_object_texts({"order_no": [f"YD{i}" for i in range(8)], "customer_name": names,
+                               "company_name": "重庆某公司"}, 8)
+    assert texts.tolist() == [json_text({"order_no": f"YD{i}", "customer_name": None if pd.isna(n) else n,
+                                         "company_name": "重庆某公司"}) for i, n in enumerate(names)]
+    assert texts[1] == '{"company_name": "重庆某公司", "customer_name": "say \\"hi\\"", "order_no": "YD1"}'
 
 
 def test_init_is_idempotent_and_reports_heads(engine):

@@ -17,6 +17,8 @@ from datetime import UTC, date, datetime
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlalchemy import Boolean, Connection, Date, Table, select, text
 from sqlalchemy import column as sa_column
 from sqlalchemy import table as sa_table
@@ -177,8 +179,8 @@ def _sqlite_constants(table: Table, df: pd.DataFrame) -> dict[str, str]:
         series = df[column]
         if series.dtype == object or column not in table.c:
             continue
-        first = series.iloc[0]
-        if pd.isna(first) or not (series.notna().all() and bool((series == first).all())):
+        first, last = series.iloc[0], series.iloc[-1]
+        if pd.isna(first) or pd.isna(last) or first != last or not (series.notna().all() and bool((series == first).all())):
             continue
         literal = _sqlite_literal(_column_values(series.iloc[:1], table.c[column].type, "sqlite")[0])
         if literal is not None:
@@ -225,7 +227,6 @@ def _copy_into(cursor, target: str, column_list: str, table: Table, df: pd.DataF
 
 
 def _copy_csv(table: Table, df: pd.DataFrame) -> bytes | None:
-    import pyarrow as pa
     import pyarrow.csv as pacsv
 
     columns = {}
@@ -393,6 +394,42 @@ def json_text(value) -> str | None:
     if isinstance(value, str):
         return value
     return json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)
+
+
+_JSON_ESCAPED = '["\\\\\\x00-\\x1f]'  # what json.dumps escapes in a text with ensure_ascii=False (RE2 syntax)
+
+
+def _json_string_array(values) -> pa.Array:
+    """Texts as ``json.dumps(text, ensure_ascii=False)`` would write them (missing -> null), in Arrow: texts that
+    need no escape (nearly all) are only quoted; the few others go through ``json.dumps``."""
+    array = pa.array(values, type=pa.string(), from_pandas=True)  # NaN and None are missing
+    quoted = pc.binary_join_element_wise('"', array, '"', "")
+    odd = pc.fill_null(pc.match_substring_regex(array, _JSON_ESCAPED), False)
+    if pc.any(odd).as_py():
+        positions = np.flatnonzero(odd.to_numpy(zero_copy_only=False))
+        texts = quoted.to_pylist()
+        for i in positions.tolist():
+            texts[i] = json.dumps(array[i].as_py(), ensure_ascii=False)
+        quoted = pa.array(texts, type=pa.string())
+    return pc.fill_null(quoted, "null")
+
+
+def json_object_texts(fields: dict[str, object], length: int) -> np.ndarray:
+    """``json_text`` of one object per row whose values are texts (a column, or one text for every row), built
+    column by column in Arrow: the same text as serialising each row's dict (an object array), at a fraction of
+    the cost (a bulk drop queues a notice per new order)."""
+    parts: list = []
+    for position, key in enumerate(sorted(fields)):
+        value = fields[key]
+        parts.append(("{" if position == 0 else ", ") + json.dumps(key, ensure_ascii=False) + ": ")
+        if isinstance(value, pd.Series | np.ndarray | list):
+            parts.append(_json_string_array(value))
+        else:
+            parts.append(json.dumps(value, ensure_ascii=False, default=str))
+    parts.append("}") if parts else parts.append("{}")
+    if not any(isinstance(p, pa.Array) for p in parts):
+        return np.full(length, "".join(parts), dtype=object)
+    return pc.binary_join_element_wise(*parts, "").to_numpy(zero_copy_only=False)
 
 
 _temp_counter = itertools.count()

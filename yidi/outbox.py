@@ -25,13 +25,14 @@ def enqueue(conn: Connection, notices: pd.DataFrame) -> int:
     missing = [c for c in OUTBOX_COLUMNS if c not in notices]
     if missing:
         raise KeyError(f"notices lack columns {missing}")
-    bad_media = set(notices["medium"]) - MEDIA
+    bad_media = set(notices["medium"].unique().tolist()) - MEDIA
     if bad_media:
         raise ValueError(f"unknown notification media {sorted(bad_media)}")
     frame = notices[OUTBOX_COLUMNS].copy()
     # Rows without a recipient cannot be sent; the caller decides what that means, we never queue them.
-    frame = frame[frame["recipient"].notna() & (frame["recipient"].astype(str).str.len() > 0)]
-    frame["context"] = [json_text(c) for c in frame["context"].tolist()]
+    frame = frame[(frame["recipient"].fillna("").astype(str) != "").to_numpy()]
+    if frame["context"].dtype == object:  # mappings (a text column holds JSON already: bulk callers)
+        frame["context"] = [json_text(c) for c in frame["context"].tolist()]
     return insert_rows(conn, notification_outbox, frame, on_conflict=["dedupe_key"])
 
 
