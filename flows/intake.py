@@ -21,6 +21,7 @@ committed and its cursor stays at the last of them. Channels never share a trans
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
@@ -193,9 +194,12 @@ def phone_order_form() -> type:
     """The form shown in the Prefect UI (fields of ``connectors.phone_form.PhoneOrder``); made in the flow run, where
     Prefect is loaded (``yidi.steps``)."""
     from prefect.input import RunInput
+    from pydantic import Field
 
     class PhoneOrderForm(RunInput, PhoneOrder):
         """The phone-order form."""
+
+        entered_by: str = Field("", description="录入人: your name or login as listed in [staff] (checked)")
 
     return PhoneOrderForm
 
@@ -210,24 +214,42 @@ quarantine with a reason (`yidi intake quarantine list`), nothing is lost.
 
 @flow(name="intake-phone-order", log_prints=True, flow_run_name=run_name("phone order", "entered_by"))
 def intake_phone_order(timeout_hours: float = 8.0, entered_by: str = "") -> dict:
-    """Pause with a form in the Prefect UI; the answer is taken in as a 'form' channel record."""
+    """Pause with a form in the Prefect UI; the answer is taken in as a 'form' channel record. The form's
+    ``entered_by`` (pre-filled from the parameter) must be a listed staff member (issue 20: keying in and approving
+    are separate duties); otherwise the form comes back with the reason and what was typed, and nothing is taken in.
+
+    Args:
+        timeout_hours: How long the form waits for an answer.
+        entered_by: Who keys the order in: a name or login listed in [staff] (the form can change it).
+    """
     require_store()
     from prefect.flow_runs import pause_flow_run
 
+    from yidi.staff import NotPermitted, act_as
+
     logger = get_run_logger()
-    answer = pause_flow_run(
-        wait_for_input=phone_order_form().with_initial_data(
-            description=FORM_HELP,
-            customer_name="",
-            phone="",
-            address="",
-            lines=[FormLine(item_code="", quantity=1, unit_price_yuan="0.00")],
-        ),
-        timeout=int(timeout_hours * 3600),
-        poll_interval=2,  # staff wait for the answer: check for the resumed form often
-    )
+    deadline = time.monotonic() + timeout_hours * 3600
+    initial = phone_order_form().with_initial_data(
+        description=FORM_HELP, customer_name="", phone="", address="", entered_by=entered_by,
+        lines=[FormLine(item_code="", quantity=1, unit_price_yuan="0.00")],
+    )  # fmt: skip
+    while True:
+        answer = pause_flow_run(
+            wait_for_input=initial,
+            timeout=max(1, int(deadline - time.monotonic())),
+            poll_interval=2,  # staff wait for the answer: check for the resumed form often
+        )
+        try:
+            keyer = act_as(get_settings().staff, "key_order", answer.entered_by)
+            break
+        except NotPermitted as exc:  # asked again with what was typed: nothing is lost, nothing taken in yet
+            logger.warning("phone order form refused: %s", exc)
+            typed = answer.model_dump(include={*PhoneOrder.model_fields, "entered_by"})
+            initial = phone_order_form().with_initial_data(
+                description=f"⚠ **Input refused — nothing was taken in.** {exc}\n\n{FORM_HELP}", **typed)
     data = PhoneOrder.model_validate(answer.model_dump(include=set(PhoneOrder.model_fields)))
-    records = form_record(data, entered_by=entered_by)
+    # bootstrap (nobody listed) and nobody named: recorded as "form:staff", as before staff were listed
+    records = form_record(data, entered_by=keyer.name if keyer.listed or answer.entered_by.strip() else "")
     summary = order_intake(with_prefect, channels=["form"], options={"form": {"records": records}})["form"]
     if summary.get("error"):
         raise RuntimeError(f"the phone order was not taken in: {summary['error']}")

@@ -139,3 +139,73 @@ def test_phone_order_form_waits_for_input_and_takes_it_in(prefect_server, intake
     assert (row["channel"], row["region"], row["payment_method"], row["order_total_fen"]) == ("fax", "local", "cod",
                                                                                              11970)
     assert count(engine, intake_records) == 1 and count(engine, orders) == 1
+
+
+STAFF = """
+[staff]
+people = [
+  { name = "wang.fang", login = "wfang", roles = ["operations", "reviewer"] },
+  { name = "chen.jie", login = "cjie", roles = ["auditor"] },
+]
+"""
+
+
+def _paused_again(run_id, after_state: str | None, timeout: float = 60) -> tuple[str, str]:
+    """(state id, form description) once the run waits for input in a state other than ``after_state``."""
+    from prefect.input.run_input import keyset_from_paused_state
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            state = client.read_flow_run(run_id).state
+            if state.is_paused() and str(state.id) != after_state:
+                try:
+                    keyset = keyset_from_paused_state(state)
+                    return str(state.id), json.loads(client.read_flow_run_input(run_id, keyset["description"]))
+                except Exception:  # noqa: BLE001 - the form is saved just after the run pauses
+                    pass
+            time.sleep(0.3)
+    raise AssertionError("the phone order form did not pause again")
+
+
+def test_the_phone_order_form_takes_only_a_listed_keyer_and_keying_then_approving_is_refused(
+        prefect_server, engine, tmp_path, monkeypatch):  # fmt: skip
+    """Issue 20: the form's entered_by is checked against the staff list (an auditor may not key orders in); a
+    refusal brings the form back with what was typed, nothing taken in; the keyer is recorded and may then not
+    approve the order (key_and_approve)."""
+    from flows.intake import intake_phone_order
+    from tasks.review.decisions import apply_decision
+    from tasks.review.rules import InvalidDecision
+    from yidi.lifecycle import OrderState, transition_orders
+
+    policy = tmp_path / "yidi.toml"
+    policy.write_text(STAFF, encoding="utf-8")
+    monkeypatch.setenv("YIDI_CONFIG", str(policy))
+    monkeypatch.setenv("YIDI_DATABASE_URL", engine.url.render_as_string(hide_password=False))
+    get_settings.cache_clear()
+    result: dict = {}
+    worker = threading.Thread(target=lambda: result.update(intake_phone_order(timeout_hours=0.05,
+                                                                               entered_by="mallory")), daemon=True)
+    worker.start()
+    run = _paused_run("intake-phone-order")
+    first, _ = _paused_again(run.id, None)
+    typed = {"channel": "phone", "customer_name": "周杰", "phone": "13900001111", "address": "重庆市万州区高笋塘商圈5号",
+             "lines": [{"item_code": "SKU-0004", "quantity": 3, "unit_price_yuan": "39.90"}]}  # fmt: skip
+    for who in ("mallory", "cjie"):  # unknown; listed but an auditor
+        resume_flow_run(run.id, run_input={**typed, "entered_by": who})
+        first, description = _paused_again(run.id, first)
+        assert "Input refused — nothing was taken in" in description
+        assert ("not listed staff" if who == "mallory" else "lacks the operations or reviewer or finance or manager "
+                                                            "role") in description  # fmt: skip
+        assert count(engine, intake_records) == 0 and count(engine, orders) == 0
+    resume_flow_run(run.id, run_input={**typed, "entered_by": "wfang"})
+    worker.join(timeout=60)
+    assert result.get("status") == "accepted", result
+    record = frame(engine, "SELECT source_ref, content FROM intake_records").iloc[0]
+    assert record["source_ref"] == "form:wang.fang" and json.loads(record["content"])["entered_by"] == "wang.fang"
+    order_id = int(frame(engine, "SELECT id FROM orders")["id"].iloc[0])
+    with engine.begin() as conn:
+        transition_orders(conn, [order_id], OrderState.PENDING_REVIEW, reason="test", actor="test")
+    with pytest.raises(InvalidDecision, match="key_and_approve"):
+        apply_decision(engine, order_id, "approve", "wang.fang", settings=get_settings())
+    assert frame(engine, "SELECT state FROM orders")["state"].tolist() == ["pending_review"]
