@@ -340,6 +340,19 @@ def result_frame(result) -> pd.DataFrame:
     return pd.DataFrame({key: list(values) for key, values in zip(keys, columns, strict=True)}, columns=keys)
 
 
+def columns_frame(conn: Connection, statement: Executable) -> pd.DataFrame:
+    """A large internal read as a DataFrame, the driver's values as they come (no SQLAlchemy type processing: read
+    times as text on SQLite and parse the column), built by pandas from the rows in one call. For reads of
+    hundreds of thousands of rows where per-value conversion would dominate."""
+    result = conn.execute(statement)
+    keys = list(result.keys())
+    rows = result.cursor.fetchall()
+    result.close()
+    if not rows:
+        return pd.DataFrame(columns=keys)
+    return pd.DataFrame.from_records(rows, columns=keys, coerce_float=False)
+
+
 def read_frame(conn: Connection, statement: Executable | str, params: dict | None = None) -> pd.DataFrame:
     """Run a query and return a DataFrame (typed values: aware datetimes, dates, ints).
 

@@ -26,6 +26,13 @@ RAW_COLUMNS = ["customer_id", "overdue_fen", "days_past_due", "dunning_step", "p
                "orders", "rejected", "delivered", "returned", "refunded", "tenure_days"]  # fmt: skip
 
 
+def _customer_key(column):
+    """The customer id to group by, as ``customer_id + 0``: grouping by the bare column lets SQLite walk the whole
+    orders table in customer-index order (a random read per order) and probe the small fact table from each, where
+    scanning the few facts and sorting their customers is ~40x cheaper; PostgreSQL plans both the same."""
+    return (column + 0).label("customer_id")
+
+
 def _grouped(conn: Connection, stmt, name: str) -> pd.Series:
     frame = read_frame(conn, stmt)
     if frame.empty:
@@ -69,24 +76,25 @@ def load_raw_factors(conn: Connection, as_of: datetime, policy: CreditPolicy) ->
         .where(settlement_cases.c.case_class.in_(PAYMENT_CASE_CLASSES), settlement_cases.c.opened_at >= since,
                settlement_cases.c.opened_at <= as_of).group_by(case_customer), "n")).fillna(0)  # fmt: skip
 
+    customer = _customer_key(orders.c.customer_id)
     raw["cod_refusals"] = key.map(_grouped(conn, select(
-        orders.c.customer_id, func.count(func.distinct(tracking_incidents.c.order_id)).label("n"))
+        customer, func.count(func.distinct(tracking_incidents.c.order_id)).label("n"))
         .select_from(tracking_incidents.join(orders, orders.c.id == tracking_incidents.c.order_id))
         .where(tracking_incidents.c.incident_type == "refused", orders.c.payment_method == "cod",
                tracking_incidents.c.opened_at >= since, tracking_incidents.c.opened_at <= as_of)
-        .group_by(orders.c.customer_id), "n")).fillna(0)  # fmt: skip
+        .group_by(customer), "n")).fillna(0)  # fmt: skip
 
     recent = and_(orders.c.received_at >= since, orders.c.received_at <= as_of)
     volume = read_frame(
         conn,
         select(
-            orders.c.customer_id,
+            customer,
             func.sum(case((recent, 1), else_=0)).label("orders"),
             func.sum(case((and_(recent, orders.c.state.in_(REJECTED_STATES)), 1), else_=0)).label("rejected"),
             func.min(func.coalesce(orders.c.order_time, orders.c.received_at)).label("first_at"),
         )
         .where(orders.c.customer_id.is_not(None), orders.c.received_at <= as_of)
-        .group_by(orders.c.customer_id),
+        .group_by(customer),
     )
     volume = volume.set_index("customer_id") if not volume.empty else None
     for column in ("orders", "rejected"):
@@ -109,10 +117,10 @@ def load_raw_factors(conn: Connection, as_of: datetime, policy: CreditPolicy) ->
     raw["returned"] = key.map(moved["r"]).fillna(0) if moved is not None else 0
 
     raw["refunded"] = key.map(_grouped(conn, select(
-        orders.c.customer_id, func.count(func.distinct(payment_matches.c.order_id)).label("n"))
+        customer, func.count(func.distinct(payment_matches.c.order_id)).label("n"))
         .select_from(payment_matches.join(orders, orders.c.id == payment_matches.c.order_id))
         .where(payment_matches.c.amount_fen < 0, recent, payment_matches.c.matched_at <= as_of)
-        .group_by(orders.c.customer_id), "n")).fillna(0)  # fmt: skip
+        .group_by(customer), "n")).fillna(0)  # fmt: skip
     return raw[RAW_COLUMNS]
 
 

@@ -19,12 +19,32 @@ HOUR = 3600.0
 
 
 @dataclass(frozen=True)
+class Rate:
+    """Per order: counted in the denominator (``base``) and in the numerator (``hit``, within base)."""
+
+    hit: np.ndarray
+    base: np.ndarray
+
+
+@dataclass(frozen=True)
+class Quantile:
+    """Per order: a duration in hours (NaN: not applicable) and the quantile taken of it."""
+
+    hours: np.ndarray
+    q: float
+
+
+@dataclass(frozen=True)
 class Kpi:
     name: str
     label: str
     unit: str
-    compute: Callable  # (facts, by) -> DataFrame[group, value, numerator, denominator]
+    measure: Callable  # facts -> Rate | Quantile, per order (computed once, then grouped by each dimension)
     by_dimension: bool = True  # False: only a total (money and feedback KPIs)
+
+    def compute(self, facts: pd.DataFrame, by: str | None) -> pd.DataFrame:
+        """group, value, numerator, denominator for the total (``by`` None) or by a dimension."""
+        return grouped(self.measure(facts), *_groups(facts, by))
 
 
 def _groups(facts: pd.DataFrame, by: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -40,10 +60,12 @@ def _groups(facts: pd.DataFrame, by: str | None) -> tuple[np.ndarray, np.ndarray
     return np.where(codes < 0, len(labels) - 1, codes), labels
 
 
-def _rate(facts, by, hit: pd.Series, base: pd.Series) -> pd.DataFrame:
-    codes, labels = _groups(facts, by)
-    base = base.to_numpy(dtype=bool)
-    numerator = np.bincount(codes, weights=hit.to_numpy(dtype=bool) & base, minlength=len(labels))
+def grouped(measure: Rate | Quantile, codes: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
+    """A per-order measure summed (rates) or its quantile taken (durations) per group."""
+    if isinstance(measure, Quantile):
+        return _quantile(codes, labels, measure.hours, measure.q)
+    base = measure.base
+    numerator = np.bincount(codes, weights=measure.hit & base, minlength=len(labels))
     denominator = np.bincount(codes, weights=base, minlength=len(labels))
     present = np.bincount(codes, minlength=len(labels)) > 0
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -52,74 +74,66 @@ def _rate(facts, by, hit: pd.Series, base: pd.Series) -> pd.DataFrame:
     return out[present].sort_values("group").reset_index(drop=True)
 
 
-def _quantile(facts, by, hours: pd.Series, q: float) -> pd.DataFrame:
-    codes, labels = _groups(facts, by)
-    values = hours.to_numpy(dtype="float64")
+def _quantile(codes: np.ndarray, labels: np.ndarray, values: np.ndarray, q: float) -> pd.DataFrame:
     keep = ~np.isnan(values)
     frame = pd.DataFrame({"g": codes[keep], "h": values[keep]})
-    grouped = frame.groupby("g")["h"]
-    out = pd.DataFrame({"value": grouped.quantile(q), "denominator": grouped.size()})
+    by_group = frame.groupby("g")["h"]
+    out = pd.DataFrame({"value": by_group.quantile(q), "denominator": by_group.size()})
     out["numerator"] = np.nan
     out.index = labels[out.index.to_numpy()]
     out.index.name = "group"
     return out.reset_index()
 
 
+def _flag(series: pd.Series) -> np.ndarray:
+    return series.fillna(False).to_numpy(dtype=bool) if series.dtype == object else series.to_numpy(dtype=bool)
+
+
+def _hours(later: pd.Series, earlier: pd.Series) -> np.ndarray:
+    return ((later - earlier).dt.total_seconds() / HOUR).to_numpy(dtype="float64", na_value=np.nan)
+
+
 def _decision_hours(facts):
-    return (facts["decided_at"] - facts["received_at"]).dt.total_seconds() / HOUR
+    return _hours(facts["decided_at"], facts["received_at"])
 
 
 def _ship_hours(facts):
-    return (facts["shipped_at"] - facts["approved_at"]).dt.total_seconds() / HOUR
+    return _hours(facts["shipped_at"], facts["approved_at"])
 
 
-def _review_on_time(facts, by):
+def _review_on_time(facts):
     base = facts["manual_decided_at"].notna() & facts["review_due_at"].notna()
-    return _rate(facts, by, (facts["manual_decided_at"] <= facts["review_due_at"]).fillna(False), base)
+    return Rate(_flag(facts["manual_decided_at"] <= facts["review_due_at"]), base.to_numpy())
 
 
-def _on_time_delivery(facts, by):
+def _on_time_delivery(facts):
     from tasks.risk.periods import business_dates
 
     due = facts["promised_date"].where(facts["promised_date"].notna(), facts["expected_date"])
     delivered_day = facts["delivered_day"] if "delivered_day" in facts else pd.to_datetime(
         business_dates(facts["delivered_at"].dropna())).reindex(facts.index)  # fmt: skip
     base = facts["delivered_at"].notna() & due.notna()
-    return _rate(facts, by, (delivered_day <= due).fillna(False), base)
+    return Rate(_flag(delivered_day <= due), base.to_numpy())
 
 
-def _exception_rate(facts, by):
-    return _rate(
-        facts,
-        by,
-        facts["exception"].astype(bool) | facts["incident"].astype(bool),
-        facts["shipped_at"].notna(),
-    )
+def _exception_rate(facts):
+    hit = facts["exception"].to_numpy(dtype=bool) | facts["incident"].to_numpy(dtype=bool)
+    return Rate(hit, facts["shipped_at"].notna().to_numpy())
 
 
-def _return_rate(facts, by):
-    return _rate(facts, by, facts["returned"].astype(bool), facts["delivered_at"].notna())
+def _return_rate(facts):
+    return Rate(facts["returned"].to_numpy(dtype=bool), facts["delivered_at"].notna().to_numpy())
 
 
-def _refund_rate(facts, by):
-    return _rate(facts, by, facts["refunded"].astype(bool), pd.Series(True, index=facts.index))
+def _refund_rate(facts):
+    return Rate(facts["refunded"].to_numpy(dtype=bool), np.ones(len(facts), dtype=bool))
 
 
 ORDER_KPIS = [
-    Kpi(
-        "decision_hours_p50",
-        "受理→审核决定 中位数 (h)",
-        "h",
-        lambda f, by: _quantile(f, by, _decision_hours(f), 0.5),
-    ),
-    Kpi(
-        "decision_hours_p90",
-        "受理→审核决定 P90 (h)",
-        "h",
-        lambda f, by: _quantile(f, by, _decision_hours(f), 0.9),
-    ),
-    Kpi("ship_hours_p50", "批准→发货 中位数 (h)", "h", lambda f, by: _quantile(f, by, _ship_hours(f), 0.5)),
-    Kpi("ship_hours_p90", "批准→发货 P90 (h)", "h", lambda f, by: _quantile(f, by, _ship_hours(f), 0.9)),
+    Kpi("decision_hours_p50", "受理→审核决定 中位数 (h)", "h", lambda f: Quantile(_decision_hours(f), 0.5)),
+    Kpi("decision_hours_p90", "受理→审核决定 P90 (h)", "h", lambda f: Quantile(_decision_hours(f), 0.9)),
+    Kpi("ship_hours_p50", "批准→发货 中位数 (h)", "h", lambda f: Quantile(_ship_hours(f), 0.5)),
+    Kpi("ship_hours_p90", "批准→发货 P90 (h)", "h", lambda f: Quantile(_ship_hours(f), 0.9)),
     Kpi("review_on_time_pct", "审核按期率 %", "%", _review_on_time),
     Kpi("on_time_delivery_pct", "准时送达率 %", "%", _on_time_delivery),
     Kpi("exception_rate_pct", "异常率 %", "%", _exception_rate),
@@ -130,29 +144,28 @@ ORDER_KPIS = [
 
 def order_kpis(facts: pd.DataFrame, incident_orders: set, dimensions: list[str]) -> pd.DataFrame:
     """Every order KPI for the total and by each dimension: kpi, dimension, dimension_value, value, numerator,
-    denominator."""
-    facts = facts.assign(incident=facts["order_id"].isin(incident_orders))
-    if len(facts):
-        from tasks.risk.periods import business_dates
+    denominator. Each KPI's per-order measure is computed once and grouped by every dimension."""
+    columns = ["kpi", "dimension", "dimension_value", "value", "numerator", "denominator"]
+    if facts.empty:
+        return pd.DataFrame(columns=columns)
+    from tasks.risk.periods import business_dates
 
-        delivered = facts["delivered_at"].dropna()
-        facts["delivered_day"] = pd.to_datetime(pd.Series(business_dates(delivered).to_numpy(), index=delivered.index)
-                                                ).reindex(facts.index)  # fmt: skip
-        facts.attrs["groups"] = {d: _groups(facts, d) for d in dimensions}
+    facts = facts.assign(incident=facts["order_id"].isin(incident_orders))
+    delivered = facts["delivered_at"].dropna()
+    facts["delivered_day"] = pd.to_datetime(pd.Series(business_dates(delivered).to_numpy(), index=delivered.index)
+                                            ).reindex(facts.index)  # fmt: skip
+    groups = {d: _groups(facts, d) for d in [None, *dimensions]}
     pieces = []
     for kpi in ORDER_KPIS:
+        measure = kpi.measure(facts)
         for dimension in [None, *dimensions]:
-            if facts.empty:
-                continue
-            out = kpi.compute(facts, dimension)
-            out = out.rename(columns={"group": "dimension_value"})
+            out = grouped(measure, *groups[dimension]).rename(columns={"group": "dimension_value"})
             if dimension is not None:  # a breakdown lists the groups the KPI has data for
                 out = out[out["denominator"] > 0]
             out.insert(0, "dimension", dimension or "all")
             out.insert(0, "kpi", kpi.name)
             pieces.append(out)
-    return pd.concat(pieces, ignore_index=True) if pieces else pd.DataFrame(
-        columns=["kpi", "dimension", "dimension_value", "value", "numerator", "denominator"])  # fmt: skip
+    return pd.concat(pieces, ignore_index=True)[columns]
 
 
 def exception_kinds(facts: pd.DataFrame, incidents: pd.DataFrame) -> pd.DataFrame:
