@@ -144,12 +144,14 @@ def show(case_no: str, json_out: JsonOut = False, unmasked: Unmasked = False, wh
         console.print(f"  [dim]{case['decision_citation']}[/dim]")
     if case.get("return_waybill_no"):
         arrived = case.get("return_arrived_at")
-        console.print(f"return parcel {case['return_carrier'] or ''} {case['return_waybill_no']}: "
-                      f"{case.get('return_parcel_state') or 'no scan yet'}"
-                      + (f", arrived {local_time(arrived)} Beijing time (inspect it: yidi aftersales receive)"
-                         if arrived is not None and str(arrived) != "NaT" else ""))  # fmt: skip
+        arrived = None if arrived is None or str(arrived) == "NaT" else arrived
+        state = f"arrived {local_time(arrived)} Beijing time" if arrived is not None else (
+            case.get("return_parcel_state") or "no scan yet")  # fmt: skip
+        console.print(f"return parcel {case['return_carrier'] or ''} {case['return_waybill_no']}: {state}")
         if case.get("return_last_event"):
             console.print(f"  [dim]{case['return_last_event']}[/dim]")
+        if arrived is not None and case["status"] == "return_arrived":
+            console.print(f"  to inspect: yidi aftersales receive {case_no} --inspection good|damaged")
     if case["return_received_at"] is not None and str(case["return_received_at"]) != "NaT":
         console.print(f"returned goods received {local_time(case['return_received_at'])}: {case['inspection']}"
                       f" {case['inspection_reason'] or ''}")  # fmt: skip

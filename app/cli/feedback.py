@@ -178,13 +178,13 @@ def close(feedback_no: str, answer: str, cause: Cause = None, findings: Text = N
 
 @feedback.command("receive")
 def receive(
-    host: Annotated[str | None, typer.Option(help="Listen here (default [feedback] inbound_host)")] = None,
-    port: Annotated[int | None, typer.Option(help="Listen on this port (default [feedback] inbound_port)")] = None,
+    host: Annotated[str | None, typer.Option(help="Listen here (default: feedback.inbound_host)")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen on this port (default: feedback.inbound_port)")] = None,
 ) -> None:
     """Serve the inbound paths until stopped: customers' SMS replies pushed by Aliyun (POST /sms/up, 上行短信 HTTP
-    批量推送) and the website's contact form (Contact Form 7's POST /wp-json/contact-form-7/v1/contact-forms/<id>/
-    feedback). Each lands once with its raw record; unreadable ones are quarantined (yidi aftersales list
-    --quarantine)."""
+    批量推送) and the website's contact form (Contact Form 7 submissions to
+    /wp-json/contact-form-7/v1/contact-forms/ID/feedback). Each lands once with its raw record; unreadable ones
+    are quarantined (yidi aftersales list --quarantine)."""
     from app.service_inbound import inbound_receiver
 
     engine = engine_or_exit()
