@@ -11,6 +11,8 @@ from connectors.base import Connector
 
 ORDER_CHANNELS = ("taobao", "woocommerce", "email", "spreadsheet")  # pulled by the intake-orders flow
 ALL_CHANNELS = (*ORDER_CHANNELS, "form")  # "form": orders keyed in the Prefect UI (phone-order flow)
+# What the connectors store in orders.channel (the names staff see: `yidi order show`, review, channels, after-sales)
+STORED_CHANNELS = ("taobao", "website", "email", "phone", "fax")
 
 
 def _classes() -> dict[str, type[Connector]]:

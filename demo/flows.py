@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
 
 from prefect import flow
+from pydantic import Field
 
 from demo.data import demo_catalog, demo_customers
 from flows.naming import run_name
@@ -35,11 +37,19 @@ def write_reference_files(home: Path) -> tuple[Path, Path]:
 
 
 @flow(name="lifecycle-demo", log_prints=True, flow_run_name=run_name("demo", "order_count"))
-def lifecycle_demo(order_count: int = 3000, approve: int = 280, reject: int = 20) -> dict:
+def lifecycle_demo(order_count: Annotated[int, Field(ge=10, le=100_000, examples=[3000])] = 3000,
+                   approve: Annotated[int, Field(ge=0, examples=[280])] = 280,
+                   reject: Annotated[int, Field(ge=0, examples=[20])] = 20) -> dict:
     """Reference data, then every stage of the order lifecycle, each as a subflow against the stand-ins:
     intake from all channels → automated review → a reviewer's decisions through the review form → fulfilment
     (stock, production/purchase requests, carrier choice, waybills) → carrier tracking (delays, damage, loss)
-    → settlement (bills, statements, COD remittances) → after-sales and feedback → customer notifications."""
+    → settlement (bills, statements, COD remittances) → after-sales and feedback → customer notifications.
+
+    Args:
+        order_count: How many demo orders arrive over all channels.
+        approve: How many pending orders the demo's reviewer approves through the review form.
+        reject: How many it rejects (with a reason and a proposed solution).
+    """
     from demo.aftersales import aftersales_demo
     from demo.channels import channels_demo
     from demo.fulfilment import fulfilment_demo

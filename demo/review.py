@@ -115,6 +115,8 @@ def run_review_session(decide, reviewer: str = "demo-reviewer", limit: int | Non
 def demo_review(approve: int = 5, reject: int = 3, reviewer: str = "演示审核员") -> dict:
     """For ``make demo``: approve some pending orders and reject others (reason and proposed solution) through the
     review form's input path, as a reviewer in the Prefect UI would; the rest stay pending."""
+    if approve + reject == 0:  # nothing to decide: no form to open
+        return {"approved": 0, "rejected": 0, "refused": [], "timed_out": False}
     left = {"approve": approve, "reject": reject}
 
     def decide(offered: list[str]) -> list[dict]:

@@ -31,6 +31,7 @@ from sqlalchemy import Engine, select
 from connectors.service_inbox_files import move_processed, read_inbox_files
 from flows.compose import Run, require_store, retry_on_database_error, with_prefect
 from flows.naming import run_name
+from flows.params import Day, Hours, Moment, Seconds, Url
 from tasks.aftersales.assessment import assess_open_cases
 from tasks.aftersales.landing import land_requests
 from tasks.aftersales.refunds import make_refund_clients, send_refunds
@@ -220,8 +221,7 @@ def report_tables(engine: Engine, now: datetime) -> dict[str, list[dict]]:
 
 
 @flow(name="after-sales", flow_run_name=run_name("after-sales"))
-def after_sales(now: datetime | None = None, carrier_api_url: str | None = None,
-                tracking_query_url: str | None = None) -> dict:
+def after_sales(now: Moment = None, carrier_api_url: Url = None, tracking_query_url: Url = None) -> dict:
     """Scheduled after-sales cycle with its artifacts (open cases by age and type, feedback SLA, satisfaction).
 
     Args:
@@ -264,10 +264,15 @@ def service_result_form() -> type:
 
 
 @flow(name="record-service-result", flow_run_name=run_name("service results", "day", when="%m-%d %H:%M"))
-def record_service_results(day: str | None = None, timeout_hours: float = 8, poll_interval: int = 5) -> dict:
-    """The technicians' form: the jobs booked for ``day`` (YYYY-MM-DD, default today in Beijing time) wait in the
-    run's pause form; Resume with a result per job (done, needs parts, customer absent, rescheduled). Also
-    ``yidi aftersales service-result``."""
+def record_service_results(day: Day = None, timeout_hours: Hours = 8, poll_interval: Seconds = 5) -> dict:
+    """The technicians' form: the jobs booked for ``day`` wait in the run's pause form; Resume with a result per
+    job (done, needs parts, customer absent, rescheduled). Also ``yidi aftersales service-result``.
+
+    Args:
+        day: The day of the booked jobs, YYYY-MM-DD. Empty: today (Asia/Shanghai).
+        timeout_hours: How long the form waits for the technicians.
+        poll_interval: Seconds between checks for the answer.
+    """
     from prefect.exceptions import FlowPauseTimeout
     from prefect.flow_runs import pause_flow_run
 

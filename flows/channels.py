@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from flows.compose import Run, require_store, retry_on_database_error, with_prefect
 from flows.naming import run_name
+from flows.params import Moment, OrderChannel, Url
 from yidi.settings import get_settings
 from yidi.steps import NO_CACHE, create_markdown_artifact, create_table_artifact, flow, task
 
@@ -84,9 +85,16 @@ def stock_cycle(run: Run, channel: str | None = None, top_url: str | None = None
 
 
 @flow(name="confirm-shipments", flow_run_name=run_name("confirm-shipments"), log_prints=True)
-def confirm_shipments(channel: str | None = None, as_of: datetime | None = None, top_url: str | None = None,
-                      woo_url: str | None = None) -> dict:
-    """Confirm every parcel with a waybill on its channel once; flag and escalate shipping deadlines."""
+def confirm_shipments(channel: OrderChannel | None = None, as_of: Moment = None, top_url: Url = None,
+                      woo_url: Url = None) -> dict:
+    """Confirm every parcel with a waybill on its channel once; flag and escalate shipping deadlines.
+
+    Args:
+        channel: Only orders of this channel. Empty: every channel.
+        as_of: Check shipping deadlines as of this time. Empty: now.
+        top_url: The platform's TOP API (a stand-in). Empty: the policy's [intake.taobao].api_url.
+        woo_url: The website's WooCommerce API. Empty: the policy's [intake.woocommerce].base_url.
+    """
     require_store()
     summary = confirmation_cycle(with_prefect, as_of or datetime.now(UTC), channel, top_url, woo_url)
     for line in skipped_lines(summary["skipped"]):
@@ -101,8 +109,14 @@ def confirm_shipments(channel: str | None = None, as_of: datetime | None = None,
 
 
 @flow(name="sync-channel-stock", flow_run_name=run_name("sync-channel-stock"), log_prints=True)
-def sync_channel_stock(channel: str | None = None, top_url: str | None = None, woo_url: str | None = None) -> dict:
-    """Push each listed item's available stock to the channels, only where the figure changed."""
+def sync_channel_stock(channel: OrderChannel | None = None, top_url: Url = None, woo_url: Url = None) -> dict:
+    """Push each listed item's available stock to the channels, only where the figure changed.
+
+    Args:
+        channel: Only listings on this channel. Empty: every channel.
+        top_url: The platform's TOP API (a stand-in). Empty: the policy's [intake.taobao].api_url.
+        woo_url: The website's WooCommerce API. Empty: the policy's [intake.woocommerce].base_url.
+    """
     require_store()
     summary = stock_cycle(with_prefect, channel, top_url, woo_url)
     for line in skipped_lines(summary["skipped"]):

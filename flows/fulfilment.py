@@ -30,9 +30,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field
 
 from flows.compose import Run, require_store, retry_on_database_error, with_prefect
 from flows.naming import run_name
+from flows.params import Moment, ServerFile, Url
 from yidi.settings import get_settings
 from yidi.steps import NO_CACHE, create_markdown_artifact, create_table_artifact, flow, get_run_logger, task
 
@@ -161,14 +165,22 @@ def _publish(summary: dict) -> None:
 
 @flow(name="fulfilment-handoff", log_prints=True, flow_run_name=run_name("handoff"))
 def fulfilment_handoff(
-    carrier_api_url: str | None = None,
-    supplier_api_url: str | None = None,
-    as_of: datetime | None = None,
+    carrier_api_url: Url = None,
+    supplier_api_url: Url = None,
+    as_of: Moment = None,
     create_shipments: bool = True,
     send_purchase_orders: bool = True,
 ) -> dict:
     """Allocate every approved order, raise and send purchase/production requests, create waybills and
-    documents, notify customers. URLs default to the policy file (``fulfilment.carrier_api_url`` …)."""
+    documents, notify customers.
+
+    Args:
+        carrier_api_url: The carrier's shipping API. Empty: the policy's [fulfilment].carrier_api_url.
+        supplier_api_url: The suppliers' purchase-order API. Empty: the policy's [fulfilment].supplier_api_url.
+        as_of: Act as if it were this time (replays). Empty: now.
+        create_shipments: Create waybills with the carrier (off: allocate and write documents only).
+        send_purchase_orders: Send purchase orders to suppliers (off: raise them, send later).
+    """
     require_store()
     summary = handoff(
         with_prefect,
@@ -206,13 +218,14 @@ def stock_count(run: Run, path: str, *, as_of: datetime | None = None, actor: st
 
 
 @flow(name="stocktake", log_prints=True, flow_run_name=run_name("stocktake", "path", when="%Y-%m-%d %H:%M"))
-def stocktake(path: str, as_of: datetime | None = None, imported_by: str = "") -> dict:
+def stocktake(path: ServerFile, as_of: Moment = None,
+              imported_by: Annotated[str, Field(max_length=100, examples=["ops:王芳"])] = "") -> dict:
     """Import a stocktake file: variances become adjustments with reasons; the report goes to the UI and to
     ``$YIDI_HOME/documents/stocktakes``.
 
     Args:
-        path: The count sheet (csv or xlsx).
-        as_of: Act as if it were this time (default: the clock).
+        path: The count sheet (csv/xlsx: warehouse, item, lot, counted), a path the worker can read.
+        as_of: When the count was taken. Empty: now.
         imported_by: Your name or login as listed in [staff] (operations role); the adjustments are recorded with it.
     """
     from yidi.staff import act_as

@@ -25,8 +25,9 @@ import time
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
+from pydantic import Field
 from sqlalchemy import Engine
 
 import yidi  # noqa: F401  (Prefect offline defaults)
@@ -35,6 +36,7 @@ from connectors.phone_form import FormLine, PhoneOrder, form_record
 from connectors.registry import ORDER_CHANNELS, build_connector, connector_for_file, enabled_channels
 from flows.compose import Run, require_store, resolved, step_logger, submitted, with_prefect
 from flows.naming import run_name
+from flows.params import Hours
 from tasks.intake.landing import run_channel
 from tasks.intake.rules import ChannelSummary
 from yidi.db import get_engine
@@ -213,7 +215,8 @@ quarantine with a reason (`yidi intake quarantine list`), nothing is lost.
 
 
 @flow(name="intake-phone-order", log_prints=True, flow_run_name=run_name("phone order", "entered_by"))
-def intake_phone_order(timeout_hours: float = 8.0, entered_by: str = "") -> dict:
+def intake_phone_order(timeout_hours: Hours = 8.0,
+                       entered_by: Annotated[str, Field(max_length=100, examples=["ops:王芳"])] = "") -> dict:
     """Pause with a form in the Prefect UI; the answer is taken in as a 'form' channel record. The form's
     ``entered_by`` (pre-filled from the parameter) must be a listed staff member (issue 20: keying in and approving
     are separate duties); otherwise the form comes back with the reason and what was typed, and nothing is taken in.

@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 
 from flows.compose import Run, require_store, with_prefect
 from flows.naming import run_name
+from flows.params import Count
 from tasks.notifications import SendReport, outbox_status, send_batch_task
 from yidi.db import get_engine
 from yidi.settings import Settings
@@ -34,8 +35,12 @@ def notification_pass(run: Run, *, engine: Engine | None = None, now: datetime |
 
 
 @flow(name="send-notifications", flow_run_name=run_name("notify"))
-def send_notifications(max_batches: int = 50) -> dict:
-    """Send what is due now (``notification_pass``) and publish the outbox's state."""
+def send_notifications(max_batches: Count = 50) -> dict:
+    """Send what is due now (``notification_pass``) and publish the outbox's state.
+
+    Args:
+        max_batches: At most this many batches of due notices in this run (the rest go in the next minute's run).
+    """
     require_store()
     logger = get_run_logger()
     report = notification_pass(with_prefect, max_batches=max_batches)

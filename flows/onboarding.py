@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from flows.compose import Run, retry_on_database_error, step_logger, with_prefect
+from flows.params import ServerFile
 from tasks.onboarding.orders import import_orders as import_order_file
 from yidi.bulk import utc_now
 from yidi.db import get_engine
@@ -43,8 +44,12 @@ def order_import(
 
 
 @flow(name="import-orders", log_prints=True)
-def import_orders(file_path: str) -> dict:
-    """Bring in existing orders (csv/xlsx, UTF-8 or GBK, Chinese or English headers) with their own numbers."""
+def import_orders(file_path: ServerFile) -> dict:
+    """Bring in existing orders (csv/xlsx, UTF-8 or GBK, Chinese or English headers) with their own numbers.
+
+    Args:
+        file_path: The old system's order file (csv/xlsx), a path the worker can read.
+    """
     path = Path(file_path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"{file_path}: no such file")

@@ -28,7 +28,7 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
-from typing import Literal
+from typing import Annotated, Literal
 
 import pandas as pd
 from pydantic import BaseModel, Field
@@ -45,6 +45,7 @@ from flows.compose import (
     with_prefect,
 )
 from flows.naming import run_name
+from flows.params import OptionalCount, OrderChannel, Seconds
 from tasks.review.automated import build_data_docs, review_chunk_task
 from tasks.review.deadlines import check_deadlines
 from tasks.review.decisions import DecisionResult, apply_decision
@@ -112,8 +113,14 @@ def automated_review(run: Run, *, engine: Engine, settings: Settings, order_ids:
 
 
 @flow(name="auto-review", flow_run_name=run_name("auto-review"), task_runner=configured_runner_option())
-def auto_review(order_ids: list[int] | None = None, send: bool = True) -> dict:
-    """Automated first review (V5) of every received order (or the ones given), in chunks; right after ingest."""
+def auto_review(order_ids: Annotated[list[int] | None, Field(examples=[[101, 102]])] = None,
+                send: bool = True) -> dict:
+    """Automated first review (V5) of every received order (or the ones given), in chunks; right after ingest.
+
+    Args:
+        order_ids: Only these orders (ids, as `yidi order show` prints them). Empty: every received order.
+        send: Send the customer notices of auto-rejected orders right away (off: the next send-notifications run).
+    """
     require_store()
     logger = get_run_logger()
     engine = get_engine()
@@ -319,7 +326,6 @@ def check_form(form, page: pd.DataFrame, staff: StaffPolicy | None = None) -> li
     return problems
 
 
-OrderChannel = Literal["taobao", "website", "email", "phone", "fax", "form"]
 ReasonCode = Literal[tuple(REASONS)]  # type: ignore[valid-type]  (the Run form offers every reason code)
 
 
@@ -345,11 +351,15 @@ def review_slice(conn, pending: pd.DataFrame, *, channel: str | None = None, min
 
 
 @flow(name="review-orders", flow_run_name=run_name("review", "channel", "reason_code", when="%m-%d %H:%M"))
-def review_orders(limit: int | None = None, order_nos: list[str] | None = None, poll_interval: int = 5,
-                  timeout_hours: float | None = None, channel: OrderChannel | None = None,
-                  min_age_hours: float | None = None, min_total_yuan: float | None = None,
-                  max_total_yuan: float | None = None, reason_code: ReasonCode | None = None,
-                  page_size: int | None = None) -> dict:
+def review_orders(limit: OptionalCount = None,
+                  order_nos: Annotated[list[str] | None, Field(examples=[["YD-20261204-000123"]])] = None,
+                  poll_interval: Seconds = 5, timeout_hours: Annotated[float | None, Field(gt=0, examples=[2])] = None,
+                  channel: OrderChannel | None = None,
+                  min_age_hours: Annotated[float | None, Field(ge=0, examples=[24])] = None,
+                  min_total_yuan: Annotated[float | None, Field(ge=0, examples=[1000])] = None,
+                  max_total_yuan: Annotated[float | None, Field(ge=0, examples=[5000])] = None,
+                  reason_code: ReasonCode | None = None,
+                  page_size: Annotated[int | None, Field(ge=1, le=100, examples=[10])] = None) -> dict:
     """Manual review (V6): pending orders with their findings, page by page, in the run's Resume form.
 
     Args:
@@ -545,7 +555,11 @@ def _finish_review(applied: list[dict], refused: list[dict], timed_out: bool = F
 
 @flow(name="check-review-deadlines", flow_run_name=run_name("review deadlines"))
 def check_review_deadlines(send: bool = True) -> dict:
-    """Hourly: reminders before the review deadline, escalation after it (V6), backlog by age as an artifact."""
+    """Hourly: reminders before the review deadline, escalation after it (V6), backlog by age as an artifact.
+
+    Args:
+        send: Send the reminders and escalations right away (off: the next send-notifications run).
+    """
     require_store()
     report = check_deadlines(get_engine(), settings=get_settings())
     backlog = _backlog_artifact(len(report.reminded), len(report.escalated))

@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 
 from flows.compose import Run, require_store, retry_on_database_error, step_logger, with_prefect
 from flows.naming import audit_name, risk_name
+from flows.params import Month, Period
 from tasks.risk import receivables, report
 from tasks.risk.audit_steps import run_audit
 from tasks.risk.carrier_steps import assess_carriers
@@ -136,8 +137,12 @@ def assessment(
 
 
 @flow(name="assess-risk-and-kpis", flow_run_name=risk_name, log_prints=True)
-def assess_risk_and_kpis(period: str | None = None) -> dict:
-    """Credit, KPIs, carriers, legal rules and receivables (K1–K4, E2); ``period``: YYYY-MM, YYYY-Www or a day."""
+def assess_risk_and_kpis(period: Period = None) -> dict:
+    """Credit, KPIs, carriers, legal rules and receivables (K1–K4, E2).
+
+    Args:
+        period: The KPIs' period: a month YYYY-MM, an ISO week YYYY-Www or a day YYYY-MM-DD. Empty: this month.
+    """
     require_store()
     summary = assessment(with_prefect, period=period)
     create_markdown_artifact(report.markdown(summary, summary["kpis"]), key="risk-assessment",
@@ -195,8 +200,12 @@ def audit(
 
 
 @flow(name="internal-audit", flow_run_name=audit_name, log_prints=True)
-def internal_audit(period: str | None = None) -> dict:
-    """Monthly internal audit (E1); ``period`` YYYY-MM (default: the previous month)."""
+def internal_audit(period: Month = None) -> dict:
+    """Monthly internal audit (E1).
+
+    Args:
+        period: The month audited, YYYY-MM. Empty: the previous month (Asia/Shanghai).
+    """
     require_store()
     result = audit(with_prefect, period=period)
     by_check = "\n".join(f"| {c} | {n} |" for c, n in result["by_check"].items())

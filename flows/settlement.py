@@ -346,8 +346,12 @@ def reconcile_settlements(
 
 
 @flow(name="settlement-analysis", log_prints=True, flow_run_name=run_name("settlement analysis", "weeks", when="%Y-%m-%d"))
-def settlement_analysis(weeks: int | None = None) -> dict:
-    """Weekly settlement analysis (A2): trends of money in, match rate, discrepancies and overdue receivables."""
+def settlement_analysis(weeks: Annotated[int | None, Field(ge=1, le=104, examples=[8])] = None) -> dict:
+    """Weekly settlement analysis (A2): trends of money in, match rate, discrepancies and overdue receivables.
+
+    Args:
+        weeks: How many ISO weeks back, up to the current one. Empty: the policy's.
+    """
     require_store()
     settings = get_settings()
     today = business_today()

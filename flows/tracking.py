@@ -25,13 +25,16 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from datetime import UTC, datetime
+from typing import Annotated
 
 import pandas as pd
+from pydantic import Field
 from sqlalchemy import Engine
 
 from connectors.kuaidi100 import Kuaidi100Client
 from flows.compose import Run, require_store, retry_on_database_error, with_prefect
 from flows.naming import run_name
+from flows.params import Moment, OptionalCount, Url
 from tasks.tracking.applying import BatchSummary, apply_outcomes
 from tasks.tracking.incidents import detect_time_exceptions
 from tasks.tracking.polling import (
@@ -183,19 +186,24 @@ def run_policy(callback_url: str | None = None, requests_per_second: float | Non
 
 @flow(name="poll-carriers", flow_run_name=run_name("track", "waybill"))
 def poll_carriers(
-    waybill: str | None = None,
-    as_of: datetime | None = None,
-    max_shipments: int | None = None,
-    query_url: str | None = None,
-    subscribe_url: str | None = None,
-    callback_url: str | None = None,
-    requests_per_second: float | None = None,
+    waybill: Annotated[str | None, Field(min_length=6, examples=["SF1234567890123"])] = None,
+    as_of: Moment = None,
+    max_shipments: OptionalCount = None,
+    query_url: Url = None,
+    subscribe_url: Url = None,
+    callback_url: Url = None,
+    requests_per_second: Annotated[float | None, Field(gt=0, le=50, examples=[5])] = None,
 ) -> dict:
     """Poll Kuaidi100 for every due active shipment (or one waybill), store, act, report.
 
-    ``as_of`` replaces "now" (replays, simulated carriers); ``query_url``/``subscribe_url`` override the policy
-    file (stand-ins); ``callback_url`` subscribes new shipments to pushes at that URL; ``requests_per_second``
-    overrides R for this run (the Prefect limit must allow it).
+    Args:
+        waybill: Only this waybill number. Empty: every active shipment that is due.
+        as_of: Act as if it were this time (replays, simulated carriers). Empty: now.
+        max_shipments: At most this many shipments in this run. Empty: all that are due.
+        query_url: Kuaidi100's query API (a stand-in). Empty: the policy's [tracking].query_url.
+        subscribe_url: Kuaidi100's subscription API. Empty: the policy's [tracking].subscribe_url.
+        callback_url: Subscribe new shipments to pushes at this URL. Empty: no subscription.
+        requests_per_second: Queries per second for this run (the Prefect limit must allow it). Empty: the policy's.
     """
     require_store()
     logger = get_run_logger()

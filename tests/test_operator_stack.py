@@ -409,3 +409,143 @@ def test_the_intake_run_form_offers_the_channels():
     properties = parameter_schema(intake_orders).model_dump()["properties"]
     assert properties["channels"]["anyOf"][0]["items"]["enum"] == ["taobao", "woocommerce", "email", "spreadsheet"]
     assert all(properties[name].get("description") for name in ("channels", "files", "options"))
+
+
+# --- every deployment's parameters typed (Build 4) -------------------------------------------------------------------
+
+
+def _deployed_flows():
+    from pathlib import Path
+
+    import yaml
+    from prefect.flows import load_flow_from_entrypoint
+
+    root = Path(__file__).resolve().parent.parent
+    for deployment in yaml.safe_load((root / "prefect.yaml").read_text(encoding="utf-8"))["deployments"]:
+        yield deployment["name"], load_flow_from_entrypoint(str(root / deployment["entrypoint"]))
+
+
+def test_every_deployments_run_form_explains_each_parameter_and_offers_choices(monkeypatch):
+    """Seen: the Run form showed bare `str | None` toggles with no choices, hints or examples. Every parameter of
+    every deployment has a description; every free-text one (no choices, not a flag) shows an example."""
+    from pathlib import Path
+
+    from prefect.utilities.callables import parameter_schema
+
+    monkeypatch.chdir(Path(__file__).resolve().parent.parent)
+    bare = []
+    for name, flow in _deployed_flows():
+        for param, spec in parameter_schema(flow).model_dump_for_openapi()["properties"].items():
+            text = str(spec)
+            free_text = "'enum'" not in text and "'boolean'" not in text and "'object'" not in text
+            if not spec.get("description") or (free_text and not spec.get("examples") and "array" not in text):
+                bare.append(f"{name}.{param}")
+    assert bare == []
+    schemas = {name: parameter_schema(flow).model_dump_for_openapi()["properties"] for name, flow in _deployed_flows()}
+    channels = ["taobao", "website", "email", "phone", "fax"]  # orders.channel, as staff see it
+    for name in ("confirm-shipments", "sync-channel-stock", "review-orders"):
+        assert schemas[name]["channel"]["anyOf"][0]["enum"] == channels
+    assert schemas["assess-risk-and-kpis"]["period"]["examples"] == ["2026-11", "2026-W48", "2026-12-04"]
+
+
+@pytest.mark.parametrize(("flow_path", "parameters"), [
+    ("flows.risk:assess_risk_and_kpis", {"period": "2026-13"}),
+    ("flows.risk:assess_risk_and_kpis", {"period": "last month"}),
+    ("flows.risk:internal_audit", {"period": "2026-W48"}),  # the audit is of a month
+    ("flows.channels:confirm_shipments", {"channel": "woocommerce"}),  # the connector's name, not the channel's
+    ("flows.channels:sync_channel_stock", {"channel": "bogus"}),
+    ("flows.aftersales:record_service_results", {"day": "tomorrow"}),
+    ("flows.tracking:poll_carriers", {"query_url": "poll.kuaidi100.com"}),
+    ("flows.notifications:send_notifications", {"max_batches": 0}),
+    ("flows.review:review_orders", {"page_size": 500}),
+    ("flows.settlement:settlement_analysis", {"weeks": 0}),
+    ("flows.onboarding:import_orders", {"file_path": ""}),
+])  # fmt: skip
+def test_a_flow_refuses_a_value_outside_its_choices_before_any_work(flow_path, parameters):
+    import importlib
+
+    from prefect.exceptions import ParameterTypeError
+
+    module, name = flow_path.split(":")
+    with pytest.raises(ParameterTypeError):
+        getattr(importlib.import_module(module), name).validate_parameters(parameters)
+
+
+def test_the_risk_flow_takes_each_period_format():
+    from flows.risk import assess_risk_and_kpis
+
+    for period in ("2026-11", "2026-W48", "2026-12-04"):
+        assert assess_risk_and_kpis.validate_parameters({"period": period}) == {"period": period}
+
+
+@pytest.mark.parametrize(("command", "said"), [
+    (["channels", "confirm", "--channel", "bogus"], "error: unknown channel 'bogus'; valid: taobao, website, email, "
+                                                    "phone, fax"),
+    (["channels", "sync", "-c", "woocommerce"], "error: unknown channel 'woocommerce'; valid: taobao, website, "
+                                                "email, phone, fax"),
+    (["risk", "run", "--period", "2026-13"], "error: period '2026-13' is not in the calendar: use YYYY-MM (month), "
+                                             "YYYY-Www (ISO week) or YYYY-MM-DD (day)"),
+    (["kpi", "--period", "2026-02-30"], "error: period '2026-02-30' is not in the calendar"),
+    (["audit", "run", "--period", "bogus"], "error: period 'bogus': use YYYY-MM (month), YYYY-Www (ISO week)"),
+    (["intake", "run", "--channel", "bogus"], "error: unknown channel 'bogus'; channels: taobao, woocommerce, "
+                                              "email, spreadsheet"),
+])  # fmt: skip
+def test_the_cli_refuses_an_unknown_value_with_the_valid_ones(command, said, sqlite_engine, monkeypatch):
+    """Seen: an unknown value ran as a filter matching nothing and exited 0; a period outside the calendar was a
+    traceback."""
+    from typer.testing import CliRunner
+
+    from app.cli.main import cli
+
+    monkeypatch.setenv("YIDI_DATABASE_URL", str(sqlite_engine.url))
+    result = CliRunner().invoke(cli, command)
+    assert result.exit_code == 1, result.output
+    assert " ".join(result.output.split()).startswith(said)
+
+
+def test_long_lists_say_how_many_there_are_take_filters_and_a_limit(sqlite_engine, monkeypatch):
+    """Seen: `cases list` printed ~100 rows with no count or paging; the other long lists the same. Each says
+    `shown of total` (with the --limit that shows all) and takes filters."""
+    from datetime import UTC, datetime
+
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from app.cli.main import cli
+    from yidi.bulk import insert_rows
+    from yidi.schema import intake_records, orders
+    from yidi.schema_aftersales import feedback_items
+
+    monkeypatch.setenv("YIDI_DATABASE_URL", str(sqlite_engine.url))
+    at = datetime(2026, 11, 26, 1, 5, tzinfo=UTC)
+    with sqlite_engine.begin() as conn:
+        insert_rows(conn, intake_records, pd.DataFrame({  # 3 email + 2 taobao quarantined records
+            "channel": ["email"] * 3 + ["taobao"] * 2, "content_hash": [f"h{i}" for i in range(5)],
+            "status": ["quarantined"] * 5, "content": ["?"] * 5, "reason": ["unreadable"] * 5, "received_at": [at] * 5}))
+        insert_rows(conn, orders, pd.DataFrame({  # 4 platform + 2 website orders waiting for review
+            "order_no": [f"YD-L-{i}" for i in range(6)], "channel": ["taobao"] * 4 + ["website"] * 2,
+            "channel_order_id": [str(i) for i in range(6)], "state": ["pending_review"] * 6,
+            "order_total_fen": [1000] * 6, "order_time": [at] * 6}))
+        insert_rows(conn, feedback_items, pd.DataFrame({  # 3 complaints, 1 inquiry
+            "feedback_no": [f"FB-{i}" for i in range(4)], "dedupe_key": [f"d{i}" for i in range(4)],
+            "channel": ["phone"] * 4, "received_at": [at] * 4, "body": ["慢"] * 4,
+            "category": ["complaint"] * 3 + ["inquiry"], "first_response_due_at": [at] * 4,
+            "resolution_due_at": [at] * 4}))  # fmt: skip
+    runner = CliRunner()
+
+    def said(*command: str) -> str:
+        result = runner.invoke(cli, list(command), env={"COLUMNS": "120"})
+        assert result.exit_code == 0, result.output
+        return " ".join(result.output.split())
+
+    assert "2 of 5, newest first; --limit 5 for all" in said("intake", "quarantine", "list", "--limit", "2")
+    assert "2 of 3, newest first; --limit 3 for all" in said("intake", "quarantine", "list", "-c", "email",
+                                                             "--limit", "2")  # fmt: skip
+    assert "6 of 6, earliest deadline first" in said("review", "list")
+    assert "1 of 2, earliest deadline first; --limit 2 for all" in said("review", "list", "--channel", "website",
+                                                                         "--limit", "1")  # fmt: skip
+    assert "2 of 3, oldest first; --limit 3 for all" in said("feedback", "list", "--category", "complaint",
+                                                             "--limit", "2")  # fmt: skip
+    assert "0 of 0, newest first" in said("tracking", "incidents")
+    assert "0 of 0, earliest due first" in said("audit", "list")
+    assert "0 of 0, the newest" in said("aftersales", "list", "--type", "return")

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table as RichTable
 
 from app.cli.common import (
+    LIMIT_HELP,
     PREFECT_OPTION_HELP,
     UNMASKED_HELP,
     cli,
@@ -19,6 +20,7 @@ from app.cli.common import (
     fail,
     local_time,
     personal_data_view,
+    shown_of_total,
     use_prefect,
 )
 
@@ -72,10 +74,12 @@ def request_(
 @aftersales.command("list")
 def list_(
     status: Annotated[str | None, typer.Option(help="Only cases in this status")] = None,
+    kind: Annotated[str | None, typer.Option("--type", help="Only cases of this type (return, exchange, …)")] = None,
     quarantine: Annotated[bool, typer.Option("--quarantine", help="Show inbound records that could not be read")] = False,
+    limit: Annotated[int, typer.Option(min=1, help=LIMIT_HELP)] = 50,
     json_out: JsonOut = False,
 ) -> None:  # fmt: skip
-    """Cases (newest last), or the quarantined inbound records."""
+    """Cases (the newest, oldest of them first), or the quarantined inbound records."""
     from sqlalchemy import select
 
     from tasks.aftersales.store import cases
@@ -87,13 +91,18 @@ def list_(
             rows = read_frame(conn, select(aftersales_inbox.c.id, aftersales_inbox.c.kind, aftersales_inbox.c.channel,
                                            aftersales_inbox.c.received_at, aftersales_inbox.c.reason)
                               .where(aftersales_inbox.c.status == "quarantined"))  # fmt: skip
+            total, rows = len(rows), rows.tail(limit)
             if json_out:
                 return emit_json(frame_records(rows))
             table = RichTable("id", "kind", "channel", "received (Beijing)", "reason")
             for r in frame_records(rows):
                 table.add_row(str(r["id"]), r["kind"], r["channel"], local_time(r["received_at"]), r["reason"])
-            return console.print(table)
+            console.print(table)
+            return console.print(shown_of_total(len(rows), total, "newest"), highlight=False)
         found = cases(conn, status=status)
+    if kind:
+        found = found[found["kind"] == kind]
+    total, found = len(found), found.tail(limit)
     if json_out:
         return emit_json(frame_records(found.drop(columns=["customer_phone"], errors="ignore")))
     from rich import box
@@ -104,6 +113,7 @@ def list_(
         table.add_row(r["case_no"], r["order_no"], r["kind"], r["status"],
                       local_time(r["requested_at"])[5:])  # fmt: skip
     console.print(table)
+    console.print(shown_of_total(len(found), total, "the newest"), highlight=False)
     console.print("[dim]asked: Beijing time (Asia/Shanghai), MM-DD HH:MM[/dim]")
 
 

@@ -19,7 +19,17 @@ channels = typer.Typer(help="Write back to the order channels: shipment confirma
 cli.add_typer(channels, name="channels")
 
 ChannelOption = Annotated[str | None, typer.Option("--channel", "-c",
-                                                   help="Only this channel (taobao, website, phone, …)")]
+                                                   help="Only this channel (taobao, website, email, phone, fax)")]
+
+
+def known_channel_or_exit(channel: str | None) -> None:
+    """An unknown channel is refused with the valid ones (exit 1), not run as a filter that matches nothing."""
+    from connectors.registry import STORED_CHANNELS
+
+    if channel and channel not in STORED_CHANNELS:
+        raise fail(f"unknown channel {channel!r}; valid: {', '.join(STORED_CHANNELS)}")
+
+
 PrefectOption = Annotated[bool | None, typer.Option("--prefect/--no-prefect", help=PREFECT_OPTION_HELP)]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 
@@ -31,6 +41,7 @@ def confirm(channel: ChannelOption = None, prefect: PrefectOption = None, json_o
             ) -> None:
     """Confirm every parcel with a waybill on its channel, once (the `confirm-shipments` flow), and check the
     shipping deadlines."""
+    known_channel_or_exit(channel)
     engine_or_exit()
     if use_prefect(prefect):
         from flows.channels import confirm_shipments
@@ -68,6 +79,7 @@ def sync(channel: ChannelOption = None, prefect: PrefectOption = None, json_out:
          ) -> None:
     """Push each listed item's available stock to the channels where it changed (the `sync-channel-stock`
     flow), within each channel's rate."""
+    known_channel_or_exit(channel)
     engine_or_exit()
     if use_prefect(prefect):
         from flows.channels import sync_channel_stock

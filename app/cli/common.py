@@ -88,6 +88,16 @@ def _first_line(exc: BaseException) -> str:
     return (str(orig).strip().splitlines() or [type(orig).__name__])[0]
 
 
+LIMIT_HELP = "At most this many rows (the footer says how many there are)"
+
+
+def shown_of_total(shown: int, total: int, order: str) -> str:
+    """The footer of a long list (issue 15: `cases list` printed ~100 rows with no count):
+    ``50 of 312, newest first; --limit 312 for all``."""
+    more = f"; --limit {total} for all" if total > shown else ""
+    return f"{shown} of {total}, {order}{more}"
+
+
 def local_time(value, missing: str = "") -> str:
     """A stored (UTC) time as staff read it: Asia/Shanghai, ``YYYY-MM-DD HH:MM``; ``missing`` when there is none."""
     if value is None or pd.isna(value):

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table as RichTable
 
 from app.cli.common import (
+    LIMIT_HELP,
     UNMASKED_HELP,
     cli,
     console,
@@ -18,6 +19,7 @@ from app.cli.common import (
     fail,
     local_time,
     personal_data_view,
+    shown_of_total,
 )
 
 feedback = typer.Typer(help="Customer feedback: one queue, answered within working hours.", no_args_is_help=True)
@@ -80,21 +82,25 @@ def add(
 def list_(
     status: Annotated[str | None, typer.Option(help="open|answered|closed")] = None,
     category: Annotated[str | None, typer.Option(help="inquiry|suggestion|complaint|praise")] = None,
+    limit: Annotated[int, typer.Option(min=1, help=LIMIT_HELP)] = 50,
     json_out: JsonOut = False,
 ) -> None:  # fmt: skip
     """The queue, oldest first, with its limits in Beijing time."""
-    from sqlalchemy import select
+    from sqlalchemy import func, select
 
     from yidi.bulk import frame_records, read_frame
     from yidi.schema_aftersales import feedback_items
 
     stmt = select(feedback_items).order_by(feedback_items.c.received_at)
+    counted = select(func.count()).select_from(feedback_items)
     if status:
-        stmt = stmt.where(feedback_items.c.status == status)
+        stmt, counted = stmt.where(feedback_items.c.status == status), counted.where(feedback_items.c.status == status)
     if category:
         stmt = stmt.where(feedback_items.c.category == category)
+        counted = counted.where(feedback_items.c.category == category)
     with engine_or_exit().connect() as conn:
-        rows = frame_records(read_frame(conn, stmt))
+        rows = frame_records(read_frame(conn, stmt.limit(limit)))
+        total = int(conn.execute(counted).scalar_one())
     for r in rows:
         r["contact"] = _mask_contact(r["contact"])
     if json_out:
@@ -104,6 +110,7 @@ def list_(
         table.add_row(r["feedback_no"], r["category"], r["status"], r["contact"],
                       local_time(r["first_response_due_at"]), "yes" if local_time(r["escalated_at"]) else "")  # fmt: skip
     console.print(table)
+    console.print(shown_of_total(len(rows), total, "oldest first"), highlight=False)
     console.print("[dim]times: Beijing time (Asia/Shanghai)[/dim]")
 
 

@@ -16,6 +16,7 @@ import typer
 from rich.table import Table as RichTable
 
 from app.cli.common import (
+    LIMIT_HELP,
     PREFECT_OPTION_HELP,
     cli,
     console,
@@ -24,6 +25,7 @@ from app.cli.common import (
     fail,
     local_time,
     regular_file,
+    shown_of_total,
     use_prefect,
 )
 
@@ -116,7 +118,7 @@ def _results_from_artifact() -> dict | None:
 def quarantine_list(
     channel: Annotated[str | None, typer.Option("--channel", "-c")] = None,
     status: Annotated[str, typer.Option(help="quarantined, replayed, discarded, accepted, or all")] = "quarantined",
-    limit: Annotated[int, typer.Option(help="At most this many (newest first)")] = 50,
+    limit: Annotated[int, typer.Option(min=1, help=LIMIT_HELP)] = 50,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Records waiting for a person, newest first, with the reason."""
@@ -144,6 +146,7 @@ def quarantine_list(
         table.add_row(str(row["id"]), row["channel"], local_time(row["received_at"]), (row["source_ref"] or "")[-60:],
                       (row["reason"] or "")[:300])
     console.print(table)
+    console.print(shown_of_total(len(rows), total, "newest first"), highlight=False)
     if total and status == "quarantined":
         console.print("fix one: `yidi intake quarantine show ID`, then "
                       "`yidi intake quarantine replay ID [--edit | --content-file F]`")

@@ -18,6 +18,7 @@ import typer
 from rich.table import Table as RichTable
 
 from app.cli.common import (
+    LIMIT_HELP,
     PREFECT_OPTION_HELP,
     UNMASKED_HELP,
     cli,
@@ -27,6 +28,7 @@ from app.cli.common import (
     fail,
     local_time,
     personal_data_view,
+    shown_of_total,
     use_prefect,
 )
 
@@ -44,7 +46,9 @@ def _login() -> str:
 @review_app.command("list")
 def review_list(
     overdue: Annotated[bool, typer.Option("--overdue", help="Only orders past their review deadline")] = False,
-    limit: Annotated[int, typer.Option(help="At most this many orders")] = 50,
+    channel: Annotated[str | None, typer.Option("--channel", "-c", help="Only orders of this channel")] = None,
+    reason_code: Annotated[str | None, typer.Option("--reason", help="Only orders with this finding")] = None,
+    limit: Annotated[int, typer.Option(min=1, help=LIMIT_HELP)] = 50,
     json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
 ) -> None:
     """Orders waiting for manual review, earliest deadline first (names and phones masked)."""
@@ -55,7 +59,13 @@ def review_list(
 
     engine = engine_or_exit()
     with engine.connect() as conn:
-        pending = pending_orders(conn, limit=limit, overdue_at=utc_now() if overdue else None)
+        pending = pending_orders(conn, overdue_at=utc_now() if overdue else None)
+        if channel:
+            pending = pending[pending["channel"] == channel]
+        if reason_code:
+            flagged = current_findings(conn, pending["id"].tolist())
+            pending = pending[pending["id"].isin(flagged.loc[flagged["reason_code"] == reason_code, "order_id"])]
+        total, pending = len(pending), pending.head(limit)
         findings = current_findings(conn, pending["id"].tolist())
     codes = findings.groupby("order_id")["reason_code"].agg(lambda s: ",".join(sorted(set(s)))) \
         if not findings.empty else pd.Series(dtype=str)  # fmt: skip
@@ -66,12 +76,13 @@ def review_list(
     if json_out:
         emit_json(rows)
         return
-    table = RichTable(title=f"pending review ({len(rows)})", title_justify="left")
+    table = RichTable(title=f"pending review ({total})", title_justify="left")
     for column in ("order_no", "customer", "phone", "total", "payment", "due", "findings"):
         table.add_column(column)
     for row in rows:
         table.add_row(*(str(row[c]) for c in ("order_no", "customer", "phone", "total", "payment", "due", "findings")))
     console.print(table)
+    console.print(shown_of_total(len(rows), total, "earliest deadline first"), highlight=False)
 
 
 @review_app.command("show")

@@ -15,6 +15,7 @@ import typer
 from rich.table import Table as RichTable
 
 from app.cli.common import (
+    LIMIT_HELP,
     PREFECT_OPTION_HELP,
     cli,
     console,
@@ -22,6 +23,7 @@ from app.cli.common import (
     engine_or_exit,
     fail,
     local_time,
+    shown_of_total,
     use_prefect,
 )
 
@@ -54,7 +56,7 @@ def _period_or_exit(period: str | None) -> None:
         try:
             parse_period(period)
         except PeriodError as exc:
-            raise fail(str(exc), 2) from None
+            raise fail(str(exc)) from None  # exit 1, as every refused value (issue 15)
 
 
 def _yuan(fen) -> str:
@@ -271,6 +273,7 @@ def audit_list(
         list[str] | None, typer.Option("--state", help="open, rectifying, verified, closed")
     ] = None,
     source: Annotated[str | None, typer.Option("--source", help="audit, legal, carrier")] = None,
+    limit: Annotated[int, typer.Option(min=1, help=LIMIT_HELP)] = 50,
     json_out: JSON = False,
 ) -> None:
     """Findings (default: open and rectifying), earliest due first."""
@@ -278,6 +281,7 @@ def audit_list(
 
     with engine_or_exit().connect() as conn:
         rows = listing(conn, state or ["open", "rectifying"], source)
+    total, rows = len(rows), rows.head(limit)
     if json_out:
         emit_json(rows.to_dict("records"))
         return
@@ -287,6 +291,7 @@ def audit_list(
     for r in rows.itertuples(index=False):
         table.add_row(str(r.id), r.check_code, r.severity, r.state, str(r.due_date))
     console.print(table)
+    console.print(shown_of_total(len(rows), total, "earliest due first"), highlight=False)
     console.print("`yidi audit show ID` for what, where and the history", style="dim")
 
 

@@ -22,6 +22,7 @@ from app.cli.common import (
     engine_or_exit,
     fail,
     regular_file,
+    shown_of_total,
     use_prefect,
 )
 
@@ -265,7 +266,6 @@ def cases_list(
     if json_out:
         emit_json(frame.to_dict("records"))
         return
-    more = f"; --limit {total} for all" if total > len(frame) else ""
     table = RichTable(title=f"settlement cases ({status})", title_justify="left")
     for column in ("id", "class", "status", "owner", "amount (¥)", "summary"):
         table.add_column(column)
@@ -273,7 +273,7 @@ def cases_list(
         table.add_row(str(row.id), row.case_class, row.status, row.owner or "",
                       yuan_text(row.amount_fen, grouping=True), row.summary)  # fmt: skip
     console.print(table)
-    console.print(f"{len(frame)} of {total}, largest first{more}", highlight=False)
+    console.print(shown_of_total(len(frame), total, "largest first"), highlight=False)
 
 
 def _cases_as_of(engine, as_of: str, status: str, case_class: str | None, limit: int, json_out: bool) -> None:

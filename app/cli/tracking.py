@@ -17,6 +17,7 @@ from rich.table import Table as RichTable
 
 from app.cli.common import (
     EXIT_CONFIG,
+    LIMIT_HELP,
     PREFECT_OPTION_HELP,
     cli,
     console,
@@ -24,6 +25,7 @@ from app.cli.common import (
     engine_or_exit,
     fail,
     local_time,
+    shown_of_total,
     use_prefect,
 )
 
@@ -184,11 +186,11 @@ def _show_failed_pushes(engine) -> None:
 def incidents(
     status: Annotated[str, typer.Option(help="open, resolved or all")] = "open",
     incident_type: Annotated[str | None, typer.Option("--type", help="delay, damaged, lost, …")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many, newest first")] = 100,
+    limit: Annotated[int, typer.Option(min=1, help=LIMIT_HELP)] = 100,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Tracking incidents (F6) with owner, due date and claim (phones in carrier text masked)."""
-    from sqlalchemy import select
+    from sqlalchemy import func, select
 
     from tasks.tracking.report import mask_text
     from yidi.bulk import frame_records, read_frame
@@ -209,12 +211,15 @@ def incidents(
         .order_by(ti.c.id.desc())
         .limit(limit)
     )  # fmt: skip
+    counted = select(func.count()).select_from(ti)
     if status != "all":
-        stmt = stmt.where(ti.c.status == status)
+        stmt, counted = stmt.where(ti.c.status == status), counted.where(ti.c.status == status)
     if incident_type:
         stmt = stmt.where(ti.c.incident_type == incident_type)
+        counted = counted.where(ti.c.incident_type == incident_type)
     with engine.connect() as conn:
         frame = read_frame(conn, stmt)
+        total = int(conn.execute(counted).scalar_one())
     rows = frame_records(frame)
     for row in rows:
         row["evidence"] = mask_text(row["evidence"])
@@ -243,6 +248,7 @@ def incidents(
             r["owner"], local_time(r["due_at"]), claim, (r["evidence"] or "")[:60],
         )  # fmt: skip
     console.print(table)
+    console.print(shown_of_total(len(rows), total, "newest first"), highlight=False)
 
 
 cli.command("incidents", hidden=True, help=_renamed("incidents"))(incidents)

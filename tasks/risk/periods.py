@@ -18,7 +18,18 @@ class PeriodError(ValueError):
 
 
 def parse_period(text: str) -> tuple[date, date, str]:
-    """(first day, day after the last, kind) of ``2026-11`` (month), ``2026-W48`` (ISO week), ``2026-11-30``."""
+    """(first day, day after the last, kind) of ``2026-11`` (month), ``2026-W48`` (ISO week), ``2026-11-30``;
+    ``PeriodError`` naming the formats for anything else, ``2026-13`` and ``2026-02-30`` too."""
+    try:
+        return _parse_period(text)
+    except PeriodError:
+        raise
+    except ValueError:  # the right shape, not a day of the calendar
+        raise PeriodError(f"period {text!r} is not in the calendar: use YYYY-MM (month), YYYY-Www (ISO week) or "
+                          "YYYY-MM-DD (day)") from None
+
+
+def _parse_period(text: str) -> tuple[date, date, str]:
     if re.fullmatch(r"\d{4}-\d{2}", text):
         start = date(int(text[:4]), int(text[5:]), 1)
         end = date(start.year + (start.month == 12), start.month % 12 + 1, 1)
