@@ -37,7 +37,7 @@ def write_reference_files(home: Path) -> tuple[Path, Path]:
 
 
 @flow(name="lifecycle-demo", log_prints=True, flow_run_name=run_name("demo", "order_count"))
-def lifecycle_demo(order_count: Annotated[int, Field(ge=10, le=100_000, examples=[3000])] = 3000,
+def lifecycle_demo(order_count: Annotated[int, Field(ge=1, examples=[3000])] = 3000,
                    approve: Annotated[int, Field(ge=0, examples=[280])] = 280,
                    reject: Annotated[int, Field(ge=0, examples=[20])] = 20) -> dict:
     """Reference data, then every stage of the order lifecycle, each as a subflow against the stand-ins:

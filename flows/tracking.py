@@ -192,7 +192,7 @@ def poll_carriers(
     query_url: Url = None,
     subscribe_url: Url = None,
     callback_url: Url = None,
-    requests_per_second: Annotated[float | None, Field(gt=0, le=50, examples=[5])] = None,
+    requests_per_second: Annotated[float | None, Field(gt=0, examples=[5])] = None,
 ) -> dict:
     """Poll Kuaidi100 for every due active shipment (or one waybill), store, act, report.
 
