@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 from sqlalchemy import Connection, and_, case, func, select
 
-from yidi.bulk import insert_rows, read_frame
+from yidi.bulk import columns_frame, insert_rows, read_frame
 from yidi.outbox import enqueue
 from yidi.risk_policy import CreditPolicy
 from yidi.schema import customers, order_events, orders
@@ -34,7 +34,7 @@ def _customer_key(column):
 
 
 def _grouped(conn: Connection, stmt, name: str) -> pd.Series:
-    frame = read_frame(conn, stmt)
+    frame = columns_frame(conn, stmt)
     if frame.empty:
         return pd.Series(dtype="float64", name=name)
     return frame.set_index("customer_id")[name].astype("float64")
@@ -44,12 +44,12 @@ def load_raw_factors(conn: Connection, as_of: datetime, policy: CreditPolicy) ->
     """``RAW_COLUMNS`` for every customer, as the store stands at ``as_of``."""
     today = as_of.astimezone(BUSINESS_TZ).date()
     since = as_of - timedelta(days=policy.history_days)
-    people = read_frame(conn, select(customers.c.id.label("customer_id")).order_by(customers.c.id))
+    people = columns_frame(conn, select(customers.c.id.label("customer_id")).order_by(customers.c.id))
     raw = pd.DataFrame({"customer_id": people["customer_id"].astype("int64")}) if not people.empty else (
         pd.DataFrame({"customer_id": pd.Series(dtype="int64")}))  # fmt: skip
     key = raw["customer_id"]
 
-    overdue = read_frame(conn, select(receivables.c.customer_id, func.sum(receivables.c.outstanding_fen).label("fen"),
+    overdue = columns_frame(conn, select(receivables.c.customer_id, func.sum(receivables.c.outstanding_fen).label("fen"),
                                       func.min(receivables.c.due_date).label("oldest"))
                          .where(receivables.c.status == "open", receivables.c.due_date < today,
                                 receivables.c.outstanding_fen > 0, receivables.c.customer_id.is_not(None))
@@ -85,7 +85,7 @@ def load_raw_factors(conn: Connection, as_of: datetime, policy: CreditPolicy) ->
         .group_by(customer), "n")).fillna(0)  # fmt: skip
 
     recent = and_(orders.c.received_at >= since, orders.c.received_at <= as_of)
-    volume = read_frame(
+    volume = columns_frame(
         conn,
         select(
             customer,
@@ -100,12 +100,12 @@ def load_raw_factors(conn: Connection, as_of: datetime, policy: CreditPolicy) ->
     for column in ("orders", "rejected"):
         raw[column] = key.map(volume[column]).fillna(0) if volume is not None else 0
     if volume is not None:
-        first = pd.to_datetime(volume["first_at"], utc=True)
+        first = pd.to_datetime(volume["first_at"], utc=True, format="ISO8601")
         raw["tenure_days"] = key.map((pd.Timestamp(as_of) - first).dt.days).fillna(0)
     else:
         raw["tenure_days"] = 0
 
-    moved = read_frame(conn, select(
+    moved = columns_frame(conn, select(
         orders.c.customer_id,
         func.count(func.distinct(case((order_events.c.to_state == "delivered", order_events.c.order_id)))).label("d"),
         func.count(func.distinct(case((order_events.c.to_state == "returned", order_events.c.order_id)))).label("r"),
