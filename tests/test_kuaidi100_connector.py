@@ -141,13 +141,27 @@ def test_carrier_code_change_answers_with_com_old_and_new(carrier):
     assert result.carrier_changed
 
 
+class SimMonotonic:
+    """A stand-in for time.monotonic shared by the pacer and the carrier's token bucket: sleeping moves it, nothing
+    else does, so pacing and refills happen in simulated seconds and the counts are exact on any machine."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def test_stand_in_enforces_global_rate_and_pacer_keeps_under_it():
-    clock = SimClock(T0)
-    with start(clock=clock, rate_per_second=50, burst=5) as carrier:
+    clock, seconds = SimClock(T0), SimMonotonic()
+    with start(clock=clock, rate_per_second=50, burst=5, monotonic=seconds) as carrier:
         for i in range(120):
             carrier.register("yuantong", f"R{i}", shipped_at=T0)
         clock.advance(days=1)
-        # Unpaced: a burst beyond the bucket is refused with a throttling answer.
+        # Unpaced, in no time at all: the bucket's 5 go through, the other 25 get the throttling answer.
         client = client_for(carrier, retry=RetryPolicy(max_attempts=1))
         kinds = []
         for i in range(30):
@@ -156,27 +170,40 @@ def test_stand_in_enforces_global_rate_and_pacer_keeps_under_it():
                 kinds.append("ok")
             except Kuaidi100Error as exc:
                 kinds.append(exc.kind)
-        assert ErrorKind.RATE_LIMITED in kinds
-        carrier.reset_stats()  # and a full bucket: the paced part starts from rest without waiting a real second
-        # Paced at the same rate from several threads: never refused, never over 50 in any second.
-        paced = client_for(carrier, retry=RetryPolicy(max_attempts=1), before_request=RatePacer(50))
-        errors = []
-
-        def work(nums):
-            for n in nums:
-                try:
-                    paced.query("yuantong", f"R{n}")
-                except Kuaidi100Error as exc:
-                    errors.append(exc)
-
-        threads = [threading.Thread(target=work, args=(range(30 + k, 120, 6),)) for k in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        assert kinds == ["ok"] * 5 + [ErrorKind.RATE_LIMITED] * 25
+        carrier.reset_stats()  # and a full bucket: the paced part starts from rest
+        # Paced at the same rate: never refused, at most 95% of 50 (47) in any second, and no slower than that pace.
+        pacer = RatePacer(50, clock=seconds, sleep=seconds.sleep)
+        paced = client_for(carrier, retry=RetryPolicy(max_attempts=1), before_request=pacer)
+        started = seconds.now
+        for n in range(30, 120):
+            paced.query("yuantong", f"R{n}")
         stats = carrier.stats()
-        assert errors == [] and stats["rate_limited"] == 0
-        assert stats["max_requests_in_any_second"] <= 50
+        assert (stats["requests"], stats["rate_limited"], stats["max_requests_in_any_second"]) == (90, 0, 47)
+        # 47 sends 1/47.5 s apart fill the first second; the 48th waits until the first leaves the trailing second
+        # (1.0 s), and the other 42 follow at the pace.
+        assert seconds.now - started == pytest.approx(1.0 + 42 / 47.5)
+
+
+def test_the_pacer_gives_threads_slots_that_never_crowd_a_second():
+    """Six threads drawing 90 slots from one pacer get 90 distinct slots, 1/47.5 s apart, at most 47 in any second."""
+    slots, lock = [], threading.Lock()
+
+    def record(wait: float) -> None:  # the clock stays at 0: each thread's wait is its slot
+        with lock:
+            slots.append(wait)
+
+    pacer = RatePacer(50, clock=lambda: 0.0, sleep=record)
+    threads = [threading.Thread(target=lambda: [pacer.acquire() for _ in range(15)]) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    slots = sorted([0.0] * (90 - len(slots)) + slots)  # the very first slot is now: no wait, nothing recorded
+    assert len(slots) == 90 and pacer.sent == 90
+    gaps = [b - a for a, b in zip(slots, slots[1:], strict=False)]
+    assert min(gaps) == pytest.approx(1 / 47.5)
+    assert max(sum(1 for t in slots if s <= t < s + 1.0) for s in slots) == 47
 
 
 def test_subscription_and_signed_push(carrier):

@@ -174,11 +174,12 @@ def start(
     auto_register: bool = False,
     scenario_weights: dict[str, float] | None = None,
     port: int = 0,
+    monotonic=time.monotonic,
 ) -> Kuaidi100Standin:
     state = CarrierState(
         customer=customer, key=key, clock=clock or SimClock(), min_interval=timedelta(minutes=min_interval_minutes),
         rate_per_second=rate_per_second, burst=burst, seed=seed, auto_register=auto_register,
-        scenario_weights=scenario_weights,
+        scenario_weights=scenario_weights, monotonic=monotonic,
     )  # fmt: skip
     return Kuaidi100Standin(state, port=port)
 

@@ -33,15 +33,16 @@ def compact_json(value) -> str:
 
 
 class TokenBucket:
-    def __init__(self, rate: float, burst: float):
+    def __init__(self, rate: float, burst: float, monotonic=time.monotonic):
         self.rate, self.burst = rate, burst
+        self.monotonic = monotonic  # a simulated one in tests: the bucket refills only when the test moves it
         self.tokens = burst
-        self.at = time.monotonic()
+        self.at = monotonic()
         self.lock = threading.Lock()
 
     def take(self) -> bool:
         with self.lock:
-            now = time.monotonic()
+            now = self.monotonic()
             self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
             self.at = now
             if self.tokens >= 1:
@@ -65,15 +66,17 @@ class CarrierState:
         seed: int = 7,
         auto_register: bool = False,
         scenario_weights: dict[str, float] | None = None,
+        monotonic=time.monotonic,
     ):
         self.customer, self.key = customer, key
+        self.monotonic = monotonic  # real seconds for the rate limit and the arrival counts (simulated in tests)
         self.clock = clock
         self.min_interval = min_interval
         self.seed = seed
         self.auto_register = auto_register
         self.scenario_weights = scenario_weights or {"normal": 1.0}
         self.bucket = (
-            TokenBucket(rate_per_second, burst or max(1.0, rate_per_second / 10)) if rate_per_second else None
+            TokenBucket(rate_per_second, burst or max(1.0, rate_per_second / 10), monotonic) if rate_per_second else None
         )
         self.rate_per_second = rate_per_second
         self.lock = threading.Lock()
@@ -175,7 +178,7 @@ class CarrierState:
 
     def answer_query(self, form: dict[str, str]) -> tuple[int, dict | str]:
         """(HTTP status, JSON body or raw text)."""
-        self.arrivals.append(time.monotonic())
+        self.arrivals.append(self.monotonic())
         now = self.clock.now()
         with self.lock:
             failure = self.failures.popleft() if self.failures else None
@@ -344,7 +347,7 @@ class CarrierState:
         self.outcomes.clear()
         self.arrivals.clear()
         if self.bucket is not None:
-            self.bucket = TokenBucket(self.bucket.rate, self.bucket.burst)
+            self.bucket = TokenBucket(self.bucket.rate, self.bucket.burst, self.monotonic)
 
 
 def failure_answer(mode: str) -> tuple[int, dict | str]:
