@@ -219,8 +219,10 @@ def provenance() -> dict:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
                                 check=True).stdout.strip()  # fmt: skip
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                    capture_output=True, text=True).stdout.strip())  # fmt: skip
+        # Changed code makes a figure unreproducible; the results being written (this run's or the last's) do not.
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                     ":(exclude)bench/results"], cwd=root, capture_output=True, text=True,
+                                    check=True).stdout.strip())  # fmt: skip
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = None, None
     with open("/proc/meminfo") as handle:

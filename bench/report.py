@@ -93,8 +93,20 @@ def split_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def load_results() -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
+
+
+def render(results: list[dict]) -> str:
+    """What goes between the README's markers: the figures table, then the split table."""
+    body = table(results)
+    if split := split_table(results):
+        body += "\n\n" + split
+    return body
+
+
 def main() -> int:
-    results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
+    results = load_results()
     readme = ROOT / "README.md"
     text = readme.read_text(encoding="utf-8")
     if BEGIN not in text or END not in text:
@@ -102,10 +114,7 @@ def main() -> int:
         return 1
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
-    body = table(results)
-    if split := split_table(results):
-        body += "\n\n" + split
-    readme.write_text(f"{head}{BEGIN}\n{body}\n{END}{tail}", encoding="utf-8")
+    readme.write_text(f"{head}{BEGIN}\n{render(results)}\n{END}{tail}", encoding="utf-8")
     print(f"README.md: {len(results)} benchmark(s) from {RESULTS.relative_to(ROOT)}/")
     return 0
 
