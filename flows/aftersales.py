@@ -36,7 +36,7 @@ from tasks.aftersales.assessment import assess_open_cases
 from tasks.aftersales.landing import land_requests
 from tasks.aftersales.refunds import make_refund_clients, send_refunds
 from tasks.aftersales.report import open_cases_by_age, satisfaction, sla_compliance
-from tasks.aftersales.return_tracking import track_returns
+from tasks.aftersales.return_tracking import apply_return_pushes, track_returns
 from tasks.aftersales.return_waybills import issue_return_waybills
 from tasks.aftersales.service import create_jobs, record_result, schedule_jobs
 from tasks.aftersales.web_refunds import website_refunds
@@ -138,20 +138,23 @@ def return_waybills_task(engine: Engine, carrier, carrier_api_url: str | None, n
 
 @task(name="track-return-parcels", cache_policy=NO_CACHE)
 def track_returns_task(engine: Engine, tracker, query_url: str | None, now: datetime) -> dict:
-    """Return parcels on Kuaidi100 with the tracking area's account ([tracking]); skipped without one."""
+    """Return parcels: Kuaidi100 pushes the tracking receiver landed first, then polling with the tracking area's
+    account ([tracking]; polling skipped without one)."""
     import os
 
     from tasks.tracking.polling import make_client
 
     settings = get_settings()
     policy = settings.tracking
+    with engine.begin() as conn:
+        pushed = apply_return_pushes(conn, now)
     if tracker is None:
         if not all(os.environ.get(name) for name in (policy.customer_env, policy.key_env)):
-            return {"skipped": "no Kuaidi100 account ([tracking] customer_env/key_env not set)"}
+            return {"pushes": pushed, "skipped": "no Kuaidi100 account ([tracking] customer_env/key_env not set)"}
         with make_client(policy, query_url=query_url) as client, engine.begin() as conn:
-            return track_returns(conn, client, settings, now)
+            return {"pushes": pushed, **track_returns(conn, client, settings, now)}
     with engine.begin() as conn:
-        return track_returns(conn, tracker, settings, now)
+        return {"pushes": pushed, **track_returns(conn, tracker, settings, now)}
 
 
 @task(name="restock-returns", **_retry)

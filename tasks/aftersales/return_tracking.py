@@ -6,6 +6,12 @@ warehouse's inspection list (``yidi aftersales list --status return_arrived``, t
 
 The client is passed in (built by the flow from ``[tracking]``, the one Kuaidi100 account). One answer per
 waybill, each failure that waybill's own; a refused account (signature, key) stops the round at once.
+
+Pushes: with ``[tracking] push_enabled`` a return waybill is subscribed the first time it is asked about, with the
+tracking area's callback URL. Kuaidi100 then pushes it to ``yidi tracking callbacks``, which lands every push in
+``tracking_push_receipts`` (verified, kept raw) and marks one that is no outbound shipment ``unmatched``;
+``apply_return_pushes`` reads the pushes of open return waybills from there (the newest since the case was last
+updated) and applies them exactly as a poll's answer.
 """
 
 from __future__ import annotations
@@ -14,11 +20,16 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, or_, select
 
-from connectors.kuaidi100 import PHONE_REQUIRED, ErrorKind, Kuaidi100Error, TrackingResult
+import json
+
+import pandas as pd
+
+from connectors.kuaidi100 import PHONE_REQUIRED, ErrorKind, Kuaidi100Error, TrackingResult, parse_result
 from tasks.aftersales import store
 from yidi.bulk import read_frame
 from yidi.schema import orders
 from yidi.schema_aftersales import aftersales_cases
+from yidi.schema_tracking import tracking_push_receipts
 from yidi.settings import Settings
 
 # Kuaidi100 ``state`` (resultv2): 0 在途 1 揽收 2 疑难 3 签收 4 退签 5 派件 6 退回 7 转投 14 拒签.
@@ -39,20 +50,27 @@ def track_returns(conn: Connection, client, settings: Settings, now: datetime) -
     due_before = now - timedelta(minutes=policy.return_tracking_interval_minutes)
     due = read_frame(conn, select(
         aftersales_cases.c.id, aftersales_cases.c.case_no, aftersales_cases.c.return_carrier,
-        aftersales_cases.c.return_waybill_no, orders.c.customer_phone)
+        aftersales_cases.c.return_waybill_no, aftersales_cases.c.return_tracked_at, orders.c.customer_phone)
         .join(orders, orders.c.id == aftersales_cases.c.order_id)
         .where(aftersales_cases.c.status == "awaiting_return", aftersales_cases.c.return_waybill_no.is_not(None),
                or_(aftersales_cases.c.return_tracked_at.is_(None), aftersales_cases.c.return_tracked_at <= due_before))
         .order_by(aftersales_cases.c.id))  # fmt: skip
     counts = {"asked": 0, "arrived": 0, "no_scan_yet": 0, "failed": 0}
+    pushes = settings.tracking.push_enabled
+    if pushes:
+        counts["subscribed"] = 0
     updates, tried = [], []  # answered parcels; parcels asked without an answer (their last state stays)
     for case in due.to_dict("records"):
         carrier = case["return_carrier"] or policy.return_carrier
         # The customer sends the parcel: their number is the one the carrier checks (SF, ZTO).
         phone = case["customer_phone"] if carrier in PHONE_REQUIRED else None
         counts["asked"] += 1
-        row = {"id": int(case["id"]), "status": "awaiting_return", "return_tracked_at": now,
-               "return_parcel_state": None, "return_last_event": None, "return_arrived_at": None}  # fmt: skip
+        if pushes and _never_asked(case):
+            try:  # not subscribed: polling goes on all the same
+                counts["subscribed"] += client.subscribe(carrier, case["return_waybill_no"],
+                                                         settings.tracking.callback_url, phone=phone).accepted
+            except Kuaidi100Error:
+                pass
         try:
             result = client.query(carrier, case["return_waybill_no"], phone)
         except Kuaidi100Error as exc:
@@ -60,16 +78,58 @@ def track_returns(conn: Connection, client, settings: Settings, now: datetime) -
                 counts["failed"] += len(due) - counts["asked"] + 1
                 break  # every further request would be refused the same way
             counts["no_scan_yet" if exc.kind == ErrorKind.NO_RESULT else "failed"] += 1
-            tried.append({"id": row["id"], "return_tracked_at": now})
+            tried.append({"id": int(case["id"]), "return_tracked_at": now})
             continue
-        newest = result.newest()
-        row["return_parcel_state"] = parcel_state(result)
-        row["return_last_event"] = f"{newest.time_text} {newest.context}"[:500] if newest else None
-        if row["return_parcel_state"] == "arrived":
-            counts["arrived"] += 1
-            row["status"], row["return_arrived_at"] = "return_arrived", newest.time if newest else now
-        updates.append(row)
+        updates.append(_case_update(int(case["id"]), result, now))
+        counts["arrived"] += updates[-1]["status"] == "return_arrived"
     store.update_cases(conn, tried, ["return_tracked_at"], now)
-    store.update_cases(conn, updates, ["status", "return_tracked_at", "return_parcel_state", "return_last_event",
-                                       "return_arrived_at"], now)  # fmt: skip
+    store.update_cases(conn, updates, UPDATED, now)
+    return counts
+
+
+UPDATED = ["status", "return_tracked_at", "return_parcel_state", "return_last_event", "return_arrived_at"]
+
+
+def _never_asked(case: dict) -> bool:
+    return case.get("return_tracked_at") is None or pd.isna(case.get("return_tracked_at"))
+
+
+def _case_update(case_id: int, result: TrackingResult, now: datetime) -> dict:
+    """The case's columns after an answer (a poll's or a push's): state, newest event, arrival."""
+    newest = result.newest()
+    state = parcel_state(result)
+    arrived = state == "arrived"
+    return {"id": case_id, "status": "return_arrived" if arrived else "awaiting_return", "return_tracked_at": now,
+            "return_parcel_state": state,
+            "return_last_event": f"{newest.time_text} {newest.context}"[:500] if newest else None,
+            "return_arrived_at": (newest.time if newest else now) if arrived else None}  # fmt: skip
+
+
+def apply_return_pushes(conn: Connection, now: datetime) -> dict:
+    """Apply the newest Kuaidi100 push of each open return waybill received since its case was last updated;
+    returns counts (applied, arrived). The pushes stay in ``tracking_push_receipts`` as the tracking area left
+    them (read, never changed here)."""
+    found = read_frame(conn, select(
+        aftersales_cases.c.id, aftersales_cases.c.return_waybill_no, tracking_push_receipts.c.content,
+        tracking_push_receipts.c.received_at)
+        .join(tracking_push_receipts, tracking_push_receipts.c.waybill_no == aftersales_cases.c.return_waybill_no)
+        .where(aftersales_cases.c.status == "awaiting_return",
+               or_(aftersales_cases.c.return_tracked_at.is_(None),
+                   tracking_push_receipts.c.received_at > aftersales_cases.c.return_tracked_at))
+        .order_by(aftersales_cases.c.id, tracking_push_receipts.c.received_at, tracking_push_receipts.c.id))  # fmt: skip
+    counts = {"applied": 0, "arrived": 0}
+    updates = []
+    for push in found.groupby("id").tail(1).to_dict("records"):  # the newest push says where the parcel is now
+        try:
+            body = json.loads(push["content"])
+            result = parse_result(body.get("lastResult") or {}, com_old=body.get("comOld") or None,
+                                  com_new=body.get("comNew") or None)  # fmt: skip
+        except Exception:  # noqa: BLE001 - an unreadable push is the tracking area's to report; polling goes on
+            continue
+        if not result.checkpoints:
+            continue
+        updates.append(_case_update(int(push["id"]), result, now))
+        counts["applied"] += 1
+        counts["arrived"] += updates[-1]["status"] == "return_arrived"
+    store.update_cases(conn, updates, UPDATED, now)
     return counts
