@@ -16,13 +16,11 @@ updated) and applies them exactly as a poll's answer.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, or_, select
-
-import json
-
 import pandas as pd
+from sqlalchemy import Connection, or_, select
 
 from connectors.kuaidi100 import PHONE_REQUIRED, ErrorKind, Kuaidi100Error, TrackingResult, parse_result
 from tasks.aftersales import store
