@@ -132,6 +132,10 @@ def build(conn) -> dict[str, int]:
         "fully_received": add_order(conn, cid, received_at=T, **due, events=chain(FULL)),
         "tampered": add_order(conn, cid, received_at=T, **due, events=chain(FULL)),
         "raw_missing": add_order(conn, cid, received_at=T, **due, events=chain(FULL)),
+        # paid, then turned down in review: its refund reverses the payment, no after-sales case needed
+        "refund_rejected": add_order(
+            conn, cid, received_at=T, state="rejected", **due, events=chain(["pending_review", "rejected"])
+        ),
     }
     # intake records an order's creation as a state event into received, with no state before it
     insert_rows(conn, order_events, pd.DataFrame([{"order_id": o["clean"], "occurred_at": T, "actor": "intake",
@@ -159,7 +163,7 @@ def build(conn) -> dict[str, int]:
     for name in o:
         if name not in ("silent",) and name != "shipped_unapproved":
             notice(conn, o[name])
-    for name in ("refund_no_case", "refund_with_case"):
+    for name in ("refund_no_case", "refund_with_case", "refund_rejected"):
         add_refund(conn, o[name], 1_000, T + 10 * H)
     insert_rows(conn, aftersales_cases, pd.DataFrame([{"case_no": "AC1", "request_key": "AC1",
                                                        "order_id": o["refund_with_case"], "kind": "return",

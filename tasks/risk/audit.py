@@ -27,6 +27,7 @@ CHECKS = {
     "SATISFACTION_LOW": ("medium", "customer satisfaction below target"),
     "STOCKTAKE_SELF_VERIFIED": ("high", "a stocktake verified by a person who adjusted the stock it covers"),
 }
+UNFULFILLED = ("cancelled", "rejected", "auto_rejected")  # ended before shipment: a refund reverses the payment
 CUSTOMER_OUTCOMES = ("auto_rejected", "rejected", "shipped", "exception")
 COMPARED_FIELDS = ["customer_name", "customer_phone", "ship_province", "ship_city", "ship_district", "ship_detail",
                    "payment_method", "goods_total_fen", "freight_fen", "order_total_fen"]  # fmt: skip
@@ -49,7 +50,7 @@ def process_checks(
 ) -> pd.DataFrame:
     """``events``: order_id, id, occurred_at, kind, from_state, to_state. ``orders``: order_id, review_due_at,
     payment_state. ``noticed``: orders with a queued notice; ``with_case``: orders with an after-sales case;
-    ``refunded``: orders refunded."""
+    ``refunded``: orders refunded (a refund of an order rejected or cancelled before shipment needs no case)."""
     if events.empty:  # nothing happened in the period (a fresh store): only the refunds can be checked
         return _rows("REFUND_WITHOUT_CASE", sorted(set(refunded) - set(with_case)))
     events = events.sort_values(["order_id", "occurred_at", "id"], kind="stable")
@@ -124,7 +125,10 @@ def process_checks(
         )
     )
 
-    pieces.append(_rows("REFUND_WITHOUT_CASE", sorted(set(refunded) - set(with_case))))
+    # Money sent back for an order we turned down or that was cancelled before it shipped is the payment's
+    # reversal, not an after-sales remedy: it needs no case (settlement explains such refunds the same way).
+    unfulfilled = set(state.loc[state["to_state"].isin(UNFULFILLED), "order_id"]) - set(shipped.index)
+    pieces.append(_rows("REFUND_WITHOUT_CASE", sorted(set(refunded) - set(with_case) - unfulfilled)))
     return pd.concat([p for p in pieces if not p.empty] or [_rows("STATE_SKIPPED", [])], ignore_index=True)
 
 
