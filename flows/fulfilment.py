@@ -159,8 +159,9 @@ def _publish(summary: dict) -> None:
     if exceptions or problems:
         rows = [{"order_no": str(e["order_no"]), "problem": e["exception"]} for e in exceptions]
         rows += [{"order_no": str(p["order_no"]), "problem": f"{p['shipment_no']}: {p['error']}"} for p in problems]
+        shown = f"{len(rows)}" if len(rows) <= 1000 else f"{len(rows)}; the first 1000 shown"
         create_table_artifact(key="fulfilment-exceptions", table=rows[:1000],
-                              description="Orders that need a person (they keep their state)")  # fmt: skip
+                              description=f"Orders that need a person ({shown}; they keep their state)")  # fmt: skip
 
 
 @flow(name="fulfilment-handoff", log_prints=True, flow_run_name=run_name("handoff"))

@@ -563,9 +563,35 @@ def check_review_deadlines(send: bool = True) -> dict:
     require_store()
     report = check_deadlines(get_engine(), settings=get_settings())
     backlog = _backlog_artifact(len(report.reminded), len(report.escalated))
+    waiting = waiting_review_forms()
+    for form in waiting:  # a suspended review run cannot say it itself: no process runs it while it waits
+        get_run_logger().info("review form %s waiting for a reviewer for %s (since %s)", form["run"], form["waiting"],
+                              form["since"])  # fmt: skip
     if send and (report.reminded or report.escalated):
         from flows.notifications import send_notifications
 
         send_notifications(return_state=True)  # a dead relay fails that run, not this one's decisions
     return {"reminded": report.reminded, "escalated": report.escalated, "backlog": backlog.to_dict("records"),
-            "checked_at": utc_now().isoformat()}  # fmt: skip
+            "waiting_forms": waiting, "checked_at": utc_now().isoformat()}  # fmt: skip
+
+
+def waiting_review_forms() -> list[dict]:
+    """Review runs waiting for a reviewer (paused or suspended), oldest first: ``run`` (its name), ``since``
+    (Asia/Shanghai, labelled) and ``waiting`` (``2 h 5 min``), counted from when the form was last shown."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowFilter,
+        FlowFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    paused = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED])))
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["review-orders"])),
+                                     flow_run_filter=paused)  # fmt: skip
+    runs = sorted(runs, key=lambda r: r.state.timestamp)
+    return [{"run": r.name, "since": f"{pd.Timestamp(r.state.timestamp).tz_convert(BUSINESS_TZ):%Y-%m-%d %H:%M} "
+                                     "(Asia/Shanghai)", "waiting": waited(r.state.timestamp)} for r in runs]  # fmt: skip

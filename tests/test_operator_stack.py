@@ -549,3 +549,12 @@ def test_long_lists_say_how_many_there_are_take_filters_and_a_limit(sqlite_engin
     assert "0 of 0, newest first" in said("tracking", "incidents")
     assert "0 of 0, earliest due first" in said("audit", "list")
     assert "0 of 0, the newest" in said("aftersales", "list", "--type", "return")
+
+
+def test_the_intake_summary_names_the_channels_as_staff_know_them():
+    """Seen: the ingest summary artifact said "spreadsheet" for what staff know as phone and fax orders."""
+    from flows.intake import _summary_rows
+
+    rows = _summary_rows({"taobao": {}, "woocommerce": {}, "email": {}, "spreadsheet": {}, "form": {}})
+    assert [r["channel"] for r in rows] == ["taobao (platform)", "website (WooCommerce)", "email",
+                                            "phone/fax (order templates)", "phone/fax (UI form)"]  # fmt: skip

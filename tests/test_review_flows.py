@@ -282,6 +282,12 @@ def test_a_deployed_review_run_is_suspended_not_holding_a_worker_and_resumes_whe
 
         first = start_and_expect_suspension()
         assert len(first["orders"]) == 2 and "Waiting for a reviewer since" in first["description"]
+        # nothing runs the suspended review: the hourly deadline check says how long it has been waiting
+        from flows.review import check_review_deadlines
+
+        waiting = check_review_deadlines(send=False)["waiting_forms"]
+        assert [(w["run"], w["waiting"]) for w in waiting] == [(client.read_flow_run(run.id).name, "0 min")]
+        assert waiting[0]["since"].endswith("(Asia/Shanghai)")
         # a refused answer: the resumed run shows the same page again, with the reason at the top
         submit_review(run.id, "alice", [{"order_no": first["orders"][0], "decision": "reject", "reason": "价格不符"}])
         assert client.read_flow_run(run.id).state.is_scheduled()  # rescheduled for a worker, not running anywhere
