@@ -61,7 +61,8 @@ SPLIT_COLUMNS = (("database", "database CPU"), ("database_wait", "database wait"
 
 def _taken(provenance: dict) -> str:
     commit = (provenance.get("commit") or "?")[:8] + ("+" if provenance.get("uncommitted_changes") else "")
-    return f"{commit}, {(provenance.get('date') or '?')[:10]}"
+    load = provenance.get("machine", {}).get("load_average_1m", "?")
+    return f"{commit}, {(provenance.get('date') or '?')[:10]}, load {load}"
 
 
 def _split_rows(result: dict) -> list[tuple[str, dict, float | None, str]]:
@@ -82,9 +83,10 @@ def split_table(results: list[dict]) -> str:
         return ""
     lines = [
         "Where ours spends its time (thread-seconds from one more, untimed run at the same size under `bench.parts`' "
-        "stack sampler; every part is CPU time except database wait):",
+        "stack sampler; every part is CPU time except database wait, which on a loaded machine also holds the wait for a "
+        "CPU: see the 1-minute load when the split was taken):",
         "",
-        "| benchmark | wall s | " + " | ".join(label for _, label in SPLIT_COLUMNS) + " | commit, date |",
+        "| benchmark | wall s | " + " | ".join(label for _, label in SPLIT_COLUMNS) + " | commit, date, load |",
         "|---|---|" + "---|" * len(SPLIT_COLUMNS) + "---|",
     ]
     for label, split, wall, taken in rows:

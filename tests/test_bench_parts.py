@@ -91,12 +91,13 @@ def test_time_inside_sqlite_is_charged_to_the_database():
 def test_the_readme_split_table_is_written_from_the_results():
     result = {"name": "store_insert", "n": 1000, "sqlite": {"split_s": {"database": 1.5, "database_wait": 0.25,
               "great_expectations": 0.0, "prefect": 0.0, "ours": 0.5, "other": 0.0}, "split_wall_s": 2.3},
-              "split_provenance": {"commit": "0123456789abcdef", "date": "2026-12-05T01:00:00+00:00"}}  # fmt: skip
+              "split_provenance": {"commit": "0123456789abcdef", "date": "2026-12-05T01:00:00+00:00",
+                                   "machine": {"load_average_1m": 0.42}}}  # fmt: skip
     assert report.split_table([result]).splitlines()[2:] == [
         "| benchmark | wall s | database CPU | database wait | Great Expectations | Prefect | our code | other threads "
-        "| commit, date |",
+        "| commit, date, load |",
         "|---|---|---|---|---|---|---|---|---|",
-        "| `store_insert` sqlite | 2.3 | 1.50 | 0.25 | 0.00 | 0.00 | 0.50 | 0.00 | 01234567, 2026-12-05 |",
+        "| `store_insert` sqlite | 2.3 | 1.50 | 0.25 | 0.00 | 0.00 | 0.50 | 0.00 | 01234567, 2026-12-05, load 0.42 |",
     ]
     assert report.split_table([{"name": "old", "n": 1}]) == ""
 
