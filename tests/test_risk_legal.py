@@ -159,3 +159,33 @@ def test_the_catalogue_cites_the_civil_code_not_the_contract_law():
     assert citations["CC832_CARRIER_CLAIM"] == "《中华人民共和国民法典》第八百三十二条"
     assert citations["PIPL19_RETENTION"] == "《中华人民共和国个人信息保护法》第十九条"
     assert not any("合同法" in rule.citation for rule in legal.RULES)
+
+
+def test_an_invoice_recorded_for_an_order_satisfies_the_e_commerce_law_14_rule(engine):
+    from risk_data import add_receivable
+
+    from tasks.settlement.invoices import record_invoices
+    from yidi.schema_settlement import receivables
+
+    october = datetime(2026, 10, 5, tzinfo=UTC)
+    with engine.begin() as conn:
+        cid = add_customer(conn, "INV")
+        first, second = (add_order(conn, cid, received_at=october) for _ in range(2))
+        for oid in (first, second):
+            add_receivable(conn, oid, cid, 10_000, 0, date(2026, 10, 6))
+        numbers = dict(conn.execute(select(orders.c.id, orders.c.order_no)).all())
+        fired = evaluate_period(conn, "2026-10", AS_OF, SETTINGS)
+        assert sorted(fired.loc[fired["rule"] == "ECL14_INVOICE", "order_id"]) == sorted([first, second])
+
+        issued = pd.DataFrame({"order_no": [numbers[first], "YD-NOT-OURS"], "invoice_no": ["04403260001", "1"]})
+        result = record_invoices(conn, issued, now=AS_OF, actor="finance")
+        assert result == {"recorded": 1, "already": 0, "unknown": ["YD-NOT-OURS"]}
+        again = record_invoices(conn, issued.iloc[:1], now=AS_OF, actor="finance")
+        assert again == {"recorded": 0, "already": 1, "unknown": []}
+        on_ledger = dict(conn.execute(select(receivables.c.order_id, receivables.c.invoice_no)).all())
+        trail = conn.execute(select(order_events.c.order_id, order_events.c.reason)
+                             .where(order_events.c.kind == "invoice")).all()  # fmt: skip
+        fired = evaluate_period(conn, "2026-10", AS_OF, SETTINGS)
+    assert on_ledger == {first: "04403260001", second: None}
+    assert [tuple(t) for t in trail] == [(first, "invoice 04403260001")]
+    assert list(fired.loc[fired["rule"] == "ECL14_INVOICE", "order_id"]) == [second]

@@ -404,3 +404,26 @@ def cases_assign(
 ) -> None:
     """Give a case to someone else."""
     _change(case_id, note, owner=owner)
+
+
+@settlement_app.command("invoice")
+def invoice(
+    order_no: Annotated[str, typer.Argument(help="Our order number (YD…)")],
+    invoice_no: Annotated[str, typer.Argument(help="The invoice's number as issued (e-invoice or paper)")],
+) -> None:
+    """Record the invoice issued for an order (电子商务法 第十四条): its number on the order's receivables and an
+    invoice event; the legal rule ECL14_INVOICE then counts the order as invoiced."""
+    import pandas as pd
+
+    from tasks.settlement.invoices import record_invoices
+    from yidi.bulk import utc_now
+    from yidi.lifecycle import current_actor
+
+    engine = engine_or_exit()
+    with engine.begin() as conn:
+        result = record_invoices(conn, pd.DataFrame({"order_no": [order_no], "invoice_no": [invoice_no]}),
+                                 now=utc_now(), actor=current_actor())  # fmt: skip
+    if result["unknown"]:
+        raise fail(f"no order {order_no}")
+    said = "recorded" if result["recorded"] else "already recorded"
+    console.print(f"order {order_no}: invoice {invoice_no} {said}", highlight=False)
