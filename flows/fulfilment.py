@@ -151,7 +151,7 @@ def _publish(summary: dict) -> None:
     if shipments:
         create_table_artifact(
             key="fulfilment-shipments",
-            table=[{k: str(v) for k, v in s.items()} for s in shipments[:1000]],
+            table=[shipment_row(s) for s in shipments[:1000]],
             description=f"Shipments handed to carriers ({len(shipments)}; first 1000 shown)",
         )
     exceptions = allocation.get("exception_rows") or []
@@ -162,6 +162,17 @@ def _publish(summary: dict) -> None:
         shown = f"{len(rows)}" if len(rows) <= 1000 else f"{len(rows)}; the first 1000 shown"
         create_table_artifact(key="fulfilment-exceptions", table=rows[:1000],
                               description=f"Orders that need a person ({shown}; they keep their state)")  # fmt: skip
+
+
+# The artifact's columns, short enough that every one shows in the UI's table at 1600 px (seen: `phone` and
+# `destination` cut off on the right); the order number is the shipment number without its `-n`.
+SHIPMENT_COLUMNS = {"shipment_no": "shipment", "carrier": "carrier", "waybill_no": "waybill",
+                    "expected_delivery_date": "due", "warehouse": "from", "recipient": "recipient",
+                    "phone": "phone", "destination": "to"}  # fmt: skip
+
+
+def shipment_row(shipment: dict) -> dict:
+    return {label: "" if shipment.get(key) is None else str(shipment[key]) for key, label in SHIPMENT_COLUMNS.items()}
 
 
 @flow(name="fulfilment-handoff", log_prints=True, flow_run_name=run_name("handoff"))

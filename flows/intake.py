@@ -147,11 +147,17 @@ IntakeChannel = Literal[ORDER_CHANNELS]  # type: ignore[valid-type]  (the Run fo
 
 
 def _summary_rows(results: dict[str, dict]) -> list[dict]:
+    """The intake-summary table: one row per channel. No `batches` column (the log has it) and an `error` column
+    only when a channel failed: seen, the table was wider than the UI's artifact view and its last columns cut off."""
     rows = []
     for name, result in results.items():
         row = {"channel": CHANNEL_LABELS.get(name, name), **{k: result.get(k, 0) for k in SUMMARY_FIELDS}}
+        row.pop("batches")
         row["error"] = result.get("error") or ""
         rows.append(row)
+    if not any(row["error"] for row in rows):
+        for row in rows:
+            del row["error"]
     return rows
 
 
@@ -170,7 +176,7 @@ def intake_orders(channels: list[IntakeChannel] | None = None, files: list[str] 
     require_store()
     results = order_intake(submitted, channels=channels, files=files, options=options)
     rows = _summary_rows(results)
-    totals = {k: sum(r[k] for r in rows) for k in SUMMARY_FIELDS}
+    totals = {k: sum(r[k] for r in rows) for k in SUMMARY_FIELDS if k != "batches"}
     create_table_artifact(
         key="intake-summary",
         table=rows,

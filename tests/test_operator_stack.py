@@ -558,3 +558,33 @@ def test_the_intake_summary_names_the_channels_as_staff_know_them():
     rows = _summary_rows({"taobao": {}, "woocommerce": {}, "email": {}, "spreadsheet": {}, "form": {}})
     assert [r["channel"] for r in rows] == ["taobao (platform)", "website (WooCommerce)", "email",
                                             "phone/fax (order templates)", "phone/fax (UI form)"]  # fmt: skip
+    # and every column shows in the UI's artifact view (seen: `batches` and `error` cut off on the right)
+    assert list(rows[0]) == ["channel", "read", "new", "updated", "unchanged", "quarantined", "cancelled", "rereview",
+                             "remote", "local", "unknown"]  # fmt: skip
+    failed = _summary_rows({"taobao": {"new": 1}, "woocommerce": {"error": "HTTPError: 401"}})
+    assert [r["error"] for r in failed] == ["", "HTTPError: 401"]
+
+
+def test_the_shipments_artifact_has_short_columns_that_all_show():
+    """Seen: the fulfilment-shipments table was wider than the UI's artifact view (`phone`, `destination` cut off)."""
+    from flows.fulfilment import shipment_row
+
+    row = shipment_row({"shipment_no": "YD26120500000001-1", "order_no": "YD26120500000001", "carrier": "zhongtong",
+                        "waybill_no": "72026112700002", "expected_delivery_date": "2026-12-08", "warehouse": "CQ-XY",
+                        "recipient": "蔡*", "phone": "186****8394", "destination": "重庆市重庆市"})  # fmt: skip
+    assert row == {"shipment": "YD26120500000001-1", "carrier": "zhongtong", "waybill": "72026112700002",
+                   "due": "2026-12-08", "from": "CQ-XY", "recipient": "蔡*", "phone": "186****8394",
+                   "to": "重庆市重庆市"}  # fmt: skip
+
+
+def test_the_failures_by_reason_artifact_lists_only_codes_that_failed():
+    """Seen: 38 rows, most of them 0 orders, the few codes that failed lost among them."""
+    import pandas as pd
+
+    from flows.review import failures_by_reason
+
+    stats = pd.DataFrame({"reason_code": ["REGION_LOCAL", "ADDRESS_INCOMPLETE", "COD_OVER_LIMIT", "ADDRESS_INCOMPLETE"],
+                          "severity": ["note", "reject", "reject", "reject"], "unexpected_count": [13, 2, 0, 1]})
+    rows = failures_by_reason(stats)
+    assert [(r["reason_code"], r["orders"]) for r in rows] == [("REGION_LOCAL", 13), ("ADDRESS_INCOMPLETE", 3)]
+    assert rows[1]["message"] == "收货地址不完整（须包含省、市、区县和详细地址）" and rows[1]["area"] == "V1"
