@@ -523,7 +523,7 @@ def test_long_lists_say_how_many_there_are_take_filters_and_a_limit(sqlite_engin
             "channel": ["email"] * 3 + ["taobao"] * 2, "content_hash": [f"h{i}" for i in range(5)],
             "status": ["quarantined"] * 5, "content": ["?"] * 5, "reason": ["unreadable"] * 5, "received_at": [at] * 5}))
         insert_rows(conn, orders, pd.DataFrame({  # 4 platform + 2 website orders waiting for review
-            "order_no": [f"YD-L-{i}" for i in range(6)], "channel": ["taobao"] * 4 + ["website"] * 2,
+            "order_no": [f"YD2612050000000{i}" for i in range(6)], "channel": ["taobao"] * 4 + ["website"] * 2,
             "channel_order_id": [str(i) for i in range(6)], "state": ["pending_review"] * 6,
             "order_total_fen": [1000] * 6, "order_time": [at] * 6}))
         insert_rows(conn, feedback_items, pd.DataFrame({  # 3 complaints, 1 inquiry
@@ -542,6 +542,8 @@ def test_long_lists_say_how_many_there_are_take_filters_and_a_limit(sqlite_engin
     assert "2 of 3, newest first; --limit 3 for all" in said("intake", "quarantine", "list", "-c", "email",
                                                              "--limit", "2")  # fmt: skip
     assert "6 of 6, earliest deadline first" in said("review", "list")
+    narrow = runner.invoke(cli, ["review", "list"], env={"COLUMNS": "80"}).output  # seen: `YD261205…` at 80
+    assert "YD26120500000003" in narrow and max(map(len, narrow.splitlines())) <= 80
     assert "1 of 2, earliest deadline first; --limit 2 for all" in said("review", "list", "--channel", "website",
                                                                          "--limit", "1")  # fmt: skip
     assert "2 of 3, oldest first; --limit 3 for all" in said("feedback", "list", "--category", "complaint",

@@ -76,13 +76,22 @@ def review_list(
     if json_out:
         emit_json(rows)
         return
-    table = RichTable(title=f"pending review ({total})", title_justify="left")
-    for column in ("order_no", "customer", "phone", "total", "payment", "due", "findings"):
-        table.add_column(column)
+    from rich import box
+
+    # Fits 80 columns with the order number whole (seen: `YD261205…`); the customer is in `yidi review show`.
+    table = RichTable(title=f"pending review ({total})", title_justify="left", box=box.SIMPLE, padding=(0, 1))
+    table.add_column("order_no", no_wrap=True)
+    table.add_column("total ¥", justify="right", no_wrap=True)
+    table.add_column("payment", no_wrap=True)
+    table.add_column("due", no_wrap=True)
+    table.add_column("findings", overflow="fold")
     for row in rows:
-        table.add_row(*(str(row[c]) for c in ("order_no", "customer", "phone", "total", "payment", "due", "findings")))
+        table.add_row(row["order_no"], row["total"], row["payment"] or "", row["due"][5:] if row["due"] != "—" else "—",
+                      row["findings"] or "—")  # fmt: skip
     console.print(table)
     console.print(shown_of_total(len(rows), total, "earliest deadline first"), highlight=False)
+    console.print("[dim]due: Beijing time (Asia/Shanghai), MM-DD HH:MM; `yidi review show ORDER` for the customer "
+                  "and every finding[/dim]")
 
 
 @review_app.command("show")
