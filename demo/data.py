@@ -102,6 +102,31 @@ SERVICES = [
     ("上门维修", "不含配件", "SV-REPAIR", "次", 200.00),
     ("年度维保合同", "12个月", "SV-MAINT-12", "年", 3600.00),
 ]
+# The demo's staff (issue 20), listed in the demo's policy file: every guarded step of the demo runs as one of them
+# through the real checks (no bootstrap), and `yidi … --as demo-manager` etc. work on the demo store afterwards.
+DEMO_STAFF = [
+    {"name": "演示审核员", "login": "demo-reviewer", "roles": ["reviewer"]},  # the review form's decisions
+    {"name": "演示仓管员", "login": "demo-operations", "roles": ["operations"]},  # imports the stocktake
+    {"name": "演示财务", "login": "demo-finance", "roles": ["finance"]},
+    {"name": "演示经理", "login": "demo-manager", "roles": ["manager"]},
+    {"name": "演示审计员", "login": "demo-auditor", "roles": ["auditor"]},  # verifies the stocktake
+]
+
+
+def demo_staff_toml() -> str:
+    """The ``[staff]`` section of the demo's policy file."""
+    import json
+
+    people = ",\n".join(f"  {{ name = {json.dumps(p['name'], ensure_ascii=False)}, login = {json.dumps(p['login'])}, "
+                        f"roles = {json.dumps(p['roles'])} }}" for p in DEMO_STAFF)  # fmt: skip
+    return f"[staff]\npeople = [\n{people},\n]\n"
+
+
+def demo_staff_login(role: str) -> str:
+    """The login of the demo's person with ``role``."""
+    return next(p["login"] for p in DEMO_STAFF if role in p["roles"])
+
+
 PAYMENT_METHODS = ["alipay", "wechatpay", "bank_transfer", "cod", "installment"]
 PAYMENT_WEIGHTS = [0.42, 0.33, 0.15, 0.07, 0.03]
 

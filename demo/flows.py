@@ -114,7 +114,10 @@ def publish_summary(home: Path) -> dict:
 
 
 def point_notifications_at(home: Path, smtp_port: int, sms_url: str) -> None:
-    """The demo's policy file: notices go to the SMTP and SMS stand-ins; review forms show 100 orders a page."""
+    """The demo's policy file: notices go to the SMTP and SMS stand-ins; review forms show 100 orders a page; the
+    demo's staff are listed (``demo.data.DEMO_STAFF``), so the demo runs the real checks as them."""
+    from demo.data import demo_staff_toml
+
     policy = home / "yidi.toml"
     policy.write_text(
         f'''[notifications]
@@ -124,7 +127,8 @@ sms_gateway_url = "{sms_url}"
 
 [review]
 ui_batch_size = 100
-''',
+
+{demo_staff_toml()}''',
         encoding="utf-8",
     )
     os.environ["YIDI_CONFIG"] = str(policy)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from demo.data import demo_catalog
+from demo.data import demo_catalog, demo_staff_login
 from demo.standins import carrier_shipping, supplier
 from flows.fulfilment import fulfilment_handoff, stocktake
 from tasks.fulfilment.receipts import load_stock_file
@@ -83,5 +83,19 @@ def fulfilment_demo(folder: str | Path) -> dict:
         carrier.fail_next("lost")  # the first waybill's answer is lost: recovered with the same key
         carrier.fail_next("5xx", times=2)  # a short outage: retried
         summary = fulfilment_handoff(carrier_api_url=carrier.url, supplier_api_url=sup.url)
-    summary["stocktake"] = stocktake(str(count_path))
+    summary["stocktake"] = demo_stocktake(count_path)
+    return summary
+
+
+def demo_stocktake(count_path: str | Path) -> dict:
+    """The demo's count imported by its operations person, then verified by its auditor (issue 20: not the same
+    person); both through the staff list's checks."""
+    from tasks.fulfilment.stocktake import verify_stocktake
+    from yidi.staff import act_as
+
+    summary = stocktake(str(count_path), imported_by=demo_staff_login("operations"))
+    staff = get_settings().staff
+    with get_engine().begin() as conn:
+        summary["verified"] = verify_stocktake(conn, summary["stocktake_no"],
+                                               act_as(staff, "stocktake_verify", demo_staff_login("auditor")), staff)
     return summary

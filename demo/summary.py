@@ -18,7 +18,8 @@ from yidi.schema_tracking import tracking_incidents
 def yidi_command(home: Path | None = None) -> str:
     """How to call the CLI from here: ``yidi`` when it is on PATH and this interpreter's, else the venv's script
     by a path relative to the current directory (``.venv/bin/yidi``), else ``python -m app.cli.main``; with
-    ``YIDI_HOME=...`` in front when the demo's store is not the default one."""
+    ``YIDI_HOME=...`` in front when the demo's store is not the default one (and ``YIDI_CONFIG=...`` when that home
+    has its own policy file: the demo's staff list)."""
     here = Path(sys.executable).parent
     on_path = shutil.which("yidi")
     if on_path and Path(on_path).parent == here:
@@ -27,6 +28,8 @@ def yidi_command(home: Path | None = None) -> str:
         command = _relative(here / "yidi")
     else:
         command = f"{_relative(Path(sys.executable))} -m app.cli.main"
+    if home and (home / "yidi.toml").exists():  # the demo's policy (its staff list): commands run as the demo did
+        return f"YIDI_HOME={_relative(home)} YIDI_CONFIG={_relative(home / 'yidi.toml')} {command}"
     return f"YIDI_HOME={_relative(home)} {command}" if home else command
 
 

@@ -324,3 +324,29 @@ def test_a_deployed_review_run_is_suspended_not_holding_a_worker_and_resumes_whe
 def ids_by_no(engine, order_no: str) -> int:
     with engine.connect() as conn:
         return conn.execute(select(orders.c.id).where(orders.c.order_no == order_no)).scalar_one()
+
+
+def test_the_demo_reviewer_is_listed_staff_and_decides_through_the_real_checks(prefect_server, store, tmp_path):
+    """Issue 20: with the demo's staff listed (no bootstrap), its reviewer's form decisions are accepted and recorded
+    as a listed person; a name not on the list is refused."""
+    from demo.data import demo_staff_toml
+    from demo.review import demo_review
+    from yidi.schema import order_events
+    from yidi.settings import get_settings
+    from yidi.staff import NotPermitted, act_as
+
+    engine, ids, _smtp, _sms = store
+    policy = tmp_path / "yidi.toml"
+    policy.write_text(policy.read_text(encoding="utf-8") + demo_staff_toml(), encoding="utf-8")
+    get_settings.cache_clear()
+    with pytest.raises(NotPermitted, match="not listed staff"):
+        act_as(get_settings().staff, "review", "demo")
+    run_auto_review(engine, list(ids.values()), build_docs=False, keep_results=False)
+    result = demo_review(approve=1, reject=1)
+    assert (result["approved"], result["rejected"], result["refused"]) == (1, 1, [])
+    with engine.connect() as conn:
+        decided = conn.execute(select(order_events.c.actor, order_events.c.details).where(
+            order_events.c.to_state.in_(["approved", "rejected"]), order_events.c.from_state == "pending_review")
+        ).all()  # fmt: skip
+    assert [actor for actor, _ in decided] == ["reviewer:演示审核员"] * 2
+    assert all(json.loads(details)["listed"] is True for _, details in decided)

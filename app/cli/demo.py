@@ -72,8 +72,13 @@ def run_demo(orders: int = 3000, fresh: bool = True, console: Console | None = N
                      f"  {ch['customers_told']} customers told (no API), {ch['stock_pushed']} stock figures pushed"):
             console.print(line, highlight=False, markup=False, soft_wrap=True)
     command = yidi_command(demo_home)
+    from demo.data import DEMO_STAFF
+
+    logins = [p["login"] for p in DEMO_STAFF]
     for line in ("", f"Demo store: {demo_home / 'yidi.db'}", "Look at an order:",
-                 f"    {command} order show 1", f"Runs in the Prefect UI: {UI_URL}/runs",
-                 "Stop the server: make down"):  # fmt: skip
+                 f"    {command} order show 1",
+                 "The demo's staff (its policy file lists them; act as one with --as LOGIN):",
+                 f"    {', '.join(logins[:3])},", f"    {', '.join(logins[3:])}",
+                 f"Runs in the Prefect UI: {UI_URL}/runs", "Stop the server: make down"):  # fmt: skip
         console.print(line, highlight=False, markup=False, soft_wrap=True)
     return result
