@@ -62,18 +62,23 @@ def test_unmasked_needs_a_role(store, tmp_path, monkeypatch):
     assert not out.exists() and _records(store).empty
     shown = runner.invoke(cli, ["order", "show", "YD-A-1", "--as", "li.wei"])
     assert shown.exit_code == 0 and "李娜" not in shown.output and "138****8000" in shown.output
+    refused = runner.invoke(cli, ["order", "show", "YD-A-1", "--unmasked", "--as", "li.wei"])
+    assert refused.exit_code == 1 and "auditor role" in refused.output and "138" not in refused.stdout
     assert _records(store).empty
 
 
 def test_order_show_of_personal_fields_is_recorded(store):
-    shown = runner.invoke(cli, ["order", "show", "YD-A-1", "--as", "someone"])
-    assert shown.exit_code == 0 and "13800138000" in shown.output
+    masked = runner.invoke(cli, ["order", "show", "YD-A-1", "--as", "someone"])  # masked by default, not recorded
+    assert masked.exit_code == 0 and "138****8000" in masked.output and "13800138000" not in masked.output
+    assert _records(store).empty
+    shown = runner.invoke(cli, ["order", "show", "YD-A-1", "--unmasked", "--as", "someone"])
+    assert shown.exit_code == 0 and "13800138000" in shown.output and "UNMASKED" in shown.stderr
     records = _records(store)
     assert records[["action", "subject", "people"]].values.tolist() == [["order_show", "YD-A-1", 1]]
 
 
 def test_the_access_trail_is_append_only(store):
-    runner.invoke(cli, ["order", "show", "YD-A-1"])
+    runner.invoke(cli, ["order", "show", "YD-A-1", "--unmasked"])
     for statement in ("UPDATE personal_data_access SET people = 0", "DELETE FROM personal_data_access"):
         with pytest.raises(DBAPIError, match="append-only"), store.begin() as conn:
             conn.execute(text(statement))

@@ -19,11 +19,13 @@ import yidi  # noqa: F401  (Prefect offline defaults)
 from app.cli.common import (
     EXIT_CONFIG,
     PREFECT_OPTION_HELP,
+    UNMASKED_HELP,
     cli,
     console,
     emit_json,
     engine_or_exit,
     fail,
+    personal_data_view,
     regular_file,
     safe_url,
     store_connection_or_exit,
@@ -126,15 +128,14 @@ def load(
 def order_show(
     ref: Annotated[str, typer.Argument(help="Order id, order number (YD…) or CHANNEL:CHANNEL_ORDER_ID")],
     json_out: Annotated[bool, typer.Option("--json")] = False,
+    unmasked: Annotated[bool, typer.Option("--unmasked", help=UNMASKED_HELP)] = False,
     who: Annotated[str, typer.Option("--as", help="A listed person's name or login (default: your login)")] = "",
 ) -> None:
-    """Print an order with its lines, shipments and full timeline. Personal fields in full need the operations,
-    manager or auditor role (recorded in `yidi access log`); otherwise they are masked."""
-    from yidi.access_log import personal_columns, record_access
+    """Print an order with its lines, shipments and full timeline. Personal fields are masked unless --unmasked
+    (the operations, manager or auditor role; recorded in `yidi access log`)."""
+    from yidi.access_log import personal_columns
     from yidi.masking import mask_value
     from yidi.orders_view import OrderNotFound, order_view
-    from yidi.settings import get_settings
-    from yidi.staff import NotPermitted, act_as
 
     engine = engine_or_exit()
     with engine.connect() as conn:
@@ -142,16 +143,9 @@ def order_show(
             view = order_view(conn, ref)
         except OrderNotFound as exc:
             raise fail(str(exc)) from None
-    try:
-        actor = act_as(get_settings().staff, "unmasked", who)
-    except NotPermitted as exc:
-        actor = None
+    if personal_data_view(engine, unmasked, who, "order_show", str(view["order"]["order_no"])) is None:
         for column, kind in personal_columns(view["order"]).items():
             view["order"][column] = mask_value(kind, view["order"][column])
-        Console(stderr=True).print(f"personal fields masked: {exc}", highlight=False, markup=False)
-    if actor is not None:
-        with engine.begin() as conn:
-            record_access(conn, actor.text, "order_show", str(view["order"]["order_no"]), 1, listed=actor.listed)
     if json_out:
         # machine output says its units: money in yuan (decimal strings), times ISO 8601 in UTC
         emit_json({**view, "units": {"money": "CNY yuan", "times": "UTC (ISO 8601)"}})
