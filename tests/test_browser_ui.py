@@ -30,6 +30,9 @@ CJK = re.compile(r"[\u4e00-\u9fff]{2,}")
 
 pytestmark = [
     pytest.mark.browser,
+    # the module's stack (deploy every deployment, then a 40-order demo) takes minutes on a loaded 2-core machine:
+    # the suite's 300 s per test would cut its setup short
+    pytest.mark.timeout(900),
     pytest.mark.skipif(os.environ.get("YIDI_BROWSER_TEST") != "1", reason="browser test: YIDI_BROWSER_TEST=1"),
     pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
                        reason="needs Debian's chromium and chromium-driver"),  # fmt: skip
