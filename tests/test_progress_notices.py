@@ -53,6 +53,10 @@ LIFECYCLE_OUTCOMES = {
     "exception: returned to the sender": "tracking_returned",
     "exception: a carrier problem": "tracking_problem",
     "exception resolved": "tracking_resolved",
+    # issue 18 (拦截), tested in tests/test_interception.py
+    "cancelled, refunded or changed after shipping: the parcel is being stopped": "interception_requested",
+    "the parcel could not be stopped: refuse it or return it through after-sales": "interception_too_late",
+    "the stopped parcel is back: cancelled and refunded, or shipped again": "interception_returned",
     **{f"after-sales: {k}": t for k, (t, _) in CUSTOMER_OUTCOMES.items()},
 }
 # Templates that go to staff, or to customers for matters outside the order's progress (dunning, credit, feedback

@@ -1,5 +1,5 @@
 """Tracking commands (issue 6): ``yidi tracking poll``, ``yidi tracking callbacks``, ``yidi tracking incidents``,
-``yidi tracking incident-resolve``.
+``yidi tracking incident-resolve``, ``yidi tracking intercept`` (issue 18: 拦截).
 
 Registered on the main CLI by the one import line in ``app/cli/main.py``'s area block. The old top-level names
 (``track``, ``callbacks``, ``incidents``, ``incident-resolve``) stay as hidden aliases for one release.
@@ -97,6 +97,48 @@ def poll(
 
 
 cli.command("track", hidden=True, help=_renamed("poll"))(poll)
+
+
+@tracking.command("intercept")
+def intercept(
+    as_of: Annotated[datetime | None, typer.Option(help="Act as if it were this time (Beijing time unless a zone "
+                                                        "is given)")] = None,
+    url: Annotated[str | None, typer.Option(help="Kuaidi100 interceptOrder URL (default: the policy file)")] = None,
+    prefect: Annotated[bool | None, typer.Option("--prefect/--no-prefect", help=PREFECT_OPTION_HELP)] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Machine-readable output")] = False,
+) -> None:
+    """Stop parcels whose order was cancelled, refunded or changed after the waybill existed (the
+    `intercept-parcels` flow), and act on what became of the parcels asked for before."""
+    engine = engine_or_exit()
+    if use_prefect(prefect):
+        from flows.tracking import intercept_parcels
+
+        summary = intercept_parcels(as_of=as_of, url=url)
+    else:
+        from flows.compose import in_process
+        from flows.tracking import aware, interception_cycle, make_intercept_client
+        from yidi.lifecycle import current_actor
+        from yidi.settings import get_settings
+
+        settings = get_settings()
+        client = make_intercept_client(settings, url) if settings.tracking.interception.enabled else None
+        summary = interception_cycle(in_process, engine=engine, client=client, now=aware(as_of),
+                                     actor=current_actor())  # fmt: skip
+    if json_out:
+        emit_json(summary)
+        return
+    if summary["skipped"]:
+        console.print("kuaidi100 interception: not configured, skipped (parcels found, none asked)",
+                      highlight=False)
+    console.print(f"interceptions: {summary['found']} new; asked: {summary['requested']} intercepted, "
+                  f"{summary['too_late']} too late, {summary['refused']} refused, {summary['failed']} to ask "
+                  "again", highlight=False)
+    console.print(f"outcomes: {summary['returning']} returning, {summary['returned']} back in stock "
+                  f"({summary['restocked']['units']:g} units), {summary['delivered']} delivered anyway "
+                  "(after-sales)", highlight=False)
+    for row in summary["asked"][:20]:
+        console.print(f"  {row['shipment_no']}  {row['waybill_no']}  {row['trigger']}: {row['status']}",
+                      highlight=False)
 
 
 def _poll_here(engine, waybill: str | None, as_of: datetime | None, query_url: str | None) -> dict:

@@ -15,7 +15,9 @@ What it does, so tests, the demo and the benchmark exercise the real protocol co
   in real time), and counts every request so a benchmark can prove the rate was never exceeded;
 * changes a waybill's carrier code on demand (answers then carry ``comOld``/``comNew``);
 * fails on demand: ``fail_next(n, mode)`` and ``down(for_=timedelta(hours=1))`` (simulated time);
-* pushes updates to subscribers' callback URLs (``param`` + ``sign = md5(param + salt)``).
+* pushes updates to subscribers' callback URLs (``param`` + ``sign = md5(param + salt)``);
+* answers ``label/order`` ``interceptOrder`` (issue 18): a parcel not yet out for delivery turns back to the
+  sender (退回, then 退签 at the sending warehouse); later it is "too late"; a repeat is 重复提交.
 
 This module serves the carrier (``demo.standins.kuaidi100_carrier``: state and answers) over HTTP. Run it
 in-process with ``start()`` (a handle with ``.url``, ``.stop()``, usable as a context manager), or as its own
@@ -80,6 +82,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(*state.answer_query(self._form()))
         elif path == "/poll":
             self._send(200, state.answer_subscribe(self._form()))
+        elif path == "/label/order":  # interceptOrder (issue 18)
+            self._send(200, state.answer_intercept(self._form()))
         elif path.startswith("/_standin/"):
             self._send(200, self._control(path.removeprefix("/_standin/"), json.loads(self._body() or b"{}")))
         else:
@@ -140,6 +144,10 @@ class Kuaidi100Standin:
         return f"{self.url}/poll/query.do"
 
     @property
+    def intercept_url(self) -> str:
+        return f"{self.url}/label/order"
+
+    @property
     def subscribe_url(self) -> str:
         return f"{self.url}/poll"
 
@@ -166,6 +174,7 @@ def start(
     *,
     customer: str = "standin-customer",
     key: str = "standin-key",
+    secret: str = "standin-secret",
     clock: SimClock | None = None,
     min_interval_minutes: float = 30,
     rate_per_second: float | None = None,
@@ -179,7 +188,7 @@ def start(
     state = CarrierState(
         customer=customer, key=key, clock=clock or SimClock(), min_interval=timedelta(minutes=min_interval_minutes),
         rate_per_second=rate_per_second, burst=burst, seed=seed, auto_register=auto_register,
-        scenario_weights=scenario_weights, monotonic=monotonic,
+        scenario_weights=scenario_weights, monotonic=monotonic, secret=secret,
     )  # fmt: skip
     return Kuaidi100Standin(state, port=port)
 

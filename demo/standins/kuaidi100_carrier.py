@@ -15,7 +15,14 @@ from datetime import UTC, datetime, timedelta
 
 import requests
 
-from demo.standins.parcel_routes import SCENARIOS, Registration, RouteEvent, SimClock, build_route
+from demo.standins.parcel_routes import (
+    SCENARIOS,
+    Registration,
+    RouteEvent,
+    SimClock,
+    build_route,
+    intercepted_route,
+)
 
 PHONE_CHECKED = frozenset({"shunfeng", "zhongtong"})
 NO_RESULT = {"result": False, "returnCode": "500", "message": "查询无结果，请隔段时间再查"}
@@ -67,9 +74,11 @@ class CarrierState:
         auto_register: bool = False,
         scenario_weights: dict[str, float] | None = None,
         monotonic=time.monotonic,
+        secret: str = "standin-secret",
     ):
-        self.customer, self.key = customer, key
+        self.customer, self.key, self.secret = customer, key, secret
         self.monotonic = monotonic  # real seconds for the rate limit and the arrival counts (simulated in tests)
+        self.interceptions: list[dict] = []  # every interceptOrder request accepted, as received
         self.clock = clock
         self.min_interval = min_interval
         self.seed = seed
@@ -237,6 +246,39 @@ class CarrierState:
             return 200, NO_RESULT
         self.outcomes["ok"] += 1
         return 200, self.result_payload(reg, com, events, desc=query.get("order", "desc") != "asc")
+
+    def answer_intercept(self, form: dict[str, str]) -> dict:
+        """Kuaidi100 ``label/order`` ``method=interceptOrder`` (``tests/data/formats/kuaidi100/intercept-order.json``):
+        a parcel not yet out for delivery is stopped — its route turns back to the sender (退回, then 退签 at the
+        sending warehouse); one out for delivery or signed for is too late; a second request is 重复提交."""
+        param, t, key, signature = form.get("param"), form.get("t"), form.get("key"), form.get("sign")
+        if form.get("method") != "interceptOrder" or not param or not t or not key or not signature:
+            return {"result": False, "returnCode": "400", "message": "提交的数据不完整"}
+        if key != self.key or signature.upper() != _md5_upper(param + t + self.key + self.secret):
+            return {"result": False, "returnCode": "503", "message": "验证签名失败"}
+        try:
+            request = json.loads(param)
+            com, num = str(request["kuaidicom"]), str(request["kuaidinum"])
+            kind = str(request["interceptType"])
+        except (ValueError, KeyError, TypeError):
+            return {"result": False, "returnCode": "400", "message": "提交的数据不完整"}
+        if kind not in ("RETURN_SEND_ADDR", "RETURN_SEND_STATION", "MODIFY_ADDR"):
+            return {"result": False, "returnCode": "400", "message": "拦截类型错误"}
+        now = self.clock.now()
+        with self.lock:
+            reg = self.waybills.get(num)
+            if reg is None or com != reg.com:
+                return {"result": False, "returnCode": "400", "message": "快递单号不存在"}
+            if reg.intercepted_at is not None:
+                return {"result": False, "returnCode": "501", "message": "重复提交"}
+            seen = self.visible(reg, now)
+            if seen and seen[-1].state in (3, 4, 5, 14):  # out for delivery, refused, signed: it cannot be stopped
+                return {"result": False, "returnCode": "500", "message": "快件已派件或已签收，无法拦截"}
+            reg.intercepted_at = now
+            reg.route = intercepted_route(reg, now, self.seed)
+            task = hashlib.md5(f"{num}:{now.isoformat()}".encode()).hexdigest()[:16].upper()
+            self.interceptions.append(request | {"taskId": task})
+        return {"result": True, "returnCode": "200", "message": "提交成功", "data": {"taskId": task}}
 
     def answer_subscribe(self, form: dict[str, str]) -> dict:
         try:

@@ -78,6 +78,7 @@ class Registration:
     scenario: str = "normal"
     previous_coms: set[str] = field(default_factory=set)
     route: list[RouteEvent] = field(default_factory=list)
+    intercepted_at: datetime | None = None  # the sender asked the carrier to stop it (interceptOrder)
 
 
 def build_route(reg: Registration, seed: int = 7) -> list[RouteEvent]:
@@ -127,3 +128,17 @@ def build_route(reg: Registration, seed: int = 7) -> list[RouteEvent]:
         return events
     step(1, 4, "快件已签收，签收人：本人签收。如有疑问请联系派件员", 3, "301", city)
     return events
+
+
+def intercepted_route(reg: Registration, at: datetime, seed: int = 7) -> list[RouteEvent]:
+    """The route after an interception accepted at ``at``: what was scanned stays, then the parcel turns back
+    (退回, state 6) and is signed for by the sender at the sending warehouse (退签, state 4)."""
+    rng = random.Random(f"{seed}:{reg.num}:intercept")
+    kept = [e for e in reg.route if e.at <= at]
+    where = (kept[-1].area if kept else "重庆,重庆市").split(",")[-1]
+    back = at + timedelta(hours=rng.uniform(1, 3))
+    home = back + timedelta(hours=rng.uniform(20, 40))
+    return kept + [
+        RouteEvent(back, f"应寄件人要求，快件已拦截，正在退回寄件人【{where}】", 6, "6", where),
+        RouteEvent(home, "退件已签收，签收人：寄件人【重庆市沙坪坝区西永营业部】", 4, "4", "重庆,重庆市,沙坪坝区"),
+    ]

@@ -13,6 +13,7 @@ import pandas as pd
 from sqlalchemy import Connection
 
 from tasks.tracking import store
+from tasks.tracking.interception import intercepted_shipments
 from tasks.tracking.notices import incident_notices, resolution_notice
 from tasks.tracking.order_states import reconcile_orders
 from tasks.tracking.rules import (
@@ -57,6 +58,8 @@ def open_incidents(
     refused = set(cand.loc[cand["incident_type"] == "refused", "shipment_id"]) | set(
         known.loc[known["incident_type"] == "refused", "shipment_id"]
     )
+    # A parcel we asked the carrier to intercept (issue 18) comes back on purpose: its return is no incident.
+    refused |= intercepted_shipments(conn, cand.loc[cand["incident_type"] == "returned", "shipment_id"].tolist())
     cand = cand[~((cand["incident_type"] == "returned") & cand["shipment_id"].isin(refused))]
     merged = cand.merge(known, on=["shipment_id", "incident_type"], how="left")
     fresh = merged[merged["id"].isna()]
