@@ -222,7 +222,7 @@ quarantine with a reason (`yidi intake quarantine list`), nothing is lost.
 
 @flow(name="intake-phone-order", log_prints=True, flow_run_name=run_name("phone order", "entered_by"))
 def intake_phone_order(timeout_hours: Hours = 8.0,
-                       entered_by: Annotated[str, Field(max_length=100, examples=["ops:王芳"])] = "") -> dict:
+                       entered_by: Annotated[str, Field(max_length=100, examples=["王芳"])] = "") -> dict:
     """Pause with a form in the Prefect UI; the answer is taken in as a 'form' channel record. The form's
     ``entered_by`` (pre-filled from the parameter) must be a listed staff member (issue 20: keying in and approving
     are separate duties); otherwise the form comes back with the reason and what was typed, and nothing is taken in.

@@ -53,7 +53,9 @@ def _resolved(options: dict) -> dict:
 
 
 def _prefect_loaded() -> bool:
-    return "prefect.tasks" in sys.modules and "prefect.flows" in sys.modules
+    # Either module means Prefect's import is paid for (prefect.flows no longer pulls prefect.tasks in with it, and
+    # its entrypoint loader checks isinstance(x, Flow) with only prefect.flows loaded).
+    return "prefect.tasks" in sys.modules or "prefect.flows" in sys.modules
 
 
 class _Deferred:
