@@ -156,3 +156,34 @@ def test_a_stocktake_needs_the_operations_role(staffed, tmp_path, sqlite_engine,
     sheet.write_text("warehouse,item_code,counted\nCQ-XY,A-1,3\n", encoding="utf-8")
     refused = runner.invoke(cli, ["fulfilment", "stocktake", str(sheet), "--no-prefect", "--as", "li.wei"])
     assert refused.exit_code == 1 and "operations role" in refused.output and "stock unchanged" in refused.output
+
+
+def test_breaches_of_the_order_duties_that_got_through_are_audit_findings(engine, staffed):
+    """With the separations switched off at the time, one person keyed in, approved and resolved the payment case;
+    the audit, with the policy separating them again, flags both (issue 20)."""
+    from tasks.risk.audit_steps import run_audit
+    from yidi.schema_risk import risk_findings
+    from yidi.workdays import BUSINESS_TZ
+
+    off = staffed.model_copy(update={"staff": staffed.staff.model_copy(update={"separate": []})})
+    oid = _pending(engine)
+    with engine.begin() as conn:
+        insert_rows(conn, intake_records, pd.DataFrame([{
+            "channel": "phone", "source_ref": "form:wfang", "content_hash": f"h-{oid}", "content": "{}",
+            "order_id": oid}]))  # fmt: skip
+        received = conn.execute(select(orders.c.received_at).where(orders.c.id == oid)).scalar_one()
+    assert apply_decision(engine, oid, "approve", "wang.fang", settings=off).applied
+    case_id = _case(engine, oid)
+    with engine.begin() as conn:
+        insert_rows(conn, settlement_case_events, pd.DataFrame([{
+            "case_id": case_id, "occurred_at": utc_now(), "actor": "finance:wang.fang", "action": "resolved"}]))
+    period = f"{pd.Timestamp(received).tz_convert(BUSINESS_TZ):%Y-%m}"
+    assert run_audit(engine, off, period, utc_now())["by_check"]["KEYED_AND_APPROVED"] == 0
+    by_check = run_audit(engine, staffed, period, utc_now())["by_check"]
+    assert (by_check["KEYED_AND_APPROVED"], by_check["APPROVED_AND_RESOLVED"]) == (1, 1)
+    with engine.connect() as conn:
+        found = dict(conn.execute(select(risk_findings.c.check_code, risk_findings.c.summary).where(
+            risk_findings.c.order_id == oid, risk_findings.c.check_code.in_(["KEYED_AND_APPROVED",
+                                                                              "APPROVED_AND_RESOLVED"]))).all())
+    assert found == {"KEYED_AND_APPROVED": "wang.fang approved it; wfang keyed it in",
+                     "APPROVED_AND_RESOLVED": "wang.fang approved it; finance:wang.fang resolved its payment case"}  # fmt: skip

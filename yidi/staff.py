@@ -14,7 +14,8 @@ Separated duties (``[staff] separate``): the same person may not key in an order
 (``key_and_approve``), approve an order and resolve its payment case (``approve_and_resolve``), or adjust stock and
 verify the stocktake that covers it (``adjust_and_verify``: the count's importer and whoever adjusted a counted
 item by hand since its previous count, ``stock_adjusters``). A breach is refused at the time; the internal audit
-flags one that got through (``tasks/risk/audit.py``, ``STOCKTAKE_SELF_VERIFIED``).
+flags one that got through (``tasks/risk/audit.py``: ``KEYED_AND_APPROVED``, ``APPROVED_AND_RESOLVED``,
+``STOCKTAKE_SELF_VERIFIED``).
 """
 
 from __future__ import annotations

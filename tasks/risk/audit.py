@@ -25,6 +25,8 @@ CHECKS = {
     "DATA_AMOUNT_MISMATCH": ("high", "amount received differs from the stored order total"),
     "DATA_RAW_MISSING": ("medium", "no raw intake record to re-derive the order from"),
     "SATISFACTION_LOW": ("medium", "customer satisfaction below target"),
+    "KEYED_AND_APPROVED": ("high", "an order approved by the person who keyed it in"),
+    "APPROVED_AND_RESOLVED": ("high", "a payment case resolved by the person who approved the order"),
     "STOCKTAKE_SELF_VERIFIED": ("high", "a stocktake verified by a person who adjusted the stock it covers"),
 }
 UNFULFILLED = ("cancelled", "rejected", "auto_rejected")  # ended before shipment: a refund reverses the payment
@@ -73,7 +75,8 @@ def process_checks(
     ]
     due = pd.to_datetime(orders.set_index("order_id")["review_due_at"], utc=True)
     # reindex, not map: map on an empty frame casts the datetimes to its float dtype and fails (an empty store)
-    manual = manual.assign(due=due.reindex(manual["order_id"].to_numpy()).to_numpy())
+    # to_datetime(utc): when every due date is missing, to_numpy() drops the zone and the comparison below fails
+    manual = manual.assign(due=pd.to_datetime(due.reindex(manual["order_id"].to_numpy()).to_numpy(), utc=True))
     late = manual[manual["due"].notna() & (manual["occurred_at"] > manual["due"])].drop_duplicates("order_id")
     pieces.append(_rows("REVIEWED_AFTER_DEADLINE", late["order_id"],
                         [f"decided {t:%Y-%m-%d %H:%M} UTC, due {d:%Y-%m-%d %H:%M} UTC"
@@ -230,3 +233,27 @@ def stock_duty_check(verified: pd.DataFrame, adjusters: pd.DataFrame, staff) -> 
                          "order_id": pd.Series(pd.NA, index=hits.index, dtype="Int64"),  # no order (typed for COPY)
                          "summary": [f"{n} verified by {v}, who {w}" for n, v, w in
                                      zip(hits["stocktake_no"], hits["verified_by"], hits["what"], strict=True)]})  # fmt: skip
+
+
+def order_duty_checks(keyed: pd.DataFrame, approved: pd.DataFrame, resolved: pd.DataFrame, staff) -> pd.DataFrame:
+    """Separated duties over orders (issue 20): ``keyed`` (order_id, actor: who keyed it in), ``approved``
+    (order_id, actor: who approved it), ``resolved`` (order_id, actor: who resolved its payment case). An order
+    keyed in and approved by one person (``key_and_approve``), or approved and its case resolved by one person
+    (``approve_and_resolve``), while the policy (``staff``) separates these duties."""
+    from yidi.staff import same_person
+
+    pieces = [_rows("KEYED_AND_APPROVED", [])]
+    for check, rule, first, what in (("KEYED_AND_APPROVED", "key_and_approve", keyed, "keyed it in"),
+                                     ("APPROVED_AND_RESOLVED", "approve_and_resolve", resolved,
+                                      "resolved its payment case")):
+        if rule not in staff.separate or first.empty or approved.empty:
+            continue
+        if check == "KEYED_AND_APPROVED":
+            pairs = first.merge(approved, on="order_id", suffixes=("_other", "_approver"))
+        else:
+            pairs = approved.merge(first, on="order_id", suffixes=("_approver", "_other"))
+        hits = pairs[[same_person(staff, a, b) for a, b in zip(pairs["actor_approver"], pairs["actor_other"],
+                                                                 strict=True)]].drop_duplicates("order_id")  # fmt: skip
+        pieces.append(_rows(check, hits["order_id"], [f"{a} approved it; {o} {what}" for a, o in
+                                                       zip(hits["actor_approver"], hits["actor_other"], strict=True)]))
+    return pd.concat(pieces, ignore_index=True)

@@ -17,7 +17,8 @@ from yidi.settings import Settings
 from yidi.staff import stock_adjusters
 
 PROCESS_CHECKS = ["APPROVED_WITHOUT_REVIEW", "REVIEWED_AFTER_DEADLINE", "SHIPPED_WITHOUT_APPROVAL", "STATE_SKIPPED",
-                  "SETTLED_UNPAID", "CHANGED_AFTER_APPROVAL", "OUTCOME_WITHOUT_NOTICE", "REFUND_WITHOUT_CASE"]  # fmt: skip
+                  "SETTLED_UNPAID", "CHANGED_AFTER_APPROVAL", "OUTCOME_WITHOUT_NOTICE", "REFUND_WITHOUT_CASE",
+                  "KEYED_AND_APPROVED", "APPROVED_AND_RESOLVED"]  # fmt: skip
 DATA_CHECKS = ["DATA_FIELD_MISMATCH", "DATA_AMOUNT_MISMATCH", "DATA_RAW_MISSING"]
 # rederive(raw intake records) -> the orders they give today: channel, channel_order_id and the compared fields
 Rederive = Callable[[pd.DataFrame], pd.DataFrame]
@@ -70,7 +71,8 @@ def run_audit(
         satisfaction = audit.satisfaction_check(scores, target.target if target else 0, period)
         verified = audit_store.verified_stocktakes(conn, lo, hi)  # separated duties (issue 20)
         stock = audit.stock_duty_check(verified, stock_adjusters(conn, verified["stocktake_id"]), settings.staff)
-        results = pd.concat([process, *data, satisfaction, stock], ignore_index=True)
+        duties = audit.order_duty_checks(*audit_store.duty_actors(conn, ids), settings.staff)
+        results = pd.concat([process, duties, *data, satisfaction, stock], ignore_index=True)
         subject = results["subject"] if "subject" in results else pd.Series(None, index=results.index)
         rows = pd.DataFrame({
             "finding_key": [f"audit:{c}:{s}" if isinstance(s, str) else f"audit:{c}:{int(o)}" if pd.notna(o)

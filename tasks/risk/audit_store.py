@@ -13,8 +13,9 @@ from yidi.bulk import read_in, result_frame
 from yidi.schema import intake_records, notification_outbox, order_events, orders
 from yidi.schema_aftersales import aftersales_cases, refund_requests, surveys
 from yidi.schema_fulfilment import stocktakes
+from yidi.schema_review import review_decisions
 from yidi.schema_risk import risk_findings
-from yidi.schema_settlement import payment_matches
+from yidi.schema_settlement import payment_matches, settlement_case_events, settlement_cases
 
 
 def audited_orders(conn: Connection, start: datetime, end: datetime, checks: list[str]) -> list[int]:
@@ -103,3 +104,22 @@ def verified_stocktakes(conn: Connection, start: datetime, end: datetime) -> pd.
     st = stocktakes.c
     return result_frame(conn.execute(select(st.id.label("stocktake_id"), st.stocktake_no, st.verified_by).where(
         st.verified_at >= start, st.verified_at < end, st.verified_by.is_not(None))))  # fmt: skip
+
+
+def duty_actors(conn: Connection, ids: list[int]) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Who keyed each order in (a form record ``form:NAME``), who approved it, who resolved its payment cases
+    (issue 20: separated duties); each frame order_id, actor."""
+    ir, rd, ce, sc = intake_records.c, review_decisions.c, settlement_case_events.c, settlement_cases.c
+    by_order = read_in(conn, lambda c: select(ir.order_id, ir.source_ref.label("actor"))
+                       .where(ir.order_id.in_(c), ir.source_ref.like("form:%")), ids)  # fmt: skip
+    by_raw = read_in(conn, lambda c: select(orders.c.id.label("order_id"), ir.source_ref.label("actor"))
+                     .join(intake_records, ir.id == orders.c.raw_record_id)
+                     .where(orders.c.id.in_(c), ir.source_ref.like("form:%")), ids)  # fmt: skip
+    keyed = pd.concat([by_order, by_raw], ignore_index=True).drop_duplicates()
+    keyed = keyed[~keyed["actor"].isin(["form:", "form:staff"])]
+    keyed = keyed.assign(actor=[str(ref)[5:] for ref in keyed["actor"]])  # an empty read has no text column
+    approved = read_in(conn, lambda c: select(rd.order_id, rd.reviewer.label("actor"))
+                       .where(rd.order_id.in_(c), rd.decision == "approve"), ids)  # fmt: skip
+    resolved = read_in(conn, lambda c: select(sc.order_id, ce.actor).join(settlement_cases, sc.id == ce.case_id)
+                       .where(sc.order_id.in_(c), ce.action == "resolved"), ids)  # fmt: skip
+    return keyed, approved, resolved
