@@ -19,12 +19,14 @@ from connectors.kuaidi100_push import PushReceiver
 from demo.standins.kuaidi100 import start
 from demo.standins.parcel_routes import SimClock
 from flows.naming import run_name
-from flows.tracking import ensure_rate_limit, poll_carriers
+from flows.tracking import ensure_rate_limit, intercept_parcels, poll_carriers
 from tasks.tracking.polling import make_client, make_pacer
 from tasks.tracking.pushes import apply_landed_batch, receive_push
 from yidi.bulk import insert_rows, read_frame
 from yidi.db import get_engine
+from yidi.lifecycle import record_events
 from yidi.schema import orders, shipments
+from yidi.schema_tracking import carrier_interceptions
 from yidi.settings import get_settings
 
 DEMO_SCENARIO_WEIGHTS = {
@@ -151,16 +153,23 @@ def tracking_demo(
     requests_per_second: float = 200.0,
     push_share: float = 0.2,
     seed: int = 7,
+    cancel_in_transit: int = 2,
+    refund_too_late: int = 1,
 ) -> dict:
     """The demo's carrier stage: the stand-in carrier learns the store's shipments (most travel normally; some are
     delayed, go silent, get damaged or lost, are refused or returned), simulated time advances ``hours_per_cycle``
     per step, pushes arrive for a share of subscribed waybills, and ``poll-carriers`` runs each step.
+
+    Interception (issue 18): the platform closes ``cancel_in_transit`` trades whose parcels are still on the way
+    and refunds ``refund_too_late`` whose parcel the carrier is already delivering; ``intercept-parcels`` runs
+    each step before polling: the first come back into stock (orders closed), the other is too late and is
+    delivered anyway (after-sales).
     """
     logger = get_run_logger()
     policy = get_settings().tracking
     # Demo account for the stand-in; a real deployment sets these in its environment.
     for env, value in ((policy.customer_env, "demo-customer"), (policy.key_env, "demo-key"),
-                       (policy.salt_env, "demo-salt")):  # fmt: skip
+                       (policy.salt_env, "demo-salt"), (policy.interception.secret_env, "demo-secret")):  # fmt: skip
         os.environ.setdefault(env, value)
     customer, key, salt = (
         os.environ[policy.customer_env],
@@ -183,7 +192,10 @@ def tracking_demo(
     receiver = PushReceiver(partial(receive_push, engine, policy), salt, host=policy.callback_host, port=0,
                             path=policy.callback_path, clock=clock.now,
                             apply=lambda: apply_landed_batch(engine, policy, clock.now()))  # fmt: skip
-    with start(customer=customer, key=key, clock=clock, seed=seed) as carrier, receiver:
+    wanted = {"cancelled": cancel_in_transit, "refunded": refund_too_late}
+    intercepts: list[dict] = []
+    with start(customer=customer, key=key, clock=clock, seed=seed,
+               secret=os.environ[policy.interception.secret_env]) as carrier, receiver:  # fmt: skip
         carrier.register_many(registrations)
         subscribe = [r["num"] for r in registrations[:pushed_share]]
         paced = policy.model_copy(update={"requests_per_second": requests_per_second})
@@ -197,6 +209,10 @@ def tracking_demo(
         for step in range(cycles):
             clock.advance(hours=hours_per_cycle)
             pushes = carrier.push_updates()
+            if any(wanted.values()):
+                closed = _platform_closes_trades(engine, carrier, clock.now(), wanted)
+                logger.info("step %d: the platform closed or refunded %s", step + 1, closed or "nothing")
+            intercepts.append(intercept_parcels(as_of=clock.now(), url=carrier.intercept_url))
             summary = poll_carriers(
                 as_of=clock.now(), query_url=carrier.query_url, subscribe_url=carrier.subscribe_url,
                 requests_per_second=requests_per_second,
@@ -208,4 +224,42 @@ def tracking_demo(
             logger.info("step %d: %d pushes, polled %d, exceptions %s", step + 1, len(pushes), summary["due"],
                         summary["exceptions"])  # fmt: skip
         receiver_counts = dict(receiver.counts)
-    return {"shipments": len(registrations), "cycles": cycles_run, "receiver": receiver_counts}
+        intercepts.append(intercept_parcels(as_of=clock.now(), url=carrier.intercept_url))  # the last outcomes
+    totals = {k: sum(i[k] for i in intercepts) for k in ("requested", "too_late", "returning", "returned",
+                                                          "delivered")}  # fmt: skip
+    totals["restocked_units"] = sum(i["restocked"]["units"] for i in intercepts)
+    return {"shipments": len(registrations), "cycles": cycles_run, "receiver": receiver_counts,
+            "interceptions": totals}
+
+
+def _platform_closes_trades(engine, carrier, now: datetime, wanted: dict[str, int]) -> list[str]:
+    """The demo's platform closes (cancels) trades whose parcel the carrier has not yet put out for delivery, and
+    refunds ones it already has; written as intake records such changes (the new source status, a ``change``
+    event). Which parcel is where is read from the stand-in carrier's own routes. Decrements ``wanted``."""
+    s, o, ci = shipments.c, orders.c, carrier_interceptions.c
+    with engine.connect() as conn:
+        open_parcels = read_frame(conn, select(s.order_id, s.waybill_no, o.order_no, o.source_status)
+                                  .join(orders, o.id == s.order_id)
+                                  .where(s.status.in_(["info_received", "picked_up", "in_transit"]),
+                                         o.state.in_(["shipped", "in_transit"]),
+                                         ~s.id.in_(select(ci.shipment_id))).order_by(s.id))  # fmt: skip
+    done = []
+    for row in open_parcels.to_dict("records"):
+        reg = carrier.state.waybills.get(row["waybill_no"])
+        if reg is None or reg.scenario != "normal":
+            continue
+        seen = carrier.state.visible(reg, now)
+        newest = seen[-1].state if seen else None
+        kind = ("cancelled" if newest in (None, 0, 1) else "refunded" if newest in (3, 5) else None)
+        if kind is None or wanted.get(kind, 0) <= 0:
+            continue
+        status = "TRADE_CLOSED" if kind == "cancelled" else "refunded"
+        with engine.begin() as conn:
+            conn.execute(orders.update().where(orders.c.id == int(row["order_id"])).values(source_status=status))
+            record_events(conn, pd.DataFrame([{
+                "order_id": int(row["order_id"]), "kind": "change", "occurred_at": now,
+                "reason": f"changed at the source: status {row['source_status']} → {status} (demo platform)",
+                "details": {"source_status": [row["source_status"], status]}}]), actor="intake")  # fmt: skip
+        wanted[kind] -= 1
+        done.append(f"{row['order_no']} ({kind})")
+    return done

@@ -24,8 +24,13 @@ def test_channels_demo_confirms_each_parcel_once_and_pushes_stock(prefect_server
         add_parcel(conn, website, [1], carrier="shunfeng", waybill_no="SF5001")
         phone = add_channel_order(conn, "phone", "P-1", [("A-STOCK", 1)])
         add_parcel(conn, phone, [1], carrier="ems", waybill_no="EMS5001")
+        # a second phone order of the same customer travelling in the same parcel (merged by fulfilment)
+        second = add_channel_order(conn, "phone", "P-2", [("B-STOCK", 1)])
+        add_parcel(conn, second, [1], carrier="ems", waybill_no="EMS5001")
     result = channels_demo()
     assert (result["confirmed"], result["already_shipped"], result["customers_told"], result["still_pending"]) == \
-        (2, 1, 1, 0)  # two trades + the website order; the lost answer's trade is "already shipped"
+        (2, 1, 2, 0)  # two trades + the website order; the lost answer's trade is "already shipped"; both phone
+    # orders' customers told, each of its own order, and the one parcel carrying both counted as merged
+    assert result["merged_parcels_confirmed"] == 1
     assert (result["platform_confirmations"], result["website_notes"]) == (2, 1)
     assert (result["stock_pushed"], result["stock_pushed_again"]) == (4, 0)  # 2 items on 2 channels, then nothing

@@ -69,8 +69,18 @@ def run_demo(orders: int = 3000, fresh: bool = True, console: Console | None = N
         ch = result["channels"]
         for line in (f"Channels: {ch['confirmed']} parcels confirmed on the platform/website, "
                      f"{ch['already_shipped']} already there",
-                     f"  {ch['customers_told']} customers told (no API), {ch['stock_pushed']} stock figures pushed"):
+                     f"  {ch['customers_told']} customers told (no API), {ch['stock_pushed']} stock figures pushed",
+                     f"  {ch.get('merged_parcels_confirmed', 0)} parcels carried several orders, each confirmed"):
             console.print(line, highlight=False, markup=False, soft_wrap=True)
+    if "fulfilment" in result:  # issue 18: orders of one customer to one address shipped together
+        merged = result["fulfilment"].get("parcels") or {}
+        console.print(f"Parcels: {merged.get('parcels', 0)} merged, carrying {merged.get('orders', 0)} orders "
+                      "(yidi fulfilment parcels)", highlight=False, markup=False, soft_wrap=True)
+    if "tracking" in result and "interceptions" in result["tracking"]:  # issue 18: 拦截
+        i = result["tracking"]["interceptions"]
+        console.print(f"Interceptions: {i['requested']} stopped, {i['returned']} back in stock, {i['too_late']} too "
+                      f"late ({i['delivered']} delivered anyway: after-sales)", highlight=False, markup=False,
+                      soft_wrap=True)  # fmt: skip
     command = yidi_command(demo_home)
     from demo.data import DEMO_STAFF
 
