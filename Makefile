@@ -18,13 +18,17 @@ export YIDI_STACK_WORKERS ?= $(WORKERS)
 PREFECT_HOST ?= 127.0.0.1
 export YIDI_PREFECT_HOST ?= $(PREFECT_HOST)
 
-.PHONY: help venv test lint demo up down bench bench-report clean
+# make sandbox (or make up SANDBOX=1): every stand-in as a local service and the channels pointed at them (demo/sandbox.py)
+SANDBOX ?=
+
+.PHONY: help venv test lint demo up sandbox down bench bench-report clean
 
 help:
 	@echo "make demo   run the whole order lifecycle on SQLite + a local Prefect server against the stand-ins"
 	@echo "make test   ruff + import contracts + the test suite (PostgreSQL cases need 127.0.0.1:5432 or are skipped)"
 	@echo "make up     order store initialised/upgraded, local Prefect server (PREFECT_PORT=4200), worker, deployments"
-	@echo "make down   stop what make up (or make demo) started"
+	@echo "make sandbox  make up with every stand-in as a local service and new orders arriving (make up SANDBOX=1)"
+	@echo "make down   stop what make up, make sandbox (or make demo) started"
 	@echo "make browser-test  the rendered Prefect UI in Debian's chromium (local stack + short demo; a few minutes)"
 	@echo "make bench  benchmarks beside their baselines (BENCH=name for one, BENCH_N=rows to scale down)"
 	@echo "make bench-report  the README's benchmark table from the committed bench/results/*.json"
@@ -55,7 +59,10 @@ demo: venv
 	$(BIN)/yidi demo
 
 up: venv
-	$(BIN)/python -m app.local_stack up
+	$(BIN)/python -m app.local_stack $(if $(SANDBOX),sandbox,up)
+
+sandbox: venv
+	$(BIN)/python -m app.local_stack sandbox
 
 down: venv
 	$(BIN)/python -m app.local_stack down

@@ -84,6 +84,7 @@ def prefect_env() -> dict[str, str]:
         env.setdefault("PREFECT_API_AUTH_STRING", env["PREFECT_SERVER_API_AUTH_STRING"])
     env["YIDI_REPO"] = str(REPO_ROOT)  # prefect.yaml's pull step runs flows from this checkout
     env.update(stack_postgres.stack_env())  # make up DB=postgres: store and server database on PostgreSQL
+    env.update(sandbox_env())  # make sandbox: the policy and credentials pointing every channel at its stand-in
     return env
 
 
@@ -256,26 +257,64 @@ def _read_pid(name: str) -> int | None:
         return None
 
 
-def down() -> None:
-    """Stop the worker and server this project started (process groups from the pid files)."""
-    workers = sorted(path.stem for path in run_dir().glob("worker*.pid"))  # every worker make up started
-    for name in (*workers, "server"):
-        pid = _read_pid(name)
-        if pid is None:
-            continue
-        if _alive(pid):
-            try:
-                os.killpg(pid, signal.SIGTERM)
-            except OSError:
-                os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + 20
-            while _alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            if _alive(pid):
-                os.killpg(pid, signal.SIGKILL)
-            print(f"stopped {name} (pid {pid})")
-        (run_dir() / f"{name}.pid").unlink(missing_ok=True)
+def sandbox_env() -> dict[str, str]:
+    """The environment a running sandbox wrote for the worker (``demo.sandbox``); empty without a sandbox."""
+    import json
 
+    from demo.sandbox import env_file
+
+    path = env_file(yidi_home())
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() and ours_alive("sandbox") else {}
+
+
+def ours_alive(name: str) -> bool:
+    pid = _read_pid(name)
+    return pid is not None and _alive(pid)
+
+
+def sandbox(timeout: float = 60) -> None:
+    """`make sandbox`: every stand-in as a local service (``python -m demo.sandbox``), then the stack of `make up`
+    with the channels pointed at them; `make down` stops all of it."""
+    from demo.sandbox import env_file
+
+    if not ours_alive("sandbox"):
+        env_file(yidi_home()).unlink(missing_ok=True)
+        _start("sandbox", [sys.executable, "-m", "demo.sandbox"])
+        deadline = time.monotonic() + timeout
+        while not env_file(yidi_home()).is_file():
+            if not ours_alive("sandbox") or time.monotonic() > deadline:
+                raise SystemExit(f"make sandbox: the stand-ins did not start; see {run_dir() / 'sandbox.log'}")
+            time.sleep(0.3)
+    print(f"sandbox: every stand-in running, policy {sandbox_env()['YIDI_CONFIG']} (log {run_dir() / 'sandbox.log'})")
+    for name in [path.stem for path in run_dir().glob("worker*.pid")]:  # a worker without the sandbox's env
+        _stop(name)
+    up()
+
+
+def down() -> None:
+    """Stop the worker, server and sandbox this project started (process groups from the pid files)."""
+    workers = sorted(path.stem for path in run_dir().glob("worker*.pid"))  # every worker make up started
+    for name in (*workers, "server", "sandbox"):
+        _stop(name)
+
+
+def _stop(name: str) -> None:
+    """Stop one process this project started (its process group, from its pid file)."""
+    pid = _read_pid(name)
+    if pid is None:
+        return
+    if _alive(pid):
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except OSError:
+            os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+        print(f"stopped {name} (pid {pid})")
+    (run_dir() / f"{name}.pid").unlink(missing_ok=True)
 
 if __name__ == "__main__":
-    {"up": up, "down": down}[sys.argv[1]]()
+    {"up": up, "down": down, "sandbox": sandbox}[sys.argv[1]]()

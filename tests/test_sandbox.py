@@ -1,0 +1,88 @@
+"""The live sandbox's services (issue 15, Build 8; `make sandbox`): every stand-in up, the policy file and the
+worker's environment pointing the channels at them, new orders on each tick. The flows run here in process against
+the sandbox exactly as the scheduled deployments do under `make sandbox` (same policy, same environment)."""
+
+from __future__ import annotations
+
+import json
+
+from demo.sandbox import Sandbox, env_file
+
+
+def test_the_sandbox_configures_every_channel_and_new_orders_arrive_on_each_tick(tmp_path, monkeypatch):
+    from sqlalchemy import func, select
+
+    from flows.compose import in_process
+    from flows.intake import order_intake
+    from flows.notifications import notification_pass
+    from yidi.db import get_engine, init_db
+    from yidi.schema import orders
+    from yidi.settings import reload_settings
+
+    monkeypatch.setenv("YIDI_HOME", str(tmp_path))
+    monkeypatch.setenv("YIDI_DATABASE_URL", f"sqlite:///{tmp_path / 'sandbox.db'}")
+    with Sandbox(tmp_path, orders_per_tick=6) as sandbox:
+        env = json.loads(env_file(tmp_path).read_text(encoding="utf-8"))  # what `make sandbox` hands the worker
+        assert env["YIDI_CONFIG"] == str(tmp_path / "sandbox" / "yidi.toml")
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        settings = reload_settings()
+        assert (settings.intake.taobao.url, settings.notifications.sms_gateway_url) == (sandbox.top.url,
+                                                                                        sandbox.sms.url)
+        assert settings.fulfilment.carrier_api_url == sandbox.carrier.url
+        assert settings.tracking.query_url == sandbox.kuaidi100.query_url
+        engine = get_engine()
+        init_db(engine)
+        sandbox.seed_store()
+        channels = ["taobao", "woocommerce", "email"]
+        for tick in (1, 2):  # each tick: 6 new orders, 2 per channel, and the next intake run takes exactly those
+            assert sandbox.feed() == {"taobao": 2, "woocommerce": 2, "email": 2}
+            landed = order_intake(in_process, channels=channels, engine=engine)
+            assert {name: (landed[name]["new"], landed[name].get("error")) for name in channels} == {
+                name: (2, None) for name in channels}, f"tick {tick}"
+        # Every order's receipt notice ([notifications].notify_on_receipt, P2: each medium the order has a contact
+        # for) reaches the sandbox's relays: a text for each of the 12 orders (every demo customer has a mobile
+        # number), a mail for each order that carries an email address (the channel's record may not).
+        with engine.connect() as conn:
+            with_email = conn.execute(select(func.count()).select_from(orders).where(
+                orders.c.customer_email.is_not(None), orders.c.customer_email != "")).scalar_one()  # fmt: skip
+        report = notification_pass(in_process, engine=engine, settings=settings).as_dict()
+        assert report["by_medium"] == {"email:sent": with_email, "sms:sent": 12} and report["failed"] == 0
+        assert (len(sandbox.smtp.received()), len(sandbox.sms.messages)) == (with_email, 12)
+        # The seeded catalog and customers: the automated review decides every order, none for an unknown item.
+        from review_data import run_auto_review
+
+        from yidi.schema_review import review_findings
+
+        decided = run_auto_review(engine, build_docs=False, keep_results=False)
+        assert decided["checked"] == 12 and decided["auto_rejected"] + decided["pending_review"] == 12
+        with engine.connect() as conn:
+            codes = set(conn.execute(select(review_findings.c.reason_code)).scalars())
+        assert not codes & {"ITEM_UNKNOWN", "CUSTOMER_UNKNOWN"}, codes
+    assert not env_file(tmp_path).exists()  # stopped: the worker's environment is gone with the services
+
+
+def test_make_sandbox_starts_the_services_for_the_worker_and_make_down_stops_them(tmp_path, monkeypatch):
+    """`make sandbox` starts `python -m demo.sandbox` as a service (pid file, log) before the stack; the worker's
+    environment then carries the sandbox's policy and credentials; `make down` stops it and that environment goes."""
+    import time
+
+    from app import local_stack
+
+    monkeypatch.setenv("YIDI_HOME", str(tmp_path))
+    monkeypatch.setenv("YIDI_SANDBOX_TICK", "0.5")
+    monkeypatch.setattr(local_stack, "up", lambda: None)  # the Prefect part is `make up`'s, tested on its own
+    local_stack.sandbox()
+    try:
+        worker_env = local_stack.prefect_env()
+        assert worker_env["YIDI_CONFIG"] == str(tmp_path / "sandbox" / "yidi.toml")
+        assert worker_env["YIDI_TAOBAO_APP_KEY"] and worker_env["YIDI_WC_CONSUMER_SECRET"].startswith("cs_")
+        log = tmp_path / "run" / "sandbox.log"
+        deadline = time.monotonic() + 30
+        while "tick 2: new orders" not in log.read_text(encoding="utf-8") and time.monotonic() < deadline:
+            time.sleep(0.2)  # a real service on a real clock: its ticks are what is being tested
+        assert "tick 2: new orders {'taobao': 2, 'woocommerce': 2, 'email': 2}" in log.read_text(encoding="utf-8")
+    finally:
+        local_stack.down()
+    assert not local_stack.ours_alive("sandbox") and not env_file(tmp_path).exists()
+    assert "YIDI_CONFIG" not in local_stack.sandbox_env()
