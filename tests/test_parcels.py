@@ -247,3 +247,32 @@ def test_an_order_from_two_warehouses_ships_as_two_parcels_confirmed_per_parcel_
         assert by_sub == {(oids[0],): waybill_of["CQ-XY"], (oids[1],): waybill_of["CQ-LJ"]}
         assert top.trades[tid]["status"] == "WAIT_BUYER_CONFIRM_GOODS"
     assert _state(engine, order_id)[0] == "shipped"
+
+
+def test_a_parcel_whose_order_is_cancelled_while_held_is_dissolved_and_the_rest_merged_again(engine, carrier):
+    from tasks.fulfilment.decisions import cancel_fulfilment
+
+    with engine.begin() as conn:
+        seed_reference(conn)
+        add_stock(conn, [("CQ-XY", "A-STOCK", 10), ("CQ-XY", "B-STOCK", 10)])
+        first, second, third = add_orders(conn, [
+            {"lines": [("A-STOCK", 1)], "order_time": NOW - timedelta(hours=3)},
+            {"lines": [("B-STOCK", 1)], "order_time": NOW - timedelta(hours=2)},
+            {"lines": [("B-STOCK", 2)], "order_time": NOW - timedelta(hours=1)},
+        ])  # fmt: skip
+    allocate_orders(engine, now=NOW)
+    old = merge_parcels(engine, now=NOW).rows[0]["parcel_no"]
+    assert old.endswith("-1")
+    with engine.begin() as conn:
+        cancel_fulfilment(conn, first, reason="customer cancelled", actor="test", now=NOW + timedelta(minutes=5))
+    result = create_waybills(engine, carrier_client(carrier), now=NOW + HOLD)
+    assert result.created == 0 and carrier.created == {}  # the parcel's figures no longer hold: nothing asked
+    assert _frame(engine, select(parcels.c.status).where(parcels.c.parcel_no == old)).iloc[0, 0] == "undone"
+    again = merge_parcels(engine, now=NOW + HOLD)
+    assert len(again.rows[0]["orders"]) == 2 and again.rows[0]["parcel_no"] != old
+    fresh = _frame(engine, select(parcels).where(parcels.c.status == "planned")).iloc[0]
+    assert fresh["weight_kg"] == pytest.approx(3 * 0.55) and int(fresh["declared_value_fen"]) == 3 * 4000
+    shipped = create_waybills(engine, carrier_client(carrier), now=NOW + 2 * HOLD)
+    assert shipped.created == 2 and len(carrier.created) == 1
+    assert _state(engine, first)[0] == "cancelled"
+    assert _state(engine, second)[0] == "shipped" and _state(engine, third)[0] == "shipped"

@@ -40,6 +40,10 @@ from yidi.schema_fulfilment import parcels, shipment_requests
 from yidi.settings import Settings, get_settings
 
 
+class _MergeConflict(RuntimeError):
+    """Another run planned or merged some of these requests meanwhile: this run's merge is rolled back whole."""
+
+
 class ParcelNotUndoable(ValueError):
     """The merge cannot be undone (unknown parcel, already undone, or its waybill was asked for)."""
 
@@ -75,6 +79,14 @@ def merge_parcels(engine: Engine, *, settings: Settings | None = None, now: date
     result = MergeResult()
     if not policy.parcels.merge:
         return result
+    try:
+        return _merge(engine, settings, now, actor, result)
+    except _MergeConflict:  # rolled back: the requests are merged (or shipped alone) by the next run
+        return MergeResult()
+
+
+def _merge(engine: Engine, settings: Settings, now: datetime, actor: str, result: MergeResult) -> MergeResult:
+    policy = settings.fulfilment
     with engine.begin() as conn:
         cand = _candidates(conn)
         groups = merge_groups(cand, policy.parcels)
@@ -103,7 +115,7 @@ def merge_parcels(engine: Engine, *, settings: Settings | None = None, now: date
         keep = combined[combined["shipment_key"].map(ok)].copy()
         if keep.empty:
             return result
-        keep["parcel_no"] = "P" + keep["lead"].astype(str)
+        keep["parcel_no"] = _parcel_numbers(conn, keep["lead"].astype(str).tolist())
         alternatives = options_as_records(choice.options[choice.options["shipment_key"].isin(keep["shipment_key"])])
         c = chosen.loc[keep["shipment_key"]]
         hold_until = now + timedelta(minutes=policy.parcels.hold_minutes)
@@ -131,7 +143,7 @@ def merge_parcels(engine: Engine, *, settings: Settings | None = None, now: date
             [{"rid": int(r), "pno": parcel_of[p]} for r, p in zip(joining["request_id"], joining["parcel"], strict=True)],
         ).rowcount  # fmt: skip
         if moved != len(joining):  # another run planned these meanwhile: roll back, merge next run from fresh data
-            raise RuntimeError(f"parcel merge conflicted: {moved} of {len(joining)} requests still free")
+            raise _MergeConflict(f"parcel merge conflicted: {moved} of {len(joining)} requests still free")
         numbers = joining.groupby("parcel")["order_no"].apply(list)
         record_events(conn, pd.DataFrame({
             "order_id": joining["order_id"].astype(int).to_numpy(), "kind": "fulfilment", "occurred_at": now,
@@ -146,6 +158,39 @@ def merge_parcels(engine: Engine, *, settings: Settings | None = None, now: date
                                 "carrier": row.carrier, "orders": numbers[k]})  # fmt: skip
         result.parcels, result.orders = len(keep), int(joining["order_id"].nunique())
     return result
+
+
+def _parcel_numbers(conn: Connection, leads: list[str]) -> list[str]:
+    """``P<first member's shipment number>-<n>``: n counts the parcels that member has led (a parcel dissolved
+    when one of its orders left may be merged again from the rest)."""
+    p = parcels.c
+    numbers = []
+    for lead in leads:
+        led = conn.execute(select(p.parcel_no).where(p.parcel_no.like(f"P{lead}-%"))).scalars().all()
+        numbers.append(f"P{lead}-{len(led) + 1}")
+    return numbers
+
+
+def dissolve_broken_parcels(conn: Connection, parcel_nos: list[str], now: datetime) -> list[str]:
+    """Planned parcels not yet asked for whose members are no longer all waiting (an order was cancelled or
+    re-planned meanwhile): dissolved, so the rest ship on their own or are merged again with the right figures."""
+    if not parcel_nos:
+        return []
+    p, sr = parcels.c, shipment_requests.c
+    planned = read_in(conn, lambda nos: select(p.parcel_no, p.orders).where(
+        p.parcel_no.in_(nos), p.status == "planned", p.requested_at.is_(None)), sorted(set(parcel_nos)))
+    if planned.empty:
+        return []
+    waiting = read_in(conn, lambda nos: select(sr.parcel_no, sr.order_id).where(
+        sr.parcel_no.in_(nos), sr.status == "pending"), planned["parcel_no"].tolist())  # fmt: skip
+    count = waiting.groupby("parcel_no")["order_id"].nunique() if len(waiting) else pd.Series(dtype=int)
+    broken = [n for n, k in zip(planned["parcel_no"], planned["orders"], strict=True) if int(count.get(n, 0)) != int(k)]
+    for chunk in chunked(broken):
+        conn.execute(update(parcels).where(p.parcel_no.in_(chunk), p.status == "planned")
+                     .values(status="undone", undone_at=now, undone_by="yidi: an order left the parcel",
+                             updated_at=now))  # fmt: skip
+        conn.execute(update(shipment_requests).where(sr.parcel_no.in_(chunk)).values(parcel_no=None, updated_at=now))
+    return broken
 
 
 def undo_merge(engine: Engine, parcel_no: str, *, now: datetime | None = None, actor: str | None = None,
@@ -202,6 +247,7 @@ def claim_parcels_for_waybills(conn: Connection, parcel_nos: list[str], now: dat
     merge cannot be undone); returns parcel_no -> the parcel's row."""
     if not parcel_nos:
         return {}
+    dissolve_broken_parcels(conn, parcel_nos, now)
     p = parcels.c
     for chunk in chunked(sorted(set(parcel_nos))):
         conn.execute(
