@@ -1,8 +1,9 @@
 """The demo's history before today (issue 13): a lifecycle demo runs in one day, so nothing in it is years old or
 long overdue. A few back-dated facts give the assessment every credit grade and a legal-rule breach to show:
 
-- C00001 has been a customer for five years (tenure → grade A); its first order, closed long ago, is past the
-  personal-data retention period and gets anonymised;
+- C00001 has been a customer for five years and ordered every month of the last year (tenure and volume → grade A
+  whatever today's random orders bring); its first order, closed long ago, is past the personal-data retention
+  period and gets anonymised;
 - C00002 owes ¥30,000 for 60 days and reached the fourth dunning step (→ grade E);
 - C00003 owes ¥3,000 for 25 days (→ grade C or D);
 - C00004's order promised for yesterday is shipped but not delivered (《电子商务法》第二十条).
@@ -58,6 +59,9 @@ def seed_history(engine=None) -> dict:
             full,
             payment_state="paid",
         )
+        for month in range(1, 11):  # a regular customer: an order a month, delivered and closed
+            _order(conn, ids["C00001"], f"HIST-A-{month + 1}", now - timedelta(days=30 * month + 5), "closed", full,
+                   payment_state="paid")  # fmt: skip
         for code, no, days, amount, step in (
             ("C00002", "HIST-E-1", 60, 3_000_000, 4),
             ("C00003", "HIST-C-1", 25, 300_000, 0),
