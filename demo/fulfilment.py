@@ -86,7 +86,8 @@ def fulfilment_demo(folder: str | Path) -> dict:
         summary = fulfilment_handoff(carrier_api_url=carrier.url, supplier_api_url=sup.url)
         if summary["parcels"]["parcels"]:
             # Orders of one customer to one address were merged (issue 18); their parcels wait out the time an
-            # operator has to undo a merge. The demo does not wait: the next run, as of then, ships them.
+            # operator has to undo a merge (counted from the run's moment). The demo does not wait: the next run,
+            # as of then, ships them.
             hold = timedelta(minutes=get_settings().fulfilment.parcels.hold_minutes)
             summary["after_hold"] = fulfilment_handoff(carrier_api_url=carrier.url, supplier_api_url=sup.url,
                                                        as_of=datetime.fromisoformat(summary["as_of"]) + hold)

@@ -117,7 +117,7 @@ def handoff(
     moment = as_of or datetime.now(UTC)
     expired = run(prepare_stock_task, moment)
     allocation = run(allocate_task, as_of)
-    merged = run(merge_parcels_task, as_of)
+    merged = run(merge_parcels_task, moment)  # the hold counts from the run's moment
     purchases = run(purchase_orders_task, supplier_api_url) if send_purchase_orders else {}
     waybills = run(waybills_task, carrier_api_url, as_of) if create_shipments else {}
     return {"as_of": moment.isoformat(), "expired_batches": expired, "allocation": allocation, "parcels": merged,

@@ -161,13 +161,14 @@ def _merge(engine: Engine, settings: Settings, now: datetime, actor: str, result
 
 
 def _parcel_numbers(conn: Connection, leads: list[str]) -> list[str]:
-    """``P<first member's shipment number>-<n>``: n counts the parcels that member has led (a parcel dissolved
-    when one of its orders left may be merged again from the rest)."""
+    """``P<first member's shipment number>``, then ``…-2``, ``…-3`` for the next parcels that member leads (a parcel
+    dissolved when one of its orders left may be merged again from the rest)."""
     p = parcels.c
     numbers = []
     for lead in leads:
-        led = conn.execute(select(p.parcel_no).where(p.parcel_no.like(f"P{lead}-%"))).scalars().all()
-        numbers.append(f"P{lead}-{len(led) + 1}")
+        led = conn.execute(select(p.parcel_no).where((p.parcel_no == f"P{lead}") | p.parcel_no.like(f"P{lead}-%")))
+        count = len(led.scalars().all())
+        numbers.append(f"P{lead}" if count == 0 else f"P{lead}-{count + 1}")
     return numbers
 
 
