@@ -20,7 +20,7 @@ feedback``, what the plugin's JavaScript submits: ``multipart/form-data`` or url
 raw record. The shapes themselves (parsing, answers) are in ``connectors.inbound_shapes``, which the tasks import
 without loading the server.
 
-This module imports no tasks: what landing means is the caller's (``app/service_inbound.py``).
+This module imports no tasks: what landing means is the caller's (``flows/service_inbound.py``).
 """
 
 from __future__ import annotations

@@ -107,6 +107,8 @@ def test_each_customer_facing_outcome_produces_one_notice_sent_once(tmp_path):
     case_no = json.loads(ok("aftersales", "list", "--json"))[0]["case_no"]
     shown = ok("aftersales", "show", case_no)
     assert "QUALITY_RETURN_7D" in shown and "第二十四条" in shown
+    # styled, not printed as markup: the first line starts with the case number
+    assert shown.splitlines()[0].startswith(f"{case_no}  order YD-N") and "[bold]" not in shown
     carrier = carrier_shipping.start()
     try:
         with CarrierShippingClient(carrier.url) as waybills:

@@ -13,7 +13,7 @@ import pytest
 from aftersales_support import add_order, build_reference, local
 from sqlalchemy import insert, select
 
-from app.service_inbound import inbound_receiver
+from flows.service_inbound import inbound_receiver
 from connectors.inbound_shapes import cf7_answer, feedback_record, form_fields, sms_up_records
 from demo.standins.service_senders import push_sms_replies, sms_up_message, submit_contact_form
 from yidi.bulk import read_frame

@@ -141,34 +141,39 @@ def show(case_no: str, json_out: JsonOut = False, unmasked: Unmasked = False, wh
         case = {**case, "customer_name": mask_name(case["customer_name"]), "customer_phone": mask_phone(case["customer_phone"])}
     if json_out:
         return emit_json({**case, "lines": lines, "refund": refund[0] if refund else None})
-    console.print(f"[bold]{case['case_no']}[/bold]  order {case['order_no']}  {case['customer_name']} "
-                  f"{case['customer_phone']}", highlight=False, markup=False)  # fmt: skip
-    console.print(f"type {case['kind']}{' (quality problem)' if case['quality_problem'] else ''}, asked "
-                  f"{local_time(case['requested_at'])} Beijing time, goods received {case['received_date'] or '-'}")
+    from rich.markup import escape
+
+    def say(text: str) -> None:  # our styling; what the data says is escaped, never read as markup
+        console.print(text, highlight=False)
+
+    say(f"[bold]{escape(case['case_no'])}[/bold]  order {escape(case['order_no'])}  "
+        f"{escape(str(case['customer_name']))} {escape(str(case['customer_phone']))}")  # fmt: skip
+    say(escape(f"type {case['kind']}{' (quality problem)' if case['quality_problem'] else ''}, asked "
+               f"{local_time(case['requested_at'])} Beijing time, goods received {case['received_date'] or '-'}"))
     for line in lines:
-        console.print(f"  {line['item_code']} x {line['quantity']:g}  {yuan_text(line['amount_fen'])} 元")
-    console.print(f"status [bold]{case['status']}[/bold]; decision {case['decision'] or '-'} "
-                  f"({case['decision_rule'] or 'not decided'})")  # fmt: skip
+        say(escape(f"  {line['item_code']} x {line['quantity']:g}  {yuan_text(line['amount_fen'])} 元"))
+    say(f"status [bold]{escape(case['status'])}[/bold]; "
+        + escape(f"decision {case['decision'] or '-'} ({case['decision_rule'] or 'not decided'})"))
     if case["decision_text"]:
-        console.print(f"  {case['decision_text']}")
-        console.print(f"  [dim]{case['decision_citation']}[/dim]")
+        say(escape(f"  {case['decision_text']}"))
+        say(f"  [dim]{escape(str(case['decision_citation']))}[/dim]")
     if case.get("return_waybill_no"):
         arrived = case.get("return_arrived_at")
         arrived = None if arrived is None or str(arrived) == "NaT" else arrived
         state = f"arrived {local_time(arrived)} Beijing time" if arrived is not None else (
             case.get("return_parcel_state") or "no scan yet")  # fmt: skip
-        console.print(f"return parcel {case['return_carrier'] or ''} {case['return_waybill_no']}: {state}")
+        say(escape(f"return parcel {case['return_carrier'] or ''} {case['return_waybill_no']}: {state}"))
         if case.get("return_last_event"):
-            console.print(f"  [dim]{case['return_last_event']}[/dim]")
+            say(f"  [dim]{escape(case['return_last_event'])}[/dim]")
         if arrived is not None and case["status"] == "return_arrived":
-            console.print(f"  to inspect: yidi aftersales receive {case_no} --inspection good|damaged")
+            say(escape(f"  to inspect: yidi aftersales receive {case_no} --inspection good|damaged"))
     if case["return_received_at"] is not None and str(case["return_received_at"]) != "NaT":
-        console.print(f"returned goods received {local_time(case['return_received_at'])}: {case['inspection']}"
-                      f" {case['inspection_reason'] or ''}")  # fmt: skip
+        say(escape(f"returned goods received {local_time(case['return_received_at'])}: {case['inspection']}"
+                   f" {case['inspection_reason'] or ''}"))  # fmt: skip
     if refund:
         r = refund[0]
-        console.print(f"refund {yuan_text(r['amount_fen'])} 元 by {r['route']}: {r['status']}, due {r['due_date']}"
-                      f" (key {r['idempotency_key']})")  # fmt: skip
+        say(escape(f"refund {yuan_text(r['amount_fen'])} 元 by {r['route']}: {r['status']}, due {r['due_date']}"
+                   f" (key {r['idempotency_key']})"))  # fmt: skip
 
 
 @aftersales.command("assess")

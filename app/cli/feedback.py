@@ -140,14 +140,20 @@ def show(
                 for k, v in item.items()}
     if json_out:
         return emit_json(item)
-    console.print(f"[bold]{item['feedback_no']}[/bold] {item['category']} via {item['channel']} from {item['contact']},"
-                  f" {local_time(item['received_at'])} Beijing time; status {item['status']}")  # fmt: skip
-    console.print(item["body"])
-    console.print(f"respond by {local_time(item['first_response_due_at'])}, resolve by "
-                  f"{local_time(item['resolution_due_at'])} (Beijing time)")  # fmt: skip
+    from rich.markup import escape
+
+    def say(text: str) -> None:  # our styling; what the customer wrote is escaped, never read as markup
+        console.print(text, highlight=False)
+
+    say(f"[bold]{escape(item['feedback_no'])}[/bold] " + escape(
+        f"{item['category']} via {item['channel']} from {item['contact']}, {local_time(item['received_at'])} "
+        f"Beijing time; status {item['status']}"))  # fmt: skip
+    say(escape(str(item["body"])))
+    say(escape(f"respond by {local_time(item['first_response_due_at'])}, resolve by "
+               f"{local_time(item['resolution_due_at'])} (Beijing time)"))  # fmt: skip
     for key in ("owner", "cause_category", "findings", "resolution", "answer"):
         if item[key]:
-            console.print(f"{key}: {item[key]}")
+            say(escape(f"{key}: {item[key]}"))
 
 
 def _answer(feedback_no, answer, cause, findings, resolution, owner, close, as_of, json_out):
@@ -192,7 +198,7 @@ def receive(
     批量推送) and the website's contact form (Contact Form 7 submissions to
     /wp-json/contact-form-7/v1/contact-forms/ID/feedback). Each lands once with its raw record; unreadable ones
     are quarantined (yidi aftersales list --quarantine)."""
-    from app.service_inbound import inbound_receiver
+    from flows.service_inbound import inbound_receiver
 
     engine = engine_or_exit()
     receiver = inbound_receiver(engine, host=host, port=port)

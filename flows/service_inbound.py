@@ -1,7 +1,8 @@
-"""The service inbox's HTTP receiver behind ``yidi feedback receive``: the connector's server
+"""The service inbox's HTTP receiver behind ``yidi feedback receive`` (and the demo's, on a free port): the connector's server
 (``connectors.service_inbound``: Aliyun SMS replies and Contact Form 7 submissions, answered as each sender
 expects) wired to the feedback area (``tasks.feedback``: survey replies and feedback land once each, raw records
-kept, unreadable ones quarantined), one short transaction per request.
+kept, unreadable ones quarantined), one short transaction per request. Here, below ``app`` and ``demo``, so both
+run the same wiring.
 """
 
 from __future__ import annotations
