@@ -127,3 +127,32 @@ def test_a_pushed_arrival_moves_the_case_without_another_poll(world):
     assert arrived["return_arrived_at"] == parcel.route[-1].at.replace(microsecond=0)
     with engine.begin() as conn:  # applied once: the same push is not applied again
         assert apply_return_pushes(conn, clock.now() + timedelta(minutes=2)) == {"applied": 0, "arrived": 0}
+
+
+def test_a_failed_subscription_is_asked_again_on_the_next_cycle_and_an_accepted_one_never(world):
+    """Kuaidi100's subscription endpoint is unreachable when the return waybill is first asked about: polling goes
+    on, and the next due cycle subscribes it; once accepted it is not subscribed again (one subscription there)."""
+    from tasks.aftersales.return_tracking import track_returns
+
+    engine, gateway, tracker, clock, _ = world
+    _cycle(world)  # the waybill is issued and asked about once (pushes off: not subscribed)
+    settings = get_settings()
+    pushing = settings.model_copy(update={"tracking": settings.tracking.model_copy(
+        update={"push_enabled": True, "callback_public_url": "http://127.0.0.1:9/kuaidi100/push"})})
+    once = settings.tracking.model_copy(update={"max_attempts": 1})  # no waiting between tries
+
+    def ask(at, subscribe_url):
+        clock.set(at)
+        with make_client(once, credentials=CREDS, query_url=tracker.query_url, subscribe_url=subscribe_url) as k100, \
+                engine.begin() as conn:  # fmt: skip
+            return track_returns(conn, k100, pushing, at)
+
+    unreachable = ask(local(2026, 12, 4, 13, 30), "http://127.0.0.1:9/poll")  # nothing listens on port 9
+    assert (unreachable["subscribed"], unreachable["asked"], unreachable["no_scan_yet"]) == (0, 1, 1)
+    assert pd.isna(case_of(engine, "YD-RT")["return_subscribed_at"])
+    retried = ask(local(2026, 12, 4, 14, 31), tracker.subscribe_url)  # the next due cycle (60-minute interval)
+    assert (retried["subscribed"], retried["asked"]) == (1, 1)
+    assert case_of(engine, "YD-RT")["return_subscribed_at"] == local(2026, 12, 4, 14, 31)
+    after = ask(local(2026, 12, 4, 15, 32), tracker.subscribe_url)  # asked about, not subscribed again
+    assert (after["subscribed"], after["asked"]) == (0, 1)
+    assert tracker.stats()["subscriptions"] == 1

@@ -77,6 +77,7 @@ aftersales_cases = Table(
     Column("return_last_event", Text),  # the newest checkpoint, as the carrier wrote it
     Column("return_tracked_at", UTCDateTime),  # last asked (Kuaidi100 refuses a waybill asked again too soon)
     Column("return_arrived_at", UTCDateTime),  # signed for at the return warehouse: inspection is due
+    Column("return_subscribed_at", UTCDateTime),  # Kuaidi100 accepted the push subscription (else asked again)
     Column("inspection", String(12)),  # good | damaged
     Column("inspection_reason", Text),
     Column("replacement_order_id", BigInteger),

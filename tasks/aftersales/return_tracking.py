@@ -7,8 +7,10 @@ warehouse's inspection list (``yidi aftersales list --status return_arrived``, t
 The client is passed in (built by the flow from ``[tracking]``, the one Kuaidi100 account). One answer per
 waybill, each failure that waybill's own; a refused account (signature, key) stops the round at once.
 
-Pushes: with ``[tracking] push_enabled`` a return waybill is subscribed the first time it is asked about, with the
-tracking area's callback URL. Kuaidi100 then pushes it to ``yidi tracking callbacks``, which lands every push in
+Pushes: with ``[tracking] push_enabled`` a return waybill is subscribed when it is asked about, with the tracking
+area's callback URL, until Kuaidi100 accepts (``return_subscribed_at``; its 501 重复订阅 counts as accepted): a
+subscription that failed (Kuaidi100 down, refused) is asked for again on the next due cycle, and an accepted
+one never again. Kuaidi100 then pushes it to ``yidi tracking callbacks``, which lands every push in
 ``tracking_push_receipts`` (verified, kept raw) and marks one that is no outbound shipment ``unmatched``;
 ``apply_return_pushes`` reads the pushes of open return waybills from there (the newest since the case was last
 updated) and applies them exactly as a poll's answer.
@@ -48,7 +50,8 @@ def track_returns(conn: Connection, client, settings: Settings, now: datetime) -
     due_before = now - timedelta(minutes=policy.return_tracking_interval_minutes)
     due = read_frame(conn, select(
         aftersales_cases.c.id, aftersales_cases.c.case_no, aftersales_cases.c.return_carrier,
-        aftersales_cases.c.return_waybill_no, aftersales_cases.c.return_tracked_at, orders.c.customer_phone)
+        aftersales_cases.c.return_waybill_no, aftersales_cases.c.return_tracked_at,
+        aftersales_cases.c.return_subscribed_at, orders.c.customer_phone)
         .join(orders, orders.c.id == aftersales_cases.c.order_id)
         .where(aftersales_cases.c.status == "awaiting_return", aftersales_cases.c.return_waybill_no.is_not(None),
                or_(aftersales_cases.c.return_tracked_at.is_(None), aftersales_cases.c.return_tracked_at <= due_before))
@@ -57,18 +60,22 @@ def track_returns(conn: Connection, client, settings: Settings, now: datetime) -
     pushes = settings.tracking.push_enabled
     if pushes:
         counts["subscribed"] = 0
-    updates, tried = [], []  # answered parcels; parcels asked without an answer (their last state stays)
+    updates, tried, subscribed = [], [], []  # answered parcels; asked without an answer; subscriptions accepted
     for case in due.to_dict("records"):
         carrier = case["return_carrier"] or policy.return_carrier
         # The customer sends the parcel: their number is the one the carrier checks (SF, ZTO).
         phone = case["customer_phone"] if carrier in PHONE_REQUIRED else None
         counts["asked"] += 1
-        if pushes and _never_asked(case):
-            try:  # not subscribed: polling goes on all the same
-                counts["subscribed"] += client.subscribe(carrier, case["return_waybill_no"],
-                                                         settings.tracking.callback_url, phone=phone).accepted
-            except Kuaidi100Error:
-                pass
+        if pushes and _missing(case.get("return_subscribed_at")):
+            try:  # not accepted: polling goes on all the same, and the next due cycle asks again
+                if client.subscribe(carrier, case["return_waybill_no"], settings.tracking.callback_url,
+                                    phone=phone).accepted:  # fmt: skip
+                    counts["subscribed"] += 1
+                    subscribed.append({"id": int(case["id"]), "return_subscribed_at": now})
+            except Kuaidi100Error as exc:
+                if exc.kind == ErrorKind.AUTH:
+                    counts["failed"] += len(due) - counts["asked"] + 1
+                    break  # every further request would be refused the same way
         try:
             result = client.query(carrier, case["return_waybill_no"], phone)
         except Kuaidi100Error as exc:
@@ -80,6 +87,7 @@ def track_returns(conn: Connection, client, settings: Settings, now: datetime) -
             continue
         updates.append(_case_update(int(case["id"]), result, now))
         counts["arrived"] += updates[-1]["status"] == "return_arrived"
+    store.update_cases(conn, subscribed, ["return_subscribed_at"], now)
     store.update_cases(conn, tried, ["return_tracked_at"], now)
     store.update_cases(conn, updates, UPDATED, now)
     return counts
@@ -88,8 +96,8 @@ def track_returns(conn: Connection, client, settings: Settings, now: datetime) -
 UPDATED = ["status", "return_tracked_at", "return_parcel_state", "return_last_event", "return_arrived_at"]
 
 
-def _never_asked(case: dict) -> bool:
-    return case.get("return_tracked_at") is None or pd.isna(case.get("return_tracked_at"))
+def _missing(value) -> bool:
+    return value is None or pd.isna(value)
 
 
 def _case_update(case_id: int, result: TrackingResult, now: datetime) -> dict:
