@@ -95,22 +95,32 @@ def publish_summary(home: Path) -> dict:
     from prefect import get_run_logger
     from prefect.artifacts import create_markdown_artifact
 
-    from demo.summary import counts, needs_action, summary_markdown, yidi_command
+    from demo.summary import (
+        aftersales_figures,
+        aftersales_lines,
+        counts,
+        needs_action,
+        summary_markdown,
+        yidi_command,
+    )
     from yidi.db import get_engine
 
     engine = get_engine()
     tallies = counts(engine)
     actions = needs_action(engine, yidi_command(home))
+    aftersales = aftersales_figures(engine)
     api = os.environ.get("PREFECT_API_URL", "")
     ui_runs = api.removesuffix("/api") + "/runs" if api else None
-    create_markdown_artifact(summary_markdown(tallies, actions, ui_runs), key="demo-summary",
+    create_markdown_artifact(summary_markdown(tallies, actions, ui_runs, aftersales), key="demo-summary",
                              description="What the demo did, and what needs action")  # fmt: skip
     logger = get_run_logger()
     for key in ("state", "channel", "region", "payment_state"):
         logger.info("orders by %s: %s", key.replace("_", " "), ", ".join(f"{v} {n:,}" for v, n in tallies[key]))
+    for line in aftersales_lines(aftersales, width=1000):
+        logger.info("%s", line.strip())
     for action in actions:
         logger.info("needs action: %s %s → %s", action["count"], action["what"], action["command"])
-    return {"counts": tallies, "needs_action": actions}
+    return {"counts": tallies, "needs_action": actions, "aftersales": aftersales}
 
 
 def point_notifications_at(home: Path, smtp_port: int, sms_url: str) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, func, select
 
+from yidi import schema_aftersales as aftersales_tables
 from yidi.schema import intake_records, notification_outbox, orders
 from yidi.schema_settlement import settlement_cases
 from yidi.schema_tracking import tracking_incidents
@@ -75,12 +76,17 @@ def needs_action(engine: Engine, command: str) -> list[dict]:
     return found
 
 
-def summary_markdown(tallies: dict[str, list[tuple[str, int]]], actions: list[dict], ui_runs: str | None) -> str:
+def summary_markdown(tallies: dict[str, list[tuple[str, int]]], actions: list[dict], ui_runs: str | None,
+                     aftersales: dict | None = None) -> str:
     total = sum(n for _, n in tallies.get("state", []))
     lines = [f"# Demo: {total:,} orders through the whole lifecycle", ""]
     for key, title in (("state", "by state"), ("channel", "by channel"), ("region", "by region"),
                        ("payment_state", "by payment state")):  # fmt: skip
         lines.append(f"- **{title}**: " + ", ".join(f"{value} {n:,}" for value, n in tallies.get(key, [])))
+    told = aftersales_lines(aftersales or {}, width=1000)
+    if told:
+        lines += ["", "## After-sales and feedback", ""]
+        lines += [f"{'  ' if line.startswith('  ') else ''}- {line.strip()}" for line in told]
     lines += ["", "## Needs action", ""]
     if actions:
         lines += ["| what | how many | command |", "|---|---:|---|"]
@@ -113,3 +119,70 @@ def terminal_lines(tallies: dict[str, list[tuple[str, int]]], actions: list[dict
     else:
         out.append("Needs action: nothing.")
     return out
+
+
+# After-sales (issue 14): what the demo's cases, feedback, surveys and refunds came to, in words a manager reads.
+RULE_WORDS = {
+    "NO_REASON_RETURN_7D": "returned within 7 days (no reason)",
+    "NO_REASON_WINDOW_PASSED": "refused: past the 7 days",
+    "QUALITY_EXCHANGE_7D": "exchanged (quality, within 7 days)",
+    "QUALITY_RETURN_7D": "returned (quality, within 7 days)",
+    "QUALITY_REPAIR": "repaired (quality, after 7 days)",
+    "QUALITY_REPLACE": "replaced (quality, after 7 days)",
+    "WARRANTY_REPAIR": "repaired under warranty",
+    "INSTALLATION_REVISIT": "installation revisit",
+}
+
+
+def _rule_words(rule: str) -> str:
+    if rule.startswith("NO_REASON_EXCEPTION_"):
+        return f"refused: statutory exception ({rule.removeprefix('NO_REASON_EXCEPTION_').lower()})"
+    return RULE_WORDS.get(rule, rule)
+
+
+def aftersales_figures(engine: Engine) -> dict:
+    """Cases by decision and outcome, return parcels, service jobs, feedback, survey replies and refunds."""
+    t = aftersales_tables
+    case, inbox, job, item, refund, survey = (t.aftersales_cases.c, t.aftersales_inbox.c, t.service_jobs.c,
+                                              t.feedback_items.c, t.refund_requests.c, t.surveys.c)  # fmt: skip
+
+    def grouped(conn, *columns) -> list[tuple]:
+        return [tuple(r) for r in conn.execute(select(*columns, func.count()).group_by(*columns)
+                                               .order_by(*columns)).all()]  # fmt: skip
+
+    def count(conn, where) -> int:
+        return int(conn.execute(select(func.count()).where(where)).scalar_one())
+
+    with engine.connect() as conn:
+        replies = conn.execute(select(func.count(), func.avg(survey.score)).where(survey.score.is_not(None))).one()
+        return {"cases": grouped(conn, case.decision_rule, case.status),
+                "unreadable": count(conn, inbox.status == "quarantined"),
+                "tracked_to_arrival": count(conn, case.return_parcel_state == "arrived"),
+                "jobs": grouped(conn, job.kind, job.status), "feedback": grouped(conn, item.category),
+                "channels": grouped(conn, item.channel), "survey_replies": int(replies[0]),
+                "average_score": None if replies[1] is None else round(float(replies[1]), 1),
+                "refunds": grouped(conn, refund.route, refund.status),
+                "refund_without_return": count(conn, settlement_cases.c.case_class == "refund_without_return")}
+
+
+def aftersales_lines(figures: dict, width: int = 80) -> list[str]:
+    """The after-sales figures as short lines (each wrapped to ``width``)."""
+    import textwrap
+
+    if not figures.get("cases") and not figures.get("feedback"):
+        return []
+    total = sum(n for *_, n in figures["cases"])
+    out = [f"After-sales: {total} cases, {figures['unreadable']} unreadable requests or replies kept (quarantined)"]
+    for rule, status, n in figures["cases"]:
+        out.append(f"  {n} {_rule_words(rule) if rule else 'not decided'} → {status}")
+    out.append(f"  return parcels tracked to arrival (Kuaidi100): {figures['tracked_to_arrival']}")
+    if figures["jobs"]:
+        out.append("  service jobs: " + ", ".join(f"{n} {kind} {status}" for kind, status, n in figures["jobs"]))
+    out.append("Feedback: " + ", ".join(f"{n} {category}" for category, n in figures["feedback"])
+               + " (by " + ", ".join(f"{channel} {n}" for channel, n in figures["channels"]) + ")")
+    average = f", average {figures['average_score']} of 5" if figures["average_score"] is not None else ""
+    out.append(f"  survey replies: {figures['survey_replies']}{average}")
+    out.append("Refunds: " + (", ".join(f"{n} {route} {status}" for route, status, n in figures["refunds"]) or "none")
+               + f"; settlement: {figures['refund_without_return']} refund without a return")
+    return [part for line in out
+            for part in textwrap.wrap(line, width, subsequent_indent="    " if line.startswith("  ") else "  ")]

@@ -7,7 +7,7 @@ import json
 import shutil
 
 from aftersales_support import add_order, build_reference, local, signed_refund_policy
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from tests_feedback_mail import COMPLAINT_MAIL
 from typer.testing import CliRunner
 
@@ -138,28 +138,36 @@ def test_each_customer_facing_outcome_produces_one_notice_sent_once(tmp_path):
     assert sorted(sent[sent["template"] == "aftersales_refunded"]["medium"]) == ["email", "sms"]
 
 
-def test_the_demo_returns_refunds_and_reconciles_on_the_prefect_server(prefect_server, tmp_path, monkeypatch):
-    """`make demo`'s after-sales stage on a small store: decisions, a damaged return not restocked, refunds made
-    once by the stand-in, survey replies stored, the refund bill reconciled with no refund-without-return case."""
+def test_the_demo_returns_refunds_and_reconciles_on_the_prefect_server(prefect_server, engine, tmp_path, monkeypatch):
+    """`make demo`'s after-sales stage on a small store (both databases): decisions, a return parcel tracked to
+    arrival and inspected, a damaged return not restocked, refunds made once by the stand-in, a platform rating
+    read, survey replies and a contact form posted to the receiver over HTTP, the refund bill reconciled with no
+    refund-without-return case."""
     from demo.aftersales import aftersales_demo
     from demo.flows import point_notifications_at
+    from yidi.schema import orders
     from yidi.schema_aftersales import surveys
     from yidi.schema_settlement import settlement_cases
 
-    init_db()
-    engine = get_engine()
+    monkeypatch.setenv("YIDI_DATABASE_URL", engine.url.render_as_string(hide_password=False))
     build_reference(engine)
     monkeypatch.setenv("YIDI_CONFIG", str(tmp_path / "yidi.toml"))  # restored after the test
     point_notifications_at(tmp_path, 2525, "http://127.0.0.1:9/sms/send")
     for n in range(14):
         add_order(engine, f"YD-D{n}", {"SKU-0009": 1, "SKU-0001": 1} if n % 4 else {"SKU-0004": 2},
-                  delivered=local(2026, 11, 20 + n % 3), method="alipay" if n % 3 else "wechatpay")  # fmt: skip
+                  delivered=local(2026, 11, 20 + n % 3), method="alipay" if n % 3 else "wechatpay",
+                  channel="taobao" if n == 13 else "website")  # fmt: skip
+    with engine.begin() as conn:  # the platform's trade number, which the buyer's rating names
+        conn.execute(update(orders).where(orders.c.order_no == "YD-D13").values(channel_order_id="3948201774512083"))
     result = aftersales_demo()
     with engine.connect() as conn:
-        decided = read_frame(conn, select(aftersales_cases.c.decision_rule, aftersales_cases.c.status))
-        scored = read_frame(conn, select(surveys.c.score).where(surveys.c.score.is_not(None)))
+        decided = read_frame(conn, select(aftersales_cases.c.decision_rule, aftersales_cases.c.status,
+                                          aftersales_cases.c.return_parcel_state))  # fmt: skip
+        scored = read_frame(conn, select(surveys.c.score).where(surveys.c.score.is_not(None)).order_by(surveys.c.id))
         flagged = read_frame(conn, select(settlement_cases.c.case_class).where(
             settlement_cases.c.case_class == "refund_without_return"))  # fmt: skip
+        feedback = read_frame(conn, select(feedback_items.c.channel, feedback_items.c.category, orders.c.order_no)
+                              .outerjoin(orders, orders.c.id == feedback_items.c.order_id))  # fmt: skip
     # The demo's eight requests, one decision each: two no-reason returns (one passes inspection, one fails), one
     # past the seven days, one fresh perishable, a quality repair, a quality exchange, a warranty repair, a revisit.
     assert sorted(zip(decided["decision_rule"], decided["status"], strict=True)) == [
@@ -168,6 +176,27 @@ def test_the_demo_returns_refunds_and_reconciles_on_the_prefect_server(prefect_s
         ("NO_REASON_WINDOW_PASSED", "rejected"), ("QUALITY_EXCHANGE_7D", "replaced"), ("QUALITY_REPAIR", "repairing"),
         ("WARRANTY_REPAIR", "repairing"),
     ]  # fmt: skip
-    # One refund (the return that passed inspection), in one refund file for reconciliation; one survey answered.
-    assert (result["refunds_made"], result["settlement"]["refund_files"]) == (1, 1)
-    assert len(scored) == 1 and flagged.empty
+    # Three parcels to come back; the first is not scanned on the first cycle, signed for at the warehouse by the
+    # second.
+    assert result["first"]["return_parcels"]["no_scan_yet"] == 3  # two returns and the exchange
+    assert result["second"]["return_parcels"]["arrived"] == 1
+    assert sorted(decided["return_parcel_state"].dropna()) == ["arrived"]
+    # Received: the good return and the exchange back to stock, the damaged one quarantined; one refund, one
+    # replacement.
+    received = result["received"]
+    assert (received["restocked"], received["quarantined"], received["refunds"], received["replacements"]) == (
+        2, 1, 1, 1)
+    # One refund (the return that passed inspection), in one refund file for reconciliation.
+    assert (result["refunds_made"], result["settlement"]["refund_files"]) == (1, 1) and flagged.empty
+    # The platform rating (praise) against its order; the website form's suggestion; the three mails.
+    assert result["platform_rating"] == {"landed": 1, "duplicates": 0, "quarantined": 0}
+    assert sorted(zip(feedback["channel"], feedback["category"], strict=True)) == [
+        ("email", "complaint"), ("email", "inquiry"), ("email", "praise"), ("platform", "praise"),
+        ("website", "suggestion")]  # fmt: skip
+    assert feedback[feedback["channel"] == "platform"]["order_no"].tolist() == ["YD-D13"]
+    # The survey after the closed return answered by SMS, pushed twice by the Aliyun stand-in: stored once.
+    inbound = result["inbound"]
+    assert inbound["sms_pushes"] == [{"code": 0, "msg": "接收成功"}] * 2 and inbound["contact_form"] == "mail_sent"
+    assert {k: inbound["counts"][k] for k in ("sms_landed", "sms_duplicates", "form_landed")} == {
+        "sms_landed": 1, "sms_duplicates": 1, "form_landed": 1}
+    assert scored["score"].tolist() == [5]

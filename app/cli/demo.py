@@ -52,10 +52,12 @@ def run_demo(orders: int = 3000, fresh: bool = True, console: Console | None = N
 
     with temporary_settings({PREFECT_API_URL: API_URL}):
         result = lifecycle_demo(order_count=orders, **demo_options)  # approve/reject: how many the reviewer decides
-    from demo.summary import terminal_lines, yidi_command
+    from demo.summary import aftersales_lines, terminal_lines, yidi_command
 
     summary = result.get("summary") or {}
     for line in terminal_lines(summary.get("counts", {}), summary.get("needs_action", [])):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    for line in aftersales_lines(summary.get("aftersales") or {}):  # issue 14: cases, feedback, surveys, refunds
         console.print(line, highlight=False, markup=False, soft_wrap=True)
     if "risk" in result:  # issue 13: the assessment's headline figures
         risk, audit = result["risk"], result["audit"]
