@@ -13,9 +13,9 @@ import pytest
 from aftersales_support import add_order, build_reference, local
 from sqlalchemy import insert, select
 
-from flows.service_inbound import inbound_receiver
 from connectors.inbound_shapes import cf7_answer, feedback_record, form_fields, sms_up_records
 from demo.standins.service_senders import push_sms_replies, sms_up_message, submit_contact_form
+from flows.service_inbound import inbound_receiver
 from yidi.bulk import read_frame
 from yidi.schema import orders
 from yidi.schema_aftersales import aftersales_inbox, feedback_items, surveys
