@@ -59,6 +59,8 @@ def side_by_side(run: Run, engine) -> Run:
 def all_settled(outcomes: list) -> list:
     """Every chunk's value in submission order, after all of them ended: a failed chunk raises only once the
     others finished, so the stage's bookkeeping (a run record marked failed) never races a chunk still writing."""
+    if "prefect.futures" not in sys.modules:  # Prefect not loaded (``in_process``): every value is there already
+        return outcomes
     from prefect.futures import PrefectFuture, wait
 
     futures = [outcome for outcome in outcomes if isinstance(outcome, PrefectFuture)]

@@ -1,7 +1,10 @@
 """Order intake flows (requirements I1-I4, S1).
 
 ``intake_orders`` (flow ``intake-orders``): every configured channel (or the ones asked for, or given files) as its
-own task, side by side. A channel task works through all its batches (chunks of up to thousands of records) and is
+own task, side by side through the task runner ``[runtime]`` names (threads in the flow run's process, or a Dask
+cluster: each task builds its connector and opens the store where it runs). The batches of one channel, and the
+chunks of one large drop, are landed in order inside its task: a channel's cursor, and a drop's place in its
+file, advance only with what is committed. A channel task works through all its batches (chunks of up to thousands of records) and is
 retried with exponential backoff only when it failed transiently (5xx, timeouts, throttling, malformed answers); a
 wrong password or signature fails at once with a clear message. One channel failing never stops the others, and
 the run ends Failed when any channel failed, Completed otherwise. A summary table artifact shows per channel:
@@ -34,7 +37,15 @@ import yidi  # noqa: F401  (Prefect offline defaults)
 from connectors.base import TransientChannelError
 from connectors.phone_form import FormLine, PhoneOrder, form_record
 from connectors.registry import ORDER_CHANNELS, build_connector, connector_for_file, enabled_channels
-from flows.compose import Run, require_store, resolved, step_logger, submitted, with_prefect
+from flows.compose import (
+    Run,
+    configured_runner_option,
+    require_store,
+    resolved,
+    step_logger,
+    submitted,
+    with_prefect,
+)
 from flows.naming import run_name
 from flows.params import Hours
 from tasks.intake.landing import run_channel
@@ -161,7 +172,8 @@ def _summary_rows(results: dict[str, dict]) -> list[dict]:
     return rows
 
 
-@flow(name="intake-orders", log_prints=True, flow_run_name=run_name("intake", "channels", "files"))
+@flow(name="intake-orders", log_prints=True, flow_run_name=run_name("intake", "channels", "files"),
+      task_runner=configured_runner_option())
 def intake_orders(channels: list[IntakeChannel] | None = None, files: list[str] | None = None,
                   options: dict[str, dict] | None = None) -> dict[str, dict]:
     """Pull orders from the configured channels (or ``channels``), or take in ``files`` (csv/xlsx/eml).

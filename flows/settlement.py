@@ -11,9 +11,10 @@ then ends Failed, after the rest of the work, so nobody mistakes a partial day f
 
 The step list is ``reconciliation`` (see ``flows.compose``): the flow runs it with ``with_prefect``; the CLI's
 ``--no-prefect`` and the tests with ``in_process``. Transaction scope: one transaction per step (per file for
-the files; matching and the payment states it changes together; then settling, the receivables ledger, the
+the files, side by side on PostgreSQL inside a flow run; matching and the payment states it changes together; then settling, the receivables ledger, the
 discrepancy cases, dunning and the run's record each on their own). A step that fails leaves the steps before it
-committed, and every step is idempotent, so the next run picks up where this one stopped.
+committed, and every step is idempotent, so the next run picks up where this one stopped. The steps after the files
+stay serial across overlapping runs and workers: each takes the advisory lock ``serial_transaction`` names first.
 
 ``settlement_analysis(weeks=None)``: the weekly settlement analysis with trends (A2).
 """
@@ -21,15 +22,17 @@ committed, and every step is idempotent, so the next run picks up where this one
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
 import pandas as pd
 from pydantic import Field
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
-from flows.compose import Run, require_store, step_logger, with_prefect
+from flows.compose import Run, all_settled, require_store, side_by_side, step_logger, with_prefect
 from flows.naming import reconcile_name, run_name
 from tasks.settlement.cases import current_conditions, sync_cases
 from tasks.settlement.files import files_to_reconcile, ingest_payment_file, known_sources, refused_files
@@ -51,7 +54,7 @@ from tasks.settlement.report import (
 from tasks.settlement.rules import business_today, end_of_business_day, parse_as_of, period_bounds
 from tasks.settlement.store import fee_case_line_ids, latest_as_of, new_line_ids_since
 from yidi.bulk import utc_now
-from yidi.db import get_engine
+from yidi.db import get_engine, serial_section
 from yidi.lifecycle import current_actor
 from yidi.money import yuan_text
 from yidi.settings import get_settings
@@ -90,12 +93,24 @@ def ingest_file_task(
     return result
 
 
+@contextmanager
+def serial_transaction(engine: Engine | None) -> Iterator[Connection]:
+    """A step's transaction that overlapping runs take in turns (``yidi.db.serial_section``): matching reads every
+    unmatched line and writes its matches and payment events, so two runs matching the same lines at once would
+    both record the same payment; settling, the ledger, the cases and dunning read what matching wrote. The steps
+    stay one pass each (the matcher compares every line with every candidate order at once, so a line and its
+    order could fall into different chunks); side by side are only the files."""
+    with (engine or get_engine()).begin() as conn:
+        serial_section(conn, "settlement")
+        yield conn
+
+
 @task(name="match-payments", cache_policy=NO_CACHE)
 def match_task(now: datetime, actor: str, engine: Engine | None = None, at: datetime | None = None,
                write_states: bool = True) -> dict:  # fmt: skip
     """Match unmatched lines (dated up to ``at``) and advance the orders' payment states, in one transaction."""
     policy = get_settings().settlement
-    with (engine or get_engine()).begin() as conn:
+    with serial_transaction(engine) as conn:
         matching = run_matching(conn, policy, actor=actor, now=now, at=at)
         new_matches = matching.pop("new_matches", None)
         matching.pop("order_ids", None)
@@ -108,13 +123,13 @@ def match_task(now: datetime, actor: str, engine: Engine | None = None, at: date
 
 @task(name="settle-paid-orders", cache_policy=NO_CACHE)
 def settle_task(actor: str, engine: Engine | None = None) -> dict:
-    with (engine or get_engine()).begin() as conn:
+    with serial_transaction(engine) as conn:
         return settle_paid_orders(conn, actor=actor)
 
 
 @task(name="refresh-receivables", cache_policy=NO_CACHE)
 def receivables_task(now: datetime, engine: Engine | None = None, at: datetime | None = None) -> dict:
-    with (engine or get_engine()).begin() as conn:
+    with serial_transaction(engine) as conn:
         return refresh_receivables(conn, get_settings().settlement, now=now, at=at)
 
 
@@ -123,7 +138,7 @@ def cases_task(now: datetime, actor: str, engine: Engine | None = None, at: date
     """Cases as of ``at`` (default ``now``) opened, updated and cleared; the case history is stamped ``now``."""
     settings = get_settings()
     at = at or now
-    with (engine or get_engine()).begin() as conn:
+    with serial_transaction(engine) as conn:
         conditions, scopes = current_conditions(
             conn, settings, today=business_today(at), now=at, new_line_ids=new_line_ids_since(conn, now), at=at
         )
@@ -132,7 +147,7 @@ def cases_task(now: datetime, actor: str, engine: Engine | None = None, at: date
 
 @task(name="dunning", cache_policy=NO_CACHE)
 def dunning_task(now: datetime, actor: str, engine: Engine | None = None, at: datetime | None = None) -> dict:
-    with (engine or get_engine()).begin() as conn:
+    with serial_transaction(engine) as conn:
         return take_dunning_steps(conn, get_settings(), today=business_today(at or now), now=now, actor=actor)
 
 
@@ -270,7 +285,11 @@ def reconciliation(
     if as_of and as_of > business_today(now):
         raise ValueError(f"as-of date {as_of} is in the future (today is {business_today(now)}, Asia/Shanghai)")
     at = end_of_business_day(as_of) if as_of else now
-    ingested = [run(ingest_file_task, str(f), source, now, actor, retry_rejected, engine) for f in files]
+    # Files side by side (issue 17): each is one transaction of its own, unique by content, so two files (or two
+    # runs taking the same file) never write the same payment line; on SQLite and in process one after another.
+    file_run = side_by_side(run, engine or get_engine())
+    ingested = all_settled([file_run(ingest_file_task, str(f), source, now, actor, retry_rejected, engine)
+                            for f in files])
     reached = run(store_date_task, engine)
     current = reached is None or at >= reached
     result = {

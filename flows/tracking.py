@@ -16,6 +16,12 @@ outside any transaction and stored in one transaction per batch, so a failed bat
 A batch task is retried only when storing failed (database errors); it then reuses the answers it already got
 instead of querying the carrier again inside the minimum interval. One waybill's failure is that waybill's
 outcome, never the batch's.
+
+Overlapping cycles (several workers, a manual poll beside the scheduled one, with or without the Prefect lock)
+share the due shipments out: selecting them claims them in the database (``tasks.tracking.store.claim_due``), so
+no waybill is queried twice inside the carrier's interval. The batches stay threads of the flow run's process
+rather than tasks on the configured runner: polling waits on the carrier's request budget, not on the CPU, and
+the batches share one pacer, one circuit breaker and the answers a retried batch reuses.
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ from tasks.tracking.polling import (
 )
 from tasks.tracking.pushes import apply_landed_pushes, subscribe_shipments
 from tasks.tracking.report import cycle_summary, exceptions_table, summary_markdown
-from tasks.tracking.store import due_shipments
+from tasks.tracking.store import claim_due, due_shipments
 from yidi.bulk import utc_now
 from yidi.db import get_engine
 from yidi.lifecycle import current_actor
@@ -93,8 +99,11 @@ def subscribe_task(runtime: PollRuntime, as_of: datetime) -> dict:
 
 
 def select_due(runtime: PollRuntime, as_of: datetime, waybill: str | None, limit: int | None) -> pd.DataFrame:
+    """The due shipments, claimed for this cycle (``claim_due``): another cycle running at the same time, in this
+    worker or another, gets the rest."""
     with runtime.engine.begin() as conn:
-        return due_shipments(conn, as_of, runtime.policy, waybill=waybill, limit=limit)
+        due = due_shipments(conn, as_of, runtime.policy, waybill=waybill, limit=limit)
+        return claim_due(conn, due, as_of, runtime.policy)
 
 
 @task(name="poll-batch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10],

@@ -20,7 +20,8 @@ RENAMED = {"ingest-orders": "intake-orders", "enter-phone-order": "intake-phone-
 
 
 def load(deployment: dict) -> Flow:
-    return load_flow_from_entrypoint(str(ROOT / deployment["entrypoint"]))
+    entrypoint = deployment["entrypoint"]  # a script path (flows/x.py:f) or a module path (demo.flows:f)
+    return load_flow_from_entrypoint(str(ROOT / entrypoint) if ".py:" in entrypoint else entrypoint)
 
 
 def test_deployment_names_are_unique():
@@ -34,6 +35,9 @@ def test_every_deployment_loads_its_flow_as_prefect_deploy_does(name, monkeypatc
     flow = load(BY_NAME[name])
     assert isinstance(flow, Flow)
     # `prefect deploy` also reads the flow's definition from the source (parameters for the Run form, async or not).
+    if ".py:" not in entrypoint:  # a module path: prefect deploy imports it; its source is the module's file
+        module, name = entrypoint.split(":")
+        entrypoint = f"{module.replace('.', '/')}.py:{name}"
     assert not is_entrypoint_async(entrypoint)
     schema = parameter_schema_from_entrypoint(entrypoint)
     assert set(schema.properties) == set(inspect.signature(flow.fn).parameters)
@@ -48,6 +52,18 @@ def test_an_old_deployment_name_runs_the_renamed_flow_under_its_old_address(old,
     assert inspect.signature(old_flow.fn) == inspect.signature(new_flow.fn)
     assert f"return {new_flow.fn.__name__}.fn(" in inspect.getsource(old_flow.fn)
     assert "schedules" not in BY_NAME[old]  # on demand only: the schedule runs the new one, never both
+
+
+def test_no_script_entrypoint_is_named_like_one_of_our_packages():
+    """A worker loads ``demo/flows.py:f`` as a module named ``flows`` that searches ``demo/`` for submodules, so its
+    ``from flows.aftersales import …`` found ``demo/aftersales.py`` and the lifecycle-demo deployment failed with a
+    circular import on every worker (found running it through ``make up DB=postgres``): such a flow is deployed by
+    its module path instead."""
+    packages = {path.parent.name for path in ROOT.glob("*/__init__.py")}
+    clashing = [d["entrypoint"] for d in DEPLOYMENTS
+                if ".py:" in d["entrypoint"] and Path(d["entrypoint"].split(":")[0]).stem in packages]
+    assert clashing == []
+    assert BY_NAME["lifecycle-demo"]["entrypoint"] == "demo.flows:lifecycle_demo"
 
 
 def test_no_deployment_or_flow_name_spells_an_area_another_way(monkeypatch):

@@ -125,7 +125,8 @@ def test_concurrent_allocation_runs_never_allocate_the_same_stock_twice(engine, 
                     "the race is tested on PostgreSQL")
     with engine.begin() as conn:
         _race_store(conn)
-    # Both runs read and plan from the same stock, then meet here before either reserves: a real race.
+    # Both runs read and plan from the same stock, then meet here before either reserves: a real race. (Runs
+    # take turns through an advisory lock, ``serial=False`` lifts it: the database alone must still refuse.)
     barrier = threading.Barrier(2, timeout=30)
     met = []
 
@@ -138,7 +139,7 @@ def test_concurrent_allocation_runs_never_allocate_the_same_stock_twice(engine, 
 
     def run():
         try:
-            results.append(allocate_orders(engine, now=NOW, after_plan=line_up))
+            results.append(allocate_orders(engine, now=NOW, after_plan=line_up, serial=False))
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 

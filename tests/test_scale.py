@@ -97,10 +97,17 @@ def review_chunks(url: str, chunk_size: int) -> dict:
 
 @pytest.fixture(scope="module")
 def dask_cluster():
-    """Two worker processes, one thread each: chunks really run in other processes."""
+    """Two worker processes, one thread each: chunks really run in other processes (their tasks and the store's
+    address pickled there and back). The workers are forked from this process, which has imported the review's
+    code (Prefect, pandas, Great Expectations) already: spawned workers would import all of it again, each, and
+    that import took most of this test's 85 s."""
+    import dask
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+    import tasks.review.automated  # noqa: F401  (imported once, here, before the workers are forked)
+
+    with dask.config.set({"distributed.worker.multiprocessing-method": "fork"}), \
+            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         yield cluster
 
 

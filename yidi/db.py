@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 
 from yidi.settings import yidi_home
 
@@ -179,3 +179,13 @@ def store_address(engine: Engine) -> StoreAddress:
 def engine_of(store: Engine | StoreAddress) -> Engine:
     """The engine itself, or this process's (cached) engine for a ``StoreAddress``."""
     return get_engine(store.url) if isinstance(store, StoreAddress) else store
+
+
+def serial_section(conn: Connection, name: str) -> None:
+    """Make the rest of ``conn``'s transaction the only one in the section ``name`` (issue 17): a stage that must
+    stay serial across workers (allocating an item's stock, matching payment lines) takes it as its first
+    statement. PostgreSQL: a transaction-scoped advisory lock (``pg_advisory_xact_lock``), released at commit or
+    rollback, also when the worker process dies; a second worker waits, then reads what the first committed.
+    SQLite: nothing to do, a writing transaction already holds the file's one write lock."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:name, 0))"), {"name": f"yidi:{name}"})

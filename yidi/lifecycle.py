@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 import pandas as pd
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection, select, update
 
 from yidi.bulk import chunked, insert_rows, json_text, utc_now
 from yidi.schema import order_events, orders
@@ -159,22 +159,24 @@ def transition_orders(
         if oid not in offenders:
             by_source.setdefault(states[oid], []).append(oid)
     now = utc_now()
-    stmt = (
-        update(orders)
-        .where(orders.c.id == bindparam("oid"), orders.c.state == bindparam("from_state"))
-        .values(state=to_state.value, updated_at=now, version=orders.c.version + 1)
-    )
     moved_from: dict[int, str] = {}
     for from_state, ids in by_source.items():
         for chunk in chunked(ids):
-            conn.execute(stmt, [{"oid": oid, "from_state": from_state} for oid in chunk])
-            # Rows another writer moved meanwhile did not match the WHERE: find them by re-reading.
-            after = current_states(conn, chunk)
+            # Conditional: only rows still in the state this batch read move, and RETURNING says which did. (Seen
+            # with two worker processes, issue 17: re-reading the state afterwards counted an order another worker
+            # had just moved to the same state as moved here too, and both logged the move.)
+            moved = set(conn.execute(
+                update(orders)
+                .where(orders.c.id.in_(chunk), orders.c.state == from_state)
+                .values(state=to_state.value, updated_at=now, version=orders.c.version + 1)
+                .returning(orders.c.id)
+            ).scalars())  # fmt: skip
+            after = current_states(conn, [oid for oid in chunk if oid not in moved]) if len(moved) < len(chunk) else {}
             for oid in chunk:
-                if after.get(oid) == to_state and from_state != to_state:
+                if oid in moved and from_state != to_state:
                     moved_from[oid] = from_state
                 else:
-                    outcome.skipped[oid] = f"changed concurrently (now {after.get(oid)})"
+                    outcome.skipped[oid] = f"changed concurrently (now {after.get(oid, to_state.value)})"
     if moved_from:
         actor = actor or current_actor()
         events = pd.DataFrame(

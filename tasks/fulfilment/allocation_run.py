@@ -1,9 +1,14 @@
 """The allocation run (issue 5; F3, F4, K3): approved orders to allocated stock, requests for what is short, a
 carrier per shipment, customers asked when a promise cannot be kept.
 
-``allocate_orders`` is one transaction per attempt:
+``allocate_orders`` is one transaction per attempt, and stays serial (issue 17): an item's free stock is shared by
+every order that wants it and an order's lines and partial-shipment choice tie items together, so the plan is not
+split into chunks that could run side by side. Overlapping runs (a scheduled and an on-demand one, several
+workers) take turns through the database: the attempt's first statement is ``yidi.db.serial_section``
+(a transaction-scoped advisory lock on PostgreSQL; the one write lock on SQLite), so the next run plans from what
+the previous one committed. The conditional reservations and the CHECK below stay the last line of defence.
 
-1. its first statement writes (the run row), so on SQLite it holds the write lock from the start and reads
+1. its next statement writes (the run row), so on SQLite it holds the write lock from the start and reads
    see every committed change; on PostgreSQL it reads the latest committed state;
 2. reads the candidate orders (approved, backordered, in production/procurement, and shipped orders with open
    backorders), their outstanding lines, free stock, open requests and decisions (``allocation_store``);
@@ -66,6 +71,7 @@ from tasks.fulfilment.stock import (
 )
 from yidi.bulk import insert_rows
 from yidi.carrier_routes import route_standing
+from yidi.db import serial_section
 from yidi.lifecycle import current_actor, record_events, transition_orders
 from yidi.money import decimal_to_fen
 from yidi.schema_fulfilment import QTY_EPSILON, allocation_runs, allocations
@@ -117,10 +123,13 @@ def allocate_orders(
     actor: str | None = None,
     max_attempts: int = 6,
     after_plan: Callable[[int], None] | None = None,
+    serial: bool = True,
 ) -> AllocationResult:
     """One allocation run over every candidate order (see module docstring); retried on conflicts.
 
     ``after_plan(attempt)`` is called between planning and reserving (tests use it to line two runs up).
+    ``serial=False`` skips the advisory lock: only for the test that proves the database still refuses a double
+    reservation when two runs plan from the same stock.
     """
     settings = settings or get_settings()
     actor = actor or current_actor()
@@ -131,6 +140,8 @@ def allocate_orders(
         moment = now or datetime.now(UTC)
         try:
             with engine.begin() as conn:
+                if serial:
+                    serial_section(conn, "allocation")
                 result = _allocate_once(conn, moment, settings, actor, attempt, after_plan)
             return result
         except Exception as exc:  # noqa: BLE001 - only conflicts are retried, the rest re-raised below

@@ -20,6 +20,7 @@ from connectors.payment_files import file_source, is_source, read_payment_file, 
 from connectors.payment_files.alipay import bill_period
 from connectors.payment_files.common import PaymentFileError, file_hash, read_source
 from yidi.bulk import insert_rows, utc_now
+from yidi.db import serial_section
 from yidi.lifecycle import current_actor
 from yidi.schema_settlement import payment_lines, provider_bill_days, statement_files
 from yidi.settings import Settings, get_settings, yidi_home
@@ -158,6 +159,9 @@ def ingest_payment_file(
     now = now or utc_now()
     data, name = read_source(Path(path))
     digest = file_hash(data)
+    # One worker at a time per file (issue 17): two runs taking the same file at once both found it new and both
+    # recorded it 'ingested', the second overwriting the first's count of new lines with 0.
+    serial_section(conn, f"payment-file:{digest}")
     known = conn.execute(
         select(statement_files.c.id, statement_files.c.status, statement_files.c.source).where(
             statement_files.c.file_hash == digest

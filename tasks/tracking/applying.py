@@ -128,6 +128,8 @@ def apply_outcomes(
         store.mark_polled(
             conn, [o.shipment_id for o in outcomes if o.outcome not in ("failed", "skipped")], now
         )
+        store.release_unpolled(conn, frame, [o.shipment_id for o in outcomes if o.outcome in ("failed", "skipped")],
+                               now)  # fmt: skip
         if state_rows:
             state = pd.DataFrame(state_rows).astype(
                 {"carrier_state": "Int64", "consecutive_failures": "int64"}

@@ -74,6 +74,42 @@ def due_shipments(
     return read_frame(conn, stmt)
 
 
+def claim_due(conn: Connection, due: pd.DataFrame, now: datetime, policy: TrackingPolicy) -> pd.DataFrame:
+    """The due shipments this cycle may query, claimed in the caller's transaction (issue 17): a conditional UPDATE
+    stamps ``last_polled_at = now`` only where it is still outside the carrier's interval, so two overlapping
+    cycles (workers, a manual poll beside the scheduled one) never query the same waybill twice inside it; on
+    PostgreSQL the second waits for the first's commit and then finds the rows taken. A waybill whose query then
+    fails or is skipped is released again (``release_unpolled``); a worker killed mid-cycle leaves its claims to
+    expire with the interval, never a duplicate query."""
+    if due.empty:
+        return due
+    cutoff = now - timedelta(minutes=policy.min_poll_interval_minutes)
+    claimed: set[int] = set()
+    for chunk in chunked(due["shipment_id"].astype("int64").tolist()):
+        claimed.update(conn.execute(
+            update(shipments)
+            .where(shipments.c.id.in_(chunk),
+                   or_(shipments.c.last_polled_at.is_(None), shipments.c.last_polled_at <= cutoff))
+            .values(last_polled_at=now)
+            .returning(shipments.c.id)
+        ).scalars())  # fmt: skip
+    return due[due["shipment_id"].isin(claimed)].reset_index(drop=True)
+
+
+def release_unpolled(conn: Connection, batch: pd.DataFrame, shipment_ids: Sequence[int], now: datetime) -> None:
+    """Claimed shipments that were not queried after all (failed, skipped): their previous ``last_polled_at``
+    back, so the next cycle tries them again (unless a later claim holds them already)."""
+    if not len(shipment_ids):
+        return
+    frame = batch if "last_polled_at" in batch else batch.assign(last_polled_at=None)  # unknown: due again now
+    previous = frame.set_index("shipment_id")["last_polled_at"]
+    rows = [{"sid": int(i), "prev": None if pd.isna(previous.get(i)) else pd.Timestamp(previous.get(i)).to_pydatetime()}
+            for i in shipment_ids]  # fmt: skip
+    if rows:
+        conn.execute(update(shipments).where(shipments.c.id == bindparam("sid"), shipments.c.last_polled_at == now)
+                     .values(last_polled_at=bindparam("prev")), rows)  # fmt: skip
+
+
 def mark_polled(conn: Connection, shipment_ids: Sequence[int], now: datetime) -> None:
     for chunk in chunked(shipment_ids):
         conn.execute(
