@@ -95,20 +95,39 @@ def review_chunks(url: str, chunk_size: int) -> dict:
                             build_docs=False, keep_results=False)  # fmt: skip
 
 
+DASK_CHUNK = 25  # ~45 candidates: two chunks, one for each worker process
+
+
 @pytest.fixture(scope="module")
-def dask_cluster():
-    """Two worker processes, one thread each: chunks really run in other processes (their tasks and the store's
-    address pickled there and back). The workers are forked from this process, which has imported the review's
-    code (Prefect, pandas, Great Expectations) already: spawned workers would import all of it again, each, and
-    that import took most of this test's 85 s."""
-    import dask
-    from distributed import LocalCluster
+def dask_cluster(tmp_path_factory):
+    """Starts (on first call, so a skipped case starts nothing) two worker processes, one thread each: chunks
+    really run in other processes, their tasks and the store's address pickled there and back. The workers are
+    forked from this process, which has imported the review's code (Prefect, pandas, Great Expectations) and built
+    the review's validator (a Great Expectations context with its suites, once per process and policy) for the
+    policy the flow runs with: spawned workers did all of that again, each, and it took most of this test's 85 s."""
+    clusters = []
 
-    import tasks.review.automated  # noqa: F401  (imported once, here, before the workers are forked)
+    def start():
+        if clusters:
+            return clusters[0]
+        import dask
+        from distributed import LocalCluster
 
-    with dask.config.set({"distributed.worker.multiprocessing-method": "fork"}), \
-            LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
-        yield cluster
+        from expectations.engine import validator_for
+        from yidi.settings import load_settings
+
+        path = tmp_path_factory.mktemp("policy") / "yidi.toml"
+        path.write_text(POLICY, encoding="utf-8")
+        settings = load_settings(path)
+        validator_for(settings.model_copy(update={"review": settings.review.model_copy(
+            update={"chunk_size": DASK_CHUNK})}))  # fmt: skip
+        with dask.config.set({"distributed.worker.multiprocessing-method": "fork"}):
+            clusters.append(LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None))
+        return clusters[0]
+
+    yield start
+    for cluster in clusters:
+        cluster.close()
 
 
 @pytest.mark.prefect
@@ -130,8 +149,9 @@ def test_review_chunks_on_a_dask_cluster_decide_as_in_process(prefect_server, da
     with engine.begin() as conn:
         ids = build_store(conn)
 
-    got = review_chunks.with_options(task_runner=DaskTaskRunner(address=dask_cluster.scheduler_address))(
-        store_address(engine).url, 16)
+    cluster = dask_cluster()
+    got = review_chunks.with_options(task_runner=DaskTaskRunner(address=cluster.scheduler_address))(
+        store_address(engine).url, DASK_CHUNK)
     assert got["candidates"] == expected["candidates"] > 8 and got["checked"] == expected["checked"]
     assert got["auto_rejected"] == expected["auto_rejected"] > 0 and got["pending_review"] == expected["pending_review"]
     assert decisions(engine, ids) == decisions(sqlite_engine, expected_ids)
