@@ -88,6 +88,7 @@ print(json.dumps({"workers": workers, "states": [s.type.value for s in states]})
 
 
 @pytest.mark.postgres
+@pytest.mark.timeout(600)  # one to two minutes alone on 2 cores; the suite's 300 s cap was hit under a load of 20+
 def test_make_up_db_postgres_with_two_workers_runs_deployments(tmp_path):
     """``make up DB=postgres WORKERS=2`` as the README says: both databases created on PostgreSQL, the server on its
     own, two process workers online, deployments run by them against the PostgreSQL store: the same drop taken in
@@ -120,7 +121,9 @@ def test_make_up_db_postgres_with_two_workers_runs_deployments(tmp_path):
            # throwaway databases instead of yidi / yidi_prefect (the operator's override, README)
            "YIDI_DATABASE_URL": store_url.render_as_string(hide_password=False),
            "PREFECT_SERVER_DATABASE_CONNECTION_URL": prefect_url.render_as_string(hide_password=False),
-           "PREFECT_WORKER_QUERY_SECONDS": "1"}  # fmt: skip
+           "PREFECT_WORKER_QUERY_SECONDS": "1",
+           # only this test's runs and the review they trigger: no schedule fires meanwhile (each run is a process)
+           "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false"}  # fmt: skip
     for name in ("PREFECT_API_URL", "PREFECT_HOME", "YIDI_CONFIG"):  # the suite's own test server and policy
         env.pop(name, None)
     drop = template_frame(demo_neutral_orders(30), prefix="STK")
