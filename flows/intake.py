@@ -4,8 +4,8 @@
 own task, side by side through the task runner ``[runtime]`` names (threads in the flow run's process, or a Dask
 cluster: each task builds its connector and opens the store where it runs). The batches of one channel, and the
 chunks of one large drop, are landed in order inside its task: a channel's cursor, and a drop's place in its
-file, advance only with what is committed. A channel task works through all its batches (chunks of up to thousands of records) and is
-retried with exponential backoff only when it failed transiently (5xx, timeouts, throttling, malformed answers); a
+file, advance only with what is committed. A channel task works through all its batches (chunks of up to
+thousands of records) and is retried with exponential backoff only when it failed transiently (5xx, timeouts, throttling, malformed answers); a
 wrong password or signature fails at once with a clear message. One channel failing never stops the others, and
 the run ends Failed when any channel failed, Completed otherwise. A summary table artifact shows per channel:
 read, new, updated, unchanged, quarantined, and remote/local/unknown.
