@@ -80,9 +80,10 @@ def run_demo(orders: int = 3000, fresh: bool = True, console: Console | None = N
                       "(yidi fulfilment parcels)", highlight=False, markup=False, soft_wrap=True)
     if "tracking" in result and "interceptions" in result["tracking"]:  # issue 18: 拦截
         i = result["tracking"]["interceptions"]
-        console.print(f"Interceptions: {i['requested']} stopped, {i['returned']} back in stock, {i['too_late']} too "
-                      f"late ({i['delivered']} delivered anyway: after-sales)", highlight=False, markup=False,
-                      soft_wrap=True)  # fmt: skip
+        for line in (f"Interceptions: {i['requested']} stopped, {i['returned']} back in stock, "
+                     f"{i['too_late']} too late",
+                     f"  {i['delivered']} delivered anyway: after-sales (yidi tracking intercept)"):  # fmt: skip
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
     command = yidi_command(demo_home)
     from demo.data import DEMO_STAFF
 
