@@ -81,7 +81,8 @@ def _mail(order_no: str, n: int, subject: str, body: str, sender: str) -> bytes:
 
 def write_demo_requests(inbox: Path, delivered: pd.DataFrame, perishable: set[str]) -> int:
     """Requests and feedback for delivered orders, as the channels would drop them. ``delivered``: one row per
-    goods line (order_no, customer_email, delivered_at, item_code); ``perishable``: item codes of that kind."""
+    goods line (order_no, customer_email, delivered_at, item_code, customer_kind: the no-reason returns are
+    consumers'); ``perishable``: item codes of that kind."""
     orders = delivered.drop_duplicates("order_no")
     used: set[str] = set()
     requests = []
@@ -90,6 +91,8 @@ def write_demo_requests(inbox: Path, delivered: pd.DataFrame, perishable: set[st
         pool = delivered[~delivered["order_no"].isin(used)]
         pool = pool[~is_perishable[pool.index]] if goods == "plain" else (
             pool[is_perishable[pool.index]] if goods == "perishable" else pool)  # fmt: skip
+        if kind == "退货" and not quality and "customer_kind" in pool:  # the no-reason right is consumers' (§25)
+            pool = pool[pool["customer_kind"].fillna("consumer") == "consumer"]
         if pool.empty:
             continue
         line = pool.iloc[0]
@@ -113,10 +116,12 @@ def aftersales_demo() -> dict:
     o, s, ol = schema.orders.c, schema.shipments.c, schema.order_lines.c
     engine = get_engine()
     with engine.connect() as conn:
-        first = select(o.id).where(o.state.in_(["delivered", "settled"])).order_by(o.id).limit(60)
-        delivered = read_frame(conn, select(o.order_no, o.customer_email, s.delivered_at, ol.item_code)
+        first = select(o.id).where(o.state.in_(["delivered", "settled"])).order_by(o.id).limit(300)
+        delivered = read_frame(conn, select(o.order_no, o.customer_email, s.delivered_at, ol.item_code,
+                                            schema.customers.c.kind.label("customer_kind"))
                                .join(schema.shipments, s.order_id == o.id)
                                .join(schema.order_lines, ol.order_id == o.id)
+                               .outerjoin(schema.customers, schema.customers.c.id == o.customer_id)
                                .where(o.id.in_(first), s.delivered_at.is_not(None), ol.item_kind != "service")
                                .order_by(o.id, ol.line_no))  # fmt: skip
     if delivered.empty:

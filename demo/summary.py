@@ -125,6 +125,7 @@ def terminal_lines(tallies: dict[str, list[tuple[str, int]]], actions: list[dict
 RULE_WORDS = {
     "NO_REASON_RETURN_7D": "returned within 7 days (no reason)",
     "NO_REASON_WINDOW_PASSED": "refused: past the 7 days",
+    "NO_REASON_NOT_APPLICABLE": "refused: no-reason returns are for consumers",
     "QUALITY_EXCHANGE_7D": "exchanged (quality, within 7 days)",
     "QUALITY_RETURN_7D": "returned (quality, within 7 days)",
     "QUALITY_REPAIR": "repaired (quality, after 7 days)",
@@ -162,7 +163,9 @@ def aftersales_figures(engine: Engine) -> dict:
                 "channels": grouped(conn, item.channel), "survey_replies": int(replies[0]),
                 "average_score": None if replies[1] is None else round(float(replies[1]), 1),
                 "refunds": grouped(conn, refund.route, refund.status),
-                "refund_without_return": count(conn, settlement_cases.c.case_class == "refund_without_return")}
+                # of the after-sales refunds' orders (the settlement demo's own refunds without a case are its own)
+                "refund_without_return": count(conn, (settlement_cases.c.case_class == "refund_without_return")
+                                               & settlement_cases.c.order_id.in_(select(refund.order_id)))}
 
 
 def aftersales_lines(figures: dict, width: int = 80) -> list[str]:
@@ -172,17 +175,22 @@ def aftersales_lines(figures: dict, width: int = 80) -> list[str]:
     if not figures.get("cases") and not figures.get("feedback"):
         return []
     total = sum(n for *_, n in figures["cases"])
-    out = [f"After-sales: {total} cases, {figures['unreadable']} unreadable requests or replies kept (quarantined)"]
+    out = [f"After-sales: {total} cases; {figures['unreadable']} unreadable inbound records kept (quarantined)"]
     for rule, status, n in figures["cases"]:
         out.append(f"  {n} {_rule_words(rule) if rule else 'not decided'} → {status}")
     out.append(f"  return parcels tracked to arrival (Kuaidi100): {figures['tracked_to_arrival']}")
-    if figures["jobs"]:
-        out.append("  service jobs: " + ", ".join(f"{n} {kind} {status}" for kind, status, n in figures["jobs"]))
+    if figures["jobs"]:  # by status (the kinds listed once): a line, not a wrapped table
+        by_status: dict[str, int] = {}
+        for _, status, n in figures["jobs"]:
+            by_status[status] = by_status.get(status, 0) + n
+        kinds = sorted({kind for kind, _, _ in figures["jobs"]})
+        out.append(f"  service jobs ({', '.join(kinds)}): "
+                   + ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in by_status.items()))
     out.append("Feedback: " + ", ".join(f"{n} {category}" for category, n in figures["feedback"])
                + " (by " + ", ".join(f"{channel} {n}" for channel, n in figures["channels"]) + ")")
     average = f", average {figures['average_score']} of 5" if figures["average_score"] is not None else ""
     out.append(f"  survey replies: {figures['survey_replies']}{average}")
     out.append("Refunds: " + (", ".join(f"{n} {route} {status}" for route, status, n in figures["refunds"]) or "none")
-               + f"; settlement: {figures['refund_without_return']} refund without a return")
+               + f"; settlement flagged {figures['refund_without_return']} as refund without a return")
     return [part for line in out
             for part in textwrap.wrap(line, width, subsequent_indent="    " if line.startswith("  ") else "  ")]

@@ -145,6 +145,7 @@ def test_the_demo_returns_refunds_and_reconciles_on_the_prefect_server(prefect_s
     refund-without-return case."""
     from demo.aftersales import aftersales_demo
     from demo.flows import point_notifications_at
+    from demo.summary import aftersales_figures, aftersales_lines
     from yidi.schema import orders
     from yidi.schema_aftersales import surveys
     from yidi.schema_settlement import settlement_cases
@@ -200,3 +201,12 @@ def test_the_demo_returns_refunds_and_reconciles_on_the_prefect_server(prefect_s
     assert {k: inbound["counts"][k] for k in ("sms_landed", "sms_duplicates", "form_landed")} == {
         "sms_landed": 1, "sms_duplicates": 1, "form_landed": 1}
     assert scored["score"].tolist() == [5]
+    # What the demo's summary tells of it, at 80 columns.
+    figures = aftersales_figures(engine)
+    assert (figures["tracked_to_arrival"], figures["survey_replies"], figures["refund_without_return"]) == (1, 1, 0)
+    assert figures["feedback"] == [("complaint", 1), ("inquiry", 1), ("praise", 2), ("suggestion", 1)]
+    told = aftersales_lines(figures)
+    assert max(map(len, told)) <= 80 and told[0] == "After-sales: 8 cases; 1 unreadable inbound records kept (quarantined)"
+    assert {"  1 refused: statutory exception (fresh_perishable) → rejected", "  1 refused: past the 7 days → rejected",
+            "  1 exchanged (quality, within 7 days) → replaced", "  1 installation revisit → repairing",
+            "  return parcels tracked to arrival (Kuaidi100): 1"} <= set(told)
