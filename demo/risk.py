@@ -6,7 +6,9 @@ long overdue. A few back-dated facts give the assessment every credit grade and 
   period and gets anonymised;
 - C00002 owes ¥30,000 for 60 days and reached the fourth dunning step (→ grade E);
 - C00003 owes ¥3,000 for 25 days (→ grade C or D);
-- C00004's order promised for yesterday is shipped but not delivered (《电子商务法》第二十条).
+- C00004's order promised for yesterday is shipped but not delivered (《电子商务法》第二十条);
+- one of today's delivered orders got ¥20 back as goodwill that nobody recorded as after-sales: the internal
+  audit's deliberate REFUND_WITHOUT_CASE (refunds of orders turned down or cancelled need no case).
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ from sqlalchemy import select
 from yidi.bulk import insert_rows, utc_now
 from yidi.db import get_engine
 from yidi.schema import customers, order_events, orders, shipments
-from yidi.schema_settlement import dunning_actions, receivables
+from yidi.schema_aftersales import aftersales_cases
+from yidi.schema_settlement import (
+    dunning_actions,
+    payment_lines,
+    payment_matches,
+    receivables,
+    statement_files,
+)
 from yidi.workdays import BUSINESS_TZ
 
 
@@ -83,4 +92,30 @@ def seed_history(engine=None) -> dict:
                                                     "idempotency_key": "HIST-S-1", "waybill_no": "HIST0001",
                                                     "shipped_at": now - timedelta(days=2), "status": "in_transit",
                                                     "expected_delivery_date": today - timedelta(days=2)}]))  # fmt: skip
+        goodwill = conn.execute(
+            select(orders.c.id).where(orders.c.state.in_(("delivered", "settled")),
+                                      orders.c.payment_method.in_(("alipay", "wechatpay")),
+                                      orders.c.id.not_in(select(aftersales_cases.c.order_id)),
+                                      orders.c.id.not_in(select(payment_matches.c.order_id)
+                                                         .where(payment_matches.c.amount_fen < 0)))
+            .order_by(orders.c.id).limit(1)).scalar()  # fmt: skip
+        if goodwill is not None:
+            _goodwill_refund(conn, int(goodwill), 2_000, now)
     return {"seeded": True}
+
+
+def _goodwill_refund(conn, order_id: int, fen: int, now) -> None:
+    """A refund line of the provider's bill, matched to the order, with no after-sales case behind it."""
+    insert_rows(conn, statement_files, pd.DataFrame([{"file_hash": "demo-history-goodwill", "status": "ingested",
+                                                      "file_name": "goodwill-refund.csv", "received_at": now}]))  # fmt: skip
+    file_id = conn.execute(select(statement_files.c.id)
+                           .where(statement_files.c.file_hash == "demo-history-goodwill")).scalar_one()  # fmt: skip
+    insert_rows(conn, payment_lines, pd.DataFrame([{"source": "alipay", "line_key": "demo-history-goodwill",
+                                                    "file_id": file_id, "line_no": 1, "kind": "refund",
+                                                    "amount_fen": -fen, "txn_time": now, "match_status": "matched",
+                                                    "ingested_at": now}]))  # fmt: skip
+    line_id = conn.execute(select(payment_lines.c.id)
+                           .where(payment_lines.c.line_key == "demo-history-goodwill")).scalar_one()  # fmt: skip
+    insert_rows(conn, payment_matches, pd.DataFrame([{"payment_line_id": line_id, "order_id": order_id,
+                                                      "amount_fen": -fen, "rule": "demo-history", "score": 1.0,
+                                                      "matched_at": now}]))  # fmt: skip
