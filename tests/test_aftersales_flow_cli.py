@@ -127,7 +127,10 @@ def test_each_customer_facing_outcome_produces_one_notice_sent_once(tmp_path):
        "--as-of", "2026-12-08T10:00")
     ok("feedback", "close", "FB00000001", "发票已开具并发送到您的邮箱。", "--as-of", "2026-12-08T11:00")
     listed = ok("feedback", "list")
-    assert "139****0000" in listed and "Beijing" in listed
+    assert "139****0000" in listed and "Beijing" in listed and "FB00000001 " in listed
+    cases_listed = ok("aftersales", "list")
+    assert f"{case_no} " in cases_listed and "YD-N" in cases_listed  # numbers whole, to copy into `show`
+    assert max(len(line) for line in (listed + cases_listed).splitlines()) <= 80
     with engine.connect() as conn:
         sent = read_frame(conn, select(notification_outbox.c.template, notification_outbox.c.medium,
                                        notification_outbox.c.order_id))  # fmt: skip

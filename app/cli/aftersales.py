@@ -108,9 +108,14 @@ def list_(
     from rich import box
 
     # fits 80 columns: the decision and the customer are in `show`
-    table = RichTable("case", "order", "type", "status", "asked", box=box.SIMPLE, padding=(0, 1))
+    table = RichTable(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    for name in ("case", "order"):  # whole, to copy into `show`; type and status wrap instead
+        table.add_column(name, no_wrap=True, min_width=len("YD26120500000006") if name == "order" else None)
+    for name in ("type", "status"):
+        table.add_column(name, overflow="fold")
+    table.add_column("asked", no_wrap=True)
     for r in frame_records(found):
-        table.add_row(r["case_no"], r["order_no"], r["kind"], r["status"],
+        table.add_row(r["case_no"], r["order_no"], r["kind"].replace("_", " "), r["status"].replace("_", " "),
                       local_time(r["requested_at"])[5:])  # fmt: skip
     console.print(table)
     console.print(shown_of_total(len(found), total, "the newest"), highlight=False)

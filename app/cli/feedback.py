@@ -105,13 +105,21 @@ def list_(
         r["contact"] = _mask_contact(r["contact"])
     if json_out:
         return emit_json(rows)
-    table = RichTable("no", "class", "status", "contact", "respond by", "escalated")
+    from rich import box
+
+    # fits 80 columns: the number whole, the due time as MM-DD HH:MM (labelled below), the text in `show`
+    table = RichTable(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False)
+    table.add_column("no", no_wrap=True)
+    for name in ("class", "status", "contact"):
+        table.add_column(name, overflow="fold")
+    for name in ("respond by", "escalated"):
+        table.add_column(name, no_wrap=True)
     for r in rows:
-        table.add_row(r["feedback_no"], r["category"], r["status"], r["contact"],
-                      local_time(r["first_response_due_at"]), "yes" if local_time(r["escalated_at"]) else "")  # fmt: skip
+        table.add_row(r["feedback_no"], r["category"], r["status"], r["contact"] or "-",
+                      local_time(r["first_response_due_at"])[5:], "yes" if local_time(r["escalated_at"]) else "")  # fmt: skip
     console.print(table)
     console.print(shown_of_total(len(rows), total, "oldest first"), highlight=False)
-    console.print("[dim]times: Beijing time (Asia/Shanghai)[/dim]")
+    console.print("[dim]respond by: Beijing time (Asia/Shanghai), MM-DD HH:MM[/dim]")
 
 
 @feedback.command("show")
@@ -146,7 +154,8 @@ def show(
         console.print(text, highlight=False)
 
     say(f"[bold]{escape(item['feedback_no'])}[/bold] " + escape(
-        f"{item['category']} via {item['channel']} from {item['contact']}, {local_time(item['received_at'])} "
+        f"{item['category']} via {item['channel']}"
+        f"{' from ' + item['contact'] if item['contact'] else ' (no contact)'}, {local_time(item['received_at'])} "
         f"Beijing time; status {item['status']}"))  # fmt: skip
     say(escape(str(item["body"])))
     say(escape(f"respond by {local_time(item['first_response_due_at'])}, resolve by "
