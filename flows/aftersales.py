@@ -44,7 +44,7 @@ from tasks.feedback.queue import land_feedback, raise_alerts
 from tasks.feedback.surveys import land_survey_replies, send_surveys
 from tasks.fulfilment.returns import restock_returns
 from yidi.bulk import read_frame, utc_now
-from yidi.db import get_engine
+from yidi.db import for_writing, get_engine
 from yidi.lifecycle import current_actor
 from yidi.schema import orders
 from yidi.schema_aftersales import aftersales_cases, feedback_items, service_jobs, surveys
@@ -68,7 +68,7 @@ _retry = {"cache_policy": NO_CACHE, "retries": 2, "retry_delay_seconds": 2,
 def land_inbox_task(engine: Engine, folder: Path, now: datetime, actor: str) -> dict:
     settings, counts = get_settings(), {}
     for kind, channel, records, files in read_inbox_files(folder):
-        with engine.begin() as conn:
+        with for_writing(engine).begin() as conn:
             if kind == "requests":
                 got = land_requests(conn, channel, records, settings, now, actor=actor)
             elif kind == "feedback":
@@ -113,13 +113,13 @@ def platform_ratings_task(engine: Engine, client, now: datetime) -> dict:
             return {"skipped": "intake.taobao is not enabled"}
         client = build_connector("taobao", settings).client()
     records = fetch_rates(client, now - timedelta(days=settings.feedback.platform_rating_lookback_days), now)
-    with engine.begin() as conn:
+    with for_writing(engine).begin() as conn:
         return land_feedback(conn, "platform", records, settings, now)
 
 
 @task(name="assess-aftersales-cases", **_retry)
 def assess_task(engine: Engine, now: datetime, actor: str) -> dict:
-    with engine.begin() as conn:
+    with for_writing(engine).begin() as conn:
         return assess_open_cases(conn, get_settings(), now, actor=actor)
 
 
@@ -132,7 +132,7 @@ def return_waybills_task(engine: Engine, carrier, carrier_api_url: str | None, n
     client = carrier or CarrierShippingClient(carrier_api_url or policy.carrier_api_url,
                                               timeout=policy.carrier_api_timeout_seconds,
                                               attempts=policy.carrier_api_attempts)  # fmt: skip
-    with engine.begin() as conn:
+    with for_writing(engine).begin() as conn:
         return issue_return_waybills(conn, client, settings, now)
 
 
@@ -146,33 +146,33 @@ def track_returns_task(engine: Engine, tracker, query_url: str | None, now: date
 
     settings = get_settings()
     policy = settings.tracking
-    with engine.begin() as conn:
+    with for_writing(engine).begin() as conn:
         pushed = apply_return_pushes(conn, now)
     if tracker is None:
         if not all(os.environ.get(name) for name in (policy.customer_env, policy.key_env)):
             return {"pushes": pushed, "skipped": "no Kuaidi100 account ([tracking] customer_env/key_env not set)"}
-        with make_client(policy, query_url=query_url) as client, engine.begin() as conn:
+        with make_client(policy, query_url=query_url) as client, for_writing(engine).begin() as conn:
             return {"pushes": pushed, **track_returns(conn, client, settings, now)}
-    with engine.begin() as conn:
+    with for_writing(engine).begin() as conn:
         return {"pushes": pushed, **track_returns(conn, tracker, settings, now)}
 
 
 @task(name="restock-returns", **_retry)
 def restock_task(engine: Engine, now: datetime, actor: str) -> dict:
-    with engine.begin() as conn:
+    with for_writing(engine).begin() as conn:
         return restock_returns(conn, now, actor=actor)
 
 
 @task(name="send-refunds", cache_policy=NO_CACHE)
 def refunds_task(engine: Engine, clients: dict | None, now: datetime) -> dict:
     settings = get_settings()
-    with engine.begin() as conn:
+    with for_writing(engine).begin() as conn:
         return send_refunds(conn, clients or make_refund_clients(settings.aftersales), settings, now)
 
 
 @task(name="book-service-jobs", **_retry)
 def service_task(engine: Engine, now: datetime) -> dict:
-    with engine.begin() as conn:
+    with for_writing(engine).begin() as conn:
         made = create_jobs(conn, get_settings(), now)
         booked = schedule_jobs(conn, get_settings(), now)
     return {"created": made, "booked": booked}
@@ -180,13 +180,13 @@ def service_task(engine: Engine, now: datetime) -> dict:
 
 @task(name="feedback-deadlines", **_retry)
 def feedback_alerts_task(engine: Engine, now: datetime) -> dict:
-    with engine.begin() as conn:
+    with for_writing(engine).begin() as conn:
         return raise_alerts(conn, get_settings(), now)
 
 
 @task(name="send-surveys", **_retry)
 def surveys_task(engine: Engine, now: datetime) -> int:
-    with engine.begin() as conn:
+    with for_writing(engine).begin() as conn:
         return send_surveys(conn, get_settings(), now)
 
 
@@ -304,7 +304,7 @@ def record_service_results(day: Day = None, timeout_hours: Hours = 8, poll_inter
     for item in form.results:
         if item.result == "skip" or item.job_no not in set(jobs["job_no"]):
             continue
-        with engine.begin() as conn:
+        with for_writing(engine).begin() as conn:
             outcome = record_result(conn, item.job_no, item.result, utc_now(), note=item.note or None,
                                     actor=f"technician:{form.technician}")  # fmt: skip
         recorded.append(outcome)

@@ -16,6 +16,7 @@ from sqlalchemy import Engine, select
 from connectors.woocommerce_refunds import refund_requests
 from tasks.aftersales.landing import land_requests
 from yidi.bulk import read_frame
+from yidi.db import for_writing
 from yidi.schema import orders
 from yidi.settings import Settings
 
@@ -37,6 +38,6 @@ def website_refunds(engine: Engine, client, settings: Settings, now: datetime, *
         except Exception as exc:  # noqa: BLE001 - one order's failure never stops the others; asked next cycle
             failed += 1
             log.warning("website refunds of order %s not read: %s", wc_id, exc)
-    with engine.begin() as conn:
+    with for_writing(engine).begin() as conn:
         counts = land_requests(conn, "woocommerce", records, settings, now, actor=actor)
     return {**counts, "orders_asked": len(wanted), "failed": failed}
