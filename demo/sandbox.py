@@ -11,8 +11,12 @@ mailbox each tick (their modified time just past the platform's index lag), so e
 finds new ones; ``seed_store()`` loads the catalog, customers, stock and supplier prices those orders need.
 
 Run as a service: ``python -m demo.sandbox`` (``make sandbox`` starts it before the stack, ``make down`` stops it).
-Not here yet: payment files dropped on the providers' schedule, and a stand-in reviewer (a person reviews in the
-UI, as in production), so orders stop at manual review until someone decides them.
+``drop_payment_files()`` writes, every ``payment_every`` ticks (the sandbox's compressed "day"), what the money side
+would deliver for the orders paid since the last drop: the Alipay bill and the WeChat Pay bill of the orders paid
+with them, and an ICBC statement crediting the bank transfers, in the stand-ins' formats (``demo.standins.
+payment_files``, the shapes ``tests/data/formats`` confirms) into the settlement inbox ``reconcile-settlements``
+reads. Not here yet: a stand-in reviewer (a person reviews in the UI, as in production), so orders stop at manual
+review until someone decides them.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from demo.standins.smtp import SmtpStandIn
 from demo.standins.taobao import TaobaoStandin, trade_from_neutral
 from demo.standins.woocommerce import WooCommerceStandin, order_from_neutral
 from yidi.settings import Settings
+from yidi.workdays import BUSINESS_TZ
 
 
 def sandbox_dir(home: Path) -> Path:
@@ -50,8 +55,10 @@ def env_file(home: Path) -> Path:
 class Sandbox:
     """Every stand-in as a service and the policy pointing at them; ``feed()`` brings new orders."""
 
-    def __init__(self, home: Path, *, orders_per_tick: int = 6, carrier_speed: float = 60.0, seed: int = 31):
+    def __init__(self, home: Path, *, orders_per_tick: int = 6, carrier_speed: float = 60.0, seed: int = 31,
+                 payment_every: int = 10):  # fmt: skip
         self.home, self.orders_per_tick, self.seed = Path(home), orders_per_tick, seed
+        self.payment_every, self.drops, self._paid = payment_every, 0, set()
         self.carrier_speed = carrier_speed
         self.ticks = 0
         self._next_tid, self._next_woo = 3_950_000_000_000_000_000, 70_000
@@ -175,6 +182,64 @@ subscribe_url = "{self.kuaidi100.subscribe_url}"
             self.imap.add_message(body_email(order, order_id=f"EM-{order['ref']}").as_bytes())
         return {"taobao": third, "woocommerce": third, "email": len(orders) - 2 * third}
 
+    def drop_payment_files(self, now: datetime | None = None) -> dict[str, int]:
+        """The providers' files for the orders in the store not yet in one: per source, how many lines written.
+
+        Paid at the cashier (Alipay, WeChat Pay): every order that arrived, even one review later refuses (its
+        refund is the shop's to make). A bank transfer: credited for an order not refused, the order number in
+        the memo as customers write it. File names carry the drop number, so a second drop on one day adds a file."""
+        import pandas as pd
+        from sqlalchemy import select
+
+        from demo.standins.payment_files import (
+            DEFAULT_ACCOUNTS,
+            bank_file_name,
+            write_alipay_bill,
+            write_bank_statement,
+            write_wechatpay_bill,
+        )
+        from tasks.settlement.files import inbox_dir
+        from yidi.bulk import read_frame
+        from yidi.db import get_engine
+        from yidi.schema import orders
+
+        now = now or datetime.now(UTC)
+        with get_engine().connect() as conn:
+            placed = read_frame(conn, select(orders.c.order_no, orders.c.customer_name, orders.c.payment_method,
+                                             orders.c.order_total_fen, orders.c.order_time, orders.c.state)
+                                .where(orders.c.payment_method.in_(["alipay", "wechatpay", "bank_transfer"]))
+                                .order_by(orders.c.id))  # fmt: skip
+        placed = placed[~placed["order_no"].isin(self._paid)]
+        self.drops += 1
+        day, inbox, counts = now.astimezone(BUSINESS_TZ).date(), inbox_dir(), {}
+        paid_at = pd.to_datetime(placed["order_time"], utc=True) + pd.Timedelta(minutes=1)  # paid at checkout
+        for method in ("alipay", "wechatpay", "bank_transfer"):
+            mine = placed["payment_method"] == method
+            if method == "bank_transfer":
+                mine &= ~placed["state"].isin(["rejected", "auto_rejected"])
+            part = placed[mine]
+            if part.empty:
+                continue
+            lines = pd.DataFrame({"merchant_order_no": part["order_no"].to_numpy(), "amount_fen": part[
+                "order_total_fen"].astype("int64").to_numpy(), "txn_time": paid_at[mine].to_numpy(),
+                "payer_name": None, "memo": None})  # fmt: skip
+            lines["txn_time"] = pd.to_datetime(lines["txn_time"], utc=True)
+            if method == "alipay":
+                write_alipay_bill(lines.assign(kind="payment"),
+                                  inbox / "alipay" / f"alipay-{day:%Y%m%d}-{self.drops:03d}.zip", day=day)
+            elif method == "wechatpay":
+                write_wechatpay_bill(lines.assign(kind="payment"),
+                                     inbox / "wechatpay" / f"wechatpay-{day:%Y%m%d}-{self.drops:03d}.csv")
+            else:
+                lines = lines.assign(kind="credit", merchant_order_no=None, payer_name=part["customer_name"].to_numpy(),
+                                     memo=[f"货款 {n}" for n in part["order_no"]])  # fmt: skip
+                name = bank_file_name("icbc", DEFAULT_ACCOUNTS["bank:icbc"], day).replace(
+                    f"{day:%Y%m%d}", f"{day:%Y%m%d}-{self.drops:03d}")
+                write_bank_statement(lines, inbox / "bank-icbc" / name, template_key="icbc", day=day)
+            counts[method] = len(part)
+            self._paid.update(part["order_no"])
+        return counts
+
     def stop(self) -> None:
         for service in reversed(self._services):
             service.stop()
@@ -189,13 +254,14 @@ subscribe_url = "{self.kuaidi100.subscribe_url}"
 
 def main() -> None:
     """The sandbox as a service: stand-ins up, policy and env written, new orders every YIDI_SANDBOX_TICK seconds
-    (default 60) until SIGTERM."""
+    (default 60) and the payment files every YIDI_SANDBOX_PAYMENT_TICKS ticks (default 10) until SIGTERM."""
     from yidi.settings import yidi_home
 
     tick = float(os.environ.get("YIDI_SANDBOX_TICK") or 60)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with Sandbox(yidi_home()) as sandbox:
+    payment_every = int(os.environ.get("YIDI_SANDBOX_PAYMENT_TICKS") or 10)
+    with Sandbox(yidi_home(), payment_every=payment_every) as sandbox:
         os.environ.update(sandbox.env)  # the store and policy the worker uses
         from yidi.settings import reload_settings
 
@@ -204,6 +270,8 @@ def main() -> None:
         print(f"sandbox ready: policy {sandbox.policy_path}; new orders every {tick:.0f} s", flush=True)
         while not stop.wait(tick):
             print(f"tick {sandbox.ticks + 1}: new orders {sandbox.feed()}", flush=True)
+            if sandbox.ticks % sandbox.payment_every == 0:  # the providers' "day": yesterday's bills
+                print(f"tick {sandbox.ticks}: payment files dropped {sandbox.drop_payment_files()}", flush=True)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from demo.sandbox import Sandbox, env_file
 
 
 def test_the_sandbox_configures_every_channel_and_new_orders_arrive_on_each_tick(tmp_path, monkeypatch):
+    from datetime import UTC, datetime
+
     from sqlalchemy import func, select
 
     from flows.compose import in_process
@@ -59,6 +61,24 @@ def test_the_sandbox_configures_every_channel_and_new_orders_arrive_on_each_tick
         with engine.connect() as conn:
             codes = set(conn.execute(select(review_findings.c.reason_code)).scalars())
         assert not codes & {"ITEM_UNKNOWN", "CUSTOMER_UNKNOWN"}, codes
+        # The providers' files for the orders it paid, into the inbox the reconcile deployments read; the
+        # reconciliation takes each file once and matches every line to its order.
+        from flows.settlement import reconciliation
+        from tasks.settlement.files import inbox_files
+        from yidi.workdays import BUSINESS_TZ
+
+        # the 12 orders of the sandbox's seed: 7 paid with Alipay, 2 with WeChat Pay, 2 bank transfers not refused
+        assert sandbox.drop_payment_files() == {"alipay": 7, "wechatpay": 2, "bank_transfer": 2}
+        today = datetime.now(UTC).astimezone(BUSINESS_TZ).date()
+        assert sorted(path.parent.name for path in inbox_files(settings)) == ["alipay", "bank-icbc", "wechatpay"]
+        report = reconciliation(in_process, files=inbox_files(settings), engine=engine, period=str(today))["report"]
+        assert (report["files_ingested"], report["files_rejected"], report["new_lines"], report["matched_lines"],
+                report["match_rate"]) == (3, 0, 11, 11, 1.0)  # fmt: skip
+        assert report["by_rule"] == {"merchant_order_no": 9, "memo_order_no": 2}  # the bank memo names the order
+        # the next drop has nothing new to pay; the next scheduled run finds only files it already took
+        assert sandbox.drop_payment_files() == {}
+        again = reconciliation(in_process, files=inbox_files(settings), engine=engine, period=str(today))["report"]
+        assert (again["files_ingested"], again["files_duplicate"], again["new_lines"]) == (0, 3, 0)
     assert not env_file(tmp_path).exists()  # stopped: the worker's environment is gone with the services
 
 
@@ -71,6 +91,7 @@ def test_make_sandbox_starts_the_services_for_the_worker_and_make_down_stops_the
 
     monkeypatch.setenv("YIDI_HOME", str(tmp_path))
     monkeypatch.setenv("YIDI_SANDBOX_TICK", "0.5")
+    monkeypatch.setenv("YIDI_SANDBOX_PAYMENT_TICKS", "2")
     monkeypatch.setattr(local_stack, "up", lambda: None)  # the Prefect part is `make up`'s, tested on its own
     local_stack.sandbox()
     try:
@@ -82,6 +103,10 @@ def test_make_sandbox_starts_the_services_for_the_worker_and_make_down_stops_the
         while "tick 2: new orders" not in log.read_text(encoding="utf-8") and time.monotonic() < deadline:
             time.sleep(0.2)  # a real service on a real clock: its ticks are what is being tested
         assert "tick 2: new orders {'taobao': 2, 'woocommerce': 2, 'email': 2}" in log.read_text(encoding="utf-8")
+        while "tick 2: payment files dropped" not in log.read_text(encoding="utf-8") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        # every second tick the providers' "day" ends; no worker runs intake here, so no order is paid yet
+        assert "tick 2: payment files dropped {}" in log.read_text(encoding="utf-8")
     finally:
         local_stack.down()
     assert not local_stack.ours_alive("sandbox") and not env_file(tmp_path).exists()
