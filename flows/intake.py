@@ -2,9 +2,11 @@
 
 ``intake_orders`` (flow ``intake-orders``): every configured channel (or the ones asked for, or given files) as its
 own task, side by side through the task runner ``[runtime]`` names (threads in the flow run's process, or a Dask
-cluster: each task builds its connector and opens the store where it runs). The batches of one channel, and the
-chunks of one large drop, are landed in order inside its task: a channel's cursor, and a drop's place in its
-file, advance only with what is committed. A channel task works through all its batches (chunks of up to
+cluster: each task builds its connector and opens the store where it runs). The batches of one channel are landed
+in order inside its task: a channel's cursor advances only with what is committed. The chunks of one large drop
+(order templates: csv/xlsx files) are tasks of their own (``drop_intake``): side by side on PostgreSQL, one after
+another on SQLite (one writer per file) and in process; the drop's bookkeeping (cursor, file moved to
+``processed/``) follows them in file order, up to the first that failed. A channel task works through all its batches (chunks of up to
 thousands of records) and is retried with exponential backoff only when it failed transiently (5xx, timeouts, throttling, malformed answers); a
 wrong password or signature fails at once with a clear message. One channel failing never stops the others, and
 the run ends Failed when any channel failed, Completed otherwise. A summary table artifact shows per channel:
@@ -16,7 +18,7 @@ with a form; the answer goes through the same step list as every channel.
 The step list is written once, in ``order_intake(run, ...)``: the flows run it with Prefect task runs, and
 ``yidi intake run --no-prefect``, the tests and the benchmark run it in this process (``flows.compose``).
 
-Transaction scope: one transaction per batch. A batch's raw records, its quarantined records, its order
+Transaction scope: one transaction per batch (a drop's chunk is a batch). A batch's raw records, its quarantined records, its order
 inserts/updates with their events and lines, and the channel's cursor commit together, or not at all
 (``tasks.intake.landing``); a channel commits batch by batch, so a channel that fails keeps the batches it
 committed and its cursor stays at the last of them. Channels never share a transaction.
@@ -42,15 +44,19 @@ from flows.compose import (
     configured_runner_option,
     require_store,
     resolved,
+    retry_on_database_error,
+    side_by_side,
     step_logger,
+    store_for_steps,
     submitted,
     with_prefect,
 )
 from flows.naming import run_name
 from flows.params import Hours
-from tasks.intake.landing import run_channel
-from tasks.intake.rules import ChannelSummary
-from yidi.db import get_engine
+from tasks.intake import store as intake_store
+from tasks.intake.landing import land_batch, run_channel
+from tasks.intake.rules import ChannelSummary, Counts
+from yidi.db import StoreAddress, engine_of, get_engine
 from yidi.settings import get_settings
 from yidi.steps import (
     NO_CACHE,
@@ -83,8 +89,7 @@ def intake_channel(channel: str, file: str | None = None, options: dict | None =
     """All batches of one channel (or one file), each committed with its cursor. ``options`` override the policy
     file's settings of the channel (no secrets: those stay in environment variables)."""
     logger = step_logger(__name__)
-    options = options or {}
-    connector = connector_for_file(Path(file), **options) if file else build_connector(channel, **options)
+    connector = _connector(channel, file, options)
     summary = run_channel(engine or get_engine(), connector, actor=actor,
                           on_batch=lambda batch, counts: logger.info("%s %s: read %d, new %d, updated %d, "
                                                                      "unchanged %d, quarantined %d", channel,
@@ -95,6 +100,113 @@ def intake_channel(channel: str, file: str | None = None, options: dict | None =
     # Quarantine reasons may quote customer data: they stay in the store (`yidi intake quarantine list`), not in
     # Prefect.
     return {k: v for k, v in asdict(summary).items() if k != "reasons"}
+
+
+def _connector(channel: str, file: str | None, options: dict | None):
+    options = options or {}
+    return connector_for_file(Path(file), **options) if file else build_connector(channel, **options)
+
+
+# Channels whose batches are chunks of large drops, landed side by side (``drop_intake``): the order templates.
+DROP_CHANNELS = frozenset({"spreadsheet"})
+
+
+@task(cache_policy=NO_CACHE, task_run_name="intake-{label}")
+def land_drop_chunk(connector, batch, store: Engine | StoreAddress | None = None, actor: str | None = None,
+                    label: str = "") -> Counts:
+    """One chunk of a large drop (thousands of orders) in its own transaction: its raw chunk record, quarantined
+    orders, orders, events, lines and notices (``tasks.intake.landing.land_batch``). The chunk comes without cursor
+    and after-commit hook: the drop's step list keeps those for when every chunk before them has committed."""
+    counts = land_batch(engine_of(store) if store is not None else get_engine(), connector, batch, actor=actor)
+    step_logger(__name__).info("%s %s: read %d, new %d, updated %d, unchanged %d, quarantined %d", connector.name,
+                               label, counts.read, counts.new, counts.updated, counts.unchanged, counts.quarantined)
+    return counts
+
+
+def drop_intake(run: Run, connector, *, engine: Engine | None = None, actor: str | None = None) -> dict:
+    """The chunks of one large drop (the order-template channel: a csv or xlsx of up to millions of orders) side by
+    side (issue 17), each a ``land_drop_chunk`` task of its own, retried when the database failed.
+
+    Concurrent on PostgreSQL in a flow run, through the flow's task runner (threads, or Dask processes): chunks of
+    one drop hold disjoint orders (a number met again later in the file is quarantined when the file is read, here,
+    in file order, whichever chunk lands first), every chunk lands in its own transaction keyed by its content hash
+    (a chunk landed twice, by a retry or an overlapping run, waits for the first and is skipped), and orders by
+    ``(channel, channel_order_id)``. Serial on SQLite, whose file has one writer at a time: concurrent chunks would
+    only queue for its write lock (or fail with "database is locked" past the busy timeout), and in process (the
+    CLI's ``--no-prefect``). At most twice the runner's workers chunks are read ahead, so memory stays a few chunks.
+
+    The bookkeeping waits for the chunks in file order, whichever finishes first: the channel's cursor is saved,
+    and the after-commit hooks run (the file moved to ``processed/``), only up to the first chunk that failed; the
+    chunks after it stay landed, and the next run skips them by their hash and lands the rest."""
+    settings = get_settings()
+    engine_here = engine or get_engine()
+    in_flow = run is submitted or run is with_prefect
+    one_by_one = with_prefect if in_flow else run  # the drop's own steps: the file is read here, in order
+    chunk_run = side_by_side(one_by_one, engine_here)
+    store = store_for_steps(engine) if in_flow and engine is not None else engine
+    step = land_drop_chunk.with_options(
+        retries=settings.intake.task_retries,
+        retry_delay_seconds=exponential_backoff(backoff_factor=max(settings.intake.retry_delay_seconds, 0.001)),
+        retry_jitter_factor=0.2,
+        retry_condition_fn=retry_on_database_error,
+    )
+    runtime = settings.runtime
+    ahead = 2 * (runtime.dask_workers if runtime.task_runner == "dask" else runtime.thread_workers)
+    summary = ChannelSummary(channel=connector.name)
+    started: list[tuple[object, object]] = []  # (the chunk's batch, its future, value or exception), file order
+    settled: list = []
+    error: Exception | None = None
+    cursor = one_by_one(_drop_cursor, engine_here, connector.name)
+    try:
+        for batch in connector.fetch(cursor):
+            held = (batch.cursor, batch.on_commit)
+            batch.cursor, batch.on_commit = None, None
+            try:
+                outcome = chunk_run(step, connector, batch, store, actor, batch.label)
+            except Exception as exc:  # noqa: BLE001 - the chunk failed (serial runs raise here); settled below
+                outcome = exc
+            started.append((held, outcome))
+            while len(started) - len(settled) > ahead:
+                settled.append(_chunk_outcome(started[len(settled)][1]))
+    except Exception as exc:  # noqa: BLE001 - reading the drop failed: the chunks started still land
+        error = exc
+    finally:
+        settled.extend(_chunk_outcome(outcome) for _, outcome in started[len(settled):])
+        connector.close()
+    in_order = True
+    for ((cursor_after, on_commit), _), outcome in zip(started, settled, strict=True):
+        if isinstance(outcome, Exception):
+            in_order, error = False, error or outcome
+            continue
+        summary.add(outcome)
+        summary.batches += 1
+        if in_order and cursor_after is not None:
+            one_by_one(_drop_cursor, engine_here, connector.name, cursor_after)
+        if in_order and on_commit is not None:
+            on_commit()
+    if error is not None:
+        raise error
+    return {k: v for k, v in asdict(summary).items() if k != "reasons"}
+
+
+def _drop_cursor(engine: Engine, channel: str, cursor_after: str | None = None) -> str | None:
+    """The channel's stored cursor; with ``cursor_after``, saved first (every chunk up to it committed)."""
+    if cursor_after is None:
+        with engine.connect() as conn:
+            return intake_store.load_cursor(conn, channel)
+    with engine.begin() as conn:
+        intake_store.save_cursor(conn, channel, cursor_after)
+    return cursor_after
+
+
+def _chunk_outcome(outcome):
+    """A chunk's counts, or the exception that ended it (after its retries)."""
+    if isinstance(outcome, Exception):
+        return outcome
+    try:
+        return resolved(outcome)
+    except Exception as exc:  # noqa: BLE001 - reported with the drop, once every chunk has ended
+        return exc
 
 
 @dataclass(frozen=True)
@@ -129,12 +241,17 @@ def order_intake(run: Run, *, channels: list[str] | None = None, files: list[str
         step_logger(__name__).warning("no channel is enabled in [intake] and none was asked for")
     options = options or {}
     started: dict[str, object] = {}
-    for job in jobs:
+    # The other channels start first, so they run while this run reads the drops and hands out their chunks.
+    for job in sorted(jobs, key=lambda job: job.channel in DROP_CHANNELS):
         try:
-            started[job.label] = run(step, job.channel, job.file, options.get(job.channel), engine, actor)
+            if job.channel in DROP_CHANNELS:
+                connector = _connector(job.channel, job.file, options.get(job.channel))
+                started[job.label] = drop_intake(run, connector, engine=engine, actor=actor)
+            else:
+                started[job.label] = run(step, job.channel, job.file, options.get(job.channel), engine, actor)
         except Exception as exc:  # noqa: BLE001 - reported per channel
             started[job.label] = exc
-    return {label: _settled(label, outcome) for label, outcome in started.items()}
+    return {job.label: _settled(job.label, started[job.label]) for job in jobs}
 
 
 def _settled(label: str, outcome) -> dict:

@@ -155,9 +155,11 @@ def _land_chunk(conn: Connection, connector: Connector, bulk: BulkChunk, parsed,
                                                         received_at=now, updated_at=now)
         fresh = ~own["content_hash"].duplicated() & ~own["content_hash"].isin(
             set(store.existing_records(conn, channel, own["content_hash"])["content_hash"]))
-        insert_rows(conn, intake_records, own[fresh.to_numpy()], on_conflict=["channel", "content_hash"])
-        counts.quarantined += int(fresh.sum())
-        counts.unchanged += int((~fresh).sum())
+        # Counted by what the insert wrote: a chunk landing beside this one (PostgreSQL) may hold the same row
+        # text; whoever commits first keeps it, the other counts it unchanged.
+        kept = insert_rows(conn, intake_records, own[fresh.to_numpy()], on_conflict=["channel", "content_hash"])
+        counts.quarantined += int(kept)
+        counts.unchanged += len(own) - int(kept)
     if len(normal.orders):
         landed = pd.DataFrame({"record_id": np.full(bulk.size, chunk_id, dtype=np.int64)})
         _upsert_orders(conn, normal.orders, normal.lines, landed, counts, actor, now)
