@@ -18,10 +18,11 @@ with a form; the answer goes through the same step list as every channel.
 The step list is written once, in ``order_intake(run, ...)``: the flows run it with Prefect task runs, and
 ``yidi intake run --no-prefect``, the tests and the benchmark run it in this process (``flows.compose``).
 
-Transaction scope: one transaction per batch (a drop's chunk is a batch). A batch's raw records, its quarantined records, its order
+Transaction scope: one transaction per batch. A batch's raw records, its quarantined records, its order
 inserts/updates with their events and lines, and the channel's cursor commit together, or not at all
 (``tasks.intake.landing``); a channel commits batch by batch, so a channel that fails keeps the batches it
-committed and its cursor stays at the last of them. Channels never share a transaction.
+committed and its cursor stays at the last of them. A drop's chunk is a batch of its own without the cursor,
+which is saved after it once every chunk before it committed. Channels never share a transaction.
 """
 
 from __future__ import annotations
