@@ -286,16 +286,38 @@ def sandbox(timeout: float = 60) -> None:
                 raise SystemExit(f"make sandbox: the stand-ins did not start; see {run_dir() / 'sandbox.log'}")
             time.sleep(0.3)
     print(f"sandbox: every stand-in running, policy {sandbox_env()['YIDI_CONFIG']} (log {run_dir() / 'sandbox.log'})")
-    for name in [path.stem for path in run_dir().glob("worker*.pid")]:  # a worker without the sandbox's env
-        _stop(name)
+    _stop_workers()  # a worker without the sandbox's env
     up()
 
 
+RUN_GRACE_SECONDS = 15.0  # make down: how long a flow run in progress may take to finish before it is stopped
+
+
 def down() -> None:
-    """Stop the worker, server and sandbox this project started (process groups from the pid files)."""
-    workers = sorted(path.stem for path in run_dir().glob("worker*.pid"))  # every worker make up started
-    for name in (*workers, "server", "sandbox"):
+    """Stop the workers, the flow runs they started, the server and the sandbox (process groups from pid files).
+
+    The process worker starts each flow run in a session of its own, out of reach of the worker's process group:
+    seen, a run caught by `make down` outlived the worker, lost its server and stayed Running for ever, holding its
+    deployment's concurrency slot so every later run of it waited (AwaitingConcurrencySlot) after the next `make up`.
+    So runs in progress get ``RUN_GRACE_SECONDS`` to finish, are then stopped, and the server goes after them, while
+    it can still record how each run ended."""
+    _stop_workers()
+    for name in ("server", "sandbox"):
         _stop(name)
+
+
+def _stop_workers() -> None:
+    """Every worker make up started, then the flow runs they had in progress (each in its own session)."""
+    runs: list[int] = []
+    for name in sorted(path.stem for path in run_dir().glob("worker*.pid")):
+        pid = _read_pid(name)
+        if pid is not None and _alive(pid):  # its runs are read before it goes (then they belong to init)
+            runs += [run for run in _descendants(pid) if _group(run) not in (pid, None)]
+        _stop(name)
+    left = _wait_gone(runs, RUN_GRACE_SECONDS)
+    if left:
+        _stop_pids(left)
+        print(f"stopped {len(left)} flow run process(es) still in progress")
 
 
 def _stop(name: str) -> None:
@@ -304,17 +326,57 @@ def _stop(name: str) -> None:
     if pid is None:
         return
     if _alive(pid):
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except OSError:
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        while _alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if _alive(pid):
-            os.killpg(pid, signal.SIGKILL)
+        _stop_pids([pid])
         print(f"stopped {name} (pid {pid})")
     (run_dir() / f"{name}.pid").unlink(missing_ok=True)
+
+
+def _stop_pids(pids: list[int]) -> None:
+    """SIGTERM to each one's process group, SIGKILL to those still alive 20 s later."""
+    for pid in pids:
+        _signal_group(pid, signal.SIGTERM)
+    for pid in _wait_gone(pids, 20):
+        _signal_group(pid, signal.SIGKILL)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (``ps`` works on Linux and macOS)."""
+    listing = subprocess.run(["ps", "-A", "-o", "pid=,ppid="], capture_output=True, text=True, check=False).stdout
+    children: dict[int, list[int]] = {}
+    for line in listing.splitlines():
+        child, parent = (int(field) for field in line.split())
+        children.setdefault(parent, []).append(child)
+    found, pending = [], [pid]
+    while pending:
+        for child in children.get(pending.pop(), []):
+            found.append(child)
+            pending.append(child)
+    return found
+
+
+def _group(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def _wait_gone(pids: list[int], seconds: float) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return [pid for pid in pids if _alive(pid)]
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(os.getpgid(pid), sig)
+    except OSError:
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
+
 
 if __name__ == "__main__":
     {"up": up, "down": down, "sandbox": sandbox}[sys.argv[1]]()

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import http.server
 import os
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 
@@ -590,3 +593,60 @@ def test_the_failures_by_reason_artifact_lists_only_codes_that_failed():
     rows = failures_by_reason(stats)
     assert [(r["reason_code"], r["orders"]) for r in rows] == [("REGION_LOCAL", 13), ("ADDRESS_INCOMPLETE", 3)]
     assert rows[1]["message"] == "收货地址不完整（须包含省、市、区县和详细地址）" and rows[1]["area"] == "V1"
+
+
+def _reaped(args: list[str]) -> subprocess.Popen:
+    """A process of the test's own (reaped as soon as it ends, so a stopped one does not linger as a zombie)."""
+    proc = subprocess.Popen(args, start_new_session=True)
+    threading.Thread(target=proc.wait, daemon=True).start()
+    return proc
+
+
+def test_make_down_stops_the_flow_runs_in_progress_before_the_server(tmp_path, monkeypatch):
+    """Seen: the process worker starts each flow run in a session of its own; `make down` stopped the worker's group
+    and then the server, the run lived on without a server and stayed Running for ever, holding its deployment's
+    concurrency slot (every later run AwaitingConcurrencySlot after the next `make up`)."""
+    from app import local_stack
+
+    monkeypatch.setattr(local_stack, "RUN_GRACE_SECONDS", 0.5, raising=False)
+    server = _reaped([sys.executable, "-c", "import time; time.sleep(60)"])
+    flow_run_pid, seen = tmp_path / "run.pid", tmp_path / "server-alive-when-run-stopped"
+    flow_run = (
+        "import os, signal, sys, time\n"
+        f"open({str(flow_run_pid)!r}, 'w').write(str(os.getpid()))\n"
+        "def stop(*_):\n"
+        "    try:\n"
+        f"        os.kill({server.pid}, 0); alive = 'yes'\n"
+        "    except OSError:\n"
+        "        alive = 'no'\n"
+        f"    open({str(seen)!r}, 'w').write(alive); sys.exit(0)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "time.sleep(60)\n"
+    )
+    worker = _reaped([sys.executable, "-c", (
+        "import subprocess, sys, time\n"
+        f"subprocess.Popen([sys.executable, '-c', {flow_run!r}], start_new_session=True)\n"
+        "time.sleep(60)\n"
+    )])
+    deadline = time.monotonic() + 10
+    while not flow_run_pid.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    run_pid = int(flow_run_pid.read_text())
+    assert os.getpgid(run_pid) != worker.pid  # out of reach of the worker's process group
+    (local_stack.run_dir() / "worker.pid").write_text(str(worker.pid))
+    (local_stack.run_dir() / "server.pid").write_text(str(server.pid))
+    try:
+        local_stack.down()
+        deadline = time.monotonic() + 10
+        while not seen.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert seen.exists(), "the flow run outlived make down"
+        assert seen.read_text() == "yes"  # stopped while the server could still record how the run ended
+        assert worker.wait(timeout=5) is not None and server.wait(timeout=5) is not None
+        assert sorted(path.name for path in local_stack.run_dir().glob("*.pid")) == []
+    finally:
+        for pid in (run_pid, worker.pid, server.pid):
+            try:
+                os.kill(pid, 9)
+            except OSError:
+                pass
