@@ -20,7 +20,7 @@ PREVIOUS_RELEASE_HEADS = ["0003_review", "0004_fulfilment", "0005_tracking", "00
 
 def test_the_migrations_have_exactly_one_head():
     heads = ScriptDirectory(str(MIGRATIONS_DIR)).get_heads()
-    assert heads == ["0018_return_subscription"], f"a second migration head appeared: {heads}; chain it after the last one"
+    assert heads == ["0019_intake_content_lz4"], f"a second migration head appeared: {heads}; chain it after the last one"
 
 
 def test_a_store_of_the_previous_release_upgrades_with_its_data(bare_engine):
@@ -36,8 +36,8 @@ def test_a_store_of_the_previous_release_upgrades_with_its_data(bare_engine):
         order_id = conn.execute(select(orders.c.id)).scalar_one()
         transition_orders(conn, [order_id], OrderState.PENDING_REVIEW, reason="auto review", actor="test")
 
-    assert init_db(bare_engine) == ["0018_return_subscription"]
-    assert init_db(bare_engine) == ["0018_return_subscription"]  # and again: nothing to do
+    assert init_db(bare_engine) == ["0019_intake_content_lz4"]
+    assert init_db(bare_engine) == ["0019_intake_content_lz4"]  # and again: nothing to do
 
     with bare_engine.connect() as conn:
         stored = read_frame(conn, select(orders.c.order_no, orders.c.state, orders.c.order_total_fen))

@@ -132,6 +132,35 @@ def test_conflicts_are_skipped_or_updated_only_when_changed(engine):
         insert_rows(conn, orders, frame)  # no conflict handling: the unique key refuses duplicates
 
 
+def test_a_key_twice_in_a_batch_or_already_stored_is_skipped_whichever_path_inserts(engine):
+    """PostgreSQL inserts through MERGE, or straight COPY with ``rare_conflicts``; a key stored already or twice in
+    the batch sends both back to ON CONFLICT from a savepoint: the outcome is ON CONFLICT's, nothing duplicated."""
+    with engine.begin() as conn:
+        assert insert_rows(conn, orders, order_frame(3), on_conflict=["channel", "channel_order_id"]) == 3
+        twice = pd.concat([order_frame(2, start=10), order_frame(1, start=10).assign(order_no="YDX")])
+        assert insert_rows(conn, orders, twice, on_conflict=["channel", "channel_order_id"]) == 2
+        overlapping = order_frame(4, start=2).assign(order_no=lambda f: "YDR" + f["channel_order_id"])
+        assert insert_rows(conn, orders, overlapping, on_conflict=["channel", "channel_order_id"],
+                           rare_conflicts=True) == 3  # 2 was stored: 3, 4, 5 are new
+        assert insert_rows(conn, orders, order_frame(2, start=20), on_conflict=["channel", "channel_order_id"],
+                           rare_conflicts=True) == 2
+        stored = read_frame(conn, select(orders.c.channel_order_id, orders.c.order_no).order_by(orders.c.id))
+    assert stored["channel_order_id"].tolist() == ["0", "1", "2", "10", "11", "3", "4", "5", "20", "21"]
+    assert stored["order_no"].tolist() == ["YD00000000", "YD00000001", "YD00000002", "YD00000010", "YD00000011",
+                                           "YDR3", "YDR4", "YDR5", "YD00000020", "YD00000021"]
+
+
+def test_bulk_drop_chunks_are_compressed_with_lz4_on_postgresql(engine):
+    """Migration 0019: intake_records.content, a chunk of a bulk drop several MB long, is TOASTed with lz4."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite stores text uncompressed")
+    with engine.connect() as conn:
+        method = conn.exec_driver_sql(
+            "SELECT attcompression FROM pg_attribute WHERE attrelid = 'intake_records'::regclass "
+            "AND attname = 'content'").scalar()
+    assert method == "l"
+
+
 def test_a_failed_batch_leaves_nothing_behind(engine):
     frame = pd.concat([order_frame(5), order_frame(1, start=2)])  # duplicate key inside the batch
     with pytest.raises(IntegrityError), engine.begin() as conn:

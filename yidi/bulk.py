@@ -2,12 +2,14 @@
 
 Row-by-row ORM costs 2-30x a driver batch (PLATFORM-NOTES), so every batch write goes through here:
 SQLite gets one ``executemany`` on the raw sqlite3 connection; PostgreSQL gets ``COPY`` (into the table, or into
-a staging table followed by ``INSERT … SELECT … ON CONFLICT`` when conflicts must be handled). Both run inside
+a staging table followed by ``MERGE``, falling back to ``INSERT … SELECT … ON CONFLICT``, when conflicts must be
+handled). Both run inside
 the caller's transaction, so a batch lands whole or not at all.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import math
@@ -116,11 +118,14 @@ def insert_rows(
     *,
     on_conflict: Sequence[str] | None = None,
     update_columns: Sequence[str] | None = None,
+    rare_conflicts: bool = False,
 ) -> int:
     """Insert a DataFrame into ``table`` in one driver batch; returns rows inserted or updated.
 
     ``on_conflict`` names the unique key: conflicting rows are skipped, or updated in ``update_columns`` when
-    their values differ.
+    their values differ. ``rare_conflicts``: the caller looked the keys up in this transaction, so only a
+    concurrent writer can conflict; PostgreSQL then copies straight into the table (from a savepoint, and only on a
+    unique violation through the staging table), ~30% faster for a large batch.
     """
     if df.empty:
         return 0
@@ -148,15 +153,17 @@ def insert_rows(
             if not conflict:
                 _copy_into(cursor, _quote(conn, table.name), column_list, table, df)
                 return len(df)
+            if rare_conflicts and not update_columns and _copy_unless_conflict(cursor, conn, table, column_list, df):
+                return len(df)
             stage = _create_stage(conn, table, columns)
             _copy_into(cursor, stage, column_list, table, df)
-            cursor.execute(
-                f"INSERT INTO {_quote(conn, table.name)} ({column_list}) "
-                f"SELECT {column_list} FROM {stage}{conflict}"
-            )
-            count = cursor.rowcount
+            upsert = f"INSERT INTO {_quote(conn, table.name)} ({column_list}) SELECT {column_list} FROM {stage}{conflict}"
+            merged = _merge_from_stage(conn, cursor, table, stage, columns, on_conflict, update_columns or ())
+            if merged is None:
+                cursor.execute(upsert)
+                merged = cursor.rowcount
             cursor.execute(f"DROP TABLE {stage}")
-            return count
+            return merged
     # Any other database: SQLAlchemy Core executemany (correct, slower).
     rows = frame_rows(table, df, dialect)[1]
     stmt = text(
@@ -164,6 +171,52 @@ def insert_rows(
     )
     conn.execute(stmt, [dict(zip(columns, row, strict=True)) for row in rows])
     return len(rows)
+
+
+def _copy_unless_conflict(cursor, conn: Connection, table: Table, column_list: str, df: pd.DataFrame) -> bool:
+    """COPY straight into ``table`` from a savepoint; False (and nothing written) when a key already exists."""
+    import psycopg
+
+    cursor.execute("SAVEPOINT yidi_copy")
+    try:
+        _copy_into(cursor, _quote(conn, table.name), column_list, table, df)
+    except psycopg.errors.UniqueViolation:
+        cursor.execute("ROLLBACK TO SAVEPOINT yidi_copy")
+        return False
+    cursor.execute("RELEASE SAVEPOINT yidi_copy")
+    return True
+
+
+def _merge_from_stage(conn: Connection, cursor, table: Table, stage: str, columns: Sequence[str],
+                      keys: Sequence[str], update_columns: Sequence[str]) -> int | None:
+    """PostgreSQL 15+: the staged rows in by ``MERGE`` (one join of stage and table, then plain inserts), which
+    measured faster than ``INSERT … ON CONFLICT``'s per-row speculative insertion for large batches (README: bulk
+    intake on PostgreSQL). MERGE does not wait out a concurrent writer's uncommitted row with the
+    same key: the insert then fails with a unique violation, and the caller's ``INSERT … ON CONFLICT`` runs instead
+    (from a savepoint), so the outcome is the same. Returns rows inserted or updated, or None when not done."""
+    if (conn.dialect.server_version_info or (0,)) < (15,):
+        return None
+    import psycopg
+
+    quote = functools.partial(_quote, conn)
+    on = " AND ".join(f"t.{quote(c)} = s.{quote(c)}" for c in keys)
+    statement = f"MERGE INTO {quote(table.name)} AS t USING {stage} AS s ON {on}"
+    if update_columns:
+        changed = " OR ".join(f"t.{quote(c)} IS DISTINCT FROM s.{quote(c)}" for c in update_columns)
+        sets = ", ".join(f"{quote(c)} = s.{quote(c)}" for c in update_columns)
+        statement += f" WHEN MATCHED AND ({changed}) THEN UPDATE SET {sets}"
+    statement += (f" WHEN NOT MATCHED THEN INSERT ({', '.join(quote(c) for c in columns)}) "
+                  f"VALUES ({', '.join(f's.{quote(c)}' for c in columns)})")  # fmt: skip
+    cursor.execute("SAVEPOINT yidi_merge")
+    try:
+        cursor.execute(statement)
+    except (psycopg.errors.UniqueViolation, psycopg.errors.CardinalityViolation):
+        # a concurrent writer's key, or one key twice in the batch: ON CONFLICT decides as it always did
+        cursor.execute("ROLLBACK TO SAVEPOINT yidi_merge")
+        return None
+    count = cursor.rowcount
+    cursor.execute("RELEASE SAVEPOINT yidi_merge")
+    return count
 
 
 CONSTANT_CHECK_ROWS = 1000

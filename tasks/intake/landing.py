@@ -260,7 +260,8 @@ def _insert_orders(conn: Connection, merged: pd.DataFrame, is_new: np.ndarray, l
     rows["updated_at"] = now
     rows["raw_record_id"] = new["raw_record_id"].astype("Int64").to_numpy()
     rows["customer_id"] = store.customer_ids(conn, new["customer_phone"]).to_numpy()
-    inserted = insert_rows(conn, orders, rows, on_conflict=["channel", "channel_order_id"])
+    # rare_conflicts: the keys were looked up in this transaction; only a concurrent run can have inserted one.
+    inserted = insert_rows(conn, orders, rows, on_conflict=["channel", "channel_order_id"], rare_conflicts=True)
     ids = store.ids_of(conn, orders, new[["channel", "channel_order_id"]], reserved, inserted)
     merged = merged.merge(ids.rename(columns={"id": "new_id"}), on=["channel", "channel_order_id"], how="left")
     merged.loc[is_new, "order_id"] = merged.loc[is_new, "new_id"]
