@@ -150,6 +150,16 @@ def test_a_key_twice_in_a_batch_or_already_stored_is_skipped_whichever_path_inse
                                            "YDR3", "YDR4", "YDR5", "YD00000020", "YD00000021"]
 
 
+def test_an_updated_column_the_batch_lacks_takes_its_default_as_on_conflict_does(engine):
+    with engine.begin() as conn:
+        insert_rows(conn, orders, order_frame(1).assign(customer_name="王伟"))
+        again = order_frame(1).drop(columns="customer_name").assign(order_total_fen=7)
+        assert insert_rows(conn, orders, again, on_conflict=["channel", "channel_order_id"],
+                           update_columns=["order_total_fen", "customer_name"]) == 1
+        stored = conn.execute(select(orders.c.customer_name, orders.c.order_total_fen)).one()
+    assert tuple(stored) == (None, 7)
+
+
 def test_bulk_drop_chunks_are_compressed_with_lz4_on_postgresql(engine):
     """Migration 0019: intake_records.content, a chunk of a bulk drop several MB long, is TOASTed with lz4."""
     if engine.dialect.name != "postgresql":

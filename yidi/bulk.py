@@ -194,8 +194,8 @@ def _merge_from_stage(conn: Connection, cursor, table: Table, stage: str, column
     intake on PostgreSQL). MERGE does not wait out a concurrent writer's uncommitted row with the
     same key: the insert then fails with a unique violation, and the caller's ``INSERT … ON CONFLICT`` runs instead
     (from a savepoint), so the outcome is the same. Returns rows inserted or updated, or None when not done."""
-    if (conn.dialect.server_version_info or (0,)) < (15,):
-        return None
+    if (conn.dialect.server_version_info or (0,)) < (15,) or not set(update_columns) <= set(columns):
+        return None  # an updated column the batch lacks is ON CONFLICT's excluded default: left to it
     import psycopg
 
     quote = functools.partial(_quote, conn)

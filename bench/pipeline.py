@@ -1,0 +1,289 @@
+"""The order pipeline end to end on a PostgreSQL store against the stand-ins, for ``bench/scale.py`` and
+``bench/peak.py`` (not a benchmark itself: no ``NAME``).
+
+A store is a fresh schema on the PostgreSQL at ``YIDI_TEST_POSTGRES_URL`` with the demo's catalog and customers,
+both warehouses stocked deep (a throughput run measures the stages, not stock-outs), and a policy file. A worker
+runs the stages' own step lists in process (``flows.compose.in_process``), each on what its state owns:
+
+intake (a template csv drop, ``order_intake``) → automated review (``automated_review``) → fulfilment
+(allocation, parcels, e-waybills from the carrier stand-in: ``handoff``) → tracking (the Kuaidi100 stand-in on a
+simulated clock that has every parcel delivered: ``poll_cycle``) → settlement (the money side's files for the
+delivered orders, from ``demo.settlement.demo_payments``, reconciled: ``reconciliation``).
+
+Each stage call is timed, with the database's share of it (``bench.parts``: driver CPU plus the wall time spent
+waiting for PostgreSQL), and the number of orders it moved (its state counts before and after).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from bench import Skip
+
+POSTGRES_URL = os.environ.get("YIDI_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+STAGES = ("intake", "review", "fulfilment", "tracking", "settlement")
+# The states each stage takes orders out of (what waits for it: its backlog).
+WAITING = {
+    "intake": (),  # files in the inbox, counted by the caller
+    "review": ("received",),
+    "fulfilment": ("approved",),
+    "tracking": ("shipped", "in_transit", "allocated"),
+    "settlement": ("delivered",),
+}
+DONE = ("settled", "closed")
+STOCK_PER_ITEM = 10_000_000
+TRACKING_KEYS = ("bench-customer", "bench-key")
+
+
+def schema_url(schema: str) -> str:
+    return f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+
+
+def _policy_text(runtime: str, dask_workers: int) -> str:
+    return f"""[notifications]
+notify_on_receipt = true
+
+[runtime]
+task_runner = "{runtime}"
+dask_workers = {dask_workers}
+"""
+
+
+def make_store(workdir: Path, *, runtime: str = "thread", dask_workers: int = 2) -> dict:
+    """A fresh schema with reference data and stock; sets YIDI_HOME, YIDI_DATABASE_URL and YIDI_CONFIG."""
+    from demo.data import demo_catalog
+    from demo.flows import write_reference_files
+    from tasks.fulfilment.receipts import load_stock_file
+    from tasks.fulfilment.stock import sync_warehouses
+    from tasks.reference import load_catalog, load_customers
+    from yidi.db import _cached_engine, init_db, make_engine
+    from yidi.settings import get_settings, reload_settings
+
+    try:
+        admin = make_engine(POSTGRES_URL)
+        with admin.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except Exception as exc:  # noqa: BLE001
+        raise Skip(f"PostgreSQL not available: {exc}") from None
+    schema = f"bench_pipe_{uuid.uuid4().hex[:8]}"
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    admin.dispose()
+    home = workdir / schema
+    home.mkdir(parents=True, exist_ok=True)
+    policy = home / "yidi.toml"
+    policy.write_text(_policy_text(runtime, dask_workers), encoding="utf-8")
+    os.environ.update({"YIDI_HOME": str(home), "YIDI_DATABASE_URL": schema_url(schema), "YIDI_CONFIG": str(policy)})
+    reload_settings()
+    _cached_engine.cache_clear()
+    engine = make_engine(schema_url(schema))
+    init_db(engine)
+    catalog_path, customers_path = write_reference_files(home)
+    load_catalog.fn(catalog_path)  # the tasks' own functions: no Prefect run here
+    load_customers.fn(customers_path)
+    catalog = demo_catalog()
+    products = catalog[(catalog["kind"] == "product")]["code"].tolist()
+    stock = pd.DataFrame([(w, code, STOCK_PER_ITEM, "", "", "bench") for code in products
+                          for w in ("CQ-XY", "CQ-LJ")],
+                         columns=["仓库", "商品编码", "数量", "批次号", "有效期至", "备注"])  # fmt: skip
+    stock_path = home / "stock.csv"
+    stock.to_csv(stock_path, index=False, encoding="utf-8")
+    with engine.begin() as conn:
+        sync_warehouses(conn, get_settings().fulfilment)
+        load_stock_file(conn, stock_path, actor="bench")
+    engine.dispose()
+    return {"schema": schema, "home": str(home), "url": schema_url(schema), "policy": str(policy)}
+
+
+def drop_store(store: dict) -> None:
+    from yidi.db import make_engine
+
+    admin = make_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {store['schema']} CASCADE")
+    admin.dispose()
+
+
+def state_counts(engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        return dict(conn.exec_driver_sql("SELECT state, count(*) FROM orders GROUP BY state").all())
+
+
+def backlog(counts: dict[str, int]) -> dict[str, int]:
+    """Orders waiting for each stage (after intake) and done."""
+    out = {stage: sum(counts.get(s, 0) for s in states) for stage, states in WAITING.items() if states}
+    out["done"] = sum(counts.get(s, 0) for s in DONE)
+    return out
+
+
+@dataclass
+class StageClock:
+    """Seconds, database seconds and orders moved per stage, over every call of every worker."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    database: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    orders: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STAGES, 0))
+
+    def add(self, other: dict) -> None:
+        for key in ("seconds", "database", "orders"):
+            for stage, value in other[key].items():
+                getattr(self, key)[stage] += value
+
+    def as_dict(self) -> dict:
+        return {"seconds": self.seconds, "database": self.database, "orders": self.orders}
+
+
+def _database_seconds(fn) -> tuple[object, float, float]:
+    """(result, wall seconds, database seconds: driver CPU + waiting for PostgreSQL) of ``fn()``."""
+    from bench.parts import sample_parts
+
+    box = {}
+
+    def call(_ctx):
+        box["value"] = fn()
+
+    parts = sample_parts(call, None)
+    split = parts["parts_s"]
+    return box.get("value"), parts["wall_s"], split.get("database", 0.0) + split.get("database_wait", 0.0)
+
+
+class Worker:
+    """One worker's stage calls on the store (in this process), against its own stand-ins."""
+
+    def __init__(self, store: dict, *, clock_start: datetime, seed: int = 7, sample: bool = True):
+        from demo.standins import carrier_shipping
+        from demo.standins.kuaidi100 import start as kuaidi100
+        from demo.standins.parcel_routes import SimClock
+        from yidi.db import make_engine
+        from yidi.settings import get_settings
+
+        self.store, self.seed, self.sample = store, seed, sample
+        self.engine = make_engine(store["url"])
+        self.settings = get_settings()
+        self.clock = SimClock(clock_start)
+        self.carrier = carrier_shipping.start()
+        self.tracker = kuaidi100(customer=TRACKING_KEYS[0], key=TRACKING_KEYS[1], clock=self.clock, seed=seed,
+                                 auto_register=True, scenario_weights={"normal": 1.0}, min_interval_minutes=0)
+        self.clocked = StageClock()
+        self.payment_batch = 0
+
+    def close(self) -> None:
+        self.carrier.stop()
+        self.tracker.stop()
+        self.engine.dispose()
+
+    def _timed(self, stage: str, fn, moved) -> object:
+        if self.sample:
+            value, wall, database = _database_seconds(fn)
+        else:
+            started = time.perf_counter()
+            value, database = fn(), 0.0
+            wall = time.perf_counter() - started
+        self.clocked.seconds[stage] += wall
+        self.clocked.database[stage] += database
+        self.clocked.orders[stage] += int(moved(value))
+        return value
+
+    def intake(self, csv: Path) -> dict:
+        from flows.compose import in_process
+        from flows.intake import order_intake
+
+        def call():
+            results = order_intake(in_process, files=[str(csv)], options={"spreadsheet": {"chunk_rows": 50_000}},
+                                   engine=self.engine, actor="bench")
+            return results[f"file:{csv}"]
+
+        return self._timed("intake", call, lambda summary: summary.get("new", 0))
+
+    def review(self) -> dict:
+        from flows.compose import in_process
+        from flows.review import automated_review
+
+        return self._timed("review", lambda: automated_review(in_process, engine=self.engine, settings=self.settings,
+                                                              build_docs=False, keep_results=False),
+                           lambda summary: summary.get("candidates", 0))  # fmt: skip
+
+    def fulfilment(self) -> dict:
+        from flows.compose import in_process
+        from flows.fulfilment import handoff
+
+        def moved(summary):
+            waybills = summary.get("waybills") or {}
+            return waybills.get("created", waybills.get("shipments", 0)) or 0
+
+        return self._timed("fulfilment", lambda: handoff(in_process, carrier_api_url=self.carrier.url,
+                                                         send_purchase_orders=False, as_of=self.clock.now()),
+                           moved)  # fmt: skip
+
+    def tracking(self, hours: float = 96) -> dict:
+        from connectors.kuaidi100 import Credentials
+        from flows.compose import in_process
+        from flows.tracking import poll_cycle
+        from tasks.tracking.polling import make_client, make_pacer
+
+        self.clock.advance(hours=hours)
+        policy = self.settings.tracking.model_copy(update={"requests_per_second": 2000.0})
+
+        def call():
+            client = make_client(policy, pacer=make_pacer(policy, shared_limit=False),
+                                 credentials=Credentials(*TRACKING_KEYS), query_url=self.tracker.query_url)
+            with client:
+                return poll_cycle(in_process, engine=self.engine, client=client, policy=policy, now=self.clock.now(),
+                                  actor="bench")  # fmt: skip
+
+        return self._timed("tracking", call, lambda summary: summary.get("due", 0))
+
+    def settlement(self) -> dict:
+        from sqlalchemy import select
+
+        from demo.settlement import demo_payments, write_demo_files
+        from flows.compose import in_process
+        from flows.settlement import reconciliation
+        from yidi import schema
+        from yidi.bulk import read_frame
+
+        def call():
+            o, s = schema.orders.c, schema.shipments.c
+            with self.engine.connect() as conn:
+                order_frame = read_frame(conn, select(o.id, o.order_no, o.channel_order_id, o.customer_name,
+                                                      o.payment_method, o.order_total_fen, o.order_time, o.state,
+                                                      o.installments).where(o.state == "delivered"))  # fmt: skip
+                shipment_frame = read_frame(conn, select(s.order_id, s.carrier, s.waybill_no, s.cod_amount_fen,
+                                                         s.delivered_at).where(
+                    s.waybill_no.is_not(None), s.order_id.in_(order_frame["id"].tolist() or [0])))  # fmt: skip
+            if order_frame.empty:
+                return {"delivered": 0}
+            self.payment_batch += 1
+            frames = demo_payments(order_frame, shipment_frame, seed=self.seed + self.payment_batch,
+                                   now=self.clock.now())
+            folder = Path(self.store["home"]) / f"payments-{os.getpid()}-{self.payment_batch}"
+            files = write_demo_files(frames, folder)
+            result = reconciliation(in_process, files=files, engine=self.engine, actor="bench",
+                                    now=self.clock.now())
+            return {"delivered": len(order_frame), "settled": result["settled"].get("settled", 0)}
+
+        return self._timed("settlement", call, lambda summary: summary.get("settled", 0))
+
+    def cycle(self, csv: Path | None) -> None:
+        """One pass of every stage (intake only when there is a drop)."""
+        if csv is not None:
+            self.intake(csv)
+        self.review()
+        self.fulfilment()
+        self.tracking()
+        self.settlement()
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def clock_start() -> datetime:
+    return now_utc() - timedelta(days=1)
