@@ -99,6 +99,10 @@ def make_store(workdir: Path, *, runtime: str = "thread", dask_workers: int = 2)
         sync_warehouses(conn, get_settings().fulfilment)
         load_stock_file(conn, stock_path, actor="bench")
     engine.dispose()
+    from yidi.db import get_engine
+
+    get_engine().dispose()  # no pooled connection for forked workers to inherit and share
+    _cached_engine.cache_clear()
     return {"schema": schema, "home": str(home), "url": schema_url(schema), "policy": str(policy)}
 
 
@@ -157,26 +161,20 @@ def _database_seconds(fn) -> tuple[object, float, float]:
 class Worker:
     """One worker's stage calls on the store (in this process), against its own stand-ins."""
 
-    def __init__(self, store: dict, *, clock_start: datetime, seed: int = 7, sample: bool = True):
-        from demo.standins import carrier_shipping
-        from demo.standins.kuaidi100 import start as kuaidi100
-        from demo.standins.parcel_routes import SimClock
-        from yidi.db import make_engine
+    def __init__(self, store: dict, *, standins: Standins, seed: int = 7, sample: bool = True,
+                 part: tuple[int, int] = (0, 1)):
+        from yidi.db import _cached_engine, make_engine
         from yidi.settings import get_settings
 
-        self.store, self.seed, self.sample = store, seed, sample
+        _cached_engine.cache_clear()  # steps that open the store by URL get this process's own engine
+        self.store, self.seed, self.sample, self.part = store, seed, sample, part
         self.engine = make_engine(store["url"])
         self.settings = get_settings()
-        self.clock = SimClock(clock_start)
-        self.carrier = carrier_shipping.start()
-        self.tracker = kuaidi100(customer=TRACKING_KEYS[0], key=TRACKING_KEYS[1], clock=self.clock, seed=seed,
-                                 auto_register=True, scenario_weights={"normal": 1.0}, min_interval_minutes=0)
+        self.clock, self.carrier, self.tracker = standins.clock, standins.carrier, standins.tracker
         self.clocked = StageClock()
         self.payment_batch = 0
 
     def close(self) -> None:
-        self.carrier.stop()
-        self.tracker.stop()
         self.engine.dispose()
 
     def _timed(self, stage: str, fn, moved) -> object:
@@ -210,6 +208,22 @@ class Worker:
                                                               build_docs=False, keep_results=False),
                            lambda summary: summary.get("candidates", 0))  # fmt: skip
 
+    def approve(self) -> int:
+        """The reviewers: every order waiting for a person is approved in one batch transition (people's clicks are
+        not what scales; ``yidi review`` decides one order at a time). Counted in the review stage."""
+        from yidi.lifecycle import OrderState, transition_orders
+
+        def call():
+            with self.engine.begin() as conn:
+                ids = [row[0] for row in conn.exec_driver_sql(
+                    "SELECT id FROM orders WHERE state = 'pending_review' ORDER BY id")]  # fmt: skip
+                if not ids:
+                    return 0
+                return len(transition_orders(conn, ids, OrderState.APPROVED, actor="bench-reviewer",
+                                             skip_illegal=True, reason="approved (bench reviewer)").moved)
+
+        return self._timed("review", call, lambda moved: 0)
+
     def fulfilment(self) -> dict:
         from flows.compose import in_process
         from flows.fulfilment import handoff
@@ -222,13 +236,12 @@ class Worker:
                                                          send_purchase_orders=False, as_of=self.clock.now()),
                            moved)  # fmt: skip
 
-    def tracking(self, hours: float = 96) -> dict:
+    def tracking(self) -> dict:
         from connectors.kuaidi100 import Credentials
         from flows.compose import in_process
         from flows.tracking import poll_cycle
         from tasks.tracking.polling import make_client, make_pacer
 
-        self.clock.advance(hours=hours)
         policy = self.settings.tracking.model_copy(update={"requests_per_second": 2000.0})
 
         def call():
@@ -238,7 +251,7 @@ class Worker:
                 return poll_cycle(in_process, engine=self.engine, client=client, policy=policy, now=self.clock.now(),
                                   actor="bench")  # fmt: skip
 
-        return self._timed("tracking", call, lambda summary: summary.get("due", 0))
+        return self._timed("tracking", call, lambda summary: (summary.get("orders_moved") or {}).get("delivered", 0))
 
     def settlement(self) -> dict:
         from sqlalchemy import select
@@ -254,7 +267,8 @@ class Worker:
             with self.engine.connect() as conn:
                 order_frame = read_frame(conn, select(o.id, o.order_no, o.channel_order_id, o.customer_name,
                                                       o.payment_method, o.order_total_fen, o.order_time, o.state,
-                                                      o.installments).where(o.state == "delivered"))  # fmt: skip
+                                                      o.installments).where(
+                    o.state == "delivered", o.id % self.part[1] == self.part[0]))  # fmt: skip
                 shipment_frame = read_frame(conn, select(s.order_id, s.carrier, s.waybill_no, s.cod_amount_fen,
                                                          s.delivered_at).where(
                     s.waybill_no.is_not(None), s.order_id.in_(order_frame["id"].tolist() or [0])))  # fmt: skip
@@ -271,19 +285,48 @@ class Worker:
 
         return self._timed("settlement", call, lambda summary: summary.get("settled", 0))
 
-    def cycle(self, csv: Path | None) -> None:
-        """One pass of every stage (intake only when there is a drop)."""
+    def cycle(self, csv: Path | None) -> int:
+        """One pass of every stage (intake only when there is a drop); returns the orders the pass moved."""
+        before = sum(self.clocked.orders.values())
         if csv is not None:
             self.intake(csv)
         self.review()
+        self.approve()
         self.fulfilment()
         self.tracking()
         self.settlement()
+        return sum(self.clocked.orders.values()) - before
+
+    def until_drained(self, csv: Path | None, max_cycles: int = 40) -> None:
+        """Cycles until three in a row move nothing (parcels travel in simulated time meanwhile; what is left then
+        waits for a person: exceptions, stock, a payment the money side never sent)."""
+        idle = 0 if self.cycle(csv) else 1
+        for _ in range(max_cycles):
+            if idle >= 3:
+                return
+            idle = 0 if self.cycle(None) else idle + 1
+
+
+class Standins:
+    """One carrier e-waybill stand-in and one Kuaidi100 stand-in for every worker, on one simulated clock that runs
+    at ``speed`` x real time: started before the workers fork, so all of them (and the stand-ins' threads, which
+    stay in this process) read the same time from the machine's monotonic clock."""
+
+    def __init__(self, speed: float = 36_000, seed: int = 7):
+        from demo.standins import carrier_shipping
+        from demo.standins.kuaidi100 import start as kuaidi100
+        from demo.standins.parcel_routes import SimClock
+
+        self.clock = SimClock(now_utc() - timedelta(days=1), speed=speed)
+        self.carrier = carrier_shipping.start()
+        self.tracker = kuaidi100(customer=TRACKING_KEYS[0], key=TRACKING_KEYS[1], clock=self.clock, seed=seed,
+                                 auto_register=True, scenario_weights={"normal": 1.0}, min_interval_minutes=0)
+
+    def stop(self) -> None:
+        self.carrier.stop()
+        self.tracker.stop()
 
 
 def now_utc() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
-
-def clock_start() -> datetime:
-    return now_utc() - timedelta(days=1)
