@@ -297,14 +297,20 @@ class Worker:
         self.settlement()
         return sum(self.clocked.orders.values()) - before
 
-    def until_drained(self, csv: Path | None, max_cycles: int = 40) -> None:
-        """Cycles until three in a row move nothing (parcels travel in simulated time meanwhile; what is left then
-        waits for a person: exceptions, stock, a payment the money side never sent)."""
-        idle = 0 if self.cycle(csv) else 1
+    def until_drained(self, csv: Path | None, idle_hours: float = 96, max_cycles: int = 200) -> None:
+        """Cycles until nothing waits for a stage that needs no person, or nothing moved for ``idle_hours`` of
+        simulated time (parcels travel meanwhile; what is left then waits for a person or a payment)."""
+        last_move = self.clock.now()
+        if self.cycle(csv):
+            last_move = self.clock.now()
         for _ in range(max_cycles):
-            if idle >= 3:
+            waiting = backlog(state_counts(self.engine))
+            if not (waiting["review"] or waiting["fulfilment"] or waiting["tracking"] or waiting["settlement"]):
                 return
-            idle = 0 if self.cycle(None) else idle + 1
+            if (self.clock.now() - last_move).total_seconds() > idle_hours * 3600:
+                return
+            if self.cycle(None):
+                last_move = self.clock.now()
 
 
 class Standins:
@@ -312,7 +318,7 @@ class Standins:
     at ``speed`` x real time: started before the workers fork, so all of them (and the stand-ins' threads, which
     stay in this process) read the same time from the machine's monotonic clock."""
 
-    def __init__(self, speed: float = 36_000, seed: int = 7):
+    def __init__(self, speed: float = 7_200, seed: int = 7):
         from demo.standins import carrier_shipping
         from demo.standins.kuaidi100 import start as kuaidi100
         from demo.standins.parcel_routes import SimClock
