@@ -22,23 +22,25 @@ def store_url(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=False)
 
 
-def _worker(results, barrier, index: int, target: Callable, args: tuple) -> None:
+def _worker(results, barrier, index: int, target: Callable, args: tuple, extra: tuple = ()) -> None:
     try:
         barrier.wait(timeout=120)
-        results.put((index, target(*args)))
+        results.put((index, target(*args, *extra)))
     except BaseException as exc:  # noqa: BLE001 - handed to the test, which fails on it
         results.put((index, WorkerFailed(f"{type(exc).__name__}: {exc}")))
 
 
-def at_once(count: int, target: Callable, *args, engine: Engine | None = None, timeout: float = 240) -> list:
+def at_once(count: int, target: Callable, *args, engine: Engine | None = None, timeout: float = 240,
+            each: list[tuple] | None = None) -> list:
     """``target(*args)`` in ``count`` forked processes released together; their results in start order (a
     ``WorkerFailed`` for one that raised). ``engine``: the test's own, its pooled connections closed first so no
-    worker inherits one."""
+    worker inherits one. ``each``: arguments that differ per worker, appended to ``args`` (worker i gets each[i])."""
     if engine is not None:
         engine.dispose()
     ctx = multiprocessing.get_context("fork")
     barrier, results = ctx.Barrier(count), ctx.Queue()
-    workers = [ctx.Process(target=_worker, args=(results, barrier, i, target, args), daemon=True)
+    workers = [ctx.Process(target=_worker, args=(results, barrier, i, target, args, each[i] if each else ()),
+                               daemon=True)
                for i in range(count)]  # fmt: skip
     for worker in workers:
         worker.start()

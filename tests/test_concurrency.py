@@ -18,7 +18,7 @@ from concurrency_support import at_once, failures, killed, open_store, store_url
 from sqlalchemy import func, select
 from test_notify import relays  # noqa: F401  (the SMTP and SMS stand-ins and a policy pointing at them)
 
-from yidi.schema import notification_outbox, order_events, orders
+from yidi.schema import notification_outbox, order_events, order_lines, orders
 
 WORKERS = [2, 4]
 
@@ -42,14 +42,14 @@ def count_by(engine, column, where=None) -> dict:
 # --- intake: one order per source record ---------------------------------------------------------------------------
 
 
-def take_in(url: str, path: str, kill=None) -> dict:
+def take_in(url: str, path: str, kill=None, chunk_rows: int = 10) -> dict:
     from test_intake_bulk import drop
 
     from tasks.intake.landing import run_channel
 
     engine = open_store(url)
     on_batch = (lambda _batch, _counts: kill()) if kill else None
-    summary = run_channel(engine, drop(path, chunk_rows=10), on_batch=on_batch)
+    summary = run_channel(engine, drop(path, chunk_rows=chunk_rows), on_batch=on_batch)
     engine.dispose()
     return {k: v for k, v in asdict(summary).items() if k in ("read", "new", "unchanged", "quarantined")}
 
@@ -75,6 +75,23 @@ def test_the_same_drop_taken_in_by_several_workers_lands_each_order_once(pg, tmp
     assert sum(r["new"] for r in results) == 38 and all(r["read"] == 40 for r in results)
     assert sum(r["quarantined"] for r in results) == 2  # the two bad orders kept once, by whoever landed them
     assert_taken_in_once(pg, rows, bad)
+
+
+def test_two_drops_holding_the_same_orders_landing_at_once_write_each_order_once(pg, tmp_path):
+    """Not the same file twice (its chunk records catch that) but two drops whose chunks differ and whose order
+    numbers overlap: the order insert's conflict decides which drop an order is new in, and only that one writes
+    its lines, 'received' event and notice."""
+    from test_intake_bulk import bulk_file
+
+    rows, bad = bulk_file(tmp_path, "drop.csv", n=40, bad=(3, 17))
+    path = str(tmp_path / "drop.csv")
+    results = at_once(2, take_in, store_url(pg), path, None, engine=pg, each=[(10,), (7,)])
+    assert failures(results) == []
+    assert sum(r["new"] for r in results) == 38
+    assert_taken_in_once(pg, rows, bad)
+    with pg.connect() as conn:
+        lines = conn.execute(select(func.count()).select_from(order_lines)).scalar_one()
+    assert lines == int((~rows["订单号"].isin(bad)).sum())  # one stored line per good row of the file, none twice
 
 
 def test_a_worker_killed_between_batches_is_retried_without_duplicates(pg, tmp_path):

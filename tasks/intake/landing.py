@@ -267,6 +267,9 @@ def _insert_orders(conn: Connection, merged: pd.DataFrame, is_new: np.ndarray, l
     merged.loc[is_new, "order_id"] = merged.loc[is_new, "new_id"]
     merged = merged.drop(columns="new_id")
     counts.new += int(inserted)
+    # A key another writer inserted first (two drops holding the same order numbers, landing at once on
+    # PostgreSQL) has that writer's id, not one reserved here: its lines, 'received' event and notice are theirs.
+    is_new = is_new & merged["order_id"].isin(reserved).to_numpy()
     new_ids = merged.loc[is_new, ["record_idx", "order_id"]]
     store.insert_lines(conn, lines, new_ids)
     insert_rows(conn, order_events, pd.DataFrame({
