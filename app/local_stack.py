@@ -288,6 +288,35 @@ def sandbox(timeout: float = 60) -> None:
     print(f"sandbox: every stand-in running, policy {sandbox_env()['YIDI_CONFIG']} (log {run_dir() / 'sandbox.log'})")
     _stop_workers()  # a worker without the sandbox's env
     up()
+    every = schedule_sandbox_reconciliation(sandbox_day_seconds())
+    print(f"sandbox: payment files every {every:.0f} s, reconciled on the same compressed day "
+          f"({RECONCILE_ON_DEMAND}; a plain make up clears that schedule)")  # fmt: skip
+
+
+RECONCILE_ON_DEMAND = "reconcile-settlements/reconcile-settlements-on-demand"
+
+
+def sandbox_day_seconds() -> float:
+    """The sandbox's compressed "day" (``demo.sandbox.main``): YIDI_SANDBOX_TICK seconds × YIDI_SANDBOX_PAYMENT_TICKS."""
+    return float(os.environ.get("YIDI_SANDBOX_TICK") or 60) * int(os.environ.get("YIDI_SANDBOX_PAYMENT_TICKS") or 10)
+
+
+def schedule_sandbox_reconciliation(every_seconds: float) -> float:
+    """The sandbox's providers drop their files once per compressed day, so reconciliation runs on that day too:
+    an interval schedule on the on-demand deployment (the daily one keeps its 10:30). prefect.yaml lists no
+    schedule for that deployment, so the next plain ``make up`` removes it (``clear_unlisted_schedules``)."""
+    from datetime import timedelta
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.schedules import IntervalSchedule
+
+    with get_client(sync_client=True) as client:
+        deployment = client.read_deployment_by_name(RECONCILE_ON_DEMAND)
+        for schedule in deployment.schedules:  # a sandbox started again: one schedule, the current day's length
+            client.delete_deployment_schedule(deployment.id, schedule.id)
+        client.create_deployment_schedules(deployment.id, [(IntervalSchedule(interval=timedelta(seconds=every_seconds)),
+                                                            True)])  # fmt: skip
+    return every_seconds
 
 
 RUN_GRACE_SECONDS = 15.0  # make down: how long a flow run in progress may take to finish before it is stopped

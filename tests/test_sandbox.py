@@ -93,6 +93,8 @@ def test_make_sandbox_starts_the_services_for_the_worker_and_make_down_stops_the
     monkeypatch.setenv("YIDI_SANDBOX_TICK", "0.5")
     monkeypatch.setenv("YIDI_SANDBOX_PAYMENT_TICKS", "2")
     monkeypatch.setattr(local_stack, "up", lambda: None)  # the Prefect part is `make up`'s, tested on its own
+    scheduled = []  # the reconcile schedule needs the server: tested on one below
+    monkeypatch.setattr(local_stack, "schedule_sandbox_reconciliation", lambda seconds: scheduled.append(seconds) or seconds)
     local_stack.sandbox()
     try:
         worker_env = local_stack.prefect_env()
@@ -107,7 +109,32 @@ def test_make_sandbox_starts_the_services_for_the_worker_and_make_down_stops_the
             time.sleep(0.2)
         # every second tick the providers' "day" ends; no worker runs intake here, so no order is paid yet
         assert "tick 2: payment files dropped {}" in log.read_text(encoding="utf-8")
+        assert scheduled == [1.0]  # reconciled once per sandbox day: 0.5 s × 2 ticks
     finally:
         local_stack.down()
     assert not local_stack.ours_alive("sandbox") and not env_file(tmp_path).exists()
     assert "YIDI_CONFIG" not in local_stack.sandbox_env()
+
+
+def test_the_sandbox_reconciles_on_its_compressed_day_and_a_plain_make_up_clears_that(prefect_server, monkeypatch):
+    """The payment files come once per sandbox "day" (tick × payment ticks), so the on-demand reconcile deployment
+    runs on that day under `make sandbox`; prefect.yaml gives it no schedule, so a plain `make up` removes it."""
+    from datetime import timedelta
+
+    from prefect.client.orchestration import get_client
+
+    from app import local_stack
+    from flows.settlement import reconcile_settlements
+
+    monkeypatch.setenv("YIDI_SANDBOX_TICK", "30")
+    monkeypatch.setenv("YIDI_SANDBOX_PAYMENT_TICKS", "4")
+    with get_client(sync_client=True) as client:
+        flow_id = client.create_flow(reconcile_settlements)
+        deployment_id = client.create_deployment(flow_id, "reconcile-settlements-on-demand")
+        for _ in range(2):  # started twice: still one schedule
+            assert local_stack.schedule_sandbox_reconciliation(local_stack.sandbox_day_seconds()) == 120.0
+        schedules = client.read_deployment(deployment_id).schedules
+        assert [(s.schedule.interval, s.active) for s in schedules] == [(timedelta(seconds=120), True)]
+        # (the session's server may hold other tests' deployments: this one is what matters)
+        assert "reconcile-settlements/reconcile-settlements-on-demand" in local_stack.clear_unlisted_schedules()
+        assert client.read_deployment(deployment_id).schedules == []
