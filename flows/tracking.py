@@ -360,9 +360,14 @@ def make_intercept_client(settings, url: str | None = None):
 
 
 @flow(name="intercept-parcels", flow_run_name=run_name("intercept"), log_prints=True)
-def intercept_parcels(as_of: datetime | None = None, url: str | None = None) -> dict:
+def intercept_parcels(as_of: Moment = None, url: Url = None) -> dict:
     """Stop parcels whose order was cancelled, refunded or changed after the waybill existed, and act on what
-    became of them (back in stock, return in transit, delivered anyway: after-sales)."""
+    became of them (back in stock, return in transit, delivered anyway: after-sales).
+
+    Args:
+        as_of: Act as if it were this time (replays, simulated carriers). Empty: now.
+        url: Kuaidi100's interception API (a stand-in). Empty: the policy's [tracking.interception] address.
+    """
     require_store()
     settings = get_settings()
     client = make_intercept_client(settings, url) if settings.tracking.interception.enabled else None

@@ -84,7 +84,10 @@ def test_time_inside_sqlite_is_charged_to_the_database():
     split = parts.sample_parts(load, None)
     seconds = split["parts_s"]
     assert set(seconds) == {"database", "database_wait", "great_expectations", "prefect", "ours", "other"}
-    assert (seconds["great_expectations"], seconds["prefect"]) == (0.0, 0.0)
+    assert seconds["great_expectations"] == 0.0
+    # Every thread is sampled: in the full suite an earlier test has started Prefect's service threads in this
+    # process, and their few milliseconds are rightly Prefect's (0.001 s seen); alone, this is 0.0.
+    assert seconds["prefect"] < 0.05, seconds
     assert seconds["database"] > 4 * seconds["ours"], seconds
 
 

@@ -283,13 +283,13 @@ def test_every_deployments_parameters_are_valid_for_its_flow(monkeypatch):
 
     import jsonschema
     import yaml
-    from prefect.flows import load_flow_from_entrypoint
     from prefect.utilities.callables import parameter_schema
+    from test_deployments import load as load_deployed
 
     root = Path(__file__).resolve().parent.parent
     monkeypatch.chdir(root)
     for deployment in yaml.safe_load((root / "prefect.yaml").read_text(encoding="utf-8"))["deployments"]:
-        flow = load_flow_from_entrypoint(str(root / deployment["entrypoint"]))
+        flow = load_deployed(deployment)
         schema = parameter_schema(flow).model_dump_for_openapi()
         params = deployment.get("parameters") or {}
         given = {k: v for k, v in params.items() if v is not None}
@@ -421,11 +421,11 @@ def _deployed_flows():
     from pathlib import Path
 
     import yaml
-    from prefect.flows import load_flow_from_entrypoint
+    from test_deployments import load as load_deployed
 
     root = Path(__file__).resolve().parent.parent
     for deployment in yaml.safe_load((root / "prefect.yaml").read_text(encoding="utf-8"))["deployments"]:
-        yield deployment["name"], load_flow_from_entrypoint(str(root / deployment["entrypoint"]))
+        yield deployment["name"], load_deployed(deployment)
 
 
 def test_every_deployments_run_form_explains_each_parameter_and_offers_choices(monkeypatch):
