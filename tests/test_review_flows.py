@@ -4,6 +4,7 @@ the UI's input path (invalid input refused, the orders stay pending), the deadli
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 
 import pytest
@@ -307,8 +308,15 @@ def test_a_deployed_review_run_is_suspended_not_holding_a_worker_and_resumes_whe
         from prefect.logging.handlers import APILogHandler
 
         APILogHandler().flush()  # the logs of the runs above, sent before they are read
-        logs = [log.message for log in client.read_logs(log_filter=LogFilter(
-            flow_run_id=LogFilterFlowRunId(any_=[run.id])))]  # fmt: skip
+        # The server stores logs asynchronously after they are sent: read until the last one is there (or 60 s).
+        deadline = time.monotonic() + 60
+        while True:
+            logs = [log.message for log in client.read_logs(log_filter=LogFilter(
+                flow_run_id=LogFilterFlowRunId(any_=[run.id])))]  # fmt: skip
+            if sum(m.startswith("review form answered by alice after") for m in logs) >= 3 or \
+                    time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
     # Decided once each, across four starts of the run: 1 approved (page 1), 1 rejected (page 2), nothing refused.
     assert (result["approved"], result["rejected"], result["refused"]) == (1, 1, [])
     with engine.connect() as conn:
