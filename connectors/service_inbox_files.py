@@ -12,10 +12,12 @@ that is not JSON is still handed on, as text, so it is kept and quarantined with
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from email import message_from_bytes
 from email import policy as email_policy
+from email.errors import MissingHeaderBodySeparatorDefect
 from pathlib import Path
 
 from connectors.email_body import body_text, envelope_of
@@ -71,6 +73,25 @@ def email_record(raw: bytes) -> tuple[str | None, dict]:
     return env["message_id"] or None, {"contact": env["from"], "subject": env["subject"],
                                        "body": body_text(message).strip(), "text": body_text(message).strip(),
                                        "received_at": env["date"]}  # fmt: skip
+
+
+def mail_record(raw: bytes) -> tuple[str | None, dict]:
+    """A message read from the service mailbox: ``email_record``'s fields plus what tells a survey reply
+    (``in_reply_to``, ``references``) and the raw RFC 822 message itself (``rfc822``; ``rfc822_base64`` when it is
+    not UTF-8), so nothing of it is lost. A message that is not RFC 822 (no header block, no From) is handed on
+    with ``unreadable`` saying why, to be quarantined; its key is then its content."""
+    try:
+        kept = {"rfc822": raw.decode("utf-8")}
+    except UnicodeDecodeError:
+        kept = {"rfc822_base64": base64.b64encode(raw).decode("ascii")}
+    message = message_from_bytes(raw, policy=email_policy.default)
+    no_headers = any(isinstance(d, MissingHeaderBodySeparatorDefect) for d in message.defects)
+    if no_headers or not message.get("From"):
+        return None, {**kept, "unreadable": "not an RFC 822 message: " + (
+            "no header block" if no_headers else "no From header")}  # fmt: skip
+    key, record = email_record(raw)
+    return key, {**record, **kept, "in_reply_to": str(message.get("In-Reply-To") or "").strip(),
+                 "references": str(message.get("References") or "").split()}  # fmt: skip
 
 
 def taobao_records(file: Path) -> list[tuple[str | None, object]]:

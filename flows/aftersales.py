@@ -2,8 +2,8 @@
 technician's result).
 
 ``after_sales_cycle`` is the area's one step list (``flows.compose``): land what the inbound paths brought
-(after-sales requests, feedback, survey replies: raw records first, unreadable ones quarantined; the website's
-refunds and the platform's buyer ratings through their APIs), assess open
+(after-sales requests, feedback, survey replies: raw records first, unreadable ones quarantined; the service
+mailbox over IMAP, each message marked read only after it is committed; the website's refunds and the platform's buyer ratings through their APIs), assess open
 cases, ask the carrier for return waybills (once per case), track the return parcels on Kuaidi100 (arrival puts the
 case on the inspection list), move returned goods into stock (fulfilment's step,
 meeting after-sales in ``returned_goods``), send
@@ -77,6 +77,53 @@ def land_inbox_task(engine: Engine, folder: Path, now: datetime, actor: str) -> 
                 got = land_survey_replies(conn, "email" if channel == "email" else "sms", records, now)
         move_processed(folder, files)  # committed: the next cycle need not read them again
         counts[f"{kind}/{channel}"] = got
+    return counts
+
+
+@task(name="land-service-mailbox", **_retry)
+def service_mailbox_task(engine: Engine, source, now: datetime) -> dict:
+    """The service mailbox over IMAP ([feedback.mailbox]; skipped, with a log line, while no host is set): each
+    message lands as feedback or a survey reply (``tasks.feedback.mail``), ``batch_messages`` per transaction, and
+    is marked only after its transaction commits, so a crash in between re-reads it harmlessly (one inbox record
+    per Message-ID)."""
+    import os
+
+    from connectors.base import ChannelError
+    from connectors.mailbox import ImapSource
+    from connectors.service_inbox_files import mail_record
+    from flows.compose import step_logger
+    from tasks.feedback.mail import land_mail
+    from yidi.bulk import chunked
+
+    settings = get_settings()
+    box = settings.feedback.mailbox
+    if source is None:
+        if not box.host:
+            step_logger(__name__).info("service mailbox: skipped, [feedback.mailbox] host is not set")
+            return {"skipped": "[feedback.mailbox] host is not set"}
+        user, password = os.environ.get(box.user_env, ""), os.environ.get(box.password_env, "")
+        if not user or not password:
+            raise ChannelError(f"service mailbox: environment variables {box.user_env} / {box.password_env} "
+                               "(IMAP user and password) are not set")  # fmt: skip
+        source = opened = ImapSource(box.host, box.port, user, password, mailbox=box.folder, use_ssl=box.ssl,
+                            flag=box.processed_flag, timeout=box.timeout_seconds)  # fmt: skip
+    else:
+        opened = None  # the caller's source: the caller closes it
+    counts: dict = {"messages": 0}
+    try:
+        for items in chunked(list(source.items()), box.batch_messages):
+            records = [mail_record(item.load()) for item in items]
+            with for_writing(engine).begin() as conn:
+                got = land_mail(conn, records, settings, now)
+            for item in items:  # committed: now they may be marked read
+                item.mark()
+            counts["messages"] += len(items)
+            for path, numbers in got.items():
+                for name, n in numbers.items():
+                    counts[f"{path}:{name}"] = counts.get(f"{path}:{name}", 0) + n
+    finally:
+        if opened is not None:
+            opened.close()
     return counts
 
 
@@ -193,13 +240,14 @@ def surveys_task(engine: Engine, now: datetime) -> int:
 def after_sales_cycle(run: Run, *, engine: Engine | None = None, now: datetime | None = None,
                       actor: str | None = None, inbox: Path | None = None, clients: dict | None = None,
                       carrier=None, carrier_api_url: str | None = None, website=None, tracker=None,
-                      tracking_query_url: str | None = None, platform=None) -> dict:  # fmt: skip
+                      tracking_query_url: str | None = None, platform=None, mailbox=None) -> dict:  # fmt: skip
     """The after-sales steps in order, one transaction each; returns what each did."""
     engine = engine or get_engine()
     require_store(engine)
     now, actor = now or utc_now(), actor or current_actor()
     return {
         "inbox": run(land_inbox_task, engine, inbox or inbox_dir(), now, actor),
+        "service_mailbox": run(service_mailbox_task, engine, mailbox, now),
         "website_refunds": run(website_refunds_task, engine, website, now, actor),
         "platform_ratings": run(platform_ratings_task, engine, platform, now),
         "assessed": run(assess_task, engine, now, actor),

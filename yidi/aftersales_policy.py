@@ -97,6 +97,20 @@ class AftersalesPolicy(_Strict):
         return self
 
 
+class ServiceMailbox(_Strict):
+    """The service mailbox (feedback and survey replies by email) read over IMAP; off while ``host`` is empty."""
+
+    host: str = Field("", description="IMAP server; empty = no service mailbox (the cycle skips it, logged)")
+    port: int = Field(143, ge=1, le=65535, description="IMAP port (993 with ssl)")
+    ssl: bool = Field(False, description="IMAP over TLS")
+    user_env: str = Field("YIDI_SERVICE_MAIL_USER", description="Environment variable holding the login")
+    password_env: str = Field("YIDI_SERVICE_MAIL_PASSWORD", description="Environment variable holding the password")
+    folder: str = Field("INBOX", min_length=1, description="The mailbox folder read")
+    processed_flag: str = Field("\\Seen", min_length=1, description="Set on a message once its record is committed")
+    timeout_seconds: float = Field(30, gt=0, description="Connection timeout")
+    batch_messages: int = Field(500, ge=1, description="Messages landed per transaction (then marked)")
+
+
 class FeedbackPolicy(_Strict):
     keywords: dict[Literal["complaint", "praise", "suggestion", "inquiry"], list[str]] = Field(
         {
@@ -124,6 +138,7 @@ class FeedbackPolicy(_Strict):
         "each cycle (stored once; TOP keeps 180 days)")
     inbound_host: str = Field("127.0.0.1", description="`yidi feedback receive` listens here (SMS replies, form)")
     inbound_port: int = Field(8044, ge=1, le=65535, description="and on this port")
+    mailbox: ServiceMailbox = ServiceMailbox()
 
 
 class ServiceRegion(_Strict):

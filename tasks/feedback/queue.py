@@ -47,6 +47,8 @@ def _parse(content: str, landed_at: datetime) -> dict:
         body = json.loads(content)
     except ValueError:
         raise ValueError("not a feedback record") from None
+    if isinstance(body, dict) and body.get("unreadable"):
+        raise ValueError(str(body["unreadable"]))  # a mailbox message that is not RFC 822 (kept raw)
     if isinstance(body, dict) and ("contact_form_id" in body or "_wpcf7" in body):
         body = {**feedback_record(body), "received_at": body.get("received_at")}  # the website's contact form
     elif isinstance(body, dict) and is_rate(body):

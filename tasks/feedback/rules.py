@@ -73,3 +73,31 @@ def read_survey_reply(text: str) -> tuple[str, int, str] | None:
     if not match:
         return None
     return match["code"].upper(), int(match["score"]), match["text"].strip()
+
+
+# Where a mail client starts quoting the message answered: "> …", Outlook's and Foxmail's separators, Gmail's and
+# QQ Mail's "On … wrote:" / "在 … 写道：".
+QUOTED = re.compile(r"^\s*(>|-{2,}\s*(原始邮件|original message)|on .+ wrote:|在.+写道[:：]|发件人[:：]|from:)", re.I)
+SUBJECT_CODE = re.compile(r"(?<![A-Z0-9])[A-Z0-9]{6}(?![A-Z0-9])")
+
+
+def own_words(body: str) -> str:
+    """The customer's own words in an email reply: the lines before the quoted message."""
+    lines = []
+    for line in (body or "").splitlines():
+        if QUOTED.match(line):
+            break
+        lines.append(line)
+    return "\n".join(lines).strip()
+
+
+def survey_code_of_mail(subject: str, in_reply_to: str, references: list[str], code_of_message: dict[str, str],
+                        codes: set[str]) -> str | None:  # fmt: skip
+    """The survey an email answers: the survey email it replies to (In-Reply-To, then References, newest first;
+    ``code_of_message`` maps a survey email's Message-ID local part to its code), else a known survey code in the
+    subject (the survey's subject carries it: "请为我们的服务打分（K7Q2MX）"); None when it answers no survey."""
+    for message_id in [in_reply_to, *reversed(references or [])]:
+        local = str(message_id or "").strip().strip("<>").split("@")[0]
+        if local in code_of_message:
+            return code_of_message[local]
+    return next((c for c in SUBJECT_CODE.findall(str(subject or "").upper()) if c in codes), None)

@@ -1,0 +1,120 @@
+"""The service mailbox (issue 14 items 5 and 6) over loopback IMAP on both databases: a complaint and replies to
+survey emails delivered to the IMAP stand-in land as one feedback item (a complaint) and one reply per survey,
+against the survey each answers; the same message delivered twice is one item; a message that is not RFC 822 is
+quarantined with its raw bytes; a re-run lands nothing new, and a crash before marking re-reads harmlessly."""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+
+import pytest
+from aftersales_support import add_order, build_reference, local
+from sqlalchemy import select
+from tests_feedback_mail import COMPLAINT_MAIL
+
+from connectors.smtp_mail import message_id_for
+from demo.standins.imap import ImapStandin
+from flows.aftersales import after_sales_cycle, service_mailbox_task
+from flows.compose import in_process
+from tasks.feedback.rules import own_words, survey_code_of_mail
+from tasks.feedback.surveys import send_surveys
+from yidi.bulk import read_frame
+from yidi.schema import orders
+from yidi.schema_aftersales import aftersales_inbox, feedback_items, surveys
+from yidi.settings import get_settings, reload_settings
+
+
+def _reply(to_survey: str, subject: str, body: str, message_id: str) -> bytes:
+    """A reply as a mail client sends it: In-Reply-To the survey email, the survey quoted below the answer."""
+    headers = f"In-Reply-To: {to_survey}\r\nReferences: {to_survey}\r\n" if to_survey else ""
+    return (f"From: buyer@example.com\r\nTo: service@example.com\r\nSubject: {subject}\r\n{headers}"
+            f"Message-ID: {message_id}\r\nDate: Sun, 06 Dec 2026 20:00:00 +0800\r\nMIME-Version: 1.0\r\n"
+            f"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}").encode()
+
+
+NOT_A_MAIL = "扫描件见附件，谢谢\r\n".encode("gb18030")  # no header block, and not UTF-8: kept as base64
+
+
+def test_reading_a_reply_to_a_survey_email():
+    codes = {"K7Q2MX", "ABCDE2"}
+    assert survey_code_of_mail("Re: 请为我们的服务打分（K7Q2MX）", "", [], {}, codes) == "K7Q2MX"
+    assert survey_code_of_mail("Re: 打分", "<f00@shop.example.com>", [], {"f00": "ABCDE2"}, codes) == "ABCDE2"
+    assert survey_code_of_mail("回复：订单 YD000001 ZZZZZZ", "<other@x>", ["<x@y>"], {"f00": "ABCDE2"}, codes) is None
+    assert own_words("4 安装及时\r\n\r\n在 2026年12月6日，售后 写道：\r\n> 请回复“K7Q2MX 分数”") == "4 安装及时"
+
+
+@pytest.fixture
+def mailbox(engine, tmp_path, monkeypatch):
+    build_reference(engine)
+    with ImapStandin(user="service@example.com", password="pw") as imap:
+        policy = tmp_path / "yidi.toml"
+        policy.write_text(f'[feedback.mailbox]\nhost = "127.0.0.1"\nport = {imap.port}\n', encoding="utf-8")
+        monkeypatch.setenv("YIDI_CONFIG", str(policy))
+        monkeypatch.setenv("YIDI_SERVICE_MAIL_USER", "service@example.com")
+        monkeypatch.setenv("YIDI_SERVICE_MAIL_PASSWORD", "pw")
+        reload_settings()
+        yield imap
+
+
+def test_complaints_and_survey_replies_land_from_the_service_mailbox_once(engine, mailbox):
+    for no in ("YD-000001", "YD-M2"):
+        add_order(engine, no, {"SKU-0009": 1}, delivered=local(2026, 12, 2))
+    by_email = get_settings().model_copy(update={"service": get_settings().service.model_copy(
+        update={"survey_after": ["delivery"], "survey_medium": "email"})})  # fmt: skip
+    with engine.begin() as conn:
+        assert send_surveys(conn, by_email, local(2026, 12, 6, 12)) == 2
+        sent = read_frame(conn, select(surveys.c.survey_key, surveys.c.code, orders.c.order_no)
+                          .join(orders, orders.c.id == surveys.c.order_id))  # fmt: skip
+    key = dict(zip(sent["order_no"], sent["survey_key"], strict=True))
+    code = dict(zip(sent["order_no"], sent["code"], strict=True))
+    # The first survey is answered by a reply to its email (the notifier's Message-ID for outbox key survey:<key>),
+    # with the other survey's code nowhere; the second by its code in the subject.
+    survey_mail_id = message_id_for(f"survey:{key['YD-000001']}", "shop@example.com")
+    first_reply = _reply(survey_mail_id, "Re: 请为我们的服务打分", "4 送货快，包装可以更好\r\n\r\n"
+                         f"在 2026年12月6日 12:00，售后 写道：\r\n> 请回复“{code['YD-000001']} 分数”为本次服务打分\r\n",
+                         "<r1@mail.example.com>")  # fmt: skip
+    second_reply = _reply("", f"回复：请为我们的服务打分（{code['YD-M2']}）", "2分 等了很久", "<r2@mail.example.com>")
+    for message in (COMPLAINT_MAIL, first_reply, COMPLAINT_MAIL, second_reply, NOT_A_MAIL):
+        mailbox.add_message(message)
+    cycle = after_sales_cycle(in_process, engine=engine, now=local(2026, 12, 7, 9))
+    assert cycle["service_mailbox"] == {
+        "messages": 5, "feedback:landed": 1, "feedback:duplicates": 1, "feedback:quarantined": 1,
+        "survey_replies:landed": 2, "survey_replies:duplicates": 0, "survey_replies:quarantined": 0}  # fmt: skip
+    assert all(mailbox.flags(uid) == {"\\Seen"} for uid in range(101, 106))  # marked after the commit
+    with engine.connect() as conn:
+        items = read_frame(conn, select(feedback_items.c.channel, feedback_items.c.category, orders.c.order_no)
+                           .outerjoin(orders, orders.c.id == feedback_items.c.order_id))  # fmt: skip
+        scores = read_frame(conn, select(orders.c.order_no, surveys.c.score, surveys.c.reply_text)
+                            .join(orders, orders.c.id == surveys.c.order_id).order_by(orders.c.order_no))  # fmt: skip
+        raw = read_frame(conn, select(aftersales_inbox).order_by(aftersales_inbox.c.id))
+    assert items.to_dict("records") == [{"channel": "email", "category": "complaint", "order_no": "YD-000001"}]
+    assert scores.to_dict("records") == [{"order_no": "YD-000001", "score": 4, "reply_text": "送货快，包装可以更好"},
+                                         {"order_no": "YD-M2", "score": 2, "reply_text": "等了很久"}]
+    assert sorted(zip(raw["kind"], raw["status"], strict=True)) == [
+        ("feedback", "landed"), ("feedback", "quarantined"), ("survey_reply", "landed"), ("survey_reply", "landed")]
+    complaint = json.loads(raw[raw["kind"].eq("feedback") & raw["status"].eq("landed")]["content"].iloc[0])
+    assert complaint["rfc822"].encode() == COMPLAINT_MAIL  # the message as the server delivered it
+    broken = raw[raw["status"] == "quarantined"].iloc[0]
+    assert broken["reason"] == "not an RFC 822 message: no header block"
+    assert base64.b64decode(json.loads(broken["content"])["rfc822_base64"]) == NOT_A_MAIL
+
+    again = after_sales_cycle(in_process, engine=engine, now=local(2026, 12, 7, 9, 15))
+    assert again["service_mailbox"] == {"messages": 0}
+    for message in mailbox.messages:  # a crash after the commit, before the marks: all read again, nothing new
+        message.flags.clear()
+    with_crash = service_mailbox_task.fn if hasattr(service_mailbox_task, "fn") else service_mailbox_task
+    assert with_crash(engine, None, local(2026, 12, 7, 9, 30)) == {
+        "messages": 5, "feedback:landed": 0, "feedback:duplicates": 3, "feedback:quarantined": 0,
+        "survey_replies:landed": 0, "survey_replies:duplicates": 2, "survey_replies:quarantined": 0}  # fmt: skip
+    with engine.connect() as conn:
+        assert conn.execute(select(aftersales_inbox.c.id)).all().__len__() == 4
+        assert len(conn.execute(select(feedback_items.c.id)).all()) == 1
+
+
+def test_without_a_configured_service_mailbox_the_cycle_skips_it_with_a_log_line(engine, caplog):
+    task = service_mailbox_task.fn if hasattr(service_mailbox_task, "fn") else service_mailbox_task
+    with caplog.at_level(logging.INFO):
+        assert task(engine, None, local(2026, 12, 7, 9)) == {"skipped": "[feedback.mailbox] host is not set"}
+    assert "service mailbox: skipped, [feedback.mailbox] host is not set" in caplog.text
