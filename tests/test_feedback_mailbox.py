@@ -8,12 +8,14 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from pathlib import Path
 
 import pytest
 from aftersales_support import add_order, build_reference, local
 from sqlalchemy import select
 from tests_feedback_mail import COMPLAINT_MAIL
 
+from connectors.service_inbox_files import mail_record
 from connectors.smtp_mail import message_id_for
 from demo.standins.imap import ImapStandin
 from flows.aftersales import after_sales_cycle, service_mailbox_task
@@ -43,6 +45,21 @@ def test_reading_a_reply_to_a_survey_email():
     assert survey_code_of_mail("Re: 打分", "<f00@shop.example.com>", [], {"f00": "ABCDE2"}, codes) == "ABCDE2"
     assert survey_code_of_mail("回复：订单 YD000001 ZZZZZZ", "<other@x>", ["<x@y>"], {"f00": "ABCDE2"}, codes) is None
     assert own_words("4 安装及时\r\n\r\n在 2026年12月6日，售后 写道：\r\n> 请回复“K7Q2MX 分数”") == "4 安装及时"
+
+
+def test_a_real_bottom_posted_reply_is_read_by_its_headers_and_own_words():
+    """tests/data/formats/email/reply-bottom-posted.eml: a published mailing-list reply (In-Reply-To and
+    References, "On … wrote:" attribution, "> " quote, the answer below it)."""
+    raw = (Path(__file__).parent / "data" / "formats" / "email" / "reply-bottom-posted.eml").read_bytes()
+    key, record = mail_record(raw)
+    assert key == "<2024110903-previous-sequel-5a74@gregkh>"
+    assert (record["in_reply_to"], record["references"]) == (
+        "<478eac36-fc71-4564-959c-422da304f139@kernel.org>", ["<478eac36-fc71-4564-959c-422da304f139@kernel.org>"])
+    assert survey_code_of_mail(record["subject"], record["in_reply_to"], record["references"],
+                               {"478eac36-fc71-4564-959c-422da304f139": "K7Q2MX"}, {"K7Q2MX"}) == "K7Q2MX"
+    assert own_words(record["body"]) == (
+        "I would be glad to, but it does not apply cleanly, are you sure you\ntried this?\n\nthanks,\n\ngreg k-h")
+    assert record["rfc822"].encode() == raw
 
 
 @pytest.fixture

@@ -75,20 +75,24 @@ def read_survey_reply(text: str) -> tuple[str, int, str] | None:
     return match["code"].upper(), int(match["score"]), match["text"].strip()
 
 
-# Where a mail client starts quoting the message answered: "> …", Outlook's and Foxmail's separators, Gmail's and
-# QQ Mail's "On … wrote:" / "在 … 写道：".
-QUOTED = re.compile(r"^\s*(>|-{2,}\s*(原始邮件|original message)|on .+ wrote:|在.+写道[:：]|发件人[:：]|from:)", re.I)
+# How mail clients quote the message answered: "> " lines under an attribution ("On … wrote:", QQ Mail's
+# "在 … 写道："), or, in Outlook and Foxmail, the whole original below a separator or a "发件人:"/"From:" block.
+QUOTED_LINE = re.compile(r"^\s*>")
+ATTRIBUTION = re.compile(r"^\s*(on .+ wrote:|在.+写道[:：])\s*$", re.I)
+ORIGINAL_BELOW = re.compile(r"^\s*(-{2,}\s*(原始邮件|original message)|发件人[:：]|from:)", re.I)
 SUBJECT_CODE = re.compile(r"(?<![A-Z0-9])[A-Z0-9]{6}(?![A-Z0-9])")
 
 
 def own_words(body: str) -> str:
-    """The customer's own words in an email reply: the lines before the quoted message."""
+    """The customer's own words in an email reply, above or below the quote (top- or bottom-posted): every line
+    that is not quoted, not the attribution, and not below an Outlook/Foxmail original-message block."""
     lines = []
     for line in (body or "").splitlines():
-        if QUOTED.match(line):
+        if ORIGINAL_BELOW.match(line):
             break
-        lines.append(line)
-    return "\n".join(lines).strip()
+        if not (QUOTED_LINE.match(line) or ATTRIBUTION.match(line)):
+            lines.append(line)
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
 
 
 def survey_code_of_mail(subject: str, in_reply_to: str, references: list[str], code_of_message: dict[str, str],
