@@ -94,6 +94,15 @@ def mail_record(raw: bytes) -> tuple[str | None, dict]:
                  "references": str(message.get("References") or "").split()}  # fmt: skip
 
 
+def oversized_mail_record(headers: bytes, size: int, limit_mb: float) -> tuple[str | None, dict]:
+    """A message over the size limit, not downloaded: its headers kept, to be quarantined with the reason."""
+    message = message_from_bytes(headers, policy=email_policy.default)
+    key = str(message.get("Message-ID") or "").strip() or None
+    return key, {"rfc822_headers": headers.decode("utf-8", "replace"), "unreadable": (
+        f"the message is {size:,} bytes, over the {limit_mb:g} MB limit "
+        "([feedback.mailbox] max_message_mb); not downloaded, its headers kept, left in the mailbox")}  # fmt: skip
+
+
 def taobao_records(file: Path) -> list[tuple[str | None, object]]:
     """A saved ``taobao.refunds.receive.get`` answer: one request per refund."""
     text = file.read_text(encoding="utf-8", errors="replace")

@@ -90,7 +90,7 @@ def service_mailbox_task(engine: Engine, source, now: datetime) -> dict:
 
     from connectors.base import ChannelError
     from connectors.mailbox import ImapSource
-    from connectors.service_inbox_files import mail_record
+    from connectors.service_inbox_files import mail_record, oversized_mail_record
     from flows.compose import step_logger
     from tasks.feedback.mail import land_mail
     from yidi.bulk import chunked
@@ -110,9 +110,11 @@ def service_mailbox_task(engine: Engine, source, now: datetime) -> dict:
     else:
         opened = None  # the caller's source: the caller closes it
     counts: dict = {"messages": 0}
+    limit = int(box.max_message_mb * 2**20)
     try:
         for items in chunked(list(source.items()), box.batch_messages):
-            records = [mail_record(item.load()) for item in items]
+            records = [mail_record(item.load()) if item.size <= limit else oversized_mail_record(
+                item.headers(), item.size, box.max_message_mb) for item in items]  # fmt: skip
             with for_writing(engine).begin() as conn:
                 got = land_mail(conn, records, settings, now)
             for item in items:  # committed: now they may be marked read

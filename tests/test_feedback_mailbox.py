@@ -67,7 +67,7 @@ def mailbox(engine, tmp_path, monkeypatch):
     build_reference(engine)
     with ImapStandin(user="service@example.com", password="pw") as imap:
         policy = tmp_path / "yidi.toml"
-        policy.write_text(f'[feedback.mailbox]\nhost = "127.0.0.1"\nport = {imap.port}\n', encoding="utf-8")
+        policy.write_text(f'[feedback.mailbox]\nhost = "127.0.0.1"\nport = {imap.port}\nmax_message_mb = 0.01\n', encoding="utf-8")
         monkeypatch.setenv("YIDI_CONFIG", str(policy))
         monkeypatch.setenv("YIDI_SERVICE_MAIL_USER", "service@example.com")
         monkeypatch.setenv("YIDI_SERVICE_MAIL_PASSWORD", "pw")
@@ -93,13 +93,14 @@ def test_complaints_and_survey_replies_land_from_the_service_mailbox_once(engine
                          f"在 2026年12月6日 12:00，售后 写道：\r\n> 请回复“{code['YD-000001']} 分数”为本次服务打分\r\n",
                          "<r1@mail.example.com>")  # fmt: skip
     second_reply = _reply("", f"回复：请为我们的服务打分（{code['YD-M2']}）", "2分 等了很久", "<r2@mail.example.com>")
-    for message in (COMPLAINT_MAIL, first_reply, COMPLAINT_MAIL, second_reply, NOT_A_MAIL):
+    too_big = _reply("", "投诉附图", "照片见附件\r\n" + "图" * 8000, "<big@mail.example.com>")  # 24 kB > 0.01 MB
+    for message in (COMPLAINT_MAIL, first_reply, COMPLAINT_MAIL, second_reply, NOT_A_MAIL, too_big):
         mailbox.add_message(message)
     cycle = after_sales_cycle(in_process, engine=engine, now=local(2026, 12, 7, 9))
     assert cycle["service_mailbox"] == {
-        "messages": 5, "feedback:landed": 1, "feedback:duplicates": 1, "feedback:quarantined": 1,
+        "messages": 6, "feedback:landed": 1, "feedback:duplicates": 1, "feedback:quarantined": 2,
         "survey_replies:landed": 2, "survey_replies:duplicates": 0, "survey_replies:quarantined": 0}  # fmt: skip
-    assert all(mailbox.flags(uid) == {"\\Seen"} for uid in range(101, 106))  # marked after the commit
+    assert all(mailbox.flags(uid) == {"\\Seen"} for uid in range(101, 107))  # marked after the commit
     with engine.connect() as conn:
         items = read_frame(conn, select(feedback_items.c.channel, feedback_items.c.category, orders.c.order_no)
                            .outerjoin(orders, orders.c.id == feedback_items.c.order_id))  # fmt: skip
@@ -110,12 +111,18 @@ def test_complaints_and_survey_replies_land_from_the_service_mailbox_once(engine
     assert scores.to_dict("records") == [{"order_no": "YD-000001", "score": 4, "reply_text": "送货快，包装可以更好"},
                                          {"order_no": "YD-M2", "score": 2, "reply_text": "等了很久"}]
     assert sorted(zip(raw["kind"], raw["status"], strict=True)) == [
-        ("feedback", "landed"), ("feedback", "quarantined"), ("survey_reply", "landed"), ("survey_reply", "landed")]
+        ("feedback", "landed"), ("feedback", "quarantined"), ("feedback", "quarantined"), ("survey_reply", "landed"),
+        ("survey_reply", "landed")]
     complaint = json.loads(raw[raw["kind"].eq("feedback") & raw["status"].eq("landed")]["content"].iloc[0])
     assert complaint["rfc822"].encode() == COMPLAINT_MAIL  # the message as the server delivered it
-    broken = raw[raw["status"] == "quarantined"].iloc[0]
-    assert broken["reason"] == "not an RFC 822 message: no header block"
-    assert base64.b64decode(json.loads(broken["content"])["rfc822_base64"]) == NOT_A_MAIL
+    broken, big = raw[raw["status"] == "quarantined"].itertuples()
+    assert broken.reason == "not an RFC 822 message: no header block"
+    assert base64.b64decode(json.loads(broken.content)["rfc822_base64"]) == NOT_A_MAIL
+    assert big.source_key == "<big@mail.example.com>" and big.reason == (
+        f"the message is {len(too_big):,} bytes, over the 0.01 MB limit ([feedback.mailbox] max_message_mb); not "
+        "downloaded, its "
+        "headers kept, left in the mailbox")  # fmt: skip
+    assert "Subject: 投诉附图" in json.loads(big.content)["rfc822_headers"]
 
     again = after_sales_cycle(in_process, engine=engine, now=local(2026, 12, 7, 9, 15))
     assert again["service_mailbox"] == {"messages": 0}
@@ -123,10 +130,10 @@ def test_complaints_and_survey_replies_land_from_the_service_mailbox_once(engine
         message.flags.clear()
     with_crash = service_mailbox_task.fn if hasattr(service_mailbox_task, "fn") else service_mailbox_task
     assert with_crash(engine, None, local(2026, 12, 7, 9, 30)) == {
-        "messages": 5, "feedback:landed": 0, "feedback:duplicates": 3, "feedback:quarantined": 0,
+        "messages": 6, "feedback:landed": 0, "feedback:duplicates": 4, "feedback:quarantined": 0,
         "survey_replies:landed": 0, "survey_replies:duplicates": 2, "survey_replies:quarantined": 0}  # fmt: skip
     with engine.connect() as conn:
-        assert conn.execute(select(aftersales_inbox.c.id)).all().__len__() == 4
+        assert conn.execute(select(aftersales_inbox.c.id)).all().__len__() == 5
         assert len(conn.execute(select(feedback_items.c.id)).all()) == 1
 
 

@@ -108,6 +108,7 @@ class ServiceMailbox(_Strict):
     folder: str = Field("INBOX", min_length=1, description="The mailbox folder read")
     processed_flag: str = Field("\\Seen", min_length=1, description="Set on a message once its record is committed")
     timeout_seconds: float = Field(30, gt=0, description="Connection timeout")
+    max_message_mb: float = Field(30, gt=0, description="A larger message is not downloaded: quarantined by headers")
     batch_messages: int = Field(500, ge=1, description="Messages landed per transaction (then marked)")
 
 
