@@ -21,7 +21,7 @@ export YIDI_PREFECT_HOST ?= $(PREFECT_HOST)
 # make sandbox (or make up SANDBOX=1): every stand-in as a local service and the channels pointed at them (demo/sandbox.py)
 SANDBOX ?=
 
-.PHONY: help venv test lint demo up sandbox down bench bench-report clean
+.PHONY: help venv test lint demo up sandbox down bench bench-report peak clean
 
 help:
 	@echo "make demo   run the whole order lifecycle on SQLite + a local Prefect server against the stand-ins"
@@ -32,6 +32,7 @@ help:
 	@echo "make browser-test  the rendered Prefect UI in Debian's chromium (local stack + short demo; a few minutes)"
 	@echo "make bench  benchmarks beside their baselines (BENCH=name for one, BENCH_N=rows to scale down)"
 	@echo "make bench-report  the README's benchmark table from the committed bench/results/*.json"
+	@echo "make peak   a normal day then a 10x burst on PostgreSQL with 1, 2, 4 workers (PEAK_N=day's orders, 100)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -72,6 +73,10 @@ bench: venv
 
 bench-report: venv
 	$(BIN)/python -m bench.report
+
+# Singles' Day at compressed time (bench/peak.py): writes bench/results/peak.md and peak.png; needs 127.0.0.1:5432
+peak: venv
+	$(BIN)/python -m bench.peak
 
 clean:
 	rm -rf $(VENV) .yidi .pytest_cache .ruff_cache

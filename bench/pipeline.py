@@ -206,7 +206,9 @@ class Worker:
 
         return self._timed("review", lambda: automated_review(in_process, engine=self.engine, settings=self.settings,
                                                               build_docs=False, keep_results=False),
-                           lambda summary: summary.get("candidates", 0))  # fmt: skip
+                           # the orders this run decided (another worker's overlapping run may have seen the same
+                           # candidates and decided some first: its conditional updates skip them here)
+                           lambda summary: summary.get("auto_rejected", 0) + summary.get("pending_review", 0))  # fmt: skip
 
     def approve(self) -> int:
         """The reviewers: every order waiting for a person is approved in one batch transition (people's clicks are
