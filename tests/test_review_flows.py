@@ -4,6 +4,7 @@ the UI's input path (invalid input refused, the orders stay pending), the deadli
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
 
@@ -255,13 +256,19 @@ def test_the_demo_review_is_a_subflow_of_the_run_that_asks_for_it(prefect_server
         assert [client.read_flow(c.flow_id).name for c in children] == ["review-orders"]
 
 
-def test_a_deployed_review_run_is_suspended_not_holding_a_worker_and_resumes_where_it_stopped(prefect_server, store):
+def test_a_deployed_review_run_is_suspended_not_holding_a_worker_and_resumes_where_it_stopped(prefect_server, store,
+                                                                                               caplog):
     """Seen (issue 15): a review run kept a worker process alive while it waited (15+ minutes). A deployment's run
     is suspended instead: the engine returns at once (a worker would exit and be free), the form says since when it
     waits; each Resume reschedules the run, which starts from the top and reads back what it kept (no page shown
     twice, nothing decided twice). Run here in this process, as a worker's subprocess would run it."""
     from prefect.client.orchestration import get_client
     from prefect.exceptions import Pause
+
+    # The run's INFO lines are what the test reads back; in the full suite an earlier test's logging setup leaves
+    # Prefect's loggers at WARNING (a worker's level), so they are set here, as the worker's INFO setting would.
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
+        caplog.set_level(logging.INFO, logger=name)
     from prefect.flow_engine import run_flow
 
     from demo.review import submit_review, wait_until_paused
