@@ -224,8 +224,13 @@ def up() -> None:
             _start(name, [_prefect_bin(), "worker", "start", "--pool", WORK_POOL, "--name", f"yidi-{name}"])
     print(f"work pool {WORK_POOL} with {len(workers)} process worker(s); deployments from prefect.yaml are scheduled")
     print(f"open the UI: {ui_url()}  (deployments: {ui_url()}/deployments)")
-    print("point the Prefect CLI at it (e.g. `prefect deployment ls`):")
-    print(f"  export PREFECT_API_URL={api_url()}")
+    print(cli_pointer())
+
+
+def cli_pointer() -> str:
+    """What `make up` prints so `prefect deployment ls` in this shell talks to this server (without it the Prefect
+    CLI starts a temporary server of its own and lists nothing)."""
+    return f"point the Prefect CLI at it (e.g. `prefect deployment ls`):\n  export PREFECT_API_URL={api_url()}"
 
 
 def clear_unlisted_schedules() -> list[str]:

@@ -137,12 +137,30 @@ def test_the_stack_runs_on_the_configured_port_with_info_logs(monkeypatch):
     assert env["PREFECT_LOGGING_LEVEL"] == "INFO"  # seen: worker runs had no INFO logs in the UI
 
 
-def test_make_up_prints_how_to_point_the_prefect_cli_at_the_server():
-    import inspect
+def test_the_line_make_up_prints_points_the_prefect_cli_at_the_server(prefect_server, monkeypatch, tmp_path):
+    """Seen: `prefect deployment ls` in the repository listed nothing (it started a temporary server). The export
+    line `make up` prints, applied in a shell, makes the Prefect CLI list the running server's deployments."""
+    from urllib.parse import urlparse
+
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL
 
     from app import local_stack
 
-    assert "export PREFECT_API_URL={api_url()}" in inspect.getsource(local_stack.up)
+    server = urlparse(PREFECT_API_URL.value())
+    monkeypatch.setenv("YIDI_PREFECT_PORT", str(server.port))
+    with get_client(sync_client=True) as client:
+        flow_id = client.create_flow_from_name("cli-pointer-check")
+        client.create_deployment(flow_id, "seen-by-the-cli", entrypoint="flows/review.py:review_orders")
+    line = local_stack.cli_pointer().splitlines()[-1].strip()
+    assert line.startswith("export PREFECT_API_URL=")
+    # A shell as the operator has it (our offline settings kept), with only that line applied.
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path), "PREFECT_API_URL": line.split("=", 1)[1], "COLUMNS": "200"}
+    listed = subprocess.run([sys.executable, "-m", "prefect", "deployment", "ls"], env=env, capture_output=True,
+                            text=True, timeout=120, cwd=tmp_path)  # fmt: skip
+    assert listed.returncode == 0, listed.stderr
+    assert "cli-pointer-check/seen-by-the-cli" in listed.stdout
+    assert "temporary server" not in listed.stdout + listed.stderr
 
 
 # --- parameters with choices (Build 4) -------------------------------------------------------------------------------
