@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import socket
 import threading
 import time
 from collections import Counter
@@ -35,21 +34,24 @@ from datetime import datetime, timedelta
 from urllib.parse import parse_qs
 
 import anyio
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from connectors.http_receiver import (
+    HEADER_TIMEOUT_SECONDS,
+    HeaderDeadlineH11,
+    ThreadedReceiver,
+    TooLarge,
+    read_body,
+)
 from connectors.kuaidi100 import PUSH_OK, PushNotice, PushRejected, verify_push
 from yidi.bulk import utc_now
 
 log = logging.getLogger("yidi.callbacks")
 MAX_BODY_BYTES = 2 * 1024 * 1024  # a push for one waybill is a few KB; anything huge is not Kuaidi100
-HEADER_TIMEOUT_SECONDS = 10.0  # request line and headers must arrive within this (half-sent requests are cut)
 BODY_TIMEOUT_SECONDS = 10.0  # and the body within this after them
-KEEP_ALIVE_SECONDS = 5  # an idle kept-alive connection is closed after this
 BACKLOG = 1024  # connections the kernel queues before we accept them (Kuaidi100 pushes in bursts)
 LAND_THREADS = 12  # landings at once (each holds a database connection for one short transaction)
 # A checkpoint older than this before now (or later than the future limit) is not a real carrier event.
@@ -82,70 +84,16 @@ def implausible_checkpoint(notice: PushNotice, now: datetime) -> str | None:
     return None
 
 
-class _TimedOut(Exception):
-    pass
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class HeaderDeadlineH11(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for each request's line and headers: a client that sends half a
-    request (or nothing) is answered 408 and closed, instead of holding the connection forever."""
-
-    header_timeout = HEADER_TIMEOUT_SECONDS
-
-    def connection_made(self, transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._arm(None)
-
-    def _arm(self, scope) -> None:
-        self._deadline_scope = scope
-        self._deadline = self.loop.call_later(self.header_timeout, self._check_deadline)
-
-    def _check_deadline(self) -> None:
-        if self.transport.is_closing():
-            return
-        busy = self.cycle is not None and not self.cycle.response_complete
-        if busy or self.scope is not self._deadline_scope:
-            self._arm(self.scope)  # a request arrived (or is being answered) since: watch the next one
-            return
-        try:
-            body = b'{"result":false,"returnCode":"408","message":"request timeout"}'
-            self.transport.write(b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-                                 b"connection: close\r\ncontent-length: " + str(len(body)).encode() + b"\r\n\r\n"
-                                 + body)  # fmt: skip
-        finally:
-            self.transport.close()
-
-    def connection_lost(self, exc) -> None:
-        deadline = getattr(self, "_deadline", None)
-        if deadline is not None:
-            deadline.cancel()
-        super().connection_lost(exc)
-
-
 def _answer(status: int, body: dict) -> JSONResponse:
     return JSONResponse(body, status_code=status, media_type="application/json;charset=UTF-8")
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _TooLarge
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-class PushReceiver:
+class PushReceiver(ThreadedReceiver):
     """``with PushReceiver(land, salt, host=…, port=…, path=…, apply=…) as srv: srv.url`` — or
     ``serve_forever()`` in the foreground (Ctrl-C or SIGTERM stop it gracefully)."""
+
+    thread_name = "kuaidi100-callbacks"
+    stop_timeout = 60.0
 
     def __init__(
         self,
@@ -171,14 +119,8 @@ class PushReceiver:
         self._landed_since_apply = 0
         self.apply_batch = apply_batch
         self._first_pending = self._last_landed = 0.0  # monotonic times of the burst being landed
-        self.socket = socket.create_server((host, port), backlog=backlog, reuse_port=False)
         protocol = type("DeadlineH11", (HeaderDeadlineH11,), {"header_timeout": header_timeout})
-        self.config = uvicorn.Config(
-            self._app(), http=protocol, lifespan="on", loop="asyncio", log_level="warning", access_log=False,
-            timeout_keep_alive=KEEP_ALIVE_SECONDS, timeout_graceful_shutdown=5, backlog=backlog,
-        )  # fmt: skip
-        self.server = uvicorn.Server(self.config)
-        self._thread: threading.Thread | None = None
+        self._serve(self._app(), host=host, port=port, backlog=backlog, protocol=protocol, lifespan="on")
 
     # --- the application ------------------------------------------------------------------------------------
 
@@ -219,8 +161,8 @@ class PushReceiver:
 
     async def _receive(self, request: Request) -> JSONResponse:
         try:
-            raw = await asyncio.wait_for(_read_body(request, MAX_BODY_BYTES), self.body_timeout)
-        except _TooLarge:
+            raw = await asyncio.wait_for(read_body(request, MAX_BODY_BYTES), self.body_timeout)
+        except TooLarge:
             return self._reject(request, f"body over {MAX_BODY_BYTES} bytes", status=413)
         except TimeoutError:
             return self._reject(request, "body not received in time", status=408)
@@ -294,39 +236,5 @@ class PushReceiver:
 
     # --- running --------------------------------------------------------------------------------------------
 
-    @property
-    def url(self) -> str:
-        host, port = self.socket.getsockname()[:2]
-        return f"http://{host}:{port}{self.path}"
-
-    def start(self) -> PushReceiver:
-        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]},
-                                        name="kuaidi100-callbacks", daemon=True)  # fmt: skip
-        self._thread.start()
-        while not self.server.started:
-            if not self._thread.is_alive():
-                raise RuntimeError("the push receiver did not start")
-            self._thread.join(0.01)
-        return self
-
-    def serve_forever(self) -> None:
-        """In the foreground: uvicorn stops gracefully on Ctrl-C and SIGTERM (what service managers send)."""
-        try:
-            self.server.run(sockets=[self.socket])
-        finally:
-            self.socket.close()
-        self.apply_pending()
-
-    def stop(self) -> None:
-        """Stop accepting, finish the requests under way, then apply everything that landed."""
-        self.server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=60)
-        self.socket.close()
+    def _after_serving(self) -> None:
         self.apply_pending()  # the server's own last round may have been cut short: nothing stays landed
-
-    def __enter__(self) -> PushReceiver:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()

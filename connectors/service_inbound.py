@@ -26,20 +26,17 @@ This module imports no tasks: what landing means is the caller's (``flows/servic
 from __future__ import annotations
 
 import logging
-import socket
-import threading
 from collections import Counter
 from collections.abc import Callable
 
 import anyio
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from connectors.http_receiver import ThreadedReceiver, TooLarge, read_body
 from connectors.inbound_shapes import SMS_OK, Records, cf7_answer, form_fields, sms_up_records
-from connectors.kuaidi100_push import KEEP_ALIVE_SECONDS, HeaderDeadlineH11, _read_body, _TooLarge
 
 log = logging.getLogger("yidi.service_inbound")
 MAX_BODY_BYTES = 1024 * 1024  # a batch of SMS replies or one contact form: a few KB
@@ -51,19 +48,16 @@ Land = Callable[[str, str, Records], dict]  # (kind, channel, records) -> counts
 # --- the server -----------------------------------------------------------------------------------------------------
 
 
-class InboundReceiver:
+class InboundReceiver(ThreadedReceiver):
     """``with InboundReceiver(land, host=…, port=…) as srv: srv.url`` — or ``serve_forever()``."""
+
+    thread_name = "service-inbound"
 
     def __init__(self, land: Land, *, host: str, port: int, land_threads: int = 4) -> None:
         self.land, self.land_threads = land, land_threads
         self.counts: Counter = Counter()
-        self.socket = socket.create_server((host, port), backlog=256, reuse_port=False)
-        self.config = uvicorn.Config(self._app(), http=HeaderDeadlineH11, lifespan="off", loop="asyncio",
-                                     log_level="warning", access_log=False, timeout_keep_alive=KEEP_ALIVE_SECONDS,
-                                     timeout_graceful_shutdown=5)  # fmt: skip
-        self.server = uvicorn.Server(self.config)
-        self._thread: threading.Thread | None = None
         self._limiter: anyio.CapacityLimiter | None = None
+        self._serve(self._app(), host=host, port=port)
 
     async def _land(self, kind: str, channel: str, records: Records) -> dict:
         if self._limiter is None:
@@ -73,8 +67,8 @@ class InboundReceiver:
     def _app(self) -> Starlette:
         async def sms_up(request: Request) -> JSONResponse:
             try:
-                body = await _read_body(request, MAX_BODY_BYTES)
-            except _TooLarge:
+                body = await read_body(request, MAX_BODY_BYTES)
+            except TooLarge:
                 return JSONResponse({"code": 413, "msg": "body too large"}, status_code=413)
             try:
                 got = await self._land("survey_reply", "sms", sms_up_records(body))
@@ -88,8 +82,8 @@ class InboundReceiver:
         async def cf7_feedback(request: Request) -> JSONResponse:
             form_id = int(request.path_params["form_id"])
             try:
-                body = await _read_body(request, MAX_BODY_BYTES)
-            except _TooLarge:
+                body = await read_body(request, MAX_BODY_BYTES)
+            except TooLarge:
                 return JSONResponse({"code": "rest_invalid_param", "message": "too large"}, status_code=413)
             fields = form_fields(request.headers.get("content-type", ""), body)
             try:
@@ -107,36 +101,3 @@ class InboundReceiver:
 
         return Starlette(routes=[Route(SMS_PATH, sms_up, methods=["POST"]),
                                  Route(CF7_PATH, cf7_feedback, methods=["POST"]), Route("/health", health)])
-
-    @property
-    def url(self) -> str:
-        host, port = self.socket.getsockname()[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> InboundReceiver:
-        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]},
-                                        name="service-inbound", daemon=True)  # fmt: skip
-        self._thread.start()
-        while not self.server.started:
-            if not self._thread.is_alive():
-                raise RuntimeError("the inbound receiver did not start")
-            self._thread.join(0.01)
-        return self
-
-    def serve_forever(self) -> None:
-        try:
-            self.server.run(sockets=[self.socket])
-        finally:
-            self.socket.close()
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-        self.socket.close()
-
-    def __enter__(self) -> InboundReceiver:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
