@@ -3,7 +3,6 @@ resolve|run``. Times are shown in Beijing time (Asia/Shanghai), money in yuan, n
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -13,6 +12,9 @@ from app.cli.common import (
     LIMIT_HELP,
     PREFECT_OPTION_HELP,
     UNMASKED_HELP,
+    AsOf,
+    JsonOut,
+    aware_now,
     cli,
     console,
     emit_json,
@@ -28,19 +30,8 @@ aftersales = typer.Typer(help="After-sales: requests, decisions, returns, refund
                          no_args_is_help=True)  # fmt: skip
 cli.add_typer(aftersales, name="aftersales")
 
-AsOf = Annotated[datetime | None, typer.Option(help="Act as if it were this time (Beijing time unless a zone)")]
-JsonOut = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 Unmasked = Annotated[bool, typer.Option("--unmasked", help=UNMASKED_HELP)]
 ActingAs = Annotated[str, typer.Option("--as", help="A listed person's name or login (default: your login)")]
-
-
-def _now(as_of: datetime | None) -> datetime:
-    from yidi.bulk import utc_now
-    from yidi.workdays import BUSINESS_TZ
-
-    if as_of is None:
-        return utc_now()
-    return as_of if as_of.tzinfo else as_of.replace(tzinfo=BUSINESS_TZ)
 
 
 @aftersales.command("request")
@@ -56,7 +47,7 @@ def request_(
     from tasks.aftersales.landing import land_requests
     from yidi.settings import get_settings
 
-    now = _now(as_of)
+    now = aware_now(as_of)
     items = [{"item_code": i.split(":")[0], "quantity": float(i.split(":")[1]) if ":" in i else None}
              for i in item or []]  # fmt: skip
     record = {"order_no": order_no, "kind": kind, "items": items, "quality_problem": quality, "goods_opened": opened,
@@ -188,7 +179,7 @@ def assess(as_of: AsOf = None, json_out: JsonOut = False) -> None:
     from yidi.settings import get_settings
 
     with engine_or_exit().begin() as conn:
-        counts = assess_open_cases(conn, get_settings(), _now(as_of))
+        counts = assess_open_cases(conn, get_settings(), aware_now(as_of))
     if json_out:
         return emit_json(counts)
     console.print("decided: " + (", ".join(f"{k} {v}" for k, v in counts.items()) or "nothing open"))
@@ -212,7 +203,7 @@ def receive(
 
     receipt = pd.DataFrame([{"case_no": case_no, "inspection": inspection, "reason": reason, "waybill_no": waybill,
                              "disposition": "scrap" if scrap else None}])  # fmt: skip
-    now = _now(as_of)
+    now = aware_now(as_of)
     try:
         with engine_or_exit().begin() as conn:
             counts = receive_returns(conn, receipt, get_settings(), now)
@@ -230,7 +221,7 @@ def schedule(as_of: AsOf = None, json_out: JsonOut = False) -> None:
     from tasks.aftersales.service import create_jobs, schedule_jobs
     from yidi.settings import get_settings
 
-    now = _now(as_of)
+    now = aware_now(as_of)
     with engine_or_exit().begin() as conn:
         counts = {"created": create_jobs(conn, get_settings(), now), "booked": schedule_jobs(conn, get_settings(), now)}
     if json_out:
@@ -249,7 +240,7 @@ def service_result(
 
     try:
         with engine_or_exit().begin() as conn:
-            outcome = record_result(conn, job_no, result, _now(as_of), note=note)
+            outcome = record_result(conn, job_no, result, aware_now(as_of), note=note)
     except ValueError as exc:
         raise fail(str(exc)) from None
     if json_out:
@@ -264,7 +255,7 @@ def resolve(case_no: str, note: Annotated[str, typer.Option(help="How it was res
     from tasks.aftersales.assessment import restore_orders
     from tasks.aftersales.store import cases, update_cases
 
-    now = _now(as_of)
+    now = aware_now(as_of)
     with engine_or_exit().begin() as conn:
         found = cases(conn, case_no=case_no)
         if found.empty:
@@ -293,7 +284,7 @@ def run(
     from flows.compose import in_process
 
     engine_or_exit()
-    now = _now(as_of) if as_of else None
+    now = aware_now(as_of) if as_of else None
     result = after_sales(now=now) if use_prefect(prefect) else after_sales_cycle(in_process, now=now)
     if json_out:
         return emit_json(result)

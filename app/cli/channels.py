@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli.common import PREFECT_OPTION_HELP, cli, console, emit_json, engine_or_exit, fail, use_prefect
+from app.cli.common import JsonOut, PrefectChoice, cli, console, emit_json, engine_or_exit, fail, use_prefect
 
 channels = typer.Typer(help="Write back to the order channels: shipment confirmations, stock figures.",
                        no_args_is_help=True)
@@ -30,12 +30,10 @@ def known_channel_or_exit(channel: str | None) -> None:
         raise fail(f"unknown channel {channel!r}; valid: {', '.join(STORED_CHANNELS)}")
 
 
-PrefectOption = Annotated[bool | None, typer.Option("--prefect/--no-prefect", help=PREFECT_OPTION_HELP)]
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 
 
 @channels.command("confirm")
-def confirm(channel: ChannelOption = None, prefect: PrefectOption = None, json_out: JsonOption = False,
+def confirm(channel: ChannelOption = None, prefect: PrefectChoice = None, json_out: JsonOut = False,
             top_url: Annotated[str | None, typer.Option(help="TOP gateway URL (default: intake.taobao.url)")] = None,
             woo_url: Annotated[str | None, typer.Option(help="Website root (default: intake.woocommerce.url)")] = None,
             ) -> None:
@@ -73,7 +71,7 @@ def confirm(channel: ChannelOption = None, prefect: PrefectOption = None, json_o
 
 
 @channels.command("sync")
-def sync(channel: ChannelOption = None, prefect: PrefectOption = None, json_out: JsonOption = False,
+def sync(channel: ChannelOption = None, prefect: PrefectChoice = None, json_out: JsonOut = False,
          top_url: Annotated[str | None, typer.Option(help="TOP gateway URL (default: intake.taobao.url)")] = None,
          woo_url: Annotated[str | None, typer.Option(help="Website root (default: intake.woocommerce.url)")] = None,
          ) -> None:
@@ -115,7 +113,7 @@ def _print_skipped(skipped: dict | list) -> None:
 @channels.command("listings")
 def listings(path: Annotated[Path, typer.Argument(help="csv or xlsx: channel, item_code, listing_id[, sku_id]",
                                                   exists=True, dir_okay=False)],
-             json_out: JsonOption = False) -> None:
+             json_out: JsonOut = False) -> None:
     """Load which item is which listing on which channel (TOP num_iid/sku_id, WooCommerce product id); stock
     sync pushes only listed items. Re-loading a sheet changes only what changed; refused rows are listed."""
     from tasks.channels.listings import load_listings

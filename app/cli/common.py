@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from datetime import datetime
+from typing import Annotated
 
 import pandas as pd
 import typer
@@ -214,6 +216,22 @@ def use_prefect(choice: bool | None) -> bool:
         os.environ["PREFECT_SERVER_EPHEMERAL_ENABLED"] = "false"  # belt and braces: never a temporary server
     logging.getLogger("prefect").setLevel(logging.WARNING)
     return True
+
+
+# --- options and times every area's commands share -----------------------------------------------------------
+
+JsonOut = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+AsOf = Annotated[datetime | None, typer.Option(help="Act as if it were this time (Beijing time unless a zone)")]
+PrefectChoice = Annotated[bool | None, typer.Option("--prefect/--no-prefect", help=PREFECT_OPTION_HELP)]
+
+
+def aware_now(as_of: datetime | None) -> datetime:
+    """Now, or ``--as-of`` read as Beijing time when it carries no zone."""
+    from yidi.bulk import utc_now
+
+    if as_of is None:
+        return utc_now()
+    return as_of if as_of.tzinfo else as_of.replace(tzinfo=BUSINESS_TZ)
 
 
 UNMASKED_HELP = ("Names, phones and addresses in full (operations, manager or auditor role; recorded in "

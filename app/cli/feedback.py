@@ -3,7 +3,6 @@ masked in lists."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -12,6 +11,9 @@ from rich.table import Table as RichTable
 from app.cli.common import (
     LIMIT_HELP,
     UNMASKED_HELP,
+    AsOf,
+    JsonOut,
+    aware_now,
     cli,
     console,
     emit_json,
@@ -25,14 +27,6 @@ from app.cli.common import (
 feedback = typer.Typer(help="Customer feedback: one queue, answered within working hours.", no_args_is_help=True)
 cli.add_typer(feedback, name="feedback")
 
-JsonOut = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
-AsOf = Annotated[datetime | None, typer.Option(help="Act as if it were this time (Beijing time unless a zone)")]
-
-
-def _now(as_of):
-    from app.cli.aftersales import _now as now
-
-    return now(as_of)
 
 
 def _mask_contact(contact) -> str:
@@ -66,7 +60,7 @@ def add(
     from tasks.feedback.queue import land_feedback
     from yidi.settings import get_settings
 
-    now = _now(as_of)
+    now = aware_now(as_of)
     record = {"body": body, "contact": contact, "order_no": order, "received_at": now.isoformat()}
     try:
         with engine_or_exit().begin() as conn:
@@ -171,7 +165,7 @@ def _answer(feedback_no, answer, cause, findings, resolution, owner, close, as_o
 
     try:
         with engine_or_exit().begin() as conn:
-            outcome = reply(conn, feedback_no, answer, get_settings(), _now(as_of), cause=cause, findings=findings,
+            outcome = reply(conn, feedback_no, answer, get_settings(), aware_now(as_of), cause=cause, findings=findings,
                             resolution=resolution, owner=owner, close=close)  # fmt: skip
     except ValueError as exc:
         raise fail(str(exc)) from None

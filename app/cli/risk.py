@@ -16,7 +16,9 @@ from rich.table import Table as RichTable
 
 from app.cli.common import (
     LIMIT_HELP,
-    PREFECT_OPTION_HELP,
+    JsonOut,
+    PrefectChoice,
+    aware_now,
     cli,
     console,
     emit_json,
@@ -36,17 +38,6 @@ cli.add_typer(audit_app, name="audit")
 
 AS_OF = Annotated[datetime | None, typer.Option("--as-of", help="Act as if it were this time (Beijing time)")]
 PERIOD = Annotated[str | None, typer.Option("--period", "-p", help="YYYY-MM, YYYY-Www or YYYY-MM-DD")]
-PREFECT = Annotated[bool | None, typer.Option("--prefect/--no-prefect", help=PREFECT_OPTION_HELP)]
-JSON = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
-
-
-def _aware(value: datetime | None) -> datetime:
-    from yidi.bulk import utc_now
-    from yidi.workdays import BUSINESS_TZ
-
-    if value is None:
-        return utc_now()
-    return value if value.tzinfo else value.replace(tzinfo=BUSINESS_TZ)
 
 
 def _period_or_exit(period: str | None) -> None:
@@ -67,7 +58,7 @@ def _yuan(fen) -> str:
 
 @risk.command("run")
 def run_assessment(
-    period: PERIOD = None, as_of: AS_OF = None, prefect: PREFECT = None, json_out: JSON = False
+    period: PERIOD = None, as_of: AS_OF = None, prefect: PrefectChoice = None, json_out: JsonOut = False
 ) -> None:
     """Run the assessment now (the `assess-risk-and-kpis` flow) and print its headline figures."""
     _period_or_exit(period)
@@ -83,7 +74,7 @@ def run_assessment(
     from flows.compose import in_process
     from flows.risk import assessment
 
-    summary = assessment(in_process, period=period, now=_aware(as_of), engine=engine_or_exit())
+    summary = assessment(in_process, period=period, now=aware_now(as_of), engine=engine_or_exit())
     if json_out:
         out = {k: v for k, v in summary.items() if k not in ("kpis", "receivables")}
         recv = summary["receivables"]
@@ -128,7 +119,7 @@ def print_kpis(kpis) -> None:
 
 
 @cli.command("kpi")
-def kpi(period: PERIOD = None, as_of: AS_OF = None, json_out: JSON = False) -> None:
+def kpi(period: PERIOD = None, as_of: AS_OF = None, json_out: JsonOut = False) -> None:
     """KPIs of a period (default: this month) against their targets, with the trend."""
     from tasks.risk.kpi_run import compute_kpis
     from tasks.risk.periods import default_period
@@ -136,7 +127,7 @@ def kpi(period: PERIOD = None, as_of: AS_OF = None, json_out: JSON = False) -> N
     from yidi.settings import get_settings
 
     _period_or_exit(period)
-    now = _aware(as_of)
+    now = aware_now(as_of)
     result = compute_kpis(engine_or_exit(), get_settings(), period or default_period(now), now)
     rows = kpi_table(result.totals(), result.trend)
     if json_out:
@@ -152,7 +143,7 @@ def kpi(period: PERIOD = None, as_of: AS_OF = None, json_out: JSON = False) -> N
 @risk.command("credit")
 def credit(
     customer: Annotated[str | None, typer.Argument(help="Customer code or id: its history")] = None,
-    json_out: JSON = False,
+    json_out: JsonOut = False,
 ) -> None:
     """Current credit grades (worst first), or one customer's evaluations, factors and overrides."""
     from tasks.risk import credit_store
@@ -214,7 +205,7 @@ def override(
     actor = _staff_or_exit("override_grade", by, f"the grade of {customer} is unchanged")
     try:
         result = override_grade(engine_or_exit(), get_settings(), customer, grade.upper(), reason, actor, days,
-                                _aware(as_of))  # fmt: skip
+                                aware_now(as_of))  # fmt: skip
     except OverrideError as exc:
         raise fail(str(exc), 2) from None
     console.print(
@@ -224,7 +215,7 @@ def override(
 
 @risk.command("carriers")
 def carriers(
-    month: Annotated[str | None, typer.Option("--month", help="YYYY-MM")] = None, json_out: JSON = False
+    month: Annotated[str | None, typer.Option("--month", help="YYYY-MM")] = None, json_out: JsonOut = False
 ) -> None:
     """The carrier scorecard: routes (carrier → province) with their on-time and damage rates and status."""
     from tasks.risk.carriers_store import stored_scores
@@ -247,13 +238,13 @@ def carriers(
 
 
 @audit_app.command("run")
-def audit_run(period: PERIOD = None, as_of: AS_OF = None, json_out: JSON = False) -> None:
+def audit_run(period: PERIOD = None, as_of: AS_OF = None, json_out: JsonOut = False) -> None:
     """Run the internal audit now (default: the previous month) in this process."""
     from flows.compose import in_process
     from flows.risk import audit
 
     _period_or_exit(period)
-    result = audit(in_process, period=period, now=_aware(as_of), engine=engine_or_exit())
+    result = audit(in_process, period=period, now=aware_now(as_of), engine=engine_or_exit())
     if json_out:
         emit_json(result)
         return
@@ -274,7 +265,7 @@ def audit_list(
     ] = None,
     source: Annotated[str | None, typer.Option("--source", help="audit, legal, carrier")] = None,
     limit: Annotated[int, typer.Option(min=1, help=LIMIT_HELP)] = 50,
-    json_out: JSON = False,
+    json_out: JsonOut = False,
 ) -> None:
     """Findings (default: open and rectifying), earliest due first."""
     from tasks.risk.findings import listing
@@ -296,7 +287,7 @@ def audit_list(
 
 
 @audit_app.command("show")
-def audit_show(finding_id: int, json_out: JSON = False) -> None:
+def audit_show(finding_id: int, json_out: JsonOut = False) -> None:
     """One finding with its history."""
     import pandas as pd
 
@@ -349,7 +340,7 @@ def _move(finding_id: int, to_state: str, by: str, note: str | None, as_of) -> N
     actor = _staff_or_exit(action, by, f"finding #{finding_id} unchanged")
     try:
         with engine_or_exit().begin() as conn:
-            result = move(conn, finding_id, to_state, actor, note, _aware(as_of))
+            result = move(conn, finding_id, to_state, actor, note, aware_now(as_of))
     except FindingError as exc:
         raise fail(str(exc), 2) from None
     console.print(f"finding #{finding_id}: {result['from']} → {result['to']}")
