@@ -668,3 +668,32 @@ def test_make_down_stops_the_flow_runs_in_progress_before_the_server(tmp_path, m
                 os.kill(pid, 9)
             except OSError:
                 pass
+
+
+def test_make_up_runs_only_the_latest_slot_a_deployment_missed_while_down(prefect_server):
+    """Seen: after `make down` overnight, `make up` ran every missed slot of each schedule back to back (a page of
+    Late runs). The latest missed slot of each deployment catches up; the older ones are dropped; a run scheduled
+    for the future and a deployment that missed one slot are left alone."""
+    from datetime import UTC, datetime, timedelta
+
+    from prefect.client.orchestration import get_client
+    from prefect.states import Scheduled
+
+    from app import local_stack
+
+    now = datetime.now(UTC)
+    with get_client(sync_client=True) as client:
+        flow_id = client.create_flow_from_name("missed-while-down")
+        hourly = client.create_deployment(flow_id, "hourly", entrypoint="flows/review.py:review_orders")
+        daily = client.create_deployment(flow_id, "daily", entrypoint="flows/review.py:review_orders")
+        missed = [client.create_flow_run_from_deployment(hourly, state=Scheduled(scheduled_time=now - timedelta(hours=h)))
+                  for h in (5, 4, 3, 2)]  # fmt: skip
+        future = client.create_flow_run_from_deployment(hourly, state=Scheduled(scheduled_time=now + timedelta(hours=1)))
+        once = client.create_flow_run_from_deployment(daily, state=Scheduled(scheduled_time=now - timedelta(hours=3)))
+
+        assert local_stack.collapse_missed_runs() == {"missed-while-down/hourly": 3}
+
+        left = {run.id for run in client.read_flow_runs(limit=200)}
+        assert missed[-1].id in left and future.id in left and once.id in left
+        assert not {run.id for run in missed[:-1]} & left
+        assert local_stack.collapse_missed_runs() == {}  # a second make up finds nothing more to drop
