@@ -9,7 +9,7 @@ import pandas as pd
 from sqlalchemy import Connection, func, select
 
 from yidi.schema import metadata
-from yidi.sheets import write_csv
+from yidi.sheets import write_csv, write_xlsx
 
 
 class UnknownTable(LookupError):
@@ -77,45 +77,7 @@ def export_table(
     return total
 
 
-YUAN_FORMAT = '"¥"#,##0.00'  # Excel's number format for money in yuan (the cell stays a number)
-TIME_FORMAT = "yyyy-mm-dd hh:mm:ss"
-
-
-def staff_frame(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
-    """A table as staff read it in Excel: money columns (``*_fen``) as yuan numbers (``*_yuan``), stored UTC times
-    as Asia/Shanghai times Excel can read (no zone in the cell, so the zone goes in the header:
-    ``created_at (Asia/Shanghai)``). Returns the frame and each changed column's Excel number format."""
-    from yidi.workdays import BUSINESS_TZ
-
-    out, formats = frame.copy(), {}
-    for column in frame.columns:
-        values = frame[column]
-        if str(column).endswith("_fen") and (pd.api.types.is_numeric_dtype(values) or values.isna().all()):
-            name = f"{str(column).removesuffix('_fen')}_yuan"
-            out[column] = pd.to_numeric(values, errors="coerce") / 100
-            out = out.rename(columns={column: name})
-            formats[name] = YUAN_FORMAT
-        elif isinstance(values.dtype, pd.DatetimeTZDtype):
-            name = f"{column} (Asia/Shanghai)"
-            out[column] = values.dt.tz_convert(BUSINESS_TZ).dt.tz_localize(None)
-            out = out.rename(columns={column: name})
-            formats[name] = TIME_FORMAT
-    return out, formats
-
-
 def write_staff_xlsx(sheet: str, frame: pd.DataFrame, output: Path) -> None:
-    """``staff_frame`` written to xlsx with the number formats on the cells (text cells typed as strings)."""
-    from openpyxl.utils import get_column_letter
-
-    from yidi.sheets import excel_writer
-
-    shown, formats = staff_frame(frame)
-    with excel_writer(output) as writer:
-        shown.to_excel(writer, sheet_name=sheet[:31], index=False)
-        worksheet = writer.sheets[sheet[:31]]
-        for index, column in enumerate(shown.columns, start=1):
-            if column in formats:
-                letter = get_column_letter(index)
-                for (cell,) in worksheet.iter_rows(min_row=2, min_col=index, max_col=index):
-                    cell.number_format = formats[column]
-                worksheet.column_dimensions[letter].width = max(14, len(str(column)) + 2)
+    """The table as staff read it in Excel: yuan numbers with a currency format, Beijing times Excel can read
+    (``yidi.sheets.people_frame``), text cells typed as strings."""
+    write_xlsx({sheet: frame}, output)

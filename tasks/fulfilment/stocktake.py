@@ -378,14 +378,8 @@ def write_stock_report(report: dict[str, pd.DataFrame], name: str) -> Path:
     folder = documents_dir("stocktakes")
     path = folder / f"{name}.xlsx"
     tmp = folder / f".{name}.xlsx.tmp"
-    sheets = {}
-    for key, frame in report.items():
-        out = frame.copy()
-        for column in out.columns:
-            if isinstance(out[column].dtype, pd.DatetimeTZDtype):
-                out[column] = out[column].dt.tz_convert(BUSINESS_TZ).dt.tz_localize(None)
-        sheets[SHEET_NAMES.get(key, key)] = out
-    write_xlsx(sheets, tmp)  # text cells typed as strings, never formulas
+    sheets = {SHEET_NAMES.get(key, key): frame for key, frame in report.items()}
+    write_xlsx(sheets, tmp)  # Beijing times labelled, text cells typed as strings (never formulas)
     tmp.replace(path)
     return path
 

@@ -8,14 +8,26 @@ from pathlib import Path
 
 import pandas as pd
 from openpyxl.chart import BarChart, LineChart, Reference
+from openpyxl.styles import PatternFill
 
+from tasks.risk.kpi import ORDER_KPIS
 from tasks.risk.periods import RAG_MARK
 from yidi.masking import mask_name
 from yidi.money import yuan_text
-from yidi.sheets import excel_writer
+from yidi.sheets import YUAN_FORMAT, excel_writer, write_people_sheet
 
 TREND_CHART_KPIS = ["review_on_time_pct", "on_time_delivery_pct", "exception_rate_pct", "return_rate_pct",
                     "collection_rate_pct", "settlement_match_pct"]  # fmt: skip
+
+
+# What a manager reads in the workbook beside each KPI's code (the order KPIs carry theirs in tasks/risk/kpi.py).
+KPI_LABELS = {k.name: k.label for k in ORDER_KPIS} | {
+    "collection_rate_pct": "回款率 %", "dso_days": "应收账款周转天数 DSO (天)", "settlement_match_pct": "对账匹配率 %",
+    "complaint_rate_pct": "投诉率 %", "response_hours_p50": "投诉首次响应 中位数 (h)",
+    "resolution_hours_p50": "投诉解决 中位数 (h)", "satisfaction_score": "满意度 (1–5 分)",
+}  # fmt: skip
+# Cell fills of a red/amber/green status, as Excel's own "Good / Neutral / Bad" styles colour them.
+RAG_FILLS = {"绿": "C6EFCE", "黄": "FFEB9C", "红": "FFC7CE", "green": "C6EFCE", "amber": "FFEB9C", "red": "FFC7CE"}
 
 
 def kpi_table(totals: pd.DataFrame, trend: pd.DataFrame) -> pd.DataFrame:
@@ -85,22 +97,52 @@ def _bar_chart(sheet, rows: int, title: str, anchor: str, value_col: int = 2) ->
     sheet.add_chart(chart, anchor)
 
 
+def _labelled(frame: pd.DataFrame) -> pd.DataFrame:
+    """The KPI's name for people beside its code."""
+    if "kpi" not in frame.columns:
+        return frame
+    out = frame.copy()
+    out.insert(int(out.columns.get_loc("kpi")) + 1, "指标", out["kpi"].map(KPI_LABELS).fillna(""))
+    return out
+
+
+def _fill_status(sheet, frame: pd.DataFrame) -> None:
+    if "status" not in frame.columns:
+        return
+    column = int(frame.columns.get_loc("status")) + 1
+    for row, status in enumerate(frame["status"], start=2):
+        colour = next((c for k, c in RAG_FILLS.items() if isinstance(status, str) and k in status), None)
+        if colour:
+            sheet.cell(row=row, column=column).fill = PatternFill("solid", start_color=colour, end_color=colour)
+
+
 def write_workbook(
-    path: Path, sheets: dict[str, pd.DataFrame], trend: pd.DataFrame, grades: dict, ageing: pd.Series
-) -> Path:
-    """The workbook: one sheet per table, and native charts (KPI trend lines, grade and ageing bars)."""
+    path: Path, sheets: dict[str, pd.DataFrame], trend: pd.DataFrame, grades: dict, ageing: pd.Series,
+    yuan_sheets: tuple[str, ...] = ("Ageing trend",),
+) -> Path:  # fmt: skip
+    """The workbook: one sheet per table as people read it (KPI names beside their codes, statuses filled red,
+    amber or green, money in yuan with a currency format, Beijing times, columns that show; ``yuan_sheets`` hold
+    yuan in every number cell), and native charts (KPI trend lines, grade and ageing bars)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     chart_trend = trend[trend["kpi"].isin(TREND_CHART_KPIS)].drop(columns=["sparkline"], errors="ignore")
+    chart_trend = chart_trend.assign(kpi=chart_trend["kpi"].map(KPI_LABELS).fillna(chart_trend["kpi"]))
     grade_frame = pd.DataFrame({"grade": list(grades), "customers": list(grades.values())})
     ageing_frame = pd.DataFrame(
         {"age (days past due)": ageing.index, "outstanding (yuan)": ageing.to_numpy() / 100}
     )
     with excel_writer(path) as writer:
         for name, frame in sheets.items():
-            frame.to_excel(writer, sheet_name=name[:31], index=False)
-        chart_trend.to_excel(writer, sheet_name="KPI trend chart", index=False)
-        grade_frame.to_excel(writer, sheet_name="Credit grades", index=False)
-        ageing_frame.to_excel(writer, sheet_name="Ageing", index=False)
+            shown = _labelled(frame)
+            sheet = write_people_sheet(writer, name, shown)
+            _fill_status(sheet, shown)
+            if name in yuan_sheets:
+                for row in sheet.iter_rows(min_row=2):
+                    for cell in row:
+                        if isinstance(cell.value, int | float):
+                            cell.number_format = YUAN_FORMAT
+        write_people_sheet(writer, "KPI trend chart", chart_trend)
+        write_people_sheet(writer, "Credit grades", grade_frame)
+        write_people_sheet(writer, "Ageing", ageing_frame)
         book = writer.book
         _line_chart(book["KPI trend chart"], len(chart_trend), chart_trend.shape[1], "KPI trend (%)")
         _bar_chart(book["Credit grades"], len(grade_frame), "Customers by credit grade", "D2")

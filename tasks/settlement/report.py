@@ -22,7 +22,7 @@ from yidi.money import yuan_text
 from yidi.schema_settlement import payment_lines, settlement_runs
 from yidi.settings import Settings, yidi_home
 from yidi.settlement_policy import CASE_CLASSES
-from yidi.sheets import write_xlsx
+from yidi.sheets import SHARE_FORMAT, YUAN_FORMAT, excel_writer, write_people_sheet
 from yidi.workdays import BUSINESS_TZ
 
 TIME = payment_lines.c.txn_time.type
@@ -305,8 +305,21 @@ def run_summary(report: dict, run: dict, label: str) -> dict:
 
 
 def summary_sheet(summary: dict) -> pd.DataFrame:
-    """The workbook's first sheet: one row per summary key, its value as JSON."""
-    return pd.DataFrame([{"key": k, "value": json.dumps(v, ensure_ascii=False)} for k, v in summary.items()])
+    """The workbook's first sheet: one row per figure (nested counts as ``cases: opened``), money in yuan."""
+    rows = []
+
+    def add(key: str, value) -> None:
+        if isinstance(value, dict):
+            for inner, v in value.items():
+                add(f"{key}: {inner}", v)
+        elif key.endswith("_fen") and isinstance(value, int | float):
+            rows.append({"item": f"{key.removesuffix('_fen')} (yuan)", "value": value / 100})
+        else:
+            rows.append({"item": key, "value": value})
+
+    for key, value in summary.items():
+        add(key, value)
+    return pd.DataFrame(rows, columns=["item", "value"])
 
 
 def record_run(
@@ -319,19 +332,6 @@ def record_run(
     insert_rows(conn, settlement_runs, pd.DataFrame([row]))
 
 
-def _for_excel(frame: pd.DataFrame) -> pd.DataFrame:
-    """Excel has no time zones: aware timestamps as Beijing wall-clock time."""
-    out = frame.copy()
-    for column in out.columns:
-        if isinstance(out[column].dtype, pd.DatetimeTZDtype):
-            out[column] = out[column].dt.tz_convert(BUSINESS_TZ).dt.tz_localize(None)
-        elif out[column].dtype == object and pd.api.types.infer_dtype(out[column], skipna=True) == "datetime":
-            out[column] = (
-                pd.to_datetime(out[column], utc=True).dt.tz_convert(BUSINESS_TZ).dt.tz_localize(None)
-            )
-    return out
-
-
 SHEETS = {
     "summary": "汇总", "match_rates": "匹配率", "cases_by_class": "差异分类", "cases": "差异明细", "ageing": "账龄",
     "ageing_by_customer": "客户账龄", "dunning": "催收清单", "lines": "流水明细", "files": "对账文件",
@@ -340,9 +340,25 @@ SHEETS = {
 
 
 def write_workbook(frames: dict[str, pd.DataFrame], path: Path) -> Path:
+    """The reconciliation workbook as finance opens it: money in yuan with a currency format, Beijing times,
+    columns that show (``yidi.sheets.write_xlsx``). Payer names and remarks come from bank files: text cells are
+    typed as strings, never formulas."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Payer names and remarks come from bank files: text cells are typed as strings, never formulas.
-    write_xlsx({SHEETS.get(key, key): _for_excel(frame) for key, frame in frames.items()}, path)
+    sheets = {SHEETS.get(key, key): frame for key, frame in frames.items()}
+    if "ageing_by_customer" in frames:  # the pivot's cells are fen under bucket names
+        per_customer = frames["ageing_by_customer"]
+        amounts = [c for c in per_customer.columns if c != "customer_name"]
+        sheets[SHEETS["ageing_by_customer"]] = (per_customer.assign(**{c: per_customer[c] / 100 for c in amounts})
+                                                .rename(columns={c: f"{c} (yuan)" for c in amounts}))  # fmt: skip
+    with excel_writer(path) as writer:
+        for name, frame in sheets.items():
+            sheet = write_people_sheet(writer, name, frame)
+            if "item" in frame.columns and "value" in frame.columns:  # the summary: money rows in yuan
+                for row, item in enumerate(frame["item"], start=2):
+                    if str(item).endswith("(yuan)"):
+                        sheet.cell(row=row, column=2).number_format = YUAN_FORMAT
+                    elif str(item).endswith("_rate"):
+                        sheet.cell(row=row, column=2).number_format = SHARE_FORMAT
     return path
 
 
