@@ -53,6 +53,7 @@ from connectors.template.records import (
     parse_chunk_records,
     parse_template_records,
 )
+from yidi.bulk import gc_paused
 
 TABLE_SUFFIXES = {".csv", ".txt", ".xlsx", ".xlsm"}
 UNREADABLE_TYPE = "text/plain; unreadable-file"
@@ -223,11 +224,16 @@ def template_batches(
     template at all lands as a quarantined record instead). Raises UnreadableFile."""
     received_at = received_at or datetime.now(UTC)
     seen = SeenOrders()
-    for chunk in order_aligned(table_chunks(path, chunk_rows)):
-        result: TemplateResult = build_template_records(
-            chunk, source_ref=source_ref, default_channel=default_channel, received_at=received_at,
-            seen_before=seen,
-        )
+    chunks = order_aligned(table_chunks(path, chunk_rows))
+    while True:
+        with gc_paused():  # a chunk is read and grouped with the cyclic GC paused (not across the yield below)
+            chunk = next(chunks, None)
+            if chunk is None:
+                break
+            result: TemplateResult = build_template_records(
+                chunk, source_ref=source_ref, default_channel=default_channel, received_at=received_at,
+                seen_before=seen,
+            )
         seen.add(result.orders_seen)
         numbers = np.concatenate([chunk.row_numbers[:1], chunk.row_numbers[-1:],
                                   np.array([n for n, _, _ in chunk.bad_rows], dtype=np.int64)])

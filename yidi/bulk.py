@@ -10,9 +10,11 @@ the caller's transaction, so a batch lands whole or not at all.
 from __future__ import annotations
 
 import functools
+import gc
 import itertools
 import json
 import math
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -30,6 +32,35 @@ from sqlalchemy.sql import Executable
 from yidi.types import UTCDateTime
 
 _stage_counter = itertools.count()
+
+_gc_lock = threading.Lock()
+_gc_pauses = 0
+_gc_was_enabled = False
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Python's cyclic garbage collector off while a bulk batch is built and written, back on (as it was) after.
+
+    A chunk of a bulk drop makes millions of short-lived containers (row tuples for the driver, object arrays) and
+    no reference cycles to speak of; every few hundred allocations the collector would walk the young ones, and now
+    and then everything the process holds (pandas, SQLAlchemy, Prefect): ~15% of a 100k-order drop's CPU time
+    went to that. Reference counting still frees everything as usual; cycles made meanwhile are collected at the
+    next collection after the pause. Nested and concurrent pauses (threads landing chunks side by side) are
+    counted: the collector comes back when the last one ends. Never held across a ``yield``."""
+    global _gc_pauses, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 def _column_values(series: pd.Series, column_type, dialect: str) -> list:

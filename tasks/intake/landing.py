@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import datetime
 
 import numpy as np
@@ -42,7 +43,7 @@ from tasks.intake.rules import (
     record_outcomes,
     subset_parsed,
 )
-from yidi.bulk import insert_rows, json_object_texts, reserve_ids, utc_now
+from yidi.bulk import gc_paused, insert_rows, json_object_texts, reserve_ids, utc_now
 from yidi.lifecycle import OrderState, current_actor, record_events, transition_orders
 from yidi.money import yuan_texts
 from yidi.outbox import OUTBOX_COLUMNS, enqueue
@@ -74,7 +75,8 @@ def run_channel(engine: Engine, connector: Connector, *, actor: str | None = Non
 def land_batch(engine: Engine, connector: Connector, batch: Batch, *, actor: str | None = None) -> Counts:
     """Land, parse, normalise and upsert one batch in one transaction; returns what happened."""
     actor = actor or current_actor()
-    with engine.begin() as conn:
+    # A bulk chunk (tens of thousands of orders) is built and written with the cyclic GC paused (yidi.bulk.gc_paused).
+    with gc_paused() if batch.bulk is not None else nullcontext(), engine.begin() as conn:
         store.take_write_lock(conn)
         if batch.bulk is not None:
             counts = Counts(read=batch.bulk.size)
