@@ -57,6 +57,53 @@ def _repeated(value, n: int, dtype: str):
     return pd.array([value], dtype=dtype).take(np.zeros(n, dtype=np.intp))
 
 
+def _order_level(cells: dict[str, pd.Series], mapping: dict[str, str], record_idx: np.ndarray
+                 ) -> tuple[pd.DataFrame, dict[int, str]]:
+    """(first non-empty value of each ORDER_LEVEL field per order, indexed by record_idx ascending; {record_idx:
+    reason} for orders whose rows disagree on a field). In numpy: the rows sorted by order (stable: file order
+    within), each order's first non-empty row found by a minimum over its slice, a row disagrees when it is
+    non-empty and differs from its order's first value (the same as more than one distinct value)."""
+    n = len(record_idx)
+    order = np.argsort(record_idx, kind="stable")
+    sorted_idx = record_idx[order]
+    starts = np.flatnonzero(np.r_[True, sorted_idx[1:] != sorted_idx[:-1]]) if n else np.empty(0, dtype=np.intp)
+    order_index = sorted_idx[starts]
+    sizes = np.diff(np.r_[starts, n])
+    group_of_row = np.empty(n, dtype=np.intp)
+    group_of_row[order] = np.repeat(np.arange(len(starts)), sizes)
+    multi = sizes > 1
+    present = [f for f in ORDER_LEVEL if f in mapping]
+    columns: dict[str, pd.api.extensions.ExtensionArray] = {}
+    conflicts: dict[int, str] = {}
+    for field_name in ORDER_LEVEL:
+        values = cells[field_name]
+        filled = values.notna().to_numpy(dtype=bool)
+        if n:
+            positions = np.minimum.reduceat(np.where(filled[order], order, n), starts)
+        else:
+            positions = np.empty(0, dtype=np.intp)
+        firsts = values.array.take(np.where(positions == n, -1, positions), allow_fill=True)
+        columns[field_name] = firsts
+        if field_name not in present or not multi.any():
+            continue
+        # A row of an order with several rows disagrees when it is filled and differs from the order's first value.
+        candidates = filled & multi[group_of_row]
+        if not candidates.any():
+            continue
+        rows = np.flatnonzero(candidates)
+        differs = (values.array[rows] != firsts[group_of_row[rows]])
+        differs = np.asarray(pd.array(differs, dtype="boolean").fillna(False), dtype=bool)
+        for rid in np.unique(record_idx[rows[differs]]).tolist():
+            shown = values[record_idx == rid].dropna().unique().tolist()[:3]
+            conflicts.setdefault(
+                int(rid),
+                f"rows of this order disagree on {mapping[field_name]}: {', '.join(repr(v) for v in shown)}; "
+                "keep one value (or leave the later rows empty) and replay",
+            )
+    first = pd.DataFrame(columns, index=pd.Index(order_index, name="record_idx"))
+    return first, conflicts
+
+
 def parse_rows(
     frame: pd.DataFrame,
     mapping: dict[str, str],
@@ -72,30 +119,10 @@ def parse_rows(
     cells = {f: column_cells(frame, mapping, f) for f in ALIASES}
     bad: list[tuple[np.ndarray, str]] = []  # (row mask, message template with {row} and {value})
 
-    # Order-level values: the first non-empty value of each order (covers repeated, blank-after-first and merged).
-    row_frame = pd.DataFrame({f: cells[f] for f in ORDER_LEVEL})
-    row_frame["record_idx"] = record_idx
-    row_frame["row_no"] = row_numbers
-    grouped = row_frame.groupby("record_idx", sort=True)
-    first = grouped.first()  # first non-null per column
+    # Order-level values: the first non-empty value of each order (covers repeated, blank-after-first and merged),
+    # and conflicts: several different non-empty values for an order-level field in one order.
+    first, conflicts = _order_level(cells, mapping, record_idx)
     order_index = first.index.to_numpy()
-
-    # Conflicts: several different non-empty values for an order-level field in one order.
-    sizes = grouped.size()
-    multi = sizes.index[sizes.to_numpy() > 1]
-    conflicts: dict[int, str] = {}
-    if len(multi):
-        sub = row_frame[row_frame["record_idx"].isin(multi)]
-        present = [f for f in ORDER_LEVEL if f in mapping]
-        distinct = sub.groupby("record_idx")[present].nunique()  # one grouping for every field
-        for field_name in present:
-            for rid in distinct.index[distinct[field_name].to_numpy() > 1]:
-                values = sub.loc[sub["record_idx"] == rid, field_name].dropna().unique().tolist()[:3]
-                conflicts.setdefault(
-                    int(rid),
-                    f"rows of this order disagree on {mapping[field_name]}: {', '.join(repr(v) for v in values)}; "
-                    "keep one value (or leave the later rows empty) and replay",
-                )
 
     channel_text = first["channel"]
     channel = _lookup(channel_text, CHANNEL_VALUES)
