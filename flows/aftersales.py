@@ -29,7 +29,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import Engine, select
 
 from connectors.service_inbox_files import move_processed, read_inbox_files
-from flows.compose import Run, require_store, retry_on_database_error, with_prefect
+from flows.compose import Run, require_store, retry_on_database_error, step_logger, with_prefect
 from flows.naming import run_name
 from flows.params import Day, Hours, Moment, Seconds, Url
 from tasks.aftersales.assessment import assess_open_cases
@@ -40,6 +40,7 @@ from tasks.aftersales.return_tracking import apply_return_pushes, track_returns
 from tasks.aftersales.return_waybills import issue_return_waybills
 from tasks.aftersales.service import create_jobs, record_result, schedule_jobs
 from tasks.aftersales.web_refunds import website_refunds
+from tasks.feedback.order_mailbox import route_to_feedback
 from tasks.feedback.queue import land_feedback, raise_alerts
 from tasks.feedback.surveys import land_survey_replies, send_surveys
 from tasks.fulfilment.returns import restock_returns
@@ -127,6 +128,17 @@ def service_mailbox_task(engine: Engine, source, now: datetime) -> dict:
         if opened is not None:
             opened.close()
     return counts
+
+
+@task(name="order-mailbox-to-feedback", **_retry)
+def order_mailbox_task(engine: Engine, now: datetime) -> dict:
+    """Messages in the order mailbox that hold no order (a complaint, a question) into the feedback queue."""
+    with for_writing(engine).begin() as conn:
+        got = route_to_feedback(conn, get_settings(), now)
+    if got["routed"]:
+        step_logger(__name__).info("order mailbox: %d message(s) without an order moved to the feedback queue",
+                                   got["routed"])  # fmt: skip
+    return got
 
 
 @task(name="land-website-refunds", cache_policy=NO_CACHE)
@@ -250,6 +262,7 @@ def after_sales_cycle(run: Run, *, engine: Engine | None = None, now: datetime |
     return {
         "inbox": run(land_inbox_task, engine, inbox or inbox_dir(), now, actor),
         "service_mailbox": run(service_mailbox_task, engine, mailbox, now),
+        "order_mailbox": run(order_mailbox_task, engine, now),
         "website_refunds": run(website_refunds_task, engine, website, now, actor),
         "platform_ratings": run(platform_ratings_task, engine, platform, now),
         "assessed": run(assess_task, engine, now, actor),

@@ -142,3 +142,50 @@ def test_without_a_configured_service_mailbox_the_cycle_skips_it_with_a_log_line
     with caplog.at_level(logging.INFO):
         assert task(engine, None, local(2026, 12, 7, 9)) == {"skipped": "[feedback.mailbox] host is not set"}
     assert "service mailbox: skipped, [feedback.mailbox] host is not set" in caplog.text
+
+
+def test_a_customer_writing_to_the_order_mailbox_reaches_the_feedback_queue(engine, tmp_path, monkeypatch):
+    """The issue allows "the order mailbox or a service mailbox": a complaint sent to the order mailbox was left
+    in the intake quarantine as "no order found". It moves to the feedback queue, once, and leaves the quarantine
+    list; an order email that only lacks its item lines stays quarantined for intake to fix."""
+    from email.message import EmailMessage
+
+    from connectors.email_orders import EmailConnector
+    from demo.standins.mail import write_maildir
+    from tasks.feedback.order_mailbox import route_to_feedback
+    from tasks.intake.landing import run_channel
+    from yidi.db import for_writing
+    from yidi.schema import intake_records
+
+    monkeypatch.setenv("YIDI_HOME", str(tmp_path / "home"))
+    build_reference(engine)
+    order_id = add_order(engine, "YD2026112000042", {"SKU-0009": 1}, delivered=local(2026, 11, 19, 15))
+    complaint = EmailMessage()
+    complaint["From"], complaint["Subject"] = "buyer@example.com", "Re: 您的订单 YD2026112000042 已发货"
+    complaint["Message-ID"] = "<reply-42@example.com>"
+    complaint.set_content("保温杯收到时外壳破损了，请尽快处理。")
+    no_items = EmailMessage()
+    no_items["From"], no_items["Subject"] = "buyer2@example.com", "订货"
+    no_items.set_content("客户: 李四\n电话: 13900000002\n地址: 四川省成都市武侯区人民南路四段1号\n")
+    maildir = tmp_path / "Maildir"
+    write_maildir(maildir, [complaint, no_items])
+    intake = run_channel(engine, EmailConnector("email", {"source": "maildir", "maildir": str(maildir)}))
+    assert (intake.new, intake.quarantined) == (0, 2)
+
+    now = local(2026, 11, 20, 10)
+    with for_writing(engine).begin() as conn:
+        routed = route_to_feedback(conn, get_settings(), now)
+    assert routed["routed"] == 1 and routed["feedback:landed"] == 1
+    with engine.connect() as conn:
+        item = read_frame(conn, select(feedback_items)).iloc[0]
+        records = read_frame(conn, select(intake_records.c.status, intake_records.c.reason)
+                             .where(intake_records.c.channel == "email").order_by(intake_records.c.id))
+    assert (item["channel"], item["contact"], int(item["order_id"])) == ("email", "buyer@example.com", order_id)
+    assert item["category"] == "complaint" and "外壳破损" in item["body"]
+    assert list(records["status"]) == ["to_feedback", "quarantined"]
+    assert "item lines" in records["reason"].iloc[1]  # an order to fix, not a message for customer service
+
+    with for_writing(engine).begin() as conn:
+        assert route_to_feedback(conn, get_settings(), now) == {"routed": 0}  # a re-run moves nothing twice
+    with engine.connect() as conn:
+        assert len(read_frame(conn, select(feedback_items.c.id))) == 1

@@ -117,7 +117,7 @@ def _results_from_artifact() -> dict | None:
 @quarantine_app.command("list")
 def quarantine_list(
     channel: Annotated[str | None, typer.Option("--channel", "-c")] = None,
-    status: Annotated[str, typer.Option(help="quarantined, replayed, discarded, accepted, or all")] = "quarantined",
+    status: Annotated[str, typer.Option(help="quarantined, replayed, discarded, accepted, to_feedback (a message without an order, moved to the feedback queue), or all")] = "quarantined",
     limit: Annotated[int, typer.Option(min=1, help=LIMIT_HELP)] = 50,
     json_out: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
