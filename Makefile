@@ -21,7 +21,7 @@ export YIDI_PREFECT_HOST ?= $(PREFECT_HOST)
 # make sandbox (or make up SANDBOX=1): every stand-in as a local service and the channels pointed at them (demo/sandbox.py)
 SANDBOX ?=
 
-.PHONY: help venv test lint demo up sandbox down bench bench-report peak clean
+.PHONY: help venv test lint demo up sandbox sandbox-test down bench bench-report peak clean
 
 help:
 	@echo "make demo   run the whole order lifecycle on SQLite + a local Prefect server against the stand-ins"
@@ -30,6 +30,7 @@ help:
 	@echo "make sandbox  make up with every stand-in as a local service and new orders arriving (make up SANDBOX=1)"
 	@echo "make down   stop what make up, make sandbox (or make demo) started"
 	@echo "make browser-test  the rendered Prefect UI in Debian's chromium (local stack + short demo; a few minutes)"
+	@echo "make sandbox-test  make sandbox through the scheduler until orders reach every stage, every run green (minutes)"
 	@echo "make bench  benchmarks beside their baselines (BENCH=name for one, BENCH_N=rows to scale down)"
 	@echo "make bench-report  the README's benchmark table from the committed bench/results/*.json"
 	@echo "make peak   a normal day then a 10x burst on PostgreSQL with 1, 2, 4 workers (PEAK_N=day's orders, 100)"
@@ -55,6 +56,10 @@ test: venv
 # and /usr/bin/chromedriver (Debian: chromium chromium-driver fonts-noto-cjk; .ci/run installs them).
 browser-test: venv
 	YIDI_BROWSER_TEST=1 $(BIN)/python -m pytest -q -p no:randomly tests/test_browser_ui.py
+
+# The whole sandbox on a compressed clock, every run green (tests/test_sandbox_live.py; several minutes)
+sandbox-test: venv
+	YIDI_SANDBOX_TEST=1 $(BIN)/python -m pytest -q -p no:randomly tests/test_sandbox_live.py
 
 demo: venv
 	$(BIN)/yidi demo

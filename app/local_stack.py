@@ -223,7 +223,8 @@ def up() -> None:
     for name in workers:
         worker_pid = _read_pid(name)
         if worker_pid is None or not _alive(worker_pid):
-            _start(name, [_prefect_bin(), "worker", "start", "--pool", WORK_POOL, "--name", f"yidi-{name}"])
+            limit = ["--limit", os.environ["YIDI_WORKER_LIMIT"]] if os.environ.get("YIDI_WORKER_LIMIT") else []
+            _start(name, [_prefect_bin(), "worker", "start", "--pool", WORK_POOL, "--name", f"yidi-{name}", *limit])
     print(f"work pool {WORK_POOL} with {len(workers)} process worker(s); deployments from prefect.yaml are scheduled")
     print(f"open the UI: {ui_url()}  (deployments: {ui_url()}/deployments)")
     print(cli_pointer())
@@ -317,8 +318,9 @@ def ours_alive(name: str) -> bool:
 
 
 def sandbox(timeout: float = 60) -> None:
-    """`make sandbox`: every stand-in as a local service (``python -m demo.sandbox``), then the stack of `make up`
-    with the channels pointed at them; `make down` stops all of it."""
+    """`make sandbox`: every stand-in as a local service (``python -m demo.sandbox``), the Kuaidi100 push receiver
+    (``yidi tracking callbacks``), then the stack of `make up` with the channels pointed at them and the scheduled
+    deployments on the sandbox's clock (``demo.sandbox.sandbox_cadence``); `make down` stops all of it."""
     from demo.sandbox import env_file
 
     if not ours_alive("sandbox"):
@@ -331,36 +333,60 @@ def sandbox(timeout: float = 60) -> None:
             time.sleep(0.3)
     print(f"sandbox: every stand-in running, policy {sandbox_env()['YIDI_CONFIG']} (log {run_dir() / 'sandbox.log'})")
     _stop_workers()  # a worker without the sandbox's env
+    _stop("callbacks")  # the same for the push receiver: the sandbox's policy names its port
+    _start("callbacks", [str(Path(sys.executable).with_name("yidi")), "tracking", "callbacks"])
     up()
-    every = schedule_sandbox_reconciliation(sandbox_day_seconds())
-    print(f"sandbox: payment files every {every:.0f} s, reconciled on the same compressed day "
-          f"({RECONCILE_ON_DEMAND}; a plain make up clears that schedule)")  # fmt: skip
-
-
-RECONCILE_ON_DEMAND = "reconcile-settlements/reconcile-settlements-on-demand"
+    cadence = schedule_sandbox(sandbox_cadence())
+    print("sandbox: on the sandbox's clock (a plain make up restores prefect.yaml's schedules): "
+          + ", ".join(f"{name} every {seconds:.0f} s" for name, seconds in cadence.items()))  # fmt: skip
 
 
 def sandbox_day_seconds() -> float:
     """The sandbox's compressed "day" (``demo.sandbox.main``): YIDI_SANDBOX_TICK seconds × YIDI_SANDBOX_PAYMENT_TICKS."""
-    return float(os.environ.get("YIDI_SANDBOX_TICK") or 60) * int(os.environ.get("YIDI_SANDBOX_PAYMENT_TICKS") or 10)
+    return sandbox_tick() * sandbox_day_ticks()
 
 
-def schedule_sandbox_reconciliation(every_seconds: float) -> float:
-    """The sandbox's providers drop their files once per compressed day, so reconciliation runs on that day too:
-    an interval schedule on the on-demand deployment (the daily one keeps its 10:30). prefect.yaml lists no
-    schedule for that deployment, so the next plain ``make up`` removes it (``clear_unlisted_schedules``)."""
-    from datetime import timedelta
+def sandbox_tick() -> float:
+    return float(os.environ.get("YIDI_SANDBOX_TICK") or 30)
+
+
+def sandbox_day_ticks() -> int:
+    return int(os.environ.get("YIDI_SANDBOX_PAYMENT_TICKS") or 10)
+
+
+def sandbox_cadence() -> dict[str, float]:
+    from demo.sandbox import sandbox_cadence as cadence
+
+    return cadence(sandbox_tick(), sandbox_day_ticks())
+
+
+def schedule_sandbox(cadence: dict[str, float]) -> dict[str, float]:
+    """Each named deployment's schedules replaced by one interval schedule of the sandbox's clock (seconds).
+
+    ``prefect deploy`` replaces the schedules of every deployment prefect.yaml gives schedules to, so the next plain
+    ``make up`` puts the real ones back; the on-demand reconcile deployment has none there, and ``make up`` clears
+    the sandbox's (``clear_unlisted_schedules``). Returns the cadence applied (deployments found)."""
+    from datetime import UTC, datetime, timedelta
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.schedules import IntervalSchedule
 
+    applied = {}
+    start = datetime.now(UTC).replace(microsecond=0)
     with get_client(sync_client=True) as client:
-        deployment = client.read_deployment_by_name(RECONCILE_ON_DEMAND)
-        for schedule in deployment.schedules:  # a sandbox started again: one schedule, the current day's length
-            client.delete_deployment_schedule(deployment.id, schedule.id)
-        client.create_deployment_schedules(deployment.id, [(IntervalSchedule(interval=timedelta(seconds=every_seconds)),
-                                                            True)])  # fmt: skip
-    return every_seconds
+        deployments = {d.name: d for d in client.read_deployments()}
+        for index, (name, seconds) in enumerate(cadence.items()):
+            deployment = deployments.get(name)
+            if deployment is None:
+                continue
+            for schedule in deployment.schedules:  # a sandbox started again: one schedule, the current clock's
+                client.delete_deployment_schedule(deployment.id, schedule.id)
+            # anchors a few seconds apart: the deployments take turns instead of all starting in the same second
+            anchor = start + timedelta(seconds=(index * 7) % max(1, int(min(cadence.values()))))
+            client.create_deployment_schedules(deployment.id, [(IntervalSchedule(
+                interval=timedelta(seconds=seconds), anchor_date=anchor), True)])  # fmt: skip
+            applied[name] = seconds
+    return applied
 
 
 RUN_GRACE_SECONDS = 15.0  # make down: how long a flow run in progress may take to finish before it is stopped
@@ -375,7 +401,7 @@ def down() -> None:
     So runs in progress get ``RUN_GRACE_SECONDS`` to finish, are then stopped, and the server goes after them, while
     it can still record how each run ended."""
     _stop_workers()
-    for name in ("server", "sandbox"):
+    for name in ("server", "callbacks", "sandbox"):
         _stop(name)
 
 

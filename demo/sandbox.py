@@ -29,6 +29,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from demo.data import demo_staff_toml
 from demo.standins import carrier_shipping, kuaidi100, supplier
 from demo.standins.imap import ImapStandin
 from demo.standins.mail import body_email
@@ -40,6 +41,41 @@ from demo.standins.taobao import TaobaoStandin, trade_from_neutral
 from demo.standins.woocommerce import WooCommerceStandin, order_from_neutral
 from yidi.settings import Settings
 from yidi.workdays import BUSINESS_TZ
+
+# Parcels' fortunes in the sandbox: most arrive; a few are held up, refused, damaged, sent back or lost.
+PARCEL_SCENARIOS = {"normal": 0.86, "delayed": 0.03, "problem": 0.03, "refused": 0.03, "damaged": 0.02,
+                    "returned": 0.02, "lost": 0.01}  # fmt: skip
+
+
+def sandbox_cadence(tick: float, day_ticks: int) -> dict[str, float]:
+    """How often each scheduled deployment runs under ``make sandbox``, in seconds, on the sandbox's clock: a tick
+    brings new orders, a "day" is ``day_ticks`` ticks (the payment files' day). Deployments not named keep the
+    schedule of prefect.yaml (the daily reconcile at 10:30, the weekly analysis, the monthly audit)."""
+    day = tick * day_ticks
+    # Each flow run is a fresh process (10-20 s on a busy 2-core machine) and the worker runs three at a time, so
+    # about six runs a minute at the default tick (30 s): the order path every other tick, the rest once a day.
+    return {
+        "intake-orders": 2 * tick,  # orders arrive every tick; each run takes what came since the last
+        "fulfilment-handoff": 2 * tick,
+        "poll-carriers": 2 * tick,  # subscribes new parcels to the carrier's pushes, polls what pushes missed
+        "send-notifications": 4 * tick,  # review decisions and auto-review send their own notices at once
+        "auto-review": day,  # runs after each intake run anyway (its trigger); this catches a missed one
+        "confirm-shipments": day,
+        "intercept-parcels": day,
+        "after-sales": day,
+        "check-review-deadlines": day,
+        "sync-channel-stock": day,
+        "reconcile-settlements-on-demand": day,  # the providers' files arrive once a day
+        "assess-risk-and-kpis": day,
+    }
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def sandbox_dir(home: Path) -> Path:
@@ -55,11 +91,13 @@ def env_file(home: Path) -> Path:
 class Sandbox:
     """Every stand-in as a service and the policy pointing at them; ``feed()`` brings new orders."""
 
-    def __init__(self, home: Path, *, orders_per_tick: int = 6, carrier_speed: float = 60.0, seed: int = 31,
+    def __init__(self, home: Path, *, orders_per_tick: int = 6, day_seconds: float = 300.0, seed: int = 31,
                  payment_every: int = 10):  # fmt: skip
         self.home, self.orders_per_tick, self.seed = Path(home), orders_per_tick, seed
         self.payment_every, self.drops, self._paid = payment_every, 0, set()
-        self.carrier_speed = carrier_speed
+        # the sandbox's "day" in real seconds: a parcel's journey takes its share of one (two days: two sandbox days)
+        self.day_seconds = day_seconds
+        self.route_scale = day_seconds / 86_400
         self.ticks = 0
         self._next_tid, self._next_woo = 3_950_000_000_000_000_000, 70_000
         self._services: list = []
@@ -74,8 +112,22 @@ class Sandbox:
             policy.woocommerce.consumer_secret_env: "cs_" + secrets.token_hex(20),
             policy.email.user_env: "orders@example.com", policy.email.password_env: secrets.token_urlsafe(12),
             track.customer_env: "sandbox-customer", track.key_env: secrets.token_hex(8),
-            track.salt_env: secrets.token_hex(8),
+            track.salt_env: secrets.token_hex(8), track.interception.secret_env: secrets.token_hex(8),
+            track.interception.partner_id_env: "sandbox-monthly-account",
             "YIDI_CARRIER_API_TOKEN": secrets.token_hex(8), "YIDI_SUPPLIER_API_TOKEN": secrets.token_hex(8),
+            # The Prefect server `make sandbox` starts: its schedules run every few seconds, so it keeps a few runs
+            # of each ahead (not 100: a thousand scheduled runs kept its SQLite database busy enough to answer 503)
+            "PREFECT_SERVER_SERVICES_SCHEDULER_MAX_RUNS": "5", "PREFECT_SERVER_SERVICES_SCHEDULER_MIN_RUNS": "2",
+            "PREFECT_SERVER_SERVICES_SCHEDULER_MIN_SCHEDULED_TIME": "PT2M",
+            # nor marks runs Late: on a busy machine runs start a little after their second, and the late-runs
+            # service's writes then met the worker's on the server's SQLite ("database is locked", hundreds a run)
+            "PREFECT_SERVER_SERVICES_LATE_RUNS_ENABLED": "false",
+            # the worker runs three flow runs at a time: a dozen deployments every few seconds would otherwise start
+            # a dozen processes at once on a laptop's cores (and queue a dozen writers on the SQLite store)
+            "YIDI_WORKER_LIMIT": "3",
+            # and on the SQLite store every write transaction takes the write lock first (yidi.db): the runs, the
+            # push receiver and the stand-ins here all write, and a deferred transaction cannot wait its turn
+            "YIDI_SQLITE_WRITE_FIRST": "1",
         }  # fmt: skip
         e = self.env
         self.top = self._up(TaobaoStandin(app_key=e[policy.taobao.app_key_env],
@@ -88,9 +140,13 @@ class Sandbox:
         self.sms = self._up(SmsGatewayStandIn())
         self.carrier = self._up(carrier_shipping.start(token=e["YIDI_CARRIER_API_TOKEN"]), started=True)
         self.supplier = self._up(supplier.start(token=e["YIDI_SUPPLIER_API_TOKEN"]), started=True)
+        # Real time, compressed journeys: every scan at a real time (none in the future, so nothing is "late"), a
+        # two-day journey in two sandbox days; most parcels arrive, some meet trouble (exceptions and returns).
         self.kuaidi100 = self._up(kuaidi100.start(customer=e[track.customer_env], key=e[track.key_env],
-                                                  clock=SimClock(speed=self.carrier_speed), auto_register=True),
-                                 started=True)
+                                                  secret=e[track.interception.secret_env], clock=SimClock(speed=1.0), auto_register=True,
+                                                  route_scale=self.route_scale, scenario_weights=PARCEL_SCENARIOS),
+                                 started=True)  # fmt: skip
+        self.callback_port = free_port()  # `yidi tracking callbacks` (started by app.local_stack) listens here
         self.policy_path = sandbox_dir(self.home) / "yidi.toml"
         self.policy_path.write_text(self.policy_text(), encoding="utf-8")
         self.env["YIDI_CONFIG"] = str(self.policy_path)
@@ -133,7 +189,18 @@ supplier_api_url = "{self.supplier.url}"
 [tracking]
 query_url = "{self.kuaidi100.query_url}"
 subscribe_url = "{self.kuaidi100.subscribe_url}"
-'''
+push_enabled = true
+callback_port = {self.callback_port}
+
+[tracking.interception]
+url = "{self.kuaidi100.intercept_url}"
+
+# The seller's review policy here: an order that passed every automated check is approved at once; orders with a
+# finding for a person (cash on delivery, installments, credit) wait for the sandbox's stand-in reviewer.
+[review]
+auto_approve_clean = true
+
+{demo_staff_toml()}'''
 
     def seed_store(self) -> dict[str, int]:
         """What the channels' orders need in the store the worker uses, loaded once: the catalog and customers
@@ -240,6 +307,48 @@ subscribe_url = "{self.kuaidi100.subscribe_url}"
             self._paid.update(part["order_no"])
         return counts
 
+    def warehouse_day(self) -> dict[str, int]:
+        """What the factory, the suppliers and the warehouse do in a sandbox "day", so ordered goods keep coming
+        (else stock runs out in an hour and every order waits for production): production requests produced and
+        passed by the quality check, purchase orders sent to the suppliers received, and a delivery restocking every
+        stocked item (a receipt file of its own each day). The task functions people's commands call
+        (``yidi fulfilment produce|qc|receive``); the next ``fulfilment-handoff`` allocates what arrived."""
+        from sqlalchemy import select
+
+        from demo.fulfilment import write_demo_fulfilment_files
+        from tasks.fulfilment.receipts import (
+            load_stock_file,
+            receive_purchase_order,
+            record_production_output,
+            record_quality_check,
+        )
+        from yidi.db import for_writing, get_engine
+        from yidi.schema_fulfilment import production_requests, purchase_requests
+
+        done = {"produced": 0, "received": 0, "restocked": 0}
+        engine = for_writing(get_engine())
+        with engine.begin() as conn:
+            planned = conn.execute(select(production_requests.c.request_no, production_requests.c.quantity)
+                                   .where(production_requests.c.status == "planned")).all()  # fmt: skip
+            for request_no, quantity in planned:
+                record_production_output(conn, request_no, quantity, actor="sandbox:factory")
+                record_quality_check(conn, request_no, quantity, inspector="沙盒质检员", actor="sandbox:factory")
+                done["produced"] += 1
+            sent = conn.execute(select(purchase_requests.c.po_no).where(purchase_requests.c.status == "sent")
+                                .distinct()).scalars().all()  # fmt: skip
+            for po_no in sent:
+                receive_purchase_order(conn, po_no, actor="sandbox:warehouse")
+                done["received"] += 1
+            folder = sandbox_dir(self.home) / f"receipts-{self.drops:03d}"
+            stock, _prices, _count = write_demo_fulfilment_files(folder)
+            import pandas as pd
+
+            frame = pd.read_csv(stock, encoding="gbk")
+            frame["备注"] = f"沙盒到货 {self.drops:03d}"  # a file of its own each day (the receipt reference)
+            frame.to_csv(stock, index=False, encoding="gbk")
+            done["restocked"] = load_stock_file(conn, stock, actor="sandbox:warehouse").rows
+        return done
+
     def stop(self) -> None:
         for service in reversed(self._services):
             service.stop()
@@ -252,26 +361,146 @@ subscribe_url = "{self.kuaidi100.subscribe_url}"
         self.stop()
 
 
+class StandInReviewer:
+    """A person at the review form, for the sandbox only (production has people): while pending orders wait, it
+    starts a ``review-orders`` run from its deployment (the Run button: the worker runs it, it suspends with its
+    form), reads each form the way the Prefect UI shows it, and answers through the UI's input path (Resume with
+    input, ``demo.review.submit_review``) as a listed staff member. It approves an order unless its findings say the
+    customer is over the credit limit or overdue; those it rejects with a reason and a proposed solution, as the form
+    requires. Acts only on the Prefect server the stack of this ``YIDI_HOME`` started (its pid file is alive)."""
+
+    DEPLOYMENT = "review-orders/review-orders"
+    REJECT_CODES = ("CREDIT_LIMIT_EXCEEDED", "CREDIT_OVERDUE")
+
+    def __init__(self, home: Path, login: str = "demo-reviewer"):
+        self.home, self.login = Path(home), login
+        self.answered: dict[str, str] = {}  # run id -> the paused state already answered
+        self.decided = {"approve": 0, "reject": 0}
+        self.forms = 0
+
+    def server_ours(self) -> bool:
+        try:
+            pid = int((self.home / "run" / "server.pid").read_text())
+            os.kill(pid, 0)
+            return True
+        except (OSError, ValueError):
+            return False
+
+    def decide(self, form: dict) -> list[dict]:
+        """Each offered order's decision, from its section of the form's text (``#### ORDER_NO · …``)."""
+        sections = {part.split(" ", 1)[0].replace("\\", ""): part for part in form["description"].split("#### ")[1:]}
+        decisions = []
+        for order_no in form["orders"]:
+            text = sections.get(order_no, "")
+            if any(code in text for code in self.REJECT_CODES):
+                decisions.append({"order_no": order_no, "decision": "reject",
+                                  "reason": "订单金额超出您的信用额度或有逾期未付款项（沙盒审核员）",
+                                  "proposed_solution": "请先结清逾期款项或改用支付宝、微信支付预付后重新下单"})  # fmt: skip
+            else:
+                decisions.append({"order_no": order_no, "decision": "approve"})
+        return decisions
+
+    def step(self) -> list[str]:
+        """One look at the review queue: answer every form waiting, start a run when orders wait and none runs.
+        Returns what it did (for the sandbox's log)."""
+        if not self.server_ours():
+            return []
+        from prefect import get_client
+        from prefect.client.schemas.filters import (
+            FlowFilter,
+            FlowFilterName,
+            FlowRunFilter,
+            FlowRunFilterState,
+            FlowRunFilterStateType,
+        )
+        from prefect.client.schemas.objects import StateType
+
+        from demo.review import ReviewRunEnded, submit_review, wait_until_paused
+
+        done = []
+        active = FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[
+            StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED])))  # fmt: skip
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["review-orders"])),
+                                         flow_run_filter=active)  # fmt: skip
+        for run in runs:
+            if run.state is None or not run.state.is_paused():
+                continue
+            try:
+                form = wait_until_paused(run.id, timeout=5, after_state=self.answered.get(str(run.id)))
+            except (TimeoutError, ReviewRunEnded):
+                continue
+            decisions = self.decide(form)
+            submit_review(run.id, self.login, decisions)
+            self.answered[str(run.id)] = form["state_id"]
+            self.forms += 1
+            for item in decisions:
+                self.decided[item["decision"]] += 1
+            done.append(f"review form of {run.name} answered as {self.login}: "
+                        f"{sum(d['decision'] == 'approve' for d in decisions)} approved, "
+                        f"{sum(d['decision'] == 'reject' for d in decisions)} rejected")  # fmt: skip
+        if not runs and self.pending_orders():
+            from prefect.deployments import run_deployment
+
+            try:
+                started = run_deployment(self.DEPLOYMENT, timeout=0)
+            except Exception as exc:  # noqa: BLE001 - not deployed yet (make up still deploying)
+                return done + [f"review-orders not started: {exc}"]
+            done.append(f"review-orders started for the pending orders: {started.name}")
+        return done
+
+    @staticmethod
+    def pending_orders() -> int:
+        from sqlalchemy import func, select
+
+        from yidi.db import get_engine
+        from yidi.schema import orders
+
+        with get_engine().connect() as conn:
+            return conn.execute(select(func.count()).select_from(orders)
+                                .where(orders.c.state == "pending_review")).scalar_one()  # fmt: skip
+
+    def run(self, stop: threading.Event, every: float) -> None:
+        while not stop.wait(every):
+            try:
+                for line in self.step():
+                    print(f"reviewer: {line}", flush=True)
+            except Exception as exc:  # noqa: BLE001 - a server restarting: look again next time
+                print(f"reviewer: {type(exc).__name__}: {exc}", flush=True)
+
+
 def main() -> None:
     """The sandbox as a service: stand-ins up, policy and env written, new orders every YIDI_SANDBOX_TICK seconds
-    (default 60) and the payment files every YIDI_SANDBOX_PAYMENT_TICKS ticks (default 10) until SIGTERM."""
+    (default 30), the carrier's pushes on each tick, the payment files every YIDI_SANDBOX_PAYMENT_TICKS ticks
+    (default 10: the sandbox's "day"), and the stand-in reviewer looking at the review queue every tick, until
+    SIGTERM."""
     from yidi.settings import yidi_home
 
-    tick = float(os.environ.get("YIDI_SANDBOX_TICK") or 60)
+    tick = float(os.environ.get("YIDI_SANDBOX_TICK") or 30)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     payment_every = int(os.environ.get("YIDI_SANDBOX_PAYMENT_TICKS") or 10)
-    with Sandbox(yidi_home(), payment_every=payment_every) as sandbox:
+    with Sandbox(yidi_home(), payment_every=payment_every, day_seconds=tick * payment_every) as sandbox:
         os.environ.update(sandbox.env)  # the store and policy the worker uses
         from yidi.settings import reload_settings
 
         reload_settings()
         print(f"store seeded: {sandbox.seed_store()}", flush=True)
         print(f"sandbox ready: policy {sandbox.policy_path}; new orders every {tick:.0f} s", flush=True)
+        reviewer = StandInReviewer(yidi_home())
+        threading.Thread(target=reviewer.run, args=(stop, tick), name="stand-in-reviewer", daemon=True).start()
         while not stop.wait(tick):
             print(f"tick {sandbox.ticks + 1}: new orders {sandbox.feed()}", flush=True)
+            pushed = sandbox.kuaidi100.push_updates()
+            if pushed:
+                print(f"tick {sandbox.ticks}: carrier pushes {sum(p['accepted'] for p in pushed)} accepted of "
+                      f"{len(pushed)}", flush=True)  # fmt: skip
             if sandbox.ticks % sandbox.payment_every == 0:  # the providers' "day": yesterday's bills
                 print(f"tick {sandbox.ticks}: payment files dropped {sandbox.drop_payment_files()}", flush=True)
+                try:
+                    print(f"tick {sandbox.ticks}: warehouse {sandbox.warehouse_day()}", flush=True)
+                except Exception as exc:  # noqa: BLE001 - the store busy: the next day brings it
+                    print(f"tick {sandbox.ticks}: warehouse skipped today: {type(exc).__name__}: {exc}", flush=True)
 
 
 if __name__ == "__main__":

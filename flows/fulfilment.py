@@ -45,10 +45,10 @@ from yidi.steps import NO_CACHE, create_markdown_artifact, create_table_artifact
 def prepare_stock_task(as_of: datetime) -> int:
     """Warehouses from the policy file; batches past their expiry date leave availability."""
     from tasks.fulfilment.stock import quarantine_expired_batches, sync_warehouses
-    from yidi.db import get_engine
+    from yidi.db import for_writing, get_engine
     from yidi.workdays import BUSINESS_TZ
 
-    with get_engine().begin() as conn:
+    with for_writing(get_engine()).begin() as conn:
         sync_warehouses(conn, get_settings().fulfilment)
         expired = quarantine_expired_batches(conn, as_of.astimezone(BUSINESS_TZ).date())
     return len(expired)
@@ -57,25 +57,25 @@ def prepare_stock_task(as_of: datetime) -> int:
 @task(name="allocate-orders", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=3, retry_condition_fn=retry_on_database_error)
 def allocate_task(as_of: datetime | None) -> dict:
     from tasks.fulfilment.allocation_run import allocate_orders
-    from yidi.db import get_engine
+    from yidi.db import for_writing, get_engine
 
-    result = allocate_orders(get_engine(), now=as_of)
+    result = allocate_orders(for_writing(get_engine()), now=as_of)
     return result.as_dict() | {"exception_rows": result.exception_rows}
 
 
 @task(name="merge-parcels", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=retry_on_database_error)
 def merge_parcels_task(as_of: datetime | None) -> dict:
     from tasks.fulfilment.parcels import merge_parcels
-    from yidi.db import get_engine
+    from yidi.db import for_writing, get_engine
 
-    return merge_parcels(get_engine(), now=as_of).as_dict()
+    return merge_parcels(for_writing(get_engine()), now=as_of).as_dict()
 
 
 @task(name="send-purchase-orders", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5, retry_condition_fn=retry_on_database_error)
 def purchase_orders_task(supplier_api_url: str | None) -> dict:
     from connectors.supplier import SupplierClient
     from tasks.fulfilment.purchasing import send_purchase_orders
-    from yidi.db import get_engine
+    from yidi.db import for_writing, get_engine
 
     policy = get_settings().fulfilment
     with SupplierClient(
@@ -83,7 +83,7 @@ def purchase_orders_task(supplier_api_url: str | None) -> dict:
         timeout=policy.supplier_api_timeout_seconds,
         attempts=policy.supplier_api_attempts,
     ) as client:
-        result = send_purchase_orders(get_engine(), client)
+        result = send_purchase_orders(for_writing(get_engine()), client)
     return {"sent": result.sent, "failed": result.failed, "rejected": result.rejected, "orders": result.orders}
 
 
@@ -91,7 +91,7 @@ def purchase_orders_task(supplier_api_url: str | None) -> dict:
 def waybills_task(carrier_api_url: str | None, as_of: datetime | None) -> dict:
     from connectors.carrier_shipping import CarrierShippingClient
     from tasks.fulfilment.waybills import create_waybills
-    from yidi.db import get_engine
+    from yidi.db import for_writing, get_engine
 
     policy = get_settings().fulfilment
     with CarrierShippingClient(
@@ -99,7 +99,7 @@ def waybills_task(carrier_api_url: str | None, as_of: datetime | None) -> dict:
         timeout=policy.carrier_api_timeout_seconds,
         attempts=policy.carrier_api_attempts,
     ) as client:
-        result = create_waybills(get_engine(), client, now=as_of)
+        result = create_waybills(for_writing(get_engine()), client, now=as_of)
     return result.as_dict() | {"shipments": result.shipments, "problems": result.problems}
 
 

@@ -137,8 +137,10 @@ def auto_review(order_ids: Annotated[list[int] | None, Field(examples=[[101, 102
         from flows.notifications import send_notifications
 
         send_notifications(return_state=True)  # a dead relay fails that run, not this one's decisions
-    logger.info("automated review: %s checked, %s auto-rejected, %s pending review", total.checked,
-                total.auto_rejected, total.pending_review)
+    logger.info("automated review: %s checked, %s auto-rejected, %s pending review%s", total.checked,
+                total.auto_rejected, total.pending_review,
+                f", {total.auto_approved} approved by policy ([review] auto_approve_clean)"
+                if total.auto_approved else "")  # fmt: skip
     return result
 
 
@@ -148,6 +150,8 @@ def _review_artifacts(total: ChunkSummary, stats: pd.DataFrame, docs: str | None
         key="review-decisions",
         table=[{"decision": "auto_rejected", "orders": total.auto_rejected},
                {"decision": "pending_review", "orders": total.pending_review},
+               *([{"decision": "approved by policy (auto_approve_clean)", "orders": total.auto_approved}]
+                 if get_settings().review.auto_approve_clean else []),
                {"decision": "unchanged (already checked / moved meanwhile)", "orders": total.unchanged}],
         description="Automated review: orders by decision",
     )  # fmt: skip

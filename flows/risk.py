@@ -30,7 +30,7 @@ from tasks.risk.kpi_run import compute_kpis
 from tasks.risk.legal_steps import anonymise_expired, assess_legal
 from tasks.risk.periods import parse_period, period_of
 from yidi.bulk import utc_now
-from yidi.db import get_engine
+from yidi.db import for_writing, get_engine
 from yidi.settings import get_settings, yidi_home
 from yidi.steps import NO_CACHE, create_markdown_artifact, create_table_artifact, flow, task
 from yidi.workdays import BUSINESS_TZ
@@ -40,7 +40,7 @@ STEP = {"cache_policy": NO_CACHE, "retries": 2, "retry_condition_fn": retry_on_d
 
 @task(name="evaluate-credit", **STEP)
 def credit_task(now: datetime, engine: Engine | None = None) -> dict:
-    result = evaluate_credit(engine or get_engine(), get_settings(), now).as_dict()
+    result = evaluate_credit(for_writing(engine or get_engine()), get_settings(), now).as_dict()
     step_logger(__name__).info("credit: %s customers %s, %s downgraded", result["evaluated"], result["by_grade"],
                                result["downgrades"])  # fmt: skip
     return result
@@ -48,22 +48,22 @@ def credit_task(now: datetime, engine: Engine | None = None) -> dict:
 
 @task(name="compute-kpis", **STEP)
 def kpi_task(period: str, now: datetime, engine: Engine | None = None):
-    return compute_kpis(engine or get_engine(), get_settings(), period, now)
+    return compute_kpis(for_writing(engine or get_engine()), get_settings(), period, now)
 
 
 @task(name="score-carriers", **STEP)
 def carriers_task(month: str, now: datetime, engine: Engine | None = None) -> dict:
-    return assess_carriers(engine or get_engine(), get_settings(), month, now)
+    return assess_carriers(for_writing(engine or get_engine()), get_settings(), month, now)
 
 
 @task(name="anonymise-expired", **STEP)
 def anonymise_task(now: datetime, engine: Engine | None = None) -> dict:
-    return anonymise_expired(engine or get_engine(), get_settings(), now)
+    return anonymise_expired(for_writing(engine or get_engine()), get_settings(), now)
 
 
 @task(name="check-legal-rules", **STEP)
 def legal_task(period: str, now: datetime, engine: Engine | None = None) -> dict:
-    return assess_legal(engine or get_engine(), get_settings(), period, now)
+    return assess_legal(for_writing(engine or get_engine()), get_settings(), period, now)
 
 
 @task(name="assess-receivables", **STEP)
@@ -185,7 +185,7 @@ def rederive_orders(records: pd.DataFrame) -> pd.DataFrame:
 
 @task(name="run-internal-audit", **STEP)
 def audit_task(period: str, now: datetime, engine: Engine | None = None) -> dict:
-    return run_audit(engine or get_engine(), get_settings(), period, now, rederive=rederive_orders)
+    return run_audit(for_writing(engine or get_engine()), get_settings(), period, now, rederive=rederive_orders)
 
 
 def audit(

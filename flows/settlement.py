@@ -54,7 +54,7 @@ from tasks.settlement.report import (
 from tasks.settlement.rules import business_today, end_of_business_day, parse_as_of, period_bounds
 from tasks.settlement.store import fee_case_line_ids, latest_as_of, new_line_ids_since
 from yidi.bulk import utc_now
-from yidi.db import get_engine, serial_section
+from yidi.db import for_writing, get_engine, serial_section
 from yidi.lifecycle import current_actor
 from yidi.money import yuan_text
 from yidi.settings import get_settings
@@ -76,7 +76,7 @@ def ingest_file_task(
     engine: Engine | None = None,
 ) -> dict:
     """One file, whole or not at all, in one transaction."""
-    with (engine or get_engine()).begin() as conn:
+    with for_writing(engine or get_engine()).begin() as conn:
         result = ingest_payment_file(
             conn,
             path,
@@ -100,7 +100,7 @@ def serial_transaction(engine: Engine | None) -> Iterator[Connection]:
     both record the same payment; settling, the ledger, the cases and dunning read what matching wrote. The steps
     stay one pass each (the matcher compares every line with every candidate order at once, so a line and its
     order could fall into different chunks); side by side are only the files."""
-    with (engine or get_engine()).begin() as conn:
+    with for_writing(engine or get_engine()).begin() as conn:
         serial_section(conn, "settlement")
         yield conn
 
@@ -242,7 +242,7 @@ def record_run_task(
     engine: Engine | None = None,
     at: datetime | None = None,
 ) -> None:
-    with (engine or get_engine()).begin() as conn:
+    with for_writing(engine or get_engine()).begin() as conn:
         record_run(conn, started=started, actor=actor, source=source, period=period, summary=summary, as_of=at)
 
 

@@ -58,7 +58,7 @@ from tasks.tracking.pushes import apply_landed_pushes, subscribe_shipments
 from tasks.tracking.report import cycle_summary, exceptions_table, summary_markdown
 from tasks.tracking.store import claim_due, due_shipments
 from yidi.bulk import utc_now
-from yidi.db import get_engine
+from yidi.db import for_writing, get_engine
 from yidi.lifecycle import current_actor
 from yidi.settings import TrackingPolicy, get_settings
 from yidi.steps import NO_CACHE, create_markdown_artifact, create_table_artifact, flow, get_run_logger, task
@@ -157,7 +157,9 @@ def poll_cycle(
     the carrier's interval, which Kuaidi100 locks).
     """
     started = time.perf_counter()
-    runtime = PollRuntime(engine, client, policy, CircuitBreaker(policy.circuit_breaker_failures), actor)
+    # every step's transaction reads, then writes what it read, beside the push receiver's writes: on SQLite it takes
+    # the write lock first (a deferred one failed "database is locked" when a push landed in between)
+    runtime = PollRuntime(for_writing(engine), client, policy, CircuitBreaker(policy.circuit_breaker_failures), actor)
     total = BatchSummary()
     total.merge(run(apply_pushes_task, runtime, now))
     if policy.push_enabled:

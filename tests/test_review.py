@@ -232,6 +232,51 @@ def test_severity_comes_from_the_policy_file(sqlite_engine, tmp_path):
         ReviewValidator(load_settings(path))
 
 
+def test_a_policy_that_approves_clean_orders_approves_them_and_leaves_the_rest_to_people(engine, tmp_path):
+    """``[review] auto_approve_clean`` (off by default: V5 sends every order that passes to a person): an order that
+    passed every check (a note is no finding for a person) is approved in the same run, after its pending_review
+    event, by the automated review, and the customer is told as for a reviewer's approval; an order with a
+    needs_review finding still waits with a deadline; one with a reject finding is still auto-rejected."""
+    path = tmp_path / "approve-clean.toml"
+    path.write_text(POLICY + "\n[review]\nauto_approve_clean = true\n", encoding="utf-8")
+    settings = load_settings(path)
+    assert load_settings(None).review.auto_approve_clean is False  # the shipped default: V5 as specified
+    with engine.begin() as conn:
+        ids = load_reference(conn)
+        clean = insert_order(conn, variant(), ids)
+        local = insert_order(conn, CASES["region_local"][0], ids)  # REGION_LOCAL is a note
+        cod = insert_order(conn, CASES["cod"][0], ids)  # PAYMENT_SPECIAL_REVIEW: a person looks
+        blocked = insert_order(conn, CASES["blocked"][0], ids)  # CUSTOMER_BLOCKED: rejected
+    result = run_auto_review(engine, [clean, local, cod, blocked], settings=settings, now=NOW, keep_results=False)
+    assert (result["checked"], result["auto_approved"], result["pending_review"], result["auto_rejected"]) == (
+        4, 2, 1, 1)
+    with engine.connect() as conn:
+        states = dict(conn.execute(select(orders.c.id, orders.c.state).where(
+            orders.c.id.in_([clean, local, cod, blocked]))).all())  # fmt: skip
+        due = dict(conn.execute(select(orders.c.id, orders.c.review_due_at).where(
+            orders.c.id.in_([clean, cod])).order_by(orders.c.id)).all())  # fmt: skip
+        moves = conn.execute(select(order_events.c.from_state, order_events.c.to_state, order_events.c.actor,
+                                    order_events.c.reason).where(order_events.c.order_id == clean,
+                                                                 order_events.c.kind == "state")
+                             .order_by(order_events.c.id)).all()  # fmt: skip
+        notices = conn.execute(select(notification_outbox.c.order_id, notification_outbox.c.template,
+                                      notification_outbox.c.medium).where(
+            notification_outbox.c.template.in_(["order_approved", "order_auto_rejected"]))
+            .order_by(notification_outbox.c.order_id, notification_outbox.c.medium)).all()  # fmt: skip
+    assert states == {clean: "approved", local: "approved", cod: "pending_review", blocked: "auto_rejected"}
+    assert due[clean] is None and due[cod] is not None  # only an order waiting for a person has a deadline
+    assert [(m.from_state, m.to_state) for m in moves] == [("received", "pending_review"),
+                                                           ("pending_review", "approved")]
+    assert "auto_approve_clean" in moves[1].reason and moves[1].actor == moves[0].actor
+    # each approved customer hears it on both media (mobile and email), the rejected one why
+    assert [(n.order_id, n.template, n.medium) for n in notices] == [
+        (clean, "order_approved", "email"), (clean, "order_approved", "sms"),
+        (local, "order_approved", "email"), (local, "order_approved", "sms"),
+        (blocked, "order_auto_rejected", "email"), (blocked, "order_auto_rejected", "sms")]
+    again = run_auto_review(engine, [clean, local, cod, blocked], settings=settings, now=NOW, keep_results=False)
+    assert (again["checked"], again["auto_approved"]) == (0, 0)  # checked once per content
+
+
 # --- reviewer decisions ---------------------------------------------------------------------------------------------
 
 

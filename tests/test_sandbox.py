@@ -5,6 +5,7 @@ the sandbox exactly as the scheduled deployments do under `make sandbox` (same p
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from demo.sandbox import Sandbox, env_file
 
@@ -52,12 +53,17 @@ def test_the_sandbox_configures_every_channel_and_new_orders_arrive_on_each_tick
         assert report["by_medium"] == {"email:sent": with_email, "sms:sent": 12} and report["failed"] == 0
         assert (len(sandbox.smtp.received()), len(sandbox.sms.messages)) == (with_email, 12)
         # The seeded catalog and customers: the automated review decides every order, none for an unknown item.
+        # The sandbox's review policy approves the clean ones at once ([review] auto_approve_clean); of these 12, one
+        # pays cash on delivery (PAYMENT_SPECIAL_REVIEW: a person looks), the 11 others passed every check.
         from review_data import run_auto_review
 
         from yidi.schema_review import review_findings
 
+        assert settings.review.auto_approve_clean
         decided = run_auto_review(engine, build_docs=False, keep_results=False)
-        assert decided["checked"] == 12 and decided["auto_rejected"] + decided["pending_review"] == 12
+        assert (decided["checked"], decided["auto_approved"], decided["pending_review"], decided["auto_rejected"]) == (
+            12, 11, 1, 0)
+        assert decided["by_reason"].get("PAYMENT_SPECIAL_REVIEW") == 1
         with engine.connect() as conn:
             codes = set(conn.execute(select(review_findings.c.reason_code)).scalars())
         assert not codes & {"ITEM_UNKNOWN", "CUSTOMER_UNKNOWN"}, codes
@@ -93,8 +99,8 @@ def test_make_sandbox_starts_the_services_for_the_worker_and_make_down_stops_the
     monkeypatch.setenv("YIDI_SANDBOX_TICK", "0.5")
     monkeypatch.setenv("YIDI_SANDBOX_PAYMENT_TICKS", "2")
     monkeypatch.setattr(local_stack, "up", lambda: None)  # the Prefect part is `make up`'s, tested on its own
-    scheduled = []  # the reconcile schedule needs the server: tested on one below
-    monkeypatch.setattr(local_stack, "schedule_sandbox_reconciliation", lambda seconds: scheduled.append(seconds) or seconds)
+    scheduled = []  # the sandbox's schedules need the server: tested on one below
+    monkeypatch.setattr(local_stack, "schedule_sandbox", lambda cadence: scheduled.append(cadence) or cadence)
     local_stack.sandbox()
     try:
         worker_env = local_stack.prefect_env()
@@ -109,32 +115,62 @@ def test_make_sandbox_starts_the_services_for_the_worker_and_make_down_stops_the
             time.sleep(0.2)
         # every second tick the providers' "day" ends; no worker runs intake here, so no order is paid yet
         assert "tick 2: payment files dropped {}" in log.read_text(encoding="utf-8")
-        assert scheduled == [1.0]  # reconciled once per sandbox day: 0.5 s × 2 ticks
+        while "tick 2: warehouse" not in log.read_text(encoding="utf-8") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        # and the warehouse's day: nothing to produce or receive yet, every stocked item restocked (20 rows)
+        assert "tick 2: warehouse {'produced': 0, 'received': 0, 'restocked': 20}" in log.read_text(encoding="utf-8")
+        # the deployments on the sandbox's clock: the order path every other tick, reconciled once per sandbox day
+        # (0.5 s × 2 ticks), the push receiver up for the carrier's pushes
+        assert scheduled[0]["intake-orders"] == 1.0 and scheduled[0]["reconcile-settlements-on-demand"] == 1.0
+        assert local_stack.ours_alive("callbacks")
     finally:
         local_stack.down()
-    assert not local_stack.ours_alive("sandbox") and not env_file(tmp_path).exists()
+    assert not local_stack.ours_alive("sandbox") and not local_stack.ours_alive("callbacks")
+    assert not env_file(tmp_path).exists()
     assert "YIDI_CONFIG" not in local_stack.sandbox_env()
 
 
-def test_the_sandbox_reconciles_on_its_compressed_day_and_a_plain_make_up_clears_that(prefect_server, monkeypatch):
-    """The payment files come once per sandbox "day" (tick × payment ticks), so the on-demand reconcile deployment
-    runs on that day under `make sandbox`; prefect.yaml gives it no schedule, so a plain `make up` removes it."""
+def test_make_sandbox_puts_the_deployments_on_its_clock_and_a_plain_make_up_clears_the_on_demand_one(prefect_server,
+                                                                                                   monkeypatch):
+    """The sandbox's clock (``demo.sandbox.sandbox_cadence``): each scheduled deployment gets one interval schedule
+    of it, still one when the sandbox starts twice; the payment files come once per sandbox "day" (tick × payment
+    ticks), so the on-demand reconcile deployment runs on that day. prefect.yaml gives the on-demand deployment no
+    schedule, so a plain `make up` removes it (``prefect deploy`` replaces the others' schedules with its own)."""
     from datetime import timedelta
 
     from prefect.client.orchestration import get_client
 
     from app import local_stack
+    from flows.intake import intake_orders
     from flows.settlement import reconcile_settlements
 
     monkeypatch.setenv("YIDI_SANDBOX_TICK", "30")
     monkeypatch.setenv("YIDI_SANDBOX_PAYMENT_TICKS", "4")
     with get_client(sync_client=True) as client:
-        flow_id = client.create_flow(reconcile_settlements)
-        deployment_id = client.create_deployment(flow_id, "reconcile-settlements-on-demand")
-        for _ in range(2):  # started twice: still one schedule
-            assert local_stack.schedule_sandbox_reconciliation(local_stack.sandbox_day_seconds()) == 120.0
-        schedules = client.read_deployment(deployment_id).schedules
-        assert [(s.schedule.interval, s.active) for s in schedules] == [(timedelta(seconds=120), True)]
+        reconcile = client.create_deployment(client.create_flow(reconcile_settlements), "reconcile-settlements-on-demand")
+        intake = client.create_deployment(client.create_flow(intake_orders), "intake-orders")
+        for _ in range(2):  # started twice: still one schedule each
+            applied = local_stack.schedule_sandbox(local_stack.sandbox_cadence())
+        assert applied["reconcile-settlements-on-demand"] == 120.0 and applied["intake-orders"] == 60.0
+        for deployment_id, seconds in ((reconcile, 120), (intake, 60)):
+            schedules = client.read_deployment(deployment_id).schedules
+            assert [(s.schedule.interval, s.active) for s in schedules] == [(timedelta(seconds=seconds), True)]
         # (the session's server may hold other tests' deployments: this one is what matters)
         assert "reconcile-settlements/reconcile-settlements-on-demand" in local_stack.clear_unlisted_schedules()
-        assert client.read_deployment(deployment_id).schedules == []
+        assert client.read_deployment(reconcile).schedules == []
+
+
+def test_the_sandbox_reviewer_approves_unless_the_form_shows_a_credit_finding():
+    """The stand-in reviewer decides from the form's text as a person would: a credit finding (over the limit,
+    overdue) is rejected with a reason and a proposed solution (the form refuses a rejection without them);
+    everything else the automated review left for a person (cash on delivery, installments) is approved."""
+    from demo.sandbox import StandInReviewer
+
+    form = {"orders": ["YD-1", "YD-2"], "description": (
+        "Decide each order …\n\n#### YD-1 · ¥1,280.00 · taobao · cod · due 2026-12-07 10:00 (Asia/Shanghai)\n\n"
+        "- `PAYMENT_SPECIAL_REVIEW` \\[needs_review\\] 货到付款 / cash on delivery\n\n"
+        "#### YD-2 · ¥88,000.00 · email · bank_transfer · due 2026-12-07 10:00 (Asia/Shanghai)\n\n"
+        "- `CREDIT_LIMIT_EXCEEDED` \\[needs_review\\] 超出信用额度 / over the credit limit")}
+    decisions = StandInReviewer(Path("/nonexistent")).decide(form)
+    assert decisions[0] == {"order_no": "YD-1", "decision": "approve"}
+    assert decisions[1]["decision"] == "reject" and decisions[1]["reason"] and decisions[1]["proposed_solution"]

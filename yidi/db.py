@@ -68,6 +68,11 @@ def make_engine(url: str) -> Engine:
             dbapi_connection.isolation_level = None
 
         event.listen(engine, "begin", _sqlite_begin)
+        if os.environ.get("YIDI_SQLITE_WRITE_FIRST") == "1":
+            # Processes of the local stack (`make up`, `make sandbox` set it for the worker and the receiver): many
+            # flow runs write at once, so every ``engine.begin()`` takes the write lock first and a second writer
+            # waits its turn (busy timeout) instead of failing; ``engine.connect()`` reads stay deferred.
+            engine.begin = engine.execution_options(write_first=True).begin
         return engine
     return create_engine(url, pool_pre_ping=True)
 

@@ -74,6 +74,10 @@ class ReviewPolicy(Section):
         80, ge=0, le=100, description="Line item name vs catalog name: lower similarity is a mismatch (0-100)"
     )
     build_data_docs: bool = Field(True, description="Render Great Expectations Data Docs after each review run")
+    auto_approve_clean: bool = Field(
+        False, description="Approve an order that passed every automated check (notes only) without a person (V5 "
+        "as specified: off, every such order waits for manual review)"
+    )  # fmt: skip
 
 
 class OrdersPolicy(Section):

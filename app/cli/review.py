@@ -224,7 +224,9 @@ def review_run(
         emit_json(result)
         return
     console.print(f"checked {result['checked']}: {result['auto_rejected']} auto-rejected, "
-                  f"{result['pending_review']} pending review; {result['notices']} notice(s) queued"
+                  f"{result['pending_review']} pending review"
+                  + (f", {result['auto_approved']} approved by policy" if result.get("auto_approved") else "")
+                  + f"; {result['notices']} notice(s) queued"
                   + (f"; Data Docs {result['data_docs']}" if result.get("data_docs") else ""), highlight=False)
 
 

@@ -184,11 +184,12 @@ def start(
     scenario_weights: dict[str, float] | None = None,
     port: int = 0,
     monotonic=time.monotonic,
+    route_scale: float = 1.0,
 ) -> Kuaidi100Standin:
     state = CarrierState(
         customer=customer, key=key, clock=clock or SimClock(), min_interval=timedelta(minutes=min_interval_minutes),
         rate_per_second=rate_per_second, burst=burst, seed=seed, auto_register=auto_register,
-        scenario_weights=scenario_weights, monotonic=monotonic, secret=secret,
+        scenario_weights=scenario_weights, monotonic=monotonic, secret=secret, route_scale=route_scale,
     )  # fmt: skip
     return Kuaidi100Standin(state, port=port)
 

@@ -75,7 +75,9 @@ class CarrierState:
         scenario_weights: dict[str, float] | None = None,
         monotonic=time.monotonic,
         secret: str = "standin-secret",
+        route_scale: float = 1.0,
     ):
+        self.route_scale = route_scale  # every route's intervals times this (the sandbox: a compressed journey)
         self.customer, self.key, self.secret = customer, key, secret
         self.monotonic = monotonic  # real seconds for the rate limit and the arrival counts (simulated in tests)
         self.interceptions: list[dict] = []  # every interceptOrder request accepted, as received
@@ -119,7 +121,7 @@ class CarrierState:
             com=com, num=num, shipped_at=shipped_at.astimezone(UTC), phone=phone,
             city=city or "北京市", district=district or "", scenario=scenario,
         )  # fmt: skip
-        reg.route = build_route(reg, self.seed)
+        reg.route = build_route(reg, self.seed, self.route_scale)
         with self.lock:
             self.waybills[num] = reg
         return reg
@@ -230,7 +232,7 @@ class CarrierState:
             reg = self.waybills.get(num)
         if reg is None and self.auto_register:
             reg = self.register(
-                com, num, shipped_at=now - timedelta(hours=1), scenario=self._auto_scenario(num)
+                com, num, shipped_at=now - timedelta(hours=self.route_scale), scenario=self._auto_scenario(num)
             )
         if reg is None or (com != reg.com and com not in reg.previous_coms):
             self.outcomes["unknown"] += 1
@@ -275,7 +277,7 @@ class CarrierState:
             if seen and seen[-1].state in (3, 4, 5, 14):  # out for delivery, refused, signed: it cannot be stopped
                 return {"result": False, "returnCode": "500", "message": "快件已派件或已签收，无法拦截"}
             reg.intercepted_at = now
-            reg.route = intercepted_route(reg, now, self.seed)
+            reg.route = intercepted_route(reg, now, self.seed, self.route_scale)
             task = hashlib.md5(f"{num}:{now.isoformat()}".encode()).hexdigest()[:16].upper()
             self.interceptions.append(request | {"taskId": task})
         return {"result": True, "returnCode": "200", "message": "提交成功", "data": {"taskId": task}}
@@ -295,6 +297,8 @@ class CarrierState:
             return {"result": False, "returnCode": "700", "message": "schema 必须为 json"}
         if param.get("key") != self.key:
             return {"result": False, "returnCode": "600", "message": "您不是合法的订阅者（即授权Key出错）"}
+        if self.auto_register and num not in self.waybills:  # a waybill subscribed before its first query
+            self.register(com, num, shipped_at=self.clock.now(), scenario=self._auto_scenario(num))
         with self.lock:
             if num in self.subscriptions:
                 return {"result": False, "returnCode": "501", "message": "重复订阅"}

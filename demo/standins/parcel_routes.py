@@ -81,8 +81,9 @@ class Registration:
     intercepted_at: datetime | None = None  # the sender asked the carrier to stop it (interceptOrder)
 
 
-def build_route(reg: Registration, seed: int = 7) -> list[RouteEvent]:
-    """The waybill's whole future, deterministic per (seed, waybill)."""
+def build_route(reg: Registration, seed: int = 7, scale: float = 1.0) -> list[RouteEvent]:
+    """The waybill's whole future, deterministic per (seed, waybill). ``scale`` shrinks every interval (the live
+    sandbox: 1/288 puts a two-day journey into ten real minutes, its scans at real times, none in the future)."""
     rng = random.Random(f"{seed}:{reg.num}")
     t = reg.shipped_at.astimezone(UTC)
     city, district = reg.city or "北京市", reg.district or ""
@@ -92,7 +93,7 @@ def build_route(reg: Registration, seed: int = 7) -> list[RouteEvent]:
 
     def step(hours_lo: float, hours_hi: float, context: str, state: int, code: str, area: str) -> None:
         nonlocal t
-        t = t + timedelta(hours=rng.uniform(hours_lo, hours_hi))
+        t = t + timedelta(hours=rng.uniform(hours_lo, hours_hi) * scale)
         events.append(RouteEvent(t, context, state, code, area))
 
     courier = f"{rng.choice('王李张刘陈杨赵')}师傅"
@@ -100,7 +101,7 @@ def build_route(reg: Registration, seed: int = 7) -> list[RouteEvent]:
     step(0.5, 2, "【重庆市沙坪坝区西永营业部】已揽收", 1, "103", "重庆,重庆市,沙坪坝区")
     step(2, 4, "快件已到达【重庆转运中心】", 0, "1002", "重庆,重庆市")
     if reg.scenario == "stale":
-        t += timedelta(hours=96)  # four days without any scan
+        t += timedelta(hours=96 * scale)  # four days without any scan
     step(1, 3, f"快件已从【重庆转运中心】发出，下一站【{hub}】", 0, "1002", "重庆,重庆市")
     if reg.scenario == "lost":
         step(48, 60, f"快件在运输途中遗失，已登记理赔，请联系寄件人【{station}】", 2, "2", city)
@@ -119,7 +120,7 @@ def build_route(reg: Registration, seed: int = 7) -> list[RouteEvent]:
     step(2, 5, f"快件已到达【{station}】", 0, "1001", f"{city},{district}")
     if reg.scenario == "problem":
         step(2, 4, f"收件地址不详，联系收件人未果，问题件处理中【{station}】", 2, "207", city)
-        t += timedelta(hours=20)
+        t += timedelta(hours=20 * scale)
     step(1, 2, f"【{station}】派件员：{courier} 电话：{courier_phone} 正在为您派件", 5, "5", city)
     if reg.scenario == "refused":
         step(1, 3, f"收件人拒收，快件将退回寄件人【{station}】", 14, "14", city)
@@ -130,14 +131,14 @@ def build_route(reg: Registration, seed: int = 7) -> list[RouteEvent]:
     return events
 
 
-def intercepted_route(reg: Registration, at: datetime, seed: int = 7) -> list[RouteEvent]:
+def intercepted_route(reg: Registration, at: datetime, seed: int = 7, scale: float = 1.0) -> list[RouteEvent]:
     """The route after an interception accepted at ``at``: what was scanned stays, then the parcel turns back
     (退回, state 6) and is signed for by the sender at the sending warehouse (退签, state 4)."""
     rng = random.Random(f"{seed}:{reg.num}:intercept")
     kept = [e for e in reg.route if e.at <= at]
     where = (kept[-1].area if kept else "重庆,重庆市").split(",")[-1]
-    back = at + timedelta(hours=rng.uniform(1, 3))
-    home = back + timedelta(hours=rng.uniform(20, 40))
+    back = at + timedelta(hours=rng.uniform(1, 3) * scale)
+    home = back + timedelta(hours=rng.uniform(20, 40) * scale)
     return kept + [
         RouteEvent(back, f"应寄件人要求，快件已拦截，正在退回寄件人【{where}】", 6, "6", where),
         RouteEvent(home, "退件已签收，签收人：寄件人【重庆市沙坪坝区西永营业部】", 4, "4", "重庆,重庆市,沙坪坝区"),

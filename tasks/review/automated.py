@@ -5,7 +5,9 @@
 2. compute the store-dependent rules as columns (``columns.py``), validate them with the four Great Expectations
    suites (``expectations/``), map failures back to orders by id (``rules.evaluate``);
 3. decide: any reject-severity finding → ``auto_rejected`` with every reason recorded and the customer told why
-   (outbox); otherwise → ``pending_review`` with its findings attached and a deadline of X working days;
+   (outbox); otherwise → ``pending_review`` with its findings attached and a deadline of X working days (V5);
+   with ``[review] auto_approve_clean`` (off by default) an order without a needs_review finding goes on to
+   ``approved`` in the same transaction (its own event, the customer told as for a reviewer's approval);
 4. write checks, findings, state changes, deadlines and notices in one transaction per chunk (``write_chunk``).
 
 An order's content is checked once (``review_checks`` is unique by order and content hash): re-running the review
@@ -128,6 +130,21 @@ def write_chunk(conn: Connection, run_id: int, inputs: ReviewInputs, evaluation:
         reason="自动审核通过，待人工审核 / passed automated review, pending manual review",
         details=details_for(to_pend["order_id"]),
     ).moved if not to_pend.empty else []  # fmt: skip
+    moved_approved = []
+    if moved_pending and settings.review.auto_approve_clean:  # the seller's policy: clean orders need no person
+        clean = set(decisions.loc[(decisions["review_count"] == 0) & (decisions["reject_count"] == 0),
+                                  "order_id"].astype(int))  # fmt: skip
+        to_approve = [oid for oid in moved_pending if int(oid) in clean]
+        moved_approved = transition_orders(
+            conn, to_approve, OrderState.APPROVED, actor=actor, skip_illegal=True,
+            reason="自动审核全部通过，按政策自动批准 / passed every automated check, approved by policy "
+                   "([review] auto_approve_clean)", details=details_for(to_approve),
+        ).moved if to_approve else []  # fmt: skip
+        if moved_approved:
+            summary.notices += queue_approval_notices(conn, orders_frame.loc[list(moved_approved)], check_of,
+                                                      settings)  # fmt: skip
+        approved_now = {int(oid) for oid in moved_approved}
+        moved_pending = [oid for oid in moved_pending if int(oid) not in approved_now]
     if moved_pending:
         due = review_deadline(now, settings)
         for chunk in chunked(moved_pending):
@@ -141,8 +158,9 @@ def write_chunk(conn: Connection, run_id: int, inputs: ReviewInputs, evaluation:
             "details": details_for(stayed["order_id"]),
         }), actor=actor)  # fmt: skip
     summary.auto_rejected = len(moved_rejected) + int((stayed["outcome"] == OrderState.AUTO_REJECTED.value).sum())
+    summary.auto_approved = len(moved_approved)
     summary.pending_review = len(moved_pending) + int((stayed["outcome"] == OrderState.PENDING_REVIEW.value).sum())
-    summary.unchanged += len(decisions) - summary.auto_rejected - summary.pending_review
+    summary.unchanged += len(decisions) - summary.auto_rejected - summary.pending_review - summary.auto_approved
 
     # Customers of (newly) auto-rejected orders hear why: every reject reason (P2, V5).
     notify_ids = list(moved_rejected) + stayed.loc[stayed["outcome"] == OrderState.AUTO_REJECTED.value,
@@ -174,6 +192,23 @@ def queue_rejection_notices(conn, rejected_orders: pd.DataFrame, failures: pd.Da
             "order_id": unreachable, "kind": "notification",
             "reason": "客户无可用的手机号码或邮箱，未能自动通知，请人工联系 / no customer contact: follow up by hand",
         }))  # fmt: skip
+    return enqueue(conn, pd.DataFrame(notices)) if notices else 0
+
+
+def queue_approval_notices(conn, approved_orders: pd.DataFrame, check_of: dict, settings: Settings) -> int:
+    """Customers of orders approved by policy hear it as from a reviewer (``order_approved``), when the policy
+    tells customers of approvals at all ([notifications].notify_on_approval)."""
+    if not settings.notifications.notify_on_approval:
+        return 0
+    contacts = customer_contacts(approved_orders, settings)
+    records = approved_orders.set_index("id", drop=False)
+    contexts = {int(oid): {**order_context(row), "reason": "", "proposed_solution": ""}
+                for oid, row in zip(records["id"], frame_records(records), strict=True)}  # fmt: skip
+    notices = [{
+        "order_id": oid, "medium": medium, "recipient": recipient, "template": "order_approved",
+        "context": contexts[oid], "dedupe_key": f"review:auto_approved:{oid}:{check_of[oid]}:{medium}",
+    } for oid, medium, recipient in zip(contacts["order_id"].astype(int), contacts["medium"], contacts["recipient"],
+                                        strict=True)]  # fmt: skip
     return enqueue(conn, pd.DataFrame(notices)) if notices else 0
 
 

@@ -72,6 +72,7 @@ class ChunkSummary:
     checked: int = 0
     auto_rejected: int = 0
     pending_review: int = 0
+    auto_approved: int = 0  # clean orders approved by policy ([review].auto_approve_clean; off by default)
     unchanged: int = 0  # already checked with this content (a rerun) or moved concurrently
     notices: int = 0
     by_reason: Counter = field(default_factory=Counter)
@@ -80,18 +81,20 @@ class ChunkSummary:
         self.checked += other.checked
         self.auto_rejected += other.auto_rejected
         self.pending_review += other.pending_review
+        self.auto_approved += other.auto_approved
         self.unchanged += other.unchanged
         self.notices += other.notices
         self.by_reason.update(other.by_reason)
 
     def as_dict(self) -> dict:
         return {"checked": self.checked, "auto_rejected": self.auto_rejected, "pending_review": self.pending_review,
-                "unchanged": self.unchanged, "notices": self.notices, "by_reason": dict(self.by_reason)}  # fmt: skip
+                "auto_approved": self.auto_approved, "unchanged": self.unchanged, "notices": self.notices, "by_reason": dict(self.by_reason)}  # fmt: skip
 
     @classmethod
     def from_dict(cls, values: dict) -> ChunkSummary:
         """Back from ``as_dict`` (a chunk task's result, or a run's result with its other keys)."""
-        summary = cls(**{k: values[k] for k in ("checked", "auto_rejected", "pending_review", "unchanged", "notices")})
+        summary = cls(**{k: values[k] for k in ("checked", "auto_rejected", "pending_review", "unchanged", "notices")},
+                      auto_approved=values.get("auto_approved", 0))
         summary.by_reason.update(values.get("by_reason", {}))
         return summary
 
