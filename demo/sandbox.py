@@ -58,8 +58,10 @@ def sandbox_cadence(tick: float, day_ticks: int) -> dict[str, float]:
         "intake-orders": 2 * tick,  # orders arrive every tick; each run takes what came since the last
         "fulfilment-handoff": 2 * tick,
         "poll-carriers": 2 * tick,  # subscribes new parcels to the carrier's pushes, polls what pushes missed
+        # prefect.yaml's trigger runs it after each intake run; seen under `make sandbox`, the server's trigger did not
+        # fire for the interval-scheduled intake runs (orders stayed received), so the sandbox schedules it as well
+        "auto-review": 2 * tick,
         "send-notifications": 4 * tick,  # review decisions and auto-review send their own notices at once
-        "auto-review": day,  # runs after each intake run anyway (its trigger); this catches a missed one
         "confirm-shipments": day,
         "intercept-parcels": day,
         "after-sales": day,
