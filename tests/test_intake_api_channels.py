@@ -174,6 +174,31 @@ def test_taobao_changed_order_updates_records_the_change_and_sends_it_back_to_re
                  t=str(changed))["ship_city"][0] == "绵阳市"
 
 
+def test_a_shipped_order_changed_at_the_source_in_its_status_keeps_its_lines_and_their_allocations(sqlite_engine, top):
+    """Seen under `make sandbox`: confirming the shipment on TOP changes the trade's status (and modified time), the
+    next intake updates the order, and replacing its lines failed on the allocations that point at them (FOREIGN KEY
+    constraint failed): every intake run of the channel Failed from then on. A change that leaves the lines as they
+    were keeps them; the order's version still goes up and the change is recorded."""
+    run_channel(sqlite_engine, taobao_connector(top.url))
+    tid = sorted(top.trades)[0]
+    with sqlite_engine.begin() as conn:
+        oid, line_id = conn.exec_driver_sql(
+            "SELECT o.id, l.id FROM orders o JOIN order_lines l ON l.order_id = o.id WHERE o.channel_order_id = ? "
+            "ORDER BY l.line_no LIMIT 1", (str(tid),)).one()  # fmt: skip
+        conn.exec_driver_sql("UPDATE orders SET state = 'shipped' WHERE id = ?", (oid,))
+        conn.exec_driver_sql("INSERT INTO allocations (order_id, order_line_id, item_code, warehouse, quantity, status) "
+                             "VALUES (?, ?, 'SKU-X', 'CQ-XY', 1, 'shipped')", (oid, line_id))  # fmt: skip
+    lines_before = frame(sqlite_engine, "SELECT id, item_code, quantity FROM order_lines WHERE order_id = :o ORDER BY id",
+                         o=oid)  # fmt: skip
+    top.modify(tid, status="WAIT_BUYER_CONFIRM_GOODS")  # what taobao.logistics.offline.send leaves behind
+    summary = run_channel(sqlite_engine, taobao_connector(top.url))
+    assert (summary.updated, summary.new) == (1, 0)
+    after = frame(sqlite_engine, "SELECT id, item_code, quantity FROM order_lines WHERE order_id = :o ORDER BY id", o=oid)
+    assert after.equals(lines_before)  # the same rows, ids and all: the allocation still points at its line
+    assert frame(sqlite_engine, "SELECT state, version FROM orders WHERE id = :o", o=oid).iloc[0].tolist() == [
+        "shipped", 2]
+
+
 def test_taobao_wrong_signature_or_session_is_a_clear_error_and_stores_nothing(sqlite_engine, top, monkeypatch):
     monkeypatch.setenv("T_TB_SECRET", "not-the-secret")
     with pytest.raises(TopError, match="25 Invalid Signature.*app secret"):

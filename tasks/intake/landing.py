@@ -32,7 +32,13 @@ from sqlalchemy import Connection, Engine
 
 from connectors.base import RECORD_COLUMNS, Batch, BulkChunk, Connector, Parsed, content_hash
 from tasks.intake import store
-from tasks.intake.normalise import ORDER_STORE_COLUMNS, Normalised, normalise, order_numbers
+from tasks.intake.normalise import (
+    LINE_STORE_COLUMNS,
+    ORDER_STORE_COLUMNS,
+    Normalised,
+    normalise,
+    order_numbers,
+)
 from tasks.intake.rules import (
     ChannelSummary,
     Counts,
@@ -40,6 +46,7 @@ from tasks.intake.rules import (
     clean_content,
     compare_with_stored,
     latest_versions,
+    orders_with_changed_lines,
     record_outcomes,
     subset_parsed,
 )
@@ -326,10 +333,11 @@ def _queue_received_notices(conn: Connection, new_orders: pd.DataFrame) -> int:
 def _apply_changes(conn: Connection, changed: pd.DataFrame, lines: pd.DataFrame, counts: Counts, actor: str,
                    now: datetime) -> None:
     old, old_lines = store.stored_orders_and_lines(conn, changed["order_id"].astype("int64").tolist())
-    store.update_orders(conn, changed, lines, now)
+    new_lines = lines[lines["record_idx"].astype("int64").isin(changed["record_idx"].astype("int64"))]
+    store.update_orders(conn, changed, lines, now,
+                        lines_changed=orders_with_changed_lines(changed, old_lines, new_lines, LINE_STORE_COLUMNS))
     counts.updated += len(changed)
 
-    new_lines = lines[lines["record_idx"].astype("int64").isin(changed["record_idx"].astype("int64"))]
     events, cancel, rereview = change_decisions(changed, old, old_lines, new_lines, actor=actor, now=now)
     record_events(conn, events)
     if cancel:

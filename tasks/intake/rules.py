@@ -135,6 +135,21 @@ def compare_with_stored(merged: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, n
     return is_new, ~is_new & (same | stale), ~is_new & ~same & ~stale
 
 
+def orders_with_changed_lines(changed: pd.DataFrame, old_lines: pd.DataFrame, new_lines: pd.DataFrame,
+                              columns: list[str]) -> set[int]:
+    """The changed orders (``order_id``, ``record_idx``) whose lines differ from the stored ones in ``columns``; an
+    order changed at the source in its status or address only keeps its lines (and the allocations, reservations and
+    shipments that point at them: replacing them failed on those references once an order had shipped)."""
+    def key(frame: pd.DataFrame) -> tuple:
+        rows = [tuple(plain_value(v) for v in rec) for rec in frame[columns].itertuples(index=False, name=None)]
+        return tuple(sorted(rows, key=repr))
+
+    stored = {int(oid): key(group) for oid, group in old_lines.groupby("order_id")} if len(old_lines) else {}
+    incoming = {int(idx): key(group) for idx, group in new_lines.groupby("record_idx")} if len(new_lines) else {}
+    return {int(oid) for oid, idx in zip(changed["order_id"], changed["record_idx"], strict=True)
+            if stored.get(int(oid), ()) != incoming.get(int(idx), ())}  # fmt: skip
+
+
 def plain_value(value):
     """A stored or parsed cell as a plain Python value (None, int, float, str, ISO time), comparable across the two
     and ready for a bound parameter or an event's JSON details."""

@@ -140,9 +140,10 @@ def stored_orders_and_lines(conn: Connection, ids: list[int]) -> tuple[pd.DataFr
     return old, old_lines
 
 
-def update_orders(conn: Connection, changed: pd.DataFrame, lines: pd.DataFrame, now) -> None:
+def update_orders(conn: Connection, changed: pd.DataFrame, lines: pd.DataFrame, now,
+                  lines_changed: set[int] | None = None) -> None:
     """Overwrite what the channel states of changed orders (state, numbers and review data stay ours) and replace
-    their lines; the version goes up by one."""
+    the lines of those in ``lines_changed`` (all when None); the version goes up by one."""
     params = []
     for row in changed[[*UPDATE_COLUMNS, "order_id", "raw_record_id"]].to_dict("records"):
         values = {c: plain_value(row[c]) for c in UPDATE_COLUMNS}
@@ -154,9 +155,12 @@ def update_orders(conn: Connection, changed: pd.DataFrame, lines: pd.DataFrame, 
             .values(**{c: bindparam(c) for c in UPDATE_COLUMNS}, raw_record_id=bindparam("rid"), updated_at=now,
                     version=orders.c.version + 1))
     conn.execute(stmt, params)
-    ids = changed["order_id"].astype("int64").tolist()
+    replace = changed if lines_changed is None else changed[changed["order_id"].astype("int64").isin(lines_changed)]
+    if replace.empty:
+        return
+    ids = replace["order_id"].astype("int64").tolist()
     conn.execute(delete(order_lines).where(order_lines.c.order_id.in_(ids)))
-    insert_lines(conn, lines, changed[["record_idx", "order_id"]])
+    insert_lines(conn, lines, replace[["record_idx", "order_id"]])
 
 
 def replay_source(conn: Connection, record_id: int, channel: str):
