@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from tasks.risk.periods import rag
+from tasks.risk.periods import business_days, rag
 
 HOUR = 3600.0
 
@@ -39,12 +39,17 @@ class Kpi:
     name: str
     label: str
     unit: str
-    measure: Callable  # facts -> Rate | Quantile, per order (computed once, then grouped by each dimension)
+    measure: Callable  # facts -> Rate, or per-order hours when ``q`` is set (computed once, grouped by each dimension)
+    q: float | None = None  # the quantile of the hours taken per group; None: a rate
     by_dimension: bool = True  # False: only a total (money and feedback KPIs)
+
+    def of(self, facts: pd.DataFrame) -> Rate | Quantile:
+        """The per-order measure: a Rate, or the hours and the quantile to take of them."""
+        return self.measure(facts) if self.q is None else Quantile(self.measure(facts), self.q)
 
     def compute(self, facts: pd.DataFrame, by: str | None) -> pd.DataFrame:
         """group, value, numerator, denominator for the total (``by`` None) or by a dimension."""
-        return grouped(self.measure(facts), *_groups(facts, by))
+        return grouped(self.of(facts), *_groups(facts, by))
 
 
 def _groups(facts: pd.DataFrame, by: str | None) -> tuple[np.ndarray, np.ndarray]:
@@ -60,10 +65,11 @@ def _groups(facts: pd.DataFrame, by: str | None) -> tuple[np.ndarray, np.ndarray
     return np.where(codes < 0, len(labels) - 1, codes), labels
 
 
-def grouped(measure: Rate | Quantile, codes: np.ndarray, labels: np.ndarray) -> pd.DataFrame:
-    """A per-order measure summed (rates) or its quantile taken (durations) per group."""
+def grouped(measure: Rate | Quantile, codes: np.ndarray, labels: np.ndarray, ranked=None) -> pd.DataFrame:
+    """A per-order measure summed (rates) or its quantile taken (durations) per group; ``ranked``: the durations
+    already sorted by group (``_ranked``), shared by the quantiles of one measure."""
     if isinstance(measure, Quantile):
-        return _quantile(codes, labels, measure.hours, measure.q)
+        return _quantile(ranked or _ranked(codes, labels, measure.hours), measure.q)
     base = measure.base
     numerator = np.bincount(codes, weights=measure.hit & base, minlength=len(labels))
     denominator = np.bincount(codes, weights=base, minlength=len(labels))
@@ -74,15 +80,36 @@ def grouped(measure: Rate | Quantile, codes: np.ndarray, labels: np.ndarray) -> 
     return out[present].sort_values("group").reset_index(drop=True)
 
 
-def _quantile(codes: np.ndarray, labels: np.ndarray, values: np.ndarray, q: float) -> pd.DataFrame:
-    keep = ~np.isnan(values)
-    frame = pd.DataFrame({"g": codes[keep], "h": values[keep]})
-    by_group = frame.groupby("g")["h"]
-    out = pd.DataFrame({"value": by_group.quantile(q), "denominator": by_group.size()})
-    out["numerator"] = np.nan
-    out.index = labels[out.index.to_numpy()]
-    out.index.name = "group"
-    return out.reset_index()
+def by_value(hours: np.ndarray) -> np.ndarray:
+    """The positions of the non-NaN hours, in the order of their values (one sort per measure)."""
+    known = np.flatnonzero(~np.isnan(hours))
+    return known[np.argsort(hours[known])]
+
+
+def _ranked(codes: np.ndarray, labels: np.ndarray, hours: np.ndarray, order: np.ndarray | None = None) -> tuple:
+    """The non-NaN hours sorted by (group, value) with each present group's label, size and first position: the
+    hours in value order (``by_value``, shared by every dimension), then a stable (radix) sort of their small
+    group codes."""
+    order = by_value(hours) if order is None else order
+    codes = codes[order]
+    hours = hours[order][np.argsort(codes.astype(np.int16 if len(labels) < 2**15 else np.int64), kind="stable")]
+    sizes = np.bincount(codes, minlength=len(labels))
+    present = np.flatnonzero(sizes)
+    sizes = sizes[present]
+    return labels[present], sizes, np.cumsum(sizes) - sizes, hours
+
+
+def _quantile(ranked: tuple, q: float) -> pd.DataFrame:
+    """Per group, the ``q`` quantile of its hours, interpolated linearly between the two nearest ranks (pandas'
+    and DuckDB's ``quantile_cont``)."""
+    labels, sizes, starts, hours = ranked
+    rank = q * (sizes - 1)
+    low = np.floor(rank).astype(np.int64)
+    fraction = rank - low
+    below, above = hours[starts + low], hours[starts + np.minimum(low + 1, sizes - 1)]
+    value = np.where(fraction == 0, below, below + (above - below) * fraction)
+    out = pd.DataFrame({"group": labels, "value": value, "denominator": sizes, "numerator": np.nan})
+    return out.sort_values("group").reset_index(drop=True)
 
 
 def _flag(series: pd.Series) -> np.ndarray:
@@ -107,11 +134,8 @@ def _review_on_time(facts):
 
 
 def _on_time_delivery(facts):
-    from tasks.risk.periods import business_dates
-
     due = facts["promised_date"].where(facts["promised_date"].notna(), facts["expected_date"])
-    delivered_day = facts["delivered_day"] if "delivered_day" in facts else pd.to_datetime(
-        business_dates(facts["delivered_at"].dropna())).reindex(facts.index)  # fmt: skip
+    delivered_day = facts["delivered_day"] if "delivered_day" in facts else business_days(facts["delivered_at"])
     base = facts["delivered_at"].notna() & due.notna()
     return Rate(_flag(delivered_day <= due), base.to_numpy())
 
@@ -130,10 +154,10 @@ def _refund_rate(facts):
 
 
 ORDER_KPIS = [
-    Kpi("decision_hours_p50", "受理→审核决定 中位数 (h)", "h", lambda f: Quantile(_decision_hours(f), 0.5)),
-    Kpi("decision_hours_p90", "受理→审核决定 P90 (h)", "h", lambda f: Quantile(_decision_hours(f), 0.9)),
-    Kpi("ship_hours_p50", "批准→发货 中位数 (h)", "h", lambda f: Quantile(_ship_hours(f), 0.5)),
-    Kpi("ship_hours_p90", "批准→发货 P90 (h)", "h", lambda f: Quantile(_ship_hours(f), 0.9)),
+    Kpi("decision_hours_p50", "受理→审核决定 中位数 (h)", "h", _decision_hours, q=0.5),
+    Kpi("decision_hours_p90", "受理→审核决定 P90 (h)", "h", _decision_hours, q=0.9),
+    Kpi("ship_hours_p50", "批准→发货 中位数 (h)", "h", _ship_hours, q=0.5),
+    Kpi("ship_hours_p90", "批准→发货 P90 (h)", "h", _ship_hours, q=0.9),
     Kpi("review_on_time_pct", "审核按期率 %", "%", _review_on_time),
     Kpi("on_time_delivery_pct", "准时送达率 %", "%", _on_time_delivery),
     Kpi("exception_rate_pct", "异常率 %", "%", _exception_rate),
@@ -148,18 +172,24 @@ def order_kpis(facts: pd.DataFrame, incident_orders: set, dimensions: list[str])
     columns = ["kpi", "dimension", "dimension_value", "value", "numerator", "denominator"]
     if facts.empty:
         return pd.DataFrame(columns=columns)
-    from tasks.risk.periods import business_dates
-
     facts = facts.assign(incident=facts["order_id"].isin(incident_orders))
-    delivered = facts["delivered_at"].dropna()
-    facts["delivered_day"] = pd.to_datetime(pd.Series(business_dates(delivered).to_numpy(), index=delivered.index)
-                                            ).reindex(facts.index)  # fmt: skip
+    facts["delivered_day"] = business_days(facts["delivered_at"])
     groups = {d: _groups(facts, d) for d in [None, *dimensions]}
+    measures: dict = {}  # per measure function: its per-order values (p50 and p90 share them)
+    orders: dict = {}  # per duration measure: its orders by value
+    ranked: dict = {}  # per (duration measure, dimension): its hours sorted by group
     pieces = []
     for kpi in ORDER_KPIS:
-        measure = kpi.measure(facts)
+        if kpi.measure not in measures:
+            measures[kpi.measure] = kpi.measure(facts)
+        measure = measures[kpi.measure] if kpi.q is None else Quantile(measures[kpi.measure], kpi.q)
         for dimension in [None, *dimensions]:
-            out = grouped(measure, *groups[dimension]).rename(columns={"group": "dimension_value"})
+            if kpi.q is not None and (kpi.measure, dimension) not in ranked:
+                if kpi.measure not in orders:
+                    orders[kpi.measure] = by_value(measure.hours)
+                ranked[kpi.measure, dimension] = _ranked(*groups[dimension], measure.hours, orders[kpi.measure])
+            out = grouped(measure, *groups[dimension], ranked.get((kpi.measure, dimension)))
+            out = out.rename(columns={"group": "dimension_value"})
             if dimension is not None:  # a breakdown lists the groups the KPI has data for
                 out = out[out["denominator"] > 0]
             out.insert(0, "dimension", dimension or "all")

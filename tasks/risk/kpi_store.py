@@ -6,75 +6,191 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import Connection, String, and_, case, func, select, type_coerce
+from sqlalchemy import Connection, and_, case, func, select
 
-from yidi.bulk import columns_frame, result_frame
-from yidi.schema import order_events, orders, shipments
+from yidi.bulk import fetch_columns, result_frame, text_times
+from yidi.schema import order_events, orders
 from yidi.schema_aftersales import feedback_items, surveys
 from yidi.schema_settlement import payment_lines, payment_matches, receivables
 from yidi.schema_tracking import tracking_incidents
 
-FACT_COLUMNS = ["order_id", "channel", "province", "carrier", "received_at", "review_due_at", "order_total_fen",
-                "decided_at", "manual_decided_at", "approved_at", "shipped_at", "delivered_at", "returned",
-                "exception", "promised_date", "expected_date", "refunded"]  # fmt: skip
+FACT_COLUMNS = ["order_id", "channel", "province", "carrier", "received_at", "review_due_at", "decided_at",
+                "manual_decided_at", "approved_at", "shipped_at", "delivered_at", "returned", "exception",
+                "promised_date", "expected_date", "refunded"]  # fmt: skip
+
+# An order's milestones from its state events, defined once here and read by both loaders below: the time of the
+# first state event into one of ``to`` (coming from ``from_state`` when one is named), and flags (any state event
+# into that state).
+MILESTONE_EVENTS = {
+    "decided_at": (("approved", "rejected", "auto_rejected"), None),
+    "manual_decided_at": (("approved", "rejected"), "pending_review"),
+    "approved_at": (("approved",), None),
+    "shipped_at": (("shipped",), None),
+    "delivered_at": (("delivered",), None),
+}
+FLAG_EVENTS = {"returned": "returned", "exception": "exception"}
+MILESTONES = list(MILESTONE_EVENTS)
+TO_STATES = sorted({s for to, _f in MILESTONE_EVENTS.values() for s in to} | set(FLAG_EVENTS.values()))
+FROM_STATES = sorted({f for _t, f in MILESTONE_EVENTS.values() if f})
+# A state event as one small integer: its to-state's position in TO_STATES, plus len(TO_STATES) times (1 + the
+# from-state's position in FROM_STATES) when it comes from one of those.
+EVENT_CODE = (
+    "CASE to_state " + " ".join(f"WHEN '{s}' THEN {i}" for i, s in enumerate(TO_STATES)) + " END"
+    + "".join(f" + CASE WHEN from_state = '{s}' THEN {len(TO_STATES) * (i + 1)} ELSE 0 END"
+              for i, s in enumerate(FROM_STATES))
+)  # fmt: skip
+# A window covering at least this share of all order ids reads the events and shipments by scanning their tables
+# (SQLite), not through the order-id index: following the index costs a table lookup per row, which beyond about
+# a third of the table is slower than reading all of it in storage order (measured at 1M orders: 4.4 s against 2.9 s).
+SCAN_SHARE = 0.5
 
 
-def _first(to_state, *, manual: bool = False):
-    condition = order_events.c.to_state.in_(to_state) if isinstance(to_state, tuple) else (
-        order_events.c.to_state == to_state)  # fmt: skip
-    if manual:
-        condition = and_(condition, order_events.c.from_state == "pending_review")
+def _first(to_state: tuple, from_state: str | None):
+    condition = order_events.c.to_state.in_(to_state)
+    if from_state:
+        condition = and_(condition, order_events.c.from_state == from_state)
     return func.min(case((condition, order_events.c.occurred_at)))
 
 
-MILESTONES = ["decided_at", "manual_decided_at", "approved_at", "shipped_at", "delivered_at"]
-
-
 def load_facts(conn: Connection, start: datetime, end: datetime) -> pd.DataFrame:
-    """``FACT_COLUMNS`` for every order received in [start, end).
+    """``FACT_COLUMNS`` for every order received in [start, end), ordered by order id.
 
-    Four plain queries joined here on the order id, not one SQL join: SQLite would build a temporary index on each
-    grouped subquery to join it, which cost more than the grouping itself. The events are read for the id range of
-    the window's orders (ids grow with arrival, so the range is the window or little more; the left join below
-    keeps only the window's orders), so the grouping does not look every event's order up."""
+    A few plain queries whose rows are put together here by order id, not one SQL join (SQLite would build a
+    temporary index on each grouped subquery to join it, which cost more than the grouping itself). The events,
+    shipments and refunds are read for the id range of the window's orders (ids grow with arrival, so the range is
+    the window or little more; rows of orders outside the window are dropped here).
+
+    On SQLite the events are not grouped by the database: it returns each relevant state event as (order id, event
+    code, time) and numpy takes each milestone's minimum per order (``_milestones_scanned``); SQLite's GROUP BY
+    with seven conditional aggregates cost more than reading the rows (1M orders: 5.4 s of CPU against 2.9 s).
+    PostgreSQL groups them itself (hash aggregate, in parallel) and returns one row per order
+    (``_milestones_grouped``). Both read ``MILESTONE_EVENTS``; a test checks that they agree."""
     window = and_(orders.c.received_at >= start, orders.c.received_at < end)
-    # SQLite keeps times as text: read them as text and parse whole columns at once (not one value at a time)
-    raw = (lambda c, name: type_coerce(c, String).label(name)) if conn.dialect.name == "sqlite" else (
-        lambda c, name: c.label(name))  # fmt: skip
-    facts = columns_frame(conn, select(
-        orders.c.id.label("order_id"), orders.c.channel, orders.c.ship_province.label("province"),
-        raw(orders.c.received_at, "received_at"), raw(orders.c.review_due_at, "review_due_at"),
-        orders.c.order_total_fen, raw(orders.c.promised_date, "promised_date")).where(window).order_by(orders.c.id))
-    if facts.empty:
+    head = fetch_columns(conn, select(
+        orders.c.id, orders.c.channel, orders.c.ship_province, orders.c.received_at, orders.c.review_due_at,
+        orders.c.promised_date).where(window).order_by(orders.c.id))  # fmt: skip
+    ids = head["id"].astype(np.int64)
+    if len(ids) == 0:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in FACT_COLUMNS})
-    first, last = int(facts["order_id"].iloc[0]), int(facts["order_id"].iloc[-1])
-    in_range = (lambda c: c.between(first, last))  # noqa: E731
-    milestones = columns_frame(conn, select(
-        order_events.c.order_id,
-        raw(_first(("approved", "rejected", "auto_rejected")), "decided_at"),
-        raw(_first(("approved", "rejected"), manual=True), "manual_decided_at"),
-        raw(_first("approved"), "approved_at"),
-        raw(_first("shipped"), "shipped_at"),
-        raw(_first("delivered"), "delivered_at"),
-        func.max(case((order_events.c.to_state == "returned", 1), else_=0)).label("returned"),
-        func.max(case((order_events.c.to_state == "exception", 1), else_=0)).label("exception"),
-    ).where(order_events.c.kind == "state", in_range(order_events.c.order_id)).group_by(order_events.c.order_id))
-    shipped = columns_frame(conn, select(
-        shipments.c.order_id, func.min(shipments.c.carrier).label("carrier"),
-        raw(func.max(shipments.c.expected_delivery_date), "expected_date"),
-    ).where(in_range(shipments.c.order_id)).group_by(shipments.c.order_id))
-    refunded = columns_frame(conn, select(payment_matches.c.order_id).where(
-        payment_matches.c.amount_fen < 0, in_range(payment_matches.c.order_id)).distinct())
-    facts = facts.merge(milestones, on="order_id", how="left").merge(shipped, on="order_id", how="left")
-    facts["returned"] = facts["returned"].fillna(0).astype("int64")
-    facts["exception"] = facts["exception"].fillna(0).astype("int64")
-    facts["refunded"] = facts["order_id"].isin(refunded["order_id"]).astype("int64")
-    for column in ("received_at", "review_due_at", *MILESTONES):
-        facts[column] = pd.to_datetime(facts[column], utc=True, format="ISO8601")
-    for column in ("promised_date", "expected_date"):
-        facts[column] = pd.to_datetime(facts[column])
+    sqlite = conn.dialect.name == "sqlite"
+    first, last = int(ids[0]), int(ids[-1])
+    scan = sqlite and (last - first + 1) >= SCAN_SHARE * (conn.execute(select(func.max(orders.c.id))).scalar_one())
+    milestones = (_milestones_scanned if sqlite else _milestones_grouped)(conn, ids, scan)
+    carrier, expected = _shipments(conn, ids, scan, sqlite)
+    refunded = fetch_columns(conn, select(payment_matches.c.order_id).where(
+        payment_matches.c.amount_fen < 0, payment_matches.c.order_id.between(first, last)).distinct())["order_id"]
+    facts = pd.DataFrame({
+        "order_id": ids, **{name: pd.Series(values, dtype=object) for name, values in (  # as read: no Arrow copy
+            ("channel", head["channel"]), ("province", head["ship_province"]), ("carrier", carrier))},
+        "received_at": _utc(head["received_at"], sqlite), "review_due_at": _utc(head["review_due_at"], sqlite),
+        **{name: _utc(milestones[name], sqlite) for name in MILESTONES},
+        **{name: milestones[name].astype(np.int64) for name in FLAG_EVENTS},
+        "promised_date": _days(head["promised_date"], sqlite), "expected_date": expected,
+        "refunded": np.isin(ids, refunded.astype(np.int64)).astype(np.int64),
+    })  # fmt: skip
     return facts[FACT_COLUMNS]
+
+
+def _utc(values: np.ndarray, sqlite: bool) -> pd.Series:
+    """Times as read (SQLite: text, naive UTC; PostgreSQL: aware datetimes, or already datetime64) as UTC."""
+    if values.dtype.kind == "M":
+        return pd.Series(values).dt.tz_localize("UTC")
+    if sqlite:
+        return pd.Series(text_times(values)).dt.tz_localize("UTC")
+    return pd.Series(pd.to_datetime(values, utc=True))
+
+
+def _days(values: np.ndarray, sqlite: bool) -> np.ndarray:
+    """Calendar dates as read (SQLite: ``2026-11-06`` text; PostgreSQL: dates; None for NULL) as datetime64[s]."""
+    if sqlite:
+        try:
+            return values.astype("datetime64[D]").astype("datetime64[s]")
+        except ValueError:
+            pass
+    return pd.to_datetime(pd.Series(values, dtype=object)).to_numpy(dtype="datetime64[s]")
+
+
+def _positions(ids: np.ndarray, order_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For rows keyed by order id: each row's position in the sorted ``ids`` and whether its order is there."""
+    pos = np.searchsorted(ids, order_ids)
+    inside = pos < len(ids)
+    inside[inside] = ids[pos[inside]] == order_ids[inside]
+    return pos, inside
+
+
+def _milestones_scanned(conn: Connection, ids: np.ndarray, scan: bool) -> dict[str, np.ndarray]:
+    """SQLite: the window's relevant state events as rows, each milestone's minimum per order taken by numpy."""
+    hint = "NOT INDEXED " if scan else ""
+    rows = fetch_columns(conn, f"SELECT order_id, {EVENT_CODE} AS code, occurred_at FROM order_events {hint}"
+                               "WHERE kind = 'state' AND order_id BETWEEN :first AND :last AND to_state IN "
+                               f"({', '.join(repr(s) for s in TO_STATES)})",
+                         {"first": int(ids[0]), "last": int(ids[-1])})  # fmt: skip
+    pos, inside = _positions(ids, rows["order_id"].astype(np.int64))
+    code = rows["code"].astype(np.int64)[inside]
+    pos = pos[inside]
+    at = text_times(rows["occurred_at"][inside]).view(np.int64)
+    to_state, from_state = code % len(TO_STATES), code // len(TO_STATES)
+    out: dict[str, np.ndarray] = {}
+    never = np.iinfo(np.int64).max
+    for name, (to, frm) in MILESTONE_EVENTS.items():
+        match = np.isin(to_state, [TO_STATES.index(s) for s in to])
+        if frm:
+            match &= from_state == FROM_STATES.index(frm) + 1
+        earliest = np.full(len(ids), never, dtype=np.int64)
+        np.minimum.at(earliest, pos[match], at[match])
+        out[name] = np.where(earliest == never, np.iinfo(np.int64).min, earliest).view("datetime64[us]")
+    for name, state in FLAG_EVENTS.items():
+        flag = np.zeros(len(ids), dtype=np.int64)
+        flag[pos[to_state == TO_STATES.index(state)]] = 1
+        out[name] = flag
+    return out
+
+
+def _milestones_grouped(conn: Connection, ids: np.ndarray, _scan: bool) -> dict[str, np.ndarray]:
+    """PostgreSQL: one row per order with each milestone's minimum, grouped by the database."""
+    grouped = fetch_columns(conn, select(
+        order_events.c.order_id,
+        *[_first(to, frm).label(name) for name, (to, frm) in MILESTONE_EVENTS.items()],
+        *[func.max(case((order_events.c.to_state == state, 1), else_=0)).label(name)
+          for name, state in FLAG_EVENTS.items()],
+    ).where(order_events.c.kind == "state", order_events.c.order_id.between(int(ids[0]), int(ids[-1])))
+     .group_by(order_events.c.order_id))  # fmt: skip
+    pos, inside = _positions(ids, grouped["order_id"].astype(np.int64))
+    out: dict[str, np.ndarray] = {}
+    for name in MILESTONES:
+        column = np.full(len(ids), None, dtype=object)
+        column[pos[inside]] = grouped[name][inside]
+        out[name] = column
+    for name in FLAG_EVENTS:
+        flag = np.zeros(len(ids), dtype=np.int64)
+        flag[pos[inside]] = grouped[name][inside].astype(np.int64)
+        out[name] = flag
+    return out
+
+
+def _shipments(conn: Connection, ids: np.ndarray, scan: bool, sqlite: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per order of ``ids``: its shipments' first carrier (alphabetically) and latest expected delivery date."""
+    hint = "NOT INDEXED " if scan else ""
+    rows = fetch_columns(conn, f"SELECT order_id, carrier, expected_delivery_date FROM shipments {hint}"
+                               "WHERE order_id BETWEEN :first AND :last",
+                         {"first": int(ids[0]), "last": int(ids[-1])})  # fmt: skip
+    order_ids, carrier = rows["order_id"].astype(np.int64), rows["carrier"]
+    expected = _days(rows["expected_delivery_date"], sqlite)
+    if not pd.Index(order_ids).is_unique:  # an order with several shipments: one row per order
+        grouped = pd.DataFrame({"order_id": order_ids, "carrier": pd.Series(carrier, dtype="str"),
+                                "expected": expected}).groupby("order_id").agg(
+            carrier=("carrier", "min"), expected=("expected", "max"))  # fmt: skip
+        order_ids = grouped.index.to_numpy(dtype=np.int64)
+        carrier = grouped["carrier"].astype(object).where(grouped["carrier"].notna(), None).to_numpy()
+        expected = grouped["expected"].to_numpy()
+    pos, inside = _positions(ids, order_ids)
+    out_carrier = np.full(len(ids), None, dtype=object)
+    out_carrier[pos[inside]] = carrier[inside]
+    out_expected = np.full(len(ids), np.datetime64("NaT"), dtype=expected.dtype)
+    out_expected[pos[inside]] = expected[inside]
+    return out_carrier, out_expected
 
 
 def load_incidents(conn: Connection, start: datetime, end: datetime) -> pd.DataFrame:

@@ -76,6 +76,11 @@ def business_dates(times: pd.Series) -> pd.Series:
     return pd.to_datetime(times, utc=True).dt.tz_convert(BUSINESS_TZ).dt.date
 
 
+def business_days(times: pd.Series) -> pd.Series:
+    """``business_dates`` as naive midnight datetimes (NaT stays NaT), computed on the whole column at once."""
+    return pd.to_datetime(times, utc=True).dt.tz_convert(BUSINESS_TZ).dt.tz_localize(None).dt.normalize()
+
+
 def rag(value: float | None, target: float, amber: float, higher_is_better: bool = True) -> str:
     """green at or beyond the target, amber up to the amber limit, red past it; ``none`` without a value."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
