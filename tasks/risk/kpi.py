@@ -70,9 +70,8 @@ def grouped(measure: Rate | Quantile, codes: np.ndarray, labels: np.ndarray, ran
     already sorted by group (``_ranked``), shared by the quantiles of one measure."""
     if isinstance(measure, Quantile):
         return _quantile(ranked or _ranked(codes, labels, measure.hours), measure.q)
-    base = measure.base
-    numerator = np.bincount(codes, weights=measure.hit & base, minlength=len(labels))
-    denominator = np.bincount(codes, weights=base, minlength=len(labels))
+    numerator = np.bincount(codes[measure.hit & measure.base], minlength=len(labels)).astype(np.float64)
+    denominator = np.bincount(codes[measure.base], minlength=len(labels)).astype(np.float64)
     present = np.bincount(codes, minlength=len(labels)) > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         value = np.where(denominator > 0, numerator / np.where(denominator > 0, denominator, 1) * 100, np.nan)
@@ -80,19 +79,21 @@ def grouped(measure: Rate | Quantile, codes: np.ndarray, labels: np.ndarray, ran
     return out[present].sort_values("group").reset_index(drop=True)
 
 
-def by_value(hours: np.ndarray) -> np.ndarray:
-    """The positions of the non-NaN hours, in the order of their values (one sort per measure)."""
+def by_value(hours: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The positions of the non-NaN hours in the order of their values, and those hours (one sort per measure)."""
     known = np.flatnonzero(~np.isnan(hours))
-    return known[np.argsort(hours[known])]
+    order = known[np.argsort(hours[known])]
+    return order, hours[order]
 
 
-def _ranked(codes: np.ndarray, labels: np.ndarray, hours: np.ndarray, order: np.ndarray | None = None) -> tuple:
+def _ranked(codes: np.ndarray, labels: np.ndarray, hours: np.ndarray, ordered: tuple | None = None) -> tuple:
     """The non-NaN hours sorted by (group, value) with each present group's label, size and first position: the
     hours in value order (``by_value``, shared by every dimension), then a stable (radix) sort of their small
-    group codes."""
-    order = by_value(hours) if order is None else order
+    group codes (none for a single group)."""
+    order, hours = by_value(hours) if ordered is None else ordered
     codes = codes[order]
-    hours = hours[order][np.argsort(codes.astype(np.int16 if len(labels) < 2**15 else np.int64), kind="stable")]
+    if len(labels) > 1:
+        hours = hours[np.argsort(codes.astype(np.int16 if len(labels) < 2**15 else np.int64), kind="stable")]
     sizes = np.bincount(codes, minlength=len(labels))
     present = np.flatnonzero(sizes)
     sizes = sizes[present]
