@@ -10,9 +10,11 @@ import pytest
 from risk_data import AS_OF, add_customer, add_incident, add_order, add_receivable, add_refund, add_shipment
 from sqlalchemy import select
 
+from tasks.risk import kpi_store
 from tasks.risk.kpi_run import compute_kpis
 from tasks.risk.periods import PeriodError, parse_period, previous_periods, rag, sparkline
 from yidi.bulk import insert_rows
+from yidi.schema import order_events
 from yidi.schema_aftersales import feedback_items, surveys
 from yidi.schema_risk import kpi_values
 from yidi.schema_settlement import payment_lines, statement_files
@@ -164,3 +166,74 @@ def test_periods_status_and_sparklines():
     assert rag(96, 95, 85) == "green" and rag(90, 95, 85) == "amber" and rag(80, 95, 85) == "red"
     assert rag(20, 8, 24, higher_is_better=False) == "amber"
     assert sparkline([0, 50, 100, None]) == "▁▅█ "
+
+
+def _facts_store(conn) -> dict:
+    """Orders whose facts test the event-log reading: repeated, out-of-order and non-state events, an order
+    outside the window between two inside it, an order with two shipments, one with no events at all."""
+    cid = add_customer(conn, "F")
+    o1 = add_order(conn, cid, received_at=at(2), channel="taobao", ship_province="四川省",
+                   events=[("pending_review", at(2, 1)), ("approved", at(2, 5)), ("shipped", at(4)),
+                           ("shipped", at(3, 6)), ("delivered", at(6))])  # fmt: skip
+    insert_rows(conn, order_events, pd.DataFrame([  # not a state event: ignored
+        {"order_id": o1, "occurred_at": at(5), "actor": "t", "kind": "note", "from_state": "shipped",
+         "to_state": "delivered"}]))  # fmt: skip
+    o2 = add_order(conn, cid, received_at=at(3), review_due_at=at(4),
+                   events=[("pending_review", at(3, 1)), ("rejected", at(3, 9))])  # fmt: skip
+    o3 = add_order(conn, cid, received_at=at(3, 5), events=[("auto_rejected", at(3, 6))])
+    outside = add_order(conn, cid, received_at=at(1), events=[("pending_review", at(1, 1)), ("approved", at(2, 1))])
+    o5 = add_order(conn, cid, received_at=at(4), promised_date=date(2026, 11, 9),
+                   events=[("pending_review", at(4, 1)), ("approved", at(4, 2)), ("shipped", at(5)),
+                           ("exception", at(6)), ("delivered", at(8)), ("returned", at(9))])  # fmt: skip
+    o6 = add_order(conn, cid, received_at=at(5))
+    add_shipment(conn, o1, "zhongtong", expected_delivery_date=date(2026, 11, 7))
+    add_shipment(conn, o5, "zhongtong", expected_delivery_date=date(2026, 11, 10))
+    add_shipment(conn, o5, "shunfeng", expected_delivery_date=date(2026, 11, 8))
+    add_shipment(conn, outside, "ems")
+    add_refund(conn, o5, 500, at(20))
+    add_refund(conn, outside, 500, at(20))
+    return {"o1": o1, "o2": o2, "o3": o3, "outside": outside, "o5": o5, "o6": o6}
+
+
+def test_facts_read_from_the_event_log_by_hand_on_both_databases(engine, monkeypatch):
+    """Each milestone is the earliest state event into it (a manual decision: from pending_review); non-state
+    events and orders received outside the window are left out; several shipments give the first carrier and
+    the latest expected date. On SQLite every way of reading the events (exported in chunks by a table scan or
+    through the index, in a second thread or on the same connection) gives these facts, and so does the query
+    that groups them in the database (PostgreSQL's)."""
+    with engine.begin() as conn:
+        ids = _facts_store(conn)
+    with engine.connect() as conn:
+        facts = kpi_store.load_facts(conn, at(2), at(10)).set_index("order_id")
+    assert list(facts.index) == [ids[k] for k in ("o1", "o2", "o3", "o5", "o6")]
+    o1, o2, o3, o5, o6 = (facts.loc[ids[k]] for k in ("o1", "o2", "o3", "o5", "o6"))
+    assert (o1["approved_at"], o1["manual_decided_at"], o1["shipped_at"], o1["delivered_at"]) == (
+        pd.Timestamp(at(2, 5)), pd.Timestamp(at(2, 5)), pd.Timestamp(at(3, 6)), pd.Timestamp(at(6)))
+    assert (o1["carrier"], o1["expected_date"], o1["channel"], o1["province"]) == (
+        "zhongtong", pd.Timestamp(2026, 11, 7), "taobao", "四川省")
+    assert (o2["decided_at"], o2["manual_decided_at"], o2["review_due_at"]) == (
+        pd.Timestamp(at(3, 9)), pd.Timestamp(at(3, 9)), pd.Timestamp(at(4)))
+    assert pd.isna(o2["approved_at"]) and pd.isna(o2["carrier"]) and pd.isna(o2["expected_date"])
+    assert o3["decided_at"] == pd.Timestamp(at(3, 6)) and pd.isna(o3["manual_decided_at"])
+    assert (o5["carrier"], o5["expected_date"], o5["promised_date"]) == (
+        "shunfeng", pd.Timestamp(2026, 11, 10), pd.Timestamp(2026, 11, 9))
+    assert (o5["returned"], o5["exception"], o5["refunded"], o1["returned"], o1["refunded"]) == (1, 1, 1, 0, 0)
+    assert o6[kpi_store.MILESTONES].isna().all() and (o6["returned"], o6["exception"]) == (0, 0)
+    if engine.dialect.name != "sqlite":
+        return
+    whole = kpi_store.load_facts  # the same facts by every SQLite way, in chunks of 3 events or 2 orders
+    monkeypatch.setattr(kpi_store, "EVENT_CHUNK", 3)
+    monkeypatch.setattr(kpi_store, "ORDER_CHUNK", 2)
+    expected = facts.reset_index()
+    for share in (0.0, 10.0):  # table scan, index
+        monkeypatch.setattr(kpi_store, "SCAN_SHARE", share)
+        for apart in (True, False):
+            monkeypatch.setattr(kpi_store, "_file_database", lambda conn, apart=apart: apart)
+            with engine.connect() as conn:
+                pd.testing.assert_frame_equal(whole(conn, at(2), at(10)), expected)
+    with engine.connect() as conn:
+        grouped = kpi_store._milestones_grouped(conn, expected["order_id"].to_numpy())
+    for name in kpi_store.MILESTONES:
+        pd.testing.assert_series_equal(kpi_store._utc(grouped[name], True), expected[name], check_names=False)
+    for name in kpi_store.FLAG_EVENTS:
+        assert list(grouped[name]) == list(expected[name])
