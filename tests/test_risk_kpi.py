@@ -14,7 +14,8 @@ from tasks.risk import kpi_store
 from tasks.risk.kpi_run import compute_kpis
 from tasks.risk.periods import PeriodError, parse_period, previous_periods, rag, sparkline
 from yidi.bulk import insert_rows
-from yidi.schema import order_events
+from yidi.db import for_writing
+from yidi.schema import order_events, orders
 from yidi.schema_aftersales import feedback_items, surveys
 from yidi.schema_risk import kpi_values
 from yidi.schema_settlement import payment_lines, statement_files
@@ -231,6 +232,10 @@ def test_facts_read_from_the_event_log_by_hand_on_both_databases(engine, monkeyp
             monkeypatch.setattr(kpi_store, "_file_database", lambda conn, apart=apart: apart)
             with engine.connect() as conn:
                 pd.testing.assert_frame_equal(whole(conn, at(2), at(10)), expected)
+    monkeypatch.setattr(kpi_store, "_file_database", lambda conn: True)
+    with for_writing(engine).connect() as conn:  # holding the write lock: the second thread's reads do not wait
+        conn.execute(select(orders.c.id)).all()
+        pd.testing.assert_frame_equal(whole(conn, at(2), at(10)), expected)
     with engine.connect() as conn:
         grouped = kpi_store._milestones_grouped(conn, expected["order_id"].to_numpy())
     for name in kpi_store.MILESTONES:

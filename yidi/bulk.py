@@ -437,21 +437,6 @@ def columns_frame(conn: Connection, statement: Executable) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows, columns=keys, coerce_float=False)
 
 
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Python's cyclic garbage collector off for a bulk read, back to its previous state after.
-
-    Every fetched row is a new tuple the collector tracks; over millions of rows its passes over the growing heap
-    took 40% of a read's time (none of these objects form cycles), so large reads run without it."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 def fetch_columns(conn: Connection, statement: Executable | str, params: dict | None = None,
                   chunk: int = 100_000) -> dict[str, np.ndarray]:
     """A large internal read as one object array per column, the driver's values as they come (no SQLAlchemy type

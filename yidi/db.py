@@ -57,6 +57,12 @@ def for_writing(engine: Engine) -> Engine:
     return engine.execution_options(write_first=True)
 
 
+def for_reading(engine: Engine) -> Engine:
+    """The engine for a connection that only reads, beside another of the same process: its transaction stays
+    deferred (no write lock) even when ``engine`` is ``for_writing``, so it never waits for that other one's."""
+    return engine.execution_options(write_first=False)
+
+
 def make_engine(url: str) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):

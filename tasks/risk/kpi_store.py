@@ -16,6 +16,7 @@ import pyarrow.csv as pa_csv
 from sqlalchemy import Connection, and_, case, func, select, text
 
 from yidi.bulk import fetch_columns, result_frame, text_times
+from yidi.db import for_reading
 from yidi.schema import order_events, orders
 from yidi.schema_aftersales import feedback_items, surveys
 from yidi.schema_settlement import payment_lines, payment_matches, receivables
@@ -78,12 +79,13 @@ def load_facts(conn: Connection, start: datetime, end: datetime) -> pd.DataFrame
     ``MILESTONE_EVENTS``; a test checks that they agree. On a SQLite file the export runs in a second thread on
     its own connection while this one reads the orders and shipments: SQLite builds the text in its C loop
     without holding the GIL, so the two reads use two cores (as the DuckDB baseline of ``bench/kpi.py`` does).
-    That connection's snapshot may be a moment newer than this one's: events of orders it does not know are
-    dropped, and an order's events may include one committed in between."""
+    That connection only reads (``for_reading``: no write lock even when the caller's engine takes it first), and
+    its snapshot may be a moment newer than this one's: events of orders it does not know are dropped, and an
+    order's events may include one committed in between."""
     sqlite = conn.dialect.name == "sqlite"
     apart = sqlite and _file_database(conn)
     with ThreadPoolExecutor(1, thread_name_prefix="kpi-events") if apart else nullcontext() as pool:
-        exported = pool.submit(_exported_events, None, conn.engine, start, end) if apart else None
+        exported = pool.submit(_exported_events, None, for_reading(conn.engine), start, end) if apart else None
         window = and_(orders.c.received_at >= start, orders.c.received_at < end)
         head = fetch_columns(conn, select(
             orders.c.id, orders.c.channel, orders.c.ship_province, orders.c.received_at, orders.c.review_due_at,
