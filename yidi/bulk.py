@@ -544,10 +544,12 @@ def _json_string_array(values) -> pa.Array:
     return pc.fill_null(quoted, "null")
 
 
-def json_object_texts(fields: dict[str, object], length: int) -> np.ndarray:
+def json_object_texts(fields: dict[str, object], length: int, *, as_text_array: bool = False
+                      ) -> np.ndarray | pd.api.extensions.ExtensionArray:
     """``json_text`` of one object per row whose values are texts (a column, or one text for every row), built
     column by column in Arrow: the same text as serialising each row's dict (an object array), at a fraction of
-    the cost (a bulk drop queues a notice per new order)."""
+    the cost (a bulk drop queues a notice per new order). ``as_text_array``: a pandas ``str`` array over the Arrow
+    result (no Python string per row: for a frame column)."""
     parts: list = []
     for position, key in enumerate(sorted(fields)):
         value = fields[key]
@@ -558,8 +560,10 @@ def json_object_texts(fields: dict[str, object], length: int) -> np.ndarray:
             parts.append(json.dumps(value, ensure_ascii=False, default=str))
     parts.append("}") if parts else parts.append("{}")
     if not any(isinstance(p, pa.Array) for p in parts):
-        return np.full(length, "".join(parts), dtype=object)
-    return pc.binary_join_element_wise(*parts, "").to_numpy(zero_copy_only=False)
+        texts = np.full(length, "".join(parts), dtype=object)
+        return pd.array(texts, dtype="str") if as_text_array else texts
+    joined = pc.binary_join_element_wise(*parts, "")
+    return pd.array(joined, dtype="str") if as_text_array else joined.to_numpy(zero_copy_only=False)
 
 
 _temp_counter = itertools.count()

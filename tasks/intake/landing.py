@@ -315,7 +315,7 @@ def _queue_received_notices(conn: Connection, new_orders: pd.DataFrame) -> int:
     contexts = json_object_texts({
         "order_no": new_orders["order_no"], "customer_name": names.where(names.notna(), "客户").astype(str),
         "order_total": yuan_texts(new_orders["order_total_fen"]), "company_name": settings.general.company_name,
-    }, n)  # fmt: skip
+    }, n, as_text_array=True)  # fmt: skip
     ids = new_orders["id"].astype("int64")
     frames = []
     for medium in settings.notifications.customer_media:
@@ -323,9 +323,9 @@ def _queue_received_notices(conn: Connection, new_orders: pd.DataFrame) -> int:
         column = sms_numbers(new_orders["customer_phone"]) if medium == "sms" else new_orders["customer_email"]
         frames.append(pd.DataFrame({
             "order_id": ids.to_numpy(), "medium": medium,
-            "recipient": column.where(column.notna(), "").astype(str).str.strip().to_numpy(),
+            "recipient": column.where(column.notna(), "").astype(str).str.strip().array,
             "template": "order_received", "context": contexts,
-            "dedupe_key": ("intake:received:" + ids.astype(str) + f":{medium}").to_numpy(),
+            "dedupe_key": ("intake:received:" + ids.astype(str) + f":{medium}").array,
         }))  # fmt: skip
     return enqueue(conn, pd.concat(frames, ignore_index=True)[OUTBOX_COLUMNS])
 
