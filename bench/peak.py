@@ -55,11 +55,12 @@ def make_drops(sizes: list[int], workers: int, folder: Path) -> list[list[Path]]
     import pandas as pd
 
     from bench.ingest import make_csv
+    from bench.pipeline import shift_order_times
 
     folder.mkdir(parents=True, exist_ok=True)
     whole = folder / "all.csv"
     make_csv(sum(sizes), whole, seed=21)
-    frame = pd.read_csv(whole, dtype=str, keep_default_na=False)
+    frame = shift_order_times(pd.read_csv(whole, dtype=str, keep_default_na=False))
     order_no = frame["订单号"].str[1:].astype(int)  # B000000001 … in file order
     drops, first = [], 1
     for k, size in enumerate(sizes):

@@ -17,13 +17,16 @@ waiting for PostgreSQL), and the number of orders it moved (its state counts bef
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
+from prefect import flow
 
 from bench import Skip
 
@@ -38,6 +41,12 @@ WAITING = {
     "settlement": ("delivered",),
 }
 DONE = ("settled", "closed")
+# The stand-ins' simulated clock starts here, not at today: at thousands of times real time a run of minutes covers
+# weeks, and money steps count working days ahead on the official calendar, which ``chinesecalendar`` knows only up
+# to its last published year (CalendarOutOfRange after it). The generated drops' order times (2026-11-20..27) move
+# back by ``ORDER_SHIFT`` so they fall just before it (``shift_order_times``).
+SIM_START = datetime(2026, 7, 1, tzinfo=UTC)
+ORDER_SHIFT = pd.Timedelta(days=153)  # 2026-11-20 -> 2026-06-20
 STOCK_PER_ITEM = 10_000_000
 TRACKING_KEYS = ("bench-customer", "bench-key")
 
@@ -46,9 +55,12 @@ def schema_url(schema: str) -> str:
     return f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
 
 
-def _policy_text(runtime: str, dask_workers: int) -> str:
+def _policy_text(runtime: str, dask_workers: int, review_chunk: int) -> str:
     return f"""[notifications]
 notify_on_receipt = true
+
+[review]
+chunk_size = {review_chunk}
 
 [runtime]
 task_runner = "{runtime}"
@@ -56,7 +68,8 @@ dask_workers = {dask_workers}
 """
 
 
-def make_store(workdir: Path, *, runtime: str = "thread", dask_workers: int = 2) -> dict:
+def make_store(workdir: Path, *, runtime: str = "thread", dask_workers: int = 2, review_chunk: int = 200_000,
+               chunk_rows: int = 50_000) -> dict:
     """A fresh schema with reference data and stock; sets YIDI_HOME, YIDI_DATABASE_URL and YIDI_CONFIG."""
     from demo.data import demo_catalog
     from demo.flows import write_reference_files
@@ -72,14 +85,14 @@ def make_store(workdir: Path, *, runtime: str = "thread", dask_workers: int = 2)
             conn.exec_driver_sql("SELECT 1")
     except Exception as exc:  # noqa: BLE001
         raise Skip(f"PostgreSQL not available: {exc}") from None
-    schema = f"bench_pipe_{uuid.uuid4().hex[:8]}"
+    schema = f"scale_pipe_{uuid.uuid4().hex[:8]}"
     with admin.begin() as conn:
         conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
     admin.dispose()
     home = workdir / schema
     home.mkdir(parents=True, exist_ok=True)
     policy = home / "yidi.toml"
-    policy.write_text(_policy_text(runtime, dask_workers), encoding="utf-8")
+    policy.write_text(_policy_text(runtime, dask_workers, review_chunk), encoding="utf-8")
     os.environ.update({"YIDI_HOME": str(home), "YIDI_DATABASE_URL": schema_url(schema), "YIDI_CONFIG": str(policy)})
     reload_settings()
     _cached_engine.cache_clear()
@@ -103,7 +116,8 @@ def make_store(workdir: Path, *, runtime: str = "thread", dask_workers: int = 2)
 
     get_engine().dispose()  # no pooled connection for forked workers to inherit and share
     _cached_engine.cache_clear()
-    return {"schema": schema, "home": str(home), "url": schema_url(schema), "policy": str(policy)}
+    return {"schema": schema, "home": str(home), "url": schema_url(schema), "policy": str(policy),
+            "chunk_rows": chunk_rows}  # fmt: skip
 
 
 def drop_store(store: dict) -> None:
@@ -113,6 +127,13 @@ def drop_store(store: dict) -> None:
     with admin.begin() as conn:
         conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {store['schema']} CASCADE")
     admin.dispose()
+
+
+def shift_order_times(frame: pd.DataFrame) -> pd.DataFrame:
+    """A generated drop (``bench.ingest.make_csv``) with its order times ``ORDER_SHIFT`` earlier, before
+    ``SIM_START``."""
+    times = pd.to_datetime(frame["下单时间"], format="%Y-%m-%d %H:%M") - ORDER_SHIFT
+    return frame.assign(下单时间=times.dt.strftime("%Y-%m-%d %H:%M"))
 
 
 def state_counts(engine) -> dict[str, int]:
@@ -158,11 +179,114 @@ def _database_seconds(fn) -> tuple[object, float, float]:
     return box.get("value"), parts["wall_s"], split.get("database", 0.0) + split.get("database_wait", 0.0)
 
 
+# --- the stages' step lists, called alike in process and inside a flow run on a task runner ------------------------
+
+
+def intake_steps(run, engine, csv: str, chunk_rows: int) -> dict:
+    from flows.intake import order_intake
+
+    results = order_intake(run, files=[csv], options={"spreadsheet": {"chunk_rows": chunk_rows}}, engine=engine,
+                           actor="bench")  # fmt: skip
+    return results[f"file:{csv}"]
+
+
+def review_steps(run, engine) -> dict:
+    from flows.review import automated_review
+    from yidi.settings import get_settings
+
+    return automated_review(run, engine=engine, settings=get_settings(), build_docs=False, keep_results=False)
+
+
+def fulfilment_steps(run, engine, carrier_url: str, as_of: datetime) -> dict:
+    from flows.fulfilment import handoff
+
+    return handoff(run, carrier_api_url=carrier_url, send_purchase_orders=False, as_of=as_of)
+
+
+def tracking_steps(run, engine, query_url: str, now: datetime) -> dict:
+    from connectors.kuaidi100 import Credentials
+    from flows.tracking import poll_cycle
+    from tasks.tracking.polling import make_client, make_pacer
+    from yidi.settings import get_settings
+
+    policy = get_settings().tracking.model_copy(update={"requests_per_second": 2000.0})
+    client = make_client(policy, pacer=make_pacer(policy, shared_limit=False), credentials=Credentials(*TRACKING_KEYS),
+                         query_url=query_url)  # fmt: skip
+    with client:
+        return poll_cycle(run, engine=engine, client=client, policy=policy, now=now, actor="bench")
+
+
+def settlement_steps(run, engine, files: list[str], now: datetime) -> dict:
+    from flows.settlement import reconciliation
+
+    result = reconciliation(run, files=[Path(f) for f in files], engine=engine, actor="bench", now=now)
+    return {"settled": result["settled"].get("settled", 0)}
+
+
+STEP_LISTS = {"intake": intake_steps, "review": review_steps, "fulfilment": fulfilment_steps,
+              "tracking": tracking_steps, "settlement": settlement_steps}  # fmt: skip
+
+
+@flow(name="stage-run", validate_parameters=False, persist_result=False)
+def stage_run(stage: str, url: str, args: dict) -> dict:
+    """One stage's step list as a Prefect flow run: every step a task run, the chunks (a drop's, the review's,
+    settlement's files) submitted to the flow's task runner. Its parameters are plain values: Prefect ships the run's
+    context, parameters included, to the Dask worker with every chunk (module level: shipped by reference)."""
+    from flows.compose import with_prefect
+    from yidi.db import get_engine
+
+    return STEP_LISTS[stage](with_prefect, get_engine(url), **args)
+
+
+PREFECT_PORT = int(os.environ.get("BENCH_PREFECT_PORT", "4421"))
+
+
+@contextmanager
+def dask_cluster(processes: int = 2, port: int = PREFECT_PORT):
+    """A local Dask cluster of ``processes`` worker processes (one thread each) and a Prefect server on ``port``
+    (its own SQLite file) for the flow runs; yields the scheduler's address. The workers are forked from this
+    process, which has imported the stages' code and holds the store's environment (``YIDI_DATABASE_URL``,
+    ``YIDI_CONFIG``): as ``dask worker`` processes started beside a deployment's worker with the same checkout."""
+    import tempfile
+
+    import dask
+    from distributed import LocalCluster
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_FLOWS_HEARTBEAT_FREQUENCY,
+        PREFECT_SERVER_DATABASE_CONNECTION_URL,
+        temporary_settings,
+    )
+
+    from expectations.engine import validator_for
+    from yidi.settings import get_settings
+
+    validator_for(get_settings())  # built once here (a Great Expectations context: seconds), inherited by the fork
+    with dask.config.set({"distributed.worker.multiprocessing-method": "fork"}):
+        cluster = LocalCluster(n_workers=processes, threads_per_worker=1, processes=True, dashboard_address=None)
+    folder = tempfile.mkdtemp(prefix="bench-prefect-")
+    try:
+        with temporary_settings({PREFECT_SERVER_DATABASE_CONNECTION_URL: f"sqlite+aiosqlite:///{folder}/prefect.db"}):
+            server = SubprocessASGIServer(port=port)
+            server.start(timeout=180)
+        try:
+            with temporary_settings({PREFECT_API_URL: server.api_url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+                yield cluster.scheduler_address
+        finally:
+            server.stop()
+    finally:
+        cluster.close()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 class Worker:
-    """One worker's stage calls on the store (in this process), against its own stand-ins."""
+    """One worker's stage calls on the store (in this process), against its own stand-ins. ``dask``: the address of
+    a Dask scheduler; each stage then runs as a Prefect flow run whose chunks (a drop's, the review's, settlement's
+    files) go to that cluster's worker processes (``[runtime] task_runner = "dask"``); without it, in process."""
 
     def __init__(self, store: dict, *, standins: Standins, seed: int = 7, sample: bool = True,
-                 part: tuple[int, int] = (0, 1)):
+                 part: tuple[int, int] = (0, 1), dask: str | None = None):
         from yidi.db import _cached_engine, make_engine
         from yidi.settings import get_settings
 
@@ -173,9 +297,22 @@ class Worker:
         self.clock, self.carrier, self.tracker = standins.clock, standins.carrier, standins.tracker
         self.clocked = StageClock()
         self.payment_batch = 0
+        self.flow = None
+        if dask:
+            from prefect_dask import DaskTaskRunner
+
+            self.flow = stage_run.with_options(task_runner=DaskTaskRunner(address=dask))
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def steps(self, stage: str, **args) -> dict:
+        """The stage's step list: in process, or as a flow run on the Dask runner."""
+        if self.flow is None:
+            from flows.compose import in_process
+
+            return STEP_LISTS[stage](in_process, self.engine, **args)
+        return self.flow(stage, self.store["url"], args)
 
     def _timed(self, stage: str, fn, moved) -> object:
         if self.sample:
@@ -190,22 +327,11 @@ class Worker:
         return value
 
     def intake(self, csv: Path) -> dict:
-        from flows.compose import in_process
-        from flows.intake import order_intake
-
-        def call():
-            results = order_intake(in_process, files=[str(csv)], options={"spreadsheet": {"chunk_rows": 50_000}},
-                                   engine=self.engine, actor="bench")
-            return results[f"file:{csv}"]
-
-        return self._timed("intake", call, lambda summary: summary.get("new", 0))
+        return self._timed("intake", lambda: self.steps("intake", csv=str(csv), chunk_rows=self.store["chunk_rows"]),
+                           lambda summary: summary.get("new", 0))  # fmt: skip
 
     def review(self) -> dict:
-        from flows.compose import in_process
-        from flows.review import automated_review
-
-        return self._timed("review", lambda: automated_review(in_process, engine=self.engine, settings=self.settings,
-                                                              build_docs=False, keep_results=False),
+        return self._timed("review", lambda: self.steps("review"),
                            # the orders this run decided (another worker's overlapping run may have seen the same
                            # candidates and decided some first: its conditional updates skip them here)
                            lambda summary: summary.get("auto_rejected", 0) + summary.get("pending_review", 0))  # fmt: skip
@@ -227,40 +353,22 @@ class Worker:
         return self._timed("review", call, lambda moved: 0)
 
     def fulfilment(self) -> dict:
-        from flows.compose import in_process
-        from flows.fulfilment import handoff
-
         def moved(summary):
             waybills = summary.get("waybills") or {}
             return waybills.get("created", waybills.get("shipments", 0)) or 0
 
-        return self._timed("fulfilment", lambda: handoff(in_process, carrier_api_url=self.carrier.url,
-                                                         send_purchase_orders=False, as_of=self.clock.now()),
-                           moved)  # fmt: skip
+        return self._timed("fulfilment", lambda: self.steps("fulfilment", carrier_url=self.carrier.url,
+                                                            as_of=self.clock.now()), moved)  # fmt: skip
 
     def tracking(self) -> dict:
-        from connectors.kuaidi100 import Credentials
-        from flows.compose import in_process
-        from flows.tracking import poll_cycle
-        from tasks.tracking.polling import make_client, make_pacer
-
-        policy = self.settings.tracking.model_copy(update={"requests_per_second": 2000.0})
-
-        def call():
-            client = make_client(policy, pacer=make_pacer(policy, shared_limit=False),
-                                 credentials=Credentials(*TRACKING_KEYS), query_url=self.tracker.query_url)
-            with client:
-                return poll_cycle(in_process, engine=self.engine, client=client, policy=policy, now=self.clock.now(),
-                                  actor="bench")  # fmt: skip
-
-        return self._timed("tracking", call, lambda summary: (summary.get("orders_moved") or {}).get("delivered", 0))
+        return self._timed("tracking", lambda: self.steps("tracking", query_url=self.tracker.query_url,
+                                                          now=self.clock.now()),
+                           lambda summary: (summary.get("orders_moved") or {}).get("delivered", 0))  # fmt: skip
 
     def settlement(self) -> dict:
         from sqlalchemy import select
 
         from demo.settlement import demo_payments, write_demo_files
-        from flows.compose import in_process
-        from flows.settlement import reconciliation
         from yidi import schema
         from yidi.bulk import read_frame
 
@@ -281,9 +389,8 @@ class Worker:
                                    now=self.clock.now())
             folder = Path(self.store["home"]) / f"payments-{os.getpid()}-{self.payment_batch}"
             files = write_demo_files(frames, folder)
-            result = reconciliation(in_process, files=files, engine=self.engine, actor="bench",
-                                    now=self.clock.now())
-            return {"delivered": len(order_frame), "settled": result["settled"].get("settled", 0)}
+            result = self.steps("settlement", files=[str(f) for f in files], now=self.clock.now())
+            return {"delivered": len(order_frame), "settled": result["settled"]}
 
         return self._timed("settlement", call, lambda summary: summary.get("settled", 0))
 
@@ -320,12 +427,12 @@ class Standins:
     at ``speed`` x real time: started before the workers fork, so all of them (and the stand-ins' threads, which
     stay in this process) read the same time from the machine's monotonic clock."""
 
-    def __init__(self, speed: float = 7_200, seed: int = 7):
+    def __init__(self, speed: float = 7_200, seed: int = 7, start: datetime = SIM_START):
         from demo.standins import carrier_shipping
         from demo.standins.kuaidi100 import start as kuaidi100
         from demo.standins.parcel_routes import SimClock
 
-        self.clock = SimClock(now_utc() - timedelta(days=1), speed=speed)
+        self.clock = SimClock(start, speed=speed)
         self.carrier = carrier_shipping.start()
         self.tracker = kuaidi100(customer=TRACKING_KEYS[0], key=TRACKING_KEYS[1], clock=self.clock, seed=seed,
                                  auto_register=True, scenario_weights={"normal": 1.0}, min_interval_minutes=0)

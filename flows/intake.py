@@ -144,7 +144,7 @@ def drop_intake(run: Run, connector, *, engine: Engine | None = None, actor: str
     in_flow = run is submitted or run is with_prefect
     one_by_one = with_prefect if in_flow else run  # the drop's own steps: the file is read here, in order
     chunk_run = side_by_side(one_by_one, engine_here)
-    store = store_for_steps(engine) if in_flow and engine is not None else engine
+    store = store_for_steps(engine_here) if in_flow else engine  # a Dask worker opens the flow run's store
     step = land_drop_chunk.with_options(
         retries=settings.intake.task_retries,
         retry_delay_seconds=exponential_backoff(backoff_factor=max(settings.intake.retry_delay_seconds, 0.001)),

@@ -32,7 +32,16 @@ import pandas as pd
 from pydantic import Field
 from sqlalchemy import Connection, Engine
 
-from flows.compose import Run, all_settled, require_store, side_by_side, step_logger, with_prefect
+from flows.compose import (
+    Run,
+    all_settled,
+    require_store,
+    side_by_side,
+    step_logger,
+    store_for_steps,
+    submitted,
+    with_prefect,
+)
 from flows.naming import reconcile_name, run_name
 from tasks.settlement.cases import current_conditions, sync_cases
 from tasks.settlement.files import files_to_reconcile, ingest_payment_file, known_sources, refused_files
@@ -54,10 +63,10 @@ from tasks.settlement.report import (
 from tasks.settlement.rules import business_today, end_of_business_day, parse_as_of, period_bounds
 from tasks.settlement.store import fee_case_line_ids, latest_as_of, new_line_ids_since
 from yidi.bulk import utc_now
-from yidi.db import for_writing, get_engine, serial_section
+from yidi.db import StoreAddress, engine_of, for_writing, get_engine, serial_section
 from yidi.lifecycle import current_actor
 from yidi.money import yuan_text
-from yidi.settings import get_settings
+from yidi.settings import Settings, get_settings
 from yidi.steps import NO_CACHE, create_markdown_artifact, create_table_artifact, flow, task
 
 
@@ -73,15 +82,18 @@ def ingest_file_task(
     now: datetime,
     actor: str,
     retry_rejected: bool,
-    engine: Engine | None = None,
+    store: Engine | StoreAddress | None = None,
+    settings: Settings | None = None,
 ) -> dict:
-    """One file, whole or not at all, in one transaction."""
-    with for_writing(engine or get_engine()).begin() as conn:
+    """One file, whole or not at all, in one transaction. ``store`` and ``settings`` are the flow run's: in a Dask
+    worker process (``[runtime] task_runner = "dask"``) the store arrives as its address, opened once per process
+    (``engine_of``), and the policy as the flow run read it, not the worker's own environment."""
+    with for_writing(engine_of(store) if store is not None else get_engine()).begin() as conn:
         result = ingest_payment_file(
             conn,
             path,
             source=source,
-            settings=get_settings(),
+            settings=settings or get_settings(),
             actor=actor,
             now=now,
             retry_rejected=retry_rejected,
@@ -288,7 +300,9 @@ def reconciliation(
     # Files side by side (issue 17): each is one transaction of its own, unique by content, so two files (or two
     # runs taking the same file) never write the same payment line; on SQLite and in process one after another.
     file_run = side_by_side(run, engine or get_engine())
-    ingested = all_settled([file_run(ingest_file_task, str(f), source, now, actor, retry_rejected, engine)
+    store = store_for_steps(engine or get_engine()) if file_run is submitted else engine
+    settings = get_settings()
+    ingested = all_settled([file_run(ingest_file_task, str(f), source, now, actor, retry_rejected, store, settings)
                             for f in files])
     reached = run(store_date_task, engine)
     current = reached is None or at >= reached

@@ -224,3 +224,99 @@ def test_review_chunks_with_the_default_thread_runner_on_postgres(prefect_server
     assert got["candidates"] > 8 and got["checked"] == got["auto_rejected"] + got["pending_review"]
     states = {state for state, *_rest in decisions(engine, ids).values()}
     assert states == {"auto_rejected", "pending_review"}
+
+
+# --- the other chunked stages on the same Dask cluster: a drop's chunks, settlement's files ---------------------------
+
+
+@flow
+def take_in_drop(path: str, url: str) -> dict:
+    """Intake's step list for one drop in a flow run: its chunks (10 rows each) are tasks on the flow's runner."""
+    from flows.intake import order_intake
+
+    return order_intake(with_prefect, files=[path], options={"spreadsheet": {"chunk_rows": 10}},
+                        engine=engine_of(StoreAddress(url)))[f"file:{path}"]  # fmt: skip
+
+
+@flow
+def reconcile_files(url: str, files: list[str]) -> dict:
+    """Settlement's step list in a flow run: each payment file is a task on the flow's runner."""
+    from test_settlement import NOW
+
+    from flows.settlement import reconciliation
+
+    result = reconciliation(with_prefect, files=files, engine=engine_of(StoreAddress(url)), now=NOW, actor="worker")
+    return {"files": [f["status"] for f in result["files"]], "matched": result["matching"]["matched_lines"]}
+
+
+def on_dask(flow_fn, cluster):
+    from prefect_dask import DaskTaskRunner
+
+    return flow_fn.with_options(task_runner=DaskTaskRunner(address=cluster.scheduler_address))
+
+
+def ran_in(cluster) -> set[int]:
+    """The process ids of the cluster's workers (the chunks ran there, not in this process)."""
+    import os
+
+    from distributed import Client
+
+    with Client(cluster.scheduler_address) as client:
+        pids = set(client.run(os.getpid).values())
+    assert os.getpid() not in pids and len(pids) == 2
+    return pids
+
+
+@pytest.mark.prefect
+def test_a_drops_chunks_on_a_dask_cluster_land_as_in_process(prefect_server, dask_cluster, engine, tmp_path):
+    """Each chunk (its connector, its batch of rows, the store's address) is pickled to a worker process, which
+    opens the store itself; the store ends with what one process landing the chunks in order writes."""
+    from test_concurrency import assert_taken_in_once
+    from test_intake_bulk import bulk_file
+    from test_intake_drop_chunks import store_counts
+
+    from flows.compose import in_process
+    from flows.intake import order_intake
+
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite has one writer at a time: a drop's chunks land one after another in the flow's process")
+    import shutil
+
+    rows, bad = bulk_file(tmp_path, "drop.csv", n=40, bad=(3, 17))
+    (tmp_path / "dask").mkdir()
+    dask_drop = shutil.copy(tmp_path / "drop.csv", tmp_path / "dask" / "drop.csv")  # each run moves its file away
+    alone = make_engine(f"sqlite:///{tmp_path / 'alone.db'}")
+    init_db(alone)
+    path = str(tmp_path / "drop.csv")
+    expected = order_intake(in_process, files=[path], engine=alone, options={"spreadsheet": {"chunk_rows": 10}})
+
+    cluster = dask_cluster()
+    ran_in(cluster)
+    got = on_dask(take_in_drop, cluster)(str(dask_drop), store_address(engine).url)
+    assert (got["read"], got["new"], got["quarantined"]) == (40, 38, 2) and got["batches"] > 2
+    assert got == expected[f"file:{path}"]
+    assert_taken_in_once(engine, rows, bad)
+    assert store_counts(engine) == store_counts(alone)
+
+
+@pytest.mark.prefect
+def test_settlement_files_on_a_dask_cluster_reconcile_as_in_process(prefect_server, dask_cluster, engine, tmp_path):
+    """A day's four payment files each ingested in a worker process (the store as its address, the policy as the
+    flow run read it); matching and what follows it in the flow run: every line matched once, as alone."""
+    from test_concurrency import reconcile_day, settlement_outcome
+    from test_settlement import build_store, day_files
+
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite has one writer at a time: the files are taken in one after another in the flow's process")
+    build_store(engine)
+    files = [str(f) for f in day_files(tmp_path)]
+    alone = make_engine(f"sqlite:///{tmp_path / 'alone.db'}")
+    init_db(alone)
+    build_store(alone)
+    expected = reconcile_day(str(alone.url), files)
+
+    cluster = dask_cluster()
+    ran_in(cluster)
+    got = on_dask(reconcile_files, cluster)(store_address(engine).url, files)
+    assert got["files"] == ["ingested"] * 4 and got["matched"] == expected["matched"] == 9
+    assert settlement_outcome(engine) == settlement_outcome(alone)
