@@ -43,10 +43,11 @@ WAITING = {
 DONE = ("settled", "closed")
 # The stand-ins' simulated clock starts here, not at today: at thousands of times real time a run of minutes covers
 # weeks, and money steps count working days ahead on the official calendar, which ``chinesecalendar`` knows only up
-# to its last published year (CalendarOutOfRange after it). The generated drops' order times (2026-11-20..27) move
-# back by ``ORDER_SHIFT`` so they fall just before it (``shift_order_times``).
-SIM_START = datetime(2026, 7, 1, tzinfo=UTC)
-ORDER_SHIFT = pd.Timedelta(days=153)  # 2026-11-20 -> 2026-06-20
+# to its last published year (CalendarOutOfRange after it): from here a year of simulated time is left, 72 minutes
+# at 7,200x, 6 at the peak test's 72,000x. The generated drops' order times (2026-11-20..27) move back by
+# ``ORDER_SHIFT`` so they fall just before it (``shift_order_times``).
+SIM_START = datetime(2025, 12, 28, tzinfo=UTC)
+ORDER_SHIFT = pd.Timedelta(days=335)  # 2026-11-20 -> 2025-12-20
 STOCK_PER_ITEM = 10_000_000
 TRACKING_KEYS = ("bench-customer", "bench-key")
 

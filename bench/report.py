@@ -95,6 +95,44 @@ def split_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+SCALE_CONFIGS = (("one_worker", "1 worker process", "one_worker"), ("two_workers", "2 worker processes", "two_workers"),
+                 ("dask", "Dask runner, 2 processes", "dask"))  # fmt: skip
+
+
+def scale_table(results: list[dict]) -> str:
+    """The ``scale`` result's configurations side by side: the pipeline's own seconds (median of the timed runs),
+    orders per second, the speed-up over one worker, and where the time went (busy seconds per stage, the
+    database's share from the sampled runs)."""
+    scale = next((r for r in results if r["name"] == "scale" and "pipeline_s" in r), None)
+    if scale is None:
+        return ""
+    one = scale["pipeline_s"]["one_worker"]["median_s"]
+    lines = [
+        f"Scale-out (`scale`, {scale['n']:,} orders end to end on PostgreSQL, {scale['cores']} cores; the pipeline's "
+        "own seconds without the store's setup, the Dask cluster's or the Prefect server's start; busy seconds per "
+        "stage summed over the workers, from one sampled run each, the Dask one in its flow-run process):",
+        "",
+        "| configuration | pipeline s (runs) | orders/s | speed-up | intake s | review s | fulfilment s | tracking s | "
+        "settlement s | database share |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for key, label, stages_key in SCALE_CONFIGS:
+        figures = scale["pipeline_s"].get(key)
+        if not figures:
+            continue
+        stages = scale.get(stages_key, {})
+        busy = " | ".join(f"{stages[s]['seconds']:.1f}" if s in stages else "?"
+                          for s in ("intake", "review", "fulfilment", "tracking", "settlement"))  # fmt: skip
+        share = (stages.get("all") or {}).get("database_share")
+        lines.append(f"| {label} | {figures['median_s']:.1f} ({figures['runs']}) | {figures['orders_per_s']:.2f} | "
+                     f"{one / figures['median_s']:.2f}× | {busy} | {f'{share:.0%}' if share is not None else 'not sampled'} |")  # fmt: skip
+    loads = scale.get("load_average_1m_after_dask_runs") or []
+    lines.append("")
+    lines.append(f"1-minute load: {scale['provenance']['machine'].get('load_average_1m')} when the result was written"
+                 + (f", {', '.join(str(x) for x in loads)} after the Dask runs" if loads else "") + ".")
+    return "\n".join(lines)
+
+
 def load_results() -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
 
@@ -102,6 +140,8 @@ def load_results() -> list[dict]:
 def render(results: list[dict]) -> str:
     """What goes between the README's markers: the figures table, then the split table."""
     body = table(results)
+    if scaled := scale_table(results):
+        body += "\n\n" + scaled
     if split := split_table(results):
         body += "\n\n" + split
     return body
