@@ -128,6 +128,8 @@ def scale_table(results: list[dict]) -> str:
                      f"{one / figures['median_s']:.2f}× | {busy} | {f'{share:.0%}' if share is not None else 'not sampled'} |")  # fmt: skip
     loads = scale.get("load_average_1m_after_dask_runs") or []
     lines.append("")
+    lines.append(f"Timed pairs (the store's setup included): 2 workers {scale['ours_s']:.1f} s, 1 worker "
+                 f"{scale['baseline_s']:.1f} s, ratio {scale['ratio']:.2f} ({scale['runs']} pair(s)).")
     lines.append(f"1-minute load: {scale['provenance']['machine'].get('load_average_1m')} when the result was written"
                  + (f", {', '.join(str(x) for x in loads)} after the Dask runs" if loads else "") + ".")
     return "\n".join(lines)
