@@ -59,3 +59,17 @@ def test_every_figure_quoted_from_a_result_is_in_it():
             assert round(result["ratio"], digits) == float(quoted), (name, quoted, result["ratio"])
             quoted_names.add(name)
     assert quoted_names == {n for n, r in RESULTS.items() if not r["within_target"]}  # each one over is quoted
+
+
+def test_the_peak_drain_times_quoted_are_the_committed_report():
+    """``make peak``'s committed report (bench/results/peak.md): the README quotes its burst drain times per worker
+    count exactly."""
+    peak = ROOT / "bench" / "results" / "peak.md"
+    if not peak.exists():
+        return
+    rows = re.findall(r"^\| (\d+) \| [\d.]+ \| ([\d.]+|None) \|", peak.read_text(encoding="utf-8"), flags=re.M)
+    drained = {int(workers): seconds for workers, seconds in rows}
+    assert set(drained) == {1, 2, 4}
+    text = " ".join(README.split())
+    assert (f"burst drained in {drained[1]} s with one worker, {drained[2]} s with two, {drained[4]} s with four"
+            in text)
