@@ -49,3 +49,26 @@ def test_years_the_calendar_does_not_know_are_an_error_not_a_guess():
         add_working_days(date(2030, 6, 1), 1)
     with pytest.raises(CalendarOutOfRange):
         is_working_day(date(2003, 1, 1))
+
+
+def test_a_year_the_library_does_not_know_yet_is_read_from_the_policy_file(tmp_path, monkeypatch):
+    """chinesecalendar 1.11 ends with 2026, so from mid-December a two-day review deadline falls in a year it does
+    not know. Until a release has it, operations enter the State Council's arrangement in [calendar]; only the
+    years listed there are read from it. (The dates below are an example arrangement, not 2027's.)"""
+    from yidi.settings import get_settings
+
+    policy = tmp_path / "yidi.toml"
+    policy.write_text("[calendar]\nyears = [2027]\nholidays = [2027-01-01, 2027-01-04]\n"
+                      "workdays = [2027-01-09]\n", encoding="utf-8")  # fmt: skip
+    monkeypatch.setenv("YIDI_CONFIG", str(policy))
+    get_settings.cache_clear()
+    assert not is_working_day(date(2027, 1, 1))  # a Friday, listed as a holiday
+    assert not is_working_day(date(2027, 1, 2))  # a Saturday
+    assert is_working_day(date(2027, 1, 9))  # a make-up Saturday
+    assert is_working_day(date(2027, 1, 5))  # a plain Tuesday
+    # Thursday 31 December 2026 (the library's year) + 2 working days: 1 and 4 January off, a weekend between,
+    # so Tuesday 5 and Wednesday 6 January 2027.
+    assert add_working_days(datetime(2026, 12, 31, 16, 0, tzinfo=SHANGHAI), 2) == datetime(2027, 1, 6, 16, 0,
+                                                                                          tzinfo=SHANGHAI)  # fmt: skip
+    with pytest.raises(CalendarOutOfRange, match=r"\[calendar\]"):
+        is_working_day(date(2028, 3, 1))  # a year neither knows

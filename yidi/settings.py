@@ -28,6 +28,7 @@ from yidi.risk_policy import AuditPolicy, CreditPolicy, KpiPolicy, RiskPolicy
 from yidi.runtime_policy import RuntimePolicy  # issue 17: how chunks run side by side when scaling out
 from yidi.settlement_policy import SettlementPolicy
 from yidi.staff import StaffPolicy  # issue 20: who may decide what
+from yidi.workdays import CalendarPolicy  # a year's official holidays before chinesecalendar has them
 
 DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
 
@@ -538,6 +539,7 @@ class Settings(Section):
     channels: ChannelsPolicy = ChannelsPolicy()
     staff: StaffPolicy = StaffPolicy()
     runtime: RuntimePolicy = RuntimePolicy()
+    calendar: CalendarPolicy = CalendarPolicy()
 
 
 def yidi_home() -> Path:

@@ -2,7 +2,8 @@
 
 Deadlines such as the manual review limit (V6) count working days. A date beyond the years the library knows is
 an error (``CalendarOutOfRange``), never a guess: upgrade ``chinesecalendar`` when the State Council publishes the
-next year's arrangement.
+next year's arrangement, or, until a release has it, enter that arrangement in the policy file (``[calendar]``:
+the year, its holidays and its make-up working days), which is read only for years the library does not know.
 """
 
 from __future__ import annotations
@@ -11,12 +12,32 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import chinese_calendar
+from pydantic import BaseModel, ConfigDict, Field
 
 BUSINESS_TZ = ZoneInfo("Asia/Shanghai")
 
 
 class CalendarOutOfRange(ValueError):
     """The official holiday arrangement for this date is not known to the installed calendar."""
+
+
+class CalendarPolicy(BaseModel):
+    """``[calendar]``: the State Council's arrangement of a year the installed ``chinesecalendar`` does not know yet
+    (published each November; a library release follows). Only the years listed are read from here."""
+
+    model_config = ConfigDict(extra="forbid")
+    years: list[int] = Field([], description="Years whose arrangement is given here in full")
+    holidays: list[date] = Field([], description="Official days off in those years that fall on a weekday")
+    workdays: list[date] = Field([], description="Make-up working days (调休上班) in those years that fall at a weekend")
+
+
+def _from_policy(day: date) -> bool | None:
+    from yidi.settings import get_settings  # the policy names a year only the State Council knows so far
+
+    calendar = get_settings().calendar
+    if day.year not in calendar.years:
+        return None
+    return day in calendar.workdays or (day.weekday() < 5 and day not in calendar.holidays)
 
 
 def _day(value: date | datetime) -> date:
@@ -32,9 +53,13 @@ def is_working_day(value: date | datetime) -> bool:
     try:
         return chinese_calendar.is_workday(day)
     except NotImplementedError as exc:
+        published = _from_policy(day)
+        if published is not None:
+            return published
         raise CalendarOutOfRange(
             f"{day.isoformat()}: the installed chinesecalendar {chinese_calendar.__version__} does not know the "
-            "official holidays of that year; upgrade it"
+            f"official holidays of {day.year}; upgrade it, or enter the State Council's arrangement for {day.year} "
+            "in the policy file ([calendar] years, holidays, workdays)"
         ) from exc
 
 
