@@ -13,12 +13,12 @@ from yidi.bulk import (
     CONSTANT_CHECK_ROWS,
     ids_for_keys,
     insert_rows,
-    json_object_texts,
     json_text,
     read_frame,
     upsert_returning_ids,
 )
 from yidi.db import current_heads, init_db
+from yidi.json_columns import json_object_texts
 from yidi.outbox import enqueue
 from yidi.schema import catalog_items, notification_outbox, orders, shipments
 

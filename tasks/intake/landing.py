@@ -50,7 +50,8 @@ from tasks.intake.rules import (
     record_outcomes,
     subset_parsed,
 )
-from yidi.bulk import gc_paused, insert_rows, json_object_texts, reserve_ids, utc_now
+from yidi.bulk import gc_paused, insert_rows, reserve_ids, utc_now
+from yidi.json_columns import json_object_texts
 from yidi.lifecycle import OrderState, current_actor, record_events, transition_orders
 from yidi.money import yuan_texts
 from yidi.outbox import OUTBOX_COLUMNS, enqueue
