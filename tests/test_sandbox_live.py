@@ -5,7 +5,7 @@ orders have reached every stage: approved (most by the sandbox's policy, some by
 review form), shipped, delivered (the carrier's pushes to the callback receiver), settled (the day's payment files
 reconciled). Every flow run the scheduler started must have ended Completed: none Failed or Crashed.
 
-Run by `make sandbox-test` (and `.ci/run`), which set YIDI_SANDBOX_TEST=1; skipped otherwise: it takes minutes (the
+Run by `make sandbox-test` (by hand before a release; not in `.ci/run`, see the README), which sets YIDI_SANDBOX_TEST=1; skipped otherwise: it takes minutes (the
 stack's start deploys every deployment; each flow run is a fresh process), more than `make test` can give one test.
 """
 
