@@ -171,22 +171,30 @@ def write_chunk(conn: Connection, run_id: int, inputs: ReviewInputs, evaluation:
     return summary
 
 
+def _decision_notices(orders: pd.DataFrame, check_of: dict, settings: Settings, template: str, decided: str,
+                      extra) -> tuple[list[dict], list[int]]:  # fmt: skip
+    """One notice per order and contact medium (``template``, keyed by the decision and the check that made it;
+    ``extra(order_id)`` adds to each order's context), and the orders with no contact at all."""
+    contacts = customer_contacts(orders, settings)
+    records = orders.set_index("id", drop=False)
+    contexts = {int(oid): {**order_context(row), **extra(oid)}
+                for oid, row in zip(records["id"], frame_records(records), strict=True)}  # fmt: skip
+    notices = [{
+        "order_id": oid, "medium": medium, "recipient": recipient, "template": template,
+        "context": contexts[oid], "dedupe_key": f"review:{decided}:{oid}:{check_of[oid]}:{medium}",
+    } for oid, medium, recipient in zip(contacts["order_id"].astype(int), contacts["medium"], contacts["recipient"],
+                                        strict=True)]  # fmt: skip
+    return notices, sorted(set(orders["id"].astype(int)) - set(contacts["order_id"]))
+
+
 def queue_rejection_notices(conn, rejected_orders: pd.DataFrame, failures: pd.DataFrame, check_of: dict,
                             messages: dict, settings: Settings) -> int:
     reject = failures[failures["severity"] == "reject"]
     reasons = reject.groupby("order_id")["rule"].agg(
         lambda rules: list(dict.fromkeys(messages[r][0] for r in sorted(rules)))
     )
-    contacts = customer_contacts(rejected_orders, settings)
-    records = rejected_orders.set_index("id", drop=False)
-    contexts = {int(oid): {**order_context(row), "reasons": reasons.get(oid, [])}
-                for oid, row in zip(records["id"], frame_records(records), strict=True)}  # fmt: skip
-    notices = [{
-        "order_id": oid, "medium": medium, "recipient": recipient, "template": "order_auto_rejected",
-        "context": contexts[oid], "dedupe_key": f"review:auto_rejected:{oid}:{check_of[oid]}:{medium}",
-    } for oid, medium, recipient in zip(contacts["order_id"].astype(int), contacts["medium"], contacts["recipient"],
-                                        strict=True)]  # fmt: skip
-    unreachable = sorted(set(rejected_orders["id"].astype(int)) - set(contacts["order_id"]))
+    notices, unreachable = _decision_notices(rejected_orders, check_of, settings, "order_auto_rejected",
+                                             "auto_rejected", lambda oid: {"reasons": reasons.get(oid, [])})
     if unreachable:
         record_events(conn, pd.DataFrame({
             "order_id": unreachable, "kind": "notification",
@@ -200,15 +208,8 @@ def queue_approval_notices(conn, approved_orders: pd.DataFrame, check_of: dict, 
     tells customers of approvals at all ([notifications].notify_on_approval)."""
     if not settings.notifications.notify_on_approval:
         return 0
-    contacts = customer_contacts(approved_orders, settings)
-    records = approved_orders.set_index("id", drop=False)
-    contexts = {int(oid): {**order_context(row), "reason": "", "proposed_solution": ""}
-                for oid, row in zip(records["id"], frame_records(records), strict=True)}  # fmt: skip
-    notices = [{
-        "order_id": oid, "medium": medium, "recipient": recipient, "template": "order_approved",
-        "context": contexts[oid], "dedupe_key": f"review:auto_approved:{oid}:{check_of[oid]}:{medium}",
-    } for oid, medium, recipient in zip(contacts["order_id"].astype(int), contacts["medium"], contacts["recipient"],
-                                        strict=True)]  # fmt: skip
+    notices, _unreachable = _decision_notices(approved_orders, check_of, settings, "order_approved",
+                                              "auto_approved", lambda oid: {"reason": "", "proposed_solution": ""})
     return enqueue(conn, pd.DataFrame(notices)) if notices else 0
 
 
