@@ -93,21 +93,6 @@ def _worker(store: dict, standins, parts: list[str], index: int, workers: int, s
         worker.close()
 
 
-def _results(out, procs) -> list[dict]:
-    """Every worker's stage clocks; a worker that died without them fails the run instead of hanging it."""
-    import queue
-
-    clocks = []
-    while len(clocks) < len(procs):
-        try:
-            clocks.append(out.get(timeout=2))
-        except queue.Empty:
-            dead = [p.exitcode for p in procs if p.exitcode]
-            if dead:
-                raise RuntimeError(f"a worker failed (exit {dead[0]})") from None
-    return clocks
-
-
 def run_config(workers: int, sizes: list[int], workdir: Path, *, tick_s: float = TICK_S, speed: float = SPEED,
                sample_s: float = SAMPLE_S, idle_hours: float = IDLE_HOURS) -> dict:
     """One run with ``workers`` processes on a fresh store: its backlog samples, stage clocks and end counts."""
@@ -116,7 +101,7 @@ def run_config(workers: int, sizes: list[int], workdir: Path, *, tick_s: float =
     import flows.review  # noqa: F401
     import flows.settlement  # noqa: F401
     import flows.tracking  # noqa: F401
-    from bench.pipeline import Standins, drop_store, make_store, state_counts
+    from bench.pipeline import Standins, drop_store, make_store, state_counts, worker_results
     from yidi.db import make_engine
 
     drops = make_drops(sizes, workers, workdir / f"drops-{workers}")
@@ -147,11 +132,7 @@ def run_config(workers: int, sizes: list[int], workdir: Path, *, tick_s: float =
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        clocks = _results(out, procs)
-        for proc in procs:
-            proc.join()
-            if proc.exitcode:
-                raise RuntimeError(f"a worker failed (exit {proc.exitcode})")
+        clocks = worker_results(out, procs)
         wall = time.monotonic() - started
         stop.set()
         sampler.join()

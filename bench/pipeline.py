@@ -446,3 +446,22 @@ class Standins:
 def now_utc() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
+
+def worker_results(out, procs) -> list[dict]:
+    """What each forked worker put on ``out`` (its stage clocks), then every worker joined: a worker that died,
+    before or after answering, fails the run instead of hanging it (``peak`` and ``scale`` fork the same way)."""
+    import queue
+
+    results = []
+    while len(results) < len(procs):
+        try:
+            results.append(out.get(timeout=2))
+        except queue.Empty:
+            dead = [p.exitcode for p in procs if p.exitcode]
+            if dead:
+                raise RuntimeError(f"a worker failed (exit {dead[0]})") from None
+    for proc in procs:
+        proc.join()
+        if proc.exitcode:
+            raise RuntimeError(f"a worker failed (exit {proc.exitcode})")
+    return results

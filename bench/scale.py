@@ -103,7 +103,7 @@ def _worker(store: dict, standins, csv: str | None, part: tuple[int, int], sampl
 
 
 def run_workers(store: dict, drops: list[Path], sample: bool = False, dask: bool = False) -> list[dict]:
-    from bench.pipeline import Standins
+    from bench.pipeline import Standins, worker_results
 
     fork = multiprocessing.get_context("fork")
     out = fork.Queue()
@@ -113,20 +113,10 @@ def run_workers(store: dict, drops: list[Path], sample: bool = False, dask: bool
     try:
         for proc in procs:
             proc.start()
-        results = _results(out, procs)
-        for proc in procs:
-            proc.join()
-            if proc.exitcode:
-                raise RuntimeError(f"a worker failed (exit {proc.exitcode})")
+        results = worker_results(out, procs)
     finally:
         standins.stop()
     return results
-
-
-def _results(out, procs) -> list[dict]:
-    from bench.peak import _results as collect
-
-    return collect(out, procs)
 
 
 def _run(ctx: dict, drops: list[Path], sample: bool = False, dask: bool = False,
