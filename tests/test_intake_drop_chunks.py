@@ -87,7 +87,8 @@ def recorded_chunk_runs(flow_run_id, chunks: int, timeout: float = 60) -> list:
         while True:
             runs = [run for run in client.read_task_runs(flow_run_filter=FlowRunFilter(
                 id=FlowRunFilterId(any_=[flow_run_id]))) if run.task_key.startswith("land_drop_chunk")]
-            done = len(runs) == chunks and all(run.state.is_completed() for run in runs)
+            # a task run can be recorded before its first state event: no state yet is not done
+            done = len(runs) == chunks and all(run.state is not None and run.state.is_completed() for run in runs)
             if done or time.monotonic() > deadline:
                 return runs
             time.sleep(0.2)
