@@ -96,6 +96,18 @@ def _isolated_home(tmp_path, monkeypatch):
     get_settings.cache_clear()
 
 
+@pytest.fixture(autouse=True)
+def _prefect_log_level_restored():
+    """An in-process CLI command quiets Prefect's loggers to WARNING (app/cli/common.py) for the terminal; it would
+    stay so for every later test in the process, and a test reading a run's INFO logs back would find none."""
+    import logging
+
+    logger = logging.getLogger("prefect")
+    level = logger.level
+    yield
+    logger.setLevel(level)
+
+
 @pytest.fixture(scope="session")
 def prefect_server():
     """A real Prefect server for the whole session (heartbeats off: short runs need not wait for them)."""

@@ -7,7 +7,7 @@ import json
 
 import pandas as pd
 import pytest
-from prefect_support import artifacts_of
+from prefect_support import artifacts_of, run_log_text
 from typer.testing import CliRunner
 
 from demo.standins.taobao import TaobaoStandin
@@ -86,18 +86,6 @@ def test_cli_confirm_and_sync_without_prefect(secrets):
         assert json.loads(synced.output)["pushed"] == 1 and top.items[101]["num"] == 7
 
 
-def _run_logs(state) -> str:
-    """The run's log lines as the UI shows them (log_prints: the flow's lines are INFO logs of the run)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
-    from prefect.logging.handlers import APILogWorker
-
-    APILogWorker.drain_all(timeout=5)  # logs go to the server in batches
-    with get_client(sync_client=True) as client:
-        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[state.state_details.flow_run_id])))
-    return "\n".join(entry.message for entry in logs if entry.level >= 20)
-
-
 def test_a_fresh_stack_without_channel_credentials_is_completed_and_says_what_it_skipped(prefect_server, monkeypatch):
     """Issue 15: on a fresh `make up` no shop credentials are set; the scheduled runs must not be red."""
     from flows.channels import confirm_shipments, sync_channel_stock
@@ -112,13 +100,13 @@ def test_a_fresh_stack_without_channel_credentials_is_completed_and_says_what_it
     summary = state.result()
     assert summary["skipped"] == {"taobao": 1, "website": 1}
     assert (summary["planned"], summary["confirmed"], summary["failed"], summary["pending"]) == (2, 0, 0, 2)
-    out = _run_logs(state)
+    out = run_log_text(state, "taobao: not configured, skipped (1 left pending)")
     assert "taobao: not configured, skipped (1 left pending)" in out
     assert "website: not configured, skipped (1 left pending)" in out
     stock = sync_channel_stock(return_state=True)
     assert stock.is_completed()
     assert stock.result()["skipped"] == ["taobao", "website"] and stock.result()["pushed"] == 0
-    assert "taobao: not configured, skipped\n" in _run_logs(stock) + "\n"
+    assert "taobao: not configured, skipped\n" in run_log_text(stock, "taobao: not configured, skipped") + "\n"
 
 
 def test_cli_confirm_names_the_channels_it_skipped_with_their_counts(monkeypatch):
