@@ -24,7 +24,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench import Skip
+from bench.postgres import new_schema, schema_url
 
 NAME = "callbacks"
 DEFAULT_N = 3_000
@@ -32,7 +32,6 @@ TARGET = 1.5
 CASES = ["sqlite", "postgresql"]
 CLIENTS = int(os.environ.get("BENCH_CALLBACK_CLIENTS", "300"))
 BASELINE = "the same landing and batch apply behind a bare ASGI handler on uvicorn's defaults"
-POSTGRES_URL = os.environ.get("YIDI_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 SALT = "bench-salt"
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
 NOW = T0 + timedelta(hours=30)
@@ -47,17 +46,7 @@ def prepare(n: int, workdir: Path, case: str | None):
         engine = make_engine(f"sqlite:///{template}")
         url = None
     else:
-        try:
-            admin = make_engine(POSTGRES_URL)
-            with admin.connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
-        except Exception as exc:  # noqa: BLE001
-            raise Skip(f"PostgreSQL not available: {exc}") from None
-        schema = f"bench_{uuid.uuid4().hex[:8]}"
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-        admin.dispose()
-        url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+        url = schema_url(new_schema("bench", migrated=False))
         engine = make_engine(url)
         template = None
     init_db(engine)

@@ -22,7 +22,6 @@ Extra figure: ``orders_per_s`` (ours).
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
@@ -30,14 +29,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
-from bench import Skip
 from bench.ingest import HEADERS, make_csv
+from bench.postgres import drop_schemas, new_schema, schema_url
 
 NAME = "ingest_pg"
 DEFAULT_N = 1_000_000
 TARGET = 2.5
 BASELINE = "pyarrow read_csv + psycopg COPY into a staging table + INSERT … ON CONFLICT upsert of orders and lines"
-POSTGRES_URL = os.environ.get("YIDI_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 WRITTEN = ["intake_records", "orders", "order_lines", "order_events", "notification_outbox", "channel_cursors"]
 CHANNELS = {"电话": "phone", "传真": "fax"}
@@ -51,34 +49,14 @@ LINE_PARITY = ["channel_order_id", "line_no", "item_code", "item_name", "spec", 
                "unit_price_fen", "line_total_fen"]  # fmt: skip
 
 
-def _schema_url(schema: str) -> str:
-    return f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-
-
 def prepare(n: int, workdir: Path, case=None) -> dict:
     import flows.intake  # noqa: F401  (imported before the timed children fork, as in bench/ingest.py)
     from connectors.registry import _classes
-    from yidi.db import init_db, make_engine
 
     _classes()
-    try:
-        admin = make_engine(POSTGRES_URL)
-        with admin.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-    except Exception as exc:  # noqa: BLE001
-        raise Skip(f"PostgreSQL not available: {exc}") from None
+    schemas = {side: new_schema(f"bench_ingest_{side}") for side in ("ours", "baseline")}
     csv_path = workdir / "orders.csv"
     make_csv(n, csv_path)
-    schemas = {}
-    for side in ("ours", "baseline"):
-        schema = f"bench_ingest_{side}_{uuid.uuid4().hex[:8]}"
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-        engine = make_engine(_schema_url(schema))
-        init_db(engine)
-        engine.dispose()
-        schemas[side] = schema
-    admin.dispose()
     return {"csv": csv_path, "n": n, "schemas": schemas, "workdir": workdir}
 
 
@@ -86,7 +64,7 @@ def _empty(schema: str):
     """A connection-pool engine on ``schema`` with the tables both sides write emptied (ids from 1 again)."""
     from yidi.db import make_engine
 
-    engine = make_engine(_schema_url(schema))
+    engine = make_engine(schema_url(schema))
     with engine.begin() as conn:
         conn.exec_driver_sql(f"TRUNCATE {', '.join(WRITTEN)} RESTART IDENTITY CASCADE")
     return engine
@@ -184,7 +162,7 @@ def baseline(ctx: dict) -> None:
 def _stored(schema: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     from yidi.db import make_engine
 
-    engine = make_engine(_schema_url(schema))
+    engine = make_engine(schema_url(schema))
     with engine.connect() as conn:
         orders = pd.read_sql(f"SELECT {', '.join(ORDER_PARITY)} FROM orders", conn)
         lines = pd.read_sql(f"SELECT o.channel_order_id, {', '.join('l.' + c for c in LINE_PARITY[1:])} "
@@ -218,11 +196,5 @@ def extra(ctx: dict) -> dict:
     started = time.perf_counter()
     ours(ctx)
     seconds = time.perf_counter() - started
-    from yidi.db import make_engine
-
-    admin = make_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        for schema in ctx["schemas"].values():
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-    admin.dispose()
+    drop_schemas(*ctx["schemas"].values())
     return {"orders_per_s": round(ctx["n"] / seconds)}

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import shutil
 import time
-import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,9 +27,8 @@ from pathlib import Path
 import pandas as pd
 from prefect import flow
 
-from bench import Skip
+from bench.postgres import drop_schemas, new_schema, schema_url
 
-POSTGRES_URL = os.environ.get("YIDI_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 STAGES = ("intake", "review", "fulfilment", "tracking", "settlement")
 # The states each stage takes orders out of (what waits for it: its backlog).
 WAITING = {
@@ -50,10 +48,6 @@ SIM_START = datetime(2025, 12, 28, tzinfo=UTC)
 ORDER_SHIFT = pd.Timedelta(days=335)  # 2026-11-20 -> 2025-12-20
 STOCK_PER_ITEM = 10_000_000
 TRACKING_KEYS = ("bench-customer", "bench-key")
-
-
-def schema_url(schema: str) -> str:
-    return f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
 
 
 def _policy_text(runtime: str, dask_workers: int, review_chunk: int) -> str:
@@ -80,16 +74,7 @@ def make_store(workdir: Path, *, runtime: str = "thread", dask_workers: int = 2,
     from yidi.db import _cached_engine, init_db, make_engine
     from yidi.settings import get_settings, reload_settings
 
-    try:
-        admin = make_engine(POSTGRES_URL)
-        with admin.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-    except Exception as exc:  # noqa: BLE001
-        raise Skip(f"PostgreSQL not available: {exc}") from None
-    schema = f"scale_pipe_{uuid.uuid4().hex[:8]}"
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    admin.dispose()
+    schema = new_schema("scale_pipe", migrated=False)
     home = workdir / schema
     home.mkdir(parents=True, exist_ok=True)
     policy = home / "yidi.toml"
@@ -122,12 +107,7 @@ def make_store(workdir: Path, *, runtime: str = "thread", dask_workers: int = 2,
 
 
 def drop_store(store: dict) -> None:
-    from yidi.db import make_engine
-
-    admin = make_engine(POSTGRES_URL)
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {store['schema']} CASCADE")
-    admin.dispose()
+    drop_schemas(store["schema"])
 
 
 def shift_order_times(frame: pd.DataFrame) -> pd.DataFrame:

@@ -10,7 +10,6 @@ could write as a literal). Parity: both sides' stored rows are read back and com
 
 from __future__ import annotations
 
-import os
 import shutil
 import sqlite3
 import uuid
@@ -18,14 +17,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import Skip
+from bench.postgres import POSTGRES_URL, new_schema, schema_url
 
 NAME = "store_insert"
 DEFAULT_N = 1_000_000
 TARGET = 1.2
 CASES = ["sqlite", "postgresql"]
 BASELINE = "plain sqlite3.executemany / psycopg COPY of the same rows"
-POSTGRES_URL = os.environ.get("YIDI_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 COLUMNS = [
     "order_no", "channel", "channel_order_id", "customer_name", "customer_phone", "ship_province", "ship_city",
@@ -50,19 +48,7 @@ def prepare(n: int, workdir: Path, case: str | None):
         init_db(engine)
         engine.dispose()
         return {"case": case, "frame": frame, "template": template, "workdir": workdir}
-    try:
-        admin = make_engine(POSTGRES_URL)
-        with admin.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-    except Exception as exc:  # noqa: BLE001
-        raise Skip(f"PostgreSQL not available: {exc}") from None
-    schema = f"bench_{uuid.uuid4().hex[:8]}"
-    with admin.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    engine = make_engine(f"{POSTGRES_URL}?options=-csearch_path%3D{schema}")
-    init_db(engine)
-    engine.dispose()
-    return {"case": case, "frame": frame, "schema": schema}
+    return {"case": case, "frame": frame, "schema": new_schema("bench")}
 
 
 def _fresh_sqlite(ctx) -> Path:
@@ -79,7 +65,7 @@ def ours(ctx, target: Path | None = None) -> None:
     if ctx["case"] == "sqlite":
         engine = make_engine(f"sqlite:///{target or _fresh_sqlite(ctx)}")
     else:
-        engine = make_engine(f"{POSTGRES_URL}?options=-csearch_path%3D{ctx['schema']}")
+        engine = make_engine(schema_url(ctx["schema"]))
         with engine.begin() as conn:
             conn.exec_driver_sql("TRUNCATE orders CASCADE")
     with engine.begin() as conn:
@@ -123,7 +109,7 @@ def _stored(ctx, target: Path | None) -> pd.DataFrame:
     """The orders as stored, read back the same way for either side (times as UTC instants)."""
     from yidi.db import make_engine
 
-    url = f"sqlite:///{target}" if target else f"{POSTGRES_URL}?options=-csearch_path%3D{ctx['schema']}"
+    url = f"sqlite:///{target}" if target else schema_url(ctx["schema"])
     engine = make_engine(url)
     with engine.connect() as conn:
         frame = pd.read_sql(f"SELECT {', '.join(COLUMNS)} FROM orders ORDER BY order_no", conn)
