@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from connectors.kuaidi100_push import PushReceiver
 from tasks.tracking.pushes import APPLY_BATCH, apply_landed_batch, receive_push
 from yidi.bulk import utc_now
-from yidi.settings import TrackingPolicy
+from yidi.tracking_policy import TrackingPolicy
 
 
 def push_receiver(

@@ -27,7 +27,7 @@ FIRST_POLL = T0 + timedelta(hours=8)  # every parcel scanned and moving, none de
 
 
 def _policy():
-    from yidi.settings import TrackingPolicy
+    from yidi.tracking_policy import TrackingPolicy
 
     # The model's defaults are the shipped defaults (tests/test_tracking_status.py checks they match).
     return TrackingPolicy().model_copy(

@@ -60,8 +60,9 @@ from tasks.tracking.store import claim_due, due_shipments
 from yidi.bulk import utc_now
 from yidi.db import for_writing, get_engine
 from yidi.lifecycle import current_actor
-from yidi.settings import TrackingPolicy, get_settings
+from yidi.settings import get_settings
 from yidi.steps import NO_CACHE, create_markdown_artifact, create_table_artifact, flow, get_run_logger, task
+from yidi.tracking_policy import TrackingPolicy
 from yidi.workdays import BUSINESS_TZ
 
 log = logging.getLogger(__name__)

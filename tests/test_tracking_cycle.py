@@ -23,7 +23,8 @@ from tasks.tracking.store import due_shipments
 from yidi.bulk import read_frame
 from yidi.schema import notification_outbox, order_events, orders, shipments
 from yidi.schema_tracking import liability_claims, tracking_events, tracking_incidents
-from yidi.settings import TrackingPolicy, get_settings
+from yidi.settings import get_settings
+from yidi.tracking_policy import TrackingPolicy
 from yidi.workdays import add_working_days
 
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # Monday 09:00 in Beijing

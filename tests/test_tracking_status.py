@@ -109,7 +109,7 @@ def test_carrier_text_is_masked_for_artifacts():
 
 
 def test_tracking_defaults_file_matches_the_model():
-    from yidi.settings import TrackingPolicy
+    from yidi.tracking_policy import TrackingPolicy
 
     assert load_settings().tracking == TrackingPolicy()
     limits = TrackingPolicy().global_limits

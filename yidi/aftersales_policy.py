@@ -11,18 +11,15 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from yidi.policy_base import Section
 
 # The statutory exceptions to the seven-day no-reason return (第二十五条第一款), by their stable codes.
 STATUTORY_EXCEPTIONS = ("made_to_order", "fresh_perishable", "digital_unsealed", "periodicals")
 
 
-class _Strict(BaseModel):
-    # A typo in a policy file must fail loudly, not silently keep a default (same rule as yidi.settings).
-    model_config = ConfigDict(extra="forbid")
-
-
-class AftersalesPolicy(_Strict):
+class AftersalesPolicy(Section):
     no_reason_return_days: int = Field(
         7, ge=7, le=90, description="第二十五条: no-reason return within N days of receipt (law: at least 7)"
     )
@@ -97,7 +94,7 @@ class AftersalesPolicy(_Strict):
         return self
 
 
-class ServiceMailbox(_Strict):
+class ServiceMailbox(Section):
     """The service mailbox (feedback and survey replies by email) read over IMAP; off while ``host`` is empty."""
 
     host: str = Field("", description="IMAP server; empty = no service mailbox (the cycle skips it, logged)")
@@ -112,7 +109,7 @@ class ServiceMailbox(_Strict):
     batch_messages: int = Field(500, ge=1, description="Messages landed per transaction (then marked)")
 
 
-class FeedbackPolicy(_Strict):
+class FeedbackPolicy(Section):
     keywords: dict[Literal["complaint", "praise", "suggestion", "inquiry"], list[str]] = Field(
         {
             "complaint": ["投诉", "差评", "太差", "不满", "欺骗", "质量问题", "坏了", "破损", "态度差", "退钱"],
@@ -142,14 +139,14 @@ class FeedbackPolicy(_Strict):
     mailbox: ServiceMailbox = ServiceMailbox()
 
 
-class ServiceRegion(_Strict):
+class ServiceRegion(Section):
     cities: list[str] = Field(min_length=1, description="Cities (or provinces) the region covers")
     technicians: dict[str, int] = Field(
         min_length=1, description="Technician or partner firm -> jobs per working day"
     )
 
 
-class ServicePolicy(_Strict):
+class ServicePolicy(Section):
     item_kinds: dict[str, Literal["installation", "commissioning", "maintenance", "repair"]] = Field(
         {"SV-INSTALL": "installation", "SV-COMMISSION": "commissioning", "SV-MAINT-12": "maintenance",
          "SV-REPAIR": "repair"},

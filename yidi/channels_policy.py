@@ -6,12 +6,12 @@ Kept in its own module (like ``yidi.settlement_policy``); every key is documente
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from yidi.policy_base import Section
 
 
-class ChannelsPolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ChannelsPolicy(Section):
     # orders.channel -> the API that confirms shipment there ("top" | "woocommerce"); other channels (phone,
     # fax, email, spreadsheet, form) have no API: their customer is told instead.
     confirm_api: dict[str, str] = {"taobao": "top", "website": "woocommerce"}

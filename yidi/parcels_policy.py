@@ -6,12 +6,12 @@ with its default in ``yidi/defaults.toml``.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from yidi.policy_base import Section
 
 
-class ParcelPolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ParcelPolicy(Section):
     merge: bool = True  # ship approved orders of one customer to one address from one warehouse together
     window_hours: float = Field(24.0, gt=0)  # orders placed within this many hours of a parcel's first order join it
     max_orders: int = Field(5, ge=2, le=50)  # orders per parcel at most
@@ -20,9 +20,7 @@ class ParcelPolicy(BaseModel):
     hold_minutes: float = Field(15.0, ge=0)
 
 
-class InterceptionPolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class InterceptionPolicy(Section):
     enabled: bool = True
     url: str = "https://api.kuaidi100.com/label/order"  # Kuaidi100 interceptOrder (key/secret from env, as polling)
     intercept_type: str = Field("RETURN_SEND_ADDR", pattern="^(RETURN_SEND_ADDR|RETURN_SEND_STATION)$")

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from yidi.policy_base import Section
 
 GRADES = ("A", "B", "C", "D", "E")  # best to worst
 CREDIT_FACTORS = (
@@ -17,19 +19,14 @@ CREDIT_FACTORS = (
 )  # fmt: skip
 
 
-class _Strict(BaseModel):
-    # A typo in a policy file must fail loudly, not silently keep a default (same rule as yidi.settings).
-    model_config = ConfigDict(extra="forbid")
-
-
-class CreditFactor(_Strict):
+class CreditFactor(Section):
     """A factor's contribution to the score is ``weight × min(value, cap)`` points (negative weight: a risk)."""
 
     weight: float
     cap: float = Field(gt=0)
 
 
-class GradeMeasures(_Strict):
+class GradeMeasures(Section):
     """What a grade requires of the customer's new orders (K1, V1/V3)."""
 
     min_score: float = Field(ge=0, le=100, description="Lowest score that still earns this grade")
@@ -71,7 +68,7 @@ def _default_grades() -> dict[str, GradeMeasures]:
     }  # fmt: skip
 
 
-class CreditPolicy(_Strict):
+class CreditPolicy(Section):
     base_score: float = Field(70, ge=0, le=100, description="A customer with no history scores this")
     history_days: int = Field(365, ge=30, description="Rates and volume count orders of this many days")
     factors: dict[str, CreditFactor] = Field(default_factory=_default_factors)
@@ -99,7 +96,7 @@ class CreditPolicy(_Strict):
         return self
 
 
-class CarrierThresholds(_Strict):
+class CarrierThresholds(Section):
     min_shipments: int = Field(5, ge=1, description="Routes with fewer shipments in the month are not judged")
     on_time_penalise_below: float = Field(0.90, ge=0, le=1)
     on_time_exclude_below: float = Field(0.70, ge=0, le=1)
@@ -110,7 +107,7 @@ class CarrierThresholds(_Strict):
     )
 
 
-class RiskPolicy(_Strict):
+class RiskPolicy(Section):
     report_dir: str = Field("reports/risk", description="xlsx workbooks (under YIDI_HOME)")
     trend_periods: int = Field(6, ge=2, le=24, description="Periods shown in trends and sparklines")
     top_customers: int = Field(5, ge=1, description="Receivables concentration: share of the top N")
@@ -129,18 +126,18 @@ class RiskPolicy(_Strict):
     invoice_days: int = Field(30, ge=1, description="E-Commerce Law art. 14: invoice issued within")
 
 
-class KpiTarget(_Strict):
+class KpiTarget(Section):
     target: float
     amber: float = Field(description="Between target and this is amber; beyond it red")
     higher_is_better: bool = True
 
 
-class KpiPolicy(_Strict):
+class KpiPolicy(Section):
     targets: dict[str, KpiTarget] = Field(default_factory=dict)
     dimensions: list[str] = Field(["channel", "province", "carrier"])
 
 
-class AuditPolicy(_Strict):
+class AuditPolicy(Section):
     sample_size: int = Field(30, ge=1, description="Orders re-derived from their raw record per audit")
     sample_seed: int = Field(
         20240101, description="The sample is reproducible: same seed, same period, same set"

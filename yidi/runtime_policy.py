@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from yidi.policy_base import Section
 
 
-class _Strict(BaseModel):
-    # Unknown keys are typos in a policy file (as in yidi/settings.py).
-    model_config = ConfigDict(extra="forbid")
-
-
-class RuntimePolicy(_Strict):
+class RuntimePolicy(Section):
     """How a flow run's concurrent steps (a stage's chunks) run (issue 17): not a business rule, but an operator's
     choice when scaling out, so it sits in the same file and is validated the same way."""
 

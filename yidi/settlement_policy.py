@@ -14,14 +14,10 @@ from decimal import Decimal
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from yidi.money import decimal_to_fen
-
-
-class _Strict(BaseModel):
-    # A typo in a policy file must fail loudly, not silently keep a default (same rule as yidi.settings).
-    model_config = ConfigDict(extra="forbid")
+from yidi.policy_base import Section
 
 
 def _as_list(value):
@@ -30,7 +26,7 @@ def _as_list(value):
     return [value] if isinstance(value, str) else value
 
 
-class BankColumnMap(_Strict):
+class BankColumnMap(Section):
     """Which column of a bank's export holds each field. Each entry lists candidate header names; the first one
     present in the file is used (banks rename columns between versions: 交易日期 / 记账日期)."""
 
@@ -76,7 +72,7 @@ def _strptime_formats(value: list[str]) -> list[str]:
     return value
 
 
-class _Layout(_Strict):
+class _Layout(Section):
     """What bank and carrier templates share: how to find the header, where the data ends, what to skip."""
 
     encoding: str = Field(
@@ -171,7 +167,7 @@ class BankTemplate(_Layout):
         return self
 
 
-class CodColumnMap(_Strict):
+class CodColumnMap(Section):
     """Which column of a carrier's COD remittance export holds each field (candidate header names, first
     present wins)."""
 
@@ -262,7 +258,7 @@ class CodTemplate(_Layout):
         return _labels_pattern(self.remit_date_labels, r"(\d{4}[-/年]?\d{1,2}[-/月]?\d{1,2})")
 
 
-class MerchantAccounts(_Strict):
+class MerchantAccounts(Section):
     """Our own accounts: a file for any other account is refused as a whole."""
 
     alipay: list[str] = Field([], description="Alipay merchant account ids as printed in the bill header")
@@ -281,12 +277,12 @@ class MerchantAccounts(_Strict):
         return []
 
 
-class FeeContract(_Strict):
+class FeeContract(Section):
     rate: float = Field(ge=0, lt=0.2, description="Contract fee rate (0.006 = 0.6%)")
     min_yuan: Decimal = Field(Decimal("0"), ge=0, description="Minimum fee per transaction")
 
 
-class DunningStep(_Strict):
+class DunningStep(Section):
     name: str = Field(description="Step name shown in the dunning list")
     days_overdue: int = Field(ge=0, description="Taken when the oldest overdue amount is this many days late")
     customer_template: str | None = Field(
@@ -309,7 +305,7 @@ CASE_CLASSES = (
 )
 
 
-class SettlementPolicy(_Strict):
+class SettlementPolicy(Section):
     accounts: MerchantAccounts = MerchantAccounts()
     fees: dict[str, FeeContract] = Field(
         {}, description="Contract fee per source ('alipay', 'wechatpay', 'cod:<carrier>')"

@@ -25,8 +25,10 @@ from dataclasses import dataclass
 from typing import Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from sqlalchemy import select
+
+from yidi.policy_base import Section
 
 Role = Literal["reviewer", "finance", "operations", "manager", "auditor"]
 SeparationRule = Literal["key_and_approve", "approve_and_resolve", "adjust_and_verify"]
@@ -56,15 +58,13 @@ class NotPermitted(PermissionError):
     """The acting person is unknown, lacks the role, or would breach a separation of duties."""
 
 
-class StaffMember(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class StaffMember(Section):
     name: str = Field(..., min_length=1, max_length=60, description="Recorded in the event log")
     login: str = Field("", max_length=60, description="Operating-system login the CLI maps to this person")
     roles: list[Role] = Field(..., min_length=1)
 
 
-class StaffPolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class StaffPolicy(Section):
     people: list[StaffMember] = Field([], description="Listed staff; empty = bootstrap (see allow_unlisted)")
     allow_unlisted: bool = Field(True, description="While people is empty, accept anyone (bootstrap)")
     separate: list[SeparationRule] = Field(["key_and_approve", "approve_and_resolve", "adjust_and_verify"],

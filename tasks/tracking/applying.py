@@ -33,7 +33,7 @@ from tasks.tracking.rules import (
 from tasks.tracking.status import STATUS_LABELS_ZH, TrackingStatus
 from yidi.bulk import frame_records
 from yidi.lifecycle import current_actor, record_events
-from yidi.settings import TrackingPolicy
+from yidi.tracking_policy import TrackingPolicy
 
 
 @dataclass

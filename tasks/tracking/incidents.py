@@ -29,7 +29,8 @@ from tasks.tracking.status import TrackingStatus
 from yidi.bulk import ids_for_keys, json_text, utc_now
 from yidi.lifecycle import current_actor, record_events
 from yidi.schema_tracking import tracking_incidents
-from yidi.settings import TrackingPolicy, get_settings
+from yidi.settings import get_settings
+from yidi.tracking_policy import TrackingPolicy
 from yidi.workdays import BUSINESS_TZ
 
 OPENED_COLUMNS = ["id", "shipment_id", "order_id", "incident_type", "occurrences"]

@@ -17,7 +17,8 @@ from tasks.tracking.rules import INCIDENT_LABELS_ZH
 from tasks.tracking.status import STATUS_LABELS_ZH, TrackingStatus
 from yidi.bulk import frame_records
 from yidi.outbox import enqueue_customer_notices
-from yidi.settings import TrackingPolicy, get_settings
+from yidi.settings import get_settings
+from yidi.tracking_policy import TrackingPolicy
 from yidi.workdays import BUSINESS_TZ, add_working_days
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import Connection
 from tasks.tracking import store
 from tasks.tracking.rules import TARGET_REASONS, order_targets
 from yidi.lifecycle import OrderState, transition_orders
-from yidi.settings import TrackingPolicy
+from yidi.tracking_policy import TrackingPolicy
 
 
 def reconcile_orders(

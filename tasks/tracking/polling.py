@@ -25,7 +25,7 @@ from connectors.kuaidi100 import (
 )
 from connectors.pacing import RatePacer
 from yidi.bulk import frame_records
-from yidi.settings import TrackingPolicy
+from yidi.tracking_policy import TrackingPolicy
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from tasks.tracking import store
 from tasks.tracking.applying import BatchSummary, apply_outcomes
 from tasks.tracking.polling import PollOutcome, destination
 from yidi.bulk import frame_records
-from yidi.settings import TrackingPolicy
+from yidi.tracking_policy import TrackingPolicy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -20,7 +20,7 @@ from connectors.kuaidi100 import TrackingResult
 from tasks.tracking.status import FINAL_STATUSES, Keywords, Reason, TrackingStatus, classify_checkpoint
 from yidi.bulk import frame_records
 from yidi.lifecycle import OrderState
-from yidi.settings import TrackingPolicy
+from yidi.tracking_policy import TrackingPolicy
 from yidi.workdays import BUSINESS_TZ, CalendarOutOfRange, add_working_days, working_days_between
 
 T = TrackingStatus

@@ -23,7 +23,7 @@ from yidi.schema_tracking import (
     tracking_push_receipts,
     tracking_shipment_state,
 )
-from yidi.settings import TrackingPolicy
+from yidi.tracking_policy import TrackingPolicy
 
 EVENT_KEY = ["shipment_id", "occurred_at", "context_hash"]
 ts = tracking_shipment_state
