@@ -130,7 +130,9 @@ def parse_rows(
     channel = channel.fillna(default_channel).astype("str")
 
     times, bad_time = _parse_times(first["order_time"])
-    times = times.fillna(pd.Timestamp(received_at).tz_convert(UTC))
+    # an order without a time takes the file's arrival time, to the microsecond (pandas 3 refuses a fill value finer
+    # than the column's unit, e.g. whole seconds parsed from the file)
+    times = times.dt.as_unit("us").fillna(pd.Timestamp(received_at).tz_convert(UTC).as_unit("us"))
     freight, bad_freight = yuan_series_to_fen(first["freight"])
     order_discount, bad_order_discount = yuan_series_to_fen(first["order_discount"])
     pay_text = first["payment_method"]
