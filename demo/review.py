@@ -74,7 +74,7 @@ def find_paused_review_run(timeout: float = 60, created_after=None) -> str:
 
 
 def run_review_session(decide, reviewer: str = "demo-reviewer", limit: int | None = None,
-                       timeout: float = 120) -> dict:
+                       timeout: float = 120, order_nos: list[str] | None = None) -> dict:
     """Run ``review_orders`` here (inside a flow: as its subflow, so the parent's timeline has no gap) and answer
     each of its forms from a helper thread through the UI's input path: ``decide(orders_offered)`` returns the
     decisions (dicts with order_no, decision, reason, proposed_solution). For ``make demo``/scripts."""
@@ -106,17 +106,38 @@ def run_review_session(decide, reviewer: str = "demo-reviewer", limit: int | Non
     answerer = threading.Thread(target=answer_forms, name="demo-reviewer", daemon=True)
     answerer.start()
     try:
-        return review_orders(limit=limit, poll_interval=1, timeout_hours=timeout / 3600)
+        return review_orders(limit=limit, order_nos=order_nos, poll_interval=1, timeout_hours=timeout / 3600)
     finally:
         done.set()
         answerer.join(10)
 
 
+def orders_from_every_channel(count: int) -> list[str]:
+    """``count`` pending orders taken in turn from each channel, each channel's earliest deadline first: the form's
+    own order (earliest deadline first) would give the demo's reviewer only the channel whose orders came in first,
+    so no platform or website order would ship and nothing would be confirmed back to them."""
+    import pandas as pd
+    from sqlalchemy import select
+
+    from yidi.db import get_engine
+    from yidi.schema import orders
+
+    with get_engine().connect() as conn:
+        pending = pd.DataFrame(conn.execute(
+            select(orders.c.order_no, orders.c.channel).where(orders.c.state == "pending_review")
+            .order_by(orders.c.review_due_at.is_(None), orders.c.review_due_at, orders.c.id)).all(),
+            columns=["order_no", "channel"])  # fmt: skip
+    turn = pending.groupby("channel", sort=False).cumcount()  # 0 for each channel's first order, 1 for its second...
+    return pending.assign(turn=turn).sort_values("turn", kind="stable")["order_no"].head(count).tolist()
+
+
 def demo_review(approve: int = 5, reject: int = 3, reviewer: str = "演示审核员") -> dict:
     """For ``make demo``: approve some pending orders and reject others (reason and proposed solution) through the
-    review form's input path, as a reviewer in the Prefect UI would; the rest stay pending."""
+    review form's input path, as a reviewer in the Prefect UI would; the orders are taken from every channel in
+    turn (``orders_from_every_channel``); the rest stay pending."""
     if approve + reject == 0:  # nothing to decide: no form to open
         return {"approved": 0, "rejected": 0, "refused": [], "timed_out": False}
+    chosen = orders_from_every_channel(approve + reject)
     left = {"approve": approve, "reject": reject}
 
     def decide(offered: list[str]) -> list[dict]:
@@ -134,7 +155,7 @@ def demo_review(approve: int = 5, reject: int = 3, reviewer: str = "演示审核
                 decisions.append({"order_no": order_no, "decision": "skip"})
         return decisions
 
-    return run_review_session(decide, reviewer=reviewer, limit=approve + reject)
+    return run_review_session(decide, reviewer=reviewer, limit=approve + reject, order_nos=chosen)
 
 
 def submit_review(flow_run_id: UUID | str, reviewer: str, decisions: list[dict]) -> None:

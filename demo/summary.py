@@ -98,11 +98,21 @@ def summary_markdown(tallies: dict[str, list[tuple[str, int]]], actions: list[di
     return "\n".join(lines)
 
 
-def terminal_lines(tallies: dict[str, list[tuple[str, int]]], actions: list[dict], width: int = 80) -> list[str]:
+def split_environment(command: str) -> tuple[str, str]:
+    """``YIDI_HOME=… YIDI_CONFIG=… .venv/bin/yidi`` → (``YIDI_HOME=… YIDI_CONFIG=…``, ``.venv/bin/yidi``)."""
+    words = command.split(" ")
+    settings = next((i for i, word in enumerate(words) if "=" not in word), len(words))
+    return " ".join(words[:settings]), " ".join(words[settings:])
+
+
+def terminal_lines(tallies: dict[str, list[tuple[str, int]]], actions: list[dict], width: int = 80,
+                   command: str | None = None) -> list[str]:
     """The same summary for a terminal: short lines that fit ``width`` columns (wrapped by hand, not by the
-    terminal), commands on lines of their own."""
+    terminal), commands on lines of their own. The store's settings in front of ``command`` (the CLI as
+    ``yidi_command`` gives it) are said once, as an ``export`` line, so each command fits a line and can be pasted."""
     import textwrap
 
+    environment, _bare = split_environment(command or "")
     out = []
     total = sum(n for _, n in tallies.get("state", []))
     out.append(f"Demo: {total:,} orders through the whole lifecycle")
@@ -111,11 +121,14 @@ def terminal_lines(tallies: dict[str, list[tuple[str, int]]], actions: list[dict
         text = f"{title}: " + ", ".join(f"{value} {n:,}" for value, n in tallies.get(key, []))
         out += textwrap.wrap(text, width, subsequent_indent="    ")
     out.append("")
+    if environment:
+        out += ["The commands below act on the demo's store; in this shell, first:", f"    export {environment}"]
     if actions:
         out.append("Needs action:")
         for a in actions:
             out += textwrap.wrap(f"- {a['count']:,} {a['what']}", width, subsequent_indent="  ")
-            out.append(f"    {a['command']}")  # whole, for copy and paste (short from the repository)
+            shown = a["command"].removeprefix(f"{environment} ") if environment else a["command"]
+            out.append(f"    {shown}")  # whole, for copy and paste (short from the repository)
     else:
         out.append("Needs action: nothing.")
     return out
@@ -175,7 +188,9 @@ def aftersales_lines(figures: dict, width: int = 80) -> list[str]:
     if not figures.get("cases") and not figures.get("feedback"):
         return []
     total = sum(n for *_, n in figures["cases"])
-    out = [f"After-sales: {total} cases; {figures['unreadable']} unreadable inbound records kept (quarantined)"]
+    unreadable = figures["unreadable"]
+    out = [f"After-sales: {total} cases; {unreadable} unreadable inbound "
+           f"{'record' if unreadable == 1 else 'records'} kept (quarantined)"]
     for rule, status, n in figures["cases"]:
         out.append(f"  {n} {_rule_words(rule) if rule else 'not decided'} → {status}")
     out.append(f"  return parcels tracked to arrival (Kuaidi100): {figures['tracked_to_arrival']}")

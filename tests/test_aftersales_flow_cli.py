@@ -209,7 +209,7 @@ def test_the_demo_returns_refunds_and_reconciles_on_the_prefect_server(prefect_s
     assert (figures["tracked_to_arrival"], figures["survey_replies"], figures["refund_without_return"]) == (1, 1, 0)
     assert figures["feedback"] == [("complaint", 1), ("inquiry", 1), ("praise", 2), ("suggestion", 1)]
     told = aftersales_lines(figures)
-    assert max(map(len, told)) <= 80 and told[0] == "After-sales: 8 cases; 1 unreadable inbound records kept (quarantined)"
+    assert max(map(len, told)) <= 80 and told[0] == "After-sales: 8 cases; 1 unreadable inbound record kept (quarantined)"
     assert {"  1 refused: statutory exception (fresh_perishable) → rejected", "  1 refused: past the 7 days → rejected",
             "  1 exchanged (quality, within 7 days) → replaced", "  1 installation revisit → repairing",
             "  return parcels tracked to arrival (Kuaidi100): 1"} <= set(told)

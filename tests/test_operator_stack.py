@@ -245,9 +245,19 @@ def test_the_demo_summary_lists_what_needs_action_with_runnable_commands_in_80_c
         ("orders waiting for manual review", 2, "YIDI_HOME=.yidi/demo .venv/bin/yidi review list"),
     ]
     tallies = counts(sqlite_engine)
-    lines = terminal_lines(tallies, actions)
+    lines = terminal_lines(tallies, actions, command=command)
     assert max(map(len, lines)) <= 80
-    assert "    YIDI_HOME=.yidi/demo .venv/bin/yidi review list" in lines
+    assert lines[lines.index("Needs action:") - 1] == "    export YIDI_HOME=.yidi/demo"
+    assert "    .venv/bin/yidi review list" in lines
+    # the demo's own policy file (its staff list) too: the settings once, each command still one line of 80
+    (tmp_path / ".yidi" / "demo").mkdir(parents=True)
+    (tmp_path / ".yidi" / "demo" / "yidi.toml").write_text("", encoding="utf-8")
+    with_policy = yidi_command(tmp_path / ".yidi" / "demo")
+    assert with_policy == "YIDI_HOME=.yidi/demo YIDI_CONFIG=.yidi/demo/yidi.toml .venv/bin/yidi"
+    lines = terminal_lines(tallies, needs_action(sqlite_engine, with_policy), command=with_policy)
+    assert max(map(len, lines)) <= 80
+    assert "    export YIDI_HOME=.yidi/demo YIDI_CONFIG=.yidi/demo/yidi.toml" in lines
+    assert "    .venv/bin/yidi intake quarantine list" in lines
     markdown = summary_markdown(tallies, actions, "http://127.0.0.1:4200/runs")
     assert "| orders waiting for manual review | 2 | `YIDI_HOME=.yidi/demo .venv/bin/yidi review list` |" in markdown
     assert "pending_review 2" in markdown and "# Demo: 3 orders" in markdown

@@ -52,10 +52,11 @@ def run_demo(orders: int = 3000, fresh: bool = True, console: Console | None = N
 
     with temporary_settings({PREFECT_API_URL: API_URL}):
         result = lifecycle_demo(order_count=orders, **demo_options)  # approve/reject: how many the reviewer decides
-    from demo.summary import aftersales_lines, terminal_lines, yidi_command
+    from demo.summary import aftersales_lines, split_environment, terminal_lines, yidi_command
 
     summary = result.get("summary") or {}
-    for line in terminal_lines(summary.get("counts", {}), summary.get("needs_action", [])):
+    command = yidi_command(demo_home)
+    for line in terminal_lines(summary.get("counts", {}), summary.get("needs_action", []), command=command):
         console.print(line, highlight=False, markup=False, soft_wrap=True)
     for line in aftersales_lines(summary.get("aftersales") or {}):  # issue 14: cases, feedback, surveys, refunds
         console.print(line, highlight=False, markup=False, soft_wrap=True)
@@ -84,12 +85,11 @@ def run_demo(orders: int = 3000, fresh: bool = True, console: Console | None = N
                      f"{i['too_late']} too late",
                      f"  {i['delivered']} delivered anyway: after-sales (yidi tracking intercept)"):  # fmt: skip
             console.print(line, highlight=False, markup=False, soft_wrap=True)
-    command = yidi_command(demo_home)
     from demo.data import DEMO_STAFF
 
     logins = [p["login"] for p in DEMO_STAFF]
     for line in ("", f"Demo store: {demo_home / 'yidi.db'}", "Look at an order:",
-                 f"    {command} order show 1",
+                 f"    {split_environment(command)[1]} order show 1",
                  "The demo's staff (its policy file lists them; act as one with --as LOGIN):",
                  f"    {', '.join(logins[:3])},", f"    {', '.join(logins[3:])}",
                  f"Runs in the Prefect UI: {UI_URL}/runs", "Stop the server: make down"):  # fmt: skip
