@@ -89,8 +89,14 @@ def summary_markdown(tallies: dict[str, list[tuple[str, int]]], actions: list[di
         lines += [f"{'  ' if line.startswith('  ') else ''}- {line.strip()}" for line in told]
     lines += ["", "## Needs action", ""]
     if actions:
+        # the store's settings said once above the table: the UI cuts a long command column off
+        environment = split_environment(actions[0]["command"])[0]
+        if environment:
+            lines += [f"The commands act on the demo's store; in a shell at the repository, first: `export {environment}`",
+                      ""]  # fmt: skip
         lines += ["| what | how many | command |", "|---|---:|---|"]
-        lines += [f"| {a['what']} | {a['count']:,} | `{a['command']}` |" for a in actions]
+        lines += [f"| {a['what']} | {a['count']:,} | `{a['command'].removeprefix(f'{environment} ')}` |"
+                  for a in actions]  # fmt: skip
     else:
         lines.append("Nothing: every record was read, every order decided, no incident or case open.")
     if ui_runs:

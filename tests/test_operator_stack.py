@@ -259,7 +259,8 @@ def test_the_demo_summary_lists_what_needs_action_with_runnable_commands_in_80_c
     assert "    export YIDI_HOME=.yidi/demo YIDI_CONFIG=.yidi/demo/yidi.toml" in lines
     assert "    .venv/bin/yidi intake quarantine list" in lines
     markdown = summary_markdown(tallies, actions, "http://127.0.0.1:4200/runs")
-    assert "| orders waiting for manual review | 2 | `YIDI_HOME=.yidi/demo .venv/bin/yidi review list` |" in markdown
+    assert "| orders waiting for manual review | 2 | `.venv/bin/yidi review list` |" in markdown
+    assert "first: `export YIDI_HOME=.yidi/demo`" in markdown
     assert "pending_review 2" in markdown and "# Demo: 3 orders" in markdown
 
 
