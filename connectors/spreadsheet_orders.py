@@ -194,15 +194,15 @@ def order_aligned(chunks: Iterator[RowChunk]) -> Iterator[RowChunk]:
             yield chunk
             chunk = following
             continue
-        ids = chunk.frame[column].to_numpy(dtype=object, na_value=None)
-        last = ids[-1]
-        start = len(ids) - 1
-        while start > 0 and ids[start - 1] == last:
-            start -= 1
-        if last is not None and start > 0 and last in set(ids[:start]):
-            yield chunk  # the order also has rows earlier in this chunk: it is grouped here, keep it whole
-        elif last is None:  # no order number on the last row: nothing to hold back
+        ids = chunk.frame[column]
+        last = None if pd.isna(ids.iloc[-1]) else ids.iloc[-1]
+        same = (ids == last).to_numpy(dtype=bool, na_value=False) if last is not None else None
+        # The last order's trailing rows start at ``start`` (compared in Arrow: no Python object per row).
+        start = 0 if same is None or same.all() else len(same) - int(np.argmin(same[::-1]))
+        if last is None:  # no order number on the last row: nothing to hold back
             yield chunk
+        elif start > 0 and same[:start].any():
+            yield chunk  # the order also has rows earlier in this chunk: it is grouped here, keep it whole
         elif start == 0:  # one order fills the chunk: it goes on with the next one
             carry = chunk
         else:

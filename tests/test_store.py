@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from yidi.bulk import (
     CONSTANT_CHECK_ROWS,
+    SQLITE_ROWS_PER_STATEMENT,
     ids_for_keys,
     insert_rows,
     json_text,
@@ -148,6 +149,33 @@ def test_a_key_twice_in_a_batch_or_already_stored_is_skipped_whichever_path_inse
     assert stored["channel_order_id"].tolist() == ["0", "1", "2", "10", "11", "3", "4", "5", "20", "21"]
     assert stored["order_no"].tolist() == ["YD00000000", "YD00000001", "YD00000002", "YD00000010", "YD00000011",
                                            "YDR3", "YDR4", "YDR5", "YD00000020", "YD00000021"]
+
+
+def test_a_batch_of_several_statements_counts_and_stores_every_row(engine):
+    """SQLite writes a batch as multi-row statements of ``SQLITE_ROWS_PER_STATEMENT`` rows (the last one shorter),
+    and a text column repeating a few values as one Python string per value: counts and rows are those of a row by
+    row insert, across statement boundaries (changed rows in the first, middle and last statement, a key twice)."""
+    n = 2 * SQLITE_ROWS_PER_STATEMENT + 7
+    provinces = ["重庆市", "北京市", None, "上海市", ""]
+    frame = order_frame(n).assign(ship_province=pd.array([provinces[i % 5] for i in range(n)], dtype="str"))
+    changed_at = [1, SQLITE_ROWS_PER_STATEMENT + 1, n - 1]
+    with engine.begin() as conn:
+        assert insert_rows(conn, orders, frame, on_conflict=["channel", "channel_order_id"]) == n
+        again = frame.copy()
+        again.loc[changed_at, "order_total_fen"] = -1
+        again = pd.concat([again, order_frame(1, start=n)], ignore_index=True)
+        assert insert_rows(conn, orders, again, on_conflict=["channel", "channel_order_id"],
+                           update_columns=["order_total_fen"]) == 4  # three updated, one new
+        twice = pd.concat([order_frame(1, start=n + 1), frame, order_frame(1, start=n + 1).assign(order_no="YDX")],
+                          ignore_index=True)
+        assert insert_rows(conn, orders, twice, on_conflict=["channel", "channel_order_id"]) == 1
+        stored = read_frame(conn, select(orders.c.channel_order_id, orders.c.order_no, orders.c.ship_province,
+                                         orders.c.order_total_fen).order_by(orders.c.id))
+    assert len(stored) == n + 2
+    assert stored["ship_province"].tolist()[:n] == [provinces[i % 5] for i in range(n)]
+    assert stored["ship_province"].tolist()[n:] == [None, None]
+    assert [i for i, total in enumerate(stored["order_total_fen"].tolist()) if total == -1] == changed_at
+    assert stored["order_no"].tolist()[-1] == f"YD{n + 1:08d}"
 
 
 def test_an_updated_column_the_batch_lacks_takes_its_default_as_on_conflict_does(engine):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from yidi.textfiles import UnreadableText, detect_stream_encoding
@@ -176,10 +177,11 @@ def _parse_lines(header_line: str, headers: list[str], lines: list[str], numbers
         keep[drop] = False
         lines = [line for line, k in zip(lines, keep, strict=True) if k]
         number_array = number_array[keep]
-    frame = table.to_pandas(types_mapper=lambda t: pd.StringDtype("pyarrow") if t == pa.string() else None)
-    if len(frame) != len(lines):  # a quoted field the quote-count heuristic could not follow: re-split exactly
+    if table.num_rows != len(lines):  # a quoted field the quote-count heuristic could not follow: re-split exactly
         return _parse_lines_exact(header_line, headers, lines, number_array)
-    frame = frame.apply(lambda column: column.str.strip())
+    # Cells stripped in Arrow (as str.strip would, Unicode spaces included), before pandas sees them.
+    table = pa.table([pc.utf8_trim_whitespace(column) for column in table.columns], names=table.column_names)
+    frame = table.to_pandas(types_mapper=lambda t: pd.StringDtype("pyarrow") if t == pa.string() else None)
     return RowChunk(header_line, headers, frame, lines, number_array, bad_rows)
 
 

@@ -284,6 +284,14 @@ def _length_problems(frame: pd.DataFrame, limits: dict[str, int], what: str) -> 
     return found
 
 
+def _may_hold_nul(array: pa.Array | pa.ChunkedArray) -> bool:
+    """Whether a text array's character bytes hold a NUL byte: one pass over its data buffers (no string per value;
+    a slice may also see bytes outside it, which only costs the exact check)."""
+    chunks = array.chunks if isinstance(array, pa.ChunkedArray) else [array]
+    return any(chunk.buffers()[2] is not None and not np.frombuffer(chunk.buffers()[2], dtype=np.uint8).all()
+               for chunk in chunks)
+
+
 def _nul_problems(frame: pd.DataFrame, what: str) -> list[tuple[int, str]]:
     found: list[tuple[int, str]] = []
     text_columns = [c for c in frame.columns if pd.api.types.is_string_dtype(frame[c])]
@@ -293,7 +301,11 @@ def _nul_problems(frame: pd.DataFrame, what: str) -> list[tuple[int, str]]:
         values = frame[column]
         if values.dtype != "str":  # object columns of text: check them as text
             values = values.astype("str")
-        has_nul = values.str.contains("\x00", regex=False).to_numpy(dtype=bool, na_value=False)
+        arrow = pa.array(values.array)
+        if not _may_hold_nul(arrow):
+            continue
+        matches = pc.match_substring(arrow, "\x00")
+        has_nul = pc.fill_null(matches, False).to_numpy(zero_copy_only=False)
         for i in np.flatnonzero(has_nul):
             found.append((int(frame["record_idx"].iloc[i]), f"{what}{LABELS.get(column, column)} contains a NUL "
                           "character (binary data?); remove it and replay"))
@@ -353,20 +365,21 @@ def normalise(parsed: Parsed, *, catalog_kinds: dict[str, str] | None = None) ->
     out["order_total_fen"] = out["order_total_fen"].fillna(computed_total).astype("Int64")
     out["installments"] = out["installments"].fillna(1).astype("Int64")
     out["currency"] = out["currency"].fillna("CNY").astype("str")
-    out["content_hash"] = hashes.to_numpy()
+    out["content_hash"] = hashes.array
 
     # Contact phone and address.
     out["customer_phone"], out["phone_kind"] = normalise_phone_column(out["customer_phone"], out["ship_country"])
     out["ship_country"] = country_codes(out["ship_country"])
     if len(out):
+        # Arrow-backed arrays, by position: no round trip through Python strings per row.
         where = classify(out)
-        out["ship_province"] = where["province"].to_numpy()
-        out["ship_city"] = where["city"].to_numpy()
-        out["ship_district"] = where["district"].to_numpy()
-        out["ship_detail"] = where["detail"].to_numpy()
-        out["ship_admin_code"] = where["admin_code"].to_numpy()
-        out["region"] = where["region"].fillna("unknown").to_numpy()
-        out["region_note"] = where["region_note"].to_numpy()
+        out["ship_province"] = where["province"].array
+        out["ship_city"] = where["city"].array
+        out["ship_district"] = where["district"].array
+        out["ship_detail"] = where["detail"].array
+        out["ship_admin_code"] = where["admin_code"].array
+        out["region"] = where["region"].fillna("unknown").array
+        out["region_note"] = where["region_note"].array
     else:
         for column in ("ship_admin_code", "region", "region_note"):
             out[column] = pd.Series(dtype="str")
