@@ -36,6 +36,15 @@ def _lookup(series: pd.Series, table: dict[str, str], *, keep_unknown: bool = Fa
     return pd.Series(found[codes], index=series.index, dtype="str")
 
 
+def _numbers(series: pd.Series) -> pd.Series:
+    """``pd.to_numeric(series, errors="coerce")``, each distinct text converted once (quantities repeat)."""
+    codes, distinct = pd.factorize(series)
+    if not len(distinct):
+        return pd.to_numeric(series, errors="coerce")
+    numbers = pd.to_numeric(pd.Series(distinct, dtype=series.dtype), errors="coerce")
+    return pd.Series(numbers.array.take(codes, allow_fill=True), index=series.index)
+
+
 def _parse_times(series: pd.Series) -> tuple[pd.Series, pd.Series]:
     """Naive times are China time. Returns (UTC timestamps, mask of unreadable non-empty values)."""
     text = series.str.replace("/", "-", regex=False).str.replace("T", " ", regex=False)
@@ -198,7 +207,7 @@ def parse_rows(
 
     # Lines.
     quantity_text = cells["quantity"]
-    quantity = pd.to_numeric(quantity_text.str.replace(",", "", regex=False), errors="coerce")
+    quantity = _numbers(quantity_text.str.replace(",", "", regex=False))
     bad_quantity = quantity.isna() | (quantity <= 0) | ~np.isfinite(quantity.fillna(0))
     price, bad_price = yuan_series_to_fen(cells["unit_price"])
     bad_price = bad_price | price.isna() | (price < 0)
