@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pandas as pd
@@ -16,7 +17,7 @@ from yidi.lifecycle import OrderState, transition_orders
 from yidi.masking import mask_address, mask_name, mask_phone
 from yidi.reference import ReferenceFileError, load_reference_file
 from yidi.schema import catalog_items, customers, orders
-from yidi.textfiles import UnreadableText, decode_bytes, read_table
+from yidi.textfiles import UnreadableText, decode_bytes, detect_stream_encoding, read_table
 
 CHINESE_CATALOG = '商品编码,名称,规格,型号,单位,单价,重量,类型\nSKU-1,火锅底料,500g 牛油,HG-500,袋,"1,039.90",0.55,商品\nSV-1,上门安装,省外,SV-I,次,300,,服务\n'
 
@@ -93,6 +94,30 @@ def test_text_detection_is_strict():
     frame = read_table(" 名称 , 单价 \n 火锅 , 1 \n,\n".encode("gbk"), "x.csv")
     assert list(frame.columns) == ["名称", "单价"] and frame.iloc[0].tolist() == ["火锅", "1"]
     assert len(frame) == 1  # the empty row is dropped
+
+
+@pytest.mark.parametrize("data", [
+    "订单号,渠道😀é\n".encode() * 3,  # valid: 2, 3 and 4-byte characters cut by every block size below
+    "重庆".encode("utf-8-sig") * 3,
+    "订单号,渠道\n".encode() + b"\xe4\xb8",  # the last character cut short
+    b"\xed\xa0\x80" + "订单".encode(),  # a surrogate
+    b"\xc0\xaf" + "订单".encode(),  # an overlong form
+    "订单号,渠道\n重庆".encode("gbk"),
+    b"\x81\x20\xff\xfe",
+])
+def test_a_large_file_is_decided_as_its_whole_bytes_would_be(data):
+    """``detect_stream_encoding`` checks UTF-8 block by block with Arrow's validator: whatever the block size, it
+    decides as the strict decoder does on the whole file (``decode_bytes``)."""
+    try:
+        expected = decode_bytes(data)[1]
+    except UnreadableText:
+        expected = None
+    for block in (1, 2, 3, 5, 7, 1 << 20):
+        try:
+            found = detect_stream_encoding(io.BytesIO(data), block=block)
+        except UnreadableText:
+            found = None
+        assert found == expected, block
 
 
 def test_masking_hides_personal_data():

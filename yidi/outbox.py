@@ -30,7 +30,8 @@ def enqueue(conn: Connection, notices: pd.DataFrame) -> int:
         raise ValueError(f"unknown notification media {sorted(bad_media)}")
     frame = notices[OUTBOX_COLUMNS].copy()
     # Rows without a recipient cannot be sent; the caller decides what that means, we never queue them.
-    frame = frame[(frame["recipient"].fillna("").astype(str) != "").to_numpy()]
+    recipient = frame["recipient"]
+    frame = frame[(recipient.notna() & (recipient != "")).to_numpy(dtype=bool, na_value=False)]
     if frame["context"].dtype == object:  # mappings (a text column holds JSON already: bulk callers)
         frame["context"] = [json_text(c) for c in frame["context"].tolist()]
     return insert_rows(conn, notification_outbox, frame, on_conflict=["dedupe_key"])
