@@ -55,10 +55,10 @@ BULK = str(ROOT / "yidi/bulk.py")
         # SQLAlchemy below our step: the database
         ((STEP, (f"{SITE}/sqlalchemy/engine/base.py", 1)), "database"),
         # our own line calling the raw driver (a C call, no driver frame): the database
-        ((STEP, (BULK, line_of("yidi/bulk.py", "cursor.executemany(sql, rows)"))), "database"),
+        ((STEP, (BULK, line_of("yidi/bulk.py", "cursor.execute(sql, flat["))), "database"),
         ((STEP, (BULK, line_of("yidi/bulk.py", "copy.write(data)"))), "database"),
         # ... but only when it is the innermost frame: pandas called from that function is our code
-        ((STEP, (BULK, line_of("yidi/bulk.py", "cursor.executemany(sql, rows)")), (f"{SITE}/pandas/x.py", 1)), "ours"),
+        ((STEP, (BULK, line_of("yidi/bulk.py", "cursor.execute(sql, flat[")), (f"{SITE}/pandas/x.py", 1)), "ours"),
         # psycopg waiting for the server
         ((STEP, (f"{SITE}/psycopg/cursor.py", 1), ("/usr/lib/python3.12/selectors.py", 1)), "database"),
         # a server thread with none of ours on it
