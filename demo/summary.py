@@ -95,7 +95,7 @@ def summary_markdown(tallies: dict[str, list[tuple[str, int]]], actions: list[di
             lines += [f"The commands act on the demo's store; in a shell at the repository, first: `export {environment}`",
                       ""]  # fmt: skip
         lines += ["| what | how many | command |", "|---|---:|---|"]
-        lines += [f"| {a['what']} | {a['count']:,} | `{a['command'].removeprefix(f'{environment} ')}` |"
+        lines += [f"| {a['what']} | {a['count']:,} | `{without_environment(a['command'], environment)}` |"
                   for a in actions]  # fmt: skip
     else:
         lines.append("Nothing: every record was read, every order decided, no incident or case open.")
@@ -111,6 +111,11 @@ def split_environment(command: str) -> tuple[str, str]:
     return " ".join(words[:settings]), " ".join(words[settings:])
 
 
+def without_environment(command: str, environment: str) -> str:
+    """``command`` without the ``environment`` settings in front (said once above it instead)."""
+    return command.removeprefix(f"{environment} ") if environment else command
+
+
 def terminal_lines(tallies: dict[str, list[tuple[str, int]]], actions: list[dict], width: int = 80,
                    command: str | None = None) -> list[str]:
     """The same summary for a terminal: short lines that fit ``width`` columns (wrapped by hand, not by the
@@ -118,7 +123,7 @@ def terminal_lines(tallies: dict[str, list[tuple[str, int]]], actions: list[dict
     ``yidi_command`` gives it) are said once, as an ``export`` line, so each command fits a line and can be pasted."""
     import textwrap
 
-    environment, _bare = split_environment(command or "")
+    environment = split_environment(command or "")[0]
     out = []
     total = sum(n for _, n in tallies.get("state", []))
     out.append(f"Demo: {total:,} orders through the whole lifecycle")
@@ -133,8 +138,7 @@ def terminal_lines(tallies: dict[str, list[tuple[str, int]]], actions: list[dict
         out.append("Needs action:")
         for a in actions:
             out += textwrap.wrap(f"- {a['count']:,} {a['what']}", width, subsequent_indent="  ")
-            shown = a["command"].removeprefix(f"{environment} ") if environment else a["command"]
-            out.append(f"    {shown}")  # whole, for copy and paste (short from the repository)
+            out.append(f"    {without_environment(a['command'], environment)}")  # whole, for copy and paste
     else:
         out.append("Needs action: nothing.")
     return out
